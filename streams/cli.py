@@ -1,0 +1,118 @@
+"""The ``shopstream`` command line (Typer): worker, replay, generate, evaluate, tail, topics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from streams.settings import Settings, markdown_table
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+evaluate = typer.Typer(no_args_is_help=True, help="Offline evaluations on recorded data.")
+cli.add_typer(evaluate, name="evaluate")
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except Exception as exc:  # ConfigError: one clear line, no traceback
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+def worker() -> None:
+    """Run the stream worker in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
+    import faust
+
+    from streams.app import create_app
+    from streams.kafka import ensure_topics
+
+    settings = _settings()
+    _logging(settings.log_level)
+    created = asyncio.run(ensure_topics(settings))
+    if created:
+        err.print(f"created topics: {', '.join(created)}")
+    shop = create_app(settings)
+    faust.Worker(shop.app, loglevel=settings.log_level.upper()).execute_from_commandline()
+
+
+@cli.command()
+def topics() -> None:
+    """Create the input and output topics (idempotent)."""
+    from streams.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(_settings()))
+    typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+@cli.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or TSV file.")],
+    rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible).")] = 0,
+    limit: Annotated[int, typer.Option(help="Stop after this many events (0 = all).")] = 0,
+    topic: Annotated[str, typer.Option(help="Target topic (default: the events topic).")] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Publish a recorded clickstream to shop.events, keyed by user."""
+    from streams.replay import count_lines, replay as run_replay
+
+    settings = _settings()
+    _logging("warning")
+    total = count_lines(file)
+    with Progress(
+        TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, disable=json_out or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("replay", total=limit or total)
+        summary = asyncio.run(
+            run_replay(
+                settings, file, rate=rate or None, limit=limit or None, topic=topic or None,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        )
+    if json_out:
+        sys.stdout.write(orjson.dumps(summary.as_dict()).decode() + "\n")
+    else:
+        err.print(
+            f"replayed [bold]{summary.events}[/bold] events in {summary.seconds:.2f}s "
+            f"({summary.events_per_s:,.0f} events/s), {summary.errors} unreadable lines"
+        )
+
+
+@cli.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Topic to read from the beginning.")],
+    max_messages: Annotated[int, typer.Option("--max", help="Stop after this many.")] = 10,
+    timeout: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 10.0,
+) -> None:
+    """Print messages of a topic (value, and headers if any), one JSON line each."""
+    from streams.tail import read_topic
+
+    for msg in asyncio.run(read_topic(_settings(), topic, max_messages=max_messages, idle_s=timeout)):
+        sys.stdout.write(orjson.dumps(msg).decode() + "\n")
+
+
+@cli.command("settings")
+def show_settings() -> None:
+    """Print every setting with its environment variable and default (Markdown)."""
+    sys.stdout.write(markdown_table() + "\n")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,143 @@
+"""Pure pieces of batch processing: split raw records, fence profile updates, shape outputs.
+
+The agent (``streams/agents/events.py``) only moves data between Kafka, Redis and these
+functions, so everything here is tested without a broker.
+
+>>> good = Record("shop.events", 0, 7, b"u1", b'{"event_id":"e","type":"search","user_id":"u1",'
+...               b'"session_id":"s","ts":1709283600000}')
+>>> bad = Record("shop.events", 0, 8, b"u1", b"{oops")
+>>> valid, rejected = split([good, bad], max_bytes=1000)
+>>> [(r.offset, e.type) for r, e in valid], [(r.offset, reason) for r, reason, _ in rejected]
+([(7, 'search')], [(8, 'not_json')])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from streams.events import Event, InvalidEvent, parse_event
+from streams.profile import Profile, update_profile
+
+#: Types after which a fresh recommendation is published.
+REC_TRIGGERS = frozenset({"view", "add_to_cart", "purchase"})
+MODEL_NAME = "cooc-session-v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, reduced to what processing needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def split(
+    records: Iterable[Record], *, max_bytes: int
+) -> tuple[list[tuple[Record, Event]], list[tuple[Record, str, str]]]:
+    """Parse every record: ``(valid [(record, event)], rejected [(record, reason, detail)])``."""
+    valid: list[tuple[Record, Event]] = []
+    rejected: list[tuple[Record, str, str]] = []
+    for rec in records:
+        try:
+            valid.append((rec, parse_event(rec.value, max_bytes=max_bytes)))
+        except InvalidEvent as exc:
+            rejected.append((rec, exc.reason, exc.detail))
+    return valid, rejected
+
+
+def dlq_headers(rec: Record, reason: str, detail: str) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter record: why, and where the original came from."""
+    return [
+        ("reason", reason.encode()),
+        ("detail", detail.encode("utf-8", "replace")[:1000]),
+        ("source_topic", rec.topic.encode()),
+        ("source_partition", str(rec.partition).encode()),
+        ("source_offset", str(rec.offset).encode()),
+    ]
+
+
+def by_partition(valid: Sequence[tuple[Record, Event]]) -> dict[tuple[str, int], list[tuple[int, Event]]]:
+    """Group valid events by source (topic, partition), keeping offset order."""
+    groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
+    for rec, ev in valid:
+        groups.setdefault((rec.topic, rec.partition), []).append((rec.offset, ev))
+    for items in groups.values():
+        items.sort(key=lambda pair: pair[0])
+    return groups
+
+
+@dataclass(slots=True)
+class Envelope:
+    """What the profile table stores per user: the profile plus its offset fence.
+
+    ``offset`` is the source offset of the last event applied; a user's events all live on
+    one partition (the key is ``user_id``), so a redelivered event has ``offset <= this``.
+    """
+
+    profile: Profile
+    offset: int = -1
+    session_id: str = ""
+    last_rec_ms: int = -1
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {"o": self.offset, "s": self.session_id, "r": self.last_rec_ms, "p": self.profile.to_dict()}
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        d = orjson.loads(raw)
+        return cls(Profile.from_dict(d["p"]), d["o"], d["s"], d["r"])
+
+
+def apply_profile(env: Envelope | None, offset: int, event: Event) -> Envelope | None:
+    """Apply one event to a user's envelope; ``None`` when it was already applied (fenced).
+
+    >>> e = Event("e1", "view", "u1", "s1", 1709283600000, item_id="i1")
+    >>> env = apply_profile(None, 5, e)
+    >>> (env.offset, env.session_id), apply_profile(env, 5, e)
+    ((5, 's1'), None)
+    """
+    if env is not None and offset <= env.offset:
+        return None
+    profile = update_profile(env.profile if env else None, event)
+    last_rec = env.last_rec_ms if env else -1
+    return Envelope(profile, offset, event.session_id, last_rec)
+
+
+def iso_ms(ts_ms: int) -> str:
+    """UTC ISO-8601 with milliseconds: ``iso_ms(0) == '1970-01-01T00:00:00.000Z'``."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def recommendation_message(event: Event, items: Sequence[tuple[str, float]]) -> bytes:
+    """The ``shop.recommendations`` value (DESIGN §1)."""
+    out: dict[str, Any] = {
+        "user_id": event.user_id,
+        "session_id": event.session_id,
+        "items": [{"item_id": i, "score": round(s, 6)} for i, s in items],
+        "trigger_event_id": event.event_id,
+        "ts": iso_ms(event.ts_ms),
+        "model": MODEL_NAME,
+    }
+    return orjson.dumps(out)
+
+
+def due_recommendations(
+    triggers: dict[str, tuple[Event, Envelope]], throttle_ms: int
+) -> list[tuple[Event, Envelope]]:
+    """The users to publish for: their last trigger event, unless throttled (event time)."""
+    due = []
+    for event, env in triggers.values():
+        if throttle_ms and env.last_rec_ms >= 0 and event.ts_ms - env.last_rec_ms < throttle_ms:
+            continue
+        due.append((event, env))
+    return due

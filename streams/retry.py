@@ -1,0 +1,65 @@
+"""Retrying effects on external state with exponential backoff and full jitter.
+
+Used around every Redis round trip of the worker: while Redis is down the batch is simply
+not finished (and so not acknowledged), so nothing is lost and, thanks to offset fencing,
+nothing is applied twice once Redis is back.
+
+>>> [round(backoff_delay(n, base=0.1, cap=2.0, jitter=False), 2) for n in range(6)]
+[0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Errors worth retrying: the server is unreachable or slow, the request itself is fine.
+RETRIABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, jitter: bool = True) -> float:
+    """Delay before retry number ``attempt`` (0-based): ``min(cap, base * 2**attempt)``."""
+    delay = min(cap, base * (2**attempt))
+    return random.uniform(0, delay) if jitter else delay  # noqa: S311 - jitter, not crypto
+
+
+async def retry_forever(
+    what: str,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    base: float = 0.1,
+    cap: float = 5.0,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Await ``fn()`` until it succeeds, retrying retriable errors with backoff.
+
+    Each failure is logged once with the attempt number; recovery is logged too.
+    Non-retriable errors propagate. ``should_stop`` lets a stopping worker give up.
+    """
+    attempt = 0
+    while True:
+        try:
+            result = await fn()
+        except RETRIABLE as exc:
+            if should_stop():
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            delay = backoff_delay(attempt, base=base, cap=cap)
+            log.warning("%s failed (attempt %d: %r); retrying in %.2fs", what, attempt + 1, exc, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+        else:
+            if attempt:
+                log.info("%s recovered after %d retries", what, attempt)
+            return result

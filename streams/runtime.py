@@ -1,0 +1,82 @@
+"""Long-lived clients of the worker, owned by a mode service (created on start, closed on stop)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import mode
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from models.similarity import RecConfig, SimilarityStore
+from streams.retry import RETRIABLE, retry_forever
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A Redis client that retries single commands briefly on connection errors.
+
+    Longer outages are handled one level up by :func:`streams.retry.retry_forever`.
+    """
+    return aioredis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=10.0,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
+        retry_on_error=list(RETRIABLE),
+    )
+
+
+def rec_config(settings: Settings) -> RecConfig:
+    return RecConfig(
+        session_window=settings.rec_session_window,
+        half_life_days=settings.rec_half_life_days,
+        max_neighbours=settings.rec_max_neighbours,
+    )
+
+
+class Runtime(mode.Service):  # type: ignore[misc]
+    """Holds the Redis client and the similarity store for the agents and views."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self._redis: aioredis.Redis | None = None
+        self._store: SimilarityStore | None = None
+        self.redis_ok = False
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("Runtime is not started")
+        return self._redis
+
+    @property
+    def store(self) -> SimilarityStore:
+        if self._store is None:
+            raise RuntimeError("Runtime is not started")
+        return self._store
+
+    async def on_start(self) -> None:
+        self._redis = redis_client(self.settings.redis_url)
+        await retry_forever(
+            f"connecting to Redis at {self.settings.redis_url.rsplit('@', 1)[-1]}",
+            self._redis.ping,
+            should_stop=lambda: self.should_stop,
+        )
+        self.redis_ok = True
+        self._store = SimilarityStore(
+            self._redis, prefix=self.settings.redis_prefix, config=rec_config(self.settings)
+        )
+        log.info("connected to Redis; key prefix %r", self.settings.redis_prefix)
+
+    async def on_stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
