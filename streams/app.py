@@ -85,11 +85,11 @@ def create_app(settings: Settings) -> ShopApp:
 
     profiles = app.Table(
         "profiles",
-        key_type=str,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        schema=faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        ),
         partitions=settings.partitions,
+        help="user_id -> profile envelope (orjson): the live customer profile",
     )
     runtime = Runtime(settings)
     shop = ShopApp(

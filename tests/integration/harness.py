@@ -1,0 +1,128 @@
+"""Helpers for integration tests: run the real worker as a process, produce, consume."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.settings import PREFIX, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``Settings.from_env()`` return ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    for f in fields(settings):
+        env[PREFIX + f.name.upper()] = str(getattr(settings, f.name))
+    return env
+
+
+class WorkerProcess:
+    """``shopstream worker`` in a child process; stopped (by its pid) on exit."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}{path}"
+
+    def get_json(self, path: str, timeout: float = 5.0) -> Any:
+        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:  # noqa: S310
+            return orjson.loads(resp.read())
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if self.get_json("/healthz", timeout=1.0)["status"] == "ok":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not healthy after {timeout}s:\n{self.logs()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def produce(settings: Settings, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Publish (key, value) pairs to the events topic exactly as a storefront would."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(settings.topic_events, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(topic: str, settings: Settings, *, until: int, timeout: float = 60.0) -> list[Any]:
+    """Read ``topic`` from the start until ``until`` records arrived or ``timeout`` passed."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < until and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await asyncio.shield(consumer.stop())
+    return out

@@ -1,0 +1,71 @@
+"""The thinnest real path: a plain aiokafka producer (a storefront) → worker → output topics.
+
+Runs the real worker process against the real broker and redis-server started by
+scripts/stack.sh, with topics and Redis keys private to the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from streams.kafka import ensure_topics
+from streams.settings import Settings
+from tests.integration.harness import WorkerProcess, consume, produce
+
+T0 = 1_709_283_600_000  # 2024-03-01T09:00:00Z
+
+
+def event(n: int, user: str, session: str, item: str, etype: str = "view") -> bytes:
+    return orjson.dumps(
+        {"event_id": f"{user}-{n}", "type": etype, "user_id": user, "session_id": session,
+         "item_id": item, "ts": T0 + n * 1000}
+    )
+
+
+async def test_storefront_events_yield_recommendations_and_bad_records_reach_the_dlq(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await ensure_topics(settings)
+    # Many sessions browse a -> b -> c, so c is learned as what follows b.
+    history = []
+    for u in range(30):
+        for n, item in enumerate(["a", "b", "c"]):
+            history.append((f"h{u}".encode(), event(n, f"h{u}", f"hs{u}", item)))
+    garbage: list[tuple[bytes | None, bytes | None]] = [
+        (b"x", b"not json at all"),
+        (b"x", orjson.dumps({"event_id": "g", "type": "view", "user_id": 5, "session_id": "s",
+                            "item_id": "i", "ts": T0})),
+        (b"x", b""),
+        (b"x", b'{"a": "\xff\xfe"}'),
+        (b"x", b'{"pad": "' + b"x" * (settings.max_event_bytes + 10) + b'"}'),
+    ]
+    live = [(b"alice", event(100, "alice", "as1", "a")), (b"alice", event(101, "alice", "as1", "b"))]
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        worker.wait_healthy()
+        await produce(settings, history + garbage + live)
+
+        dlq = await consume(settings.topic_dlq, settings, until=len(garbage))
+        reasons = sorted(dict(r.headers)["reason"].decode() for r in dlq)
+        assert reasons == ["bad_utf8", "empty", "not_json", "oversize", "wrong_type"], worker.logs()
+        by_value = {r.value: dict(r.headers) for r in dlq}
+        for _, value in garbage:
+            headers = by_value[value]  # the original bytes, unchanged
+            assert headers["source_topic"].decode() == settings.topic_events
+            assert int(headers["source_offset"]) >= 0
+
+        recs = await consume(settings.topic_recommendations, settings, until=31, timeout=60)
+        alice = [orjson.loads(r.value) for r in recs if r.key == b"alice"]
+        assert alice, worker.logs()
+        last = alice[-1]
+        assert last["trigger_event_id"] == "alice-101"
+        assert last["items"][0]["item_id"] == "c", last
+        assert worker.alive(), "bad input must not stop the worker"
+
+        similar = worker.get_json("/items/b/similar?k=3")
+        assert similar["items"][0]["item_id"] == "c"
+        profile = worker.get_json("/users/alice")
+        assert profile["session_id"] == "as1"
+        assert worker.get_json("/recommendations/alice?k=2")["items"]

@@ -1,0 +1,69 @@
+"""Pure batch logic: splitting, DLQ headers, offset fencing of profiles, throttling."""
+
+from __future__ import annotations
+
+import orjson
+
+from streams.events import Event
+from streams.pipeline import (
+    Envelope,
+    Record,
+    apply_profile,
+    by_partition,
+    dlq_headers,
+    due_recommendations,
+    recommendation_message,
+    split,
+)
+
+
+def ev(offset: int, user: str = "u1", ts: int = 1_709_283_600_000, etype: str = "view") -> Event:
+    return Event(f"e{offset}", etype, user, "s1", ts, item_id=f"i{offset}")  # type: ignore[arg-type]
+
+
+def test_split_keeps_valid_and_explains_rejects() -> None:
+    good = Record("t", 1, 10, b"u1", ev(10).to_json())
+    bad = Record("t", 1, 11, b"u1", b"\x00garbage")
+    valid, rejected = split([good, bad], max_bytes=10_000)
+    assert [r.offset for r, _ in valid] == [10]
+    assert [(r.offset, reason) for r, reason, _ in rejected] == [(11, "not_json")]
+    headers = dict(dlq_headers(bad, "not_json", "detail"))
+    assert headers == {
+        "reason": b"not_json", "detail": b"detail", "source_topic": b"t",
+        "source_partition": b"1", "source_offset": b"11",
+    }
+
+
+def test_by_partition_orders_by_offset() -> None:
+    a, b, c = (Record("t", p, o, None, None) for p, o in [(0, 5), (1, 2), (0, 3)])
+    groups = by_partition([(a, ev(5)), (b, ev(2)), (c, ev(3))])
+    assert [o for o, _ in groups[("t", 0)]] == [3, 5]
+    assert [o for o, _ in groups[("t", 1)]] == [2]
+
+
+def test_profile_updates_are_fenced_by_offset() -> None:
+    env = apply_profile(None, 1, ev(1))
+    assert env is not None
+    env2 = apply_profile(env, 2, ev(2, ts=1_709_283_700_000))
+    assert env2 is not None and env2.offset == 2
+    # Redelivery of offsets 1 and 2 after a crash: nothing changes.
+    assert apply_profile(env2, 1, ev(1)) is None
+    assert apply_profile(env2, 2, ev(2)) is None
+    assert Envelope.from_bytes(env2.to_bytes()).to_bytes() == env2.to_bytes()
+
+
+def test_throttle_uses_event_time() -> None:
+    env = apply_profile(None, 1, ev(1))
+    assert env is not None
+    env.last_rec_ms = 1_000_000
+    soon, later = ev(2, ts=1_000_500), ev(3, ts=1_002_000)
+    assert due_recommendations({"u1": (soon, env)}, throttle_ms=1000) == []
+    assert due_recommendations({"u1": (later, env)}, throttle_ms=1000) == [(later, env)]
+    assert due_recommendations({"u1": (soon, env)}, throttle_ms=0) == [(soon, env)]
+
+
+def test_recommendation_message_follows_the_contract() -> None:
+    msg = orjson.loads(recommendation_message(ev(7), [("i2", 0.5)]))
+    assert set(msg) == {"user_id", "session_id", "items", "trigger_event_id", "ts", "model"}
+    assert msg["items"] == [{"item_id": "i2", "score": 0.5}]
+    assert msg["trigger_event_id"] == "e7" and msg["ts"] == "2024-03-01T09:00:00.000Z"
