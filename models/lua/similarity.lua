@@ -1,0 +1,255 @@
+-- shopstream similarity store: one script, several commands (docs/recommendations.md).
+-- KEYS[1] = <base>meta where <base> = "{prefix}:" (one hash tag: every key is in one slot).
+-- ARGV[1] = command (apply | eval | rec | sim | pop | forget), ARGV[2] = <base>,
+-- ARGV[3..21] = configuration (see models/similarity.py RecConfig.as_args), ARGV[22..] = command args.
+local meta = KEYS[1]
+local cmd = ARGV[1]
+local base = ARGV[2]
+local N, W, HL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local M, SLACK = tonumber(ARGV[6]), tonumber(ARGV[7])
+local TW = {view = tonumber(ARGV[8]), add_to_cart = tonumber(ARGV[9]), purchase = tonumber(ARGV[10])}
+local FW, BW, FD, BD = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
+local RD, ALPHA, BETA, RB = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+local STTL, UTTL, L = tonumber(ARGV[19]), tonumber(ARGV[20]), tonumber(ARGV[21])
+local A0 = 22
+local POP, CAT, OFF = base .. 'pop', base .. 'cat', base .. 'off'
+
+local t0 = tonumber(redis.call('HGET', meta, 't0'))
+local clock = tonumber(redis.call('HGET', meta, 'clock'))
+
+-- Decay without rescans: counts are added with weight 2^((ts - t0)/HL), which grows with event
+-- time; dividing by the factor of "now" gives counts decayed with half-life HL.
+local function growth(ts)
+  if not t0 then return 1 end
+  return 2 ^ ((ts - t0) / HL)
+end
+
+-- Session state: the last N items, most recent first, as one string "i1\0i2\0..." (GET/SET).
+local function session_items(sk)
+  local items = {}
+  local raw = redis.call('GET', sk)
+  if raw then for it in string.gmatch(raw, '[^%z]+') do items[#items + 1] = it end end
+  return items
+end
+
+local function learn(etype, user, session, item, category, ts)
+  local w = TW[etype]
+  if not w or item == '' then return end
+  if etype == 'purchase' then
+    local ub = base .. 'ub:' .. user
+    redis.call('SADD', ub, item)
+    if UTTL > 0 then redis.call('PEXPIRE', ub, UTTL) end
+  end
+  local g = w * growth(ts)
+  local sk = base .. 's:' .. session
+  local prev = session_items(sk)
+  -- sim(a, item) += FW / d^FD (forward) and sim(item, a) += BW / d^BD (backward), for the
+  -- earlier items a at distance d <= N, summed per distinct a (one call per key)
+  local fwd, order, bwd, border = {}, {}, {}, {}
+  for d = 1, math.min(#prev, N) do
+    local a = prev[d]
+    if not fwd[a] then fwd[a] = 0; order[#order + 1] = a end
+    fwd[a] = fwd[a] + FW / d ^ FD * g
+    if a ~= item and BW > 0 then
+      if not bwd[a] then bwd[a] = 0; border[#border + 1] = a end
+      bwd[a] = bwd[a] + BW / d ^ BD * g
+    end
+  end
+  local touched = {}
+  for j = 1, #order do
+    local a = order[j]
+    local na = base .. 'n:' .. a
+    -- a new member comes back with exactly its increment: only then can the set be too big
+    if tonumber(redis.call('ZINCRBY', na, fwd[a], item)) == fwd[a] then touched[na] = true end
+  end
+  local ni = base .. 'n:' .. item
+  if #border == 1 then
+    local a = border[1]
+    if tonumber(redis.call('ZINCRBY', ni, bwd[a], a)) == bwd[a] then touched[ni] = true end
+  elseif #border > 1 then  -- all into one key: read, add, write in two calls
+    local old = redis.call('ZMSCORE', ni, unpack(border))
+    local args = {}
+    for j = 1, #border do
+      local a = border[j]
+      local o = old[j]
+      if o then args[#args + 1] = tonumber(o) + bwd[a] else args[#args + 1] = bwd[a]; touched[ni] = true end
+      args[#args + 1] = a
+    end
+    redis.call('ZADD', ni, unpack(args))
+  end
+  for key in pairs(touched) do
+    local card = redis.call('ZCARD', key)
+    if card > M + SLACK then redis.call('ZREMRANGEBYRANK', key, 0, card - M - 1) end
+  end
+  redis.call('ZINCRBY', POP, g, item)
+  local keep = math.max(N, W)
+  local value = item
+  for j = 1, math.min(#prev, keep - 1) do value = value .. '\0' .. prev[j] end
+  if STTL > 0 then redis.call('SET', sk, value, 'PX', STTL) else redis.call('SET', sk, value) end
+  if #prev == 0 then  -- a new session: remember it for forget_user
+    local us = base .. 'us:' .. user
+    redis.call('SADD', us, session)
+    if UTTL > 0 then redis.call('PEXPIRE', us, UTTL) end
+  end
+  if category ~= '' then redis.call('HSET', CAT, item, category) end
+end
+
+local function always() return true end
+
+-- Keep the k best (score desc, item asc) in a sorted array by insertion.
+local function topk(acc, cands, k, keep)
+  local top = {}
+  for j = 1, #cands do
+    local c = cands[j]
+    local s = acc[c]
+    if keep(c) then
+      local n = #top
+      if n < k or s > top[n][2] or (s == top[n][2] and c < top[n][1]) then
+        local pos = n + 1
+        while pos > 1 and (top[pos - 1][2] < s or (top[pos - 1][2] == s and top[pos - 1][1] > c)) do
+          pos = pos - 1
+        end
+        table.insert(top, pos, {c, s})
+        if #top > k then top[#top] = nil end
+      end
+    end
+  end
+  return top
+end
+
+-- score(c) = sum_p r_p * sim(a_p, c) / (cnt(a_p)^ALPHA * cnt(c)^BETA) + RB * sum_{p: a_p = c} r_p,
+-- r_p = 1 / p^RD over the W most recent session items a_1 (latest) .. a_W; counts decayed to now;
+-- only the L heaviest neighbours of each a_p are read.
+local function score(items, gnow, k, keep, boost)
+  local acc, cands = {}, {}
+  local nw = math.min(W, #items)
+  local rw, distinct = {}, {}
+  for p = 1, nw do
+    local a = items[p]
+    if not rw[a] then rw[a] = 0; distinct[#distinct + 1] = a end
+    rw[a] = rw[a] + 1 / p ^ RD
+  end
+  local counts = redis.call('ZMSCORE', POP, unpack(distinct))
+  for q = 1, #distinct do
+    local a, ca = distinct[q], counts[q]
+    if ca then
+      local f = rw[a] / ((tonumber(ca) / gnow) ^ ALPHA * gnow)
+      local row = redis.call('ZRANGE', base .. 'n:' .. a, 0, L - 1, 'REV', 'WITHSCORES')
+      for j = 1, #row, 2 do
+        local c = row[j]
+        local v = tonumber(row[j + 1]) * f
+        local old = acc[c]
+        if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+      end
+    end
+  end
+  for i = 1, #cands, 500 do
+    local last = math.min(i + 499, #cands)
+    local cc = redis.call('ZMSCORE', POP, unpack(cands, i, last))
+    for j = i, last do
+      local n = tonumber(cc[j - i + 1])
+      if n then acc[cands[j]] = acc[cands[j]] / (n / gnow) ^ BETA end
+    end
+  end
+  if boost then
+    for q = 1, #distinct do
+      local a = distinct[q]
+      local b = RB * rw[a]
+      if acc[a] then acc[a] = acc[a] + b else acc[a] = b; cands[#cands + 1] = a end
+    end
+  end
+  local top = topk(acc, cands, k, keep)
+  if #top < k then  -- cold start: fill with decayed popularity, score 0
+    local seen = {}
+    for j = 1, #top do seen[top[j][1]] = true end
+    local want = k + #top - 1
+    if keep ~= always then want = 3 * k + 20 + #top end
+    local popular = redis.call('ZRANGE', POP, 0, want, 'REV')
+    for j = 1, #popular do
+      local c = popular[j]
+      if #top >= k then break end
+      if not seen[c] and keep(c) then top[#top + 1] = {c, 0}; seen[c] = true end
+    end
+  end
+  return top
+end
+
+local function flat(top)
+  local out = {}
+  for j = 1, #top do out[#out + 1] = top[j][1]; out[#out + 1] = tostring(top[j][2]) end
+  return out
+end
+
+
+if cmd == 'apply' or cmd == 'eval' then
+  -- args: field, k, then records of 8 values: offset, type, user, session, item, category, ts, target
+  local field, k = ARGV[A0], tonumber(ARGV[A0 + 1])
+  local stored = tonumber(redis.call('HGET', OFF, field) or '-1')
+  local applied, last = 0, stored
+  local ranks, covered, cov = {}, {}, {}
+  for i = A0 + 2, #ARGV, 8 do
+    local offset = tonumber(ARGV[i])
+    if offset > stored and offset > last then
+      local etype, user, session, item = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+      local ts, target = tonumber(ARGV[i + 6]), ARGV[i + 7]
+      if not t0 then t0 = ts; redis.call('HSET', meta, 't0', ts) end
+      if not clock or ts > clock then clock = ts end
+      if cmd == 'eval' and target ~= '' then
+        local items = {item}
+        local prev = session_items(base .. 's:' .. session)
+        for j = 1, math.min(#prev, W - 1) do items[#items + 1] = prev[j] end
+        local top = score(items, growth(clock), k, always, true)
+        local rank = 0
+        for j = 1, #top do
+          local c = top[j][1]
+          if rank == 0 and c == target then rank = j end
+          if not cov[c] then cov[c] = true; covered[#covered + 1] = c end
+        end
+        ranks[#ranks + 1] = rank
+      end
+      learn(etype, user, session, item, ARGV[i + 5], ts)
+      applied, last = applied + 1, offset
+    end
+  end
+  if applied > 0 then
+    redis.call('HSET', OFF, field, last)
+    redis.call('HSET', meta, 'clock', clock)
+  end
+  return {applied, ranks, covered}
+elseif cmd == 'rec' then
+  -- args: k, then requests of 4 values: user, session, exclude_purchased (0/1), category ('' = any)
+  local k = tonumber(ARGV[A0])
+  local gnow = growth(clock or 0)
+  local out = {}
+  for i = A0 + 1, #ARGV, 4 do
+    local user, session, excl, category = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local items = session_items(base .. 's:' .. session)
+    local bought = {}
+    if excl == '1' then
+      for _, b in ipairs(redis.call('SMEMBERS', base .. 'ub:' .. user)) do bought[b] = true end
+    end
+    local keep = function(c)
+      if bought[c] then return false end
+      if category ~= '' and redis.call('HGET', CAT, c) ~= category then return false end
+      return true
+    end
+    out[#out + 1] = flat(score(items, gnow, k, keep, true))
+  end
+  return out
+elseif cmd == 'sim' then
+  local item, k = ARGV[A0], tonumber(ARGV[A0 + 1])
+  return flat(score({item}, growth(clock or 0), k, function(c) return c ~= item end, false))
+elseif cmd == 'pop' then
+  local k = tonumber(ARGV[A0])
+  local gnow = growth(clock or 0)
+  local rows = redis.call('ZRANGE', POP, 0, k - 1, 'REV', 'WITHSCORES')
+  for j = 2, #rows, 2 do rows[j] = tostring(tonumber(rows[j]) / gnow) end
+  return rows
+elseif cmd == 'forget' then
+  local user = ARGV[A0]
+  local us = base .. 'us:' .. user
+  local n = 0
+  for _, s in ipairs(redis.call('SMEMBERS', us)) do n = n + redis.call('DEL', base .. 's:' .. s) end
+  return n + redis.call('DEL', us, base .. 'ub:' .. user)
+end
+return redis.error_reply('unknown command ' .. tostring(cmd))

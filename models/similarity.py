@@ -1,0 +1,239 @@
+"""The Redis similarity store: incremental, decayed, bounded, exactly-once item co-occurrence.
+
+All logic runs inside one Lua script (``models/lua/similarity.lua``) so that a batch of events
+is learned atomically and fenced by its Kafka offset, and so that live recommendations and the
+offline evaluation use exactly the same scoring code. The formula and the key design are in
+``docs/recommendations.md``.
+
+>>> RecConfig().session_window, RecConfig().weights
+(10, (1.0, 2.0, 3.0))
+>>> key_base("ss")
+'{ss}:'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+from streams.errors import ConfigError
+from streams.events import Event
+
+log = logging.getLogger(__name__)
+
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecConfig:
+    """Parameters of learning and scoring (defaults tuned on the YOOCHOOSE split, see docs)."""
+
+    #: Last N interactions of a session that a new click is paired with.
+    session_window: int = 5
+    #: Half-life of every count, in event-time days.
+    half_life_days: float = 30.0
+    #: Neighbours kept per item (pruning keeps the heaviest ones).
+    max_neighbours: int = 200
+    #: Extra neighbours tolerated before a prune, as a fraction of ``max_neighbours``.
+    prune_slack: float = 0.1
+    #: Event-type weights: view, add_to_cart, purchase.
+    weights: tuple[float, float, float] = (1.0, 2.0, 3.0)
+    #: Pair (a before b at distance d) adds ``forward / d**forward_decay`` to sim(a, b) ...
+    forward: float = 1.0
+    forward_decay: float = 1.0
+    #: ... and ``backward / d**backward_decay`` to sim(b, a).
+    backward: float = 0.5
+    backward_decay: float = 1.0
+    #: Most recent session items that score candidates.
+    score_items: int = 3
+    #: Recency weight of the p-th most recent session item is ``1 / p**recency_decay``.
+    recency_decay: float = 2.0
+    #: Asymmetric cosine: sim(a, c) / (count(a)**alpha * count(c)**beta).
+    alpha: float = 0.5
+    beta: float = 0.2
+    #: Boost of an item already in the session (repeat clicks), times its recency weight.
+    repeat_boost: float = 1.0
+    #: Heaviest neighbours of each session item read when scoring (speed/quality trade-off).
+    score_neighbours: int = 20
+    #: Retention (wall-clock TTL) of session keys and of user keys; 0 = keep forever.
+    session_ttl_s: int = 3 * 86_400
+    user_ttl_s: int = 90 * 86_400
+
+    def __post_init__(self) -> None:
+        sizes = (self.session_window, self.score_items, self.max_neighbours, self.score_neighbours)
+        if min(sizes) <= 0:
+            raise ConfigError("window, score_items and neighbour bounds must be positive")
+        if self.half_life_days <= 0:
+            raise ConfigError("half_life_days must be positive")
+
+    def as_args(self) -> list[str]:
+        """The 19 configuration arguments of the Lua script (ARGV[3..21])."""
+        values: list[float] = [
+            self.session_window,
+            self.score_items,
+            self.half_life_days * _DAY_MS,
+            self.max_neighbours,
+            max(1, int(self.max_neighbours * self.prune_slack)),
+            *self.weights,
+            self.forward,
+            self.backward,
+            self.forward_decay,
+            self.backward_decay,
+            self.recency_decay,
+            self.alpha,
+            self.beta,
+            self.repeat_boost,
+            self.session_ttl_s * 1000,
+            self.user_ttl_s * 1000,
+            self.score_neighbours,
+        ]
+        return [repr(v) if isinstance(v, float) else str(v) for v in values]
+
+
+def key_base(prefix: str) -> str:
+    """``{prefix}:`` — the hash tag puts every key of one store in one Redis Cluster slot."""
+    if not prefix or any(ch in prefix for ch in "{}*?[]\\"):
+        raise ConfigError(f"redis prefix {prefix!r} must be non-empty without {{}}*?[]\\")
+    return "{" + prefix + "}:"
+
+
+def load_lua() -> str:
+    """Source of the similarity script (shipped as package data)."""
+    return resources.files("models").joinpath("lua/similarity.lua").read_text("utf-8")
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat: Sequence[Any]) -> list[tuple[str, float]]:
+    return [(_s(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def encode_records(records: Sequence[tuple[int, Event]], targets: Sequence[str] = ()) -> list[Any]:
+    """Flatten records to the script's 8-value layout (offset, type, user, session, item,
+    category, ts_ms, target).
+
+    >>> e = Event("e1", "view", "u", "s", 5, item_id="i")
+    >>> encode_records([(7, e)])
+    [7, 'view', 'u', 's', 'i', '', 5, '']
+    """
+    out: list[Any] = []
+    for j, (offset, e) in enumerate(records):
+        target = targets[j] if targets else ""
+        out += [offset, e.type, e.user_id, e.session_id, e.item_id or "", e.category or "", e.ts_ms]
+        out.append(target)
+    return out
+
+
+class SimilarityStore:
+    """Item-to-item similarity in Redis, learned per event, queried per session."""
+
+    def __init__(self, redis: Redis, *, prefix: str, config: RecConfig) -> None:
+        self.redis = redis
+        self.config = config
+        self.base = key_base(prefix)
+        self._meta = self.base + "meta"
+        self._script = redis.register_script(load_lua())
+        self._cfg = config.as_args()
+
+    async def _call(self, cmd: str, args: Sequence[Any]) -> Any:
+        return await self._script(keys=[self._meta], args=[cmd, self.base, *self._cfg, *args])
+
+    async def apply_batch(
+        self, source: str, partition: int, records: Sequence[tuple[int, Event]]
+    ) -> int:
+        """Learn ``records`` (offset order) in one script call, fenced by the stored offset.
+
+        Returns how many records were past the fence (each moves the offset; only
+        view/add_to_cart/purchase with an item teach co-occurrence).
+        """
+        if not records:
+            return 0
+        res = await self._call("apply", [f"{source}:{partition}", 0, *encode_records(records)])
+        return int(res[0])
+
+    async def evaluate_clicks(
+        self, source: str, start: int, clicks: Sequence[tuple[str, str, int]],
+        targets: Sequence[str], k: int,
+    ) -> tuple[int, list[int], list[str]]:
+        """Score-then-learn each click (session, item, ts_ms) in order inside Redis.
+
+        Used by the offline evaluation: the same script and learning code as
+        :meth:`apply_batch` (clicks are views of user = session, offsets ``start + j``), and
+        the same scoring code as :meth:`recommend`. ``targets[j]`` is the true next item of
+        click j ('' = no prediction). Returns (clicks applied, 1-based rank of each target or
+        0 if not in the top k, items shown in any top k).
+        """
+        args: list[Any] = [f"{source}:0", k]
+        for j, (session, item, ts) in enumerate(clicks):
+            args += [start + j, "view", session, session, item, "", ts, targets[j]]
+        applied, ranks, covered = await self._call("eval", args)
+        return int(applied), [int(r) for r in ranks], [_s(c) for c in covered]
+
+    async def recommend(
+        self,
+        user_id: str,
+        session_id: str,
+        k: int,
+        *,
+        exclude_purchased: bool = True,
+        category: str | None = None,
+    ) -> list[tuple[str, float]]:
+        """Top ``k`` (item, score) for the session; popular items fill a cold start."""
+        req = [user_id, session_id, int(exclude_purchased), category or ""]
+        res = await self._call("rec", [k, *req])
+        return _pairs(res[0])
+
+    async def recommend_many(
+        self, requests: Sequence[tuple[str, str]], k: int
+    ) -> list[list[tuple[str, float]]]:
+        """Several (user_id, session_id) in one script call (purchased items excluded)."""
+        if not requests:
+            return []
+        args: list[Any] = [k]
+        for user_id, session_id in requests:
+            args += [user_id, session_id, 1, ""]
+        return [_pairs(r) for r in await self._call("rec", args)]
+
+    async def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
+        """Items most similar to ``item_id`` (itself excluded)."""
+        return _pairs(await self._call("sim", [item_id, k]))
+
+    async def popular(self, k: int) -> list[tuple[str, float]]:
+        """Decayed trending items: weighted counts decayed to the stream clock."""
+        return _pairs(await self._call("pop", [k]))
+
+    async def forget_user(self, user_id: str) -> int:
+        """Delete the user's session and purchase keys; return how many keys were deleted."""
+        return int(await self._call("forget", [user_id]))
+
+    async def stored_offset(self, source: str, partition: int) -> int | None:
+        """Offset of the last applied record of (source, partition), if any."""
+        raw = await self.redis.hget(self.base + "off", f"{source}:{partition}")
+        return None if raw is None else int(raw)
+
+    async def delete_all(self) -> int:
+        """Delete every key of this store (SCAN + UNLINK); returns the number deleted."""
+        return await delete_prefix(self.redis, self.base)
+
+
+async def delete_prefix(redis: Redis, base: str, *, chunk: int = 500) -> int:
+    """UNLINK every key that starts with ``base`` (glob-escaped), in chunks."""
+    pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in base) + "*"
+    deleted = 0
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=pattern, count=chunk):
+        batch.append(key)
+        if len(batch) >= chunk:
+            deleted += int(await redis.unlink(*batch))
+            batch = []
+    if batch:
+        deleted += int(await redis.unlink(*batch))
+    log.debug("deleted %d keys under %s", deleted, base)
+    return deleted
