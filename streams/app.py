@@ -85,9 +85,10 @@ def create_app(settings: Settings) -> ShopApp:
 
     profiles = app.Table(
         "profiles",
-        schema=faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        # Faust derives the changelog serializers from the types: str keys are JSON,
+        # bytes values are raw (our orjson envelope).
+        key_type=str,
+        value_type=bytes,
         partitions=settings.partitions,
         help="user_id -> profile envelope (orjson): the live customer profile",
     )

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from streams.evaluate_recs import recs_command
+from streams.generate import generate_command
 from streams.settings import Settings, markdown_table
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -100,12 +102,25 @@ def tail(
     topic: Annotated[str, typer.Argument(help="Topic to read from the beginning.")],
     max_messages: Annotated[int, typer.Option("--max", help="Stop after this many.")] = 10,
     timeout: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 10.0,
+    last: Annotated[bool, typer.Option("--last", help="The newest messages, not the oldest.")] = False,
 ) -> None:
     """Print messages of a topic (value, and headers if any), one JSON line each."""
     from streams.tail import read_topic
 
-    for msg in asyncio.run(read_topic(_settings(), topic, max_messages=max_messages, idle_s=timeout)):
+    settings = _settings()
+    messages = asyncio.run(
+        read_topic(settings, topic, max_messages=max_messages, idle_s=timeout, last=last)
+    )
+    for msg in messages:
         sys.stdout.write(orjson.dumps(msg).decode() + "\n")
+
+
+cli.command("generate", help="Write a synthetic storefront clickstream (JSONL) and its truth.")(
+    generate_command
+)
+evaluate.command("recs", help="Next-click HR@k/MRR@k of the similarity store vs a baseline.")(
+    recs_command
+)
 
 
 @cli.command("settings")

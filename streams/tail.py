@@ -12,6 +12,17 @@ from streams.kafka import client_options
 from streams.settings import Settings
 
 
+async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer; aiokafka 0.14 may re-raise the cancellation of its own internal
+    offset-reset task from ``stop()``, which is not an error of ours."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # a real cancellation of the caller
+
+
 def decode(value: bytes | None) -> Any:
     """JSON if the value is JSON, else the text (or ``None`` for an empty value)."""
     if value is None:
@@ -23,15 +34,25 @@ def decode(value: bytes | None) -> Any:
 
 
 async def read_topic(
-    settings: Settings, topic: str, *, max_messages: int, idle_s: float
+    settings: Settings, topic: str, *, max_messages: int, idle_s: float, last: bool = False
 ) -> list[dict[str, Any]]:
-    """Up to ``max_messages`` records from the start of ``topic``; stops after ``idle_s`` idle."""
+    """Up to ``max_messages`` records of ``topic``; stops after ``idle_s`` idle.
+
+    From the start of the topic, or with ``last`` the newest ``max_messages`` of each partition.
+    """
     consumer = AIOKafkaConsumer(
         topic, **client_options(settings), auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:
+        if last:
+            await consumer.getmany(timeout_ms=100)  # join: partitions get assigned
+            parts = consumer.assignment()
+            ends = await consumer.end_offsets(list(parts))
+            starts = await consumer.beginning_offsets(list(parts))
+            for tp in parts:
+                consumer.seek(tp, max(starts[tp], ends[tp] - max_messages))
         while len(out) < max_messages:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=max_messages)
             if not batch:
@@ -46,4 +67,4 @@ async def read_topic(
                     out.append(msg)
         return out[:max_messages]
     finally:
-        await asyncio.shield(consumer.stop())
+        await stop_quietly(consumer)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# make demo: start Kafka, Redis and the worker, replay a generated clickstream, show outputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SS=.venv/bin/shopstream
+DEMO=.stack/demo
+PORT="${SHOPSTREAM_WEB_PORT:-6066}"
+USERS="${DEMO_USERS:-300}"
+mkdir -p "$DEMO"
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "1/5 starting Kafka and Redis (first run downloads the Kafka jars once)"
+scripts/stack.sh up
+
+say "2/5 starting the worker (log: $DEMO/worker.log, http://127.0.0.1:$PORT)"
+started_worker=0
+if [ -f "$DEMO/worker.pid" ] && kill -0 "$(cat "$DEMO/worker.pid")" 2>/dev/null; then
+  echo "worker already running (pid $(cat "$DEMO/worker.pid"))"
+else
+  $SS topics
+  nohup $SS worker >"$DEMO/worker.log" 2>&1 &
+  echo $! >"$DEMO/worker.pid"
+  started_worker=1
+fi
+stop_worker() {
+  if [ "$started_worker" = 1 ] && [ "${DEMO_KEEP:-0}" != 1 ]; then
+    kill -TERM "$(cat "$DEMO/worker.pid")" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$(cat "$DEMO/worker.pid")" 2>/dev/null || break; sleep 0.5; done
+    rm -f "$DEMO/worker.pid"
+    echo "worker stopped"
+  fi
+}
+trap stop_worker EXIT
+.venv/bin/python scripts/demo_show.py wait-healthy --port "$PORT"
+
+say "3/5 generating a storefront clickstream ($USERS users, seed 7)"
+$SS generate --users "$USERS" --seed 7 --out "$DEMO/events.jsonl"
+
+say "4/5 replaying it into shop.events"
+$SS replay "$DEMO/events.jsonl"
+
+say "5/5 what came out"
+.venv/bin/python scripts/demo_show.py outputs --port "$PORT"
+
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+  say "the worker keeps running: http://127.0.0.1:$PORT/healthz; stop it with: kill $(cat "$DEMO/worker.pid"); make down"
+else
+  say "done. Kafka and Redis are still running: 'make worker' to run the worker again, 'make down' to stop them"
+fi

@@ -1,0 +1,108 @@
+"""Helpers of scripts/demo.sh: wait for the worker, then show what came out of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.kafka import client_options
+from streams.settings import Settings
+from streams.tail import read_topic, stop_quietly
+
+
+def get(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return orjson.loads(resp.read())
+
+
+def wait_healthy(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if get(port, "/healthz")["status"] == "ok":
+                print("worker is healthy")
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"worker not healthy after {timeout:.0f}s; see .stack/demo/worker.log")
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, topics: list[str]) -> dict[str, int]:
+    out = {}
+    for topic in topics:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        out[topic] = sum(ends.values())
+    return out
+
+
+async def wait_quiet(
+    settings: Settings, topics: list[str], quiet_s: float = 4, cap_s: float = 180
+) -> dict[str, int]:
+    """Wait until no output topic grows for ``quiet_s`` seconds (the worker caught up)."""
+    consumer = AIOKafkaConsumer(*topics, **client_options(settings))
+    await consumer.start()
+    start, last, since = time.monotonic(), None, time.monotonic()
+    try:
+        while time.monotonic() - start < cap_s:
+            now = await end_offsets(consumer, topics)
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                break
+            await asyncio.sleep(1)
+    finally:
+        await stop_quietly(consumer)
+    return last or {}
+
+
+def outputs(port: int) -> None:
+    settings = Settings.from_env()
+    topics = [settings.topic_recommendations, settings.topic_churn_alerts, settings.topic_dlq,
+              settings.topic_segments, settings.topic_anomalies]
+    counts = asyncio.run(wait_quiet(settings, topics))
+    print("records on the output topics:")
+    for topic, n in counts.items():
+        print(f"  {topic:28s} {n:>8d}")
+    recs = asyncio.run(read_topic(settings, settings.topic_recommendations, max_messages=5, idle_s=3, last=True))
+    print(f"\nlatest recommendations (read back from {settings.topic_recommendations}):")
+    for msg in recs[-5:]:
+        v = msg["value"]
+        items = ", ".join(f"{i['item_id']} ({i['score']:.3f})" for i in v["items"][:5])
+        print(f"  user {v['user_id']} after event {v['trigger_event_id']}: {items}")
+    alerts = asyncio.run(read_topic(settings, settings.topic_churn_alerts, max_messages=3, idle_s=3, last=True))
+    if alerts:
+        print(f"\nlatest churn alerts (read back from {settings.topic_churn_alerts}):")
+        for msg in alerts:
+            v = msg["value"]
+            print(f"  {v['user_id']}: p={v['probability']:.2f} action={v.get('action')} reasons={v.get('reasons', [])[:2]}")
+    if recs:
+        user = recs[-1]["value"]["user_id"]
+        item = recs[-1]["value"]["items"][0]["item_id"] if recs[-1]["value"]["items"] else None
+        print(f"\nGET /users/{user}: {orjson.dumps(get(port, f'/users/{user}')).decode()[:400]}")
+        if item:
+            print(f"GET /items/{item}/similar?k=3: {orjson.dumps(get(port, f'/items/{item}/similar?k=3')).decode()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["wait-healthy", "outputs"])
+    parser.add_argument("--port", type=int, default=6066)
+    args = parser.parse_args()
+    if args.what == "wait-healthy":
+        wait_healthy(args.port)
+    else:
+        outputs(args.port)
+
+
+if __name__ == "__main__":
+    main()
