@@ -67,30 +67,41 @@ async def wait_quiet(
 
 def outputs(port: int) -> None:
     settings = Settings.from_env()
-    topics = [settings.topic_recommendations, settings.topic_churn_alerts, settings.topic_dlq,
-              settings.topic_segments, settings.topic_anomalies]
+    topics = [
+        settings.topic_recommendations,
+        settings.topic_churn_alerts,
+        settings.topic_dlq,
+        settings.topic_segments,
+        settings.topic_anomalies,
+    ]
     counts = asyncio.run(wait_quiet(settings, topics))
     print("records on the output topics:")
     for topic, n in counts.items():
         print(f"  {topic:28s} {n:>8d}")
-    recs = asyncio.run(read_topic(settings, settings.topic_recommendations, max_messages=5, idle_s=3, last=True))
+    recs = asyncio.run(
+        read_topic(settings, settings.topic_recommendations, max_messages=5, idle_s=3, last=True)
+    )
     print(f"\nlatest recommendations (read back from {settings.topic_recommendations}):")
     for msg in recs[-5:]:
         v = msg["value"]
         items = ", ".join(f"{i['item_id']} ({i['score']:.3f})" for i in v["items"][:5])
         print(f"  user {v['user_id']} after event {v['trigger_event_id']}: {items}")
-    alerts = asyncio.run(read_topic(settings, settings.topic_churn_alerts, max_messages=3, idle_s=3, last=True))
+    alerts = asyncio.run(
+        read_topic(settings, settings.topic_churn_alerts, max_messages=3, idle_s=3, last=True)
+    )
     if alerts:
         print(f"\nlatest churn alerts (read back from {settings.topic_churn_alerts}):")
         for msg in alerts:
             v = msg["value"]
-            print(f"  {v['user_id']}: p={v['probability']:.2f} action={v.get('action')} reasons={v.get('reasons', [])[:2]}")
+            reasons = v.get("reasons", [])[:2]
+            print(f"  {v['user_id']}: p={v['probability']:.2f} {v.get('action')} {reasons}")
     if recs:
         user = recs[-1]["value"]["user_id"]
         item = recs[-1]["value"]["items"][0]["item_id"] if recs[-1]["value"]["items"] else None
         print(f"\nGET /users/{user}: {orjson.dumps(get(port, f'/users/{user}')).decode()[:400]}")
         if item:
-            print(f"GET /items/{item}/similar?k=3: {orjson.dumps(get(port, f'/items/{item}/similar?k=3')).decode()}")
+            similar = orjson.dumps(get(port, f"/items/{item}/similar?k=3")).decode()
+            print(f"GET /items/{item}/similar?k=3: {similar}")
 
 
 def main() -> None:

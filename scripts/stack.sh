@@ -44,7 +44,8 @@ install_kafka() {
   local tmp; tmp="$(mktemp -d "$CACHE.XXXXXX" 2>/dev/null || { mkdir -p "$CACHE"; mktemp -d "$CACHE/tmp.XXXXXX"; })"
   mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
-    || die "mvn could not fetch the Kafka jars (see output above)"
+    >"$tmp.mvn.log" 2>&1 || { cat "$tmp.mvn.log" >&2; die "mvn could not fetch the Kafka jars"; }
+  rm -f "$tmp.mvn.log"
   mkdir -p "$(dirname "$KAFKA_LIBS")"
   rm -rf "$KAFKA_LIBS"; mv "$tmp" "$KAFKA_LIBS"
 }
@@ -55,7 +56,7 @@ install_kafka() {
 pid_alive() {  # pid_alive PIDFILE PATTERN
   local pidfile="$1" pattern="$2" pid
   [ -f "$pidfile" ] || return 1
-  pid="$(cat "$pidfile")"
+  pid="$(cat "$pidfile" 2>/dev/null)" || return 1
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern"
 }

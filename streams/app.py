@@ -105,7 +105,7 @@ def create_app(settings: Settings) -> ShopApp:
         profiles=profiles,
         runtime=runtime,
     )
-    app.service(runtime)  # started with the worker, stopped with it (closes Redis)
+    app.service(runtime)  # type: ignore[arg-type]  # an instance works: started after recovery
 
     from streams import web
     from streams.agents import events as events_agent

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from streams.errors import ConfigError
 from streams.evaluate_recs import recs_command
 from streams.generate import generate_command
 from streams.settings import Settings, markdown_table
@@ -26,7 +27,7 @@ err = Console(stderr=True)
 def _settings() -> Settings:
     try:
         return Settings.from_env()
-    except Exception as exc:  # ConfigError: one clear line, no traceback
+    except ConfigError as exc:  # one clear line, no traceback
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
 
@@ -72,19 +73,28 @@ def replay(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Publish a recorded clickstream to shop.events, keyed by user."""
-    from streams.replay import count_lines, replay as run_replay
+    from streams.replay import count_lines
+    from streams.replay import replay as run_replay
 
     settings = _settings()
     _logging("warning")
     total = count_lines(file)
     with Progress(
-        TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, disable=json_out or not err.is_terminal,
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=json_out or not err.is_terminal,
     ) as bar:
         task = bar.add_task("replay", total=limit or total)
         summary = asyncio.run(
             run_replay(
-                settings, file, rate=rate or None, limit=limit or None, topic=topic or None,
+                settings,
+                file,
+                rate=rate or None,
+                limit=limit or None,
+                topic=topic or None,
                 progress=lambda n: bar.update(task, completed=n),
             )
         )
@@ -102,7 +112,9 @@ def tail(
     topic: Annotated[str, typer.Argument(help="Topic to read from the beginning.")],
     max_messages: Annotated[int, typer.Option("--max", help="Stop after this many.")] = 10,
     timeout: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 10.0,
-    last: Annotated[bool, typer.Option("--last", help="The newest messages, not the oldest.")] = False,
+    last: Annotated[
+        bool, typer.Option("--last", help="The newest messages, not the oldest.")
+    ] = False,
 ) -> None:
     """Print messages of a topic (value, and headers if any), one JSON line each."""
     from streams.tail import read_topic

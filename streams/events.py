@@ -27,10 +27,14 @@ import orjson
 
 from streams.errors import ShopstreamError
 
-EventType = Literal["view", "add_to_cart", "remove_from_cart", "purchase", "search", "session_start"]
+EventType = Literal[
+    "view", "add_to_cart", "remove_from_cart", "purchase", "search", "session_start"
+]
 EVENT_TYPES: Final[frozenset[str]] = frozenset(get_args(EventType))
 #: Types that name an item and therefore require ``item_id``.
-ITEM_TYPES: Final[frozenset[str]] = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase"})
+ITEM_TYPES: Final[frozenset[str]] = frozenset(
+    {"view", "add_to_cart", "remove_from_cart", "purchase"}
+)
 
 #: Timestamps outside [2000-01-01, 2100-01-01) are rejected as absurd.
 MIN_TS_MS: Final = 946_684_800_000
@@ -109,7 +113,9 @@ def parse_ts(value: object) -> int:
             raise InvalidEvent("bad_ts", f"timestamp {value[:64]!r} has no time zone")
         ms = int(dt.timestamp() * 1000)
     else:
-        raise InvalidEvent("bad_ts", f"timestamp must be a string or epoch ms, not {type(value).__name__}")
+        raise InvalidEvent(
+            "bad_ts", f"timestamp must be a string or epoch ms, not {type(value).__name__}"
+        )
     if not MIN_TS_MS <= ms < MAX_TS_MS:
         raise InvalidEvent("absurd_ts", f"timestamp {value!r} is outside 2000..2100")
     return ms
@@ -122,7 +128,9 @@ def _str_field(obj: dict[str, Any], name: str, *, required: bool, limit: int) ->
             raise InvalidEvent("missing_field", f"missing required field {name!r}")
         return None
     if not isinstance(value, str):
-        raise InvalidEvent("wrong_type", f"field {name!r} must be a string, not {type(value).__name__}")
+        raise InvalidEvent(
+            "wrong_type", f"field {name!r} must be a string, not {type(value).__name__}"
+        )
     if required and not value:
         raise InvalidEvent("missing_field", f"field {name!r} is empty")
     if len(value) > limit:
@@ -135,7 +143,9 @@ def _number(obj: dict[str, Any], name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidEvent("wrong_type", f"field {name!r} must be a number, not {type(value).__name__}")
+        raise InvalidEvent(
+            "wrong_type", f"field {name!r} must be a number, not {type(value).__name__}"
+        )
     if not math.isfinite(value):
         raise InvalidEvent("bad_number", f"field {name!r} is not finite")
     if value < 0:

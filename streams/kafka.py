@@ -40,7 +40,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            topics = [NewTopic(n, settings.partitions, settings.replication_factor) for n in missing]
+            topics = [
+                NewTopic(n, settings.partitions, settings.replication_factor) for n in missing
+            ]
             try:
                 await admin.create_topics(topics)
             except TopicAlreadyExistsError:

@@ -64,7 +64,9 @@ def dlq_headers(rec: Record, reason: str, detail: str) -> list[tuple[str, bytes]
     ]
 
 
-def by_partition(valid: Sequence[tuple[Record, Event]]) -> dict[tuple[str, int], list[tuple[int, Event]]]:
+def by_partition(
+    valid: Sequence[tuple[Record, Event]],
+) -> dict[tuple[str, int], list[tuple[int, Event]]]:
     """Group valid events by source (topic, partition), keeping offset order."""
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
     for rec, ev in valid:
@@ -89,7 +91,12 @@ class Envelope:
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
-            {"o": self.offset, "s": self.session_id, "r": self.last_rec_ms, "p": self.profile.to_dict()}
+            {
+                "o": self.offset,
+                "s": self.session_id,
+                "r": self.last_rec_ms,
+                "p": self.profile.to_dict(),
+            }
         )
 
     @classmethod
@@ -115,7 +122,9 @@ def apply_profile(env: Envelope | None, offset: int, event: Event) -> Envelope |
 
 def iso_ms(ts_ms: int) -> str:
     """UTC ISO-8601 with milliseconds: ``iso_ms(0) == '1970-01-01T00:00:00.000Z'``."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    return (
+        datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    )
 
 
 def recommendation_message(event: Event, items: Sequence[tuple[str, float]]) -> bytes:

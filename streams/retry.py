@@ -56,7 +56,9 @@ async def retry_forever(
             if on_retry is not None:
                 on_retry(exc)
             delay = backoff_delay(attempt, base=base, cap=cap)
-            log.warning("%s failed (attempt %d: %r); retrying in %.2fs", what, attempt + 1, exc, delay)
+            log.warning(
+                "%s failed (attempt %d: %r); retrying in %.2fs", what, attempt + 1, exc, delay
+            )
             attempt += 1
             await asyncio.sleep(delay)
         else:

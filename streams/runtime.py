@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -41,7 +42,7 @@ def rec_config(settings: Settings) -> RecConfig:
     )
 
 
-class Runtime(mode.Service):  # type: ignore[misc]
+class Runtime(mode.Service):
     """Holds the Redis client and the similarity store for the agents and views."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
@@ -49,7 +50,7 @@ class Runtime(mode.Service):  # type: ignore[misc]
         self.settings = settings
         self._redis: aioredis.Redis | None = None
         self._store: SimilarityStore | None = None
-        self.redis_ok = False
+        self._ready = asyncio.Event()
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -70,11 +71,19 @@ class Runtime(mode.Service):  # type: ignore[misc]
             self._redis.ping,
             should_stop=lambda: self.should_stop,
         )
-        self.redis_ok = True
         self._store = SimilarityStore(
             self._redis, prefix=self.settings.redis_prefix, config=rec_config(self.settings)
         )
+        self._ready.set()
         log.info("connected to Redis; key prefix %r", self.settings.redis_prefix)
+
+    async def wait_ready(self) -> None:
+        """Block until Redis is connected.
+
+        Faust starts extra services only after table recovery, while agents may already
+        receive records; the agent waits here instead of failing its first batches.
+        """
+        await self._ready.wait()
 
     async def on_stop(self) -> None:
         if self._redis is not None:

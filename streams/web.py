@@ -42,7 +42,7 @@ def register(shop: ShopApp) -> None:
     runtime = shop.runtime
     default_k = shop.settings.rec_k
 
-    @app.page("/healthz")  # type: ignore[misc]
+    @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         redis_ok = False
         try:
@@ -56,7 +56,7 @@ def register(shop: ShopApp) -> None:
             status=200 if ok else 503,
         )
 
-    @app.page("/recommendations/{user_id}")  # type: ignore[misc]
+    @app.page("/recommendations/{user_id}")
     async def recommendations(web: Any, request: Any, user_id: str) -> Any:
         try:
             k = parse_k(request.query.get("k"), default_k)
@@ -67,7 +67,7 @@ def register(shop: ShopApp) -> None:
         items = await runtime.store.recommend(user_id, session_id, k)
         return web.json({"user_id": user_id, "session_id": session_id, "items": _items(items)})
 
-    @app.page("/items/{item_id}/similar")  # type: ignore[misc]
+    @app.page("/items/{item_id}/similar")
     async def similar(web: Any, request: Any, item_id: str) -> Any:
         try:
             k = parse_k(request.query.get("k"), default_k)
@@ -76,7 +76,7 @@ def register(shop: ShopApp) -> None:
         items = await runtime.store.similar(item_id, k)
         return web.json({"item_id": item_id, "items": _items(items)})
 
-    @app.page("/users/{user_id}")  # type: ignore[misc]
+    @app.page("/users/{user_id}")
     async def user(web: Any, request: Any, user_id: str) -> Any:
         raw = shop.profiles.get(user_id)
         if raw is None:

@@ -17,6 +17,7 @@ Why it is shaped like this (DESIGN §3):
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ class BatchProcessor:
             for ev in batch
         ]
         self.events_in += len(records)
+        await self.shop.runtime.wait_ready()
         valid, rejected = split(records, max_bytes=self.settings.max_event_bytes)
         for rec, reason, detail in rejected:
             await self.dead_letter(rec, reason, detail)
@@ -72,7 +74,9 @@ class BatchProcessor:
         log.warning(
             "rejected %s[%d]@%d: %s (%s)", rec.topic, rec.partition, rec.offset, reason, detail
         )
-        await self.shop.dlq.send(key=rec.key, value=rec.value, headers=dlq_headers(rec, reason, detail))
+        await self.shop.dlq.send(
+            key=rec.key, value=rec.value, headers=dlq_headers(rec, reason, detail)
+        )
         self.dlq_out += 1
 
     async def learn(self, valid: list[tuple[Record, Event]]) -> None:
@@ -80,7 +84,7 @@ class BatchProcessor:
         for (topic, partition), items in by_partition(valid).items():
             await retry_forever(
                 f"similarity update {topic}[{partition}]",
-                lambda t=topic, p=partition, i=items: store.apply_batch(t, p, i),  # type: ignore[misc]
+                functools.partial(store.apply_batch, topic, partition, items),
                 should_stop=lambda: self.shop.app.should_stop,
             )
 
@@ -103,8 +107,10 @@ class BatchProcessor:
                     raw = table.get(event.user_id)
                     current = Envelope.from_bytes(raw) if raw is not None else None
                 env = apply_profile(current, rec.offset, event)
-            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the stream
-                log.exception("profile update failed at %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+            except Exception as exc:
+                log.exception(
+                    "profile update failed at %s[%d]@%d", rec.topic, rec.partition, rec.offset
+                )
                 failed.append((rec, repr(exc)))
                 continue
             if env is None:
@@ -128,7 +134,9 @@ class BatchProcessor:
         store = self.shop.runtime.store
         results = await retry_forever(
             "recommendation scoring",
-            lambda: store.recommend_many([(e.user_id, e.session_id) for e in events], self.settings.rec_k),
+            lambda: store.recommend_many(
+                [(e.user_id, e.session_id) for e in events], self.settings.rec_k
+            ),
             should_stop=lambda: self.shop.app.should_stop,
         )
         for event, items in zip(events, results, strict=True):
@@ -143,15 +151,19 @@ def register(shop: ShopApp) -> BatchProcessor:
     settings = shop.settings
     processor = BatchProcessor(shop)
 
-    @shop.app.agent(shop.events, concurrency=1, name="process_events")  # type: ignore[misc]
+    @shop.app.agent(shop.events, concurrency=1, name="process_events")
     async def process_events(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_ms / 1000):
+        async for batch in stream.take_events(
+            settings.batch_size, within=settings.batch_within_ms / 1000
+        ):
             try:
                 await processor.process(batch)
-            except Exception:  # noqa: BLE001 - logged; the batch is acked by take_events anyway
+            except Exception:
                 log.exception("batch of %d failed unexpectedly; sending it to the DLQ", len(batch))
                 for ev in batch:
-                    rec = Record(ev.message.topic, ev.message.partition, ev.message.offset, ev.key, ev.value)
+                    rec = Record(
+                        ev.message.topic, ev.message.partition, ev.message.offset, ev.key, ev.value
+                    )
                     await processor.dead_letter(rec, "processing_error", "batch failed")
 
     shop.processor = processor

@@ -66,7 +66,9 @@ def settings(stack: None, tmp_path: Path) -> Settings:
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(settings.redis_url)
     yield client
-    keys = [k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*", count=1000)]
+    keys = [
+        k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*", count=1000)
+    ]
     if keys:
         await client.unlink(*keys)
     await client.aclose()

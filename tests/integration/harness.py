@@ -57,7 +57,7 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.settings.web_port}{path}"
 
     def get_json(self, path: str, timeout: float = 5.0) -> Any:
-        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
             return orjson.loads(resp.read())
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
@@ -109,15 +109,19 @@ async def produce(settings: Settings, records: list[tuple[bytes | None, bytes | 
         await producer.stop()
 
 
-async def consume(topic: str, settings: Settings, *, until: int, timeout: float = 60.0) -> list[Any]:
-    """Read ``topic`` from the start until ``until`` records arrived or ``timeout`` passed."""
+async def consume(
+    topic: str, settings: Settings, *, until: int, wait_s: float = 60.0
+) -> list[Any]:
+    """Read ``topic`` from the start until ``until`` records arrived or ``wait_s`` passed."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
     out: list[Any] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     try:
         while len(out) < until and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)

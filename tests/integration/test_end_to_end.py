@@ -20,8 +20,14 @@ T0 = 1_709_283_600_000  # 2024-03-01T09:00:00Z
 
 def event(n: int, user: str, session: str, item: str, etype: str = "view") -> bytes:
     return orjson.dumps(
-        {"event_id": f"{user}-{n}", "type": etype, "user_id": user, "session_id": session,
-         "item_id": item, "ts": T0 + n * 1000}
+        {
+            "event_id": f"{user}-{n}",
+            "type": etype,
+            "user_id": user,
+            "session_id": session,
+            "item_id": item,
+            "ts": T0 + n * 1000,
+        }
     )
 
 
@@ -36,13 +42,27 @@ async def test_storefront_events_yield_recommendations_and_bad_records_reach_the
             history.append((f"h{u}".encode(), event(n, f"h{u}", f"hs{u}", item)))
     garbage: list[tuple[bytes | None, bytes | None]] = [
         (b"x", b"not json at all"),
-        (b"x", orjson.dumps({"event_id": "g", "type": "view", "user_id": 5, "session_id": "s",
-                            "item_id": "i", "ts": T0})),
+        (
+            b"x",
+            orjson.dumps(
+                {
+                    "event_id": "g",
+                    "type": "view",
+                    "user_id": 5,
+                    "session_id": "s",
+                    "item_id": "i",
+                    "ts": T0,
+                }
+            ),
+        ),
         (b"x", b""),
         (b"x", b'{"a": "\xff\xfe"}'),
         (b"x", b'{"pad": "' + b"x" * (settings.max_event_bytes + 10) + b'"}'),
     ]
-    live = [(b"alice", event(100, "alice", "as1", "a")), (b"alice", event(101, "alice", "as1", "b"))]
+    live = [
+        (b"alice", event(100, "alice", "as1", "a")),
+        (b"alice", event(101, "alice", "as1", "b")),
+    ]
 
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_healthy()
@@ -57,7 +77,7 @@ async def test_storefront_events_yield_recommendations_and_bad_records_reach_the
             assert headers["source_topic"].decode() == settings.topic_events
             assert int(headers["source_offset"]) >= 0
 
-        recs = await consume(settings.topic_recommendations, settings, until=31, timeout=60)
+        recs = await consume(settings.topic_recommendations, settings, until=31, wait_s=60)
         alice = [orjson.loads(r.value) for r in recs if r.key == b"alice"]
         assert alice, worker.logs()
         last = alice[-1]
@@ -98,5 +118,5 @@ async def test_profiles_survive_a_restart_and_redelivery_changes_nothing(
             await asyncio.sleep(0.2)
         assert profile["n_events"] == 8, worker.logs()
         assert profile["n_sessions"] == 2
-        dlq = await consume(settings.topic_dlq, settings, until=1, timeout=2)
+        dlq = await consume(settings.topic_dlq, settings, until=1, wait_s=2)
         assert dlq == [], [dict(r.headers) for r in dlq]

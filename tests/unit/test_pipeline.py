@@ -29,8 +29,11 @@ def test_split_keeps_valid_and_explains_rejects() -> None:
     assert [(r.offset, reason) for r, reason, _ in rejected] == [(11, "not_json")]
     headers = dict(dlq_headers(bad, "not_json", "detail"))
     assert headers == {
-        "reason": b"not_json", "detail": b"detail", "source_topic": b"t",
-        "source_partition": b"1", "source_offset": b"11",
+        "reason": b"not_json",
+        "detail": b"detail",
+        "source_topic": b"t",
+        "source_partition": b"1",
+        "source_offset": b"11",
     }
 
 

@@ -9,7 +9,10 @@ from streams.settings import Settings, markdown_table
 def test_defaults_are_the_documented_contract() -> None:
     s = Settings.from_env({})
     assert (s.topic_events, s.topic_dlq, s.topic_recommendations, s.topic_churn_alerts) == (
-        "shop.events", "shop.events.dlq", "shop.recommendations", "shop.churn-alerts",
+        "shop.events",
+        "shop.events.dlq",
+        "shop.recommendations",
+        "shop.churn-alerts",
     )
 
 
