@@ -5,8 +5,8 @@ is learned atomically and fenced by its Kafka offset, and so that live recommend
 offline evaluation use exactly the same scoring code. The formula and the key design are in
 ``docs/recommendations.md``.
 
->>> RecConfig().session_window, RecConfig().weights
-(10, (1.0, 2.0, 3.0))
+>>> RecConfig().weights, RecConfig().half_life_days
+((1.0, 2.0, 3.0), 30.0)
 >>> key_base("ss")
 '{ss}:'
 """

@@ -129,7 +129,8 @@ local function score(items, gnow, k, keep, boost)
     if not rw[a] then rw[a] = 0; distinct[#distinct + 1] = a end
     rw[a] = rw[a] + 1 / p ^ RD
   end
-  local counts = redis.call('ZMSCORE', POP, unpack(distinct))
+  local counts = {}
+  if #distinct > 0 then counts = redis.call('ZMSCORE', POP, unpack(distinct)) end
   for q = 1, #distinct do
     local a, ca = distinct[q], counts[q]
     if ca then

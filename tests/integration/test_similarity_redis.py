@@ -1,0 +1,229 @@
+"""The similarity store against a real redis-server (SHOPSTREAM_TEST_REDIS_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from models.scoring import pair_increments, score
+from models.similarity import RecConfig, SimilarityStore
+from streams.events import Event
+
+pytestmark = pytest.mark.integration
+DAY = 86_400_000
+T0 = 1_700_000_000_000
+StoreFactory = Callable[..., Awaitable[SimilarityStore]]
+
+
+def redis_url() -> str:
+    url = os.environ.get("SHOPSTREAM_TEST_REDIS_URL")
+    if not url:
+        pytest.fail("SHOPSTREAM_TEST_REDIS_URL is not set; start Redis with `make up`")
+    return url
+
+
+@pytest.fixture
+async def make_store() -> AsyncIterator[StoreFactory]:
+    client = aioredis.Redis.from_url(redis_url(), decode_responses=False)
+    try:
+        await client.ping()
+    except (redis.ConnectionError, OSError) as exc:
+        pytest.fail(f"no Redis at {redis_url()} ({exc}); start it with `make up`")
+    stores: list[SimilarityStore] = []
+
+    async def factory(**changes: object) -> SimilarityStore:
+        config = RecConfig(**changes)  # type: ignore[arg-type]
+        store = SimilarityStore(client, prefix=f"t-{uuid.uuid4().hex[:10]}", config=config)
+        stores.append(store)
+        return store
+
+    yield factory
+    for store in stores:
+        await store.delete_all()
+    await client.aclose()
+
+
+def ev(n: int, item: str | None, *, session: str = "s1", user: str = "u1", etype: str = "view",
+       ts: int = T0, category: str | None = None) -> tuple[int, Event]:
+    e = Event(f"e{n}", etype, user, session, ts, item_id=item, category=category)  # type: ignore[arg-type]
+    return n, e
+
+
+async def keys_of(store: SimilarityStore) -> list[bytes]:
+    return sorted([k async for k in store.redis.scan_iter(match=store.base + "*", count=1000)])
+
+
+async def snapshot(store: SimilarityStore) -> dict[bytes, bytes | None]:
+    return {k: await store.redis.dump(k) for k in await keys_of(store)}
+
+
+async def test_fencing_by_offset(make_store: StoreFactory) -> None:
+    store = await make_store()
+    batch = [ev(i, f"i{i % 3}", ts=T0 + i) for i in range(5)]
+    assert await store.apply_batch("events", 0, batch) == 5
+    before = await snapshot(store)
+    assert await store.apply_batch("events", 0, batch) == 0
+    assert await snapshot(store) == before
+    more = [*batch[3:], ev(5, "i9", ts=T0 + 5)]
+    assert await store.apply_batch("events", 0, more) == 1
+    assert await store.stored_offset("events", 0) == 5
+    assert await store.apply_batch("events", 1, batch[:1]) == 1  # partitions are independent
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["view", "add_to_cart", "purchase", "search"]),
+                          st.integers(0, 6), st.integers(0, 2), st.integers(0, 3 * DAY),
+                          st.sampled_from([None, "shoes", "hats"])),
+                min_size=1, max_size=40))
+def test_redelivered_batch_leaves_redis_byte_identical(
+    batch: list[tuple[str, int, int, int, str | None]],
+) -> None:
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url(), decode_responses=False)
+        store = SimilarityStore(client, prefix=f"t-{uuid.uuid4().hex[:10]}",
+                                config=RecConfig(max_neighbours=3, session_window=4))
+        try:
+            records = [
+                ev(n, None if t == "search" else f"i{i}", session=f"s{s}", user=f"u{s}",
+                   etype=t, ts=T0 + ts, category=c)
+                for n, (t, i, s, ts, c) in enumerate(sorted(batch, key=lambda r: r[3]))
+            ]
+            half = len(records) // 2
+            await store.apply_batch("events", 0, records[:half])
+            first = await store.apply_batch("events", 0, records)
+            before = await snapshot(store)
+            assert await store.apply_batch("events", 0, records) == 0
+            assert await store.apply_batch("events", 0, records[:half]) == 0
+            assert first == len(records) - half
+            assert await snapshot(store) == before
+        finally:
+            await store.delete_all()
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+async def test_learning_and_scoring_match_the_python_reference(make_store: StoreFactory) -> None:
+    store = await make_store(repeat_boost=0.5)
+    clicks = ["a", "b", "a", "c", "b"]
+    await store.apply_batch("events", 0, [ev(n, i, ts=T0) for n, i in enumerate(clicks)])
+    rows: dict[str, dict[str, float]] = {}
+    prev: list[str] = []
+    for item in clicks:
+        fwd, bwd = pair_increments(prev, item, g=1.0, window=store.config.session_window)
+        for a, v in fwd.items():
+            rows.setdefault(a, {})[item] = rows.get(a, {}).get(item, 0.0) + v
+        for a, v in bwd.items():
+            rows.setdefault(item, {})[a] = rows.get(item, {}).get(a, 0.0) + v
+        prev.insert(0, item)
+    for a, row in rows.items():
+        got = await store.redis.zrange(f"{store.base}n:{a}", 0, -1, withscores=True)
+        assert {k.decode(): v for k, v in got} == pytest.approx(row)
+    counts = {i: float(clicks.count(i)) for i in set(clicks)}
+    expected = score(list(reversed(clicks)), rows, counts, repeat_boost=0.5)
+    got_recs = dict(await store.recommend("u1", "s1", 10))
+    assert got_recs == pytest.approx(expected)
+
+
+async def test_session_recommendations_follow_the_session(make_store: StoreFactory) -> None:
+    store = await make_store()
+    history = [ev(n, i, session=f"h{n // 2}", ts=T0 + n)
+               for n, i in enumerate(["a", "x", "a", "x", "b", "y", "b", "y"])]
+    await store.apply_batch("events", 0, history)
+    await store.apply_batch("events", 0, [ev(100, "a", session="live", user="me", ts=T0 + 100)])
+    first = [i for i, _ in await store.recommend("me", "live", 3)]
+    assert first[:2] == ["a", "x"] or first[:2] == ["x", "a"]
+    await store.apply_batch("events", 0, [ev(101, "b", session="live", user="me", ts=T0 + 101)])
+    second = [i for i, _ in await store.recommend("me", "live", 3)]
+    assert second[0] in {"b", "y"}
+    assert "y" in second[:2]
+    assert first != second
+    many = await store.recommend_many([("me", "live"), ("nobody", "none")], 3)
+    assert many[0] == await store.recommend("me", "live", 3)
+    assert [i for i, _ in many[1]] == [i for i, _ in await store.popular(3)]  # cold start
+
+
+async def test_purchases_categories_similar_and_forget(make_store: StoreFactory) -> None:
+    store = await make_store()
+    recs = [
+        ev(0, "a", ts=T0, category="hats"),
+        ev(1, "b", ts=T0 + 1, category="shoes"),
+        ev(2, "c", ts=T0 + 2, category="hats"),
+        ev(3, "b", ts=T0 + 3, etype="purchase", category="shoes"),
+        ev(4, None, ts=T0 + 4, etype="search"),
+    ]
+    assert await store.apply_batch("events", 0, recs) == 5
+    items = [i for i, _ in await store.recommend("u1", "s1", 10)]
+    assert "b" not in items and set(items) == {"a", "c"}
+    assert "b" in [i for i, _ in await store.recommend("u1", "s1", 10, exclude_purchased=False)]
+    hats = [i for i, _ in await store.recommend("u1", "s1", 10, category="hats")]
+    assert set(hats) == {"a", "c"}
+    assert [i for i, _ in await store.recommend("u1", "s1", 10, category="shoes")] == []
+    assert "a" not in [i for i, _ in await store.similar("a", 5)]
+    assert await store.forget_user("u1") == 3  # session, purchases, session index
+    assert await store.forget_user("u1") == 0
+
+
+async def test_popular_is_decayed_in_event_time(make_store: StoreFactory) -> None:
+    store = await make_store(half_life_days=1.0)
+    records = [ev(0, "old", ts=T0), ev(1, "new", session="s2", ts=T0 + DAY)]
+    await store.apply_batch("events", 0, records)
+    assert await store.popular(2) == [("new", pytest.approx(1.0)), ("old", pytest.approx(0.5))]
+
+
+async def test_script_survives_noscript(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.apply_batch("events", 0, [ev(0, "a")])
+    await store.redis.script_flush()
+    assert await store.apply_batch("events", 0, [ev(1, "b")]) == 1
+
+
+async def test_all_keys_share_one_cluster_slot_and_are_deleted(make_store: StoreFactory) -> None:
+    store = await make_store()
+    await store.apply_batch("events", 0, [ev(i, f"i{i}", etype="purchase", category="c")
+                                          for i in range(5)])
+    keys = await keys_of(store)
+    assert len({key_slot(k) for k in keys}) == 1
+    assert await store.delete_all() == len(keys)
+    assert await keys_of(store) == []
+
+
+async def _memory_per_item(store: SimilarityStore, n_items: int, clicks: int) -> tuple[float, int]:
+    rng = random.Random(7)
+    records = []
+    for n in range(clicks):  # Zipf-like popularity: popular items meet many neighbours
+        item = f"item{min(int(rng.paretovariate(0.8)) - 1, n_items - 1)}"
+        if rng.random() < 0.5:
+            item = f"item{rng.randrange(n_items)}"
+        records.append(ev(n, item, session=f"s{n // 8}", user=f"u{n // 8}", ts=T0 + n * 1000))
+    for j in range(0, len(records), 2000):
+        await store.apply_batch("events", 0, records[j : j + 2000])
+    total, biggest = 0, 0
+    for key in await keys_of(store):
+        if b":s:" in key or b":us:" in key:
+            continue  # session state is per session, not per item
+        total += int(await store.redis.memory_usage(key, samples=0) or 0)
+        if b":n:" in key:
+            biggest = max(biggest, int(await store.redis.zcard(key)))
+    return total / n_items, biggest
+
+
+async def test_memory_per_item_stays_bounded(make_store: StoreFactory) -> None:
+    m = 20
+    small, big = await make_store(max_neighbours=m), await make_store(max_neighbours=m)
+    per_item_small, top_small = await _memory_per_item(small, 300, 9_000)
+    per_item_big, top_big = await _memory_per_item(big, 2400, 72_000)
+    slack = max(1, int(m * 0.1))
+    assert top_small <= m + slack and top_big <= m + slack
+    assert per_item_big <= 1.25 * per_item_small, (per_item_small, per_item_big)
