@@ -1,0 +1,66 @@
+"""`shopstream evaluate recs` end to end on small generated click files and a real Redis."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+import typer
+from typer.testing import CliRunner
+
+from models.similarity import RecConfig
+from streams.evaluate_recs import evaluate, recs_command
+
+pytestmark = pytest.mark.integration
+
+
+def write_clicks(path: Path, sessions: int, start_ts: float, seed: int) -> None:
+    """Sessions walk short item chains (i -> i+1 -> ...) with repeat clicks; some noise."""
+    rng = random.Random(seed)
+    lines = ["SessionId\tItemId\tTime"]
+    for s in range(sessions):
+        item, ts = rng.randrange(50) * 10, start_ts + s * 7
+        for _ in range(rng.randrange(2, 7)):
+            lines.append(f"{seed}{s}\t{item}\t{ts:.3f}")
+            ts += rng.uniform(1, 60)
+            roll = rng.random()
+            item = item if roll < 0.3 else (item + 1 if roll < 0.85 else rng.randrange(500))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_evaluate_beats_popularity_and_cleans_up(tmp_path: Path) -> None:
+    url = os.environ.get("SHOPSTREAM_TEST_REDIS_URL")
+    if not url:
+        pytest.fail("SHOPSTREAM_TEST_REDIS_URL is not set; start Redis with `make up`")
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    write_clicks(train, 600, 1_600_000_000, 1)
+    write_clicks(test, 150, 1_600_010_000, 2)
+    result = evaluate(train, test, k=10, baseline="pop", redis_url=url, config=RecConfig(),
+                      progress=False)
+    assert result["n"] > 300
+    assert result["hr"] > result["baseline"]["hr"] + 0.2
+    assert 0 < result["mrr"] <= result["hr"] <= 1
+    assert 0 < result["coverage"] <= 1
+    assert result["clicks_per_s"] > 0
+    client = redis.Redis.from_url(url)
+    assert list(client.scan_iter(match="{eval-*")) == []
+    client.close()
+
+
+def test_command_prints_one_json_object(tmp_path: Path) -> None:
+    url = os.environ["SHOPSTREAM_TEST_REDIS_URL"]
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    write_clicks(train, 100, 1_600_000_000, 3)
+    write_clicks(test, 30, 1_600_010_000, 4)
+    app = typer.Typer()
+    app.command()(recs_command)
+    out = CliRunner().invoke(app, ["--train", str(train), "--test", str(test), "--k", "5",
+                                   "--baseline", "ar", "--redis-url", url, "--json"])
+    assert out.exit_code == 0, out.output
+    data = orjson.loads(out.stdout)
+    assert {"hr", "mrr", "n", "coverage", "clicks_per_s"} <= set(data)
+    assert {"hr", "mrr", "n"} <= set(data["baseline"])
