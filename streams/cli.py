@@ -68,16 +68,45 @@ def topics() -> None:
 def replay(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or TSV file.")],
     rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible).")] = 0,
-    limit: Annotated[int, typer.Option(help="Stop after this many events (0 = all).")] = 0,
+    speed: Annotated[
+        float, typer.Option(help="Replay event time this many times faster (0 = off).")
+    ] = 0,
+    limit: Annotated[int, typer.Option(help="Stop after this many file records (0 = all).")] = 0,
     topic: Annotated[str, typer.Option(help="Target topic (default: the events topic).")] = "",
+    producers: Annotated[
+        int, typer.Option(min=1, help="Producer tasks; users are split by key hash.")
+    ] = 1,
+    duplicates: Annotated[
+        float, typer.Option(min=0, max=1, help="Fraction of records sent twice.")
+    ] = 0,
+    out_of_order: Annotated[
+        float, typer.Option(min=0, max=1, help="Fraction held back behind later records.")
+    ] = 0,
+    late: Annotated[
+        float, typer.Option(min=0, max=1, help="Fraction with event time shifted back.")
+    ] = 0,
+    late_hours: Annotated[float, typer.Option(help="How far back late events are shifted.")] = 6,
+    malformed: Annotated[
+        float, typer.Option(min=0, max=1, help="Fraction replaced by garbage (DLQ).")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the fault injection.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Publish a recorded clickstream to shop.events, keyed by user."""
-    from streams.replay import count_lines
+    """Publish a recorded clickstream to shop.events, keyed by user (load tests: see --help)."""
+    from streams.replay import Faults, count_lines
     from streams.replay import replay as run_replay
 
     settings = _settings()
     _logging("warning")
+    if rate and speed:
+        raise typer.BadParameter("use either --rate or --speed, not both")
+    faults = Faults(
+        duplicates=duplicates,
+        out_of_order=out_of_order,
+        late=late,
+        late_hours=late_hours,
+        malformed=malformed,
+    )
     total = count_lines(file)
     with Progress(
         TextColumn("replay"),
@@ -93,18 +122,27 @@ def replay(
                 settings,
                 file,
                 rate=rate or None,
+                speed=speed or None,
                 limit=limit or None,
                 topic=topic or None,
+                producers=producers,
+                faults=faults,
+                seed=seed,
                 progress=lambda n: bar.update(task, completed=n),
             )
         )
     if json_out:
         sys.stdout.write(orjson.dumps(summary.as_dict()).decode() + "\n")
     else:
+        injected = ", ".join(f"{k} {v}" for k, v in summary.as_dict()["injected"].items() if v)
         err.print(
             f"replayed [bold]{summary.events}[/bold] events in {summary.seconds:.2f}s "
-            f"({summary.events_per_s:,.0f} events/s), {summary.errors} unreadable lines"
+            f"({summary.events_per_s:,.0f} events/s, {summary.producers} producer(s)), "
+            f"{summary.errors} unreadable lines, {summary.send_errors} send errors"
+            + (f"; injected: {injected}" if injected else "")
         )
+    if summary.send_errors:
+        raise typer.Exit(1)
 
 
 @cli.command()
