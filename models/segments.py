@@ -1,0 +1,264 @@
+"""Customer segments: online RFM scores (streaming quantiles) and River k-means clusters.
+
+Scores run 1..5 (5 is best) and are computed in event time:
+
+* **R**ecency: days since the last purchase, in units of the shop's own rhythm: compared
+  with streaming quantiles (20/40/60/80 %) of the gaps between consecutive orders.
+* **F**requency (orders) and **M**onetary (total spend): compared with streaming quantiles
+  over buyers; each buyer is sampled at most once per ``observe_every_days`` of event time,
+  so very active users do not dominate the thresholds.
+
+Until ``min_obs`` observations exist, fixed prior thresholds are used. Names follow the
+usual RFM grid (see :func:`segment_name`); :data:`LABELS` gives display names. Alongside,
+a River :class:`~river.cluster.KMeans` clusters standardised profile features (the
+``cluster`` id is exploratory; the named segment is RFM). State is plain JSON.
+
+>>> from streams.events import Event
+>>> from streams.profile import update_profile
+>>> day = 86_400_000
+>>> m = SegmentModel()
+>>> p = update_profile(None, Event("e1", "view", "u1", "s1", 1_704_067_200_000, item_id="i1"))
+>>> m.update(p, p.last_seen_ms)[:3]
+('prospects', True, None)
+>>> p = update_profile(p, Event("e2", "purchase", "u1", "s1", p.last_seen_ms + 1000,
+...                             item_id="i1", price=30.0))
+>>> upd = m.update(p, p.last_seen_ms)
+>>> upd.segment, upd.previous, upd.rfm
+('new_customers', 'prospects', (5, 1, 2))
+>>> m.update(p, p.last_seen_ms + 90 * day).segment  # 90 silent days later
+'hibernating'
+>>> SegmentModel.from_dict(m.to_dict()).to_dict() == m.to_dict()
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+from river import cluster
+
+from models.sketch import P2Quantile, RunningScaler
+from streams.profile import DAY_MS, Profile
+
+LEVELS: Final = (0.2, 0.4, 0.6, 0.8)
+#: Prior thresholds (used until enough observations): gap days, orders, spend.
+PRIOR_GAP_DAYS: Final = (4.0, 8.0, 14.0, 30.0)
+PRIOR_ORDERS: Final = (1.0, 1.0, 2.0, 4.0)
+PRIOR_MONETARY: Final = (20.0, 50.0, 100.0, 250.0)
+CLUSTER_FEATURES: Final = (
+    "log_recency", "log_orders", "log_monetary", "log_events", "log_sessions",
+    "abandoned_carts", "category_focus",
+)  # fmt: skip
+LABELS: Final[dict[str, str]] = {
+    "champions": "Champions",
+    "loyal": "Loyal",
+    "new_customers": "New customers",
+    "promising": "Promising",
+    "need_attention": "Need attention",
+    "at_risk": "At risk",
+    "cant_lose": "Can't lose them",
+    "about_to_sleep": "About to sleep",
+    "hibernating": "Hibernating",
+    "prospects": "Prospects (no order yet)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentConfig:
+    n_clusters: int = 5
+    seed: int = 42
+    min_obs: int = 50
+    observe_every_days: float = 7.0
+    max_users: int = 200_000
+
+
+class SegmentUpdate(NamedTuple):
+    segment: str
+    changed: bool
+    previous: str | None
+    rfm: tuple[int, int, int]
+    cluster: int
+
+
+def segment_name(r: int, f: int, m: int, n_orders: int) -> str:
+    """The named RFM segment of scores ``r, f, m`` (1..5).
+
+    >>> segment_name(5, 5, 4, 9), segment_name(2, 4, 4, 6), segment_name(1, 1, 1, 1)
+    ('champions', 'at_risk', 'hibernating')
+    """
+    if n_orders == 0:
+        return "prospects"
+    fm = round((f + m) / 2)
+    if r >= 4 and fm >= 4:
+        return "champions"
+    if r >= 4 and n_orders == 1:
+        return "new_customers"
+    if r >= 3 and fm >= 3:
+        return "loyal"
+    if r >= 4:
+        return "promising"
+    if r == 3:
+        return "need_attention"
+    if r == 2 and fm >= 3:
+        return "at_risk"
+    if r == 1 and fm >= 4:
+        return "cant_lose"
+    if r == 2:
+        return "about_to_sleep"
+    return "hibernating"
+
+
+def cluster_features(p: Profile, now_ms: int) -> dict[str, float]:
+    """Clustering inputs from the profile's own fields (before standardisation)."""
+    since = p.last_purchase_ms if p.n_orders else p.first_seen_ms
+    total_cat = sum(p.categories.values())
+    return {
+        "log_recency": math.log1p(max(now_ms - since, 0) / DAY_MS),
+        "log_orders": math.log1p(p.n_orders),
+        "log_monetary": math.log1p(p.monetary),
+        "log_events": math.log1p(p.n_events),
+        "log_sessions": math.log1p(p.n_sessions),
+        "abandoned_carts": math.log1p(p.abandoned_carts),
+        "category_focus": max(p.categories.values()) / total_cat if total_cat else 0.0,
+    }
+
+
+def _score(value: float, thresholds: list[float], *, lower_is_better: bool) -> int:
+    above = sum(value > t for t in thresholds)
+    return 5 - above if lower_is_better else 1 + above
+
+
+class _Sketch:
+    """Four P² quantiles of one quantity, with prior thresholds during warm-up."""
+
+    def __init__(self, prior: tuple[float, ...]) -> None:
+        self.prior = prior
+        self.q = [P2Quantile(p) for p in LEVELS]
+
+    def update(self, x: float) -> None:
+        for s in self.q:
+            s.update(x)
+
+    def thresholds(self, min_obs: int) -> list[float]:
+        if self.q[0].count < min_obs:
+            return list(self.prior)
+        return [s.value() for s in self.q]
+
+
+class SegmentModel:
+    """Per-user RFM segment and cluster, learned online; keeps each user's last segment."""
+
+    def __init__(self, config: SegmentConfig | None = None) -> None:
+        self.config = config or SegmentConfig()
+        self.gap = _Sketch(PRIOR_GAP_DAYS)
+        self.orders = _Sketch(PRIOR_ORDERS)
+        self.monetary = _Sketch(PRIOR_MONETARY)
+        self.scaler = RunningScaler()
+        self.kmeans: Any = cluster.KMeans(
+            n_clusters=self.config.n_clusters, halflife=0.1, seed=self.config.seed
+        )
+        # user_id -> [segment, last purchase ms seen, last observation ms]; insertion = LRU
+        self.users: dict[str, list[Any]] = {}
+        self.sizes: Counter[str] = Counter()
+
+    def rfm(self, p: Profile, now_ms: int) -> tuple[int, int, int]:
+        """RFM scores of ``p`` at event time ``now_ms`` (no learning)."""
+        mo = self.config.min_obs
+        since = p.last_purchase_ms if p.n_orders else p.first_seen_ms
+        recency = max(now_ms - since, 0) / DAY_MS
+        return (
+            _score(recency, self.gap.thresholds(mo), lower_is_better=True),
+            _score(p.n_orders, self.orders.thresholds(mo), lower_is_better=False),
+            _score(p.monetary, self.monetary.thresholds(mo), lower_is_better=False),
+        )
+
+    def cluster_of(self, p: Profile, now_ms: int) -> int:
+        x = self.scaler.transform_one(cluster_features(p, now_ms))
+        return int(self.kmeans.predict_one(x))
+
+    def segment(self, p: Profile, now_ms: int) -> tuple[str, tuple[int, int, int]]:
+        """Read-only: the segment and RFM scores of ``p`` now (for ``GET /users``)."""
+        r, f, m = self.rfm(p, now_ms)
+        return segment_name(r, f, m, p.n_orders), (r, f, m)
+
+    def _observe(self, p: Profile, now_ms: int, mem: list[Any]) -> None:
+        if p.n_orders and mem[1] >= 0 and p.last_purchase_ms > mem[1]:
+            self.gap.update((p.last_purchase_ms - mem[1]) / DAY_MS)
+        if p.n_orders:
+            mem[1] = max(mem[1], p.last_purchase_ms)
+        if now_ms - mem[2] < self.config.observe_every_days * DAY_MS:
+            return
+        mem[2] = now_ms
+        x = cluster_features(p, now_ms)
+        self.scaler.learn_one(x)
+        self.kmeans.learn_one(self.scaler.transform_one(x))
+        if p.n_orders:
+            self.orders.update(float(p.n_orders))
+            self.monetary.update(p.monetary)
+
+    def update(self, p: Profile, now_ms: int, previous: str | None = None) -> SegmentUpdate:
+        """Learn from ``p`` and return its segment; ``changed`` when it differs from before.
+
+        ``previous`` overrides the remembered segment (e.g. one stored with the profile).
+        """
+        mem = self.users.pop(p.user_id, None)
+        if mem is None:
+            mem = [previous, -1, -(2**62)]
+            if len(self.users) >= self.config.max_users:  # evict the least recently seen
+                old = self.users.pop(next(iter(self.users)))
+                if old[0] is not None:
+                    self.sizes[old[0]] -= 1
+        elif previous is not None and previous != mem[0]:
+            mem[0] = previous
+        self.users[p.user_id] = mem
+        before: str | None = mem[0]
+        self._observe(p, now_ms, mem)
+        name, rfm = self.segment(p, now_ms)
+        if before is not None and before in self.sizes:
+            self.sizes[before] -= 1
+        self.sizes[name] += 1
+        mem[0] = name
+        return SegmentUpdate(name, name != before, before, rfm, self.cluster_of(p, now_ms))
+
+    def segment_sizes(self) -> dict[str, int]:
+        return {k: v for k, v in sorted(self.sizes.items()) if v > 0}
+
+    @staticmethod
+    def payload(user_id: str, upd: SegmentUpdate, ts_ms: int) -> dict[str, Any]:
+        """The ``shop.segments`` record of a change."""
+        r, f, m = upd.rfm
+        return {
+            "user_id": user_id,
+            "segment": upd.segment,
+            "previous": upd.previous,
+            "rfm": {"r": r, "f": f, "m": m},
+            "cluster": upd.cluster,
+            "ts": ts_ms,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state (no pickle)."""
+        return {
+            "sketches": {
+                name: [q.to_dict() for q in sk.q]
+                for name, sk in (("gap", self.gap), ("orders", self.orders), ("m", self.monetary))
+            },
+            "scaler": self.scaler.to_dict(),
+            "centers": {str(i): dict(c) for i, c in self.kmeans.centers.items()},
+            "users": self.users,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], config: SegmentConfig | None = None) -> SegmentModel:
+        m = cls(config)
+        for name, sk in (("gap", m.gap), ("orders", m.orders), ("m", m.monetary)):
+            sk.q = [P2Quantile.from_dict(q) for q in d["sketches"][name]]
+        m.scaler = RunningScaler.from_dict(d["scaler"])
+        for i, c in d["centers"].items():
+            m.kmeans.centers[int(i)].update(c)
+        m.users = {u: list(v) for u, v in d["users"].items()}
+        m.sizes = Counter(v[0] for v in m.users.values() if v[0] is not None)
+        return m
