@@ -160,7 +160,7 @@ class SegmentModel:
         self.kmeans: Any = cluster.KMeans(
             n_clusters=self.config.n_clusters, halflife=0.1, seed=self.config.seed
         )
-        # user_id -> [segment, last purchase ms seen, last observation ms]; insertion = LRU
+        # user_id -> [segment, last order ms, last observation ms, orders, cluster]; LRU order
         self.users: dict[str, list[Any]] = {}
         self.sizes: Counter[str] = Counter()
 
@@ -185,16 +185,18 @@ class SegmentModel:
         return segment_name(r, f, m, p.n_orders), (r, f, m)
 
     def _observe(self, p: Profile, now_ms: int, mem: list[Any]) -> None:
-        if p.n_orders and mem[1] >= 0 and p.last_purchase_ms > mem[1]:
-            self.gap.update((p.last_purchase_ms - mem[1]) / DAY_MS)
-        if p.n_orders:
-            mem[1] = max(mem[1], p.last_purchase_ms)
+        if p.n_orders > mem[3]:  # a new order: learn the gap since the previous one
+            if mem[1] >= 0 and p.last_purchase_ms > mem[1]:
+                self.gap.update((p.last_purchase_ms - mem[1]) / DAY_MS)
+            mem[1], mem[3] = max(mem[1], p.last_purchase_ms), p.n_orders
         if now_ms - mem[2] < self.config.observe_every_days * DAY_MS:
             return
         mem[2] = now_ms
         x = cluster_features(p, now_ms)
         self.scaler.learn_one(x)
-        self.kmeans.learn_one(self.scaler.transform_one(x))
+        z = self.scaler.transform_one(x)
+        self.kmeans.learn_one(z)
+        mem[4] = int(self.kmeans.predict_one(z))
         if p.n_orders:
             self.orders.update(float(p.n_orders))
             self.monetary.update(p.monetary)
@@ -203,10 +205,12 @@ class SegmentModel:
         """Learn from ``p`` and return its segment; ``changed`` when it differs from before.
 
         ``previous`` overrides the remembered segment (e.g. one stored with the profile).
+        ``cluster`` is the user's k-means cluster as of their last (throttled) observation.
+        Call it once per user per batch, with the user's profile after the batch.
         """
         mem = self.users.pop(p.user_id, None)
         if mem is None:
-            mem = [previous, -1, -(2**62)]
+            mem = [previous, -1, -(2**62), 0, 0]
             if len(self.users) >= self.config.max_users:  # evict the least recently seen
                 old = self.users.pop(next(iter(self.users)))
                 if old[0] is not None:
@@ -221,7 +225,7 @@ class SegmentModel:
             self.sizes[before] -= 1
         self.sizes[name] += 1
         mem[0] = name
-        return SegmentUpdate(name, name != before, before, rfm, self.cluster_of(p, now_ms))
+        return SegmentUpdate(name, name != before, before, rfm, int(mem[4]))
 
     def segment_sizes(self) -> dict[str, int]:
         return {k: v for k, v in sorted(self.sizes.items()) if v > 0}

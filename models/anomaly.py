@@ -1,0 +1,283 @@
+"""Anomaly and bot flags: transparent rules plus River Half-Space Trees, in event time.
+
+Per user, :class:`AnomalyDetector` keeps short event-time windows (events in the last minute,
+views with no dwell, distinct items in ten minutes); per item a running mean price; over all
+purchases streaming quantiles of line values. Rules name what is odd in plain words:
+
+* ``bot``: a burst of events, views with no dwell time, or very many distinct items;
+* ``large_order``: a purchase line far above the usual (or a huge quantity);
+* ``price_outlier``: a price far from the item's usual price;
+* ``unusual_activity``: the Half-Space Trees score (scaled inputs in [0, 1]) is extreme.
+
+Each (user, kind) is reported at most once per ``cooldown_ms`` of event time. ``anomaly_id``
+is a hash of (user, kind, event id), so a replay yields the same ids. A user flagged ``bot``
+stays flagged for ``bot_ttl_ms`` after the last detection (:meth:`AnomalyDetector.is_bot`),
+and their events are not learned by the model (poisoning protection).
+
+>>> from streams.events import Event
+>>> d = AnomalyDetector()
+>>> t0 = 1_704_067_200_000
+>>> flags = [a for i in range(60) for a in d.observe(
+...     Event(f"b{i}", "view", "bot1", "s1", t0 + i * 1000, item_id=f"i{i}"))]
+>>> [(a["kind"], a["event_id"]) for a in flags]
+[('bot', 'b40')]
+>>> flags[0]["reason"]
+'41 events within 60 s (limit 40)'
+>>> d.is_bot("bot1"), d.is_bot("u2")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from river import anomaly
+
+from models.sketch import P2Quantile
+from streams.events import Event
+
+MINUTE_MS: Final = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyConfig:
+    burst_per_min: int = 40
+    no_dwell_ms: int = 1_000
+    no_dwell_min_views: int = 20
+    no_dwell_share: float = 0.8
+    items_window_ms: int = 10 * MINUTE_MS
+    max_distinct_items: int = 60
+    large_order_factor: float = 5.0  # times the 95th percentile of purchase line values
+    large_order_min_obs: int = 50
+    large_order_abs: float = 5_000.0  # always large (also during warm-up)
+    large_quantity: int = 20
+    price_ratio: float = 3.0
+    price_min_obs: int = 5
+    hst_threshold: float = 0.97
+    hst_warmup: int = 1_000
+    hst_every: int = 4
+    cooldown_ms: int = 3_600_000
+    bot_ttl_ms: int = 86_400_000
+    max_users: int = 100_000
+    max_items: int = 100_000
+    seed: int = 7
+
+
+@dataclass(slots=True)
+class _User:
+    last_ts: int = 0
+    recent: deque[int] = field(default_factory=deque)  # timestamps, last minute
+    items: deque[tuple[int, str]] = field(default_factory=deque)  # (ts, item), window
+    views: deque[tuple[int, bool]] = field(default_factory=deque)  # (ts, no dwell), window
+    last_view_ts: int = -1
+    item_counts: dict[str, int] = field(default_factory=dict)  # distinct items in window
+    no_dwell: int = 0  # views in window with no dwell
+    n_seen: int = 0
+    bot_until: int = -1
+    emitted: dict[str, int] = field(default_factory=dict)  # kind -> ts of last report
+
+
+def anomaly_id(user_id: str, kind: str, event_id: str) -> str:
+    """Deterministic id of a flag.
+
+    >>> anomaly_id("u1", "bot", "e1") == anomaly_id("u1", "bot", "e1")
+    True
+    """
+    return hashlib.sha256(f"{user_id}\x1f{kind}\x1f{event_id}".encode()).hexdigest()[:24]
+
+
+def _squash(x: float, scale: float) -> float:
+    return x / (x + scale) if x > 0 else 0.0
+
+
+class AnomalyDetector:
+    """Rules + Half-Space Trees over per-event velocity and order features."""
+
+    def __init__(self, config: AnomalyConfig | None = None) -> None:
+        self.config = c = config or AnomalyConfig()
+        self.hst: Any = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=250, seed=c.seed)
+        self.n_learned = 0
+        self.users: OrderedDict[str, _User] = OrderedDict()
+        self.prices: OrderedDict[str, list[float]] = OrderedDict()  # item -> [n, mean]
+        self.line_value = P2Quantile(0.95)
+
+    # --- state ------------------------------------------------------------------------
+    def _user(self, user_id: str) -> _User:
+        u = self.users.get(user_id)
+        if u is None:
+            u = self.users[user_id] = _User()
+            if len(self.users) > self.config.max_users:
+                self.users.popitem(last=False)
+        else:
+            self.users.move_to_end(user_id)
+        return u
+
+    def is_bot(self, user_id: str) -> bool:
+        """Whether the user is currently flagged as a bot (as of their latest event)."""
+        u = self.users.get(user_id)
+        return u is not None and u.bot_until >= u.last_ts
+
+    def bots(self) -> list[str]:
+        return [uid for uid, u in self.users.items() if u.bot_until >= u.last_ts]
+
+    def _window(self, u: _User, e: Event) -> None:
+        c, ts = self.config, e.ts_ms
+        u.n_seen += 1
+        if u.views and not u.views[-1][1] and 0 <= ts - u.last_view_ts < c.no_dwell_ms:
+            u.views[-1] = (u.views[-1][0], True)  # the previous view got no dwell time
+            u.no_dwell += 1
+        u.last_ts = max(u.last_ts, ts)
+        u.recent.append(ts)
+        while u.recent and u.recent[0] <= u.last_ts - MINUTE_MS:
+            u.recent.popleft()
+        if e.item_id is not None:
+            u.items.append((ts, e.item_id))
+            u.item_counts[e.item_id] = u.item_counts.get(e.item_id, 0) + 1
+        if e.type == "view":
+            u.views.append((ts, False))
+            u.last_view_ts = ts
+        horizon = u.last_ts - c.items_window_ms
+        while u.items and (u.items[0][0] <= horizon or len(u.items) > 1000):
+            item = u.items.popleft()[1]
+            left = u.item_counts.pop(item) - 1
+            if left:
+                u.item_counts[item] = left
+        while u.views and (u.views[0][0] <= horizon or len(u.views) > 1000):
+            u.no_dwell -= u.views.popleft()[1]
+
+    # --- rules --------------------------------------------------------------------------
+    def _rules(self, u: _User, e: Event) -> list[tuple[str, float, str]]:
+        c = self.config
+        out: list[tuple[str, float, str]] = []
+        n = len(u.recent)
+        if n > c.burst_per_min:
+            out.append(
+                (
+                    "bot",
+                    1 - c.burst_per_min / n,
+                    f"{n} events within 60 s (limit {c.burst_per_min})",
+                )
+            )
+        nv = len(u.views)
+        no_dwell = u.no_dwell
+        if nv >= c.no_dwell_min_views and no_dwell >= c.no_dwell_share * nv:
+            out.append(
+                (
+                    "bot",
+                    no_dwell / nv,
+                    f"{no_dwell} of {nv} views in 10 min lasted under {c.no_dwell_ms} ms",
+                )
+            )
+        distinct = len(u.item_counts)
+        if distinct > c.max_distinct_items:
+            out.append(
+                (
+                    "bot",
+                    1 - c.max_distinct_items / distinct,
+                    f"{distinct} distinct items in 10 min (limit {c.max_distinct_items})",
+                )
+            )
+        if e.price is not None and e.item_id is not None:
+            out += self._price_rules(e)
+        return out
+
+    def _price_rules(self, e: Event) -> list[tuple[str, float, str]]:
+        c = self.config
+        assert e.price is not None and e.item_id is not None
+        out: list[tuple[str, float, str]] = []
+        stats = self.prices.get(e.item_id)
+        price_ok = True
+        if stats is not None and stats[0] >= c.price_min_obs and stats[1] > 0:
+            ratio = e.price / stats[1]
+            if ratio >= c.price_ratio or ratio <= 1 / c.price_ratio:
+                price_ok = False
+                dev = max(ratio, 1 / max(ratio, 1e-9))
+                out.append(
+                    (
+                        "price_outlier",
+                        1 - 1 / dev,
+                        f"price {e.price:.2f} vs usual {stats[1]:.2f} for {e.item_id}",
+                    )
+                )
+        if price_ok:  # learn usual prices from normal prices only
+            if stats is None:
+                stats = self.prices[e.item_id] = [0.0, 0.0]
+                if len(self.prices) > c.max_items:
+                    self.prices.popitem(last=False)
+            stats[0] += 1
+            stats[1] += (e.price - stats[1]) / stats[0]
+        if e.type == "purchase":
+            qty = e.quantity or 1
+            value = e.price * qty
+            p95 = self.line_value.value(0.0)
+            warm = self.line_value.count >= c.large_order_min_obs
+            limit = c.large_order_factor * p95 if warm else c.large_order_abs
+            limit = min(limit, c.large_order_abs)
+            if value > limit > 0 or qty >= c.large_quantity:
+                out.append(
+                    (
+                        "large_order",
+                        1 - limit / value if value > limit > 0 else 0.5,
+                        f"order line {value:.2f} ({qty} x {e.price:.2f}); usual up to {p95:.2f}",
+                    )
+                )
+            else:
+                self.line_value.update(value)
+        return out
+
+    # --- model --------------------------------------------------------------------------
+    def _features(self, u: _User, e: Event) -> dict[str, float]:
+        nv = len(u.views)
+        stats = self.prices.get(e.item_id) if e.item_id else None
+        ratio = e.price / stats[1] if e.price and stats and stats[1] > 0 else 1.0
+        value = (e.price or 0.0) * (e.quantity or 1) if e.type == "purchase" else 0.0
+        return {
+            "rate": _squash(len(u.recent), 20.0),
+            "no_dwell": u.no_dwell / nv if nv else 0.0,
+            "distinct": _squash(len(u.item_counts), 30.0),
+            "value": _squash(value, 200.0),
+            "price_dev": _squash(abs(math.log(max(ratio, 1e-6))), 0.5),
+        }
+
+    def observe(self, e: Event) -> list[dict[str, Any]]:
+        """Update with one event; return the anomaly records to publish (often none)."""
+        c = self.config
+        u = self._user(e.user_id)
+        self._window(u, e)
+        found = self._rules(u, e)
+        # The model sees every purchase and every ``hst_every``-th event of a user (cost).
+        use_model = e.type == "purchase" or u.n_seen % c.hst_every == 0
+        x = self._features(u, e) if use_model else {}
+        score = 0.0
+        if use_model and self.n_learned >= c.hst_warmup:
+            score = float(self.hst.score_one(x))
+        if score >= c.hst_threshold:
+            top = max(x, key=x.__getitem__)
+            found.append(("unusual_activity", score, f"unusual {top} ({x[top]:.2f} scaled)"))
+        if any(kind == "bot" for kind, _, _ in found):
+            u.bot_until = u.last_ts + c.bot_ttl_ms
+        if use_model and u.bot_until < u.last_ts:  # bots do not teach the model
+            self.hst.learn_one(x)
+            self.n_learned += 1
+        out: list[dict[str, Any]] = []
+        for kind, strength, reason in found:
+            last = u.emitted.get(kind)
+            if last is not None and 0 <= e.ts_ms - last < c.cooldown_ms:
+                continue
+            u.emitted[kind] = e.ts_ms
+            out.append(
+                {
+                    "anomaly_id": anomaly_id(e.user_id, kind, e.event_id),
+                    "user_id": e.user_id,
+                    "kind": kind,
+                    "score": round(max(strength, score), 4),
+                    "reason": reason,
+                    "event_id": e.event_id,
+                    "ts": e.ts_ms,
+                }
+            )
+        return out
