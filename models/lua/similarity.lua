@@ -24,12 +24,25 @@ local function growth(ts)
   return 2 ^ ((ts - t0) / HL)
 end
 
--- Session state: the last N items, most recent first, as one string "i1\0i2\0..." (GET/SET).
+-- Session state: the last max(N, W) items, most recent first, stored as one string
+-- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
+local SESS, DIRTY = {}, {}
 local function session_items(sk)
-  local items = {}
+  local items = SESS[sk]
+  if items then return items end
+  items = {}
   local raw = redis.call('GET', sk)
   if raw then for it in string.gmatch(raw, '[^%z]+') do items[#items + 1] = it end end
+  SESS[sk] = items
   return items
+end
+
+local function flush_sessions()
+  for j = 1, #DIRTY do
+    local sk = DIRTY[j]
+    local value = table.concat(SESS[sk], '\0')
+    if STTL > 0 then redis.call('SET', sk, value, 'PX', STTL) else redis.call('SET', sk, value) end
+  end
 end
 
 local function learn(etype, user, session, item, category, ts)
@@ -82,11 +95,12 @@ local function learn(etype, user, session, item, category, ts)
     if card > M + SLACK then redis.call('ZREMRANGEBYRANK', key, 0, card - M - 1) end
   end
   redis.call('ZINCRBY', POP, g, item)
+  if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
+  local fresh = #prev == 0
+  table.insert(prev, 1, item)
   local keep = math.max(N, W)
-  local value = item
-  for j = 1, math.min(#prev, keep - 1) do value = value .. '\0' .. prev[j] end
-  if STTL > 0 then redis.call('SET', sk, value, 'PX', STTL) else redis.call('SET', sk, value) end
-  if #prev == 0 then  -- a new session: remember it for forget_user
+  while #prev > keep do prev[#prev] = nil end
+  if fresh then  -- a new session: remember it for forget_user
     local us = base .. 'us:' .. user
     redis.call('SADD', us, session)
     if UTTL > 0 then redis.call('PEXPIRE', us, UTTL) end
@@ -213,6 +227,7 @@ if cmd == 'apply' or cmd == 'eval' then
     end
   end
   if applied > 0 then
+    flush_sessions()
     redis.call('HSET', OFF, field, last)
     redis.call('HSET', meta, 'clock', clock)
   end
