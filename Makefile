@@ -41,5 +41,10 @@ lint: install  ## ruff + mypy
 	@$(VENV)/bin/ruff format --check streams models tests scripts || true
 	@$(VENV)/bin/mypy
 
+bench: install  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json
+	@$(VENV)/bin/pip install -q -e '.[bench]'
+	@scripts/stack.sh up
+	@$(PY) scripts/bench.py $(BENCH_ARGS)
+
 clean: down  ## stop services and delete .stack/ (cached Kafka jars are kept)
 	rm -rf .stack

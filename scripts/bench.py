@@ -1,0 +1,620 @@
+"""make bench: the full worker against the raw aiokafka ceiling, on the local stack, one run.
+
+Steps (every figure is measured here, none is typed in):
+
+1. ``shopstream generate`` writes the event file (cached in ``.stack/bench``); its first part
+   is preloaded into a fresh input topic, the rest feeds the latency run.
+2. **ceiling**: a raw aiokafka consume → orjson decode → orjson encode → produce loop drains
+   the preloaded topic into a scratch topic (its own consumer group).
+3. **pipeline**: the real worker process (all agents, real Redis) starts on the same
+   preloaded topic; its consumer group's committed offsets are sampled every 0.5 s (the lag
+   curve) together with its RSS (``/proc/PID/status``); events/s = events drained between the
+   first commit and lag 0, divided by that time (start-up and rebalancing are excluded).
+4. **latency**: the rest of the file is replayed open-loop at half the measured pipeline rate;
+   each recommendation's ``trigger_event_id`` is matched to the send time of its input event,
+   and latency = the output record's Kafka timestamp - that send time.
+5. memory: Redis ``MEMORY USAGE`` of sampled keys per key kind (see models/similarity.py),
+   per item and per user; the serialized profile size per user, read back from the profile
+   table's changelog topic.
+
+Writes ``bench/results/latest.json`` and ``bench/results/latest.png``; with ``--profile`` the
+pipeline phase runs under pyinstrument and ``bench/results/profile.txt`` is written too.
+Everything it creates (topics, Redis keys, the worker) is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from models.similarity import delete_prefix, key_base
+from streams.kafka import client_options, ensure_topics
+from streams.replay import replay
+from streams.settings import PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".stack" / "bench"
+RESULTS = ROOT / "bench" / "results"
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the worker was started
+    committed: int
+    end: int
+    rss_mb: float
+    cpu_s: dict[str, float] = field(default_factory=dict)  # cumulative CPU seconds per process
+
+
+@dataclass
+class Run:
+    settings: Settings
+    ceiling_topic: str
+    samples: list[Sample] = field(default_factory=list)
+    phase_marks: dict[str, float] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    for f in fields(settings):
+        env[PREFIX + f.name.upper()] = str(getattr(settings, f.name))
+    return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return 0.0
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/PID/stat``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def service_pids(s: Settings) -> dict[str, int]:
+    """The pids of redis-server (INFO) and of the Kafka broker (scripts/stack.sh pid file)."""
+    pids: dict[str, int] = {}
+    client = aioredis.from_url(s.redis_url)
+    try:
+        pids["redis"] = int((await client.info("server"))["process_id"])
+    finally:
+        await client.aclose()
+    pidfile = ROOT / ".stack" / "kafka" / "kafka.pid"
+    if pidfile.exists():
+        pids["kafka"] = int(pidfile.read_text().strip())
+    return pids
+
+
+def cpu_util(samples: list[Sample], first: Sample, last: Sample) -> dict[str, float]:
+    secs = last.t - first.t
+    return {
+        name: round((last.cpu_s[name] - first.cpu_s.get(name, 0.0)) / secs, 2)
+        for name in last.cpu_s
+        if secs > 0
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[idx]
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = 0.0
+    try:
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gb = round(int(first.split()[1]) / 1024 / 1024, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    jars = sorted((Path.home() / ".cache" / "shopstream").rglob("kafka_2.13-*.jar"))
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "kafka": jars[-1].stem.replace("kafka_2.13-", "") if jars else "unknown",
+        "redis": redis_version.split(" v=")[-1].split(" ")[0] if redis_version else "unknown",
+        "note": "Kafka, Redis, the load generator and the worker share this machine",
+    }
+
+
+# --- phases --------------------------------------------------------------------------------
+
+
+def prepare_events(users: int, seed: int, preload_n: int) -> tuple[Path, Path, int]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    src = WORK / f"events-u{users}-s{seed}.jsonl"
+    if not src.exists():
+        say(f"generating {users} users (seed {seed}) -> {src}")
+        subprocess.run(
+            [str(ROOT / ".venv/bin/shopstream"), "generate", "--users", str(users),
+             "--seed", str(seed), "--out", str(src)],
+            check=True,
+        )  # fmt: skip
+    lines = src.read_bytes().splitlines(keepends=True)
+    n = min(preload_n, len(lines) * 3 // 4)
+    pre, rest = WORK / "preload.jsonl", WORK / "latency.jsonl"
+    pre.write_bytes(b"".join(lines[:n]))
+    rest.write_bytes(b"".join(lines[n:]))
+    return pre, rest, n
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(**client_options(settings))
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        ends = await consumer.end_offsets(parts)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def ceiling(settings: Settings, out_topic: str, total: int) -> dict[str, float]:
+    """Raw loop: consume the events topic, decode each value, re-encode, produce."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_events,
+        **client_options(settings),
+        group_id=f"{settings.app_id}-ceiling",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        max_poll_records=settings.max_poll_records,
+    )
+    # Same producer settings as the worker (streams/app.py): linger 1 ms, acks=all.
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=1, acks="all")
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    first: float | None = None
+    try:
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=settings.max_poll_records)
+            pending = []
+            for records in batch.values():
+                for rec in records:
+                    obj = orjson.loads(rec.value)
+                    pending.append(await producer.send(out_topic, orjson.dumps(obj), key=rec.key))
+            if pending:
+                first = first or time.perf_counter()
+                await asyncio.gather(*pending)
+                seen += len(pending)
+        await producer.flush()
+        done = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    # The first poll includes the group join; time from the first batch received.
+    secs = done - (first or done)
+    return {"events": seen, "seconds": round(secs, 3), "eps": round(seen / secs, 1)}
+
+
+async def sample_lag(run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient) -> Sample:
+    s = run.settings
+    offsets = await admin.list_consumer_group_offsets(s.app_id)
+    committed = sum(
+        max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == s.topic_events
+    )
+    end = sum((await end_offsets(s, s.topic_events)).values())
+    cpu = {name: cpu_seconds(p) for name, p in {"worker": pid, **run.pids}.items()}
+    sample = Sample(time.monotonic() - t0, committed, end, rss_mb(pid), cpu)
+    run.samples.append(sample)
+    return sample
+
+
+async def drain(
+    run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient, limit_s: float
+) -> Sample:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        sample = await sample_lag(run, pid, t0, admin)
+        if sample.end and sample.committed >= sample.end:
+            return sample
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"worker did not drain within {limit_s}s (last sample {run.samples[-1]})")
+
+
+def pipeline_rate(samples: list[Sample], until: Sample) -> dict[str, Any]:
+    started = next(s for s in samples if s.committed > 0)
+    secs = until.t - started.t
+    events = until.committed - started.committed
+    if secs <= 0:
+        return {"events": events, "seconds": 0.0, "eps": float("nan")}
+    return {"events": events, "seconds": round(secs, 3), "eps": round(events / secs, 1)}
+
+
+async def latency_run(
+    s: Settings, path: Path, rate: float, seconds: float, sent: dict[str, float]
+) -> dict[str, Any]:
+    """Fixed-rate open-loop replay; records the send time of every event id in ``sent``."""
+
+    def on_send(value: bytes, at: float) -> None:
+        sent[orjson.loads(value)["event_id"]] = at
+
+    summary = await replay(
+        s, path, rate=rate, limit=max(1, int(rate * seconds)), on_send=on_send, linger_ms=0
+    )
+    return summary.as_dict()
+
+
+async def match_latencies(
+    s: Settings, start: dict[int, int], sent: dict[str, float]
+) -> list[tuple[float, float]]:
+    consumer = AIOKafkaConsumer(**client_options(s), enable_auto_commit=False)
+    await consumer.start()
+    out: list[tuple[float, float]] = []
+    try:
+        parts = [TopicPartition(s.topic_recommendations, p) for p in range(s.partitions)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, start.get(tp.partition, 0))
+        remaining = {tp: ends[tp] for tp in parts if ends[tp] > start.get(tp.partition, 0)}
+        deadline = time.monotonic() + 60
+        while remaining and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for rec in records:
+                    trigger = orjson.loads(rec.value).get("trigger_event_id")
+                    if trigger in sent:
+                        out.append((sent[trigger], rec.timestamp / 1000 - sent[trigger]))
+                    if rec.offset + 1 >= remaining.get(tp, 0):
+                        remaining.pop(tp, None)
+    finally:
+        await consumer.stop()
+    return sorted(out)
+
+
+async def redis_memory(s: Settings, users_hint: int) -> dict[str, Any]:
+    """MEMORY USAGE of sampled keys per kind, scaled by the key counts."""
+    client = aioredis.from_url(s.redis_url)
+    base = key_base(s.redis_prefix)
+    kinds: dict[str, list[bytes]] = {}
+    try:
+        async for key in client.scan_iter(match=base.replace("{", "\\{").replace("}", "\\}") + "*",
+                                          count=2000):  # fmt: skip
+            rest = key[len(base) :].decode(errors="replace")
+            kind = rest.split(":", 1)[0] if ":" in rest else rest
+            kinds.setdefault(kind, []).append(key)
+        by_kind: dict[str, dict[str, float]] = {}
+        for kind, keys in sorted(kinds.items()):
+            sample = keys[:: max(1, len(keys) // 400)][:400]
+            sizes = [int(await client.memory_usage(k, samples=0) or 0) for k in sample]
+            mean = statistics.fmean(sizes) if sizes else 0.0
+            by_kind[kind] = {
+                "keys": len(keys),
+                "mean_bytes": round(mean, 1),
+                "est_total_mb": round(mean * len(keys) / 2**20, 2),
+            }
+    finally:
+        await client.aclose()
+
+    def total(*names: str) -> float:
+        return sum(by_kind.get(n, {}).get("est_total_mb", 0.0) for n in names) * 2**20
+
+    items = int(by_kind.get("n", {}).get("keys", 0))
+    users = int(by_kind.get("us", {}).get("keys", 0)) or users_hint
+    return {
+        "keys_by_kind": by_kind,
+        "items": items,
+        "users": users,
+        "bytes_per_item": round(total("n") / items, 1) if items else None,
+        "bytes_per_user": round(total("us", "ub", "s") / users, 1) if users else None,
+        "total_mb": round(total(*by_kind) / 2**20, 2),
+    }
+
+
+async def profile_sizes(s: Settings) -> dict[str, Any]:
+    """Serialized profile size per user: the last value per key of the table's changelog."""
+    topic = f"{s.app_id}-profiles-changelog"
+    consumer = AIOKafkaConsumer(**client_options(s), enable_auto_commit=False)
+    await consumer.start()
+    last: dict[bytes, int] = {}
+    try:
+        parts = [TopicPartition(topic, p) for p in range(s.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + 120
+        behind = [tp for tp in parts if ends[tp] > 0]
+        while behind and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for rec in records:
+                    if rec.key is not None and rec.value is not None:
+                        last[rec.key] = len(rec.value)
+            behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
+    finally:
+        await consumer.stop()
+    sizes = list(last.values())
+    return {
+        "users": len(sizes),
+        "mean_bytes": round(statistics.fmean(sizes), 1) if sizes else None,
+        "p95_bytes": percentile([float(x) for x in sizes], 95) if sizes else None,
+        "max_bytes": max(sizes) if sizes else None,
+        "target_bytes": 2048,
+    }
+
+
+async def cleanup(s: Settings, extra_topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(**client_options(s))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        mine = [t for t in existing if t.startswith((s.app_id, f"{s.redis_prefix}."))]
+        mine += [t for t in (s.topic_events, *s.output_topics, *extra_topics) if t in existing]
+        if mine:
+            await admin.delete_topics(sorted(set(mine)))
+    finally:
+        await admin.close()
+    client = aioredis.from_url(s.redis_url)
+    try:
+        await delete_prefix(client, key_base(s.redis_prefix))
+    finally:
+        await client.aclose()
+
+
+# --- chart ---------------------------------------------------------------------------------
+
+
+def chart(run: Run, ceiling_eps: float, lat: list[tuple[float, float]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax3) = plt.subplots(2, 1, figsize=(10, 7.5))
+    smp = run.samples
+    ts = [x.t for x in smp[1:]]
+    rates = [
+        (b.committed - a.committed) / (b.t - a.t) if b.t > a.t else 0.0
+        for a, b in itertools.pairwise(smp)
+    ]
+    ax1.plot(ts, rates, color="tab:blue", label="pipeline events/s (committed)")
+    ax1.axhline(ceiling_eps, color="tab:green", linestyle="--", label="raw aiokafka ceiling")
+    ax1.set_xlabel("seconds since worker start")
+    ax1.set_ylabel("events/s")
+    ax2 = ax1.twinx()
+    ax2.plot([x.t for x in smp], [x.end - x.committed for x in smp], color="tab:red",
+             label="consumer lag")  # fmt: skip
+    ax2.set_ylabel("lag (events)")
+    for name, t in run.phase_marks.items():
+        ax1.axvline(t, color="grey", linewidth=0.8)
+        ax1.text(t, ax1.get_ylim()[1] * 0.95, f" {name}", fontsize=8, color="grey")
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
+    ax1.set_title("throughput and lag (preloaded drain, then fixed-rate latency run)")
+    if lat:
+        t0 = lat[0][0]
+        ax3.scatter([a - t0 for a, _ in lat], [d * 1000 for _, d in lat], s=2, alpha=0.4,
+                    label="recommendation latency")  # fmt: skip
+        window = max(1, len(lat) // 40)
+        xs, p99 = [], []
+        for i in range(0, len(lat) - window + 1, window):
+            chunk = [d * 1000 for _, d in lat[i : i + window]]
+            xs.append(lat[i + window // 2][0] - t0)
+            p99.append(percentile(chunk, 99))
+        ax3.plot(xs, p99, color="tab:red", label="rolling p99")
+        ax3.set_yscale("log")
+    ax3.set_xlabel("seconds since latency run start")
+    ax3.set_ylabel("produce → output (ms)")
+    ax3.legend(loc="upper right", fontsize=8)
+    ax3.set_title("end-to-end latency at half the measured maximum rate")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    pre, rest, n_pre = prepare_events(args.users, args.seed, args.events)
+    tag = uuid.uuid4().hex[:8]
+    s = Settings.from_env().with_(
+        app_id=f"bench-{tag}",
+        redis_prefix=f"bench{tag}",
+        web_port=free_port(),
+        data_dir=str(WORK / tag / "worker"),
+        topic_events=f"bench{tag}.events",
+        topic_dlq=f"bench{tag}.events.dlq",
+        topic_recommendations=f"bench{tag}.recommendations",
+        topic_churn_alerts=f"bench{tag}.churn-alerts",
+        topic_segments=f"bench{tag}.segments",
+        topic_anomalies=f"bench{tag}.anomalies",
+        partitions=args.partitions,
+    )
+    run = Run(settings=s, ceiling_topic=f"bench{tag}.ceiling")
+    result: dict[str, Any] = {"run_id": tag}
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        await ensure_topics(s)
+        await ensure_topics(s.with_(topic_events=run.ceiling_topic))
+        say(f"preloading {n_pre} events into {s.topic_events} ({s.partitions} partitions)")
+        loaded = await replay(s, pre)
+        if loaded.send_errors or loaded.events != n_pre:
+            raise SystemExit(f"preload failed: {loaded.as_dict()}")
+        result["preload"] = loaded.as_dict()
+
+        say("ceiling: raw aiokafka consume -> orjson decode -> produce")
+        result["ceiling"] = await ceiling(s, run.ceiling_topic, n_pre)
+        say(f"ceiling: {result['ceiling']['eps']:,.0f} events/s")
+
+        say("pipeline: starting the worker on the preloaded topic")
+        cmd = [sys.executable, "-m", "streams", "worker"]
+        if args.profile:
+            report = str(args.out.with_name("profile.txt"))
+            cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all",
+                   "-o", report, "-m", "streams", "worker"]  # fmt: skip
+        log_path = WORK / tag / "worker.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(cmd, env=settings_env(s), stdout=log, stderr=log)  # noqa: ASYNC220
+        t0 = time.monotonic()
+        run.pids = await service_pids(s)
+        admin = AIOKafkaAdminClient(**client_options(s))
+        await admin.start()
+        try:
+            done = await drain(run, proc.pid, t0, admin, limit_s=args.timeout)
+            rate = pipeline_rate(run.samples, done)
+            first = next(x for x in run.samples if x.committed > 0)
+            rate["cpu_cores_used"] = cpu_util(run.samples, first, done)
+            result["pipeline"] = rate
+            say(f"pipeline: {rate['eps']:,.0f} events/s over {rate['seconds']}s")
+            run.phase_marks["drained"] = done.t
+
+            lat_rate = max(50.0, rate["eps"] / 2)
+            say(f"latency: fixed rate {lat_rate:,.0f} events/s for {args.latency_seconds}s")
+            run.phase_marks["latency run"] = time.monotonic() - t0
+            rec_start = await end_offsets(s, s.topic_recommendations)
+            sent_at: dict[str, float] = {}
+            sampler = asyncio.create_task(_sample_forever(run, proc.pid, t0, admin))
+            try:
+                sent = await latency_run(s, rest, lat_rate, args.latency_seconds, sent_at)
+            finally:
+                sampler.cancel()
+            await drain(run, proc.pid, t0, admin, limit_s=60)
+            await asyncio.sleep(1.0)  # outputs of the last batch
+            lat = await match_latencies(s, rec_start, sent_at)
+        finally:
+            await admin.close()
+        ms = [d * 1000 for _, d in lat]
+        result["latency"] = {
+            "rate_eps": round(lat_rate, 1),
+            "replay": sent,
+            "recommendations_matched": len(ms),
+            "p50_ms": round(percentile(ms, 50), 1),
+            "p95_ms": round(percentile(ms, 95), 1),
+            "p99_ms": round(percentile(ms, 99), 1),
+            "max_ms": round(max(ms), 1) if ms else None,
+        }
+        say(f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
+        result["rss_mb_max"] = round(max(x.rss_mb for x in run.samples), 1)
+        result["rss_mb_end"] = round(run.samples[-1].rss_mb, 1)
+        result["redis"] = await redis_memory(s, args.users)
+        result["profiles"] = await profile_sizes(s)
+        result["lag_curve"] = [
+            [round(x.t, 2), x.end - x.committed, round(x.rss_mb, 1)] for x in run.samples
+        ]
+        result["chart"] = args.out.with_suffix(".png").name
+        chart(run, result["ceiling"]["eps"], lat, args.out.with_suffix(".png"))
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if not args.keep:
+            await cleanup(s, [run.ceiling_topic])
+    return result
+
+
+async def _sample_forever(run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient) -> None:
+    while True:
+        await sample_lag(run, pid, t0, admin)
+        await asyncio.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=800, help="users to generate")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--events", type=int, default=100_000, help="events to preload")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=300.0, help="pipeline drain limit")
+    parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
+    parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+
+    subprocess.run([str(ROOT / "scripts/stack.sh"), "up"], check=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    detail = asyncio.run(bench(args))
+    ceiling_eps = detail["ceiling"]["eps"]
+    pipeline_eps = detail["pipeline"]["eps"]
+    latest = {
+        "ceiling_eps": ceiling_eps,
+        "pipeline_eps": pipeline_eps,
+        "ratio": round(pipeline_eps / ceiling_eps, 3),
+        "p50_ms": detail["latency"]["p50_ms"],
+        "p95_ms": detail["latency"]["p95_ms"],
+        "p99_ms": detail["latency"]["p99_ms"],
+        "latency_rate_eps": detail["latency"]["rate_eps"],
+        "rss_mb": detail["rss_mb_max"],
+        "redis_bytes_per_item": detail["redis"]["bytes_per_item"],
+        "redis_bytes_per_user": detail["redis"]["bytes_per_user"],
+        "profile_bytes_per_user": detail["profiles"]["mean_bytes"],
+        "events": detail["pipeline"]["events"],
+        "partitions": args.partitions,
+        "profiled": bool(args.profile),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "bench_seconds": round(time.time() - started, 1),
+        "machine": machine(),
+        "detail": detail,
+    }
+    args.out.write_bytes(orjson.dumps(latest, option=orjson.OPT_INDENT_2) + b"\n")
+    say(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    summary = {k: v for k, v in latest.items() if k not in {"detail", "machine"}}
+    print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
