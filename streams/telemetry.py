@@ -1,0 +1,298 @@
+"""Operational telemetry: Prometheus metrics and the dashboard's short time series.
+
+:class:`Telemetry` owns a private :class:`~prometheus_client.CollectorRegistry` (so tests and
+several apps in one process never collide) and ring buffers of wall-clock buckets (wall clock
+is right here: this is about the running worker, not about the shop's event time). The agent
+calls its ``on_*`` / ``set_*`` methods; :func:`register_views` serves ``GET /metrics`` and
+``GET /api/dashboard``.
+
+>>> now = [100.0]
+>>> t = Telemetry(bucket_s=1.0, clock=lambda: now[0])
+>>> t.on_batch(50, 0.02, {"view": 40, "purchase": 10}, kafka_timestamps=[99.5])
+>>> t.on_dlq("not_json")
+>>> now[0] = 101.2  # the bucket [100, 101) is closed: series show closed buckets only
+>>> s = t.snapshot()
+>>> s["totals"]["events_in"], s["totals"]["dlq"], s["series"]["events_per_s"]
+(50, 1, [50.0])
+>>> b"shopstream_events_in_total" in t.render()
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PCounter
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+if TYPE_CHECKING:
+    from streams.app import ShopApp
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+MAX_SAMPLES: Final = 2_000  # latency samples kept per bucket (enough for p99)
+COUNTED: Final = ("events", "recs", "dlq", "alerts", "anomalies", "segment_changes", "bots")
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile, in milliseconds (``None`` when empty).
+
+    >>> _pct([0.001, 0.002, 0.003, 0.004], 0.5), _pct([], 0.5)
+    (2.0, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(math.ceil(q * len(ordered)) - 1, 0))] * 1e3, 3)
+
+
+def _new_bucket(start: float) -> dict[str, Any]:
+    return {"t": start, **dict.fromkeys(COUNTED, 0), "batch": [], "e2e": []}
+
+
+class Telemetry:
+    """Metrics registry + dashboard ring buffers. Methods are cheap and never raise."""
+
+    def __init__(
+        self, *, bucket_s: float = 2.0, points: int = 300, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.bucket_s, self.clock = bucket_s, clock
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        p = "shopstream_"
+        self.m_in = PCounter(
+            p + "events_in", "Valid events consumed, by type.", ["type"], registry=r
+        )
+        self.m_out = PCounter(
+            p + "messages_out", "Messages produced, by topic.", ["topic"], registry=r
+        )
+        self.m_dlq = PCounter(
+            p + "dlq", "Records sent to the DLQ, by reason.", ["reason"], registry=r
+        )
+        self.m_batches = PCounter(p + "batches", "Batches processed.", registry=r)
+        self.m_batch_s = Histogram(p + "batch_processing_seconds", "Processing time of one batch.",
+                                   buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.m_e2e = Histogram(p + "end_to_end_latency_seconds",
+                               "Now minus the Kafka timestamp of each consumed record.",
+                               buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.m_lag = Gauge(p + "consumer_lag", "Records behind the high watermark.", registry=r)
+        self.m_auc = Gauge(p + "model_auc", "Online (prequential) ROC AUC.", ["model"], registry=r)
+        self.m_logloss = Gauge(p + "model_log_loss", "Online log loss.", ["model"], registry=r)
+        self.m_alerts = PCounter(p + "churn_alerts", "Churn alerts published.", registry=r)
+        self.m_anom = PCounter(p + "anomalies", "Anomalies flagged, by kind.", ["kind"], registry=r)
+        self.m_seg = PCounter(p + "segment_changes", "Segment changes, by new segment.",
+                              ["segment"], registry=r)  # fmt: skip
+        self.m_seg_users = Gauge(p + "segment_users", "Users per segment.", ["segment"], registry=r)
+        self.m_retries = PCounter(p + "redis_retries", "Redis calls retried.", registry=r)
+        self.m_redis_err = PCounter(
+            p + "redis_errors", "Redis errors (retried or not).", registry=r
+        )
+        self.started = clock()
+        self.buckets: deque[dict[str, Any]] = deque(maxlen=points)
+        self.cur = _new_bucket(self._start_of(self.started))
+        self.totals: Counter[str] = Counter()
+        self.by_type: Counter[str] = Counter()
+        self.dlq_reasons: Counter[str] = Counter()
+        self.anomaly_kinds: Counter[str] = Counter()
+        self.segments: Counter[str] = Counter()
+        self.lag: int | None = None
+        self.quality: dict[str, float | None] = {"auc": None, "logloss": None}
+        self.latest_alerts: deque[dict[str, Any]] = deque(maxlen=20)
+        self.latest_anomalies: deque[dict[str, Any]] = deque(maxlen=20)
+
+    # --- buckets ------------------------------------------------------------------------
+    def _start_of(self, now: float) -> float:
+        return math.floor(now / self.bucket_s) * self.bucket_s
+
+    def _bucket(self) -> dict[str, Any]:
+        start = self._start_of(self.clock())
+        if start > self.cur["t"]:
+            self._close(self.cur)
+            idle = min(round((start - self.cur["t"]) / self.bucket_s) - 1, self.buckets.maxlen or 0)
+            for i in range(idle, 0, -1):  # idle periods show as zeros, not as gaps
+                self._close(_new_bucket(start - i * self.bucket_s))
+            self.cur = _new_bucket(start)
+        return self.cur
+
+    def _close(self, b: dict[str, Any]) -> None:
+        b["lag"], b["auc"], b["logloss"] = self.lag, self.quality["auc"], self.quality["logloss"]
+        self.buckets.append(b)
+
+    # --- what the agent calls -----------------------------------------------------------
+    def on_batch(
+        self,
+        n_events: int,
+        seconds: float,
+        by_type: Mapping[str, int],
+        kafka_timestamps: Sequence[float | None] = (),
+    ) -> None:
+        """One processed batch: its size, duration, valid events by type, record timestamps."""
+        b = self._bucket()
+        now = self.clock()
+        b["events"] += n_events
+        self.totals["events_in"] += n_events
+        self.m_batches.inc()
+        self.m_batch_s.observe(seconds)
+        if len(b["batch"]) < MAX_SAMPLES:
+            b["batch"].append(seconds)
+        for etype, n in by_type.items():
+            self.m_in.labels(etype).inc(n)
+            self.by_type[etype] += n
+        for ts in kafka_timestamps:
+            if ts is None or ts <= 0:
+                continue
+            delay = max(now - ts, 0.0)
+            self.m_e2e.observe(delay)
+            if len(b["e2e"]) < MAX_SAMPLES:
+                b["e2e"].append(delay)
+
+    def _out(self, topic: str, n: int, field: str) -> None:
+        self.m_out.labels(topic).inc(n)
+        self._bucket()[field] += n
+        self.totals[field] += n
+
+    def on_dlq(self, reason: str) -> None:
+        self.m_dlq.labels(reason).inc()
+        self.dlq_reasons[reason] += 1
+        self._out("dlq", 1, "dlq")
+
+    def on_recommendations(self, n: int) -> None:
+        self._out("recommendations", n, "recs")
+
+    def on_alert(self, alert: Mapping[str, Any]) -> None:
+        """A published churn alert (the ``shop.churn-alerts`` payload)."""
+        self.m_alerts.inc()
+        self._out("churn_alerts", 1, "alerts")
+        keep = ("alert_id", "user_id", "probability", "segment", "ts")
+        row = {k: alert.get(k) for k in keep}
+        row["reasons"] = list(alert.get("reasons") or [])[:3]
+        self.latest_alerts.appendleft(row)
+
+    def on_anomaly(self, a: Mapping[str, Any]) -> None:
+        """A published anomaly (the ``shop.anomalies`` payload)."""
+        kind = str(a.get("kind", "unknown"))
+        self.m_anom.labels(kind).inc()
+        self.anomaly_kinds[kind] += 1
+        self._out("anomalies", 1, "anomalies")
+        if kind == "bot":
+            self._bucket()["bots"] += 1
+        self.latest_anomalies.appendleft(dict(a))
+
+    def on_segment(self, change: Mapping[str, Any]) -> None:
+        """A published segment change (the ``shop.segments`` payload)."""
+        new, old = str(change.get("segment")), change.get("previous")
+        self.m_seg.labels(new).inc()
+        self._out("segments", 1, "segment_changes")
+        if old is not None and self.segments[str(old)] > 0:
+            self.segments[str(old)] -= 1
+            self.m_seg_users.labels(str(old)).set(self.segments[str(old)])
+        self.segments[new] += 1
+        self.m_seg_users.labels(new).set(self.segments[new])
+
+    def set_segment_sizes(self, sizes: Mapping[str, int]) -> None:
+        """Authoritative sizes (e.g. ``SegmentModel.segment_sizes()``), replacing the tally."""
+        for name in set(self.segments) | set(sizes):
+            self.m_seg_users.labels(name).set(sizes.get(name, 0))
+        self.segments = Counter(dict(sizes))
+
+    def on_redis_retry(self, exc: BaseException | None = None) -> None:
+        self.m_retries.inc()
+        self.m_redis_err.inc()
+        self.totals["redis_retries"] += 1
+
+    def on_redis_error(self, exc: BaseException | None = None) -> None:
+        self.m_redis_err.inc()
+        self.totals["redis_errors"] += 1
+
+    def set_lag(self, n: int) -> None:
+        self.lag = max(int(n), 0)
+        self.m_lag.set(self.lag)
+
+    def set_model_quality(
+        self, auc: float | None, logloss: float | None, model: str = "churn"
+    ) -> None:
+        for key, value, gauge in (("auc", auc, self.m_auc), ("logloss", logloss, self.m_logloss)):
+            if value is not None and math.isfinite(value):
+                self.quality[key] = round(float(value), 5)
+                gauge.labels(model).set(value)
+
+    # --- what the views read ------------------------------------------------------------
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+        return bytes(generate_latest(self.registry))
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe state for the dashboard: totals, closed-bucket series, latest rows."""
+        self._bucket()
+        rows = list(self.buckets)
+        per_s = 1.0 / self.bucket_s
+        series: dict[str, list[Any]] = {
+            "t": [b["t"] for b in rows],
+            "events_per_s": [b["events"] * per_s for b in rows],
+            "recs_per_s": [b["recs"] * per_s for b in rows],
+            "dlq_per_s": [b["dlq"] * per_s for b in rows],
+            "batch_p50_ms": [_pct(b["batch"], 0.5) for b in rows],
+            "batch_p99_ms": [_pct(b["batch"], 0.99) for b in rows],
+            "e2e_p50_ms": [_pct(b["e2e"], 0.5) for b in rows],
+            "e2e_p99_ms": [_pct(b["e2e"], 0.99) for b in rows],
+            "lag": [b["lag"] for b in rows],
+            "auc": [b["auc"] for b in rows],
+            "logloss": [b["logloss"] for b in rows],
+        }
+        for name in ("alerts", "anomalies", "segment_changes", "bots"):
+            series[name] = [b[name] for b in rows]
+        return {
+            "now": self.clock(),
+            "uptime_s": round(self.clock() - self.started, 1),
+            "bucket_s": self.bucket_s,
+            "totals": {k: self.totals[k] for k in ("events_in", *COUNTED[1:], "redis_retries")},
+            "events_by_type": dict(self.by_type),
+            "dlq_by_reason": dict(self.dlq_reasons),
+            "anomalies_by_kind": dict(self.anomaly_kinds),
+            "segments": {k: v for k, v in sorted(self.segments.items()) if v > 0},
+            "lag": self.lag,
+            "model": dict(self.quality),
+            "series": series,
+            "latest_alerts": list(self.latest_alerts),
+            "latest_anomalies": list(self.latest_anomalies),
+        }
+
+
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+
+
+def register_views(shop: ShopApp, telemetry: Telemetry) -> None:
+    """``GET /metrics`` (Prometheus text format) and ``GET /api/dashboard`` (JSON)."""
+    from streams.dashboard import ShopData  # the store-reading half of the dashboard
+
+    data = ShopData(shop)
+
+    @shop.app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(telemetry.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    @shop.app.page("/api/dashboard")
+    async def dashboard_api(web: Any, request: Any) -> Any:
+        snap = telemetry.snapshot()
+        snap.update(await data.get())
+        return web.json(snap, headers={"Cache-Control": "no-store"})
+
+
+def consumer_lag(highwater: Callable[[Any], int | None], positions: Mapping[Any, int]) -> int:
+    """Total lag: for each partition, high watermark minus (last processed offset + 1).
+
+    >>> consumer_lag({"p0": 100, "p1": None}.get, {"p0": 89, "p1": 5})
+    10
+    """
+    total = 0
+    for tp, offset in positions.items():
+        hw = highwater(tp)
+        if hw is not None and hw >= 0:
+            total += max(hw - offset - 1, 0)
+    return total
