@@ -40,8 +40,8 @@ class ChurnModel:
         kind: ModelKind = "logistic",
         *,
         seed: int = 42,
-        learning_rate: float = 0.05,
-        l2: float = 1e-4,
+        learning_rate: float = 0.1,
+        l2: float = 0.0,
         n_models: int = 10,
     ) -> None:
         self.kind: ModelKind = kind
@@ -57,7 +57,7 @@ class ChurnModel:
         self.estimator: Any
         if kind == "logistic":
             self.estimator = linear_model.LogisticRegression(
-                optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
+                optimizer=optim.AdaGrad(learning_rate), l2=l2
             )
         elif kind == "forest":
             self.estimator = forest.ARFClassifier(n_models=n_models, seed=seed)

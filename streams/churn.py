@@ -85,8 +85,8 @@ class ChurnConfig:
     idle_days: float = 14.0
     threshold: float = 0.5
     label_mode: Literal["purchase", "activity"] = "purchase"
-    probe_days: tuple[float, ...] = (0.0, 7.0, 14.0, 30.0, 60.0, 90.0)
-    min_snapshot_gap_ms: int = DAY_MS
+    probe_days: tuple[float, ...] = tuple(float(d) for d in range(0, 120, 7))
+    min_snapshot_gap_ms: int = 7 * DAY_MS
     allowed_lateness_ms: int = 3_600_000
     alerts: bool = True
     min_labels_for_alerts: int = 200

@@ -1,8 +1,9 @@
 """A synthetic storefront: contract events plus the ground truth of who churned when.
 
-Users differ in how often they buy (median ~9 days between orders, log-normal), how often a
-visit converts, and how fast they churn (log-normal hazard); a churned user stops buying and
-mostly stops visiting. Sessions browse mostly one favourite category and walk its catalogue
+Users differ in how often they buy (median ~12 days between orders, log-normal and wide),
+how often a visit converts and how fast they churn (log-normal hazard, lower for frequent
+buyers); a fifth buy once and never return. A churned user stops buying and mostly stops
+visiting. Sessions browse mostly one favourite category and walk its catalogue
 sequentially (item j is often followed by item j+1), so next-item recommendations are
 learnable; carts are sometimes abandoned. Everything comes from ``random.Random(seed)``.
 
@@ -36,6 +37,16 @@ CATEGORY_NAMES: Final = (
     "books", "music", "games", "garden", "kitchen", "toys",
     "sports", "beauty", "shoes", "office", "pets", "tools",
 )  # fmt: skip
+#: Days between orders of an active customer: log-normal (median, sigma), clipped.
+INTERVAL_MEDIAN_DAYS = 12.0
+INTERVAL_SIGMA = 0.9
+#: Churn hazard per day: log-normal (median, sigma), scaled by (interval / median) **
+#: LOYALTY_ELASTICITY: frequent buyers are more loyal.
+HAZARD_MEDIAN = 1 / 120
+HAZARD_SIGMA = 0.8
+LOYALTY_ELASTICITY = 0.5
+#: Share of customers who buy once and never come back ("one-off" buyers).
+ONE_OFF_SHARE = 0.2
 WORDS: Final = ("cheap", "new", "best", "gift", "sale", "red", "large", "pro")
 
 
@@ -106,10 +117,13 @@ def generate(
         join = (
             start_ms if rng.random() < 0.5 else start_ms + int(rng.random() * 0.6 * days * DAY_MS)
         )
-        interval = min(max(rng.lognormvariate(math.log(9.0), 0.55), 2.0), 60.0)
+        interval = rng.lognormvariate(math.log(INTERVAL_MEDIAN_DAYS), INTERVAL_SIGMA)
+        interval = min(max(interval, 1.5), 120.0)
         conversion = rng.uniform(0.25, 0.6)
-        hazard = rng.lognormvariate(math.log(1 / 120), 0.8)  # churn rate per day
+        loyalty = (interval / INTERVAL_MEDIAN_DAYS) ** LOYALTY_ELASTICITY
+        hazard = rng.lognormvariate(math.log(HAZARD_MEDIAN), HAZARD_SIGMA) * loyalty
         churn_at = join + int(rng.expovariate(hazard) * DAY_MS)
+        one_off = rng.random() < ONE_OFF_SHARE
         favs = rng.sample(range(N_CATEGORIES), rng.choice((1, 2)))
         session_rate = 1.0 / (interval * conversion)  # sessions per day while active
         mine: list[dict[str, Any]] = []
@@ -122,6 +136,8 @@ def generate(
                 break
             convert = t < churn_at and rng.random() < conversion
             n_orders += convert
+            if convert and one_off:
+                churn_at = min(churn_at, t + 1)
             _session(rng, uid, f"{uid}-s{n_sessions:04d}", t, favs, convert, prices, mine)
             n_sessions += 1
         for k, e in enumerate(mine):
@@ -136,6 +152,7 @@ def generate(
                 "mean_interval_days": round(interval, 3),
                 "conversion": round(conversion, 3),
                 "hazard_per_day": round(hazard, 6),
+                "one_off": one_off,
                 "favourite_categories": [CATEGORY_NAMES[c] for c in favs],
                 "orders": n_orders,
             }

@@ -15,8 +15,8 @@ order; a late purchase counts towards frequency and value but opens no interval)
 >>> p.n_orders, p.monetary, p.ipi_mean
 (3, 60.0, 10.0)
 >>> f = features(p, p.last_seen_ms + 15 * day)
->>> f["recency_days"], round(f["ipi_mean_days"], 2)  # shrunk towards the 30-day prior
-(15.0, 16.67)
+>>> f["recency_days"], round(f["recency_ratio"], 2)  # log1p(15 / 16.67), mean shrunk to 30d
+(15.0, 0.64)
 >>> Profile.from_dict(p.to_dict()) == p
 True
 """
@@ -41,29 +41,27 @@ MAX_CATEGORIES: Final = 5
 #: Prior mean inter-purchase interval (days) and its weight, for users with few intervals.
 PRIOR_IPI_DAYS: Final = 30.0
 PRIOR_WEIGHT: Final = 1.0
+#: Generic prior churn hazard (per day) of the P(alive) feature (a Pareto/NBD-style
+#: posterior that the customer is still active given their rhythm and silence).
+PRIOR_HAZARD: Final = 1 / 180
 
+#: The model's inputs. All are *rates or ratios*, stationary in stream time: lifetime
+#: counts (orders, spend, tenure) grow with the length of the replay and extrapolate badly
+#: from the labelled past to the scored present, so they are kept out of the model.
 FEATURE_NAMES: Final[tuple[str, ...]] = (
     "has_purchased",
     "recency_days",
     "log_recency",
     "idle_days",
-    "log_tenure",
-    "log_orders",
-    "log_monetary",
-    "log_aov",
-    "ipi_mean_days",
-    "ipi_cv",
     "recency_ratio",
     "overdue_z",
-    "expected_missed",
-    "p_silence",
+    "p_alive",
+    "p_repeat_30d",
+    "log_aov",
     "purchases_30d",
-    "purchases_90d",
     "events_7d",
     "events_30d",
     "carts_since_purchase",
-    "abandoned_carts",
-    "category_focus",
 )
 
 
@@ -213,33 +211,25 @@ def features(p: Profile, now_ms: int) -> dict[str, float]:
     since = p.last_purchase_ms if purchased else p.first_seen_ms
     recency = max(now_ms - since, 0) / DAY_MS
     idle = max(now_ms - p.last_seen_ms, 0) / DAY_MS
-    tenure = max(now_ms - p.first_seen_ms, 0) / DAY_MS
     mean = (p.ipi_n * p.ipi_mean + PRIOR_WEIGHT * PRIOR_IPI_DAYS) / (p.ipi_n + PRIOR_WEIGHT)
     std = math.sqrt(p.ipi_m2 / (p.ipi_n - 1)) if p.ipi_n > 1 else mean
-    rate = p.n_orders / max(tenure, 1.0)  # orders per day
     dt = max(now_ms - p.decay_ref_ms, 0)
-    fs, fm, fl = _decay(dt, TAU_SHORT), _decay(dt, TAU_MID), _decay(dt, TAU_LONG)
-    total_cat = sum(p.categories.values())
+    fs, fm = _decay(dt, TAU_SHORT), _decay(dt, TAU_MID)
+    lam = 1.0 / max(mean, 0.5)
+    surv = math.exp(-min((PRIOR_HAZARD + lam) * recency, 50.0))
+    p_alive = surv / (surv + PRIOR_HAZARD / (PRIOR_HAZARD + lam) * (1.0 - surv))
     return {
         "has_purchased": 1.0 if purchased else 0.0,
         "recency_days": recency,
         "log_recency": math.log1p(recency),
         "idle_days": idle,
-        "log_tenure": math.log1p(tenure),
-        "log_orders": math.log1p(p.n_orders),
-        "log_monetary": math.log1p(p.monetary),
-        "log_aov": math.log1p(p.monetary / p.n_orders) if purchased else 0.0,
-        "ipi_mean_days": mean,
-        "ipi_cv": std / mean if mean > 0 else 0.0,
         "recency_ratio": math.log1p(recency / max(mean, 0.5)),
         "overdue_z": max(min((recency - mean) / (std + 1.0), 10.0), -5.0),
-        "expected_missed": min(recency * rate, 50.0),
-        "p_silence": math.exp(-min(recency / max(mean, 0.5), 50.0)),
+        "p_alive": p_alive,
+        "p_repeat_30d": p_alive * (1.0 - math.exp(-30.0 * lam)),
+        "log_aov": math.log1p(p.monetary / p.n_orders) if purchased else 0.0,
         "purchases_30d": p.purchases_mid * fm,
-        "purchases_90d": p.purchases_long * fl,
         "events_7d": math.log1p(p.events_short * fs),
         "events_30d": math.log1p(p.events_mid * fm),
         "carts_since_purchase": float(min(p.carts_since_purchase, 20)),
-        "abandoned_carts": math.log1p(p.abandoned_carts),
-        "category_focus": max(p.categories.values()) / total_cat if total_cat else 0.0,
     }
