@@ -1,0 +1,207 @@
+"""Telemetry: Prometheus exposition, dashboard series, and the HTTP views (fake web layer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams import dashboard
+from streams.telemetry import CONTENT_TYPE, Telemetry, consumer_lag, register_views
+
+
+class Clock:
+    def __init__(self, t: float = 1_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def samples(t: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(t.render().decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def busy(t: Telemetry, clock: Clock) -> None:
+    t.on_batch(100, 0.05, {"view": 80, "purchase": 20}, kafka_timestamps=[clock.t - 0.2] * 100)
+    t.on_dlq("not_json")
+    t.on_dlq("bad_ts")
+    t.on_recommendations(30)
+    t.on_alert(
+        {
+            "alert_id": "a1",
+            "user_id": "u1",
+            "probability": 0.8,
+            "segment": "at_risk",
+            "ts": 5,
+            "reasons": [{"feature": f"f{i}", "contribution": 0.1} for i in range(5)],
+        }
+    )
+    t.on_anomaly(
+        {
+            "anomaly_id": "x",
+            "user_id": "b1",
+            "kind": "bot",
+            "score": 0.9,
+            "reason": "fast",
+            "event_id": "e",
+            "ts": 5,
+        }
+    )
+    t.on_segment({"user_id": "u1", "segment": "loyal", "previous": None})
+    t.on_segment({"user_id": "u1", "segment": "at_risk", "previous": "loyal"})
+    t.on_redis_retry(ConnectionError("down"))
+    t.set_lag(42)
+    t.set_model_quality(0.81, 0.45)
+
+
+def test_metrics_parse_as_prometheus_text_with_the_expected_values() -> None:
+    clock = Clock()
+    t = Telemetry(clock=clock)
+    busy(t, clock)
+    s = samples(t)
+    assert s[("shopstream_events_in_total", (("type", "view"),))] == 80
+    assert s[("shopstream_dlq_total", (("reason", "not_json"),))] == 1
+    assert s[("shopstream_messages_out_total", (("topic", "recommendations"),))] == 30
+    assert s[("shopstream_messages_out_total", (("topic", "dlq"),))] == 2
+    assert s[("shopstream_consumer_lag", ())] == 42
+    assert s[("shopstream_model_auc", (("model", "churn"),))] == pytest.approx(0.81)
+    assert s[("shopstream_model_log_loss", (("model", "churn"),))] == pytest.approx(0.45)
+    assert s[("shopstream_churn_alerts_total", ())] == 1
+    assert s[("shopstream_anomalies_total", (("kind", "bot"),))] == 1
+    assert s[("shopstream_segment_users", (("segment", "at_risk"),))] == 1
+    assert s[("shopstream_segment_users", (("segment", "loyal"),))] == 0
+    assert s[("shopstream_redis_retries_total", ())] == 1
+    assert s[("shopstream_batch_processing_seconds_count", ())] == 1
+    assert s[("shopstream_end_to_end_latency_seconds_count", ())] == 100
+    assert s[("shopstream_end_to_end_latency_seconds_bucket", (("le", "0.25"),))] == 100
+    assert "version=0.0.4" in CONTENT_TYPE
+
+
+def test_registries_are_private_to_each_instance() -> None:
+    a, b = Telemetry(), Telemetry()
+    a.on_recommendations(3)
+    key = ("shopstream_messages_out_total", (("topic", "recommendations"),))
+    assert key not in samples(b)
+    assert samples(a)[key] == 3
+
+
+def test_snapshot_series_buckets_and_latest_rows() -> None:
+    clock = Clock(1_000.0)
+    t = Telemetry(bucket_s=2.0, clock=clock)
+    busy(t, clock)
+    clock.t = 1_002.5  # closes [1000, 1002)
+    t.on_batch(10, 0.01, {"view": 10})
+    clock.t = 1_010.1  # closes [1002, 1004) and shows [1004..1008] as idle zeros
+    snap = t.snapshot()
+    ser = snap["series"]
+    assert ser["t"] == [1000.0, 1002.0, 1004.0, 1006.0, 1008.0]
+    assert ser["events_per_s"] == [50.0, 5.0, 0.0, 0.0, 0.0]
+    assert ser["recs_per_s"][0] == 15.0
+    assert ser["e2e_p50_ms"][0] == pytest.approx(200.0)
+    assert ser["batch_p99_ms"][:3] == [50.0, 10.0, None]
+    assert ser["lag"] == [42] * 5 and ser["auc"][0] == 0.81
+    assert ser["alerts"][0] == 1 and ser["anomalies"][0] == 1 and ser["bots"][0] == 1
+    assert snap["totals"]["events_in"] == 110 and snap["totals"]["dlq"] == 2
+    assert snap["dlq_by_reason"] == {"not_json": 1, "bad_ts": 1}
+    assert snap["segments"] == {"at_risk": 1}
+    assert len(snap["latest_alerts"][0]["reasons"]) == 3
+    assert snap["latest_anomalies"][0]["kind"] == "bot"
+    assert orjson.loads(orjson.dumps(snap)) == snap  # JSON-safe
+
+
+def test_ring_buffer_is_bounded_and_quality_ignores_nan() -> None:
+    clock = Clock(0.0)
+    t = Telemetry(bucket_s=1.0, points=10, clock=clock)
+    for i in range(100):
+        clock.t = float(i)
+        t.on_batch(1, 0.001, {"view": 1})
+    t.set_model_quality(float("nan"), None)
+    snap = t.snapshot()
+    assert len(snap["series"]["t"]) == 10
+    assert snap["model"] == {"auc": None, "logloss": None}
+    t.set_segment_sizes({"loyal": 5, "champions": 2})
+    assert t.snapshot()["segments"] == {"champions": 2, "loyal": 5}
+
+
+def test_consumer_lag_sums_partitions_and_skips_unknown_watermarks() -> None:
+    hw = {"p0": 10, "p1": 5, "p2": None}
+    assert consumer_lag(hw.get, {"p0": 4, "p1": 9, "p2": 3}) == 5
+
+
+class FakeApp:
+    def __init__(self) -> None:
+        self.pages: dict[str, Callable[..., Any]] = {}
+
+    def page(self, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.pages[path] = fn
+            return fn
+
+        return deco
+
+
+class FakeWeb:
+    def bytes(self, value: bytes, **kw: Any) -> Any:
+        return ("bytes", value, kw)
+
+    def json(self, value: Any, **kw: Any) -> Any:
+        return ("json", orjson.loads(orjson.dumps(value)), kw)
+
+    def html(self, value: str, **kw: Any) -> Any:
+        return ("html", value, kw)
+
+
+class FakeStore:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    async def popular(self, k: int) -> list[tuple[str, float]]:
+        if self.fail:
+            raise ConnectionError("redis down")
+        return [("a", 9.0), ("b", 5.0), ("c", 1.0)][:k]
+
+    async def similar(self, item: str, k: int) -> list[tuple[str, float]]:
+        return {"a": [("b", 0.8)], "b": [("a", 0.6), ("c", 0.3)]}.get(item, [])[:k]
+
+
+def fake_shop(store: FakeStore) -> Any:
+    return SimpleNamespace(app=FakeApp(), runtime=SimpleNamespace(store=store))
+
+
+async def test_views_serve_metrics_dashboard_json_and_page() -> None:
+    clock = Clock()
+    t = Telemetry(clock=clock)
+    busy(t, clock)
+    shop = fake_shop(FakeStore())
+    register_views(shop, t)
+    dashboard.register(shop)
+    web = FakeWeb()
+    kind, body, kw = await shop.app.pages["/metrics"](web, None)
+    assert kw["headers"]["Content-Type"] == CONTENT_TYPE
+    assert any(
+        f.name == "shopstream_events_in" for f in text_string_to_metric_families(body.decode())
+    )
+    kind, snap, _ = await shop.app.pages["/api/dashboard"](web, None)
+    assert snap["trending"][0] == {"item_id": "a", "score": 9.0}
+    assert snap["pairs"][0] == {"a": "a", "b": "b", "score": 0.8}
+    assert snap["segment_labels"]["cant_lose"] == "Can't lose them"
+    assert snap["totals"]["events_in"] == 100
+    kind, html, _ = await shop.app.pages["/dashboard"](web, None)
+    assert kind == "html" and "/api/dashboard" in html
+
+
+async def test_dashboard_api_survives_a_redis_outage() -> None:
+    t = Telemetry()
+    shop = fake_shop(FakeStore(fail=True))
+    register_views(shop, t)
+    _, snap, _ = await shop.app.pages["/api/dashboard"](FakeWeb(), None)
+    assert snap["trending"] == [] and "redis down" in snap["store_error"]
