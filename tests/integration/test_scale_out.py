@@ -1,0 +1,254 @@
+"""Scale-out: two workers in one consumer group end in the same state as one worker.
+
+The same input (a generated clickstream plus a few malformed records) is processed twice on
+fresh topics: once by one worker, once by two worker processes sharing the partitions of one
+consumer group. Compared afterwards:
+
+* the Redis similarity store: a deterministic dump of every key under the run's prefix.
+  Co-occurrence scores are stored as ``w * 2**((ts - t0) / half_life)`` where ``t0`` is the
+  first event time the store saw (which differs with the partition that happened to be
+  processed first), so scores are compared after scaling by ``2**((t0 - ref) / half_life)``;
+* the profile table: the last changelog value of every user (byte for byte);
+* the outputs: the trigger events of the recommendations (batch size 1, so every trigger
+  event gets one), the churn alert ids, and the DLQ records with their reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from models.similarity import delete_prefix, key_base
+from streams.generate import generate
+from streams.kafka import client_options, ensure_topics
+from streams.settings import Settings
+from tests.integration.harness import WorkerProcess, free_port, produce
+
+DAY_MS = 86_400_000
+BAD = [b"not json at all", b"[1, 2]", b"\xff\xfe\xfd", b'{"event_id": 5, "type": "view"}']
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def run_settings(base: Settings, tmp: Path, name: str) -> Settings:
+    tag = f"{name}{uuid.uuid4().hex[:8]}"
+    return base.with_(
+        app_id=f"test-{tag}",
+        redis_prefix=f"t{tag}",
+        data_dir=str(tmp / tag),
+        topic_events=f"t{tag}.events",
+        topic_dlq=f"t{tag}.events.dlq",
+        topic_recommendations=f"t{tag}.recommendations",
+        topic_churn_alerts=f"t{tag}.churn-alerts",
+        topic_segments=f"t{tag}.segments",
+        topic_anomalies=f"t{tag}.anomalies",
+        partitions=4,
+        batch_size=1,
+        batch_within_ms=5,
+        commit_interval_s=0.5,
+    )
+
+
+def records() -> tuple[list[tuple[bytes | None, bytes | None]], int]:
+    """The input records and the earliest event time (the reference of the scores)."""
+    events, _ = generate(users=24, seed=11, days=35)
+    out: list[tuple[bytes | None, bytes | None]] = [
+        (e["user_id"].encode(), orjson.dumps(e)) for e in events
+    ]
+    for i, bad in enumerate(BAD):
+        out.insert(1 + i * len(out) // len(BAD), (f"u-bad{i}".encode(), bad))
+    return out, min(int(e["ts"]) for e in events)
+
+
+async def group_lag(s: Settings, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> int:
+    offsets = await admin.list_consumer_group_offsets(s.app_id)
+    committed = {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == s.topic_events}
+    parts = [TopicPartition(s.topic_events, p) for p in range(s.partitions)]
+    ends = await consumer.end_offsets(parts)
+    return sum(ends[tp] - max(0, committed.get(tp.partition, 0)) for tp in parts)
+
+
+async def group_members(s: Settings, admin: AIOKafkaAdminClient) -> int:
+    [resp] = await admin.describe_consumer_groups([s.app_id])
+    [group] = resp.groups
+    state, members = group[2], group[5]
+    return len(members) if state == "Stable" else 0
+
+
+async def wait_drained(s: Settings, deadline_s: float) -> None:
+    admin = AIOKafkaAdminClient(**client_options(s))
+    consumer = AIOKafkaConsumer(**client_options(s))
+    await admin.start()
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if await group_lag(s, admin, consumer) == 0:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{s.app_id} did not drain {s.topic_events} in {deadline_s}s")
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_members(s: Settings, want: int, deadline_s: float) -> None:
+    admin = AIOKafkaAdminClient(**client_options(s))
+    await admin.start()
+    try:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if await group_members(s, admin) == want:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"group {s.app_id} never had {want} stable members")
+    finally:
+        await admin.close()
+
+
+async def read_all(s: Settings, topic: str) -> list[Any]:
+    """Every record of ``topic`` (all partitions) up to its current end."""
+    consumer = AIOKafkaConsumer(**client_options(s), enable_auto_commit=False)
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        parts = [TopicPartition(topic, p) for p in range(s.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        behind = [tp for tp in parts if ends[tp] > 0]
+        deadline = time.monotonic() + 30
+        while behind and time.monotonic() < deadline:
+            for recs in (await consumer.getmany(timeout_ms=300)).values():
+                out.extend(recs)
+            behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
+        assert not behind, f"could not read {topic} to its end"
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def redis_dump(s: Settings, ref_ms: int) -> dict[str, Any]:
+    """Every key under the prefix, typed and normalised (see the module docstring)."""
+    client = aioredis.from_url(s.redis_url)
+    base = key_base(s.redis_prefix)
+    hl_ms = s.rec_half_life_days * DAY_MS
+    dump: dict[str, Any] = {}
+    try:
+        meta = await client.hgetall(base + "meta")
+        t0 = float(meta[b"t0"])
+        scale = 2 ** ((t0 - ref_ms) / hl_ms)
+        pattern = base.replace("{", "\\{").replace("}", "\\}") + "*"
+        async for raw in client.scan_iter(match=pattern, count=1000):
+            key = text(raw)[len(base) :]
+            kind = text(await client.type(raw))
+            if kind == "zset":
+                rows: Any = await client.zrange(raw, 0, -1, withscores=True)
+                dump[key] = {text(m): float(score) * scale for m, score in rows}
+            elif kind == "hash":
+                fields = (await client.hgetall(raw)).items()
+                # the offsets hash names the (run-specific) topic: "<topic>:<partition>"
+                dump[key] = {
+                    text(k).replace(s.topic_events, "<events>"): text(v) for k, v in fields
+                }
+                if key == "meta":
+                    dump[key].pop("t0")
+            elif kind == "set":
+                dump[key] = sorted(text(m) for m in await client.smembers(raw))
+            else:
+                dump[key] = text(await client.get(raw) or b"")
+    finally:
+        await client.aclose()
+    return dump
+
+
+def assert_same_store(one: dict[str, Any], two: dict[str, Any]) -> None:
+    assert sorted(one) == sorted(two), set(one) ^ set(two)
+    for key, value in one.items():
+        other = two[key]
+        if key.startswith(("n:", "pop")):
+            assert sorted(value) == sorted(other), key
+            for member, score in value.items():
+                assert math.isclose(score, other[member], rel_tol=1e-9), (key, member)
+        else:
+            assert value == other, key
+
+
+async def outcome(s: Settings, ref_ms: int) -> dict[str, Any]:
+    recs = await read_all(s, s.topic_recommendations)
+    alerts = await read_all(s, s.topic_churn_alerts)
+    dlq = await read_all(s, s.topic_dlq)
+    changelog = await read_all(s, f"{s.app_id}-profiles-changelog")
+    profiles: dict[bytes, bytes] = {}
+    for rec in sorted(changelog, key=lambda r: (r.partition, r.offset)):
+        profiles[rec.key] = rec.value
+    reasons = {
+        (rec.value, text(dict(rec.headers)["reason"])) for rec in dlq
+    }  # a set: redelivery after a rebalance may repeat a record
+    return {
+        "store": await redis_dump(s, ref_ms),
+        "profiles": profiles,
+        "rec_triggers": {orjson.loads(r.value)["trigger_event_id"] for r in recs},
+        "alerts": {orjson.loads(r.value)["alert_id"] for r in alerts},
+        "dlq": reasons,
+    }
+
+
+async def cleanup(s: Settings) -> None:
+    client = aioredis.from_url(s.redis_url)
+    try:
+        await delete_prefix(client, key_base(s.redis_prefix))
+    finally:
+        await client.aclose()
+
+
+async def test_two_workers_same_state_as_one(settings: Settings, tmp_path: Path) -> None:
+    data, ref_ms = records()
+    results: list[dict[str, Any]] = []
+    for name, n_workers in (("one", 1), ("two", 2)):
+        s = run_settings(settings, tmp_path, name)
+        await ensure_topics(s)
+        workers = [
+            WorkerProcess(
+                s.with_(web_port=free_port(), data_dir=f"{s.data_dir}-{i}"),
+                tmp_path / f"{name}-{i}.log",
+            )
+            for i in range(n_workers)
+        ]
+        try:
+            for w in workers:
+                w.start()
+            for w in workers:
+                await asyncio.to_thread(w.wait_healthy, 60.0)
+            await wait_members(s, n_workers, 45.0)
+            await produce(s, data)
+            await wait_drained(s, 45.0)
+            await asyncio.sleep(1.5)  # the last batch's outputs and changelog writes
+            assert all(w.alive() for w in workers), [w.logs() for w in workers]
+            results.append(await outcome(s, ref_ms))
+        finally:
+            for w in workers:
+                w.stop()
+            await cleanup(s)
+    one, two = results
+    n_valid = len(data) - len(BAD)
+    users = {orjson.loads(v)["user_id"] for k, v in data if v and k and not k.startswith(b"u-bad")}
+    assert len(one["profiles"]) == len(users)
+    assert len(one["rec_triggers"]) > n_valid // 3
+    assert {r for _, r in one["dlq"]} >= {"not_json", "not_object", "bad_utf8"}
+    assert_same_store(one["store"], two["store"])
+    assert one["profiles"] == two["profiles"]
+    assert one["rec_triggers"] == two["rec_triggers"]
+    assert one["alerts"] == two["alerts"]
+    assert one["dlq"] == two["dlq"]
