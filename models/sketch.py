@@ -85,9 +85,11 @@ class P2Quantile:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> P2Quantile:
         s = cls(float(d["p"]))
-        s.q, s.n, s.np = [float(v) for v in d["q"]], [float(v) for v in d["n"]], [
-            float(v) for v in d["np"]
-        ]
+        s.q, s.n, s.np = (
+            [float(v) for v in d["q"]],
+            [float(v) for v in d["n"]],
+            [float(v) for v in d["np"]],
+        )
         return s
 
 
