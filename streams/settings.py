@@ -68,6 +68,9 @@ class Settings:
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
     commit_interval_s: float = _opt(1.0, "Kafka offset commit interval, in seconds.")
+    shutdown_grace_s: float = _opt(
+        15.0, "On SIGTERM, how long the batch in progress may take to finish, in seconds."
+    )
 
     # --- recommendations ----------------------------------------------------------------
     rec_k: int = _opt(10, "Items per published recommendation.")

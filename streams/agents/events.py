@@ -3,10 +3,12 @@
 Thin by design; the logic lives in ``streams.pipeline`` (pure) and ``models.similarity``.
 Why it is shaped like this (DESIGN §3):
 
-* ``take_events`` acks the whole batch when the loop body returns *or raises*, so nothing
-  may raise here: bad records go to the DLQ, Redis errors are retried until they succeed
-  (the batch is not acked meanwhile, so nothing is lost), and any other failure of one
-  event sends that event to the DLQ with reason ``processing_error``.
+* ``take``/``take_events`` ack the whole batch when the loop body returns *or raises*; we use
+  ``noack_take`` and ack a batch only after all its effects are done. Nothing may raise
+  here: bad records go to the DLQ, Redis errors are retried until they succeed (the batch
+  is not acked meanwhile, so nothing is lost), and any other failure of one event sends
+  that event to the DLQ with reason ``processing_error``. On shutdown the current batch
+  gets a grace period to finish; otherwise it stays unacked and is redelivered.
 * ``concurrency=1``: a second instance could commit past an event still in flight.
 * Redis updates are fenced by the partition offset inside the Lua script, and profile
   updates by the offset kept in each profile envelope, so a redelivered batch (after a
@@ -17,6 +19,7 @@ Why it is shaped like this (DESIGN §3):
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Sequence
@@ -42,6 +45,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def to_record(event: Any) -> Record:
+    """The parts of a Faust event that processing needs."""
+    msg = event.message
+    return Record(msg.topic, msg.partition, msg.offset, event.key, event.value)
+
+
 class BatchProcessor:
     """Applies one batch of consumed records; every effect is idempotent."""
 
@@ -53,10 +62,7 @@ class BatchProcessor:
         self.recs_out = 0
 
     async def process(self, batch: Sequence[Any]) -> None:
-        records = [
-            Record(ev.message.topic, ev.message.partition, ev.message.offset, ev.key, ev.value)
-            for ev in batch
-        ]
+        records = [to_record(ev) for ev in batch]
         self.events_in += len(records)
         await self.shop.runtime.wait_ready()
         valid, rejected = split(records, max_bytes=self.settings.max_event_bytes)
@@ -146,6 +152,30 @@ class BatchProcessor:
         self.recs_out += len(events)
 
 
+async def run_batch(processor: BatchProcessor, batch: Sequence[Any], grace_s: float) -> bool:
+    """Process one batch; ``True`` when it may be acknowledged.
+
+    A batch that is interrupted by shutdown gets ``grace_s`` seconds to finish; if it does
+    not, it is left unacknowledged and will be redelivered (and fenced) after restart.
+    An unexpected error sends the batch to the DLQ (so nothing is lost) and acks it.
+    """
+    task = asyncio.ensure_future(processor.process(batch))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        log.info("stopping: letting the current batch of %d finish (%.0fs)", len(batch), grace_s)
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
+        if not done:
+            task.cancel()
+            log.warning("batch not finished at shutdown; it will be redelivered")
+        raise
+    except Exception:
+        log.exception("batch of %d failed unexpectedly; sending it to the DLQ", len(batch))
+        for rec in map(to_record, batch):
+            await processor.dead_letter(rec, "processing_error", "batch failed")
+    return True
+
+
 def register(shop: ShopApp) -> BatchProcessor:
     """Attach the agent to the app; returns the processor (its counters feed /metrics)."""
     settings = shop.settings
@@ -153,18 +183,14 @@ def register(shop: ShopApp) -> BatchProcessor:
 
     @shop.app.agent(shop.events, concurrency=1, name="process_events")
     async def process_events(stream: Any) -> None:
-        async for batch in stream.take_events(
+        # noack_take: Faust does not ack (and so never commits) a batch until we say so,
+        # unlike take()/take_events(), which ack in a `finally` even when processing failed.
+        async for batch in stream.noack_take(
             settings.batch_size, within=settings.batch_within_ms / 1000
         ):
-            try:
-                await processor.process(batch)
-            except Exception:
-                log.exception("batch of %d failed unexpectedly; sending it to the DLQ", len(batch))
-                for ev in batch:
-                    rec = Record(
-                        ev.message.topic, ev.message.partition, ev.message.offset, ev.key, ev.value
-                    )
-                    await processor.dead_letter(rec, "processing_error", "batch failed")
+            if await run_batch(processor, batch, settings.shutdown_grace_s):
+                for event in batch:
+                    await stream.ack(event)
 
     shop.processor = processor
     return processor

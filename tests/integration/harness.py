@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.settings import PREFIX, Settings
 
@@ -130,3 +131,14 @@ async def consume(
     finally:
         await asyncio.shield(consumer.stop())
     return out
+
+
+async def committed(settings: Settings) -> int:
+    """Sum of the offsets the worker's consumer group committed on the events topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    return sum(m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events)

@@ -13,7 +13,7 @@ import orjson
 
 from streams.kafka import ensure_topics
 from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, consume, produce
+from tests.integration.harness import WorkerProcess, committed, consume, produce
 
 T0 = 1_709_283_600_000  # 2024-03-01T09:00:00Z
 
@@ -108,6 +108,8 @@ async def test_profiles_survive_a_restart_and_redelivery_changes_nothing(
             if worker.get_json("/users/bob")["profile"]["n_events"] == 5:
                 break
             await asyncio.sleep(0.2)
+    # The first worker committed what it processed (acks are manual: noack_take).
+    assert await committed(settings) == len(first)
     with WorkerProcess(settings, tmp_path / "w2.log") as worker:
         worker.wait_healthy()
         await produce(settings, second)
