@@ -5,8 +5,9 @@ per-user bookkeeping and a heap of event-time timers, so the work per event foll
 number of *due* users, never all users. Timers are lazy: each user has at most one probe
 and one idle timer in the heap; a timer that fires after the user moved on re-arms itself.
 
-* **Labels** -- a snapshot of the features is taken at activity (at most one a day) and at
-  probe offsets after it (default 7, 14, 30, 60, 90 days of silence). A snapshot resolves
+* **Labels** -- a snapshot of the features is taken at activity (at most one a day) and
+  weekly while the user stays silent (probes at 7, 14, ..., 119 days), so the labelled
+  examples cover every recency the model is later asked about. A snapshot resolves
   *negative* when the user purchases (``label_mode="purchase"``) or does anything
   (``"activity"``) within H days after it, *positive* when the clock passes
   ``ts + H + allowed_lateness`` first. Late events inside that slack still count.
@@ -86,7 +87,7 @@ class ChurnConfig:
     threshold: float = 0.5
     label_mode: Literal["purchase", "activity"] = "purchase"
     probe_days: tuple[float, ...] = tuple(float(d) for d in range(0, 120, 7))
-    min_snapshot_gap_ms: int = 7 * DAY_MS
+    min_snapshot_gap_ms: int = DAY_MS
     allowed_lateness_ms: int = 3_600_000
     alerts: bool = True
     min_labels_for_alerts: int = 200
@@ -118,6 +119,7 @@ class Track:
     probe_armed: bool = False
     idle_armed: bool = False
     scored_episode_ms: int = -1  # idle episode (its start) already scored
+    last_snapshot_ms: int = -1
     pending: list[tuple[int, list[float]]] = field(default_factory=list)
 
 
@@ -136,6 +138,7 @@ class ChurnState:
                 t.probe_armed,
                 t.idle_armed,
                 t.scored_episode_ms,
+                t.last_snapshot_ms,
                 [[ts, [round(v, 6) for v in x]] for ts, x in t.pending],
             ]
             for u, t in self.users.items()
@@ -152,8 +155,8 @@ class ChurnState:
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"churn state version {d.get('v')!r} is not {STATE_VERSION}")
         users = {
-            u: Track(a, s, k, pa, ia, ep, [(int(ts), list(x)) for ts, x in pend])
-            for u, (a, s, k, pa, ia, ep, pend) in d["users"].items()
+            u: Track(a, s, k, pa, ia, ep, ls, [(int(ts), list(x)) for ts, x in pend])
+            for u, (a, s, k, pa, ia, ep, ls, pend) in d["users"].items()
         }
         timers = [(int(a), int(b), str(c), int(e)) for a, b, c, e in d["timers"]]
         heapq.heapify(timers)
@@ -179,6 +182,7 @@ def _learn(model: Scorer | None, out: list[Labelled], x: list[float], y: bool) -
 
 def _snapshot(state: ChurnState, uid: str, t: Track, p: Profile, ts: int, cfg: ChurnConfig) -> None:
     t.pending.append((ts, _vector(p, ts)))
+    t.last_snapshot_ms = max(t.last_snapshot_ms, ts)
     heapq.heappush(state.timers, (ts + cfg.horizon_ms + cfg.allowed_lateness_ms, LABEL, uid, ts))
 
 
@@ -333,8 +337,7 @@ def step(
     if new or (is_activity and ts > t.anchor_ms):
         t.anchor_ms = ts
         t.probe_k = 1
-        last_snap = t.pending[-1][0] if t.pending else None
-        if last_snap is None or ts - last_snap >= cfg.min_snapshot_gap_ms:
+        if t.last_snapshot_ms < 0 or ts - t.last_snapshot_ms >= cfg.min_snapshot_gap_ms:
             _snapshot(state, uid, t, p, ts, cfg)
         if not t.probe_armed and len(cfg.probe_days) > 1:
             heapq.heappush(state.timers, (ts + int(cfg.probe_days[1] * DAY_MS), PROBE, uid, 0))
