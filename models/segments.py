@@ -243,8 +243,8 @@ class SegmentModel:
             "ts": ts_ms,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe state (no pickle)."""
+    def to_dict(self, *, include_users: bool = True) -> dict[str, Any]:
+        """JSON-safe state (no pickle); without users it is a few kB (for checkpoints)."""
         return {
             "sketches": {
                 name: [q.to_dict() for q in sk.q]
@@ -252,7 +252,7 @@ class SegmentModel:
             },
             "scaler": self.scaler.to_dict(),
             "centers": {str(i): dict(c) for i, c in self.kmeans.centers.items()},
-            "users": self.users,
+            "users": self.users if include_users else {},
         }
 
     @classmethod
@@ -263,6 +263,6 @@ class SegmentModel:
         m.scaler = RunningScaler.from_dict(d["scaler"])
         for i, c in d["centers"].items():
             m.kmeans.centers[int(i)].update(c)
-        m.users = {u: list(v) for u, v in d["users"].items()}
+        m.users = {u: list(v) for u, v in d.get("users", {}).items()}
         m.sizes = Counter(v[0] for v in m.users.values() if v[0] is not None)
         return m

@@ -148,6 +148,9 @@ def test_model_is_deterministic_sizes_are_consistent_and_state_is_plain_json() -
     assert c.segment_sizes() == sizes
     p = buyer("new", 3, 7.0, 50.0, start=T0 + 100 * DAY_MS)
     assert c.segment(p, p.last_seen_ms) == a.segment(p, p.last_seen_ms)
+    light = SegmentModel.from_dict(a.to_dict(include_users=False))  # checkpoint-sized
+    assert light.segment(p, p.last_seen_ms) == a.segment(p, p.last_seen_ms)
+    assert light.users == {} and light.segment_sizes() == {}
 
 
 def test_memory_is_bounded_and_sizes_follow_evictions() -> None:
