@@ -4,7 +4,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install up down status worker demo test test-unit lint bench chaos clean
+.PHONY: help install up down status worker demo test test-unit lint bench chaos clean readme
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: install  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/r
 	@$(VENV)/bin/pip install -q -e '.[bench]'
 	@scripts/stack.sh up
 	@$(PY) scripts/bench.py $(BENCH_ARGS)
+
+readme: install  ## regenerate the README's configuration table from streams/settings.py
+	@$(PY) scripts/readme_settings.py
 
 clean: down  ## stop services and delete .stack/ (cached Kafka jars are kept)
 	rm -rf .stack

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from streams.events import Event, InvalidEvent, parse_event
+from streams.privacy import pseudonymise_event
 from streams.profile import Profile, update_profile
 
 #: Types after which a fresh recommendation is published.
@@ -40,16 +41,23 @@ class Record:
 
 
 def split(
-    records: Iterable[Record], *, max_bytes: int
+    records: Iterable[Record], *, max_bytes: int, pseudonymise_key: bytes = b""
 ) -> tuple[list[tuple[Record, Event]], list[tuple[Record, str, str]]]:
-    """Parse every record: ``(valid [(record, event)], rejected [(record, reason, detail)])``."""
+    """Parse every record: ``(valid [(record, event)], rejected [(record, reason, detail)])``.
+
+    With ``pseudonymise_key``, valid events carry the pseudonym instead of the user id.
+    """
     valid: list[tuple[Record, Event]] = []
     rejected: list[tuple[Record, str, str]] = []
     for rec in records:
         try:
-            valid.append((rec, parse_event(rec.value, max_bytes=max_bytes)))
+            event = parse_event(rec.value, max_bytes=max_bytes)
         except InvalidEvent as exc:
             rejected.append((rec, exc.reason, exc.detail))
+            continue
+        if pseudonymise_key:
+            event = pseudonymise_event(event, pseudonymise_key)
+        valid.append((rec, event))
     return valid, rejected
 
 

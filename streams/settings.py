@@ -87,6 +87,11 @@ class Settings:
     churn_threshold: float = _opt(0.5, "Publish an alert at or above this churn probability.")
     checkpoint_key: str = _opt("", "HMAC key that signs model checkpoints (required to save).")
 
+    # --- privacy ------------------------------------------------------------------------
+    pseudonymise_key: str = _opt(
+        "", "If set, user ids are replaced by HMAC-SHA256 pseudonyms before anything is stored."
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``SHOPSTREAM_*`` variables (``os.environ`` by default)."""

@@ -57,6 +57,7 @@ class BatchProcessor:
     def __init__(self, shop: ShopApp) -> None:
         self.shop = shop
         self.settings = shop.settings
+        self.pseudo_key = shop.settings.pseudonymise_key.encode()
         self.events_in = 0
         self.dlq_out = 0
         self.recs_out = 0
@@ -65,7 +66,9 @@ class BatchProcessor:
         records = [to_record(ev) for ev in batch]
         self.events_in += len(records)
         await self.shop.runtime.wait_ready()
-        valid, rejected = split(records, max_bytes=self.settings.max_event_bytes)
+        valid, rejected = split(
+            records, max_bytes=self.settings.max_event_bytes, pseudonymise_key=self.pseudo_key
+        )
         for rec, reason, detail in rejected:
             await self.dead_letter(rec, reason, detail)
         if not valid:

@@ -70,3 +70,12 @@ def test_recommendation_message_follows_the_contract() -> None:
     assert set(msg) == {"user_id", "session_id", "items", "trigger_event_id", "ts", "model"}
     assert msg["items"] == [{"item_id": "i2", "score": 0.5}]
     assert msg["trigger_event_id"] == "e7" and msg["ts"] == "2024-03-01T09:00:00.000Z"
+
+
+def test_pseudonymisation_replaces_the_user_id_before_anything_else() -> None:
+    rec = Record("t", 0, 1, b"u1", ev(1).to_json())
+    (_, plain), = split([rec], max_bytes=10_000)[0]
+    (_, hidden), = split([rec], max_bytes=10_000, pseudonymise_key=b"secret")[0]
+    assert plain.user_id == "u1"
+    assert hidden.user_id.startswith("p_") and "u1" not in hidden.user_id
+    assert hidden.session_id == plain.session_id and hidden.item_id == plain.item_id
