@@ -224,11 +224,12 @@ def inject(
         ts = event_ts_ms(value)
         kind = ""
         if faults.malformed and rng.random() < faults.malformed:
-            out: Outgoing = (key, malformed(value, rng), ts, "malformed")
-        else:
-            if faults.late and ts is not None and rng.random() < faults.late:
-                value, kind = shift_back(value, faults.late_hours), "late"
-            out = (key, value, ts, kind)
+            # never also duplicated or held back: each one is exactly one DLQ record
+            yield (key, malformed(value, rng), ts, "malformed")
+            continue
+        if faults.late and ts is not None and rng.random() < faults.late:
+            value, kind = shift_back(value, faults.late_hours), "late"
+        out: Outgoing = (key, value, ts, kind)
         if faults.out_of_order and rng.random() < faults.out_of_order:
             held.append((rng.randint(1, faults.max_delay), (key, out[1], ts, "out_of_order")))
             continue
