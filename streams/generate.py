@@ -136,9 +136,10 @@ def generate(
                 break
             convert = t < churn_at and rng.random() < conversion
             n_orders += convert
-            if convert and one_off:
-                churn_at = min(churn_at, t + 1)
             _session(rng, uid, f"{uid}-s{n_sessions:04d}", t, favs, convert, prices, mine)
+            if convert:  # churn takes effect after the session (a one-off buyer's first)
+                session_end = mine[-1]["ts"] + 1
+                churn_at = session_end if one_off else max(churn_at, session_end)
             n_sessions += 1
         for k, e in enumerate(mine):
             e["event_id"] = f"{uid}-{k:05d}"
@@ -205,7 +206,7 @@ def generate_command(
         transactions.write_text(transactions_csv(events))
     churned = sum(r["churned"] for r in rows)
     purchases = sum(e["type"] == "purchase" for e in events)
-    Console().print(
+    Console(soft_wrap=True).print(
         f"wrote {len(events)} events ({purchases} purchases) of {users} users "
         f"({churned} churned) to {out}; truth in {truth_path}"
     )
