@@ -39,21 +39,34 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, Protocol
 
+from streams.churn_alerts import DEFAULT_TIERS, Alert, Tier, alert_id, build_alert
 from streams.events import Event
 from streams.profile import DAY_MS, FEATURE_NAMES, Profile, features, update_profile
 from streams.settings import Settings
+
+__all__ = [
+    "DEFAULT_TIERS",
+    "Alert",
+    "ChurnConfig",
+    "ChurnState",
+    "Labelled",
+    "Scorer",
+    "Tier",
+    "Track",
+    "advance",
+    "alert_id",
+    "step",
+]
 
 LABEL, PROBE, IDLE = 0, 1, 2
 STATE_VERSION = 1
 
 Labelled = tuple[dict[str, float], bool]
-Alert = dict[str, Any]
 Lookup = Callable[[str], Profile | None]
 
 
@@ -67,17 +80,6 @@ class Scorer(Protocol):
     def predict_proba_one(self, x: dict[str, float]) -> float: ...
     def learn_one(self, x: dict[str, float], y: bool) -> None: ...
     def contributions(self, x: dict[str, float]) -> dict[str, float]: ...
-
-
-class Tier(NamedTuple):
-    """A customer value tier: ``min_value`` of lifetime spend and the coupon it earns."""
-
-    name: str
-    min_value: float
-    discount_pct: float
-
-
-DEFAULT_TIERS = (Tier("gold", 500.0, 20.0), Tier("silver", 100.0, 15.0), Tier("bronze", 0.0, 10.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class ChurnConfig:
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
     top_reasons: int = 3
     segment: str = "unassigned"
+    alert_non_buyers: bool = False  # score visitors who never bought too
 
     @classmethod
     def from_settings(cls, s: Settings, **overrides: Any) -> ChurnConfig:
@@ -163,11 +166,6 @@ class ChurnState:
         return cls(int(d["clock"]), users, timers)
 
 
-def alert_id(user_id: str, episode_start_ms: int) -> str:
-    """Deterministic id of the alert for one idle episode (consumers de-duplicate on it)."""
-    return hashlib.sha256(f"{user_id}\x1f{episode_start_ms}".encode()).hexdigest()[:32]
-
-
 def _vector(p: Profile, now_ms: int) -> list[float]:
     f = features(p, now_ms)
     return [f[k] for k in FEATURE_NAMES]
@@ -184,38 +182,6 @@ def _snapshot(state: ChurnState, uid: str, t: Track, p: Profile, ts: int, cfg: C
     t.pending.append((ts, _vector(p, ts)))
     t.last_snapshot_ms = max(t.last_snapshot_ms, ts)
     heapq.heappush(state.timers, (ts + cfg.horizon_ms + cfg.allowed_lateness_ms, LABEL, uid, ts))
-
-
-def _build_alert(
-    uid: str,
-    p: Profile,
-    x: dict[str, float],
-    prob: float,
-    episode: int,
-    now: int,
-    model: Scorer,
-    cfg: ChurnConfig,
-) -> Alert:
-    contrib = model.contributions(x)
-    top = sorted(contrib.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.top_reasons]
-    tier = next((t for t in cfg.tiers if p.monetary >= t.min_value), cfg.tiers[-1])
-    return {
-        "alert_id": alert_id(uid, episode),
-        "user_id": uid,
-        "probability": round(prob, 4),
-        "threshold": cfg.threshold,
-        "reasons": [{"feature": k, "contribution": round(v, 4)} for k, v in top],
-        "segment": cfg.segment,
-        "action": {
-            "type": "coupon",
-            "value_tier": tier.name,
-            "discount_pct": tier.discount_pct,
-            "customer_value": round(p.monetary, 2),
-            "idle_days": round(x["idle_days"], 2),
-        },
-        "ts": now,
-        "model_version": model.model_version,
-    }
 
 
 def _fire(
@@ -268,13 +234,28 @@ def _fire(
             if model.n_learned < cfg.min_labels_for_alerts:
                 continue
             p = lookup(uid)
-            if p is None:
+            if p is None or (p.n_orders == 0 and not cfg.alert_non_buyers):
                 continue
             t.scored_episode_ms = t.last_seen_ms
             xf = features(p, due)
             prob = model.predict_proba_one(xf)
             if prob >= cfg.threshold:
-                alerts.append(_build_alert(uid, p, xf, prob, t.last_seen_ms, due, model, cfg))
+                alerts.append(
+                    build_alert(
+                        uid,
+                        p,
+                        xf,
+                        prob,
+                        t.last_seen_ms,
+                        due,
+                        model.contributions(xf),
+                        model.model_version,
+                        cfg.threshold,
+                        cfg.segment,
+                        cfg.tiers,
+                        cfg.top_reasons,
+                    )
+                )
 
 
 def advance(

@@ -261,3 +261,14 @@ def test_config_from_settings_and_bad_state_version() -> None:
     assert (cfg.horizon_days, cfg.idle_days, cfg.threshold) == (20, 5, 0.5)
     with pytest.raises(ValueError, match="version"):
         ChurnState.from_dict({"v": 99})
+
+
+def test_visitors_who_never_bought_are_not_alerted_unless_configured() -> None:
+    default = Run()
+    default.feed("u1", "view", 0)
+    default.advance(30)
+    assert default.alerts == []
+    opted_in = Run(ChurnConfig(min_labels_for_alerts=0, alert_non_buyers=True))
+    opted_in.feed("u1", "view", 0)
+    opted_in.advance(30)
+    assert [a["action"]["value_tier"] for a in opted_in.alerts] == ["bronze"]
