@@ -27,6 +27,8 @@ from streams.events import Event
 log = logging.getLogger(__name__)
 
 _DAY_MS = 86_400_000
+#: Member that every neighbour set holds (score 0) so Redis keeps it a skiplist; see the script.
+SENTINEL = b"\0shopstream:skiplist" + b"." * 60
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,10 @@ local FW, BW, FD, BD = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]
 local RD, ALPHA, BETA, RB = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
 local STTL, UTTL, L = tonumber(ARGV[19]), tonumber(ARGV[20]), tonumber(ARGV[21])
 local A0 = 22
+-- Every neighbour set holds this member (score 0, below every real weight). At 80 bytes it is
+-- longer than zset-max-listpack-value (64), so Redis keeps the set as a skiplist: O(log n)
+-- ZINCRBY instead of a listpack scan that parses every float score (10-30x slower).
+local SENT = '\0shopstream:skiplist' .. string.rep('.', 60)
 local POP, CAT, OFF = base .. 'pop', base .. 'cat', base .. 'off'
 
 local t0 = tonumber(redis.call('HGET', meta, 't0'))
@@ -26,7 +30,7 @@ end
 
 -- Session state: the last max(N, W) items, most recent first, stored as one string
 -- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
-local SESS, DIRTY = {}, {}
+local SESS, DIRTY, CARD = {}, {}, {}
 local function session_items(sk)
   local items = SESS[sk]
   if items then return items end
@@ -72,27 +76,49 @@ local function learn(etype, user, session, item, category, ts)
   for j = 1, #order do
     local a = order[j]
     local na = base .. 'n:' .. a
-    -- a new member comes back with exactly its increment: only then can the set be too big
-    if tonumber(redis.call('ZINCRBY', na, fwd[a], item)) == fwd[a] then touched[na] = true end
+    -- a new member comes back with exactly its increment: only then can the set grow
+    if tonumber(redis.call('ZINCRBY', na, fwd[a], item)) == fwd[a] then
+      touched[na] = (touched[na] or 0) + 1
+    end
   end
   local ni = base .. 'n:' .. item
   if #border == 1 then
     local a = border[1]
-    if tonumber(redis.call('ZINCRBY', ni, bwd[a], a)) == bwd[a] then touched[ni] = true end
+    if tonumber(redis.call('ZINCRBY', ni, bwd[a], a)) == bwd[a] then
+      touched[ni] = (touched[ni] or 0) + 1
+    end
   elseif #border > 1 then  -- all into one key: read, add, write in two calls
     local old = redis.call('ZMSCORE', ni, unpack(border))
     local args = {}
     for j = 1, #border do
       local a = border[j]
       local o = old[j]
-      if o then args[#args + 1] = tonumber(o) + bwd[a] else args[#args + 1] = bwd[a]; touched[ni] = true end
+      if o then
+        args[#args + 1] = tonumber(o) + bwd[a]
+      else
+        args[#args + 1] = bwd[a]
+        touched[ni] = (touched[ni] or 0) + 1
+      end
       args[#args + 1] = a
     end
     redis.call('ZADD', ni, unpack(args))
   end
-  for key in pairs(touched) do
-    local card = redis.call('ZCARD', key)
-    if card > M + SLACK then redis.call('ZREMRANGEBYRANK', key, 0, card - M - 1) end
+  for key, added in pairs(touched) do  -- CARD caches cardinalities (sentinel included)
+    local card = CARD[key]
+    if card then
+      card = card + added
+    else
+      card = redis.call('ZCARD', key)
+      if card == added then  -- the set was just created: add the sentinel
+        redis.call('ZADD', key, 0, SENT)
+        card = card + 1
+      end
+    end
+    if card - 1 > M + SLACK then
+      redis.call('ZREMRANGEBYRANK', key, 1, card - 1 - M)
+      card = M + 1
+    end
+    CARD[key] = card
   end
   redis.call('ZINCRBY', POP, g, item)
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
@@ -152,9 +178,11 @@ local function score(items, gnow, k, keep, boost)
       local row = redis.call('ZRANGE', base .. 'n:' .. a, 0, L - 1, 'REV', 'WITHSCORES')
       for j = 1, #row, 2 do
         local c = row[j]
-        local v = tonumber(row[j + 1]) * f
-        local old = acc[c]
-        if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+        if c ~= SENT then
+          local v = tonumber(row[j + 1]) * f
+          local old = acc[c]
+          if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+        end
       end
     end
   end
