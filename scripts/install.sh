@@ -13,3 +13,13 @@ fi
 echo "[install] installing shopstream and its dependencies into $VENV" >&2
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
+
+# The dashboard's browser test drives Debian's Chromium with Playwright (a test tool's own
+# browser download does not work on closed networks).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "[install] installing chromium from Debian packages (dashboard browser test)" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null \
+    || echo "[install] warning: could not install chromium; the dashboard browser test will fail" >&2
+fi

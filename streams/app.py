@@ -32,7 +32,8 @@ class ShopApp:
     anomalies: Any
     profiles: Any  # faust.Table[str, bytes]: user_id -> orjson profile envelope
     runtime: Runtime
-    processor: Any = None  # streams.agents.events.BatchProcessor, set by register()
+    telemetry: Any = None  # streams.telemetry.Telemetry: metrics and dashboard series
+    processor: Any = None  # streams.processor.BatchProcessor, set by register()
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -107,9 +108,12 @@ def create_app(settings: Settings) -> ShopApp:
     )
     app.service(runtime)  # type: ignore[arg-type]  # an instance works: started after recovery
 
-    from streams import web
+    from streams import dashboard, telemetry, web
     from streams.agents import events as events_agent
 
+    shop.telemetry = telemetry.Telemetry(bucket_s=settings.dashboard_bucket_s)
     events_agent.register(shop)
     web.register(shop)
+    telemetry.register_views(shop, shop.telemetry)
+    dashboard.register(shop)
     return shop

@@ -22,7 +22,7 @@ import orjson
 
 from streams.events import Event, InvalidEvent, parse_event
 from streams.privacy import pseudonymise_event
-from streams.profile import Profile, update_profile
+from streams.profile import Profile
 
 #: Types after which a fresh recommendation is published.
 REC_TRIGGERS = frozenset({"view", "add_to_cart", "purchase"})
@@ -86,16 +86,21 @@ def by_partition(
 
 @dataclass(slots=True)
 class Envelope:
-    """What the profile table stores per user: the profile plus its offset fence.
+    """What the profile table stores per user: the profile, its offset fence and context.
 
     ``offset`` is the source offset of the last event applied; a user's events all live on
     one partition (the key is ``user_id``), so a redelivered event has ``offset <= this``.
+    ``track`` is the user's churn bookkeeping (``streams.users.track_to_list``), stored here
+    so it is written, fenced and restored together with the profile.
     """
 
     profile: Profile
     offset: int = -1
     session_id: str = ""
     last_rec_ms: int = -1
+    partition: int = -1
+    segment: str | None = None
+    track: list[Any] | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -103,6 +108,9 @@ class Envelope:
                 "o": self.offset,
                 "s": self.session_id,
                 "r": self.last_rec_ms,
+                "pt": self.partition,
+                "sg": self.segment,
+                "t": self.track,
                 "p": self.profile.to_dict(),
             }
         )
@@ -110,22 +118,19 @@ class Envelope:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         d = orjson.loads(raw)
-        return cls(Profile.from_dict(d["p"]), d["o"], d["s"], d["r"])
+        profile = Profile.from_dict(d["p"])
+        return cls(profile, d["o"], d["s"], d["r"], d.get("pt", -1), d.get("sg"), d.get("t"))
 
 
-def apply_profile(env: Envelope | None, offset: int, event: Event) -> Envelope | None:
-    """Apply one event to a user's envelope; ``None`` when it was already applied (fenced).
+def is_redelivery(env: Envelope | None, offset: int) -> bool:
+    """Whether the event at ``offset`` was already applied to this user's state.
 
-    >>> e = Event("e1", "view", "u1", "s1", 1709283600000, item_id="i1")
-    >>> env = apply_profile(None, 5, e)
-    >>> (env.offset, env.session_id), apply_profile(env, 5, e)
-    ((5, 's1'), None)
+    >>> from streams.profile import update_profile
+    >>> env = Envelope(update_profile(None, Event("e", "search", "u", "s", 0)), offset=5)
+    >>> is_redelivery(None, 0), is_redelivery(env, 5), is_redelivery(env, 6)
+    (False, True, False)
     """
-    if env is not None and offset <= env.offset:
-        return None
-    profile = update_profile(env.profile if env else None, event)
-    last_rec = env.last_rec_ms if env else -1
-    return Envelope(profile, offset, event.session_id, last_rec)
+    return env is not None and offset <= env.offset
 
 
 def iso_ms(ts_ms: int) -> str:

@@ -85,7 +85,25 @@ class Settings:
     churn_horizon_days: float = _opt(30.0, "Churn = no purchase within this many days.")
     churn_idle_days: float = _opt(14.0, "Score a user for an alert after this many idle days.")
     churn_threshold: float = _opt(0.5, "Publish an alert at or above this churn probability.")
+    churn_model: str = _opt(
+        "logistic", "Churn model: logistic (scaled logistic regression) or forest."
+    )
     checkpoint_key: str = _opt("", "HMAC key that signs model checkpoints (required to save).")
+    checkpoint_interval_s: float = _opt(
+        60.0, "Seconds between model checkpoints (and one at shutdown)."
+    )
+
+    # --- segments, anomalies, dashboard ---------------------------------------------------
+    segment_clusters: int = _opt(5, "Clusters of the online k-means over profile features.")
+    anomaly_burst_per_min: int = _opt(40, "Events per event-time minute that flag a bot burst.")
+    anomaly_cooldown_ms: int = _opt(
+        3_600_000, "Report a user's anomaly kind at most once per this."
+    )
+    bot_ttl_ms: int = _opt(86_400_000, "How long (event time) a flagged bot stays flagged.")
+    exclude_bots: bool = _opt(
+        True, "Keep flagged bots out of similarity counts and model training."
+    )
+    dashboard_bucket_s: float = _opt(2.0, "Seconds per point of the dashboard's time series.")
 
     # --- privacy ------------------------------------------------------------------------
     pseudonymise_key: str = _opt(
@@ -104,7 +122,7 @@ class Settings:
             raw = env[name]
             kind: type = type(f.default)
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError:
                 raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
         return cls(**values).checked()
@@ -115,6 +133,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.churn_model not in {"logistic", "forest"}:
+            raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
         if not 0 < self.churn_threshold <= 1:
             raise ConfigError(f"{PREFIX}CHURN_THRESHOLD must be in (0, 1]")
         if self.churn_idle_days >= self.churn_horizon_days:
@@ -134,6 +154,16 @@ class Settings:
             self.topic_segments,
             self.topic_anomalies,
         )
+
+
+def _parse_bool(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case)."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)
 
 
 def markdown_table() -> str:

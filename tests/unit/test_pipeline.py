@@ -5,13 +5,14 @@ from __future__ import annotations
 import orjson
 
 from streams.events import Event
+from streams.profile import update_profile
 from streams.pipeline import (
     Envelope,
     Record,
-    apply_profile,
     by_partition,
     dlq_headers,
     due_recommendations,
+    is_redelivery,
     recommendation_message,
     split,
 )
@@ -44,20 +45,24 @@ def test_by_partition_orders_by_offset() -> None:
     assert [o for o, _ in groups[("t", 1)]] == [2]
 
 
-def test_profile_updates_are_fenced_by_offset() -> None:
-    env = apply_profile(None, 1, ev(1))
-    assert env is not None
-    env2 = apply_profile(env, 2, ev(2, ts=1_709_283_700_000))
-    assert env2 is not None and env2.offset == 2
-    # Redelivery of offsets 1 and 2 after a crash: nothing changes.
-    assert apply_profile(env2, 1, ev(1)) is None
-    assert apply_profile(env2, 2, ev(2)) is None
-    assert Envelope.from_bytes(env2.to_bytes()).to_bytes() == env2.to_bytes()
+def envelope(offset: int, *events: Event) -> Envelope:
+    profile = None
+    for e in events:
+        profile = update_profile(profile, e)
+    assert profile is not None
+    return Envelope(profile, offset, events[-1].session_id, partition=0, segment="new", track=[1])
+
+
+def test_user_state_is_fenced_by_offset() -> None:
+    env = envelope(2, ev(1), ev(2, ts=1_709_283_700_000))
+    # Redelivery of offsets 1 and 2 after a crash: recognised, so nothing is applied twice.
+    assert is_redelivery(env, 1) and is_redelivery(env, 2)
+    assert not is_redelivery(env, 3) and not is_redelivery(None, 0)
+    assert Envelope.from_bytes(env.to_bytes()) == env
 
 
 def test_throttle_uses_event_time() -> None:
-    env = apply_profile(None, 1, ev(1))
-    assert env is not None
+    env = envelope(1, ev(1))
     env.last_rec_ms = 1_000_000
     soon, later = ev(2, ts=1_000_500), ev(3, ts=1_002_000)
     assert due_recommendations({"u1": (soon, env)}, throttle_ms=1000) == []

@@ -1,0 +1,101 @@
+"""The worker's online models and their signed checkpoints.
+
+One :class:`Models` bundle per worker process: the churn model, the segment model and the
+anomaly detector. It is checkpointed atomically (``models.checkpoint``: HMAC-signed, never
+unpickled before the signature is verified) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and
+on shutdown, recording the stream time and the last source offset it includes per
+partition; on start the newest valid checkpoint is restored, so progressive metrics go on.
+
+Model learning is at-most-once across a crash: labels learned after the last checkpoint are
+not learned again (profiles and tracks, which decide the labels, are restored exactly).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.anomaly import AnomalyConfig, AnomalyDetector
+from models.checkpoint import checkpoint_path, latest_valid, prune, save_checkpoint
+from models.churn import ChurnModel
+from models.segments import SegmentConfig, SegmentModel
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Models:
+    churn: ChurnModel
+    segments: SegmentModel
+    anomalies: AnomalyDetector
+    #: "topic:partition" -> last source offset whose event these models include.
+    offsets: dict[str, int] = field(default_factory=dict)
+    stream_time_ms: int = 0
+
+    @classmethod
+    def fresh(cls, settings: Settings) -> Models:
+        return cls(
+            churn=ChurnModel(kind=settings.churn_model),  # type: ignore[arg-type]
+            segments=SegmentModel(SegmentConfig(n_clusters=settings.segment_clusters)),
+            anomalies=AnomalyDetector(
+                AnomalyConfig(
+                    burst_per_min=settings.anomaly_burst_per_min,
+                    cooldown_ms=settings.anomaly_cooldown_ms,
+                    bot_ttl_ms=settings.bot_ttl_ms,
+                )
+            ),
+        )
+
+    def seen(self, topic: str, partition: int, offset: int, ts_ms: int) -> None:
+        key = f"{topic}:{partition}"
+        if offset > self.offsets.get(key, -1):
+            self.offsets[key] = offset
+        self.stream_time_ms = max(self.stream_time_ms, ts_ms)
+
+
+class Checkpointer:
+    """Saves and restores :class:`Models` under ``<data_dir>/checkpoints``."""
+
+    def __init__(self, settings: Settings, clock: Any = time.monotonic) -> None:
+        self.dir = Path(settings.data_dir) / "checkpoints"
+        self.key = settings.checkpoint_key.encode()
+        self.interval_s = settings.checkpoint_interval_s
+        self.clock = clock
+        self.last = clock()
+        if not self.key:
+            log.warning(
+                "SHOPSTREAM_CHECKPOINT_KEY is not set: model checkpoints are disabled, "
+                "models start fresh on every restart"
+            )
+
+    def restore(self, settings: Settings) -> Models:
+        if self.key:
+            found = latest_valid(self.dir, self.key)
+            if found is not None:
+                models, meta, path = found
+                if isinstance(models, Models):
+                    log.info(
+                        "models restored from %s (stream time %s, %d labels learned)",
+                        path.name, meta.get("stream_time_ms"), models.churn.n_learned,
+                    )  # fmt: skip
+                    return models
+                log.warning(
+                    "checkpoint %s holds %s, not Models; starting fresh", path, type(models)
+                )
+        return Models.fresh(settings)
+
+    def maybe_save(self, models: Models, *, force: bool = False) -> Path | None:
+        if not self.key or (not force and self.clock() - self.last < self.interval_s):
+            return None
+        self.last = self.clock()
+        meta = {"stream_time_ms": models.stream_time_ms, "offsets": dict(models.offsets)}
+        path = save_checkpoint(
+            checkpoint_path(self.dir, models.stream_time_ms), models, meta, self.key
+        )
+        prune(self.dir, keep=3)
+        log.info("checkpoint written: %s", path.name)
+        return path

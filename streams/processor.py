@@ -1,0 +1,306 @@
+"""One batch of consumed records → every effect, each of them idempotent.
+
+Order of work for a batch (all effects are fenced, so a redelivered batch changes nothing):
+
+1. validate (``streams.pipeline.split``); invalid records → DLQ with a reason;
+2. anomaly detection → ``shop.anomalies``; flagged bots are kept out of learning;
+3. similarity counts in Redis (one Lua call per partition, fenced by the partition offset);
+4. per user: profile + churn (``streams.churn.step``, fenced by the offset in the user's
+   envelope), segment changes → ``shop.segments``, churn alerts → ``shop.churn-alerts``
+   (de-duplicated by ``alert_id`` in Redis);
+5. recommendations for the users whose last event asked for one → ``shop.recommendations``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from models.segments import SegmentModel
+from models.similarity import key_base
+from streams import churn
+from streams.events import Event
+from streams.models_runtime import Checkpointer
+from streams.pipeline import (
+    REC_TRIGGERS,
+    Envelope,
+    Record,
+    by_partition,
+    dlq_headers,
+    due_recommendations,
+    is_redelivery,
+    recommendation_message,
+    split,
+)
+from streams.profile import Profile, update_profile
+from streams.retry import retry_forever
+from streams.telemetry import consumer_lag
+from streams.users import TrackedUsers, rebuild, track_from_list, track_to_list
+
+if TYPE_CHECKING:
+    from streams.app import ShopApp
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+ALERT_TTL_S = 400 * 86_400
+
+
+@dataclass(slots=True)
+class UserUpdates:
+    """What step 4 produced for one batch."""
+
+    envelopes: dict[str, Envelope] = field(default_factory=dict)  # loaded or changed
+    written: set[str] = field(default_factory=set)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    triggers: dict[str, tuple[Event, Envelope]] = field(default_factory=dict)
+    failed: list[tuple[Record, str]] = field(default_factory=list)
+
+
+class BatchProcessor:
+    def __init__(self, shop: ShopApp) -> None:
+        s = shop.settings
+        self.shop, self.settings, self.telemetry = shop, s, shop.telemetry
+        self.pseudo_key = s.pseudonymise_key.encode()
+        self.churn_cfg = churn.ChurnConfig.from_settings(s)
+        self.checkpointer = Checkpointer(s)
+        self.models = self.checkpointer.restore(s)
+        self.states: dict[int, churn.ChurnState] = {}
+        self.alert_key = key_base(s.redis_prefix) + "alerted:"
+
+    # --- the batch ------------------------------------------------------------------------
+    async def process(self, batch: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        await self.shop.runtime.wait_ready()
+        records = [to_record(ev) for ev in batch]
+        valid, rejected = split(
+            records, max_bytes=self.settings.max_event_bytes, pseudonymise_key=self.pseudo_key
+        )
+        for rec, reason, detail in rejected:
+            await self.dead_letter(rec, reason, detail)
+        if valid:
+            learnable = await self.detect_anomalies(valid)
+            await self.learn(learnable)
+            updates = self.update_users(valid, {id(e) for _, e in learnable})
+            await self.publish(updates)
+        self.telemetry.on_batch(
+            len(valid), time.perf_counter() - started, Counter(e.type for _, e in valid),
+            [ev.message.timestamp for ev in batch],
+        )  # fmt: skip
+        self.report_lag(batch)
+        self.checkpointer.maybe_save(self.models)
+
+    async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:
+        log.warning(
+            "rejected %s[%d]@%d: %s (%s)", rec.topic, rec.partition, rec.offset, reason, detail
+        )
+        headers = dlq_headers(rec, reason, detail)
+        await self.shop.dlq.send(key=rec.key, value=rec.value, headers=headers)
+        self.telemetry.on_dlq(reason)
+
+    async def retry(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Redis calls: retried with backoff until they succeed (the batch stays unacked)."""
+        return await retry_forever(
+            what, fn, should_stop=lambda: self.shop.app.should_stop,
+            on_retry=self.telemetry.on_redis_retry,
+        )  # fmt: skip
+
+    # --- steps ----------------------------------------------------------------------------
+    async def detect_anomalies(
+        self, valid: list[tuple[Record, Event]]
+    ) -> list[tuple[Record, Event]]:
+        """Publish anomalies; return the events that may teach the models (no bots)."""
+        detector = self.models.anomalies
+        for _, event in valid:
+            for anomaly in detector.observe(event):
+                await self.shop.anomalies.send(
+                    key=event.user_id.encode(), value=orjson.dumps(anomaly)
+                )
+                self.telemetry.on_anomaly(anomaly)
+        if not self.settings.exclude_bots:
+            return valid
+        return [(r, e) for r, e in valid if not detector.is_bot(e.user_id)]
+
+    async def learn(self, learnable: list[tuple[Record, Event]]) -> None:
+        store = self.shop.runtime.store
+        for (topic, partition), items in by_partition(learnable).items():
+            update = functools.partial(store.apply_batch, topic, partition, items)
+            await self.retry(f"similarity update {topic}[{partition}]", update)
+
+    def state_for(self, partition: int) -> churn.ChurnState:
+        """The partition's churn state, rebuilt from the stored tracks on first use."""
+        state = self.states.get(partition)
+        if state is None:
+            tracks = {}
+            for uid, raw in self.shop.profiles.data.items():
+                env = Envelope.from_bytes(raw)
+                if env.partition == partition and env.track is not None:
+                    tracks[uid] = track_from_list(env.track)
+            state = self.states[partition] = rebuild(tracks, self.churn_cfg)
+            log.info("partition %d: churn state rebuilt for %d users", partition, len(tracks))
+        return state
+
+    def update_users(self, valid: list[tuple[Record, Event]], learnable: set[int]) -> UserUpdates:
+        out = UserUpdates()
+        table, model, cfg = self.shop.profiles, self.models.churn, self.churn_cfg
+
+        def load(uid: str) -> Envelope | None:
+            if uid not in out.envelopes:
+                raw = table.get(uid)
+                if raw is None:
+                    return None
+                out.envelopes[uid] = Envelope.from_bytes(raw)
+            return out.envelopes[uid]
+
+        def lookup(uid: str) -> Profile | None:
+            env = load(uid)
+            return env.profile if env is not None else None
+
+        touched: set[int] = set()
+        for rec, event in valid:
+            uid = event.user_id
+            try:
+                env = load(uid)
+                if is_redelivery(env, rec.offset):
+                    continue
+                old = env.profile if env is not None else None
+                if id(event) in learnable:
+                    state = self.state_for(rec.partition)
+                    touched.add(rec.partition)
+                    profile, alerts, _ = churn.step(state, old, event, model, cfg, lookup)
+                    out.alerts += alerts
+                else:  # a flagged bot: profile only, no churn labels or training
+                    profile = update_profile(old, event)
+            except Exception as exc:
+                log.exception(
+                    "user update failed at %s[%d]@%d", rec.topic, rec.partition, rec.offset
+                )
+                out.failed.append((rec, repr(exc)))
+                continue
+            self.models.seen(rec.topic, rec.partition, rec.offset, event.ts_ms)
+            out.envelopes[uid] = Envelope(
+                profile, rec.offset, event.session_id, env.last_rec_ms if env else -1,
+                rec.partition, env.segment if env else None, env.track if env else None,
+            )  # fmt: skip
+            out.written.add(uid)
+            if event.type in REC_TRIGGERS and event.item_id is not None:
+                out.triggers[uid] = (event, out.envelopes[uid])
+        self.store_tracks(touched, load, out)
+        self.update_segments(valid, out)
+        self.write(out)
+        return out
+
+    def store_tracks(
+        self, partitions: set[int], load: Callable[[str], Envelope | None], out: UserUpdates
+    ) -> None:
+        for partition in partitions:
+            users = self.states[partition].users
+            assert isinstance(users, TrackedUsers)
+            for uid in users.take_dirty():
+                env = load(uid)
+                if env is not None:
+                    env.track = track_to_list(dict.__getitem__(users, uid))
+                    out.written.add(uid)
+
+    def update_segments(self, valid: list[tuple[Record, Event]], out: UserUpdates) -> None:
+        last_ts = {e.user_id: e.ts_ms for _, e in valid}
+        for alert in out.alerts:  # idle users move segment without events of their own
+            last_ts.setdefault(alert["user_id"], alert["ts"])
+        model = self.models.segments
+        for uid, ts in last_ts.items():
+            env = out.envelopes.get(uid)
+            if env is None:
+                continue
+            upd = model.update(env.profile, ts, previous=env.segment)
+            if upd.changed:
+                out.segments.append(SegmentModel.payload(uid, upd, ts))
+            if env.segment != upd.segment:
+                env.segment = upd.segment
+                out.written.add(uid)
+        for alert in out.alerts:
+            env = out.envelopes.get(alert["user_id"])
+            alert["segment"] = env.segment if env and env.segment else alert["segment"]
+        self.telemetry.set_segment_sizes(model.segment_sizes())
+
+    def write(self, out: UserUpdates) -> None:
+        """Write changed envelopes, naming the changelog partition (the source partition)."""
+        due = due_recommendations(out.triggers, self.settings.rec_throttle_ms)
+        for event, env in due:
+            env.last_rec_ms = event.ts_ms
+        out.triggers = {e.user_id: (e, env) for e, env in due}
+        table = self.shop.profiles
+        for uid in out.written:
+            env = out.envelopes[uid]
+            value = env.to_bytes()
+            table.data[uid] = value
+            table.send_changelog(env.partition, uid, value)
+
+    async def publish(self, out: UserUpdates) -> None:
+        for rec, detail in out.failed:
+            await self.dead_letter(rec, "processing_error", detail)
+        for seg in out.segments:
+            await self.shop.segments.send(key=seg["user_id"].encode(), value=orjson.dumps(seg))
+            self.telemetry.on_segment(seg)
+        await self.publish_alerts(out.alerts)
+        await self.recommend([e for e, _ in out.triggers.values()])
+
+    async def publish_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """At most one alert per ``alert_id``: Redis remembers which ones were published."""
+        if not alerts:
+            return
+        redis = self.shop.runtime.redis
+
+        async def mark() -> list[Any]:
+            pipe = redis.pipeline(transaction=False)
+            for a in alerts:
+                pipe.set(self.alert_key + a["alert_id"], 1, nx=True, ex=ALERT_TTL_S)
+            return await pipe.execute()
+
+        fresh = await self.retry("alert de-duplication", mark)
+        for alert, new in zip(alerts, fresh, strict=True):
+            if not new:
+                log.info("alert %s was already published; not repeating it", alert["alert_id"])
+                continue
+            await self.shop.churn_alerts.send(
+                key=alert["user_id"].encode(), value=orjson.dumps(alert)
+            )
+            self.telemetry.on_alert(alert)
+        m = self.models.churn.metrics
+        self.telemetry.set_model_quality(m.get("auc"), m.get("log_loss"))
+
+    async def recommend(self, events: list[Event]) -> None:
+        if not events:
+            return
+        store, k = self.shop.runtime.store, self.settings.rec_k
+        requests = [(e.user_id, e.session_id) for e in events]
+        results = await self.retry(
+            "recommendation scoring", lambda: store.recommend_many(requests, k)
+        )
+        for event, items in zip(events, results, strict=True):
+            await self.shop.recommendations.send(
+                key=event.user_id.encode(), value=recommendation_message(event, items)
+            )
+        self.telemetry.on_recommendations(len(events))
+
+    def report_lag(self, batch: Sequence[Any]) -> None:
+        last: dict[Any, int] = {}
+        for ev in batch:
+            tp = ev.message.tp
+            last[tp] = max(last.get(tp, -1), ev.message.offset)
+        try:
+            self.telemetry.set_lag(consumer_lag(self.shop.app.consumer.highwater, last))
+        except Exception:
+            log.debug("consumer lag unavailable", exc_info=True)
+
+
+def to_record(event: Any) -> Record:
+    """The parts of a Faust event that processing needs."""
+    msg = event.message
+    return Record(msg.topic, msg.partition, msg.offset, event.key, event.value)
