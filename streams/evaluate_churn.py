@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -260,5 +260,4 @@ def churn_command(
         f"({result['positive_rate']:.1%}), labels learned {result['labels_learned']}, "
         f"progressive AUC {result['progressive_auc']:.4f}"
     )
-    past = timedelta(days=horizon_days)
-    console.print(f"truth window: [{result['history_end']}, +{past})")
+    console.print(f"truth window: [{result['history_end']}, +{horizon_days:g} days)")
