@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from models.segments import LABELS as SEGMENT_LABELS
 from models.segments import SegmentModel
 from models.similarity import key_base
 from streams import churn
@@ -36,10 +37,11 @@ from streams.pipeline import (
     dlq_headers,
     due_recommendations,
     is_redelivery,
+    iso_ms,
     recommendation_message,
     split,
 )
-from streams.profile import Profile, update_profile
+from streams.profile import Profile, features, update_profile
 from streams.retry import retry_forever
 from streams.telemetry import consumer_lag
 from streams.users import TrackedUsers, rebuild, track_from_list, track_to_list
@@ -288,6 +290,18 @@ class BatchProcessor:
                 key=event.user_id.encode(), value=recommendation_message(event, items)
             )
         self.telemetry.on_recommendations(len(events))
+
+    def describe(self, env: Envelope) -> dict[str, Any]:
+        """Segment and churn probability of one user, at the partition's event-time clock."""
+        state = self.states.get(env.partition)
+        now = max(state.clock_ms if state else 0, env.profile.last_seen_ms)
+        name, (r, f, m) = self.models.segments.segment(env.profile, now)
+        p_churn = self.models.churn.predict_proba_one(features(env.profile, now))
+        return {
+            "segment": {"name": name, "label": SEGMENT_LABELS.get(name, name), "rfm": [r, f, m]},
+            "churn_probability": round(p_churn, 4),
+            "as_of": iso_ms(now),
+        }
 
     def report_lag(self, batch: Sequence[Any]) -> None:
         last: dict[Any, int] = {}

@@ -87,6 +87,7 @@ def register(shop: ShopApp) -> None:
             {
                 "user_id": user_id,
                 "session_id": env.session_id,
+                **shop.processor.describe(env),
                 "profile": env.profile.to_dict(),
                 "recommendations": _items(items),
             }

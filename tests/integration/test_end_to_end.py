@@ -89,6 +89,7 @@ async def test_storefront_events_yield_recommendations_and_bad_records_reach_the
         assert similar["items"][0]["item_id"] == "c"
         profile = worker.get_json("/users/alice")
         assert profile["session_id"] == "as1"
+        assert profile["segment"]["name"] and 0 <= profile["churn_probability"] <= 1
         assert worker.get_json("/recommendations/alice?k=2")["items"]
 
 
