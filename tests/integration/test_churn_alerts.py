@@ -87,5 +87,6 @@ async def test_customers_who_stop_buying_get_exactly_one_alert(
         assert user["churn_probability"] > 0.5
         print(
             f"verified: {len(alerts)} alerts, {len(ids)} distinct ids, duplicates: 0; "
-            f"stoppers alerted {[per_user[u] for u in STOPPERS]}, active {[per_user[u] for u in ACTIVE]}"
+            f"stoppers alerted {[per_user[u] for u in STOPPERS]}, "
+            f"active {[per_user[u] for u in ACTIVE]}"
         )
