@@ -212,3 +212,45 @@ def test_latest_valid_skips_rejected_newest(
     assert "checkpoint rejected" in caplog.text and bad.name in caplog.text
     ck.save_checkpoint(ck.checkpoint_path(tmp_path, 3000), {"v": "newest"}, {}, KEY)
     assert ck.prune(tmp_path, keep=1) == [bad, good]
+
+
+def test_restart_from_checkpoint_continues_exactly(tmp_path: Path) -> None:
+    """Model + churn state restored from a checkpoint: same alerts, metrics continue."""
+    from streams.churn import ChurnConfig, ChurnState, step
+    from streams.events import validate
+    from streams.generate import generate
+    from streams.profile import Profile
+
+    events = [validate(e) for e in generate(users=60, seed=4, days=90)[0]]
+    cfg = ChurnConfig(min_labels_for_alerts=50)
+
+    def run(
+        evs: list[Any], state: ChurnState, model: ChurnModel, profiles: dict[str, Profile]
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for e in evs:
+            p, alerts, _ = step(state, profiles.get(e.user_id), e, model, cfg, profiles.get)
+            profiles[e.user_id] = p
+            out += alerts
+        return out
+
+    whole_model, whole_profiles = ChurnModel(), {}  # type: ignore[var-annotated]
+    whole = run(events, ChurnState(), whole_model, whole_profiles)
+
+    half = len(events) // 2
+    model, state, profiles = ChurnModel(), ChurnState(), {}  # type: ignore[var-annotated]
+    first = run(events[:half], state, model, profiles)
+    meta = {"stream_time": state.clock_ms, "offsets": {"0": half}, "churn": state.to_dict()}
+    path = ck.save_checkpoint(ck.checkpoint_path(tmp_path, state.clock_ms), model, meta, KEY)
+    n_before = model.n_learned
+
+    found = ck.latest_valid(tmp_path, KEY)
+    assert found is not None
+    restored, meta2, _ = found
+    assert path.exists() and restored.n_learned == n_before
+    state2 = ChurnState.from_dict(orjson.loads(orjson.dumps(meta2["churn"])))
+    second = run(events[int(meta2["offsets"]["0"]) :], state2, restored, profiles)
+
+    assert whole and first + second == whole
+    assert restored.n_learned == whole_model.n_learned > n_before
+    assert restored.metrics["auc"] == whole_model.metrics["auc"]
