@@ -17,8 +17,9 @@ Steps (every figure is measured here, none is typed in):
    per item and per user; the serialized profile size per user, read back from the profile
    table's changelog topic.
 
-Writes ``bench/results/latest.json`` and ``bench/results/latest.png``; with ``--profile`` the
-pipeline phase runs under pyinstrument and ``bench/results/profile.txt`` is written too.
+Writes ``bench/results/latest.json`` and ``bench/results/latest.png``; with ``--profile``,
+py-spy samples the worker during the drain and during the latency run (``profile-*.folded``,
+collapsed stacks for flame graph tools) and ``bench/results/profile.txt`` summarises both.
 Everything it creates (topics, Redis keys, the worker) is removed at the end.
 """
 
@@ -35,6 +36,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -259,11 +262,21 @@ async def sample_lag(run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient) 
 
 
 async def drain(
-    run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient, limit_s: float
+    run: Run,
+    pid: int,
+    t0: float,
+    admin: AIOKafkaAdminClient,
+    limit_s: float,
+    on_progress: Callable[[], None] | None = None,
 ) -> Sample:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
+        if rss_mb(pid) == 0.0:  # gone, or a zombie (no VmRSS)
+            raise SystemExit(f"the worker (pid {pid}) exited; see its log in {WORK}")
         sample = await sample_lag(run, pid, t0, admin)
+        if on_progress is not None and sample.committed > 0:
+            on_progress()
+            on_progress = None
         if sample.end and sample.committed >= sample.end:
             return sample
         await asyncio.sleep(0.5)
@@ -408,6 +421,75 @@ async def cleanup(s: Settings, extra_topics: list[str]) -> None:
         await client.aclose()
 
 
+# --- profiling (py-spy, out of process: the worker runs unmodified) -------------------------
+
+
+def start_spy(args: argparse.Namespace, pid: int, phase: str) -> subprocess.Popen[bytes] | None:
+    if not args.profile:
+        return None
+    out = args.out.with_name(f"profile-{phase}.folded")
+    return subprocess.Popen(
+        [str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(pid), "--rate", "250",
+         "--idle", "--threads", "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None and spy.poll() is None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+
+
+GENERIC = ("<frozen", "asyncio/", "selectors.py", "typer/", "runpy", "mode/worker.py",
+           "mode/threads.py", "threading.py", "streams/__main__", "streams/cli.py")  # fmt: skip
+
+
+def fold_summary(path: Path, top: int = 25) -> list[str]:
+    """Per thread: share of samples idle (waiting in epoll) and per function (py-spy raw)."""
+    threads: dict[str, tuple[Counter[str], Counter[str], list[int]]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        thread = frames[0] if frames[0].startswith("thread") else "thread"
+        names = [f.rsplit(":", 1)[0] + ")" for f in frames if f.endswith(")") and ":" in f]
+        inclusive, own, total = threads.setdefault(thread, (Counter(), Counter(), [0]))
+        n = int(count)
+        total[0] += n
+        for name in set(names):
+            inclusive[name] += n
+        if names:
+            own[names[-1]] += n
+    lines = [f"{path.name} (py-spy --idle, 250 samples/s per thread)"]
+    for thread, (inclusive, own, total) in sorted(threads.items(), key=lambda t: -t[1][2][0]):
+        n = total[0]
+        idle = sum(c for f, c in own.items() if "select" in f or "poll" in f)
+        lines.append(f"{thread}: {n} samples, {100 * idle / n:.1f}% idle (waiting for I/O)")
+        lines.append("  inclusive  function")
+        useful = [(f, c) for f, c in inclusive.most_common() if not any(g in f for g in GENERIC)]
+        lines += [f"  {100 * c / n:8.1f}%  {f}" for f, c in useful[:top]]
+        lines.append("  self       function")
+        lines += [f"  {100 * c / n:8.1f}%  {f}" for f, c in own.most_common(top // 2)]
+        lines.append("")
+    return lines
+
+
+def write_profile_summary(out: Path) -> None:
+    lines: list[str] = []
+    for phase in ("drain", "live"):
+        folded = out.with_name(f"profile-{phase}.folded")
+        if folded.exists():
+            lines += [*fold_summary(folded), ""]
+    out.write_text("\n".join(lines))
+
+
 # --- chart ---------------------------------------------------------------------------------
 
 
@@ -496,26 +578,34 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
         say("pipeline: starting the worker on the preloaded topic")
         cmd = [sys.executable, "-m", "streams", "worker"]
-        if args.profile:
-            report = str(args.out.with_name("profile.txt"))
-            cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all",
-                   "-o", report, "-m", "streams", "worker"]  # fmt: skip
         log_path = WORK / tag / "worker.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             proc = subprocess.Popen(cmd, env=settings_env(s), stdout=log, stderr=log)  # noqa: ASYNC220
         t0 = time.monotonic()
+        spies: list[subprocess.Popen[bytes] | None] = []
         run.pids = await service_pids(s)
         admin = AIOKafkaAdminClient(**client_options(s))
         await admin.start()
         try:
-            done = await drain(run, proc.pid, t0, admin, limit_s=args.timeout)
+            pid = proc.pid
+            done = await drain(
+                run,
+                pid,
+                t0,
+                admin,
+                args.timeout,
+                lambda: spies.append(start_spy(args, pid, "drain")),
+            )
             rate = pipeline_rate(run.samples, done)
             first = next(x for x in run.samples if x.committed > 0)
             rate["cpu_cores_used"] = cpu_util(run.samples, first, done)
             result["pipeline"] = rate
             say(f"pipeline: {rate['eps']:,.0f} events/s over {rate['seconds']}s")
             run.phase_marks["drained"] = done.t
+            for spy in spies:
+                stop_spy(spy)
+            spies = [start_spy(args, pid, "live")]
 
             lat_rate = max(50.0, rate["eps"] / 2)
             say(f"latency: fixed rate {lat_rate:,.0f} events/s for {args.latency_seconds}s")
@@ -528,6 +618,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 sampler.cancel()
             await drain(run, proc.pid, t0, admin, limit_s=60)
+            for spy in spies:
+                stop_spy(spy)
+            if args.profile:
+                write_profile_summary(args.out.with_name("profile.txt"))
             await asyncio.sleep(1.0)  # outputs of the last batch
             lat = await match_latencies(s, rec_start, sent_at)
         finally:
@@ -554,7 +648,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         chart(run, result["ceiling"]["eps"], lat, args.out.with_suffix(".png"))
     finally:
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
@@ -579,7 +673,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=300.0, help="pipeline drain limit")
-    parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
+    parser.add_argument("--profile", action="store_true", help="sample the worker with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
