@@ -14,7 +14,7 @@ functions, so everything here is tested without a broker.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,6 +101,7 @@ class Envelope:
     partition: int = -1
     segment: str | None = None
     track: list[Any] | None = None
+    recent: list[str] = field(default_factory=list)  # digests of the last event ids applied
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -111,6 +112,7 @@ class Envelope:
                 "pt": self.partition,
                 "sg": self.segment,
                 "t": self.track,
+                "e": self.recent,
                 "p": self.profile.to_dict(),
             }
         )
@@ -119,7 +121,16 @@ class Envelope:
     def from_bytes(cls, raw: bytes) -> Envelope:
         d = orjson.loads(raw)
         profile = Profile.from_dict(d["p"])
-        return cls(profile, d["o"], d["s"], d["r"], d.get("pt", -1), d.get("sg"), d.get("t"))
+        return cls(
+            profile,
+            d["o"],
+            d["s"],
+            d["r"],
+            d.get("pt", -1),
+            d.get("sg"),
+            d.get("t"),
+            d.get("e", []),
+        )
 
 
 def is_redelivery(env: Envelope | None, offset: int) -> bool:

@@ -14,6 +14,7 @@ Order of work for a batch (all effects are fenced, so a redelivered batch change
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -52,18 +53,35 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ALERT_TTL_S = 400 * 86_400
+#: Event ids remembered per user to drop producer duplicates (same ``event_id`` twice).
+RECENT_IDS = 16
 
 
 @dataclass(slots=True)
 class UserUpdates:
-    """What step 4 produced for one batch."""
+    """The user state one batch reads and writes, and what it produced."""
 
+    table: Any  # the profile table
     envelopes: dict[str, Envelope] = field(default_factory=dict)  # loaded or changed
     written: set[str] = field(default_factory=set)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     triggers: dict[str, tuple[Event, Envelope]] = field(default_factory=dict)
     failed: list[tuple[Record, str]] = field(default_factory=list)
+
+    def load(self, uid: str) -> Envelope | None:
+        """The user's envelope: as changed in this batch, else as stored, else ``None``."""
+        env = self.envelopes.get(uid)
+        if env is None:
+            raw = self.table.get(uid)
+            if raw is None:
+                return None
+            env = self.envelopes[uid] = Envelope.from_bytes(raw)
+        return env
+
+    def lookup(self, uid: str) -> Profile | None:
+        env = self.load(uid)
+        return env.profile if env is not None else None
 
 
 class BatchProcessor:
@@ -88,10 +106,15 @@ class BatchProcessor:
         for rec, reason, detail in rejected:
             await self.dead_letter(rec, reason, detail)
         if valid:
-            learnable = await self.detect_anomalies(valid)
+            users = UserUpdates(self.shop.profiles)
+            fresh, duplicates = classify(valid, users)
+            if duplicates:
+                log.info("%d duplicate event ids ignored", len(duplicates))
+                valid = [(r, e) for r, e in valid if id(e) not in duplicates]
+            learnable = await self.detect_anomalies(valid, fresh)
             await self.learn(learnable)
-            updates = self.update_users(valid, {id(e) for _, e in learnable})
-            await self.publish(updates)
+            self.update_users([(r, e) for r, e in valid if id(e) in fresh], learnable, users)
+            await self.publish(users)
         self.telemetry.on_batch(
             len(valid), time.perf_counter() - started, Counter(e.type for _, e in valid),
             [ev.message.timestamp for ev in batch],
@@ -116,11 +139,13 @@ class BatchProcessor:
 
     # --- steps ----------------------------------------------------------------------------
     async def detect_anomalies(
-        self, valid: list[tuple[Record, Event]]
+        self, valid: list[tuple[Record, Event]], fresh: set[int]
     ) -> list[tuple[Record, Event]]:
-        """Publish anomalies; return the events that may teach the models (no bots)."""
+        """Publish anomalies of fresh events; return the events that may teach the models."""
         detector = self.models.anomalies
         for _, event in valid:
+            if id(event) not in fresh:
+                continue  # redelivered: observed before
             for anomaly in detector.observe(event):
                 await self.shop.anomalies.send(
                     key=event.user_id.encode(), value=orjson.dumps(anomaly)
@@ -149,34 +174,25 @@ class BatchProcessor:
             log.info("partition %d: churn state rebuilt for %d users", partition, len(tracks))
         return state
 
-    def update_users(self, valid: list[tuple[Record, Event]], learnable: set[int]) -> UserUpdates:
-        out = UserUpdates()
-        table, model, cfg = self.shop.profiles, self.models.churn, self.churn_cfg
-
-        def load(uid: str) -> Envelope | None:
-            if uid not in out.envelopes:
-                raw = table.get(uid)
-                if raw is None:
-                    return None
-                out.envelopes[uid] = Envelope.from_bytes(raw)
-            return out.envelopes[uid]
-
-        def lookup(uid: str) -> Profile | None:
-            env = load(uid)
-            return env.profile if env is not None else None
-
+    def update_users(
+        self,
+        fresh: list[tuple[Record, Event]],
+        learnable: list[tuple[Record, Event]],
+        out: UserUpdates,
+    ) -> None:
+        """Profiles, churn, segments of the fresh events; envelopes written to the table."""
+        model, cfg = self.models.churn, self.churn_cfg
+        teach = {id(e) for _, e in learnable}
         touched: set[int] = set()
-        for rec, event in valid:
+        for rec, event in fresh:
             uid = event.user_id
+            env = out.load(uid)
+            old = env.profile if env is not None else None
             try:
-                env = load(uid)
-                if is_redelivery(env, rec.offset):
-                    continue
-                old = env.profile if env is not None else None
-                if id(event) in learnable:
+                if id(event) in teach:
                     state = self.state_for(rec.partition)
                     touched.add(rec.partition)
-                    profile, alerts, _ = churn.step(state, old, event, model, cfg, lookup)
+                    profile, alerts, _ = churn.step(state, old, event, model, cfg, out.lookup)
                     out.alerts += alerts
                 else:  # a flagged bot: profile only, no churn labels or training
                     profile = update_profile(old, event)
@@ -187,26 +203,24 @@ class BatchProcessor:
                 out.failed.append((rec, repr(exc)))
                 continue
             self.models.seen(rec.topic, rec.partition, rec.offset, event.ts_ms)
+            recent = ((env.recent if env else []) + [id_hash(event.event_id)])[-RECENT_IDS:]
             out.envelopes[uid] = Envelope(
                 profile, rec.offset, event.session_id, env.last_rec_ms if env else -1,
-                rec.partition, env.segment if env else None, env.track if env else None,
+                rec.partition, env.segment if env else None, env.track if env else None, recent,
             )  # fmt: skip
             out.written.add(uid)
             if event.type in REC_TRIGGERS and event.item_id is not None:
                 out.triggers[uid] = (event, out.envelopes[uid])
-        self.store_tracks(touched, load, out)
-        self.update_segments(valid, out)
+        self.store_tracks(touched, out)
+        self.update_segments(fresh, out)
         self.write(out)
-        return out
 
-    def store_tracks(
-        self, partitions: set[int], load: Callable[[str], Envelope | None], out: UserUpdates
-    ) -> None:
+    def store_tracks(self, partitions: set[int], out: UserUpdates) -> None:
         for partition in partitions:
             users = self.states[partition].users
             assert isinstance(users, TrackedUsers)
             for uid in users.take_dirty():
-                env = load(uid)
+                env = out.load(uid)
                 if env is not None:
                     env.track = track_to_list(dict.__getitem__(users, uid))
                     out.written.add(uid)
@@ -312,6 +326,40 @@ class BatchProcessor:
             self.telemetry.set_lag(consumer_lag(self.shop.app.consumer.highwater, last))
         except Exception:
             log.debug("consumer lag unavailable", exc_info=True)
+
+
+def classify(valid: list[tuple[Record, Event]], users: UserUpdates) -> tuple[set[int], set[int]]:
+    """Split a batch's events (by ``id``) into fresh ones and duplicate event ids.
+
+    An event is *redelivered* (neither) when its offset is at or below the user's fence, a
+    *duplicate* when its ``event_id`` is among the user's last ``RECENT_IDS`` applied ones
+    (or earlier in this batch), and *fresh* otherwise. Both tests read state that is written
+    together with the effects they guard, so the answer is the same after a crash.
+    """
+    fresh: set[int] = set()
+    duplicates: set[int] = set()
+    seen: dict[str, set[str]] = {}
+    for rec, event in valid:
+        env = users.load(event.user_id)
+        if is_redelivery(env, rec.offset):
+            continue
+        h = id_hash(event.event_id)
+        mine = seen.setdefault(event.user_id, set(env.recent) if env else set())
+        if h in mine:
+            duplicates.add(id(event))
+        else:
+            mine.add(h)
+            fresh.add(id(event))
+    return fresh, duplicates
+
+
+def id_hash(event_id: str) -> str:
+    """A short, stable digest of an event id (what envelopes remember).
+
+    >>> id_hash("e-1001")
+    'f1cd5725cd0d'
+    """
+    return hashlib.blake2b(event_id.encode(), digest_size=6).hexdigest()
 
 
 def to_record(event: Any) -> Record:
