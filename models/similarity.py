@@ -62,6 +62,8 @@ class RecConfig:
     repeat_boost: float = 1.0
     #: Heaviest neighbours of each session item read when scoring (speed/quality trade-off).
     score_neighbours: int = 20
+    #: Keep neighbour sets as skiplists (a sentinel member): ~10x faster updates, ~2.5x memory.
+    skiplist_neighbours: bool = True
     #: Retention (wall-clock TTL) of session keys and of user keys; 0 = keep forever.
     session_ttl_s: int = 3 * 86_400
     user_ttl_s: int = 90 * 86_400
@@ -74,7 +76,7 @@ class RecConfig:
             raise ConfigError("half_life_days must be positive")
 
     def as_args(self) -> list[str]:
-        """The 19 configuration arguments of the Lua script (ARGV[3..21])."""
+        """The 20 configuration arguments of the Lua script (ARGV[3..22])."""
         values: list[float] = [
             self.session_window,
             self.score_items,
@@ -93,6 +95,7 @@ class RecConfig:
             self.session_ttl_s * 1000,
             self.user_ttl_s * 1000,
             self.score_neighbours,
+            int(self.skiplist_neighbours),
         ]
         return [repr(v) if isinstance(v, float) else str(v) for v in values]
 

@@ -91,7 +91,7 @@ def test_top_k_orders_by_score_then_id() -> None:
 
 def test_config_validation_and_args() -> None:
     args = RecConfig().as_args()
-    assert len(args) == 19
+    assert len(args) == 20
     with pytest.raises(ConfigError):
         RecConfig(max_neighbours=0)
     with pytest.raises(ConfigError):
