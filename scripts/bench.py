@@ -430,7 +430,7 @@ def start_spy(args: argparse.Namespace, pid: int, phase: str) -> subprocess.Pope
     out = args.out.with_name(f"profile-{phase}.folded")
     return subprocess.Popen(
         [str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(pid), "--rate", "250",
-         "--idle", "--threads", "--format", "raw", "--output", str(out)],
+         "--idle", "--threads", "--nonblocking", "--format", "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -467,7 +467,7 @@ def fold_summary(path: Path, top: int = 25) -> list[str]:
             inclusive[name] += n
         if names:
             own[names[-1]] += n
-    lines = [f"{path.name} (py-spy --idle, 250 samples/s per thread)"]
+    lines = [f"{path.name} (py-spy --idle --nonblocking, 250 samples/s per thread)"]
     for thread, (inclusive, own, total) in sorted(threads.items(), key=lambda t: -t[1][2][0]):
         n = total[0]
         idle = sum(c for f, c in own.items() if "select" in f or "poll" in f)
