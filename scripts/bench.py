@@ -124,7 +124,8 @@ async def service_pids(s: Settings) -> dict[str, int]:
         pids["redis"] = int((await client.info("server"))["process_id"])
     finally:
         await client.aclose()
-    pidfile = ROOT / ".stack" / "kafka" / "kafka.pid"
+    stack_dir = Path(os.environ.get("SHOPSTREAM_STACK_DIR") or ROOT / ".stack")  # as stack.sh
+    pidfile = stack_dir / "kafka" / "kafka.pid"
     if pidfile.exists():
         pids["kafka"] = int(pidfile.read_text().strip())
     return pids
