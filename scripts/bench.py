@@ -608,7 +608,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 stop_spy(spy)
             spies = [start_spy(args, pid, "live")]
 
-            lat_rate = max(50.0, rate["eps"] / 2)
+            lat_rate = max(50.0, rate["eps"] * args.latency_fraction)
             say(f"latency: fixed rate {lat_rate:,.0f} events/s for {args.latency_seconds}s")
             run.phase_marks["latency run"] = time.monotonic() - t0
             rec_start = await end_offsets(s, s.topic_recommendations)
@@ -666,6 +666,30 @@ async def _sample_forever(run: Run, pid: int, t0: float, admin: AIOKafkaAdminCli
         await asyncio.sleep(0.5)
 
 
+def markdown(latest: dict[str, Any]) -> str:
+    """The README's performance table, from a ``latest.json`` (no number typed by hand)."""
+    m = latest["machine"]
+    rows = [
+        ("raw aiokafka ceiling (consume → decode → produce)",
+         f"{latest['ceiling_eps']:,.0f} events/s"),
+        ("full pipeline, one worker process", f"{latest['pipeline_eps']:,.0f} events/s"),
+        ("pipeline / ceiling", f"{latest['ratio']:.0%}"),
+        (f"end-to-end latency at {latest['latency_rate_eps']:,.0f} events/s (p50 / p95 / p99)",
+         f"{latest['p50_ms']:,.0f} / {latest['p95_ms']:,.0f} / {latest['p99_ms']:,.0f} ms"),
+        ("worker RSS (max)", f"{latest['rss_mb']:.0f} MB"),
+        ("Redis memory per item / per user", f"{latest['redis_bytes_per_item']:,.0f} B / "
+         f"{latest['redis_bytes_per_user']:,.0f} B"),
+        ("serialized profile per user (mean)", f"{latest['profile_bytes_per_user']:,.0f} B"),
+    ]  # fmt: skip
+    lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
+    lines.append(
+        f"\nMeasured by `make bench` on {latest['measured_at'][:10]}: {latest['events']:,} events, "
+        f"{latest['partitions']} partitions; {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
+        f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis']}; {m['note']}."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=800, help="users to generate")
@@ -677,7 +701,16 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="sample the worker with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--latency-fraction", type=float, default=0.5, help="latency-run rate / pipeline max"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the README table of --out and exit"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(orjson.loads(args.out.read_bytes())))
+        return
 
     subprocess.run([str(ROOT / "scripts/stack.sh"), "up"], check=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
