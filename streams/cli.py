@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from streams.errors import ConfigError
+from streams.evaluate_churn import churn_command
 from streams.evaluate_recs import recs_command
 from streams.generate import generate_command
 from streams.settings import Settings, markdown_table
@@ -170,6 +171,9 @@ cli.command("generate", help="Write a synthetic storefront clickstream (JSONL) a
 )
 evaluate.command("recs", help="Next-click HR@k/MRR@k of the similarity store vs a baseline.")(
     recs_command
+)
+evaluate.command("churn", help="ROC/PR AUC of the churn model at a cutoff vs recency.")(
+    churn_command
 )
 
 

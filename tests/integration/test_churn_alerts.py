@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from examples.coupon_consumer import Ledger
+from examples.coupon_consumer import run as issue_coupons
 from streams.generate import DEFAULT_START_MS, generate
 from streams.kafka import ensure_topics
 from streams.settings import Settings
@@ -83,6 +85,11 @@ async def test_customers_who_stop_buying_get_exactly_one_alert(
         assert alert["probability"] >= alert["threshold"] == 0.5
         assert alert["reasons"] and alert["action"]["type"] == "coupon"
         assert alert["segment"] != "unassigned"  # the segment model names it
+        # The example storefront consumer issues one coupon per alert, even when run twice.
+        ledger = Ledger(":memory:")
+        await issue_coupons(ledger, settings, once=True)
+        await issue_coupons(ledger, settings.with_(app_id=settings.app_id + "-again"), once=True)
+        assert ledger.count() == len(ids)
         user = worker.get_json(f"/users/{STOPPERS[0]}")
         assert user["churn_probability"] > 0.5
         print(
