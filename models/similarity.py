@@ -191,6 +191,8 @@ class SimilarityStore:
         category: str | None = None,
     ) -> list[tuple[str, float]]:
         """Top ``k`` (item, score) for the session; popular items fill a cold start."""
+        if k <= 0:
+            return []
         req = [user_id, session_id, int(exclude_purchased), category or ""]
         res = await self._call("rec", [k, *req])
         return _pairs(res[0])
@@ -199,8 +201,8 @@ class SimilarityStore:
         self, requests: Sequence[tuple[str, str]], k: int
     ) -> list[list[tuple[str, float]]]:
         """Several (user_id, session_id) in one script call (purchased items excluded)."""
-        if not requests:
-            return []
+        if not requests or k <= 0:
+            return [[] for _ in requests]
         args: list[Any] = [k]
         for user_id, session_id in requests:
             args += [user_id, session_id, 1, ""]
@@ -208,10 +210,14 @@ class SimilarityStore:
 
     async def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """Items most similar to ``item_id`` (itself excluded)."""
+        if k <= 0:
+            return []
         return _pairs(await self._call("sim", [item_id, k]))
 
     async def popular(self, k: int) -> list[tuple[str, float]]:
         """Decayed trending items: weighted counts decayed to the stream clock."""
+        if k <= 0:
+            return []
         return _pairs(await self._call("pop", [k]))
 
     async def forget_user(self, user_id: str) -> int:

@@ -153,6 +153,8 @@ async def test_session_recommendations_follow_the_session(make_store: StoreFacto
     many = await store.recommend_many([("me", "live"), ("nobody", "none")], 3)
     assert many[0] == await store.recommend("me", "live", 3)
     assert [i for i, _ in many[1]] == [i for i, _ in await store.popular(3)]  # cold start
+    assert await store.recommend("me", "live", 0) == []
+    assert await store.recommend_many([("me", "live")], 0) == [[]]
 
 
 async def test_purchases_categories_similar_and_forget(make_store: StoreFactory) -> None:
