@@ -177,6 +177,31 @@ evaluate.command("churn", help="ROC/PR AUC of the churn model at a cutoff vs rec
 )
 
 
+@cli.command()
+def forget(
+    user_id: Annotated[str, typer.Argument(help="The storefront's user id.")],
+    url: Annotated[str, typer.Option(help="The worker's HTTP address.")] = "",
+) -> None:
+    """Erase a user: profile, session state, stored recommendations, pending alerts."""
+    import urllib.error
+    import urllib.request
+
+    settings = _settings()
+    base = url or f"http://{settings.web_host}:{settings.web_port}"
+    request = urllib.request.Request(f"{base}/users/{user_id}", method="DELETE")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            result = orjson.loads(resp.read())
+    except urllib.error.URLError as exc:
+        err.print(
+            f"[red]cannot reach the worker at {base}[/red] ({exc}); it holds the profiles, "
+            "so start it (make worker) and try again"
+        )
+        raise typer.Exit(1) from None
+    removed = result["removed"]
+    typer.echo(f"forgot {result['user_id']}: " + ", ".join(f"{k} {v}" for k, v in removed.items()))
+
+
 @cli.command("settings")
 def show_settings() -> None:
     """Print every setting with its environment variable and default (Markdown)."""

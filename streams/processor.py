@@ -13,6 +13,7 @@ Order of work for a batch (all effects are fenced, so a redelivered batch change
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -94,11 +95,17 @@ class BatchProcessor:
         self.models = self.checkpointer.restore(s)
         self.states: dict[int, churn.ChurnState] = {}
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
+        # Held while a batch runs, so that `forget` never races a batch holding the user.
+        self.lock = asyncio.Lock()
 
     # --- the batch ------------------------------------------------------------------------
     async def process(self, batch: Sequence[Any]) -> None:
-        started = time.perf_counter()
         await self.shop.runtime.wait_ready()
+        async with self.lock:
+            await self._process(batch)
+
+    async def _process(self, batch: Sequence[Any]) -> None:
+        started = time.perf_counter()
         records = [to_record(ev) for ev in batch]
         valid, rejected = split(
             records, max_bytes=self.settings.max_event_bytes, pseudonymise_key=self.pseudo_key
@@ -304,6 +311,28 @@ class BatchProcessor:
                 key=event.user_id.encode(), value=recommendation_message(event, items)
             )
         self.telemetry.on_recommendations(len(events))
+
+    async def forget(self, uid: str) -> dict[str, int]:
+        """Erase one user: profile (with a changelog tombstone), churn track (so no pending
+        alert fires), model memories, and the Redis session/purchase keys. Returns counts."""
+        async with self.lock:
+            removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0}
+            table = self.shop.profiles
+            raw = table.get(uid)
+            if raw is not None:
+                env = Envelope.from_bytes(raw)
+                del table.data[uid]
+                table.send_changelog(env.partition, uid, None, value_serializer="raw")
+                removed["profile"] = 1
+                state = self.states.get(env.partition)
+                if state is not None and dict.pop(state.users, uid, None) is not None:
+                    removed["churn_track"] = 1
+            for memory in (self.models.segments.users, self.models.anomalies.users):
+                removed["model_memory"] += memory.pop(uid, None) is not None
+            store = self.shop.runtime.store
+            removed["redis_keys"] = await self.retry("forget", lambda: store.forget_user(uid))
+            log.info("forgot user %s: %s", uid, removed)
+            return removed
 
     def describe(self, env: Envelope) -> dict[str, Any]:
         """Segment and churn probability of one user, at the partition's event-time clock."""

@@ -1,14 +1,19 @@
 """HTTP views served by the worker (Faust's web server).
 
 ``GET /healthz``, ``GET /recommendations/{user_id}?k=``, ``GET /items/{item_id}/similar?k=``,
-``GET /users/{user_id}``. Every handler answers JSON, with a clear ``error`` on bad input.
+``GET /users/{user_id}``, ``DELETE /users/{user_id}`` (forget). With pseudonymisation on,
+``{user_id}`` is the storefront's own id; the worker looks up its pseudonym. Every handler
+answers JSON, with a clear ``error`` on bad input.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from faust.web import View
+
 from streams.pipeline import Envelope
+from streams.privacy import pseudonymise
 
 if TYPE_CHECKING:
     from streams.app import ShopApp
@@ -39,6 +44,12 @@ def _items(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 def register(shop: ShopApp) -> None:
     app = shop.app
+    key = shop.settings.pseudonymise_key.encode()
+
+    def shop_id(user_id: str) -> str:
+        """The id state is kept under: the pseudonym when pseudonymisation is on."""
+        return pseudonymise(user_id, key) if key else user_id
+
     runtime = shop.runtime
     default_k = shop.settings.rec_k
 
@@ -62,10 +73,11 @@ def register(shop: ShopApp) -> None:
             k = parse_k(request.query.get("k"), default_k)
         except ValueError as exc:
             return web.json({"error": str(exc)}, status=400)
-        raw = shop.profiles.get(user_id)
+        uid = shop_id(user_id)
+        raw = shop.profiles.get(uid)
         session_id = Envelope.from_bytes(raw).session_id if raw is not None else ""
-        items = await runtime.store.recommend(user_id, session_id, k)
-        return web.json({"user_id": user_id, "session_id": session_id, "items": _items(items)})
+        items = await runtime.store.recommend(uid, session_id, k)
+        return web.json({"user_id": uid, "session_id": session_id, "items": _items(items)})
 
     @app.page("/items/{item_id}/similar")
     async def similar(web: Any, request: Any, item_id: str) -> Any:
@@ -77,18 +89,26 @@ def register(shop: ShopApp) -> None:
         return web.json({"item_id": item_id, "items": _items(items)})
 
     @app.page("/users/{user_id}")
-    async def user(web: Any, request: Any, user_id: str) -> Any:
-        raw = shop.profiles.get(user_id)
-        if raw is None:
-            return web.json({"error": f"unknown user {user_id!r}"}, status=404)
-        env = Envelope.from_bytes(raw)
-        items = await runtime.store.recommend(user_id, env.session_id, default_k)
-        return web.json(
-            {
-                "user_id": user_id,
-                "session_id": env.session_id,
-                **shop.processor.describe(env),
-                "profile": env.profile.to_dict(),
-                "recommendations": _items(items),
-            }
-        )
+    class User(View):
+        """GET: profile, segment, churn probability, recommendations. DELETE: forget."""
+
+        async def get(self, request: Any, user_id: str) -> Any:
+            uid = shop_id(user_id)
+            raw = shop.profiles.get(uid)
+            if raw is None:
+                return self.json({"error": f"unknown user {user_id!r}"}, status=404)
+            env = Envelope.from_bytes(raw)
+            items = await runtime.store.recommend(uid, env.session_id, default_k)
+            return self.json(
+                {
+                    "user_id": uid,
+                    "session_id": env.session_id,
+                    **shop.processor.describe(env),
+                    "profile": env.profile.to_dict(),
+                    "recommendations": _items(items),
+                }
+            )
+
+        async def delete(self, request: Any, user_id: str) -> Any:
+            uid = shop_id(user_id)
+            return self.json({"user_id": uid, "removed": await shop.processor.forget(uid)})
