@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import os
 import platform
 import signal
@@ -502,10 +501,12 @@ def chart(run: Run, ceiling_eps: float, lat: list[tuple[float, float]], out: Pat
 
     fig, (ax1, ax3) = plt.subplots(2, 1, figsize=(10, 7.5))
     smp = run.samples
-    ts = [x.t for x in smp[1:]]
+    # offsets are committed about once a second: rate over a 2 s sliding window
+    win = 4
+    ts = [smp[i].t for i in range(win, len(smp))]
     rates = [
-        (b.committed - a.committed) / (b.t - a.t) if b.t > a.t else 0.0
-        for a, b in itertools.pairwise(smp)
+        (smp[i].committed - smp[i - win].committed) / (smp[i].t - smp[i - win].t)
+        for i in range(win, len(smp))
     ]
     ax1.plot(ts, rates, color="tab:blue", label="pipeline events/s (committed)")
     ax1.axhline(ceiling_eps, color="tab:green", linestyle="--", label="raw aiokafka ceiling")
@@ -515,9 +516,9 @@ def chart(run: Run, ceiling_eps: float, lat: list[tuple[float, float]], out: Pat
     ax2.plot([x.t for x in smp], [x.end - x.committed for x in smp], color="tab:red",
              label="consumer lag")  # fmt: skip
     ax2.set_ylabel("lag (events)")
-    for name, t in run.phase_marks.items():
+    for i, (name, t) in enumerate(run.phase_marks.items()):
         ax1.axvline(t, color="grey", linewidth=0.8)
-        ax1.text(t, ax1.get_ylim()[1] * 0.95, f" {name}", fontsize=8, color="grey")
+        ax1.text(t, ax1.get_ylim()[1] * (0.6 - 0.1 * i), f" {name}", fontsize=8, color="grey")
     h1, l1 = ax1.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax1.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
