@@ -102,6 +102,7 @@ class Envelope:
     segment: str | None = None
     track: list[Any] | None = None
     recent: list[str] = field(default_factory=list)  # digests of the last event ids applied
+    rate: list[int] = field(default_factory=list)  # [event-time minute, events in it]
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -113,6 +114,7 @@ class Envelope:
                 "sg": self.segment,
                 "t": self.track,
                 "e": self.recent,
+                "rt": self.rate,
                 "p": self.profile.to_dict(),
             }
         )

@@ -114,10 +114,15 @@ class BatchProcessor:
             await self.dead_letter(rec, reason, detail)
         if valid:
             users = UserUpdates(self.shop.profiles)
-            fresh, duplicates = classify(valid, users)
+            fresh, duplicates, limited = classify(valid, users, self.settings.max_events_per_min)
             if duplicates:
                 log.info("%d duplicate event ids ignored", len(duplicates))
-                valid = [(r, e) for r, e in valid if id(e) not in duplicates]
+            for rec, event in valid:
+                if id(event) in limited:
+                    detail = f"user has over {self.settings.max_events_per_min} events/minute"
+                    await self.dead_letter(rec, "rate_limited", detail)
+            dropped = duplicates | limited
+            valid = [(r, e) for r, e in valid if id(e) not in dropped]
             learnable = await self.detect_anomalies(valid, fresh)
             await self.learn(learnable)
             self.update_users([(r, e) for r, e in valid if id(e) in fresh], learnable, users)
@@ -211,9 +216,11 @@ class BatchProcessor:
                 continue
             self.models.seen(rec.topic, rec.partition, rec.offset, event.ts_ms)
             recent = ((env.recent if env else []) + [id_hash(event.event_id)])[-RECENT_IDS:]
+            rate = bump_rate(env.rate if env else [], event.ts_ms)
             out.envelopes[uid] = Envelope(
                 profile, rec.offset, event.session_id, env.last_rec_ms if env else -1,
-                rec.partition, env.segment if env else None, env.track if env else None, recent,
+                rec.partition, env.segment if env else None, env.track if env else None,
+                recent, rate,
             )  # fmt: skip
             out.written.add(uid)
             if event.type in REC_TRIGGERS and event.item_id is not None:
@@ -357,29 +364,52 @@ class BatchProcessor:
             log.debug("consumer lag unavailable", exc_info=True)
 
 
-def classify(valid: list[tuple[Record, Event]], users: UserUpdates) -> tuple[set[int], set[int]]:
-    """Split a batch's events (by ``id``) into fresh ones and duplicate event ids.
+def classify(
+    valid: list[tuple[Record, Event]], users: UserUpdates, limit_per_min: int = 0
+) -> tuple[set[int], set[int], set[int]]:
+    """Split a batch's events (by ``id``) into fresh, duplicate and rate-limited ones.
 
-    An event is *redelivered* (neither) when its offset is at or below the user's fence, a
-    *duplicate* when its ``event_id`` is among the user's last ``RECENT_IDS`` applied ones
-    (or earlier in this batch), and *fresh* otherwise. Both tests read state that is written
-    together with the effects they guard, so the answer is the same after a crash.
+    An event is *redelivered* (none of them) when its offset is at or below the user's fence,
+    a *duplicate* when its ``event_id`` is among the user's last ``RECENT_IDS`` applied ones
+    (or earlier in this batch), *rate-limited* when the user already has ``limit_per_min``
+    events in that event-time minute, and *fresh* otherwise. Every test reads state that is
+    written together with the effects it guards, so the answer is the same after a crash.
     """
     fresh: set[int] = set()
     duplicates: set[int] = set()
-    seen: dict[str, set[str]] = {}
+    limited: set[int] = set()
+    seen: dict[str, tuple[set[str], list[int]]] = {}
     for rec, event in valid:
         env = users.load(event.user_id)
         if is_redelivery(env, rec.offset):
             continue
+        if event.user_id not in seen:
+            seen[event.user_id] = (set(env.recent), env.rate) if env else (set(), [])
+        ids, rate = seen[event.user_id]
         h = id_hash(event.event_id)
-        mine = seen.setdefault(event.user_id, set(env.recent) if env else set())
-        if h in mine:
+        if h in ids:
             duplicates.add(id(event))
-        else:
-            mine.add(h)
-            fresh.add(id(event))
-    return fresh, duplicates
+            continue
+        bumped = bump_rate(rate, event.ts_ms)
+        if limit_per_min and bumped[1] > limit_per_min:
+            limited.add(id(event))
+            continue
+        ids.add(h)
+        seen[event.user_id] = (ids, bumped)
+        fresh.add(id(event))
+    return fresh, duplicates, limited
+
+
+def bump_rate(rate: list[int], ts_ms: int) -> list[int]:
+    """``[minute, events in it]`` after one more event (late events count in the current one).
+
+    >>> bump_rate([], 120_000), bump_rate([2, 5], 150_000), bump_rate([2, 5], 200_000)
+    ([2, 1], [2, 6], [3, 1])
+    """
+    minute = ts_ms // 60_000
+    if rate and minute <= rate[0]:
+        return [rate[0], rate[1] + 1]
+    return [minute, 1]
 
 
 def id_hash(event_id: str) -> str:

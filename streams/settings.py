@@ -63,6 +63,9 @@ class Settings:
 
     # --- processing ---------------------------------------------------------------------
     max_event_bytes: int = _opt(65536, "Records larger than this go to the DLQ as 'oversize'.")
+    max_events_per_min: int = _opt(
+        600, "Per user and event-time minute; more go to the DLQ as 'rate_limited' (0 = off)."
+    )
     batch_size: int = _opt(500, "Most events processed together (one Redis round trip).")
     batch_within_ms: int = _opt(50, "Longest wait to fill a batch, in milliseconds.")
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")

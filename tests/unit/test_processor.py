@@ -28,7 +28,7 @@ def test_fresh_redelivered_and_duplicate_events_are_told_apart() -> None:
         item(8, "e7"),  # duplicate within the batch
         item(9, "e9", user="u2"),  # fresh, unknown user
     ]
-    fresh, dups = classify(batch, UserUpdates(stored(5, "e3", "e4", "e5")))
+    fresh, dups, _ = classify(batch, UserUpdates(stored(5, "e3", "e4", "e5")))
     by_offset = {
         rec.offset: ("fresh" if id(e) in fresh else "dup" if id(e) in dups else "old")
         for rec, e in batch
@@ -39,7 +39,14 @@ def test_fresh_redelivered_and_duplicate_events_are_told_apart() -> None:
 def test_classification_is_the_same_when_the_batch_is_redelivered() -> None:
     batch = [item(6, "e6"), item(7, "e6")]
     first = classify(batch, UserUpdates(stored(5)))
-    assert [len(s) for s in first] == [1, 1]
+    assert [len(s) for s in first] == [1, 1, 0]
     # After the batch was applied, the fence is 6 and e6 is remembered: nothing is fresh.
     again = classify(batch, UserUpdates(stored(6, "e6")))
     assert again[0] == set()
+
+
+def test_rate_limit_counts_per_user_and_event_time_minute() -> None:
+    batch = [item(10 + n, f"r{n}") for n in range(5)] + [item(20, "other", user="u2")]
+    fresh, _, limited = classify(batch, UserUpdates(stored(5)), limit_per_min=3)
+    assert len(fresh) == 4 and len(limited) == 2  # u1: 3 fresh + 2 limited; u2: 1 fresh
+    assert all(id(e) in limited for _, e in batch[3:5])
