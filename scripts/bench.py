@@ -175,6 +175,8 @@ def machine() -> dict[str, Any]:
         "kafka": jars[-1].stem.replace("kafka_2.13-", "") if jars else "unknown",
         "redis": redis_version.split(" v=")[-1].split(" ")[0] if redis_version else "unknown",
         "note": "Kafka, Redis, the load generator and the worker share this machine",
+        # other work on the box skews every figure: the 1-minute load average when measured
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -686,7 +688,8 @@ def markdown(latest: dict[str, Any]) -> str:
     lines.append(
         f"\nMeasured by `make bench` on {latest['measured_at'][:10]}: {latest['events']:,} events, "
         f"{latest['partitions']} partitions; {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
-        f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis']}; {m['note']}."
+        f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis']}; {m['note']} "
+        f"(load average {m.get('loadavg_1m', '?')} at the end of the run)."
     )
     return "\n".join(lines)
 
