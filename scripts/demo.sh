@@ -23,7 +23,7 @@ else
   started_worker=1
 fi
 stop_worker() {
-  if [ "$started_worker" = 1 ] && [ "${DEMO_KEEP:-0}" != 1 ]; then
+  if [ "$started_worker" = 1 ] && [ "${DEMO_KEEP:-1}" != 1 ]; then
     kill -TERM "$(cat "$DEMO/worker.pid")" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$(cat "$DEMO/worker.pid")" 2>/dev/null || break; sleep 0.5; done
     rm -f "$DEMO/worker.pid"
@@ -42,8 +42,9 @@ $SS replay "$DEMO/events.jsonl"
 say "5/5 what came out"
 .venv/bin/python scripts/demo_show.py outputs --port "$PORT"
 
-if [ "${DEMO_KEEP:-0}" = 1 ]; then
-  say "the worker keeps running: http://127.0.0.1:$PORT/healthz; stop it with: kill $(cat "$DEMO/worker.pid"); make down"
+if [ "${DEMO_KEEP:-1}" = 1 ]; then
+  say "the worker keeps running: open http://127.0.0.1:$PORT/dashboard (metrics: /metrics)."
+  echo "   'make down' stops the worker, Kafka and Redis; DEMO_KEEP=0 make demo stops the worker at the end."
 else
   say "done. Kafka and Redis are still running: 'make worker' to run the worker again, 'make down' to stop them"
 fi

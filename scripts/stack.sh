@@ -193,7 +193,10 @@ status() {
 case "${1:-}" in
   install) install_redis; install_kafka ;;
   up) redis_up; kafka_up ;;
-  down) stop_pid kafka "$KAFKA_PID" "kafka.Kafka"; stop_pid redis "$REDIS_PID" "redis-server" ;;
+  down)
+    # the demo's worker first (scripts/demo.sh), then the services
+    stop_pid "demo worker" "$STACK_DIR/demo/worker.pid" "shopstream worker"
+    stop_pid kafka "$KAFKA_PID" "kafka.Kafka"; stop_pid redis "$REDIS_PID" "redis-server" ;;
   status) status ;;
   kafka-up) kafka_up ;;
   kafka-down) stop_pid kafka "$KAFKA_PID" "kafka.Kafka" ;;
