@@ -66,6 +66,7 @@ class Checkpointer:
         self.interval_s = settings.checkpoint_interval_s
         self.clock = clock
         self.last = clock()
+        self.last_path: str | None = None
         if not self.key:
             log.warning(
                 "SHOPSTREAM_CHECKPOINT_KEY is not set: model checkpoints are disabled, "
@@ -78,6 +79,7 @@ class Checkpointer:
             if found is not None:
                 models, meta, path = found
                 if isinstance(models, Models):
+                    self.last_path = str(path)
                     log.info(
                         "models restored from %s (stream time %s, %d labels learned)",
                         path.name, meta.get("stream_time_ms"), models.churn.n_learned,
@@ -97,5 +99,6 @@ class Checkpointer:
             checkpoint_path(self.dir, models.stream_time_ms), models, meta, self.key
         )
         prune(self.dir, keep=3)
+        self.last_path = str(path)
         log.info("checkpoint written: %s", path.name)
         return path

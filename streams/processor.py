@@ -132,6 +132,8 @@ class BatchProcessor:
             [ev.message.timestamp for ev in batch],
         )  # fmt: skip
         self.report_lag(batch)
+        m = self.models.churn.metrics
+        self.telemetry.set_model_quality(m["auc"], m["log_loss"])
         self.checkpointer.maybe_save(self.models)
 
     async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:
@@ -302,8 +304,6 @@ class BatchProcessor:
                 key=alert["user_id"].encode(), value=orjson.dumps(alert)
             )
             self.telemetry.on_alert(alert)
-        m = self.models.churn.metrics
-        self.telemetry.set_model_quality(m.get("auc"), m.get("log_loss"))
 
     async def recommend(self, events: list[Event]) -> None:
         if not events:
@@ -340,6 +340,20 @@ class BatchProcessor:
             removed["redis_keys"] = await self.retry("forget", lambda: store.forget_user(uid))
             log.info("forgot user %s: %s", uid, removed)
             return removed
+
+    def model_status(self) -> dict[str, Any]:
+        churn_model, m = self.models.churn, self.models.churn.metrics
+        nan_to_none = {
+            k: None if v != v else int(v) if k.startswith("n_") else round(v, 4)
+            for k, v in m.items()
+        }
+        return {
+            "churn": {"version": churn_model.model_version, **nan_to_none},
+            "segments": self.models.segments.segment_sizes(),
+            "stream_time": iso_ms(self.models.stream_time_ms),
+            "offsets": self.models.offsets,
+            "last_checkpoint": self.checkpointer.last_path,
+        }
 
     def describe(self, env: Envelope) -> dict[str, Any]:
         """Segment and churn probability of one user, at the partition's event-time clock."""

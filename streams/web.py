@@ -88,6 +88,11 @@ def register(shop: ShopApp) -> None:
         items = await runtime.store.similar(item_id, k)
         return web.json({"item_id": item_id, "items": _items(items)})
 
+    @app.page("/models")
+    async def models(web: Any, request: Any) -> Any:
+        """The online models: version, labels learned, progressive quality, checkpoint."""
+        return web.json(shop.processor.model_status())
+
     @app.page("/users/{user_id}")
     class User(View):
         """GET: profile, segment, churn probability, recommendations. DELETE: forget."""

@@ -1,0 +1,60 @@
+"""A restart resumes the models from the signed checkpoint: progressive metrics go on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+
+from models.checkpoint import latest_valid
+from streams.generate import generate
+from streams.kafka import ensure_topics
+from streams.settings import Settings
+from tests.integration.harness import WorkerProcess, committed, produce
+
+
+async def drain(settings: Settings, worker: WorkerProcess, n: int) -> None:
+    for _ in range(240):
+        if await committed(settings) >= n:
+            return
+        assert worker.alive(), worker.logs()
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"worker did not catch up:\n{worker.logs()}")
+
+
+async def test_restart_resumes_models_from_the_checkpoint(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.with_(checkpoint_key="test-key", checkpoint_interval_s=3600.0)
+    events, _ = generate(users=150, seed=5, days=120)
+    half = len(events) // 2
+    records = [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
+    await ensure_topics(settings)
+
+    with WorkerProcess(settings, tmp_path / "w1.log") as worker:
+        worker.wait_healthy()
+        await produce(settings, records[:half])
+        await drain(settings, worker, half)
+        before = worker.get_json("/models")
+    # SIGTERM (by the context manager) writes a final checkpoint.
+    found = latest_valid(Path(settings.data_dir) / "checkpoints", b"test-key")
+    assert found is not None, "no checkpoint written at shutdown"
+    models, meta, _ = found
+    learned = models.churn.n_learned
+    assert learned == before["churn"]["n_learned"] > 0
+    offsets = meta["offsets"]
+    assert sum(o + 1 for o in offsets.values()) <= await committed(settings)  # not ahead
+
+    with WorkerProcess(settings, tmp_path / "w2.log") as worker:
+        worker.wait_healthy()
+        assert worker.get_json("/models")["churn"]["n_learned"] == learned  # restored, not 0
+        assert "models restored from" in worker.logs()
+        await produce(settings, records[half:])
+        await drain(settings, worker, len(records))
+        after = worker.get_json("/models")["churn"]
+        assert after["n_learned"] > learned and after["auc"] is not None
+        print(
+            f"verified: {learned} labels before the restart, {after['n_learned']} after; "
+            f"progressive AUC {before['churn']['auc']} -> {after['auc']}"
+        )
