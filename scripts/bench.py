@@ -18,8 +18,9 @@ Steps (every figure is measured here, none is typed in):
    table's changelog topic.
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.png``; with ``--profile``,
-py-spy samples the worker during the drain and during the latency run (``profile-*.folded``,
-collapsed stacks for flame graph tools) and ``bench/results/profile.txt`` summarises both.
+py-spy samples the worker during the drain and during the latency run
+(``.stack/bench/profile-*.folded``, collapsed stacks for flame graph tools) and
+``bench/results/profile.txt`` summarises both.
 Everything it creates (topics, Redis keys, the worker) is removed at the end.
 """
 
@@ -429,7 +430,7 @@ async def cleanup(s: Settings, extra_topics: list[str]) -> None:
 def start_spy(args: argparse.Namespace, pid: int, phase: str) -> subprocess.Popen[bytes] | None:
     if not args.profile:
         return None
-    out = args.out.with_name(f"profile-{phase}.folded")
+    out = WORK / f"profile-{phase}.folded"  # MBs: kept out of bench/results
     return subprocess.Popen(
         [str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(pid), "--rate", "250",
          "--idle", "--threads", "--nonblocking", "--format", "raw", "--output", str(out)],
@@ -486,7 +487,7 @@ def fold_summary(path: Path, top: int = 25) -> list[str]:
 def write_profile_summary(out: Path) -> None:
     lines: list[str] = []
     for phase in ("drain", "live"):
-        folded = out.with_name(f"profile-{phase}.folded")
+        folded = WORK / f"profile-{phase}.folded"
         if folded.exists():
             lines += [*fold_summary(folded), ""]
     out.write_text("\n".join(lines))
