@@ -36,6 +36,9 @@ test: install  ## unit + integration tests against the real Kafka and Redis
 test-unit: install  ## unit tests only (no services)
 	@$(PY) -m pytest -m "not integration" -q
 
+chaos: install  ## fault injection: kill -9, poison pills, Redis/Kafka outages, duplicates, slow consumer
+	@scripts/chaos.sh
+
 lint: install  ## ruff + mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check streams models tests scripts || true

@@ -8,4 +8,7 @@ scripts/stack.sh status >/dev/null 2>&1 && was_running=1
 scripts/stack.sh up
 cleanup() { [ "$was_running" = 1 ] || scripts/stack.sh down; }
 trap cleanup EXIT
-.venv/bin/python -m pytest "$@"
+# The long fault-injection tests run with `make chaos`; deselect them unless -m is given.
+marker=(-m "not chaos")
+for arg in "$@"; do case "$arg" in -m|-m*) marker=() ;; esac; done
+.venv/bin/python -m pytest "${marker[@]}" "$@"

@@ -1,0 +1,34 @@
+"""Fault-injection fixtures: the integration fixtures, reused as they are.
+
+Each test gets its own topics, consumer group, Redis prefix, web port and data dir (the
+``settings`` fixture of ``tests/integration/conftest.py``); the disturbed services of the
+outage tests are private instances (``chaoslib.PrivateStack``), never the shared stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.chaoslib import PrivateStack
+from tests.integration.conftest import redis_client, settings, stack
+
+__all__ = ["private_stack", "redis_client", "settings", "stack"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/chaos" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)  # needs the real services
+
+
+@pytest.fixture
+def private_stack(tmp_path: Path) -> Iterator[PrivateStack]:
+    """A private stack directory and ports; whatever the test started there is stopped."""
+    ps = PrivateStack(tmp_path / "stack")
+    try:
+        yield ps
+    finally:
+        ps.stop_all()

@@ -1,0 +1,195 @@
+"""The long fault-injection suite (``make chaos``): kill -9 on 100k events, a Redis outage,
+a Kafka broker restart and a slow consumer.
+
+Each disturbed run is compared exactly with a clean run of the same events under another
+topic set and Redis prefix. Outages use private services (``PrivateStack``): the shared
+stack that other tests use is never paused or stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.kafka import ensure_topics
+from streams.settings import Settings
+from tests.chaos.chaoslib import (
+    PrivateStack,
+    committed_total,
+    compare,
+    drain,
+    note,
+    outcome,
+    produce,
+    rss_kb,
+    run_clean,
+    run_with_kills,
+    say,
+    sibling,
+    wait_until,
+    workload,
+)
+from tests.chaos.test_short import chaos_settings
+from tests.integration.harness import WorkerProcess
+
+pytestmark = pytest.mark.chaos
+
+
+async def prepare(runs: list[Settings], records: list[tuple[bytes, bytes]]) -> None:
+    for s in runs:
+        await ensure_topics(s)
+        await produce(s.kafka_bootstrap, s.topic_events, list(records))
+
+
+@pytest.mark.timeout(900)
+async def test_kill9_three_times_during_100k_events(settings: Settings, tmp_path: Path) -> None:
+    chaos = chaos_settings(settings)
+    clean = sibling(chaos, "clean")
+    records = workload(users=590, seed=71)
+    assert len(records) >= 100_000
+    await prepare([chaos, clean], records)
+    rng = random.Random(int(os.environ.get("SHOPSTREAM_CHAOS_SEED", "71")))
+    kills, _ = await asyncio.gather(
+        run_with_kills(chaos, len(records), tmp_path / "chaos.log", 3, rng, timeout_s=780),
+        run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=780),
+    )
+    line = compare(await outcome(clean), await outcome(chaos), len(records), alerts_equal=False)
+    checked = sum(n for _, n in kills)
+    say(
+        f"kill -9 x{len(kills)} at committed {[c for c, _ in kills]}: {line}; "
+        f"checkpoint offsets checked after each kill: {checked}, ahead of durable state: 0"
+    )
+
+
+@pytest.mark.timeout(600)
+async def test_redis_paused_20s_mid_stream(
+    settings: Settings, private_stack: PrivateStack, tmp_path: Path
+) -> None:
+    private_stack.run("redis-up")
+    chaos = chaos_settings(settings).with_(redis_url=private_stack.redis_url)
+    clean = sibling(chaos_settings(settings), "clean")
+    records = workload(users=175, seed=72)
+    await prepare([chaos, clean], records)
+    total = len(records)
+
+    async def disturbed() -> tuple[float, int]:
+        with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
+            await asyncio.to_thread(worker.wait_healthy)
+            await wait_until("a quarter processed", lambda: _past(chaos, total // 4), 240, 0.2)
+            pid = private_stack.redis_pid()
+            os.kill(pid, signal.SIGSTOP)
+            started = time.monotonic()
+            try:
+                before = await committed_total(chaos)
+                await asyncio.sleep(20)
+                assert worker.alive(), f"worker died during the Redis outage:\n{worker.logs()}"
+                during = await committed_total(chaos) - before
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            outage = time.monotonic() - started
+            note(f"redis pid {pid} paused {outage:.1f}s; records committed meanwhile: {during}")
+            await drain(chaos, total, worker, timeout_s=300)
+            logs = worker.log_path.read_text(errors="replace")
+        retries = logs.count("; retrying in ")
+        assert retries > 0, "no retry was logged during the outage"
+        assert "recovered after" in logs, "no recovery was logged"
+        return outage, retries
+
+    (outage, retries), _ = await asyncio.gather(
+        disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=400)
+    )
+    line = compare(await outcome(clean), await outcome(chaos), total, alerts_equal=False)
+    say(f"redis paused {outage:.0f}s mid-stream, {retries} retries logged, no crash: {line}")
+
+
+@pytest.mark.timeout(600)
+async def test_kafka_broker_restart_mid_stream(
+    settings: Settings, private_stack: PrivateStack, tmp_path: Path
+) -> None:
+    private_stack.run("kafka-up")
+    chaos = chaos_settings(settings).with_(kafka_bootstrap=private_stack.kafka_bootstrap)
+    clean = sibling(chaos_settings(settings), "clean")
+    records = workload(users=175, seed=73)
+    await prepare([chaos, clean], records)
+    total = len(records)
+
+    async def disturbed() -> tuple[float, int]:
+        with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
+            await asyncio.to_thread(worker.wait_healthy)
+            pid = worker.proc.pid if worker.proc else -1
+            await wait_until("a quarter processed", lambda: _past(chaos, total // 4), 240, 0.2)
+            at = await committed_total(chaos)
+            started = time.monotonic()
+            await asyncio.to_thread(private_stack.run, "kafka-down")
+            await asyncio.sleep(5)
+            assert worker.alive(), f"worker exited while the broker was down:\n{worker.logs()}"
+            await asyncio.to_thread(private_stack.run, "kafka-up")
+            down = time.monotonic() - started
+            note(f"broker restarted at {at}/{total} committed; unavailable {down:.1f}s")
+            await drain(chaos, total, worker, timeout_s=300)
+            assert worker.proc is not None and worker.proc.pid == pid, "worker was restarted"
+        return down, at
+
+    (down, at), _ = await asyncio.gather(
+        disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=400)
+    )
+    line = compare(await outcome(clean), await outcome(chaos), total, alerts_equal=False)
+    say(f"broker down {down:.0f}s at {at}/{total} committed, same worker pid resumed: {line}")
+
+
+@pytest.mark.timeout(600)
+async def test_slow_consumer_memory_bounded_and_lag_drains(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.with_(partitions=2)
+    await ensure_topics(settings)
+    records = workload(users=350, seed=74)
+    total = len(records)
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        await asyncio.to_thread(worker.wait_healthy)
+        assert worker.proc is not None
+        pid = worker.proc.pid
+        baseline = rss_kb(pid)
+        samples: list[int] = []
+        lags: list[int] = []
+        produced = 0
+        stop = asyncio.Event()
+
+        async def sample() -> None:
+            while not stop.is_set():
+                samples.append(rss_kb(pid))
+                c = await committed_total(settings)
+                if c >= 0:
+                    lags.append(produced - c)
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample())
+        started = time.monotonic()
+        for i in range(0, total, 5000):  # as fast as the producer goes, in a few chunks
+            chunk = records[i : i + 5000]
+            await produce(settings.kafka_bootstrap, settings.topic_events, list(chunk))
+            produced += len(chunk)
+        produce_s = time.monotonic() - started
+        await drain(settings, total, worker, timeout_s=400)
+        drain_s = time.monotonic() - started
+        stop.set()
+        await sampler
+    peak, max_lag = max(samples), max(lags)
+    assert max_lag >= total // 3, f"the backlog never built up (max lag {max_lag})"
+    bound = baseline + 300 * 1024
+    assert peak <= bound, f"RSS grew to {peak // 1024} MB (baseline {baseline // 1024} MB)"
+    say(
+        f"{total} events produced in {produce_s:.1f}s, processed in {drain_s:.1f}s: max lag "
+        f"{max_lag}, lag drained to 0; worker RSS baseline {baseline // 1024} MB, peak "
+        f"{peak // 1024} MB over {len(samples)} samples (bound {bound // 1024} MB)"
+    )
+
+
+async def _past(settings: Settings, n: int) -> bool:
+    return await committed_total(settings) >= n
