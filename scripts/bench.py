@@ -336,6 +336,9 @@ async def match_latencies(
     return sorted(out)
 
 
+GLOBAL_KINDS = {"n", "pop", "cat", "meta", "off"}  # per item (n) or one key per store
+
+
 async def redis_memory(s: Settings, users_hint: int) -> dict[str, Any]:
     """MEMORY USAGE of sampled keys per kind, scaled by the key counts."""
     client = aioredis.from_url(s.redis_url)
@@ -370,7 +373,10 @@ async def redis_memory(s: Settings, users_hint: int) -> dict[str, Any]:
         "items": items,
         "users": users,
         "bytes_per_item": round(total("n") / items, 1) if items else None,
-        "bytes_per_user": round(total("us", "ub", "s") / users, 1) if users else None,
+        # every kind that is not per item or global is per user (sessions, purchases, ...)
+        "bytes_per_user": round(total(*(set(by_kind) - GLOBAL_KINDS)) / users, 1)
+        if users
+        else None,
         "total_mb": round(total(*by_kind) / 2**20, 2),
     }
 
