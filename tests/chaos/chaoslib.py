@@ -36,11 +36,11 @@ Records = list[tuple[bytes, bytes]]
 
 def say(line: str) -> None:
     """What a test verified, printed so that a reader of the run can trust it."""
-    print(f"verified: {line}", flush=True)  # noqa: T201
+    print(f"verified: {line}", flush=True)
 
 
 def note(line: str) -> None:
-    print(f"  chaos: {line}", flush=True)  # noqa: T201
+    print(f"  chaos: {line}", flush=True)
 
 
 def sibling(settings: Settings, tag: str, **changes: Any) -> Settings:
@@ -92,13 +92,15 @@ async def committed_by_partition(settings: Settings) -> dict[int, int]:
         offsets = await admin.list_consumer_group_offsets(settings.app_id)
     finally:
         await admin.close()
-    return {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events}
+    return {
+        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events
+    }
 
 
 async def committed_total(settings: Settings) -> int:
     try:
         return sum((await committed_by_partition(settings)).values())
-    except Exception:  # noqa: BLE001 - the broker may be restarting: "unknown" = 0
+    except Exception:
         return -1
 
 
@@ -138,7 +140,9 @@ def changelog_topic(settings: Settings) -> str:
 async def profile_table(settings: Settings) -> dict[str, dict[str, Any]]:
     """The profile table as its changelog holds it: last envelope per user."""
     table: dict[str, dict[str, Any]] = {}
-    for rec in await read_all(settings.kafka_bootstrap, changelog_topic(settings), settings.partitions):
+    for rec in await read_all(
+        settings.kafka_bootstrap, changelog_topic(settings), settings.partitions
+    ):
         key = orjson.loads(rec.key)
         if rec.value is None:
             table.pop(key, None)
@@ -148,7 +152,9 @@ async def profile_table(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 async def alert_ids(settings: Settings) -> list[str]:
-    recs = await read_all(settings.kafka_bootstrap, settings.topic_churn_alerts, settings.partitions)
+    recs = await read_all(
+        settings.kafka_bootstrap, settings.topic_churn_alerts, settings.partitions
+    )
     return [orjson.loads(r.value)["alert_id"] for r in recs]
 
 
@@ -192,6 +198,16 @@ async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
     return state
 
 
+async def alert_markers(url: str, settings: Settings) -> set[str]:
+    """Alert ids the worker marked as published (its de-duplication keys in Redis)."""
+    client = aioredis.from_url(url)
+    pattern = key_base(settings.redis_prefix) + "alerted:*"
+    try:
+        return {k.decode().rsplit("alerted:", 1)[1] async for k in client.scan_iter(match=pattern)}
+    finally:
+        await client.aclose()
+
+
 async def drop_prefix(url: str, settings: Settings) -> None:
     client = aioredis.from_url(url)
     try:
@@ -208,6 +224,7 @@ class Outcome:
     redis: dict[str, Any]
     profiles: dict[str, dict[str, Any]]
     alerts: list[str]
+    marked: set[str]
 
 
 async def outcome(settings: Settings) -> Outcome:
@@ -215,6 +232,7 @@ async def outcome(settings: Settings) -> Outcome:
         await redis_state(settings.redis_url, settings),
         await profile_table(settings),
         await alert_ids(settings),
+        await alert_markers(settings.redis_url, settings),
     )
 
 
@@ -225,26 +243,33 @@ def duplicates(ids: list[str]) -> int:
 def compare(clean: Outcome, disturbed: Outcome, n_events: int, *, alerts_equal: bool) -> str:
     """Assert the disturbed run equals the clean one; return the verified line."""
     rk, dk = set(clean.redis), set(disturbed.redis)
-    assert rk == dk, f"redis keys differ: missing {sorted(rk - dk)[:5]}, extra {sorted(dk - rk)[:5]}"
+    assert rk == dk, (
+        f"redis keys differ: missing {sorted(rk - dk)[:5]}, extra {sorted(dk - rk)[:5]}"
+    )
     diff = [k for k in clean.redis if clean.redis[k] != disturbed.redis[k]]
-    assert not diff, f"{len(diff)} redis keys differ, e.g. {diff[:3]}: " + repr(
-        (clean.redis[diff[0]], disturbed.redis[diff[0]])
-    )[:600]
+    assert not diff, (
+        f"{len(diff)} redis keys differ, e.g. {diff[:3]}: "
+        + repr((clean.redis[diff[0]], disturbed.redis[diff[0]]))[:600]
+    )
     assert set(clean.profiles) == set(disturbed.profiles), "profile table users differ"
     bad = [u for u in clean.profiles if clean.profiles[u]["p"] != disturbed.profiles[u]["p"]]
-    assert not bad, f"{len(bad)} profiles differ, e.g. {bad[0]}: " + repr(
-        (clean.profiles[bad[0]]["p"], disturbed.profiles[bad[0]]["p"])
-    )[:600]
+    assert not bad, (
+        f"{len(bad)} profiles differ, e.g. {bad[0]}: "
+        + repr((clean.profiles[bad[0]]["p"], disturbed.profiles[bad[0]]["p"]))[:600]
+    )
     fences = [u for u in clean.profiles if clean.profiles[u]["o"] != disturbed.profiles[u]["o"]]
     assert not fences, f"{len(fences)} profile offset fences differ, e.g. {fences[:3]}"
     n_applied = sum(env["p"]["n_events"] for env in disturbed.profiles.values())
     assert n_applied == n_events, f"profiles count {n_applied} events, {n_events} were sent"
     dups = duplicates(disturbed.alerts)
     assert dups == 0, f"{dups} duplicate alert_ids on the churn-alerts topic"
+    lost = len(disturbed.marked - set(disturbed.alerts))
     line = (
         f"{n_events} events, redis keys equal ({len(rk)} keys), "
         f"profiles equal ({len(clean.profiles)} users, {n_applied} events applied), "
-        f"alerts {len(disturbed.alerts)} (clean run {len(clean.alerts)}), alert duplicates: {dups}"
+        f"alerts {len(disturbed.alerts)} (clean run {len(clean.alerts)}), "
+        f"alert duplicates: {dups}, "
+        f"alerts marked sent but missing: {lost}"
     )
     if alerts_equal:
         assert sorted(clean.alerts) == sorted(disturbed.alerts), "alert ids differ"
@@ -404,7 +429,10 @@ class PrivateStack:
         return int((self.dir / "kafka/kafka.pid").read_text().strip())
 
     def stop_all(self) -> None:
-        for action, pidfile in (("kafka-down", "kafka/kafka.pid"), ("redis-down", "redis/redis.pid")):
+        for action, pidfile in (
+            ("kafka-down", "kafka/kafka.pid"),
+            ("redis-down", "redis/redis.pid"),
+        ):
             if (self.dir / pidfile).exists():
                 if action == "redis-down":
                     try:

@@ -21,6 +21,7 @@ from streams.kafka import ensure_topics
 from streams.settings import Settings
 from tests.chaos.chaoslib import (
     PrivateStack,
+    check_checkpoints,
     committed_total,
     compare,
     drain,
@@ -193,3 +194,45 @@ async def test_slow_consumer_memory_bounded_and_lag_drains(
 
 async def _past(settings: Settings, n: int) -> bool:
     return await committed_total(settings) >= n
+
+
+@pytest.mark.timeout(400)
+async def test_checkpoint_not_ahead_when_worker_dies_during_a_broker_freeze(
+    settings: Settings, private_stack: PrivateStack, tmp_path: Path
+) -> None:
+    """The worker crashes while its writes to Kafka are not yet acknowledged.
+
+    The private broker is frozen (SIGSTOP) while the worker goes on processing the records
+    it already fetched; then the worker is SIGKILLed and the broker too (so requests parked
+    in its socket buffers are never applied), and the broker is started again on its data.
+    A model checkpoint may only claim offsets whose effects reached Kafka: the committed
+    offset or the profile changelog. Otherwise the restarted worker treats those records as
+    fresh and the models learn them a second time (DESIGN §3: "checkpoints record the
+    offsets they include").
+    """
+    private_stack.run("kafka-up")
+    chaos = chaos_settings(settings).with_(kafka_bootstrap=private_stack.kafka_bootstrap)
+    records = workload(users=120, seed=75)
+    await prepare([chaos], records)
+    with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
+        await asyncio.to_thread(worker.wait_healthy)
+        await wait_until("2000 processed", lambda: _past(chaos, 2000), 240, 0.2)
+        broker = private_stack.kafka_pid()
+        os.kill(broker, signal.SIGSTOP)
+        try:
+            mark = len(worker.log_path.read_bytes())
+            await asyncio.sleep(5)  # checkpoints are due every second
+            written = worker.log_path.read_bytes()[mark:].count(b"checkpoint written")
+            assert worker.proc is not None
+            worker.proc.send_signal(signal.SIGKILL)
+            worker.proc.wait(10)
+        finally:
+            os.kill(broker, signal.SIGKILL)  # our private broker, by its pid
+            os.kill(broker, signal.SIGCONT)
+    note(f"checkpoints written while the broker was frozen: {written}")
+    await asyncio.to_thread(private_stack.run, "kafka-up")
+    n_ckpt, n_off = await check_checkpoints(chaos)
+    say(
+        f"worker killed during a broker freeze ({written} checkpoints written meanwhile): "
+        f"{n_ckpt} checkpoints, {n_off} offsets checked, ahead of durable state: 0"
+    )

@@ -61,13 +61,43 @@ async def test_kill9_once_equals_a_clean_run(settings: Settings, tmp_path: Path)
     say(f"kill -9 x{len(kills)} at {[c for c, _ in kills]}: {line}, checkpoints never ahead")
 
 
+def crafted(settings: Settings) -> list[tuple[bytes | None, bytes | None, str]]:
+    """Hand-made poison pills, one per contract rule: (key, value, expected reason)."""
+    ok = {"event_id": "x", "type": "view", "user_id": "u00001", "session_id": "s",
+          "item_id": "i", "ts": 1_709_283_600_000}  # fmt: skip
+
+    def ev(**changes: object) -> bytes:
+        return orjson.dumps({k: v for k, v in {**ok, **changes}.items() if v is not None})
+
+    return [
+        (b"u00001", b"", "empty"),
+        (b"u00001", None, "empty"),  # a tombstone
+        (b"u00001", b'{"pad": "' + b"x" * settings.max_event_bytes + b'"}', "oversize"),
+        (b"u00001", ev(user_id=None), "missing_field"),
+        (b"u00001", ev(type="teleport"), "unknown_type"),
+        (b"u00001", ev(price=-3.0), "bad_number"),
+        (b"u00001", ev(ts="yesterday"), "bad_ts"),
+        (b"u00001", ev(ts=0), "absurd_ts"),
+        (b"u00001", ev(event_id="e" * 1000), "too_long"),
+    ]
+
+
 async def test_poison_pills_reach_the_dlq_and_good_records_are_all_applied(
     settings: Settings, tmp_path: Path
 ) -> None:
     settings = settings.with_(partitions=1)
     await ensure_topics(settings)
     good = workload(users=60, seed=62)
-    out = list(inject(good, Faults(malformed=0.01), random.Random(62)))
+    out: list[tuple[bytes | None, bytes | None, object, str]] = list(
+        inject(good, Faults(malformed=0.01), random.Random(62))
+    )
+    expected: dict[int, str] = {}
+    rng = random.Random(620)
+    for key, value, reason in crafted(settings):
+        at = rng.randrange(len(out))
+        out.insert(at, (key, value, None, "malformed"))
+        expected = {(i + 1 if i >= at else i): r for i, r in expected.items()}
+        expected[at] = reason
     bad = [(k, v) for k, v, _, kind in out if kind == "malformed"]
     sent = [(k, v) for k, v, _, _ in out]
     n_good = len(sent) - len(bad)
@@ -89,13 +119,17 @@ async def test_poison_pills_reach_the_dlq_and_good_records_are_all_applied(
     for i in bad_offsets:
         assert by_offset[i] == out[i][1], f"DLQ record of offset {i} is not the original bytes"
     reasons = Counter(h["reason"].decode() for h in headers)
+    got = {int(h["source_offset"]): h["reason"].decode() for h in headers}
+    wrong = {i: (r, got.get(i)) for i, r in expected.items() if got.get(i) != r}
+    assert not wrong, f"crafted pills with a wrong or no reason (expected, got): {wrong}"
     assert set(reasons) <= REASONS and all(h["detail"] for h in headers), reasons
     assert "processing_error" not in reasons, log
     profiles = await profile_table(settings)
     applied = sum(env["p"]["n_events"] for env in profiles.values())
     assert applied == n_good, f"{applied} good events applied, {n_good} sent"
     say(
-        f"{len(sent)} records with {len(bad)} malformed: DLQ {len(dlq)} = malformed, same "
+        f"{len(sent)} records with {len(bad)} malformed ({len(expected)} crafted, one per "
+        f"rule, each with its expected reason): DLQ {len(dlq)} = malformed, same "
         f"offsets and bytes, reasons {dict(sorted(reasons.items()))}; good records applied "
         f"{applied}/{n_good}; worker pid unchanged (no crash loop)"
     )
