@@ -336,14 +336,51 @@ async def wait_until(
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
-async def drain(settings: Settings, total: int, worker: WorkerProcess, timeout_s: float) -> None:
-    """Wait until the worker committed every record of the events topic."""
+async def fences(settings: Settings) -> dict[str, int]:
+    """The similarity store's offset fence per source partition: how far processing got."""
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        raw = await client.hgetall(key_base(settings.redis_prefix) + "off")
+    finally:
+        await client.aclose()
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+async def drain(
+    settings: Settings, total: int, worker: WorkerProcess, timeout_s: float, stall_s: float = 90
+) -> None:
+    """Wait until the worker committed every record of the events topic.
+
+    Fails early when every record was processed (the Redis offset fences reached the end)
+    but the committed offsets stay behind for ``stall_s`` seconds: a commit that is stuck.
+    """
+    stalled_since: float | None = None
 
     async def done() -> bool:
+        nonlocal stalled_since
         assert worker.alive(), f"worker died:\n{worker.logs()}"
-        return await committed_total(settings) >= total
+        committed = await committed_total(settings)
+        if committed >= total:
+            return True
+        processed = sum(off + 1 for off in (await fences(settings)).values())
+        if processed >= total:
+            stalled_since = stalled_since or time.monotonic()
+            assert time.monotonic() - stalled_since < stall_s, (
+                f"all {total} records processed (Redis fences {await fences(settings)}) but "
+                f"committed offsets stuck at {await committed_by_partition(settings)} for "
+                f"{stall_s:.0f}s (commit interval {settings.commit_interval_s}s)"
+            )
+        return False
 
-    await wait_until(f"{total} committed records", done, timeout_s)
+    try:
+        await wait_until(f"{total} committed records", done, timeout_s)
+    except AssertionError as exc:
+        if "stuck" in str(exc) or "died" in str(exc):
+            raise
+        raise AssertionError(
+            f"{exc}: committed {await committed_by_partition(settings)} of {total} records, "
+            f"while the Redis offset fences show processing up to {await fences(settings)}"
+        ) from None
 
 
 async def run_clean(settings: Settings, total: int, log: Path, timeout_s: float) -> None:
