@@ -41,7 +41,6 @@ chaos: install  ## fault injection: kill -9, poison pills, Redis/Kafka outages, 
 
 lint: install  ## ruff + mypy
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/ruff format --check streams models tests scripts || true
 	@$(VENV)/bin/mypy
 
 bench: install  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json

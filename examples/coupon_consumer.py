@@ -59,9 +59,12 @@ class Ledger:
 
 async def run(ledger: Ledger, settings: Settings, once: bool) -> None:
     consumer = AIOKafkaConsumer(
-        settings.topic_churn_alerts, **client_options(settings), group_id=f"{settings.app_id}-coupons",
-        enable_auto_commit=False, auto_offset_reset="earliest",
-    )  # fmt: skip
+        settings.topic_churn_alerts,
+        **client_options(settings),
+        group_id=f"{settings.app_id}-coupons",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         while True:

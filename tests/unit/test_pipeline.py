@@ -5,7 +5,6 @@ from __future__ import annotations
 import orjson
 
 from streams.events import Event
-from streams.profile import update_profile
 from streams.pipeline import (
     Envelope,
     Record,
@@ -16,6 +15,7 @@ from streams.pipeline import (
     recommendation_message,
     split,
 )
+from streams.profile import update_profile
 
 
 def ev(offset: int, user: str = "u1", ts: int = 1_709_283_600_000, etype: str = "view") -> Event:
