@@ -7,11 +7,13 @@ outage tests are private instances (``chaoslib.PrivateStack``), never the shared
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
+from streams.settings import Settings
 from tests.chaos.chaoslib import PrivateStack
 from tests.integration.conftest import redis_client, settings, stack
 
@@ -32,3 +34,17 @@ def private_stack(tmp_path: Path) -> Iterator[PrivateStack]:
         yield ps
     finally:
         ps.stop_all()
+
+
+@pytest.fixture(autouse=True)
+async def drop_test_keys(settings: Settings) -> AsyncIterator[None]:
+    """Afterwards, delete the keys of this test's prefixes (its own and its clean sibling's)
+    from the shared redis-server."""
+    yield
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match="{" + settings.redis_prefix + "*")]
+        for i in range(0, len(keys), 1000):
+            await client.unlink(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
