@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,19 @@ class Checkpointer:
                 )
         return Models.fresh(settings)
 
-    def maybe_save(self, models: Models, *, force: bool = False) -> Path | None:
-        if not self.key or (not force and self.clock() - self.last < self.interval_s):
+    def due(self) -> bool:
+        return bool(self.key) and self.clock() - self.last >= self.interval_s
+
+    async def save(self, models: Models, flush: Callable[[], Awaitable[None]]) -> Path | None:
+        """Write a checkpoint of ``models``, after ``flush`` made their inputs' effects durable.
+
+        ``flush`` is the producer's flush: the profile changelog and the outputs of every
+        event the models include reach Kafka first, so a checkpoint is never ahead of what a
+        restart restores (while the broker is unreachable the flush waits, and so does this).
+        """
+        if not self.key:
             return None
+        await flush()
         self.last = self.clock()
         meta = {"stream_time_ms": models.stream_time_ms, "offsets": dict(models.offsets)}
         path = save_checkpoint(

@@ -134,7 +134,8 @@ class BatchProcessor:
         self.report_lag(batch)
         m = self.models.churn.metrics
         self.telemetry.set_model_quality(m["auc"], m["log_loss"])
-        self.checkpointer.maybe_save(self.models)
+        if self.checkpointer.due():
+            await self.checkpointer.save(self.models, self.shop.app.producer.flush)
 
     async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:
         log.warning(

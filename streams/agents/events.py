@@ -52,6 +52,56 @@ async def run_batch(processor: BatchProcessor, batch: Sequence[Any], grace_s: fl
     return True
 
 
+WATCHDOG_INTERVAL_S = 10.0
+WATCHDOG_STRIKES = 3
+
+
+class CommitWatchdog:
+    """Notices when Faust stops committing offsets although batches are acked, and repairs it.
+
+    Seen in fault injection (kill -9 then restart): now and then the restarted worker acks
+    every record but Faust's committed offset never moves again (its commit logic waits for
+    an offset that it will never see acked). Nothing is lost (every effect is fenced), but a
+    later restart would replay everything since. After ``WATCHDOG_STRIKES`` checks with
+    processed offsets ahead of a committed offset that does not move, the watchdog logs an
+    error and seeks the consumer back to the committed offsets: the records since then are
+    delivered and acked again (their effects are fenced), which lets commits resume.
+    """
+
+    def __init__(self, shop: ShopApp) -> None:
+        self.shop = shop
+        self.acked: dict[Any, int] = {}
+        self.last: dict[Any, int | None] = {}
+        self.strikes = 0
+
+    def processed(self, batch: Sequence[Any]) -> None:
+        for event in batch:
+            tp, offset = event.message.tp, event.message.offset
+            if offset > self.acked.get(tp, -1):
+                self.acked[tp] = offset
+
+    async def check(self) -> None:
+        consumer = self.shop.app.consumer
+        committed_by_tp = getattr(consumer, "_committed_offset", {})  # read only
+        assigned = consumer.assignment()
+        stalled = {}
+        for tp, acked in self.acked.items():
+            committed = committed_by_tp.get(tp)
+            if tp in assigned and committed is not None and acked + 1 > committed:
+                if self.last.get(tp) == committed:
+                    stalled[tp] = (committed, acked)
+            self.last[tp] = committed
+        self.strikes = self.strikes + 1 if stalled else 0
+        if self.strikes >= WATCHDOG_STRIKES:
+            log.error(
+                "offset commits stalled (committed, processed): %s; seeking back to the "
+                "committed offsets (replayed records are fenced)",
+                {f"{tp.topic}[{tp.partition}]": v for tp, v in stalled.items()},
+            )
+            self.strikes = 0
+            await consumer.perform_seek()
+
+
 def register(shop: ShopApp) -> BatchProcessor:
     """Attach the agent to the app; returns the processor."""
     settings = shop.settings
@@ -66,6 +116,10 @@ def register(shop: ShopApp) -> BatchProcessor:
             if await run_batch(processor, batch, settings.shutdown_grace_s):
                 for event in batch:
                     await stream.ack(event)
+                watchdog.processed(batch)
+
+    watchdog = CommitWatchdog(shop)
+    shop.app.timer(interval=WATCHDOG_INTERVAL_S)(watchdog.check)
 
     @shop.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
@@ -76,7 +130,8 @@ def register(shop: ShopApp) -> BatchProcessor:
 
     @shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
-        processor.checkpointer.maybe_save(processor.models, force=True)
+        async with processor.lock:  # not in the middle of a batch
+            await processor.checkpointer.save(processor.models, app.producer.flush)
 
     shop.processor = processor
     return processor
