@@ -260,7 +260,6 @@ class BatchProcessor:
         for alert in out.alerts:
             env = out.envelopes.get(alert["user_id"])
             alert["segment"] = env.segment if env and env.segment else alert["segment"]
-        self.telemetry.set_segment_sizes(model.segment_sizes())
 
     def write(self, out: UserUpdates) -> None:
         """Write changed envelopes, naming the changelog partition (the source partition)."""
@@ -281,6 +280,8 @@ class BatchProcessor:
         for seg in out.segments:
             await self.shop.segments.send(key=seg["user_id"].encode(), value=orjson.dumps(seg))
             self.telemetry.on_segment(seg)
+        # after on_segment: the model's sizes are authoritative and replace the tally
+        self.telemetry.set_segment_sizes(self.models.segments.segment_sizes())
         await self.publish_alerts(out.alerts)
         await self.recommend([e for e, _ in out.triggers.values()])
 
@@ -335,8 +336,12 @@ class BatchProcessor:
                 state = self.states.get(env.partition)
                 if state is not None and dict.pop(state.users, uid, None) is not None:
                     removed["churn_track"] = 1
-            for memory in (self.models.segments.users, self.models.anomalies.users):
-                removed["model_memory"] += memory.pop(uid, None) is not None
+            segment_memory = self.models.segments.users.pop(uid, None)
+            if segment_memory is not None:
+                removed["model_memory"] += 1
+                if segment_memory[0] is not None:  # keep the segment sizes true
+                    self.models.segments.sizes[segment_memory[0]] -= 1
+            removed["model_memory"] += self.models.anomalies.users.pop(uid, None) is not None
             store = self.shop.runtime.store
             removed["redis_keys"] = await self.retry("forget", lambda: store.forget_user(uid))
             log.info("forgot user %s: %s", uid, removed)
