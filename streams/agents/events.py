@@ -52,7 +52,7 @@ async def run_batch(processor: BatchProcessor, batch: Sequence[Any], grace_s: fl
     return True
 
 
-WATCHDOG_INTERVAL_S = 10.0
+WATCHDOG_INTERVAL_S = 5.0
 WATCHDOG_STRIKES = 3
 
 
@@ -99,7 +99,10 @@ class CommitWatchdog:
                 {f"{tp.topic}[{tp.partition}]": v for tp, v in stalled.items()},
             )
             self.strikes = 0
-            await consumer.perform_seek()
+            try:
+                await consumer.perform_seek()
+            except Exception:  # e.g. the broker is unreachable: try again next time
+                log.exception("seeking back to the committed offsets failed")
 
 
 def register(shop: ShopApp) -> BatchProcessor:
