@@ -558,17 +558,9 @@ def chart(run: Run, ceiling_eps: float, lat: list[tuple[float, float]], out: Pat
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     pre, rest, n_pre = prepare_events(args.users, args.seed, args.events)
     tag = uuid.uuid4().hex[:8]
-    s = Settings.from_env().with_(
-        app_id=f"bench-{tag}",
-        redis_prefix=f"bench{tag}",
+    s = Settings.from_env().namespaced(f"bench{tag}").with_(
         web_port=free_port(),
         data_dir=str(WORK / tag / "worker"),
-        topic_events=f"bench{tag}.events",
-        topic_dlq=f"bench{tag}.events.dlq",
-        topic_recommendations=f"bench{tag}.recommendations",
-        topic_churn_alerts=f"bench{tag}.churn-alerts",
-        topic_segments=f"bench{tag}.segments",
-        topic_anomalies=f"bench{tag}.anomalies",
         partitions=args.partitions,
     )
     run = Run(settings=s, ceiling_topic=f"bench{tag}.ceiling")

@@ -148,6 +148,26 @@ class Settings:
         """A copy with some fields changed (tests give each run its own topics and prefix)."""
         return replace(self, **changes).checked()
 
+    def namespaced(self, tag: str) -> Settings:
+        """A copy whose consumer group, Redis prefix and topics all carry ``tag``.
+
+        Tests and benchmarks use it to run side by side on one broker and one Redis.
+
+        >>> s = Settings().namespaced("t1")
+        >>> s.app_id, s.redis_prefix, s.topic_events, s.topic_dlq
+        ('shopstream-t1', 't1', 't1.events', 't1.events.dlq')
+        """
+        return self.with_(
+            app_id=f"shopstream-{tag}",
+            redis_prefix=tag,
+            topic_events=f"{tag}.events",
+            topic_dlq=f"{tag}.events.dlq",
+            topic_recommendations=f"{tag}.recommendations",
+            topic_churn_alerts=f"{tag}.churn-alerts",
+            topic_segments=f"{tag}.segments",
+            topic_anomalies=f"{tag}.anomalies",
+        )
+
     @property
     def output_topics(self) -> tuple[str, ...]:
         return (

@@ -44,22 +44,14 @@ def settings(stack: None, tmp_path: Path) -> Settings:
     """Settings private to one test: unique topics, group, Redis prefix, port, data dir."""
     tag = uuid.uuid4().hex[:10]
     return Settings(
-        app_id=f"test-{tag}",
         kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
         redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
-        redis_prefix=f"t{tag}",
         web_port=free_port(),
         data_dir=str(tmp_path / "worker"),
-        topic_events=f"t{tag}.events",
-        topic_dlq=f"t{tag}.events.dlq",
-        topic_recommendations=f"t{tag}.recommendations",
-        topic_churn_alerts=f"t{tag}.churn-alerts",
-        topic_segments=f"t{tag}.segments",
-        topic_anomalies=f"t{tag}.anomalies",
         partitions=2,
         batch_within_ms=20,
         log_level="info",
-    )
+    ).namespaced(f"t{tag}")
 
 
 @pytest.fixture

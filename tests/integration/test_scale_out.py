@@ -51,16 +51,8 @@ def text(value: Any) -> str:
 
 def run_settings(base: Settings, tmp: Path, name: str) -> Settings:
     tag = f"{name}{uuid.uuid4().hex[:8]}"
-    return base.with_(
-        app_id=f"test-{tag}",
-        redis_prefix=f"t{tag}",
+    return base.namespaced(f"t{tag}").with_(
         data_dir=str(tmp / tag),
-        topic_events=f"t{tag}.events",
-        topic_dlq=f"t{tag}.events.dlq",
-        topic_recommendations=f"t{tag}.recommendations",
-        topic_churn_alerts=f"t{tag}.churn-alerts",
-        topic_segments=f"t{tag}.segments",
-        topic_anomalies=f"t{tag}.anomalies",
         partitions=4,
         batch_size=1,
         batch_within_ms=5,
