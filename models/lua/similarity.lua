@@ -20,6 +20,24 @@ local A0 = 23
 local SENT = '\0shopstream:skiplist' .. string.rep('.', 60)
 local POP, CAT, OFF = base .. 'pop', base .. 'cat', base .. 'off'
 
+-- Popularity counts read or written during this call (item -> raw count, false = absent):
+-- a batch scores the same popular candidates again and again. Exact: filled from ZMSCORE and
+-- kept current from ZINCRBY's reply, so results are identical to reading Redis every time.
+local PC = {}
+local function pop_counts(items, first, last)
+  local out, missing = {}, {}
+  for j = first, last do
+    local c = PC[items[j]]
+    if c == nil then missing[#missing + 1] = items[j] end
+  end
+  if #missing > 0 then
+    local got = redis.call('ZMSCORE', POP, unpack(missing))
+    for j = 1, #missing do PC[missing[j]] = tonumber(got[j]) or false end
+  end
+  for j = first, last do out[j - first + 1] = PC[items[j]] end
+  return out
+end
+
 local t0 = tonumber(redis.call('HGET', meta, 't0'))
 local clock = tonumber(redis.call('HGET', meta, 'clock'))
 
@@ -124,7 +142,7 @@ local function learn(etype, user, session, item, category, ts)
     end
     CARD[key] = card
   end
-  redis.call('ZINCRBY', POP, g, item)
+  PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item))
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
   local fresh = #prev == 0
   table.insert(prev, 1, item)
@@ -173,12 +191,11 @@ local function score(items, gnow, k, keep, boost)
     if not rw[a] then rw[a] = 0; distinct[#distinct + 1] = a end
     rw[a] = rw[a] + 1 / p ^ RD
   end
-  local counts = {}
-  if #distinct > 0 then counts = redis.call('ZMSCORE', POP, unpack(distinct)) end
+  local counts = pop_counts(distinct, 1, #distinct)
   for q = 1, #distinct do
     local a, ca = distinct[q], counts[q]
     if ca then
-      local f = rw[a] / ((tonumber(ca) / gnow) ^ ALPHA * gnow)
+      local f = rw[a] / ((ca / gnow) ^ ALPHA * gnow)
       local row = redis.call('ZRANGE', base .. 'n:' .. a, 0, L - 1, 'REV', 'WITHSCORES')
       for j = 1, #row, 2 do
         local c = row[j]
@@ -192,9 +209,9 @@ local function score(items, gnow, k, keep, boost)
   end
   for i = 1, #cands, 500 do
     local last = math.min(i + 499, #cands)
-    local cc = redis.call('ZMSCORE', POP, unpack(cands, i, last))
+    local cc = pop_counts(cands, i, last)
     for j = i, last do
-      local n = tonumber(cc[j - i + 1])
+      local n = cc[j - i + 1]
       if n then acc[cands[j]] = acc[cands[j]] / (n / gnow) ^ BETA end
     end
   end
