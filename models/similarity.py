@@ -14,11 +14,12 @@ offline evaluation use exactly the same scoring code. The formula and the key de
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from streams.errors import ConfigError
@@ -120,20 +121,26 @@ def _pairs(flat: Sequence[Any]) -> list[tuple[str, float]]:
     return [(_s(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
-def encode_records(records: Sequence[tuple[int, Event]], targets: Sequence[str] = ()) -> list[Any]:
-    """Flatten records to the script's 8-value layout (offset, type, user, session, item,
-    category, ts_ms, target).
+#: Records of one topic:partition to learn, keyed by (topic, partition), in offset order.
+Groups = Mapping[tuple[str, int], Sequence[tuple[int, Event]]]
+
+
+def encode_groups(groups: Groups) -> bytes:
+    """The ``learn`` command's single argument: one JSON array, decoded by ``cjson`` in Lua.
+
+    One argument instead of 7 per record: redis-py's command packing of thousands of small
+    arguments cost more than the JSON encoding.
 
     >>> e = Event("e1", "view", "u", "s", 5, item_id="i")
-    >>> encode_records([(7, e)])
-    [7, 'view', 'u', 's', 'i', '', 5, '']
+    >>> encode_groups({("t", 0): [(7, e)], ("t", 1): []})
+    b'[["t:0",[[7,"view","u","s","i","",5]]]]'
     """
-    out: list[Any] = []
-    for j, (offset, e) in enumerate(records):
-        target = targets[j] if targets else ""
-        out += [offset, e.type, e.user_id, e.session_id, e.item_id or "", e.category or "", e.ts_ms]
-        out.append(target)
-    return out
+    return orjson.dumps([
+        [f"{topic}:{partition}",
+         [[o, e.type, e.user_id, e.session_id, e.item_id or "", e.category or "", e.ts_ms]
+          for o, e in records]]
+        for (topic, partition), records in groups.items() if records
+    ])  # fmt: skip
 
 
 class SimilarityStore:
@@ -153,15 +160,19 @@ class SimilarityStore:
     async def apply_batch(
         self, source: str, partition: int, records: Sequence[tuple[int, Event]]
     ) -> int:
-        """Learn ``records`` (offset order) in one script call, fenced by the stored offset.
+        """Learn ``records`` of one partition (offset order); see :meth:`apply_many`."""
+        return await self.apply_many({(source, partition): records})
 
-        Returns how many records were past the fence (each moves the offset; only
+    async def apply_many(self, groups: Groups) -> int:
+        """Learn the records of several partitions in one script call, each group fenced by
+        the offset stored for its ``topic:partition``.
+
+        Returns how many records were past their fence (each moves the offset; only
         view/add_to_cart/purchase with an item teach co-occurrence).
         """
-        if not records:
+        if not any(groups.values()):
             return 0
-        res = await self._call("apply", [f"{source}:{partition}", 0, *encode_records(records)])
-        return int(res[0])
+        return int(await self._call("learn", [encode_groups(groups)]))
 
     async def evaluate_clicks(
         self, source: str, start: int, clicks: Sequence[tuple[str, str, int]],
@@ -170,7 +181,7 @@ class SimilarityStore:
         """Score-then-learn each click (session, item, ts_ms) in order inside Redis.
 
         Used by the offline evaluation: the same script and learning code as
-        :meth:`apply_batch` (clicks are views of user = session, offsets ``start + j``), and
+        :meth:`apply_many` (clicks are views of user = session, offsets ``start + j``), and
         the same scoring code as :meth:`recommend`. ``targets[j]`` is the true next item of
         click j ('' = no prediction). Returns (clicks applied, 1-based rank of each target or
         0 if not in the top k, items shown in any top k).

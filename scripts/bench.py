@@ -77,6 +77,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     phase_marks: dict[str, float] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    first_batches: dict[str, float] | None = None  # /metrics batch counters at the first commit
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -202,6 +203,55 @@ def prepare_events(users: int, seed: int, preload_n: int) -> tuple[Path, Path, i
     return pre, rest, n
 
 
+def scrape_batches(port: int) -> dict[str, float]:
+    """Batch counters of the worker's ``/metrics``: batches, events, seconds inside batches."""
+    import urllib.request
+
+    want = {
+        "shopstream_batches_total": "batches",
+        "shopstream_batch_processing_seconds_sum": "busy_s",
+    }
+    out = {"batches": 0.0, "busy_s": 0.0, "events": 0.0, "at": time.monotonic()}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            name, _, value = line.partition(" ")
+            if name in want:
+                out[want[name]] = float(value)
+            elif name.startswith("shopstream_events_in_total{"):
+                out["events"] += float(value)
+            elif name.startswith('shopstream_batch_stage_seconds_total{stage="'):
+                out["stage:" + name.split('"')[1]] = float(value)
+            elif name.startswith('shopstream_messages_out_total{topic="'):
+                out["out:" + name.split('"')[1]] = float(value)
+    return out
+
+
+def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean batch size and processing time between two scrapes, and the share of wall time
+    the worker spent inside batch processing (the rest: Faust, fetching, waiting)."""
+    batches = max(after["batches"] - before["batches"], 1.0)
+    busy = after["busy_s"] - before["busy_s"]
+    wall = max(after["at"] - before["at"], 1e-9)
+    stages = {
+        key[6:]: round(1000 * (after[key] - before.get(key, 0.0)) / batches, 2)
+        for key in after
+        if key.startswith("stage:")
+    }
+    outputs = {
+        key[4:]: round((after[key] - before.get(key, 0.0)) / batches, 1)
+        for key in after
+        if key.startswith("out:")
+    }
+    return {
+        "batches": int(after["batches"] - before["batches"]),
+        "outputs_per_batch": outputs,
+        "events_per_batch": round((after["events"] - before["events"]) / batches, 1),
+        "ms_per_batch": round(1000 * busy / batches, 2),
+        "share_in_batches": round(busy / wall, 3),
+        "ms_per_batch_by_stage": stages,
+    }
+
+
 async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(**client_options(settings))
     await consumer.start()
@@ -223,8 +273,13 @@ async def ceiling(settings: Settings, out_topic: str, total: int) -> dict[str, f
         enable_auto_commit=True,
         max_poll_records=settings.max_poll_records,
     )
-    # Same producer settings as the worker (streams/app.py): linger 1 ms, acks=all.
-    producer = AIOKafkaProducer(**client_options(settings), linger_ms=1, acks="all")
+    # Same producer settings as the worker (streams/app.py): linger, batch size, acks=all.
+    producer = AIOKafkaProducer(
+        **client_options(settings),
+        linger_ms=settings.producer_linger_ms,
+        max_batch_size=settings.producer_max_batch_bytes,
+        acks="all",
+    )
     await consumer.start()
     await producer.start()
     seen = 0
@@ -592,15 +647,22 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await admin.start()
         try:
             pid = proc.pid
+
+            def first_commit() -> None:
+                spies.append(start_spy(args, pid, "drain"))
+                run.first_batches = scrape_batches(s.web_port)
+
             done = await drain(
                 run,
                 pid,
                 t0,
                 admin,
                 args.timeout,
-                lambda: spies.append(start_spy(args, pid, "drain")),
+                first_commit,
             )
             rate = pipeline_rate(run.samples, done)
+            drained = scrape_batches(s.web_port)
+            rate["batches"] = batch_stats(run.first_batches or drained, drained)
             first = next(x for x in run.samples if x.committed > 0)
             rate["cpu_cores_used"] = cpu_util(run.samples, first, done)
             result["pipeline"] = rate
@@ -621,6 +683,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 sampler.cancel()
             await drain(run, proc.pid, t0, admin, limit_s=60)
+            live_batches = batch_stats(drained, scrape_batches(s.web_port))
             for spy in spies:
                 stop_spy(spy)
             if args.profile:
@@ -638,6 +701,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "p95_ms": round(percentile(ms, 95), 1),
             "p99_ms": round(percentile(ms, 99), 1),
             "max_ms": round(max(ms), 1) if ms else None,
+            "batches": live_batches,
         }
         say(f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
         result["rss_mb_max"] = round(max(x.rss_mb for x in run.samples), 1)

@@ -132,6 +132,7 @@ class Envelope:
             d.get("sg"),
             d.get("t"),
             d.get("e", []),
+            d.get("rt", []),
         )
 
 

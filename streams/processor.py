@@ -4,7 +4,8 @@ Order of work for a batch (all effects are fenced, so a redelivered batch change
 
 1. validate (``streams.pipeline.split``); invalid records → DLQ with a reason;
 2. anomaly detection → ``shop.anomalies``; flagged bots are kept out of learning;
-3. similarity counts in Redis (one Lua call per partition, fenced by the partition offset);
+3. similarity counts in Redis (one Lua call per partition, fenced by the partition offset),
+   running while the worker thread does step 4;
 4. per user: profile + churn (``streams.churn.step``, fenced by the offset in the user's
    envelope), segment changes → ``shop.segments``, churn alerts → ``shop.churn-alerts``
    (de-duplicated by ``alert_id`` in Redis);
@@ -14,7 +15,6 @@ Order of work for a batch (all effects are fenced, so a redelivered batch change
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
@@ -106,12 +106,14 @@ class BatchProcessor:
 
     async def _process(self, batch: Sequence[Any]) -> None:
         started = time.perf_counter()
+        clock = StageClock(started)
         records = [to_record(ev) for ev in batch]
         valid, rejected = split(
             records, max_bytes=self.settings.max_event_bytes, pseudonymise_key=self.pseudo_key
         )
         for rec, reason, detail in rejected:
             await self.dead_letter(rec, reason, detail)
+        clock.lap("validate")
         if valid:
             users = UserUpdates(self.shop.profiles)
             fresh, duplicates, limited = classify(valid, users, self.settings.max_events_per_min)
@@ -123,10 +125,21 @@ class BatchProcessor:
                     await self.dead_letter(rec, "rate_limited", detail)
             dropped = duplicates | limited
             valid = [(r, e) for r, e in valid if id(e) not in dropped]
+            clock.lap("classify")
             learnable = await self.detect_anomalies(valid, fresh)
-            await self.learn(learnable)
-            self.update_users([(r, e) for r, e in valid if id(e) in fresh], learnable, users)
-            await self.publish(users)
+            clock.lap("anomalies")
+            # Redis learns the batch while this thread updates the profiles: the two effects
+            # are independent, and redis-server runs on another core.
+            learning = asyncio.ensure_future(self.learn(learnable))
+            for _ in range(3):  # redis-py needs two loop turns to put the call on the wire
+                await asyncio.sleep(0)
+            try:
+                self.update_users([(r, e) for r, e in valid if id(e) in fresh], learnable, users)
+                clock.lap("users")
+            finally:
+                await learning
+            clock.lap("similarity")
+            await self.publish(users, clock)
         self.telemetry.on_batch(
             len(valid), time.perf_counter() - started, Counter(e.type for _, e in valid),
             [ev.message.timestamp for ev in batch],
@@ -134,8 +147,11 @@ class BatchProcessor:
         self.report_lag(batch)
         m = self.models.churn.metrics
         self.telemetry.set_model_quality(m["auc"], m["log_loss"])
+        clock.lap("telemetry")
         if self.checkpointer.due():
             await self.checkpointer.save(self.models, self.shop.app.producer.flush)
+            clock.lap("checkpoint")
+        self.telemetry.on_stages(clock.laps)
 
     async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:
         log.warning(
@@ -171,10 +187,10 @@ class BatchProcessor:
         return [(r, e) for r, e in valid if not detector.is_bot(e.user_id)]
 
     async def learn(self, learnable: list[tuple[Record, Event]]) -> None:
+        """All partitions of the batch in one fenced script call (retried until it succeeds)."""
+        groups = by_partition(learnable)
         store = self.shop.runtime.store
-        for (topic, partition), items in by_partition(learnable).items():
-            update = functools.partial(store.apply_batch, topic, partition, items)
-            await self.retry(f"similarity update {topic}[{partition}]", update)
+        await self.retry("similarity update", lambda: store.apply_many(groups))
 
     def state_for(self, partition: int) -> churn.ChurnState:
         """The partition's churn state, rebuilt from the stored tracks on first use."""
@@ -274,7 +290,7 @@ class BatchProcessor:
             table.data[uid] = value
             table.send_changelog(env.partition, uid, value)
 
-    async def publish(self, out: UserUpdates) -> None:
+    async def publish(self, out: UserUpdates, clock: StageClock) -> None:
         for rec, detail in out.failed:
             await self.dead_letter(rec, "processing_error", detail)
         for seg in out.segments:
@@ -283,7 +299,8 @@ class BatchProcessor:
         # after on_segment: the model's sizes are authoritative and replace the tally
         self.telemetry.set_segment_sizes(self.models.segments.segment_sizes())
         await self.publish_alerts(out.alerts)
-        await self.recommend([e for e, _ in out.triggers.values()])
+        clock.lap("publish_segments_alerts")
+        await self.recommend([e for e, _ in out.triggers.values()], clock)
 
     async def publish_alerts(self, alerts: list[dict[str, Any]]) -> None:
         """At most one alert per ``alert_id``: Redis remembers which ones were published."""
@@ -307,7 +324,7 @@ class BatchProcessor:
             )
             self.telemetry.on_alert(alert)
 
-    async def recommend(self, events: list[Event]) -> None:
+    async def recommend(self, events: list[Event], clock: StageClock) -> None:
         if not events:
             return
         store, k = self.shop.runtime.store, self.settings.rec_k
@@ -315,11 +332,13 @@ class BatchProcessor:
         results = await self.retry(
             "recommendation scoring", lambda: store.recommend_many(requests, k)
         )
+        clock.lap("recommend_scoring")
         for event, items in zip(events, results, strict=True):
             await self.shop.recommendations.send(
                 key=event.user_id.encode(), value=recommendation_message(event, items)
             )
         self.telemetry.on_recommendations(len(events))
+        clock.lap("recommend_send")
 
     async def forget(self, uid: str) -> dict[str, int]:
         """Erase one user: profile (with a changelog tombstone), churn track (so no pending
@@ -382,6 +401,24 @@ class BatchProcessor:
             self.telemetry.set_lag(consumer_lag(self.shop.app.consumer.highwater, last))
         except Exception:
             log.debug("consumer lag unavailable", exc_info=True)
+
+
+class StageClock:
+    """Wall time per named stage of a batch (``lap`` closes the stage that just ended).
+
+    >>> c = StageClock(0.0, now=iter([1.0, 3.5]).__next__)
+    >>> c.lap("a"); c.lap("b"); c.laps
+    {'a': 1.0, 'b': 2.5}
+    """
+
+    def __init__(self, start: float, now: Callable[[], float] = time.perf_counter) -> None:
+        self.last, self.now = start, now
+        self.laps: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        t = self.now()
+        self.laps[stage] = self.laps.get(stage, 0.0) + t - self.last
+        self.last = t
 
 
 def classify(

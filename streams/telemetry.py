@@ -78,6 +78,10 @@ class Telemetry:
         self.m_batches = PCounter(p + "batches", "Batches processed.", registry=r)
         self.m_batch_s = Histogram(p + "batch_processing_seconds", "Processing time of one batch.",
                                    buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.m_stage = PCounter(
+            p + "batch_stage_seconds", "Wall time inside batch processing, by stage.",
+            ["stage"], registry=r,
+        )  # fmt: skip
         self.m_e2e = Histogram(p + "end_to_end_latency_seconds",
                                "Now minus the Kafka timestamp of each consumed record.",
                                buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
@@ -125,6 +129,11 @@ class Telemetry:
         self.buckets.append(b)
 
     # --- what the agent calls -----------------------------------------------------------
+    def on_stages(self, seconds: Mapping[str, float]) -> None:
+        """Wall time of each stage of one batch (``shopstream_batch_stage_seconds_total``)."""
+        for stage, secs in seconds.items():
+            self.m_stage.labels(stage).inc(secs)
+
     def on_batch(
         self,
         n_events: int,

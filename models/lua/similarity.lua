@@ -1,6 +1,6 @@
 -- shopstream similarity store: one script, several commands (docs/recommendations.md).
 -- KEYS[1] = <base>meta where <base> = "{prefix}:" (one hash tag: every key is in one slot).
--- ARGV[1] = command (apply | eval | rec | sim | pop | forget), ARGV[2] = <base>,
+-- ARGV[1] = command (learn | eval | rec | sim | pop | forget), ARGV[2] = <base>,
 -- ARGV[3..22] = configuration (see models/similarity.py RecConfig.as_args), ARGV[23..] = command args.
 local meta = KEYS[1]
 local cmd = ARGV[1]
@@ -245,20 +245,21 @@ local function flat(top)
 end
 
 
-if cmd == 'apply' or cmd == 'eval' then
-  -- args: field, k, then records of 8 values: offset, type, user, session, item, category, ts, target
-  local field, k = ARGV[A0], tonumber(ARGV[A0 + 1])
+-- Learn records {offset, type, user, session, item, category, ts[, target]} of one
+-- topic:partition in offset order, past the stored offset only (the fence). With k, first
+-- rank each record's target (eval). Returns the number applied; fills ranks/covered.
+local function run(field, records, k, ranks, covered, cov)
   local stored = tonumber(redis.call('HGET', OFF, field) or '-1')
   local applied, last = 0, stored
-  local ranks, covered, cov = {}, {}, {}
-  for i = A0 + 2, #ARGV, 8 do
-    local offset = tonumber(ARGV[i])
+  for i = 1, #records do
+    local r = records[i]
+    local offset = tonumber(r[1])
     if offset > stored and offset > last then
-      local etype, user, session, item = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-      local ts, target = tonumber(ARGV[i + 6]), ARGV[i + 7]
+      local etype, user, session, item = r[2], r[3], r[4], r[5]
+      local ts, target = tonumber(r[7]), r[8]
       if not t0 then t0 = ts; redis.call('HSET', meta, 't0', ts) end
       if not clock or ts > clock then clock = ts end
-      if cmd == 'eval' and target ~= '' then
+      if k and target ~= '' then
         local items = {item}
         local prev = session_items(base .. 's:' .. session)
         for j = 1, math.min(#prev, W - 1) do items[#items + 1] = prev[j] end
@@ -271,15 +272,40 @@ if cmd == 'apply' or cmd == 'eval' then
         end
         ranks[#ranks + 1] = rank
       end
-      learn(etype, user, session, item, ARGV[i + 5], ts)
+      learn(etype, user, session, item, r[6], ts)
       applied, last = applied + 1, offset
     end
   end
+  if applied > 0 then redis.call('HSET', OFF, field, last) end
+  return applied
+end
+
+local function finish(applied)
   if applied > 0 then
     flush_sessions()
-    redis.call('HSET', OFF, field, last)
     redis.call('HSET', meta, 'clock', clock)
   end
+end
+
+if cmd == 'learn' then
+  -- args: one JSON array of [field, [[offset, type, user, session, item, category, ts], ...]]
+  -- groups, one per topic:partition (each fenced by its own stored offset)
+  local applied = 0
+  local groups = cjson.decode(ARGV[A0])
+  for g = 1, #groups do applied = applied + run(groups[g][1], groups[g][2]) end
+  finish(applied)
+  return applied
+elseif cmd == 'eval' then
+  -- args: field, k, then records of 8 values: offset, type, user, session, item, category, ts, target
+  local field, k = ARGV[A0], tonumber(ARGV[A0 + 1])
+  local records = {}
+  for i = A0 + 2, #ARGV, 8 do
+    records[#records + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
+                             ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]}
+  end
+  local ranks, covered = {}, {}
+  local applied = run(field, records, k, ranks, covered, {})
+  finish(applied)
   return {applied, ranks, covered}
 elseif cmd == 'rec' then
   -- args: k, then requests of 4 values: user, session, exclude_purchased (0/1), category ('' = any)

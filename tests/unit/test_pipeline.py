@@ -50,7 +50,10 @@ def envelope(offset: int, *events: Event) -> Envelope:
     for e in events:
         profile = update_profile(profile, e)
     assert profile is not None
-    return Envelope(profile, offset, events[-1].session_id, partition=0, segment="new", track=[1])
+    return Envelope(
+        profile, offset, events[-1].session_id, partition=0, segment="new", track=[1],
+        recent=["a1b2c3"], rate=[28_488_061, 3],
+    )  # fmt: skip
 
 
 def test_user_state_is_fenced_by_offset() -> None:

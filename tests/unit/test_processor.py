@@ -50,3 +50,17 @@ def test_rate_limit_counts_per_user_and_event_time_minute() -> None:
     fresh, _, limited = classify(batch, UserUpdates(stored(5)), limit_per_min=3)
     assert len(fresh) == 4 and len(limited) == 2  # u1: 3 fresh + 2 limited; u2: 1 fresh
     assert all(id(e) in limited for _, e in batch[3:5])
+
+
+def test_rate_limit_counts_events_of_earlier_batches() -> None:
+    """The per-minute count is part of the stored envelope, so it survives between batches."""
+    first = [item(10 + n, f"a{n}") for n in range(3)]
+    users = UserUpdates(stored(5))
+    fresh, _, limited = classify(first, users, limit_per_min=4)
+    assert len(fresh) == 3 and not limited
+    env = users.load("u1")
+    assert env is not None
+    env.rate, env.offset = [first[-1][1].ts_ms // 60_000, 3], 12
+    later = UserUpdates({"u1": env.to_bytes()})  # as the next batch reads it from the table
+    fresh, _, limited = classify([item(13 + n, f"b{n}") for n in range(2)], later, 4)
+    assert len(fresh) == 1 and len(limited) == 1
