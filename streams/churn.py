@@ -142,7 +142,7 @@ class ChurnState:
                 t.idle_armed,
                 t.scored_episode_ms,
                 t.last_snapshot_ms,
-                [[ts, [round(v, 6) for v in x]] for ts, x in t.pending],
+                [[ts, x] for ts, x in t.pending],
             ]
             for u, t in self.users.items()
         }
@@ -179,7 +179,8 @@ def _learn(model: Scorer | None, out: list[Labelled], x: list[float], y: bool) -
 
 
 def _snapshot(state: ChurnState, uid: str, t: Track, p: Profile, ts: int, cfg: ChurnConfig) -> None:
-    t.pending.append((ts, _vector(p, ts)))
+    # rounded once here, so the stored track (streams/users.py) is exactly the live one
+    t.pending.append((ts, [round(v, 6) for v in _vector(p, ts)]))
     t.last_snapshot_ms = max(t.last_snapshot_ms, ts)
     heapq.heappush(state.timers, (ts + cfg.horizon_ms + cfg.allowed_lateness_ms, LABEL, uid, ts))
 

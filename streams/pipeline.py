@@ -115,7 +115,7 @@ class Envelope:
                 "t": self.track,
                 "e": self.recent,
                 "rt": self.rate,
-                "p": self.profile.to_dict(),
+                "p": self.profile,  # orjson serialises the dataclass natively
             }
         )
 

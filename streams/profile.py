@@ -95,18 +95,22 @@ class Profile:
     categories: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (a few hundred bytes serialised)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        """A JSON-safe dict (a few hundred bytes serialised; orjson also serialises the
+        dataclass itself to the same JSON, which is what the hot path does)."""
+        d = {name: getattr(self, name) for name in _FIELDS}
         d["categories"] = dict(self.categories)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
         """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatible)."""
-        names = {f.name for f in fields(cls)}
-        p = cls(**{k: v for k, v in d.items() if k in names})
+        p = cls(**{k: v for k, v in d.items() if k in _FIELD_SET})
         p.categories = dict(p.categories)
         return p
+
+
+_FIELDS = tuple(f.name for f in fields(Profile))
+_FIELD_SET = frozenset(_FIELDS)
 
 
 def _decay(dt_ms: int, tau_days: float) -> float:

@@ -52,7 +52,7 @@ class TrackedUsers(dict[str, Track]):
 
 def track_to_list(t: Track) -> list[Any]:
     """Compact JSON form of a track (the layout of ``ChurnState.to_dict``)."""
-    pending = [[ts, [round(v, 6) for v in x]] for ts, x in t.pending]
+    pending = [[ts, x] for ts, x in t.pending]  # vectors are rounded when taken (churn.py)
     return [
         t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_armed,
         t.scored_episode_ms, t.last_snapshot_ms, pending,

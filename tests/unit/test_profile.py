@@ -137,3 +137,16 @@ def test_recency_ratio_separates_slow_from_fast_buyers() -> None:
     assert ff["recency_days"] == fs["recency_days"]
     assert ff["p_alive"] < fs["p_alive"]
     assert ff["recency_ratio"] > fs["recency_ratio"]
+
+
+def test_envelope_json_of_the_profile_is_its_to_dict() -> None:
+    """Envelopes let orjson serialise the Profile dataclass directly (streams/pipeline.py);
+    that must stay the same JSON as ``to_dict`` (what ``from_dict`` reads back)."""
+    p = None
+    for n, kind in enumerate(["view", "add_to_cart", "purchase"]):
+        e = Event(f"e{n}", kind, "u", "s", 1_709_283_600_000 + n, item_id="i", category="c",
+                  price=2.5, quantity=2)  # fmt: skip
+        p = update_profile(p, e)
+    assert p is not None
+    assert orjson.dumps(p) == orjson.dumps(p.to_dict())
+    assert Profile.from_dict(orjson.loads(orjson.dumps(p))) == p
