@@ -678,10 +678,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             rec_start = await end_offsets(s, s.topic_recommendations)
             sent_at: dict[str, float] = {}
             sampler = asyncio.create_task(_sample_forever(run, proc.pid, t0, admin))
+            live_first, own_cpu = len(run.samples), time.process_time()
             try:
                 sent = await latency_run(s, rest, lat_rate, args.latency_seconds, sent_at)
             finally:
                 sampler.cancel()
+            # CPU shares while the load is offered: the load generator (this process) shares
+            # the two cores with the worker, Kafka and Redis.
+            live_cpu = cpu_util(run.samples, run.samples[live_first], run.samples[-1])
+            live_cpu["load_generator"] = round(
+                (time.process_time() - own_cpu) / max(sent["seconds"], 1e-9), 2
+            )
             await drain(run, proc.pid, t0, admin, limit_s=60)
             live_batches = batch_stats(drained, scrape_batches(s.web_port))
             for spy in spies:
@@ -702,6 +709,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "p99_ms": round(percentile(ms, 99), 1),
             "max_ms": round(max(ms), 1) if ms else None,
             "batches": live_batches,
+            "cpu_cores_used": live_cpu,
         }
         say(f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
         result["rss_mb_max"] = round(max(x.rss_mb for x in run.samples), 1)
@@ -735,6 +743,7 @@ async def _sample_forever(run: Run, pid: int, t0: float, admin: AIOKafkaAdminCli
 def markdown(latest: dict[str, Any]) -> str:
     """The README's performance table, from a ``latest.json`` (no number typed by hand)."""
     m = latest["machine"]
+    live = latest.get("detail", {}).get("latency", {}).get("cpu_cores_used", {})
     rows = [
         ("raw aiokafka ceiling (consume → decode → produce)",
          f"{latest['ceiling_eps']:,.0f} events/s"),
@@ -742,6 +751,11 @@ def markdown(latest: dict[str, Any]) -> str:
         ("pipeline / ceiling", f"{latest['ratio']:.0%}"),
         (f"end-to-end latency at {latest['latency_rate_eps']:,.0f} events/s (p50 / p95 / p99)",
          f"{latest['p50_ms']:,.0f} / {latest['p95_ms']:,.0f} / {latest['p99_ms']:,.0f} ms"),
+        ("worker CPU per event while draining",
+         f"{latest.get('worker_cpu_us_per_event', 0):,.0f} µs"),
+        ("CPU cores used in the latency run: worker / load generator / Kafka / Redis",
+         " / ".join(f"{live.get(k, float('nan')):.2f}"
+                    for k in ("worker", "load_generator", "kafka", "redis"))),
         ("worker RSS (max)", f"{latest['rss_mb']:.0f} MB"),
         ("Redis memory per item / per user", f"{latest['redis_bytes_per_item']:,.0f} B / "
          f"{latest['redis_bytes_per_user']:,.0f} B"),
@@ -794,6 +808,10 @@ def main() -> None:
         "p99_ms": detail["latency"]["p99_ms"],
         "latency_rate_eps": detail["latency"]["rate_eps"],
         "rss_mb": detail["rss_mb_max"],
+        "worker_cpu_us_per_event": round(
+            1e6 * detail["pipeline"]["cpu_cores_used"]["worker"] * detail["pipeline"]["seconds"]
+            / max(detail["pipeline"]["events"], 1)
+        ),
         "redis_bytes_per_item": detail["redis"]["bytes_per_item"],
         "redis_bytes_per_user": detail["redis"]["bytes_per_user"],
         "profile_bytes_per_user": detail["profiles"]["mean_bytes"],

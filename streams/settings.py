@@ -67,16 +67,16 @@ class Settings:
         600, "Per user and event-time minute; more go to the DLQ as 'rate_limited' (0 = off)."
     )
     batch_size: int = _opt(500, "Most events processed together (one Redis round trip).")
-    batch_within_ms: int = _opt(50, "Longest wait to fill a batch, in milliseconds.")
+    batch_within_ms: int = _opt(20, "Longest wait to fill a batch, in milliseconds.")
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
     commit_interval_s: float = _opt(1.0, "Kafka offset commit interval, in seconds.")
     eager_handoff: bool = _opt(
         True, "Hand fetched messages to the agent without a task per message (streams/fastpath.py)."
     )
-    producer_linger_ms: int = _opt(1, "Producer linger before a produce request, in ms.")
+    producer_linger_ms: int = _opt(5, "Producer linger before a produce request, in ms.")
     producer_max_batch_bytes: int = _opt(
-        16384, "Producer batch size per partition, in bytes (a full batch makes sends wait)."
+        524288, "Producer batch size per partition, in bytes (a full batch makes sends wait)."
     )
     shutdown_grace_s: float = _opt(
         15.0, "On SIGTERM, how long the batch in progress may take to finish, in seconds."
