@@ -13,49 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.sensors import Monitor
 
 from streams import fastpath
 from streams.runtime import Runtime
 from streams.settings import Settings
-
-
-class QuietMonitor(Monitor):
-    """Faust's monitor without its per-message bookkeeping.
-
-    Faust calls these hooks for every consumed, streamed, acked and produced message; the
-    default :class:`faust.sensors.Monitor` keeps timings and counters in Python for its own
-    ``/stats`` page, which shopstream does not use (``/metrics`` and the dashboard are fed by
-    :mod:`streams.telemetry` once per batch). Measured in ``docs/performance.md``.
-    """
-
-    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        return None
-
-    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
-        return None
-
-    def on_stream_event_out(
-        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
-    ) -> None:
-        return None
-
-    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
-        return None
-
-    def on_table_get(self, table: Any, key: Any) -> None:
-        return None
-
-    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
-        return None
-
-    def on_send_initiated(
-        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
-    ) -> Any:
-        return None
-
-    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
-        return None
 
 
 @dataclass(slots=True)
@@ -114,7 +75,6 @@ def create_app(settings: Settings) -> ShopApp:
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_max_batch_bytes,
         table_cleanup_interval=60.0,
-        Monitor=QuietMonitor,
     )
 
     def raw_topic(name: str) -> Any:

@@ -4,7 +4,7 @@ Order of work for a batch (all effects are fenced, so a redelivered batch change
 
 1. validate (``streams.pipeline.split``); invalid records → DLQ with a reason;
 2. anomaly detection → ``shop.anomalies``; flagged bots are kept out of learning;
-3. similarity counts in Redis (one Lua call per partition, fenced by the partition offset),
+3. similarity counts in Redis (one Lua call per batch, each partition fenced by its offset),
    running while the worker thread does step 4;
 4. per user: profile + churn (``streams.churn.step``, fenced by the offset in the user's
    envelope), segment changes → ``shop.segments``, churn alerts → ``shop.churn-alerts``
