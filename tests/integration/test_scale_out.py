@@ -1,4 +1,5 @@
-"""Scale-out: two workers in one consumer group end in the same state as one worker.
+"""Scale-out: two workers in one consumer group end in the same state as one worker, also
+when the second one joins mid-stream.
 
 The same input (a generated clickstream plus a few malformed records) is processed twice on
 fresh topics: once by one worker, once by two worker processes sharing the partitions of one
@@ -100,6 +101,15 @@ async def wait_drained(s: Settings, deadline_s: float) -> None:
         raise AssertionError(f"{s.app_id} did not drain {s.topic_events} in {deadline_s}s")
     finally:
         await consumer.stop()
+        await admin.close()
+
+
+async def group_members_now(s: Settings) -> int:
+    admin = AIOKafkaAdminClient(**client_options(s))
+    await admin.start()
+    try:
+        return await group_members(s, admin)
+    finally:
         await admin.close()
 
 
@@ -234,12 +244,26 @@ async def cleanup(s: Settings) -> None:
         await client.aclose()
 
 
-Outcomes = tuple[dict[str, Any], dict[str, Any], list[tuple[bytes | None, bytes | None]]]
+Outcomes = tuple[
+    dict[str, Any], dict[str, Any], list[tuple[bytes | None, bytes | None]], dict[str, Any]
+]
+
+
+async def committed_share(s: Settings, total: int) -> float:
+    admin = AIOKafkaAdminClient(**client_options(s))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(s.app_id)
+    finally:
+        await admin.close()
+    done = sum(max(0, m.offset) for tp, m in offsets.items() if tp.topic == s.topic_events)
+    return done / max(total, 1)
 
 
 @pytest.fixture(scope="module")
 async def outcomes(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
-    """Run the input through one worker, then through two; both tests read the results."""
+    """Run the input through one worker, through two, and through one that a second worker
+    joins mid-stream (a rebalance while records are in flight); the tests read the results."""
     tmp = tmp_path_factory.mktemp("scale-out")
     base = Settings(
         kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
@@ -247,8 +271,8 @@ async def outcomes(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Out
         log_level="info",
     )
     data, ref_ms = records()
-    results: list[dict[str, Any]] = []
-    for name, n_workers in (("one", 1), ("two", 2)):
+    results: dict[str, dict[str, Any]] = {}
+    for name, n_workers in (("one", 1), ("two", 2), ("join", 2)):
         s = run_settings(base, tmp, name)
         await ensure_topics(s)
         workers = [
@@ -258,27 +282,51 @@ async def outcomes(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Out
             )
             for i in range(n_workers)
         ]
+        late = workers[1:] if name == "join" else []
         try:
             for w in workers:
-                w.start()
+                if w not in late:
+                    w.start()
             for w in workers:
-                await asyncio.to_thread(w.wait_healthy, 60.0)
-            await wait_members(s, n_workers, 45.0)
-            await produce(s, data)
-            await wait_drained(s, 45.0)
+                if w not in late:
+                    await asyncio.to_thread(w.wait_healthy, 60.0)
+            await wait_members(s, n_workers - len(late), 45.0)
+            if not late:
+                await produce(s, data)
+            else:  # a fifth first; then a steady trickle until the second worker has joined
+                head = len(data) // 5
+                await produce(s, data[:head])
+                deadline = time.monotonic() + 45
+                while await committed_share(s, len(data)) < 0.1:
+                    assert time.monotonic() < deadline, "first worker made no progress"
+                    await asyncio.sleep(0.2)
+                for w in late:
+                    w.start()
+                sent = head
+                while await group_members_now(s) != n_workers:
+                    assert time.monotonic() < deadline + 45, "second worker never joined"
+                    await produce(s, data[sent : sent + 10])
+                    sent += 10
+                    await asyncio.sleep(0.2)
+                results["join"] = {"share_at_join": await committed_share(s, len(data))}
+                await produce(s, data[sent:])
+            await wait_drained(s, 60.0)
             await asyncio.sleep(1.5)  # the last batch's outputs and changelog writes
             assert all(w.alive() for w in workers), [w.logs() for w in workers]
-            results.append(await outcome(s, ref_ms))
+            results.setdefault(name, {}).update(await outcome(s, ref_ms))
+            results[name]["watchdog_repairs"] = sum(
+                w.logs().count("offset commits stalled") for w in workers
+            )
         finally:
             for w in workers:
                 w.stop()
             await cleanup(s)
-    return results[0], results[1], data
+    return results["one"], results["two"], data, results["join"]
 
 
 def test_two_workers_same_state_as_one(outcomes: Outcomes) -> None:
     """Everything that depends only on each user's own events and on the shared Redis store."""
-    one, two, data = outcomes
+    one, two, data, _ = outcomes
     n_valid = len(data) - len(BAD)
     users = {orjson.loads(v)["user_id"] for k, v in data if v and k and not k.startswith(b"u-bad")}
     assert len(one["profiles"]) == len(users)
@@ -307,9 +355,25 @@ def test_two_workers_same_state_as_one(outcomes: Outcomes) -> None:
     "alerts and RFM segments depend on how partitions are assigned; see docs/performance.md",
 )
 def test_two_workers_same_alerts_and_segments_as_one(outcomes: Outcomes) -> None:
-    one, two, _ = outcomes
+    one, two, _, _ = outcomes
     assert one["alerts"], "the input must produce churn alerts for this test to mean anything"
     assert one["alerts"] == two["alerts"]
     assert one["segments"] == two["segments"]
     assert one["tracks"] == two["tracks"]
     assert one["alerted"] == two["alerted"]
+
+
+def test_a_worker_joining_mid_stream_changes_nothing(outcomes: Outcomes) -> None:
+    """A rebalance while records are in flight (partitions move to the new worker, whose
+    profiles come from the changelog and whose redelivered records are fenced) ends in the
+    same store, profiles, recommendation triggers and DLQ as one worker."""
+    one, _, _, join = outcomes
+    print(
+        f"second worker joined at {join['share_at_join']:.0%} committed; commit stalls "
+        f"repaired by the watchdog: {join['watchdog_repairs']}"
+    )
+    assert join["share_at_join"] < 0.95, "the join must happen while records are in flight"
+    assert_same_store(one["store"], join["store"])
+    assert one["profiles"] == join["profiles"]
+    assert one["rec_triggers"] == join["rec_triggers"]
+    assert one["dlq"] == join["dlq"]
