@@ -93,3 +93,18 @@ def test_cancelling_the_resumed_call_cancels_the_coroutine_and_its_wait() -> Non
         assert queue.empty()  # the cancelled put did not deliver later
 
     asyncio.run(main())
+
+
+def test_the_installed_faust_still_races_each_message_against_suspend_flow() -> None:
+    """FastConsumer overrides ``wait_first`` for exactly this call site; an upgrade of faust
+    that changes it must be looked at (streams/fastpath.py), not silently keep the override."""
+    import inspect
+
+    from faust.transport.consumer import Consumer
+
+    from streams.fastpath import FastConsumer
+
+    source = inspect.getsource(Consumer._drain_messages)
+    assert "self.wait_first(" in source and "self.suspend_flow.wait()" in source
+    assert source.count("wait_first(") == 1
+    assert FastConsumer.wait_first is not Consumer.wait_first
