@@ -126,6 +126,28 @@ class Track:
     pending: list[tuple[int, list[float]]] = field(default_factory=list)
 
 
+def track_to_list(t: Track) -> list[Any]:
+    """Compact JSON form of a track: what profile envelopes and ``ChurnState.to_dict`` store.
+
+    Pending vectors are rounded when they are taken (``_snapshot``), so this is exact.
+
+    >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
+    >>> track_from_list(track_to_list(t)) == t
+    True
+    """
+    pending = [[ts, x] for ts, x in t.pending]
+    return [
+        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_armed,
+        t.scored_episode_ms, t.last_snapshot_ms, pending,
+    ]  # fmt: skip
+
+
+def track_from_list(v: list[Any]) -> Track:
+    """Inverse of :func:`track_to_list`."""
+    a, s, k, pa, ia, ep, snap, pend = v
+    return Track(a, s, k, pa, ia, ep, snap, [(int(ts), list(x)) for ts, x in pend])
+
+
 @dataclass(slots=True)
 class ChurnState:
     clock_ms: int = 0
@@ -133,19 +155,7 @@ class ChurnState:
     timers: list[tuple[int, int, str, int]] = field(default_factory=list)  # (due, kind, user, ref)
 
     def to_dict(self) -> dict[str, Any]:
-        users = {
-            u: [
-                t.anchor_ms,
-                t.last_seen_ms,
-                t.probe_k,
-                t.probe_armed,
-                t.idle_armed,
-                t.scored_episode_ms,
-                t.last_snapshot_ms,
-                [[ts, x] for ts, x in t.pending],
-            ]
-            for u, t in self.users.items()
-        }
+        users = {u: track_to_list(t) for u, t in self.users.items()}
         return {
             "v": STATE_VERSION,
             "clock": self.clock_ms,
@@ -157,10 +167,7 @@ class ChurnState:
     def from_dict(cls, d: dict[str, Any]) -> ChurnState:
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"churn state version {d.get('v')!r} is not {STATE_VERSION}")
-        users = {
-            u: Track(a, s, k, pa, ia, ep, ls, [(int(ts), list(x)) for ts, x in pend])
-            for u, (a, s, k, pa, ia, ep, ls, pend) in d["users"].items()
-        }
+        users = {u: track_from_list(v) for u, v in d["users"].items()}
         timers = [(int(a), int(b), str(c), int(e)) for a, b, c, e in d["timers"]]
         heapq.heapify(timers)
         return cls(int(d["clock"]), users, timers)

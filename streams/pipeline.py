@@ -90,7 +90,7 @@ class Envelope:
 
     ``offset`` is the source offset of the last event applied; a user's events all live on
     one partition (the key is ``user_id``), so a redelivered event has ``offset <= this``.
-    ``track`` is the user's churn bookkeeping (``streams.users.track_to_list``), stored here
+    ``track`` is the user's churn bookkeeping (``streams.churn.track_to_list``), stored here
     so it is written, fenced and restored together with the profile.
     """
 

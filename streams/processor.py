@@ -29,6 +29,7 @@ from models.segments import LABELS as SEGMENT_LABELS
 from models.segments import SegmentModel
 from models.similarity import key_base
 from streams import churn
+from streams.churn import track_from_list, track_to_list
 from streams.events import Event
 from streams.models_runtime import Checkpointer
 from streams.pipeline import (
@@ -46,7 +47,7 @@ from streams.pipeline import (
 from streams.profile import Profile, features, update_profile
 from streams.retry import retry_forever
 from streams.telemetry import consumer_lag
-from streams.users import TrackedUsers, rebuild, track_from_list, track_to_list
+from streams.users import TrackedUsers, rebuild
 
 if TYPE_CHECKING:
     from streams.app import ShopApp

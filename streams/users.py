@@ -2,14 +2,13 @@
 
 The churn logic (``streams.churn``) keeps a :class:`~streams.churn.ChurnState` per partition:
 a stream clock, a per-user :class:`~streams.churn.Track` and a heap of event-time timers.
-Only the tracks are stored (inside each user's profile envelope, so they are written with
-the profile, fenced by the same offset and restored with the table's changelog). The clock
+Only the tracks are stored (inside each user's profile envelope, in the layout of
+``streams.churn.track_to_list``, so they are written with the profile, fenced by the same
+offset and restored with the table's changelog). The clock
 and the timers are *derived*: :func:`rebuild` recomputes them from the tracks when a
 partition is (re)assigned, so a restart continues exactly where the stored state stands.
 
 >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
->>> track_from_list(track_to_list(t)) == t
-True
 >>> state = rebuild({"u1": t}, ChurnConfig(idle_days=1.0))
 >>> state.clock_ms, [(due - 9, kind, user) for due, kind, user, _ in state.timers if kind == IDLE]
 (9, [(86400000, 2, 'u1')])
@@ -48,20 +47,6 @@ class TrackedUsers(dict[str, Track]):
     def take_dirty(self) -> set[str]:
         dirty, self.dirty = self.dirty, set()
         return dirty
-
-
-def track_to_list(t: Track) -> list[Any]:
-    """Compact JSON form of a track (the layout of ``ChurnState.to_dict``)."""
-    pending = [[ts, x] for ts, x in t.pending]  # vectors are rounded when taken (churn.py)
-    return [
-        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_armed,
-        t.scored_episode_ms, t.last_snapshot_ms, pending,
-    ]  # fmt: skip
-
-
-def track_from_list(v: list[Any]) -> Track:
-    a, s, k, pa, ia, ep, snap, pend = v
-    return Track(a, s, k, pa, ia, ep, snap, [(int(ts), list(x)) for ts, x in pend])
 
 
 def rebuild(tracks: dict[str, Track] | Iterable[tuple[str, Track]], cfg: ChurnConfig) -> ChurnState:
