@@ -40,7 +40,7 @@ from models.similarity import delete_prefix, key_base
 from streams.generate import generate
 from streams.kafka import client_options, ensure_topics
 from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, free_port, produce
+from tests.integration.harness import WorkerProcess, committed, free_port, produce
 
 DAY_MS = 86_400_000
 BAD = [b"not json at all", b"[1, 2]", b"\xff\xfe\xfd", b'{"event_id": 5, "type": "view"}']
@@ -114,17 +114,11 @@ async def group_members_now(s: Settings) -> int:
 
 
 async def wait_members(s: Settings, want: int, deadline_s: float) -> None:
-    admin = AIOKafkaAdminClient(**client_options(s))
-    await admin.start()
-    try:
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if await group_members(s, admin) == want:
-                return
-            await asyncio.sleep(0.5)
-        raise AssertionError(f"group {s.app_id} never had {want} stable members")
-    finally:
-        await admin.close()
+    deadline = time.monotonic() + deadline_s
+    while await group_members_now(s) != want:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"group {s.app_id} never had {want} stable members")
+        await asyncio.sleep(0.5)
 
 
 async def read_all(s: Settings, topic: str) -> list[Any]:
@@ -250,14 +244,7 @@ Outcomes = tuple[
 
 
 async def committed_share(s: Settings, total: int) -> float:
-    admin = AIOKafkaAdminClient(**client_options(s))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(s.app_id)
-    finally:
-        await admin.close()
-    done = sum(max(0, m.offset) for tp, m in offsets.items() if tp.topic == s.topic_events)
-    return done / max(total, 1)
+    return await committed(s) / max(total, 1)
 
 
 @pytest.fixture(scope="module")
