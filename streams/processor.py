@@ -132,7 +132,7 @@ class BatchProcessor:
             # Redis learns the batch while this thread updates the profiles: the two effects
             # are independent, and redis-server runs on another core.
             learning = asyncio.ensure_future(self.learn(learnable))
-            for _ in range(3):  # redis-py needs two loop turns to put the call on the wire
+            for _ in range(3):  # redis-py needs 2 turns to send the call (scripts/redis_overlap.py)
                 await asyncio.sleep(0)
             try:
                 self.update_users([(r, e) for r, e in valid if id(e) in fresh], learnable, users)
