@@ -22,13 +22,12 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from models.checkpoint import SUFFIX, load_checkpoint
 from models.similarity import key_base
 from streams.generate import generate
 from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, free_port
+from tests.integration.harness import WorkerProcess, committed_by_partition, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 Records = list[tuple[bytes, bytes]]
@@ -85,18 +84,6 @@ async def produce(
 
 
 # --- Kafka reads ------------------------------------------------------------------------
-async def committed_by_partition(settings: Settings) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
-    return {
-        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events
-    }
-
-
 async def committed_total(settings: Settings) -> int:
     try:
         return sum((await committed_by_partition(settings)).values())

@@ -133,12 +133,19 @@ async def consume(
     return out
 
 
-async def committed(settings: Settings) -> int:
-    """Sum of the offsets the worker's consumer group committed on the events topic."""
+async def committed_by_partition(settings: Settings) -> dict[int, int]:
+    """Offsets the worker's consumer group committed on the events topic, per partition."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(settings.app_id)
     finally:
         await admin.close()
-    return sum(m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events)
+    return {
+        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events
+    }
+
+
+async def committed(settings: Settings) -> int:
+    """Sum of the offsets the worker's consumer group committed on the events topic."""
+    return sum((await committed_by_partition(settings)).values())
