@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from streams import fastpath
+from streams import fastpath, recovery
 from streams.runtime import Runtime
 from streams.settings import Settings
 
@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> ShopApp:
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_max_batch_bytes,
         table_cleanup_interval=60.0,
+        TableManager=recovery.TableManager,  # never drops records after a rebalance
     )
 
     def raw_topic(name: str) -> Any:

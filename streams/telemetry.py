@@ -93,6 +93,11 @@ class Telemetry:
         self.m_seg = PCounter(p + "segment_changes", "Segment changes, by new segment.",
                               ["segment"], registry=r)  # fmt: skip
         self.m_seg_users = Gauge(p + "segment_users", "Users per segment.", ["segment"], registry=r)
+        self.m_skipped = PCounter(
+            p + "skipped_records",
+            "Records the consumer never handed to the agent (offset gaps); should stay 0.",
+            registry=r,
+        )
         self.m_retries = PCounter(p + "redis_retries", "Redis calls retried.", registry=r)
         self.m_redis_err = PCounter(
             p + "redis_errors", "Redis errors (retried or not).", registry=r
@@ -209,6 +214,9 @@ class Telemetry:
         for name in set(self.segments) | set(sizes):
             self.m_seg_users.labels(name).set(sizes.get(name, 0))
         self.segments = Counter(dict(sizes))
+
+    def on_skipped_records(self, n: int) -> None:
+        self.m_skipped.inc(n)
 
     def on_redis_retry(self, exc: BaseException | None = None) -> None:
         self.m_retries.inc()

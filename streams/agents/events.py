@@ -52,6 +52,43 @@ async def run_batch(processor: BatchProcessor, batch: Sequence[Any], grace_s: fl
     return True
 
 
+class SkippedRecords:
+    """Notices records that never reached the agent: an offset past the next one expected.
+
+    Offsets of the events topic are consecutive (no compaction, no transactions), so a batch
+    whose record for a partition is past the one after the last record seen there means the
+    consumer dropped records in between — silently, and Faust may then commit past them.
+    streams/recovery.py fixes the one cause we found; this check makes any other one loud.
+    Expectations restart when a partition is revoked; a record at or below the expected
+    offset is a redelivery (fenced), not a gap.
+
+    >>> from types import SimpleNamespace as NS
+    >>> def batch(*offs): return [NS(message=NS(partition=0, offset=o)) for o in offs]
+    >>> gaps = SkippedRecords()
+    >>> gaps.check(batch(235, 236)), gaps.check(batch(236, 237)), gaps.check(batch(240))
+    ([], [], [(0, 238, 240)])
+    """
+
+    def __init__(self) -> None:
+        self.expected: dict[int, int] = {}
+
+    def check(self, batch: Sequence[Any]) -> list[tuple[int, int, int]]:
+        """``(partition, expected, got)`` for every jump in ``batch``."""
+        gaps = []
+        expected = self.expected
+        for event in batch:
+            msg = event.message
+            want = expected.get(msg.partition)
+            if want is not None and msg.offset > want:
+                gaps.append((msg.partition, want, msg.offset))
+            if want is None or msg.offset >= want:
+                expected[msg.partition] = msg.offset + 1
+        return gaps
+
+    def forget(self, partition: int) -> None:
+        self.expected.pop(partition, None)
+
+
 WATCHDOG_INTERVAL_S = 5.0
 WATCHDOG_STRIKES = 3
 
@@ -116,11 +153,19 @@ def register(shop: ShopApp) -> BatchProcessor:
         async for batch in stream.noack_take(
             settings.batch_size, within=settings.batch_within_ms / 1000
         ):
+            for partition, want, got in skipped.check(batch):
+                log.error(
+                    "records skipped by the consumer: %s[%d] offsets %d..%d never reached "
+                    "the agent (their effects are missing unless an earlier owner applied "
+                    "them)", settings.topic_events, partition, want, got - 1,
+                )  # fmt: skip
+                shop.telemetry.on_skipped_records(got - want)
             if await run_batch(processor, batch, settings.shutdown_grace_s):
                 for event in batch:
                     await stream.ack(event)
                 watchdog.processed(batch)
 
+    skipped = SkippedRecords()
     watchdog = CommitWatchdog(shop)
     shop.app.timer(interval=WATCHDOG_INTERVAL_S)(watchdog.check)
 
@@ -130,6 +175,7 @@ def register(shop: ShopApp) -> BatchProcessor:
         for tp in revoked:
             if tp.topic == settings.topic_events:
                 processor.states.pop(tp.partition, None)
+                skipped.forget(tp.partition)
 
     @shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:

@@ -368,6 +368,9 @@ async def drain(
             f"{exc}: committed {await committed_by_partition(settings)} of {total} records, "
             f"while the Redis offset fences show processing up to {await fences(settings)}"
         ) from None
+    log = worker.full_log()  # the whole run: every restart appends to the same file
+    assert "records skipped by the consumer" not in log, worker.logs()
+    note(f"commit stalls repaired by the watchdog: {log.count('offset commits stalled')}")
 
 
 async def run_clean(settings: Settings, total: int, log: Path, timeout_s: float) -> None:

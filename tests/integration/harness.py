@@ -79,7 +79,11 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        """The end of the log (for assertion messages)."""
+        return self.full_log()[-6000:]
+
+    def full_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
