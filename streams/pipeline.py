@@ -13,7 +13,7 @@ functions, so everything here is tested without a broker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -167,13 +167,25 @@ def recommendation_message(event: Event, items: Sequence[tuple[str, float]]) -> 
     return orjson.dumps(out)
 
 
-def due_recommendations(
-    triggers: dict[str, tuple[Event, Envelope]], throttle_ms: int
-) -> list[tuple[Event, Envelope]]:
-    """The users to publish for: their last trigger event, unless throttled (event time)."""
-    due = []
-    for event, env in triggers.values():
-        if throttle_ms and env.last_rec_ms >= 0 and event.ts_ms - env.last_rec_ms < throttle_ms:
-            continue
-        due.append((event, env))
-    return due
+def plan_recommendations(
+    fresh: Iterable[Event], last_rec_ms: Callable[[str], int], throttle_ms: int
+) -> list[Event]:
+    """The trigger events to publish recommendations for: each user's last view, add-to-cart
+    or purchase of an item among the batch's fresh events, unless the user got one less than
+    ``throttle_ms`` of event time before it (``last_rec_ms``: -1 = never).
+
+    >>> views = [Event(f"e{i}", "view", u, "s", t, item_id="i") for i, (u, t) in
+    ...          enumerate([("a", 10), ("b", 20), ("a", 30), ("b", 40)])]
+    >>> [e.event_id for e in plan_recommendations(views, {"a": -1, "b": 35}.__getitem__, 10)]
+    ['e2']
+    """
+    last: dict[str, Event] = {}
+    for event in fresh:
+        if event.type in REC_TRIGGERS and event.item_id is not None:
+            last[event.user_id] = event
+
+    def throttled(event: Event) -> bool:
+        prev = last_rec_ms(event.user_id)
+        return bool(throttle_ms) and prev >= 0 and event.ts_ms - prev < throttle_ms
+
+    return [event for event in last.values() if not throttled(event)]

@@ -9,7 +9,8 @@ Order of work for a batch (all effects are fenced, so a redelivered batch change
 4. per user: profile + churn (``streams.churn.step``, fenced by the offset in the user's
    envelope), segment changes → ``shop.segments``, churn alerts → ``shop.churn-alerts``
    (de-duplicated by ``alert_id`` in Redis);
-5. recommendations for the users whose last event asked for one → ``shop.recommendations``.
+5. recommendations for the users whose last event asked for one → ``shop.recommendations``
+   (planned before step 3 and scored by the same Lua call, after it learned the batch).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from streams.pipeline import (
     Record,
     by_partition,
     dlq_headers,
-    due_recommendations,
     is_redelivery,
     iso_ms,
+    plan_recommendations,
     recommendation_message,
     split,
 )
@@ -68,7 +69,7 @@ class UserUpdates:
     written: set[str] = field(default_factory=set)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
-    triggers: dict[str, tuple[Event, Envelope]] = field(default_factory=dict)
+    triggers: dict[str, Event] = field(default_factory=dict)  # last applied trigger per user
     failed: list[tuple[Record, str]] = field(default_factory=list)
 
     def load(self, uid: str) -> Envelope | None:
@@ -129,18 +130,23 @@ class BatchProcessor:
             clock.lap("classify")
             learnable = await self.detect_anomalies(valid, fresh)
             clock.lap("anomalies")
-            # Redis learns the batch while this thread updates the profiles: the two effects
-            # are independent, and redis-server runs on another core.
-            learning = asyncio.ensure_future(self.learn(learnable))
+            applying = [(r, e) for r, e in valid if id(e) in fresh]
+            due = plan_recommendations(
+                (e for _, e in applying), lambda uid: last_rec_ms(users.load(uid)),
+                self.settings.rec_throttle_ms,
+            )  # fmt: skip
+            # Redis learns the batch (and scores the due recommendations) while this thread
+            # updates the profiles: the effects are independent, redis-server has its own core.
+            learning = asyncio.ensure_future(self.learn(learnable, due))
             for _ in range(3):  # redis-py needs 2 turns to send the call (scripts/redis_overlap.py)
                 await asyncio.sleep(0)
             try:
-                self.update_users([(r, e) for r, e in valid if id(e) in fresh], learnable, users)
+                self.update_users(applying, learnable, users, due)
                 clock.lap("users")
             finally:
-                await learning
+                scored = await learning
             clock.lap("similarity")
-            await self.publish(users, clock)
+            await self.publish(users, due, scored, clock)
         self.telemetry.on_batch(
             len(valid), time.perf_counter() - started, Counter(e.type for _, e in valid),
             [ev.message.timestamp for ev in batch],
@@ -187,11 +193,18 @@ class BatchProcessor:
             return valid
         return [(r, e) for r, e in valid if not detector.is_bot(e.user_id)]
 
-    async def learn(self, learnable: list[tuple[Record, Event]]) -> None:
-        """All partitions of the batch in one fenced script call (retried until it succeeds)."""
+    async def learn(
+        self, learnable: list[tuple[Record, Event]], due: list[Event]
+    ) -> list[list[tuple[str, float]]]:
+        """All partitions of the batch in one fenced script call (retried until it succeeds),
+        which then scores the recommendations of the ``due`` trigger events (same order)."""
         groups = by_partition(learnable)
-        store = self.shop.runtime.store
-        await self.retry("similarity update", lambda: store.apply_many(groups))
+        requests = [(e.user_id, e.session_id) for e in due]
+        store, k = self.shop.runtime.store, self.settings.rec_k
+        _, scored = await self.retry(
+            "similarity update", lambda: store.learn_and_recommend(groups, requests, k)
+        )
+        return scored
 
     def state_for(self, partition: int) -> churn.ChurnState:
         """The partition's churn state, rebuilt from the stored tracks on first use."""
@@ -211,6 +224,7 @@ class BatchProcessor:
         fresh: list[tuple[Record, Event]],
         learnable: list[tuple[Record, Event]],
         out: UserUpdates,
+        due: list[Event],
     ) -> None:
         """Profiles, churn, segments of the fresh events; envelopes written to the table."""
         model, cfg = self.models.churn, self.churn_cfg
@@ -244,10 +258,10 @@ class BatchProcessor:
             )  # fmt: skip
             out.written.add(uid)
             if event.type in REC_TRIGGERS and event.item_id is not None:
-                out.triggers[uid] = (event, out.envelopes[uid])
+                out.triggers[uid] = event
         self.store_tracks(touched, out)
         self.update_segments(fresh, out)
-        self.write(out)
+        self.write(out, due)
 
     def store_tracks(self, partitions: set[int], out: UserUpdates) -> None:
         for partition in partitions:
@@ -278,12 +292,15 @@ class BatchProcessor:
             env = out.envelopes.get(alert["user_id"])
             alert["segment"] = env.segment if env and env.segment else alert["segment"]
 
-    def write(self, out: UserUpdates) -> None:
-        """Write changed envelopes, naming the changelog partition (the source partition)."""
-        due = due_recommendations(out.triggers, self.settings.rec_throttle_ms)
-        for event, env in due:
-            env.last_rec_ms = event.ts_ms
-        out.triggers = {e.user_id: (e, env) for e, env in due}
+    def write(self, out: UserUpdates, due: list[Event]) -> None:
+        """Write changed envelopes, naming the changelog partition (the source partition).
+
+        ``out.triggers`` keeps the ``due`` events that were applied (an event whose update
+        failed went to the DLQ instead): the envelope remembers when they were published.
+        """
+        out.triggers = {e.user_id: e for e in due if out.triggers.get(e.user_id) is e}
+        for event in out.triggers.values():
+            out.envelopes[event.user_id].last_rec_ms = event.ts_ms
         table = self.shop.profiles
         for uid in out.written:
             env = out.envelopes[uid]
@@ -291,7 +308,11 @@ class BatchProcessor:
             table.data[uid] = value
             table.send_changelog(env.partition, uid, value)
 
-    async def publish(self, out: UserUpdates, clock: StageClock) -> None:
+    async def publish(
+        self, out: UserUpdates, due: list[Event], scored: list[list[tuple[str, float]]],
+        clock: StageClock,
+    ) -> None:
+        """Outputs of the batch; ``scored``: the items of each ``due`` event, in order."""
         for rec, detail in out.failed:
             await self.dead_letter(rec, "processing_error", detail)
         for seg in out.segments:
@@ -301,7 +322,7 @@ class BatchProcessor:
         self.telemetry.set_segment_sizes(self.models.segments.segment_sizes())
         await self.publish_alerts(out.alerts)
         clock.lap("publish_segments_alerts")
-        await self.recommend([e for e, _ in out.triggers.values()], clock)
+        await self.recommend(due, out.triggers, scored, clock)
 
     async def publish_alerts(self, alerts: list[dict[str, Any]]) -> None:
         """At most one alert per ``alert_id``: Redis remembers which ones were published."""
@@ -325,20 +346,20 @@ class BatchProcessor:
             )
             self.telemetry.on_alert(alert)
 
-    async def recommend(self, events: list[Event], clock: StageClock) -> None:
-        if not events:
-            return
-        store, k = self.shop.runtime.store, self.settings.rec_k
-        requests = [(e.user_id, e.session_id) for e in events]
-        results = await self.retry(
-            "recommendation scoring", lambda: store.recommend_many(requests, k)
-        )
-        clock.lap("recommend_scoring")
-        for event, items in zip(events, results, strict=True):
-            await self.shop.recommendations.send(
-                key=event.user_id.encode(), value=recommendation_message(event, items)
-            )
-        self.telemetry.on_recommendations(len(events))
+    async def recommend(
+        self, due: list[Event], applied: dict[str, Event], scored: list[list[tuple[str, float]]],
+        clock: StageClock,
+    ) -> None:
+        """Publish the scored items of the ``due`` events that were applied."""
+        sent = 0
+        for event, items in zip(due, scored, strict=True):
+            if applied.get(event.user_id) is event:
+                await self.shop.recommendations.send(
+                    key=event.user_id.encode(), value=recommendation_message(event, items)
+                )
+                sent += 1
+        if sent:
+            self.telemetry.on_recommendations(sent)
         clock.lap("recommend_send")
 
     async def forget(self, uid: str) -> dict[str, int]:
@@ -456,6 +477,11 @@ def classify(
         seen[event.user_id] = (ids, bumped)
         fresh.add(id(event))
     return fresh, duplicates, limited
+
+
+def last_rec_ms(env: Envelope | None) -> int:
+    """Event time of the user's last published recommendation (-1: none, or a new user)."""
+    return env.last_rec_ms if env is not None else -1
 
 
 def bump_rate(rate: list[int], ts_ms: int) -> list[int]:

@@ -245,6 +245,22 @@ local function flat(top)
 end
 
 
+-- Top k for a user's session (flat item, score list): excl = '1' drops items the user bought,
+-- category ~= '' keeps only that category's items.
+local function recommend(user, session, excl, category, k, gnow)
+  local items = session_items(base .. 's:' .. session)
+  local bought = {}
+  if excl == '1' then
+    for _, b in ipairs(redis.call('SMEMBERS', base .. 'ub:' .. user)) do bought[b] = true end
+  end
+  local keep = function(c)
+    if bought[c] then return false end
+    if category ~= '' and redis.call('HGET', CAT, c) ~= category then return false end
+    return true
+  end
+  return flat(score(items, gnow, k, keep, true))
+end
+
 -- Learn records {offset, type, user, session, item, category, ts[, target]} of one
 -- topic:partition in offset order, past the stored offset only (the fence). With k, first
 -- rank each record's target (eval). Returns the number applied; fills ranks/covered.
@@ -289,12 +305,20 @@ end
 
 if cmd == 'learn' then
   -- args: one JSON array of [field, [[offset, type, user, session, item, category, ts], ...]]
-  -- groups, one per topic:partition (each fenced by its own stored offset)
+  -- groups, one per topic:partition (each fenced by its own stored offset); optionally a
+  -- second JSON array [k, [[user, session], ...]]: recommendations to score after learning
+  -- (purchased items excluded), which saves the worker a 'rec' call per batch.
   local applied = 0
   local groups = cjson.decode(ARGV[A0])
   for g = 1, #groups do applied = applied + run(groups[g][1], groups[g][2]) end
   finish(applied)
-  return applied
+  if not ARGV[A0 + 1] then return applied end
+  local want = cjson.decode(ARGV[A0 + 1])
+  local k, requests, gnow, out = want[1], want[2], growth(clock or 0), {}
+  for i = 1, #requests do
+    out[#out + 1] = recommend(requests[i][1], requests[i][2], '1', '', k, gnow)
+  end
+  return {applied, out}
 elseif cmd == 'eval' then
   -- args: field, k, then records of 8 values: offset, type, user, session, item, category, ts, target
   local field, k = ARGV[A0], tonumber(ARGV[A0 + 1])
@@ -313,18 +337,7 @@ elseif cmd == 'rec' then
   local gnow = growth(clock or 0)
   local out = {}
   for i = A0 + 1, #ARGV, 4 do
-    local user, session, excl, category = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local items = session_items(base .. 's:' .. session)
-    local bought = {}
-    if excl == '1' then
-      for _, b in ipairs(redis.call('SMEMBERS', base .. 'ub:' .. user)) do bought[b] = true end
-    end
-    local keep = function(c)
-      if bought[c] then return false end
-      if category ~= '' and redis.call('HGET', CAT, c) ~= category then return false end
-      return true
-    end
-    out[#out + 1] = flat(score(items, gnow, k, keep, true))
+    out[#out + 1] = recommend(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], k, gnow)
   end
   return out
 elseif cmd == 'sim' then

@@ -157,6 +157,28 @@ async def test_session_recommendations_follow_the_session(make_store: StoreFacto
     assert await store.recommend_many([("me", "live")], 0) == [[]]
 
 
+async def test_learning_and_scoring_in_one_call_equal_two_calls(make_store: StoreFactory) -> None:
+    """The worker's path (``learn_and_recommend``) against ``apply_many`` + ``recommend_many``
+    on a second store: same store contents, same recommendations, also when redelivered."""
+    one_call, two_calls = await make_store(), await make_store()
+    history = [ev(n, i, session=f"h{n // 3}", user=f"u{n % 4}", ts=T0 + n * 1000)
+               for n, i in enumerate("abcabdacdbcdabce")]  # fmt: skip
+    groups = {("events", 0): history[:10], ("events", 1): [(0, history[12][1])]}
+    requests = [("u1", "h1"), ("u3", "h2"), ("nobody", "none")]
+    applied, recs = await one_call.learn_and_recommend(groups, requests, 4)
+    assert applied == await two_calls.apply_many(groups) == 11
+    assert recs == await two_calls.recommend_many(requests, 4)
+    assert all(recs)
+    async def contents(store: SimilarityStore) -> dict[bytes, bytes | None]:
+        snap = await snapshot(store)
+        return {k.replace(store.base.encode(), b""): v for k, v in snap.items()}
+
+    assert await contents(one_call) == await contents(two_calls)
+    again = await one_call.learn_and_recommend(groups, requests, 4)  # a redelivered batch
+    assert again == (0, recs)
+    assert await one_call.learn_and_recommend({}, [], 4) == (0, [])
+
+
 async def test_purchases_categories_similar_and_forget(make_store: StoreFactory) -> None:
     store = await make_store()
     recs = [

@@ -10,8 +10,8 @@ from streams.pipeline import (
     Record,
     by_partition,
     dlq_headers,
-    due_recommendations,
     is_redelivery,
+    plan_recommendations,
     recommendation_message,
     split,
 )
@@ -65,12 +65,20 @@ def test_user_state_is_fenced_by_offset() -> None:
 
 
 def test_throttle_uses_event_time() -> None:
-    env = envelope(1, ev(1))
-    env.last_rec_ms = 1_000_000
+    last = {"u1": 1_000_000, "u2": -1}.__getitem__  # u2 never got one
     soon, later = ev(2, ts=1_000_500), ev(3, ts=1_002_000)
-    assert due_recommendations({"u1": (soon, env)}, throttle_ms=1000) == []
-    assert due_recommendations({"u1": (later, env)}, throttle_ms=1000) == [(later, env)]
-    assert due_recommendations({"u1": (soon, env)}, throttle_ms=0) == [(soon, env)]
+    assert plan_recommendations([soon], last, throttle_ms=1000) == []
+    assert plan_recommendations([later], last, throttle_ms=1000) == [later]
+    assert plan_recommendations([soon], last, throttle_ms=0) == [soon]
+    first = ev(4, user="u2", ts=1_000_400)
+    assert plan_recommendations([first, soon], last, throttle_ms=1000) == [first]
+
+
+def test_only_the_last_trigger_of_a_user_counts_and_searches_do_not_trigger() -> None:
+    search = Event("e9", "search", "u1", "s1", 1_002_500, query="socks")
+    cart = ev(5, ts=1_002_100, etype="add_to_cart")
+    picked = plan_recommendations([ev(3, ts=1_002_000), cart, search], lambda u: -1, 1000)
+    assert picked == [cart]
 
 
 def test_recommendation_message_follows_the_contract() -> None:
