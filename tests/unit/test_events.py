@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import orjson
@@ -99,3 +100,59 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
         parse_event(data)
     except InvalidEvent as exc:
         assert exc.reason
+
+
+# --- the msgspec fast path agrees with the Python checks -----------------------------------
+def _outcome(parse: object, raw: bytes) -> object:
+    try:
+        return parse(raw)  # type: ignore[operator]
+    except InvalidEvent as exc:
+        return exc.reason
+
+
+_text = st.one_of(
+    st.just(""), st.text(max_size=6), st.text(min_size=255, max_size=258),
+    st.sampled_from(["\ud800", "a\udc00b", "\u00e9t\u00e9"]),  # lone surrogates: escaped
+    st.text(min_size=1020, max_size=1030).filter(lambda t: len(t) > 1000),
+)  # fmt: skip
+_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False), _text,
+    st.sampled_from(["view", "purchase", "search", "session_start", "bogus",
+                     "2024-03-01T09:00:00Z", "2024-03-01T09:00:00", "1999-01-01T00:00:00Z"]),
+    st.sampled_from([1_709_283_600_000, 1_709_283_600_000.5, 3.0, 2.5, -0.0, 0]),
+)  # fmt: skip
+_fields = ("event_id", "type", "user_id", "session_id", "ts", "item_id", "category",
+           "price", "quantity", "query", "extra")  # fmt: skip
+_VALID = {"event_id": "e1", "type": "view", "user_id": "u1", "session_id": "s1",
+          "ts": 1_709_283_600_000, "item_id": "i1"}  # fmt: skip
+
+
+@given(st.dictionaries(st.sampled_from(_fields), _scalar, max_size=11), st.booleans())
+def test_the_fast_path_accepts_only_what_validate_accepts_with_the_same_result(
+    changes: dict[str, object], start_valid: bool
+) -> None:
+    """Whenever ``parse_fast`` returns an event, the Python path returns the same one; when
+    it declines, ``parse_event`` is exactly the Python path (reason included)."""
+    from streams.events import parse_fast, parse_slow
+
+    obj = {**(_VALID if start_valid else {}), **changes}
+    raw = json.dumps(obj).encode()  # stdlib: integers beyond 64 bits too
+    fast = parse_fast(raw)
+    slow = _outcome(parse_slow, raw)
+    if fast is not None:
+        assert fast == slow
+        assert [type(getattr(fast, f)) for f in Event.__slots__] == [  # type: ignore[attr-defined]
+            type(getattr(slow, f)) for f in Event.__slots__  # type: ignore[attr-defined]
+        ]
+    assert _outcome(parse_event, raw) == slow
+
+
+def test_the_fast_path_takes_the_common_shapes() -> None:
+    from streams.events import parse_fast
+
+    purchase = {**_VALID, "type": "purchase", "price": 19.9, "quantity": 2, "category": "c"}
+    search = {**_VALID, "type": "search", "query": "red socks", "item_id": None}
+    iso = {**_VALID, "ts": "2024-03-01T10:00:00+01:00"}
+    for obj in (_VALID, purchase, search, iso):
+        assert parse_fast(orjson.dumps(obj)) == parse_event(orjson.dumps(obj))
