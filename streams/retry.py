@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,20 @@ T = TypeVar("T")
 
 #: Errors worth retrying: the server is unreachable or slow, the request itself is fine.
 RETRIABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """A :data:`RETRIABLE` error, or Redis answering ``BUSY``: a Lua script has run longer
+    than ``busy-reply-threshold`` (5 s) — e.g. one that was running when redis-server was
+    paused, or another worker's — and every other command is refused until it ends.
+
+    >>> is_retriable(ResponseError("BUSY Redis is busy running a script.")), is_retriable(
+    ...     ResponseError("NOSCRIPT No matching script."))
+    (True, False)
+    """
+    if isinstance(exc, RETRIABLE):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith("BUSY")
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, jitter: bool = True) -> float:
@@ -50,8 +65,8 @@ async def retry_forever(
     while True:
         try:
             result = await fn()
-        except RETRIABLE as exc:
-            if should_stop():
+        except Exception as exc:
+            if not is_retriable(exc) or should_stop():
                 raise
             if on_retry is not None:
                 on_retry(exc)

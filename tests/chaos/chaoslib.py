@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from models.checkpoint import SUFFIX, load_checkpoint
 from models.similarity import key_base
 from streams.generate import generate
+from streams.retry import retry_forever
 from streams.settings import Settings
 from tests.integration.harness import WorkerProcess, committed_by_partition, free_port
 
@@ -327,7 +328,10 @@ async def fences(settings: Settings) -> dict[str, int]:
     """The similarity store's offset fence per source partition: how far processing got."""
     client = aioredis.from_url(settings.redis_url)
     try:
-        raw = await client.hgetall(key_base(settings.redis_prefix) + "off")
+        raw = await retry_forever(  # BUSY while a script paused with redis-server finishes
+            "reading the offset fences",
+            lambda: client.hgetall(key_base(settings.redis_prefix) + "off"),
+        )
     finally:
         await client.aclose()
     return {k.decode(): int(v) for k, v in raw.items()}
