@@ -6,11 +6,6 @@
 # Extra arguments go to pytest (e.g. `scripts/chaos.sh -k kill9`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-was_running=0
-scripts/stack.sh status >/dev/null 2>&1 && was_running=1
-scripts/stack.sh up
-cleanup() { [ "$was_running" = 1 ] || scripts/stack.sh down; }
-trap cleanup EXIT
-timeout --signal=INT --kill-after=30 "${CHAOS_TIMEOUT:-1500}" \
+exec scripts/stack.sh with timeout --signal=INT --kill-after=30 "${CHAOS_TIMEOUT:-1500}" \
   .venv/bin/python -m pytest tests/chaos -p no:cacheprovider \
   -s -v -o console_output_style=classic "$@"

@@ -3,6 +3,7 @@
 # Central) and redis-server (Debian package), both on 127.0.0.1.
 #
 #   scripts/stack.sh up | down | status | install
+#   scripts/stack.sh with CMD...   (CMD with the stack up; stopped afterwards unless it was up)
 #
 # Idempotent: `up` starts only what is not running, `down` stops only the processes this
 # script started (by the pid in its pid file, after checking that pid is still ours).
@@ -190,17 +191,32 @@ status() {
   return $rc
 }
 
+down() {
+  # the demo's worker first (scripts/demo.sh), then the services
+  stop_pid "demo worker" "$STACK_DIR/demo/worker.pid" "shopstream worker"
+  stop_pid kafka "$KAFKA_PID" "kafka.Kafka"; stop_pid redis "$REDIS_PID" "redis-server"
+}
+
+# `with CMD...`: run CMD with the stack up; stop the stack afterwards (also on failure or
+# Ctrl-C) unless it was already running. Exits with CMD's status.
+with_stack() {
+  local was_running=0
+  status >/dev/null 2>&1 && was_running=1
+  if [ "$was_running" = 0 ]; then trap down EXIT; fi
+  redis_up; kafka_up
+  "$@"
+}
+
 case "${1:-}" in
   install) install_redis; install_kafka ;;
   up) redis_up; kafka_up ;;
-  down)
-    # the demo's worker first (scripts/demo.sh), then the services
-    stop_pid "demo worker" "$STACK_DIR/demo/worker.pid" "shopstream worker"
-    stop_pid kafka "$KAFKA_PID" "kafka.Kafka"; stop_pid redis "$REDIS_PID" "redis-server" ;;
+  down) down ;;
+  with) shift; with_stack "$@" ;;
   status) status ;;
   kafka-up) kafka_up ;;
   kafka-down) stop_pid kafka "$KAFKA_PID" "kafka.Kafka" ;;
   redis-up) redis_up ;;
   redis-down) stop_pid redis "$REDIS_PID" "redis-server" ;;
-  *) echo "usage: $0 up|down|status|install|kafka-up|kafka-down|redis-up|redis-down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|install|kafka-up|kafka-down|redis-up|redis-down|with CMD..." >&2
+     exit 2 ;;
 esac
