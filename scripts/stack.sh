@@ -65,7 +65,7 @@ pid_alive() {  # pid_alive PIDFILE PATTERN
 stop_pid() {  # stop_pid NAME PIDFILE PATTERN
   local name="$1" pidfile="$2" pattern="$3" pid i
   if ! pid_alive "$pidfile" "$pattern"; then
-    rm -f "$pidfile"; log "$name: not running"; return
+    rm -f "$pidfile"; log "$name: not running"; return 0
   fi
   pid="$(cat "$pidfile")"
   kill -TERM "$pid"
@@ -198,7 +198,9 @@ down() {
 }
 
 # `with CMD...`: run CMD with the stack up; stop the stack afterwards (also on failure or
-# Ctrl-C) unless it was already running. Exits with CMD's status.
+# Ctrl-C) unless it was already running. Exits with CMD's status. (Functions that `down`
+# calls must `return 0`, not a bare `return`: in an EXIT trap a bare `return` repeats the
+# failing command's status, and `set -e` would then abort the clean-up half way.)
 with_stack() {
   local was_running=0
   status >/dev/null 2>&1 && was_running=1
