@@ -177,7 +177,8 @@ class SimilarityStore:
     async def learn_and_recommend(
         self, groups: Groups, requests: Sequence[tuple[str, str]], k: int
     ) -> tuple[int, list[list[tuple[str, float]]]]:
-        """:meth:`apply_many`, then :meth:`recommend_many` on the updated store, in one call.
+        """:meth:`apply_many`, then :meth:`recommend` (purchased items excluded) for each
+        ``(user_id, session_id)`` on the updated store, in one call.
 
         The worker's batch path: one round trip instead of two, and the scoring overlaps
         with the profile updates like the learning does.
@@ -221,17 +222,6 @@ class SimilarityStore:
         req = [user_id, session_id, int(exclude_purchased), category or ""]
         res = await self._call("rec", [k, *req])
         return _pairs(res[0])
-
-    async def recommend_many(
-        self, requests: Sequence[tuple[str, str]], k: int
-    ) -> list[list[tuple[str, float]]]:
-        """Several (user_id, session_id) in one script call (purchased items excluded)."""
-        if not requests or k <= 0:
-            return [[] for _ in requests]
-        args: list[Any] = [k]
-        for user_id, session_id in requests:
-            args += [user_id, session_id, 1, ""]
-        return [_pairs(r) for r in await self._call("rec", args)]
 
     async def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """Items most similar to ``item_id`` (itself excluded)."""

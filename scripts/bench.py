@@ -204,25 +204,32 @@ def prepare_events(users: int, seed: int, preload_n: int) -> tuple[Path, Path, i
 
 
 def scrape_batches(port: int) -> dict[str, float]:
-    """Batch counters of the worker's ``/metrics``: batches, events, seconds inside batches."""
+    """Batch counters of the worker's ``/metrics`` now (see :func:`batch_counters`)."""
     import urllib.request
 
-    want = {
-        "shopstream_batches_total": "batches",
-        "shopstream_batch_processing_seconds_sum": "busy_s",
-    }
-    out = {"batches": 0.0, "busy_s": 0.0, "events": 0.0, "at": time.monotonic()}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            name, _, value = line.partition(" ")
-            if name in want:
-                out[want[name]] = float(value)
-            elif name.startswith("shopstream_events_in_total{"):
-                out["events"] += float(value)
-            elif name.startswith('shopstream_batch_stage_seconds_total{stage="'):
-                out["stage:" + name.split('"')[1]] = float(value)
-            elif name.startswith('shopstream_messages_out_total{topic="'):
-                out["out:" + name.split('"')[1]] = float(value)
+        return batch_counters(resp.read().decode())
+
+
+def batch_counters(text: str) -> dict[str, float]:
+    """Batches, events, seconds inside batches (in total and per stage) and messages out by
+    topic, from the Prometheus text of the worker's ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {"batches": 0.0, "busy_s": 0.0, "events": 0.0, "at": time.monotonic()}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, labels, value = sample.name, sample.labels, sample.value
+            if name == "shopstream_batches_total":
+                out["batches"] = value
+            elif name == "shopstream_batch_processing_seconds_sum":
+                out["busy_s"] = value
+            elif name == "shopstream_events_in_total":
+                out["events"] += value
+            elif name == "shopstream_batch_stage_seconds_total":
+                out["stage:" + labels["stage"]] = value
+            elif name == "shopstream_messages_out_total":
+                out["out:" + labels["topic"]] = value
     return out
 
 

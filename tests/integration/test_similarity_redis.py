@@ -150,15 +150,13 @@ async def test_session_recommendations_follow_the_session(make_store: StoreFacto
     assert second[0] in {"b", "y"}
     assert "y" in second[:2]
     assert first != second
-    many = await store.recommend_many([("me", "live"), ("nobody", "none")], 3)
-    assert many[0] == await store.recommend("me", "live", 3)
-    assert [i for i, _ in many[1]] == [i for i, _ in await store.popular(3)]  # cold start
+    cold = await store.recommend("nobody", "none", 3)
+    assert [i for i, _ in cold] == [i for i, _ in await store.popular(3)]  # cold start
     assert await store.recommend("me", "live", 0) == []
-    assert await store.recommend_many([("me", "live")], 0) == [[]]
 
 
 async def test_learning_and_scoring_in_one_call_equal_two_calls(make_store: StoreFactory) -> None:
-    """The worker's path (``learn_and_recommend``) against ``apply_many`` + ``recommend_many``
+    """The worker's path (``learn_and_recommend``) against ``apply_many`` + ``recommend``
     on a second store: same store contents, same recommendations, also when redelivered."""
     one_call, two_calls = await make_store(), await make_store()
     history = [ev(n, i, session=f"h{n // 3}", user=f"u{n % 4}", ts=T0 + n * 1000)
@@ -167,7 +165,7 @@ async def test_learning_and_scoring_in_one_call_equal_two_calls(make_store: Stor
     requests = [("u1", "h1"), ("u3", "h2"), ("nobody", "none")]
     applied, recs = await one_call.learn_and_recommend(groups, requests, 4)
     assert applied == await two_calls.apply_many(groups) == 11
-    assert recs == await two_calls.recommend_many(requests, 4)
+    assert recs == [await two_calls.recommend(u, s, 4) for u, s in requests]
     assert all(recs)
     async def contents(store: SimilarityStore) -> dict[bytes, bytes | None]:
         snap = await snapshot(store)
@@ -177,6 +175,7 @@ async def test_learning_and_scoring_in_one_call_equal_two_calls(make_store: Stor
     again = await one_call.learn_and_recommend(groups, requests, 4)  # a redelivered batch
     assert again == (0, recs)
     assert await one_call.learn_and_recommend({}, [], 4) == (0, [])
+    assert await one_call.learn_and_recommend({}, requests[:1], 0) == (0, [[]])
 
 
 async def test_purchases_categories_similar_and_forget(make_store: StoreFactory) -> None:

@@ -46,9 +46,8 @@ def test_suspending_first_delivers_it_after_the_clear() -> None:
     assert asyncio.run(end_of_rebalance(FlowControlEvent(), suspend_first=True)) == [235]
 
 
-@pytest.mark.parametrize("method", ["on_recovery_completed", "_resume_streams"])
 def test_recovery_suspends_flow_control_before_fausts_code_runs(
-    method: str, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     flow = FlowControlEvent(initially_suspended=False)
     seen: list[bool] = []
@@ -56,19 +55,18 @@ def test_recovery_suspends_flow_control_before_fausts_code_runs(
     async def faust_code(self: Any, generation_id: int = 0) -> None:
         seen.append(self.app.flow_control.is_active())
 
-    monkeypatch.setattr(FaustRecovery, method, faust_code)
+    monkeypatch.setattr(FaustRecovery, "on_recovery_completed", faust_code)
     recovery = Recovery.__new__(Recovery)  # no Service machinery: only the override runs
     recovery.app = SimpleNamespace(flow_control=flow)  # type: ignore[assignment]
-    asyncio.run(getattr(recovery, method)(3))
+    asyncio.run(recovery.on_recovery_completed(3))
     assert seen == [False]
 
 
 def test_the_installed_faust_still_resumes_partitions_before_the_seek() -> None:
     """The order streams/recovery.py corrects; an upgrade of faust that changes it must be
     looked at (the override may then be unnecessary or insufficient)."""
-    for method in (FaustRecovery.on_recovery_completed, FaustRecovery._resume_streams):
-        source = inspect.getsource(method)
-        resume_tps = source.index("consumer.resume_partitions(")
-        seek = source.index("consumer.perform_seek()")
-        resume_flow = source.index("flow_control.resume()")
-        assert resume_tps < seek < resume_flow, method.__name__
+    source = inspect.getsource(FaustRecovery.on_recovery_completed)
+    resume_tps = source.index("consumer.resume_partitions(")
+    seek = source.index("consumer.perform_seek()")
+    resume_flow = source.index("flow_control.resume()")
+    assert resume_tps < seek < resume_flow
