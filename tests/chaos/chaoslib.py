@@ -368,13 +368,22 @@ async def drain(
     except AssertionError as exc:
         if "stuck" in str(exc) or "died" in str(exc):
             raise
-        raise AssertionError(
-            f"{exc}: committed {await committed_by_partition(settings)} of {total} records, "
-            f"while the Redis offset fences show processing up to {await fences(settings)}"
-        ) from None
+        raise AssertionError(f"{exc}: {await progress(settings, total, worker)}") from None
     log = worker.full_log()  # the whole run: every restart appends to the same file
     assert "records skipped by the consumer" not in log, worker.logs()
     note(f"commit stalls repaired by the watchdog: {log.count('offset commits stalled')}")
+
+
+async def progress(settings: Settings, total: int, worker: WorkerProcess) -> str:
+    """Where a drain stands, for assertion messages: commits, Redis fences, the worker log."""
+    try:
+        committed: object = await committed_by_partition(settings)
+    except Exception as exc:  # a report, never raises
+        committed = f"unreadable ({exc!r})"
+    return (
+        f"committed {committed} of {total} records, Redis offset fences "
+        f"{await fences(settings)}; end of the worker log:\n{worker.logs()}"
+    )
 
 
 async def run_clean(settings: Settings, total: int, log: Path, timeout_s: float) -> None:
@@ -399,7 +408,10 @@ async def run_with_kills(
             await asyncio.to_thread(worker.wait_healthy)
             while (c := await committed_total(settings)) < point:
                 assert worker.alive(), f"worker died:\n{worker.logs()}"
-                assert time.monotonic() < deadline, "kill -9 run did not progress in time"
+                assert time.monotonic() < deadline, (
+                    f"kill -9 run did not reach {point:.0f} committed records in time: "
+                    f"{await progress(settings, total, worker)}"
+                )
                 await asyncio.sleep(0.2)
             await asyncio.sleep(rng.uniform(0.0, 1.0))  # somewhere inside a batch
             assert worker.proc is not None
