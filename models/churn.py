@@ -32,6 +32,15 @@ ModelKind = Literal["logistic", "forest"]
 MODEL_SCHEMA = 1
 
 
+def model_version(kind: str) -> str:
+    """``churn-<kind>-v<schema>``: what alerts and ``GET /models`` name the model by.
+
+    >>> model_version("logistic")
+    'churn-logistic-v1'
+    """
+    return f"churn-{kind}-v{MODEL_SCHEMA}"
+
+
 class ChurnModel:
     """P(churn) from a profile's feature dict. ``kind``: "logistic" (default) or "forest"."""
 
@@ -68,7 +77,7 @@ class ChurnModel:
     @property
     def model_version(self) -> str:
         """Names the model family and schema (stable across learning, for alert payloads)."""
-        return f"churn-{self.kind}-v{MODEL_SCHEMA}"
+        return model_version(self.kind)
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
         """P(churn) in [0, 1]; 0.5 before any learning."""

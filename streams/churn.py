@@ -104,6 +104,7 @@ class ChurnConfig:
             horizon_days=s.churn_horizon_days,
             idle_days=s.churn_idle_days,
             threshold=s.churn_threshold,
+            min_labels_for_alerts=s.churn_min_labels,
             **overrides,
         )
 

@@ -27,6 +27,7 @@ from typing import Annotated, Any, NamedTuple
 
 import orjson
 import typer
+from aiokafka.partitioner import murmur2
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -160,27 +161,48 @@ def replay_history(
 
 def score_at_cutoff(
     history: Sequence[Row], cutoff_ms: int, horizon_days: float, kind: ModelKind = "logistic",
-    on_row: Callable[[], None] | None = None,
-) -> tuple[dict[str, tuple[float, float]], ChurnModel]:  # fmt: skip
-    """``{user: (P(churn), days since last purchase)}`` at the cutoff, and the model."""
+    on_row: Callable[[], None] | None = None, partitions: int = 1,
+) -> tuple[dict[str, tuple[float, float]], list[ChurnModel]]:  # fmt: skip
+    """``{user: (P(churn), days since last purchase)}`` at the cutoff, and the models.
+
+    With ``partitions`` > 1 the users are split as the worker sees them (Kafka's key
+    partitioner on the user id) and each partition has its own model, learning only from
+    its own users' labels, like the worker's per-partition models.
+    """
     cfg = ChurnConfig(
         horizon_days=horizon_days, idle_days=min(14.0, horizon_days / 2), alerts=False
     )
-    model = ChurnModel(kind)
-    profiles = replay_history(history, cutoff_ms, cfg, model, on_row)
+    groups: dict[int, list[Row]] = {}
+    for r in history:
+        groups.setdefault(partition_of(r.user_id, partitions), []).append(r)
+    models = {p: ChurnModel(kind) for p in range(partitions)}
     scores: dict[str, tuple[float, float]] = {}
-    for uid in sorted(profiles):
-        x = features(profiles[uid], cutoff_ms)
-        scores[uid] = (model.predict_proba_one(x), x["recency_days"])
-    return scores, model
+    for p, rows in sorted(groups.items()):
+        profiles = replay_history(rows, cutoff_ms, cfg, models[p], on_row)
+        for uid in sorted(profiles):
+            x = features(profiles[uid], cutoff_ms)
+            scores[uid] = (models[p].predict_proba_one(x), x["recency_days"])
+    return dict(sorted(scores.items())), [models[p] for p in range(partitions)]
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a record keyed by ``user_id``.
+
+    >>> [partition_of(u, 4) for u in ("u00001", "u00002", "u00003")]
+    [1, 0, 3]
+    """
+    return int(murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def evaluate(
-    transactions: Path, cutoff: date, horizon_days: float, progress: bool = False
-) -> dict[str, Any]:
+    transactions: Path, cutoff: date, horizon_days: float, progress: bool = False,
+    partitions: int = 1,
+) -> dict[str, Any]:  # fmt: skip
     """Replay up to the cutoff, score every customer seen, compare with the truth."""
     if horizon_days <= 0:
         raise TransactionsError("horizon_days must be positive")
+    if partitions < 1:
+        raise TransactionsError("partitions must be at least 1")
     rows = read_transactions(transactions)
     t_ms = int(datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC).timestamp() * 1000)
     t_ms += DAY_MS  # the cutoff day belongs to the history
@@ -193,14 +215,21 @@ def evaluate(
     show = progress and len(history) >= PROGRESS_MIN_ROWS
     with Progress(console=Console(stderr=True), disable=not show, transient=True) as bar:
         task = bar.add_task("replaying", total=len(history))
-        scores, model = score_at_cutoff(
-            history, t_ms, horizon_days, on_row=lambda: bar.advance(task) if show else None
-        )
+        scores, models = score_at_cutoff(
+            history, t_ms, horizon_days, partitions=partitions,
+            on_row=lambda: bar.advance(task) if show else None,
+        )  # fmt: skip
     users = sorted(scores)
     truth = [u not in returning for u in users]
     p = [scores[u][0] for u in users]
     rec = [scores[u][1] for u in users]
-    live = model.metrics
+    learned = sum(m.n_learned for m in models)
+    # progressive metrics of several models: their mean, weighted by labels learned
+    live = {
+        k: sum(m.metrics[k] * m.n_learned for m in models if m.n_learned) / learned
+        if learned else math.nan
+        for k in ("auc", "log_loss")
+    }  # fmt: skip
     return {
         "auc": roc_auc(p, truth),
         "pr_auc": average_precision(p, truth),
@@ -213,10 +242,11 @@ def evaluate(
         "history_end": datetime.fromtimestamp(t_ms / 1000, tz=UTC).isoformat(),
         "horizon_days": horizon_days,
         "history_rows": len(history),
-        "labels_learned": model.n_learned,
+        "labels_learned": learned,
+        "partitions": partitions,
         "progressive_auc": live["auc"],
         "progressive_log_loss": live["log_loss"],
-        "model_version": model.model_version,
+        "model_version": models[0].model_version,
     }
 
 
@@ -231,12 +261,19 @@ def churn_command(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON object.")
     ] = False,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            "--partitions",
+            help="Split users as a worker with this many partitions does, one model each.",
+        ),
+    ] = 1,
 ) -> None:
     """Replay transactions to the cutoff, score every customer, compare with the truth."""
     err = Console(stderr=True)
     try:
         day = date.fromisoformat(cutoff)
-        result = evaluate(transactions, day, horizon_days, progress=True)
+        result = evaluate(transactions, day, horizon_days, progress=True, partitions=partitions)
     except ValueError:
         err.print(f"[red]error:[/red] --cutoff {cutoff!r} is not a YYYY-MM-DD date")
         raise typer.Exit(2) from None

@@ -1,10 +1,18 @@
 """The worker's online models and their signed checkpoints.
 
-One :class:`Models` bundle per worker process: the churn model, the segment model and the
-anomaly detector. It is checkpointed atomically (``models.checkpoint``: HMAC-signed, never
-unpickled before the signature is verified) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and
-on shutdown, recording the stream time and the last source offset it includes per
-partition; on start the newest valid checkpoint is restored, so progressive metrics go on.
+One :class:`Models` bundle (churn model, segment model, anomaly detector) per source
+partition, held in a :class:`ModelSet`: like the profiles and churn tracks, a model learns
+only from its own partition's events, in that partition's order. Kafka orders records
+within a partition, never across partitions, so this is what makes alerts, segments and
+anomalies the same however the partitions are spread over workers or interleaved in
+batches (one model for all partitions would learn in whatever order batches happened to
+arrive). The price is less data per model: ``shopstream evaluate churn --partitions N``
+measures it (docs/churn.md).
+
+The set is checkpointed atomically (``models.checkpoint``: HMAC-signed, never unpickled
+before the signature is verified) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on
+shutdown, recording the stream time and the last source offset each bundle includes; on
+start the newest valid checkpoint is restored, so progressive metrics go on.
 
 Model learning is at-most-once across a crash: labels learned after the last checkpoint are
 not learned again (profiles and tracks, which decide the labels, are restored exactly).
@@ -13,7 +21,9 @@ not learned again (profiles and tracks, which decide the labels, are restored ex
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +68,55 @@ class Models:
         self.stream_time_ms = max(self.stream_time_ms, ts_ms)
 
 
+@dataclass(slots=True)
+class ModelSet:
+    """One :class:`Models` bundle per source partition (created on first use).
+
+    >>> from streams.settings import Settings
+    >>> ms = ModelSet()
+    >>> ms.get(2, Settings()) is ms.get(2, Settings()), sorted(ms.parts)
+    (True, [2])
+    """
+
+    parts: dict[int, Models] = field(default_factory=dict)
+
+    def get(self, partition: int, settings: Settings) -> Models:
+        models = self.parts.get(partition)
+        if models is None:
+            models = self.parts[partition] = Models.fresh(settings)
+        return models
+
+    @property
+    def stream_time_ms(self) -> int:
+        return max((m.stream_time_ms for m in self.parts.values()), default=0)
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        return {k: v for m in self.parts.values() for k, v in sorted(m.offsets.items())}
+
+    @property
+    def labels_learned(self) -> int:
+        return sum(m.churn.n_learned for m in self.parts.values())
+
+    def churn_metrics(self) -> dict[str, float]:
+        """Progressive churn metrics of all partitions' models: quality weighted by labels."""
+        learned = [m.churn for m in self.parts.values() if m.churn.n_learned > 1]
+        n = sum(c.n_learned for c in learned)
+        out = {
+            k: sum(c.metrics[k] * c.n_learned for c in learned) / n if n else math.nan
+            for k in ("auc", "log_loss")
+        }
+        out["n_learned"] = float(self.labels_learned)
+        out["n_positive"] = float(sum(m.churn.n_positive for m in self.parts.values()))
+        return out
+
+    def segment_sizes(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for m in self.parts.values():
+            total.update(m.segments.segment_sizes())
+        return dict(sorted(total.items()))
+
+
 class Checkpointer:
     """Saves and restores :class:`Models` under ``<data_dir>/checkpoints``."""
 
@@ -74,27 +133,29 @@ class Checkpointer:
                 "models start fresh on every restart"
             )
 
-    def restore(self, settings: Settings) -> Models:
+    def restore(self) -> ModelSet:
         if self.key:
             found = latest_valid(self.dir, self.key)
             if found is not None:
                 models, meta, path = found
-                if isinstance(models, Models):
+                if isinstance(models, ModelSet):
                     self.last_path = str(path)
                     log.info(
-                        "models restored from %s (stream time %s, %d labels learned)",
-                        path.name, meta.get("stream_time_ms"), models.churn.n_learned,
+                        "models restored from %s (stream time %s, partitions %s, %d labels "
+                        "learned)", path.name, meta.get("stream_time_ms"), sorted(models.parts),
+                        models.labels_learned,
                     )  # fmt: skip
                     return models
                 log.warning(
-                    "checkpoint %s holds %s, not Models; starting fresh", path, type(models)
-                )
-        return Models.fresh(settings)
+                    "checkpoint %s holds %s, not a ModelSet (a version before per-partition "
+                    "models?); starting fresh", path, type(models).__name__,
+                )  # fmt: skip
+        return ModelSet()
 
     def due(self) -> bool:
         return bool(self.key) and self.clock() - self.last >= self.interval_s
 
-    async def save(self, models: Models, flush: Callable[[], Awaitable[None]]) -> Path | None:
+    async def save(self, models: ModelSet, flush: Callable[[], Awaitable[None]]) -> Path | None:
         """Write a checkpoint of ``models``, after ``flush`` made their inputs' effects durable.
 
         ``flush`` is the producer's flush: the profile changelog and the outputs of every

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from models.churn import model_version
 from models.segments import LABELS as SEGMENT_LABELS
 from models.segments import SegmentModel
 from models.similarity import key_base
 from streams import churn
 from streams.churn import track_from_list, track_to_list
 from streams.events import Event
-from streams.models_runtime import Checkpointer
+from streams.models_runtime import Checkpointer, Models
 from streams.pipeline import (
     REC_TRIGGERS,
     Envelope,
@@ -94,7 +95,7 @@ class BatchProcessor:
         self.pseudo_key = s.pseudonymise_key.encode()
         self.churn_cfg = churn.ChurnConfig.from_settings(s)
         self.checkpointer = Checkpointer(s)
-        self.models = self.checkpointer.restore(s)
+        self.models = self.checkpointer.restore()
         self.states: dict[int, churn.ChurnState] = {}
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
         # Held while a batch runs, so that `forget` never races a batch holding the user.
@@ -152,7 +153,7 @@ class BatchProcessor:
             [ev.message.timestamp for ev in batch],
         )  # fmt: skip
         self.report_lag(batch)
-        m = self.models.churn.metrics
+        m = self.models.churn_metrics()
         self.telemetry.set_model_quality(m["auc"], m["log_loss"])
         clock.lap("telemetry")
         if self.checkpointer.due():
@@ -180,18 +181,19 @@ class BatchProcessor:
         self, valid: list[tuple[Record, Event]], fresh: set[int]
     ) -> list[tuple[Record, Event]]:
         """Publish anomalies of fresh events; return the events that may teach the models."""
-        detector = self.models.anomalies
-        for _, event in valid:
+        for rec, event in valid:
             if id(event) not in fresh:
                 continue  # redelivered: observed before
-            for anomaly in detector.observe(event):
+            for anomaly in self.models_for(rec.partition).anomalies.observe(event):
                 await self.shop.anomalies.send(
                     key=event.user_id.encode(), value=orjson.dumps(anomaly)
                 )
                 self.telemetry.on_anomaly(anomaly)
         if not self.settings.exclude_bots:
             return valid
-        return [(r, e) for r, e in valid if not detector.is_bot(e.user_id)]
+        return [
+            (r, e) for r, e in valid if not self.models_for(r.partition).anomalies.is_bot(e.user_id)
+        ]
 
     async def learn(
         self, learnable: list[tuple[Record, Event]], due: list[Event]
@@ -205,6 +207,10 @@ class BatchProcessor:
             "similarity update", lambda: store.learn_and_recommend(groups, requests, k)
         )
         return scored
+
+    def models_for(self, partition: int) -> Models:
+        """The models of one source partition (each learns only from its partition)."""
+        return self.models.get(partition, self.settings)
 
     def state_for(self, partition: int) -> churn.ChurnState:
         """The partition's churn state, rebuilt from the stored tracks on first use."""
@@ -227,18 +233,21 @@ class BatchProcessor:
         due: list[Event],
     ) -> None:
         """Profiles, churn, segments of the fresh events; envelopes written to the table."""
-        model, cfg = self.models.churn, self.churn_cfg
+        cfg = self.churn_cfg
         teach = {id(e) for _, e in learnable}
         touched: set[int] = set()
         for rec, event in fresh:
             uid = event.user_id
             env = out.load(uid)
             old = env.profile if env is not None else None
+            models = self.models_for(rec.partition)
             try:
                 if id(event) in teach:
                     state = self.state_for(rec.partition)
                     touched.add(rec.partition)
-                    profile, alerts, _ = churn.step(state, old, event, model, cfg, out.lookup)
+                    profile, alerts, _ = churn.step(
+                        state, old, event, models.churn, cfg, out.lookup
+                    )
                     out.alerts += alerts
                 else:  # a flagged bot: profile only, no churn labels or training
                     profile = update_profile(old, event)
@@ -248,7 +257,7 @@ class BatchProcessor:
                 )
                 out.failed.append((rec, repr(exc)))
                 continue
-            self.models.seen(rec.topic, rec.partition, rec.offset, event.ts_ms)
+            models.seen(rec.topic, rec.partition, rec.offset, event.ts_ms)
             recent = ((env.recent if env else []) + [id_hash(event.event_id)])[-RECENT_IDS:]
             rate = bump_rate(env.rate if env else [], event.ts_ms)
             out.envelopes[uid] = Envelope(
@@ -277,12 +286,13 @@ class BatchProcessor:
         last_ts = {e.user_id: e.ts_ms for _, e in valid}
         for alert in out.alerts:  # idle users move segment without events of their own
             last_ts.setdefault(alert["user_id"], alert["ts"])
-        model = self.models.segments
         for uid, ts in last_ts.items():
             env = out.envelopes.get(uid)
             if env is None:
                 continue
-            upd = model.update(env.profile, ts, previous=env.segment)
+            upd = self.models_for(env.partition).segments.update(
+                env.profile, ts, previous=env.segment
+            )
             if upd.changed:
                 out.segments.append(SegmentModel.payload(uid, upd, ts))
             if env.segment != upd.segment:
@@ -309,7 +319,10 @@ class BatchProcessor:
             table.send_changelog(env.partition, uid, value)
 
     async def publish(
-        self, out: UserUpdates, due: list[Event], scored: list[list[tuple[str, float]]],
+        self,
+        out: UserUpdates,
+        due: list[Event],
+        scored: list[list[tuple[str, float]]],
         clock: StageClock,
     ) -> None:
         """Outputs of the batch; ``scored``: the items of each ``due`` event, in order."""
@@ -319,7 +332,7 @@ class BatchProcessor:
             await self.shop.segments.send(key=seg["user_id"].encode(), value=orjson.dumps(seg))
             self.telemetry.on_segment(seg)
         # after on_segment: the model's sizes are authoritative and replace the tally
-        self.telemetry.set_segment_sizes(self.models.segments.segment_sizes())
+        self.telemetry.set_segment_sizes(self.models.segment_sizes())
         await self.publish_alerts(out.alerts)
         clock.lap("publish_segments_alerts")
         await self.recommend(due, out.triggers, scored, clock)
@@ -347,7 +360,10 @@ class BatchProcessor:
             self.telemetry.on_alert(alert)
 
     async def recommend(
-        self, due: list[Event], applied: dict[str, Event], scored: list[list[tuple[str, float]]],
+        self,
+        due: list[Event],
+        applied: dict[str, Event],
+        scored: list[list[tuple[str, float]]],
         clock: StageClock,
     ) -> None:
         """Publish the scored items of the ``due`` events that were applied."""
@@ -377,26 +393,31 @@ class BatchProcessor:
                 state = self.states.get(env.partition)
                 if state is not None and dict.pop(state.users, uid, None) is not None:
                     removed["churn_track"] = 1
-            segment_memory = self.models.segments.users.pop(uid, None)
-            if segment_memory is not None:
-                removed["model_memory"] += 1
-                if segment_memory[0] is not None:  # keep the segment sizes true
-                    self.models.segments.sizes[segment_memory[0]] -= 1
-            removed["model_memory"] += self.models.anomalies.users.pop(uid, None) is not None
+            for models in self.models.parts.values():
+                segment_memory = models.segments.users.pop(uid, None)
+                if segment_memory is not None:
+                    removed["model_memory"] += 1
+                    if segment_memory[0] is not None:  # keep the segment sizes true
+                        models.segments.sizes[segment_memory[0]] -= 1
+                removed["model_memory"] += models.anomalies.users.pop(uid, None) is not None
             store = self.shop.runtime.store
             removed["redis_keys"] = await self.retry("forget", lambda: store.forget_user(uid))
             log.info("forgot user %s: %s", uid, removed)
             return removed
 
     def model_status(self) -> dict[str, Any]:
-        churn_model, m = self.models.churn, self.models.churn.metrics
+        m = self.models.churn_metrics()
         nan_to_none = {
             k: None if v != v else int(v) if k.startswith("n_") else round(v, 4)
             for k, v in m.items()
         }
         return {
-            "churn": {"version": churn_model.model_version, **nan_to_none},
-            "segments": self.models.segments.segment_sizes(),
+            "churn": {"version": model_version(self.settings.churn_model), **nan_to_none},
+            "partitions": {
+                str(p): {"labels": ms.churn.n_learned, "users": len(ms.segments.users)}
+                for p, ms in sorted(self.models.parts.items())
+            },
+            "segments": self.models.segment_sizes(),
             "stream_time": iso_ms(self.models.stream_time_ms),
             "offsets": self.models.offsets,
             "last_checkpoint": self.checkpointer.last_path,
@@ -406,8 +427,9 @@ class BatchProcessor:
         """Segment and churn probability of one user, at the partition's event-time clock."""
         state = self.states.get(env.partition)
         now = max(state.clock_ms if state else 0, env.profile.last_seen_ms)
-        name, (r, f, m) = self.models.segments.segment(env.profile, now)
-        p_churn = self.models.churn.predict_proba_one(features(env.profile, now))
+        models = self.models_for(env.partition)
+        name, (r, f, m) = models.segments.segment(env.profile, now)
+        p_churn = models.churn.predict_proba_one(features(env.profile, now))
         return {
             "segment": {"name": name, "label": SEGMENT_LABELS.get(name, name), "rfm": [r, f, m]},
             "churn_probability": round(p_churn, 4),

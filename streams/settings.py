@@ -98,6 +98,9 @@ class Settings:
     churn_model: str = _opt(
         "logistic", "Churn model: logistic (scaled logistic regression) or forest."
     )
+    churn_min_labels: int = _opt(
+        200, "Labels a partition's churn model learns before it may publish alerts."
+    )
     checkpoint_key: str = _opt("", "HMAC key that signs model checkpoints (required to save).")
     checkpoint_interval_s: float = _opt(
         60.0, "Seconds between model checkpoints (and one at shutdown)."
@@ -147,6 +150,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
         if not 0 < self.churn_threshold <= 1:
             raise ConfigError(f"{PREFIX}CHURN_THRESHOLD must be in (0, 1]")
+        if self.churn_min_labels < 0:
+            raise ConfigError(f"{PREFIX}CHURN_MIN_LABELS must not be negative")
         if self.churn_idle_days >= self.churn_horizon_days:
             raise ConfigError(f"{PREFIX}CHURN_IDLE_DAYS must be below {PREFIX}CHURN_HORIZON_DAYS")
         return self

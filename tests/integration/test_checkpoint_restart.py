@@ -41,7 +41,7 @@ async def test_restart_resumes_models_from_the_checkpoint(
     found = latest_valid(Path(settings.data_dir) / "checkpoints", b"test-key")
     assert found is not None, "no checkpoint written at shutdown"
     models, meta, _ = found
-    learned = models.churn.n_learned
+    learned = models.labels_learned
     assert learned == before["churn"]["n_learned"] > 0
     offsets = meta["offsets"]
     assert sum(o + 1 for o in offsets.values()) <= await committed(settings)  # not ahead

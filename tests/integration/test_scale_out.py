@@ -13,11 +13,15 @@ Compared afterwards:
 * the profile table: the last changelog value of every user (byte for byte, minus the
   model-dependent segment and churn track);
 * the outputs: the trigger events of the recommendations (batch size 1, so every trigger
-  event gets one) and the DLQ records with their reasons.
+  event gets one) and the DLQ records with their reasons;
+* with two workers sharing the partitions from the start: the churn alerts, the RFM
+  segments and the churn tracks too. The models are per source partition
+  (streams/models_runtime.py), each learning from its own partition in Kafka's order, so
+  they do not depend on which worker holds the partition. (Before, one model per process
+  learned from whatever partitions it held: alerts changed with the assignment.)
 
-Churn alerts and RFM segments come from models that each worker process learns from its own
-partitions' users, so they differ with the partition assignment: that known gap is the
-strict-xfail test below (it fails the suite the day it starts passing, so the marker goes).
+A worker that takes partitions over mid-stream starts their models afresh (the old owner's
+models stay in its own checkpoints), so the joining run compares everything but those.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def run_settings(base: Settings, tmp: Path, name: str) -> Settings:
         batch_size=1,
         batch_within_ms=5,
         commit_interval_s=0.5,
+        churn_min_labels=20,  # each partition's model alerts after 20 labels (small input)
     )
 
 
@@ -189,9 +194,9 @@ def assert_same_store(one: dict[str, Any], two: dict[str, Any]) -> None:
             assert value == other, key
 
 
-#: Envelope fields computed by models that each worker process learns from the users *it*
-#: sees (streams/models_runtime.py: one Models bundle per process): the RFM segment, and the
-#: churn track, which records whether an idle episode was scored above the alert threshold.
+#: Envelope fields computed by the partition's models, which a worker taking the partition
+#: over mid-stream starts afresh: the RFM segment, and the churn track, which records whether
+#: an idle episode was scored above the alert threshold.
 MODEL_FIELDS = ("sg", "t")
 
 
@@ -336,12 +341,6 @@ def test_two_workers_same_state_as_one(outcomes: Outcomes) -> None:
     assert one["dlq"] == two["dlq"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the churn and segment models are per worker process "
-    "(streams/models_runtime.py), each learning only from its own partitions' users, so "
-    "alerts and RFM segments depend on how partitions are assigned; see docs/performance.md",
-)
 def test_two_workers_same_alerts_and_segments_as_one(outcomes: Outcomes) -> None:
     one, two, _, _ = outcomes
     assert one["alerts"], "the input must produce churn alerts for this test to mean anything"
@@ -349,6 +348,8 @@ def test_two_workers_same_alerts_and_segments_as_one(outcomes: Outcomes) -> None
     assert one["segments"] == two["segments"]
     assert one["tracks"] == two["tracks"]
     assert one["alerted"] == two["alerted"]
+    segmented = sum(v is not None for v in one["segments"].values())
+    print(f"verified: {len(one['alerts'])} churn alerts, {segmented} segments equal")
 
 
 def test_a_worker_joining_mid_stream_changes_nothing(outcomes: Outcomes) -> None:

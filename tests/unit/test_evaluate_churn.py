@@ -187,3 +187,20 @@ def test_command_table_and_errors(tmp_path: Path) -> None:
     path.write_text("user_id,timestamp,amount\na,2024-03-01,five\n")
     bad = CliRunner().invoke(_app(), ["--transactions", str(path), "--cutoff", "2024-03-30"])
     assert bad.exit_code == 2 and "t.csv:2" in bad.stderr
+
+
+def test_partitions_split_the_users_and_labels_between_models(
+    small_tx: Path, small_result: dict[str, object]
+) -> None:
+    """What a worker with 4 partitions does: one model per partition, each learning only its
+    own users' labels; the same users are scored and the same labels learned in total."""
+    split = evaluate(small_tx, CUTOFF, 30.0, partitions=4)
+    assert split["partitions"] == 4 and small_result["partitions"] == 1
+    assert (split["n"], split["positives"]) == (small_result["n"], small_result["positives"])
+    assert split["labels_learned"] == small_result["labels_learned"]
+    assert split["auc"] != small_result["auc"]  # other models, other scores
+    history = read_transactions(small_tx)
+    _, models = score_at_cutoff([r for r in history if r.ts_ms < T_MS], T_MS, 30.0, partitions=4)
+    assert len(models) == 4 and all(m.n_learned > 0 for m in models)
+    with pytest.raises(TransactionsError, match="partitions"):
+        evaluate(small_tx, CUTOFF, 30.0, partitions=0)
