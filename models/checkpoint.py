@@ -59,8 +59,8 @@ def checkpoint_path(directory: Path, stream_time_ms: int, prefix: str = "churn")
     return directory / f"{prefix}-{stream_time_ms:015d}{SUFFIX}"
 
 
-def save_checkpoint(path: Path, model: object, state_meta: dict[str, Any], key: bytes) -> Path:
-    """Write ``model`` with JSON-safe ``state_meta`` atomically and signed; return ``path``."""
+def sign(model: object, state_meta: dict[str, Any], key: bytes) -> bytes:
+    """``model`` and JSON-safe ``state_meta`` as signed checkpoint bytes (header + pickle)."""
     if not key:
         raise CheckpointKeyMissing("no checkpoint key configured (SHOPSTREAM_CHECKPOINT_KEY)")
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
@@ -71,7 +71,47 @@ def save_checkpoint(path: Path, model: object, state_meta: dict[str, Any], key: 
         "payload_len": len(payload),
     }
     header["hmac"] = _signature(key, header, payload)
-    data = orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + b"\n" + payload
+    return orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + b"\n" + payload
+
+
+def verify(data: bytes, key: bytes, source: str) -> tuple[Any, dict[str, Any]]:
+    """``(model, state_meta)`` from :func:`sign`'s bytes, or CheckpointRejected saying why
+    not (``source`` names where the bytes came from). Unpickles only after the HMAC checks.
+    """
+    if not key:
+        raise CheckpointRejected(f"{source}: no checkpoint key configured, cannot verify")
+    line, sep, payload = data[:MAX_HEADER].partition(b"\n")
+    if sep:
+        payload = data[len(line) + 1 :]
+    try:
+        header = orjson.loads(line) if sep else None
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointRejected(f"{source}: not a shopstream checkpoint (no valid header)")
+    mac = header.pop("hmac", None)
+    if not isinstance(mac, str) or not mac:
+        raise CheckpointRejected(f"{source}: unsigned checkpoint refused")
+    if not hmac.compare_digest(mac, _signature(key, header, payload)):
+        raise CheckpointRejected(
+            f"{source}: bad signature (tampered, or signed with another key)"
+        )
+    if header.get("version") != VERSION:
+        raise CheckpointRejected(
+            f"{source}: incompatible checkpoint version {header.get('version')!r} "
+            f"(this build reads version {VERSION})"
+        )
+    if header.get("payload_len") != len(payload):
+        raise CheckpointRejected(f"{source}: payload length mismatch")
+    # Safe: the payload's HMAC was verified above with the operator's key.
+    model = pickle.loads(payload)  # noqa: S301
+    meta = header.get("meta")
+    return model, meta if isinstance(meta, dict) else {}
+
+
+def save_checkpoint(path: Path, model: object, state_meta: dict[str, Any], key: bytes) -> Path:
+    """Write ``model`` with JSON-safe ``state_meta`` atomically and signed; return ``path``."""
+    data = sign(model, state_meta, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
@@ -95,31 +135,7 @@ def load_checkpoint(path: Path, key: bytes) -> tuple[Any, dict[str, Any]]:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise CheckpointRejected(f"{path}: unreadable ({exc})") from exc
-    line, sep, payload = data[:MAX_HEADER].partition(b"\n")
-    if sep:
-        payload = data[len(line) + 1 :]
-    try:
-        header = orjson.loads(line) if sep else None
-    except orjson.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointRejected(f"{path}: not a shopstream checkpoint (no valid header)")
-    mac = header.pop("hmac", None)
-    if not isinstance(mac, str) or not mac:
-        raise CheckpointRejected(f"{path}: unsigned checkpoint refused")
-    if not hmac.compare_digest(mac, _signature(key, header, payload)):
-        raise CheckpointRejected(f"{path}: bad signature (tampered, or signed with another key)")
-    if header.get("version") != VERSION:
-        raise CheckpointRejected(
-            f"{path}: incompatible checkpoint version {header.get('version')!r} "
-            f"(this build reads version {VERSION})"
-        )
-    if header.get("payload_len") != len(payload):
-        raise CheckpointRejected(f"{path}: payload length mismatch")
-    # Safe: the payload's HMAC was verified above with the operator's key.
-    model = pickle.loads(payload)  # noqa: S301
-    meta = header.get("meta")
-    return model, meta if isinstance(meta, dict) else {}
+    return verify(data, key, str(path))
 
 
 def latest_valid(

@@ -14,8 +14,9 @@ before the signature is verified) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and
 shutdown, recording the stream time and the last source offset each bundle includes; on
 start the newest valid checkpoint is restored, so progressive metrics go on.
 
-Model learning is at-most-once across a crash: labels learned after the last checkpoint are
-not learned again (profiles and tracks, which decide the labels, are restored exactly).
+At a rebalance a partition's models move with it (:class:`Handover`, through Redis). Model
+learning is at-most-once across a crash: labels learned after the last checkpoint are not
+learned again (profiles and tracks, which decide the labels, are restored exactly).
 """
 
 from __future__ import annotations
@@ -30,9 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from models.anomaly import AnomalyConfig, AnomalyDetector
-from models.checkpoint import checkpoint_path, latest_valid, prune, save_checkpoint
+from models.checkpoint import (
+    checkpoint_path,
+    latest_valid,
+    prune,
+    save_checkpoint,
+    sign,
+    verify,
+)
 from models.churn import ChurnModel
 from models.segments import SegmentConfig, SegmentModel
+from models.similarity import key_base
+from streams.errors import CheckpointRejected
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -174,3 +184,66 @@ class Checkpointer:
         self.last_path = str(path)
         log.info("checkpoint written: %s", path.name)
         return path
+
+
+class Handover:
+    """Moves a partition's models with the partition, through Redis.
+
+    At revocation the owner stores each revoked partition's bundle under
+    ``<prefix>:models:<partition>``, signed like a checkpoint (so nothing unverified is ever
+    unpickled) and tagged with the last source offset it includes. Whoever owns the
+    partition next takes that copy before its first batch of the partition if it is newer
+    than its own (a restart's checkpoint, or a copy from an earlier ownership): after a
+    clean rebalance the new owner goes on exactly where the old one stopped, because the old
+    owner finished its batch first and every record past the bundle's offset is new to it.
+    Needs ``SHOPSTREAM_CHECKPOINT_KEY`` (signing), like checkpoints.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic_events
+        self.base = key_base(settings.redis_prefix) + "models:"
+        self.secret = settings.checkpoint_key.encode()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret)
+
+    def key(self, partition: int) -> str:
+        return f"{self.base}{partition}"
+
+    def offset(self, models: Models, partition: int) -> int:
+        return models.offsets.get(f"{self.topic}:{partition}", -1)
+
+    async def give(self, redis: Any, models: ModelSet, partitions: list[int]) -> list[int]:
+        """Store the bundles of ``partitions`` that exist; returns the ones stored."""
+        given = [p for p in sorted(partitions) if p in models.parts]
+        if not self.enabled or not given:
+            return []
+        pipe = redis.pipeline(transaction=False)
+        for p in given:
+            m = models.parts[p]
+            pipe.set(self.key(p), sign(m, {"offset": self.offset(m, p)}, self.secret))
+        await pipe.execute()
+        return given
+
+    async def take(self, redis: Any, models: ModelSet, partitions: list[int]) -> list[int]:
+        """Replace the bundles of ``partitions`` by newer stored ones; returns those taken."""
+        if not self.enabled or not partitions:
+            return []
+        wanted = sorted(partitions)
+        taken = []
+        for p, raw in zip(wanted, await redis.mget([self.key(p) for p in wanted]), strict=True):
+            if raw is None:
+                continue
+            try:
+                bundle, meta = verify(raw, self.secret, f"redis key {self.key(p)}")
+            except CheckpointRejected as exc:
+                log.warning("partition %d: stored models refused: %s", p, exc)
+                continue
+            mine = models.parts.get(p)
+            if isinstance(bundle, Models) and (
+                mine is None or meta.get("offset", -1) > self.offset(mine, p)
+            ):
+                models.parts[p] = bundle
+                taken.append(p)
+        return taken

@@ -33,7 +33,7 @@ from models.similarity import key_base
 from streams import churn
 from streams.churn import track_from_list, track_to_list
 from streams.events import Event
-from streams.models_runtime import Checkpointer, Models
+from streams.models_runtime import Checkpointer, Handover, Models
 from streams.pipeline import (
     REC_TRIGGERS,
     Envelope,
@@ -59,6 +59,8 @@ T = TypeVar("T")
 ALERT_TTL_S = 400 * 86_400
 #: Event ids remembered per user to drop producer duplicates (same ``event_id`` twice).
 RECENT_IDS = 16
+#: Longest a revocation waits to store the revoked partitions' models in Redis.
+HANDOVER_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -97,6 +99,9 @@ class BatchProcessor:
         self.checkpointer = Checkpointer(s)
         self.models = self.checkpointer.restore()
         self.states: dict[int, churn.ChurnState] = {}
+        self.handover = Handover(s)
+        self.given: set[int] = set()  # partitions whose models went to Redis at revocation
+        self.to_take: set[int] = set()  # assigned partitions whose stored models to check
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
         # Held while a batch runs, so that `forget` never races a batch holding the user.
         self.lock = asyncio.Lock()
@@ -110,6 +115,8 @@ class BatchProcessor:
     async def _process(self, batch: Sequence[Any]) -> None:
         started = time.perf_counter()
         clock = StageClock(started)
+        if self.to_take:
+            await self.take_over()
         records = [to_record(ev) for ev in batch]
         valid, rejected = split(
             records, max_bytes=self.settings.max_event_bytes, pseudonymise_key=self.pseudo_key
@@ -207,6 +214,51 @@ class BatchProcessor:
             "similarity update", lambda: store.learn_and_recommend(groups, requests, k)
         )
         return scored
+
+    # --- partition handover (streams.models_runtime.Handover) -----------------------------
+    async def hand_over(self, partitions: list[int]) -> None:
+        """At revocation: store the partitions' models for their next owner.
+
+        Bounded in time (a rebalance must not wait on Redis); if it fails, the next owner
+        starts those models from its own copy and this worker keeps its copy.
+        """
+        if not self.handover.enabled or not self.shop.runtime.ready:
+            return
+
+        async def give() -> list[int]:
+            async with self.lock:  # not in the middle of a batch
+                return await self.handover.give(self.shop.runtime.redis, self.models, partitions)
+
+        try:
+            given = await asyncio.wait_for(give(), HANDOVER_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a rebalance goes on regardless
+            log.warning("partitions %s: storing models for the next owner failed: %r",
+                        sorted(partitions), exc)  # fmt: skip
+            return
+        self.given.update(given)
+        if given:
+            log.info("partitions %s: models stored for their next owner", given)
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        """At assignment: forget the models handed over for good, take stored ones lazily."""
+        if not self.handover.enabled:
+            return
+        for p in self.given - partitions:
+            self.models.parts.pop(p, None)  # the next owner has them (newest wins)
+        self.given.clear()
+        self.to_take = set(partitions)
+
+    async def take_over(self) -> None:
+        """Before the first batch after an assignment: newer stored models replace ours."""
+        partitions = sorted(self.to_take)
+        redis = self.shop.runtime.redis
+        taken = await self.retry(
+            "reading the models of assigned partitions",
+            lambda: self.handover.take(redis, self.models, partitions),
+        )
+        self.to_take.clear()
+        if taken:
+            log.info("partitions %s: took over the models their previous owner stored", taken)
 
     def models_for(self, partition: int) -> Models:
         """The models of one source partition (each learns only from its partition)."""

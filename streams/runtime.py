@@ -77,6 +77,10 @@ class Runtime(mode.Service):
         self._ready.set()
         log.info("connected to Redis; key prefix %r", self.settings.redis_prefix)
 
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._redis is not None
+
     async def wait_ready(self) -> None:
         """Block until Redis is connected.
 

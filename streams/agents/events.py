@@ -172,10 +172,17 @@ def register(shop: ShopApp) -> BatchProcessor:
     @shop.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         # Another worker may own these partitions next: rebuild from the table if they return.
-        for tp in revoked:
-            if tp.topic == settings.topic_events:
-                processor.states.pop(tp.partition, None)
-                skipped.forget(tp.partition)
+        partitions = [tp.partition for tp in revoked if tp.topic == settings.topic_events]
+        for partition in partitions:
+            processor.states.pop(partition, None)
+            skipped.forget(partition)
+        await processor.hand_over(partitions)
+
+    @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def take_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        processor.on_assigned(
+            {tp.partition for tp in assigned if tp.topic == settings.topic_events}
+        )
 
     @shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
