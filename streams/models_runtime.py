@@ -110,10 +110,11 @@ class ModelSet:
 
     def churn_metrics(self) -> dict[str, float]:
         """Progressive churn metrics of all partitions' models: quality weighted by labels."""
-        learned = [m.churn for m in self.parts.values() if m.churn.n_learned > 1]
-        n = sum(c.n_learned for c in learned)
+        each = [(m.churn.n_learned, m.churn.metrics) for m in self.parts.values()]
+        each = [(n, metrics) for n, metrics in each if n > 1]  # ROCAUC.get() costs ~0.1 ms
+        total = sum(n for n, _ in each)
         out = {
-            k: sum(c.metrics[k] * c.n_learned for c in learned) / n if n else math.nan
+            k: sum(metrics[k] * n for n, metrics in each) / total if total else math.nan
             for k in ("auc", "log_loss")
         }
         out["n_learned"] = float(self.labels_learned)
