@@ -187,16 +187,29 @@ class Checkpointer:
         return path
 
 
+#: Stores a bundle only if it is newer than the stored one: KEYS[1] the hash, ARGV offset, data.
+_GIVE = """
+local stored = tonumber(redis.call('HGET', KEYS[1], 'offset') or '-1')
+if tonumber(ARGV[1]) > stored then
+  redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'data', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class Handover:
     """Moves a partition's models with the partition, through Redis.
 
-    At revocation the owner stores each revoked partition's bundle under
-    ``<prefix>:models:<partition>``, signed like a checkpoint (so nothing unverified is ever
-    unpickled) and tagged with the last source offset it includes. Whoever owns the
-    partition next takes that copy before its first batch of the partition if it is newer
-    than its own (a restart's checkpoint, or a copy from an earlier ownership): after a
-    clean rebalance the new owner goes on exactly where the old one stopped, because the old
-    owner finished its batch first and every record past the bundle's offset is new to it.
+    When a worker gives partitions up (revocation, shutdown) it stores every bundle it holds
+    under ``<prefix>:models:<partition>`` (a hash: ``offset``, ``data``), signed like a
+    checkpoint (nothing unverified is ever unpickled), the signature naming the key, and
+    only if the bundle includes a later source offset than the stored one (an older copy
+    never replaces a newer one). Before its first batch after an assignment the owner
+    *settles*: bundles of partitions it no longer has are stored (same rule) and dropped;
+    stored bundles newer than its own copies of its partitions replace them. After a clean
+    rebalance the new owner so goes on exactly where the old one stopped: the old owner
+    finished its batch first, and every record past the bundle's offset is new to it.
     Needs ``SHOPSTREAM_CHECKPOINT_KEY`` (signing), like checkpoints.
     """
 
@@ -216,14 +229,17 @@ class Handover:
         return models.offsets.get(f"{self.topic}:{partition}", -1)
 
     async def give(self, redis: Any, models: ModelSet, partitions: list[int]) -> list[int]:
-        """Store the bundles of ``partitions`` that exist; returns the ones stored."""
+        """Store the bundles of ``partitions`` unless Redis has a newer one; returns the
+        partitions whose stored bundle is now at least as new as ours."""
         given = [p for p in sorted(partitions) if p in models.parts]
         if not self.enabled or not given:
             return []
         pipe = redis.pipeline(transaction=False)
         for p in given:
-            m = models.parts[p]
-            pipe.set(self.key(p), sign(m, {"offset": self.offset(m, p)}, self.secret))
+            m, key = models.parts[p], self.key(p)
+            offset = self.offset(m, p)
+            data = sign(m, {"offset": offset, "key": key}, self.secret)
+            pipe.eval(_GIVE, 1, key, offset, data)
         await pipe.execute()
         return given
 
@@ -232,19 +248,46 @@ class Handover:
         if not self.enabled or not partitions:
             return []
         wanted = sorted(partitions)
+        pipe = redis.pipeline(transaction=False)
+        for p in wanted:
+            pipe.hget(self.key(p), "offset")
+        stored = await pipe.execute()
+        newer = [
+            p for p, off in zip(wanted, stored, strict=True)
+            if off is not None and (p not in models.parts
+                                    or int(off) > self.offset(models.parts[p], p))
+        ]  # fmt: skip
         taken = []
-        for p, raw in zip(wanted, await redis.mget([self.key(p) for p in wanted]), strict=True):
+        for p in newer:  # unpickle only what replaces a local copy
+            key = self.key(p)
+            raw = await redis.hget(key, "data")
             if raw is None:
                 continue
             try:
-                bundle, meta = verify(raw, self.secret, f"redis key {self.key(p)}")
+                bundle, meta = verify(raw, self.secret, f"redis key {key}")
             except CheckpointRejected as exc:
                 log.warning("partition %d: stored models refused: %s", p, exc)
                 continue
-            mine = models.parts.get(p)
-            if isinstance(bundle, Models) and (
-                mine is None or meta.get("offset", -1) > self.offset(mine, p)
-            ):
-                models.parts[p] = bundle
-                taken.append(p)
+            if not isinstance(bundle, Models) or meta.get("key") != key:
+                log.warning("partition %d: stored models refused: signed for %r, not %r",
+                            p, meta.get("key"), key)  # fmt: skip
+                continue
+            models.parts[p] = bundle
+            taken.append(p)
         return taken
+
+    async def settle(
+        self, redis: Any, models: ModelSet, assigned: set[int]
+    ) -> tuple[list[int], list[int]]:
+        """After an assignment: store and drop the bundles of partitions not ``assigned``,
+        take newer stored bundles of the assigned ones. Returns (released, taken)."""
+        strays = [p for p in models.parts if p not in assigned]
+        released = await self.give(redis, models, strays)
+        for p in released:
+            del models.parts[p]
+        return released, await self.take(redis, models, sorted(assigned))
+
+    async def forget(self, redis: Any, partitions: list[int]) -> int:
+        """Delete stored bundles (they may remember an erased user); the owner's copy, without
+        the user, is stored again at the next hand-over. Returns the keys deleted."""
+        return int(await redis.delete(*[self.key(p) for p in partitions]))

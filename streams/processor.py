@@ -101,7 +101,8 @@ class BatchProcessor:
         self.states: dict[int, churn.ChurnState] = {}
         self.handover = Handover(s)
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation
-        self.to_take: set[int] = set()  # assigned partitions whose stored models to check
+        self.assigned: set[int] = set()  # source partitions of the current assignment
+        self.to_settle = False  # an assignment happened: settle models before the next batch
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
         # Held while a batch runs, so that `forget` never races a batch holding the user.
         self.lock = asyncio.Lock()
@@ -115,7 +116,7 @@ class BatchProcessor:
     async def _process(self, batch: Sequence[Any]) -> None:
         started = time.perf_counter()
         clock = StageClock(started)
-        if self.to_take:
+        if self.to_settle:
             await self.take_over()
         records = [to_record(ev) for ev in batch]
         valid, rejected = split(
@@ -216,47 +217,52 @@ class BatchProcessor:
         return scored
 
     # --- partition handover (streams.models_runtime.Handover) -----------------------------
-    async def hand_over(self, partitions: list[int]) -> None:
-        """At revocation: store the partitions' models for their next owner.
+    async def hand_over(self) -> None:
+        """Giving partitions up (revocation, shutdown): store every bundle held for the
+        partitions' next owners (an older one never replaces a newer stored one).
 
         Bounded in time (a rebalance must not wait on Redis); if it fails, the next owner
-        starts those models from its own copy and this worker keeps its copy.
+        starts those models from its own copy and this worker keeps its copies.
         """
         if not self.handover.enabled or not self.shop.runtime.ready:
             return
 
         async def give() -> list[int]:
             async with self.lock:  # not in the middle of a batch
-                return await self.handover.give(self.shop.runtime.redis, self.models, partitions)
+                return await self.handover.give(
+                    self.shop.runtime.redis, self.models, sorted(self.models.parts)
+                )
 
         try:
             given = await asyncio.wait_for(give(), HANDOVER_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a rebalance goes on regardless
-            log.warning("partitions %s: storing models for the next owner failed: %r",
-                        sorted(partitions), exc)  # fmt: skip
+            log.warning("storing partition models for the next owners failed: %r", exc)
             return
-        self.given.update(given)
+        self.given = set(given)
         if given:
-            log.info("partitions %s: models stored for their next owner", given)
+            log.info("partitions %s: models stored for their next owners", given)
 
     def on_assigned(self, partitions: set[int]) -> None:
-        """At assignment: forget the models handed over for good, take stored ones lazily."""
+        """At assignment: drop stored bundles we did not get back; settle before a batch."""
         if not self.handover.enabled:
             return
         for p in self.given - partitions:
-            self.models.parts.pop(p, None)  # the next owner has them (newest wins)
-        self.given.clear()
-        self.to_take = set(partitions)
+            self.models.parts.pop(p, None)  # stored in Redis, at least as new as ours
+        self.given = set()
+        self.assigned = set(partitions)
+        self.to_settle = True
 
     async def take_over(self) -> None:
-        """Before the first batch after an assignment: newer stored models replace ours."""
-        partitions = sorted(self.to_take)
-        redis = self.shop.runtime.redis
-        taken = await self.retry(
-            "reading the models of assigned partitions",
-            lambda: self.handover.take(redis, self.models, partitions),
+        """Before the first batch after an assignment (Redis is up by then): store and drop
+        the models of partitions we do not have, take newer stored ones of those we have."""
+        redis, assigned = self.shop.runtime.redis, self.assigned
+        released, taken = await self.retry(
+            "settling the models of assigned partitions",
+            lambda: self.handover.settle(redis, self.models, assigned),
         )
-        self.to_take.clear()
+        self.to_settle = False
+        if released:
+            log.info("partitions %s: models of partitions owned elsewhere released", released)
         if taken:
             log.info("partitions %s: took over the models their previous owner stored", taken)
 
@@ -434,14 +440,20 @@ class BatchProcessor:
         """Erase one user: profile (with a changelog tombstone), churn track (so no pending
         alert fires), model memories, and the Redis session/purchase keys. Returns counts."""
         async with self.lock:
-            removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0}
+            removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0,
+                       "stored_models": 0}  # fmt: skip
             table = self.shop.profiles
             raw = table.get(uid)
+            # stored partition models may remember the user: the one of the user's partition
+            # (or, for a user not held here, every partition's) is deleted, and stored again
+            # without the user at the next hand-over
+            stored = range(self.settings.partitions)
             if raw is not None:
                 env = Envelope.from_bytes(raw)
                 del table.data[uid]
                 table.send_changelog(env.partition, uid, None, value_serializer="raw")
                 removed["profile"] = 1
+                stored = range(env.partition, env.partition + 1)
                 state = self.states.get(env.partition)
                 if state is not None and dict.pop(state.users, uid, None) is not None:
                     removed["churn_track"] = 1
@@ -454,6 +466,10 @@ class BatchProcessor:
                 removed["model_memory"] += models.anomalies.users.pop(uid, None) is not None
             store = self.shop.runtime.store
             removed["redis_keys"] = await self.retry("forget", lambda: store.forget_user(uid))
+            redis, handover = self.shop.runtime.redis, self.handover
+            removed["stored_models"] = await self.retry(
+                "forget stored models", lambda: handover.forget(redis, list(stored))
+            )
             log.info("forgot user %s: %s", uid, removed)
             return removed
 
@@ -463,8 +479,14 @@ class BatchProcessor:
             k: None if v != v else int(v) if k.startswith("n_") else round(v, 4)
             for k, v in m.items()
         }
+        parts = self.models.parts
+        # restored models keep the kind they were trained as, whatever the setting says now
+        versions = sorted({ms.churn.model_version for ms in parts.values()})
         return {
-            "churn": {"version": model_version(self.settings.churn_model), **nan_to_none},
+            "churn": {
+                "version": ", ".join(versions or [model_version(self.settings.churn_model)]),
+                **nan_to_none,
+            },
             "partitions": {
                 str(p): {"labels": ms.churn.n_learned, "users": len(ms.segments.users)}
                 for p, ms in sorted(self.models.parts.items())
@@ -479,12 +501,16 @@ class BatchProcessor:
         """Segment and churn probability of one user, at the partition's event-time clock."""
         state = self.states.get(env.partition)
         now = max(state.clock_ms if state else 0, env.profile.last_seen_ms)
-        models = self.models_for(env.partition)
+        # read only: a user of a partition not held here (e.g. a standby copy) gets the
+        # segment by the prior thresholds and no churn probability
+        models = self.models.parts.get(env.partition) or Models.fresh(self.settings)
         name, (r, f, m) = models.segments.segment(env.profile, now)
-        p_churn = models.churn.predict_proba_one(features(env.profile, now))
+        p_churn: float | None = None
+        if env.partition in self.models.parts:
+            p_churn = round(models.churn.predict_proba_one(features(env.profile, now)), 4)
         return {
             "segment": {"name": name, "label": SEGMENT_LABELS.get(name, name), "rfm": [r, f, m]},
-            "churn_probability": round(p_churn, 4),
+            "churn_probability": p_churn,
             "as_of": iso_ms(now),
         }
 

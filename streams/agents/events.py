@@ -176,7 +176,7 @@ def register(shop: ShopApp) -> BatchProcessor:
         for partition in partitions:
             processor.states.pop(partition, None)
             skipped.forget(partition)
-        await processor.hand_over(partitions)
+        await processor.hand_over()
 
     @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def take_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
@@ -188,6 +188,9 @@ def register(shop: ShopApp) -> BatchProcessor:
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
         async with processor.lock:  # not in the middle of a batch
             await processor.checkpointer.save(processor.models, app.producer.flush)
+        # a clean stop (e.g. scaling in) hands the models over too: Faust sends no
+        # revocation while it stops
+        await processor.hand_over()
 
     shop.processor = processor
     return processor

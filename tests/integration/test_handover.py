@@ -1,5 +1,6 @@
-"""Partition models move with the partition through the real redis-server (signed, newest
-wins); the rebalance itself is exercised by test_scale_out.py's joining worker."""
+"""Partition models move with the partition through the real redis-server (signed for their
+key, an older copy never replaces a newer one); the rebalance itself is exercised by
+test_scale_out.py's joining worker."""
 
 from __future__ import annotations
 
@@ -25,10 +26,14 @@ def learned(settings: Settings, partition: int, labels: int, offset: int) -> Mod
     return m
 
 
+def keyed(settings: Settings) -> Settings:
+    return settings.with_(checkpoint_key="handover-key")
+
+
 async def test_the_next_owner_takes_newer_models_and_keeps_newer_own_ones(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    s = settings.with_(checkpoint_key="handover-key")
+    s = keyed(settings)
     old_owner, new_owner = ModelSet(), ModelSet()
     old_owner.parts = {0: learned(s, 0, 30, offset=99), 1: learned(s, 1, 10, offset=50)}
     new_owner.parts = {1: learned(s, 1, 12, offset=70)}  # its own copy is newer for 1
@@ -44,19 +49,57 @@ async def test_the_next_owner_takes_newer_models_and_keeps_newer_own_ones(
     assert 7 not in new_owner.parts
 
 
-async def test_tampered_or_foreign_models_are_refused(
+async def test_an_older_copy_never_replaces_a_newer_stored_one(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    s = settings.with_(checkpoint_key="handover-key")
-    owner = ModelSet(parts={0: learned(s, 0, 5, offset=9)})
+    """A worker that got a partition but gave it up before its first batch still holds an
+    older copy (e.g. from its checkpoint); storing it must not undo the newer one."""
+    s = keyed(settings)
     handover = Handover(s)
-    await handover.give(redis_client, owner, [0])
-    raw = await redis_client.get(handover.key(0))
-    await redis_client.set(handover.key(0), raw[:-1] + bytes([raw[-1] ^ 1]))
+    await handover.give(redis_client, ModelSet(parts={0: learned(s, 0, 30, offset=500)}), [0])
+    stale = ModelSet(parts={0: learned(s, 0, 5, offset=200)})
+    assert await handover.give(redis_client, stale, [0]) == [0]  # stored one is newer
+    fresh_owner = ModelSet()
+    assert await handover.take(redis_client, fresh_owner, [0]) == [0]
+    assert fresh_owner.parts[0].churn.n_learned == 30
+
+
+async def test_settling_releases_partitions_owned_elsewhere_and_takes_newer_ones(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    s = keyed(settings)
+    handover = Handover(s)
+    await handover.give(redis_client, ModelSet(parts={1: learned(s, 1, 8, offset=40)}), [1])
+    # restored from a checkpoint: partitions 0 and 1; the assignment is partition 1 only
+    worker = ModelSet(parts={0: learned(s, 0, 6, offset=30), 1: learned(s, 1, 3, offset=10)})
+
+    released, taken = await handover.settle(redis_client, worker, {1})
+
+    assert (released, taken) == ([0], [1])
+    assert sorted(worker.parts) == [1] and worker.parts[1].churn.n_learned == 8
+    other = ModelSet()  # whoever owns partition 0 finds the released copy
+    assert await handover.take(redis_client, other, [0]) == [0]
+    assert other.parts[0].churn.n_learned == 6
+
+
+async def test_tampered_misplaced_or_foreign_models_are_refused(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    s = keyed(settings)
+    handover = Handover(s)
+    await handover.give(redis_client, ModelSet(parts={0: learned(s, 0, 5, offset=9)}), [0])
+    raw = await redis_client.hget(handover.key(0), "data")
+    await redis_client.hset(handover.key(0), "data", raw[:-1] + bytes([raw[-1] ^ 1]))
     assert await handover.take(redis_client, ModelSet(), [0]) == []  # tampered
-    await handover.give(redis_client, owner, [0])
+    # partition 0's genuine bundle copied under partition 1's key: signed for another key
+    await redis_client.hset(handover.key(1), mapping={"offset": 9, "data": raw})
+    assert await handover.take(redis_client, ModelSet(), [1]) == []
+    await redis_client.delete(handover.key(0))
+    await handover.give(redis_client, ModelSet(parts={0: learned(s, 0, 5, offset=9)}), [0])
     other = Handover(s.with_(checkpoint_key="another-key"))
     assert await other.take(redis_client, ModelSet(), [0]) == []  # signed with another key
+    assert await handover.forget(redis_client, [0, 1]) == 2
+    assert await handover.take(redis_client, ModelSet(), [0, 1]) == []
 
 
 async def test_without_a_signing_key_nothing_is_stored(

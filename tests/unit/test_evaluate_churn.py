@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 import typer
+from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -20,6 +21,7 @@ from streams.evaluate_churn import (
     average_precision,
     churn_command,
     evaluate,
+    partition_of,
     read_transactions,
     roc_auc,
     score_at_cutoff,
@@ -204,3 +206,13 @@ def test_partitions_split_the_users_and_labels_between_models(
     assert len(models) == 4 and all(m.n_learned > 0 for m in models)
     with pytest.raises(TransactionsError, match="partitions"):
         evaluate(small_tx, CUTOFF, 30.0, partitions=0)
+
+
+def test_users_land_on_the_partition_the_producer_gives_them() -> None:
+    """``--partitions`` splits users exactly like aiokafka's default partitioner does for
+    records keyed by the user id (what ``shopstream replay`` and the storefront send)."""
+    kafka = DefaultPartitioner()
+    for n in (1, 3, 4, 12):
+        for i in range(300):
+            uid = f"u{i:05d}"
+            assert partition_of(uid, n) == kafka(uid.encode(), list(range(n)), list(range(n)))
