@@ -227,7 +227,7 @@ class BatchProcessor:
         if not self.handover.enabled or not self.shop.runtime.ready:
             return
 
-        async def give() -> list[int]:
+        async def give() -> dict[int, bool]:
             async with self.lock:  # not in the middle of a batch
                 return await self.handover.give(
                     self.shop.runtime.redis, self.models, sorted(self.models.parts)
@@ -240,7 +240,8 @@ class BatchProcessor:
             return
         self.given = set(given)
         if given:
-            log.info("partitions %s: models stored for their next owners", given)
+            log.info("partitions %s: models handed over (stored: %s)", sorted(given),
+                     sorted(p for p, new in given.items() if new))  # fmt: skip
 
     def on_assigned(self, partitions: set[int]) -> None:
         """At assignment: drop stored bundles we did not get back; settle before a batch."""
@@ -256,11 +257,15 @@ class BatchProcessor:
         """Before the first batch after an assignment (Redis is up by then): store and drop
         the models of partitions we do not have, take newer stored ones of those we have."""
         redis, assigned = self.shop.runtime.redis, self.assigned
-        released, taken = await self.retry(
-            "settling the models of assigned partitions",
-            lambda: self.handover.settle(redis, self.models, assigned),
-        )
         self.to_settle = False
+        try:  # retried while Redis is unreachable; any other error must not fail the batch
+            released, taken = await self.retry(
+                "settling the models of assigned partitions",
+                lambda: self.handover.settle(redis, self.models, assigned),
+            )
+        except Exception:
+            log.exception("settling the partition models failed; going on with our copies")
+            return
         if released:
             log.info("partitions %s: models of partitions owned elsewhere released", released)
         if taken:
@@ -444,16 +449,11 @@ class BatchProcessor:
                        "stored_models": 0}  # fmt: skip
             table = self.shop.profiles
             raw = table.get(uid)
-            # stored partition models may remember the user: the one of the user's partition
-            # (or, for a user not held here, every partition's) is deleted, and stored again
-            # without the user at the next hand-over
-            stored = range(self.settings.partitions)
             if raw is not None:
                 env = Envelope.from_bytes(raw)
                 del table.data[uid]
                 table.send_changelog(env.partition, uid, None, value_serializer="raw")
                 removed["profile"] = 1
-                stored = range(env.partition, env.partition + 1)
                 state = self.states.get(env.partition)
                 if state is not None and dict.pop(state.users, uid, None) is not None:
                     removed["churn_track"] = 1
@@ -466,9 +466,11 @@ class BatchProcessor:
                 removed["model_memory"] += models.anomalies.users.pop(uid, None) is not None
             store = self.shop.runtime.store
             removed["redis_keys"] = await self.retry("forget", lambda: store.forget_user(uid))
-            redis, handover = self.shop.runtime.redis, self.handover
+            # stored partition models may remember the user: our copies (now without the
+            # user) replace stored ones as new as them; newer ones are their owner's
+            redis, handover, held = self.shop.runtime.redis, self.handover, list(self.models.parts)
             removed["stored_models"] = await self.retry(
-                "forget stored models", lambda: handover.forget(redis, list(stored))
+                "rewriting stored models", lambda: handover.rewrite(redis, self.models, held)
             )
             log.info("forgot user %s: %s", uid, removed)
             return removed

@@ -186,11 +186,11 @@ def register(shop: ShopApp) -> BatchProcessor:
 
     @shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
+        # A clean stop (e.g. scaling in) hands the models over too (Faust sends no revocation
+        # while it stops); first, because the checkpoint waits for the broker.
+        await processor.hand_over()
         async with processor.lock:  # not in the middle of a batch
             await processor.checkpointer.save(processor.models, app.producer.flush)
-        # a clean stop (e.g. scaling in) hands the models over too: Faust sends no
-        # revocation while it stops
-        await processor.hand_over()
 
     shop.processor = processor
     return processor

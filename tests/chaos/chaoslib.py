@@ -150,7 +150,8 @@ async def alert_ids(settings: Settings) -> list[str]:
 async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
     """Every similarity key under the prefix, type-aware, with prefix and topic names stripped.
 
-    Alert de-duplication markers (``alerted:*``) are not similarity state and are left out;
+    Alert de-duplication markers (``alerted:*``) and handed-over partition models (``pm:*``)
+    are not similarity state and are left out;
     TTLs are wall-clock and are left out too. Values are compared exactly.
     """
     base = key_base(settings.redis_prefix)
@@ -165,8 +166,8 @@ async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
         keys = [k async for k in client.scan_iter(match=base + "*", count=2000)]
         for raw in keys:
             name = raw.decode()[len(base) :]
-            if name.startswith("alerted:"):
-                continue
+            if name.startswith(("alerted:", "pm:")):
+                continue  # pm: partition models handed over (learning is at most once)
             kind = (await client.type(raw)).decode()
             if kind == "string":
                 value: Any = await client.get(raw)
@@ -382,7 +383,8 @@ async def progress(settings: Settings, total: int, worker: WorkerProcess) -> str
         committed = f"unreadable ({exc!r})"
     return (
         f"committed {committed} of {total} records, Redis offset fences "
-        f"{await fences(settings)}; end of the worker log:\n{worker.logs()}"
+        f"{await fences(settings)}; end of the worker log:\n"
+        f"{await asyncio.to_thread(worker.stuck_report)}"
     )
 
 

@@ -85,6 +85,19 @@ class WorkerProcess:
     def full_log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def stuck_report(self, wait_s: float = 2.0) -> str:
+        """For a worker that stopped making progress: the stack of every asyncio task (mode's
+        worker logs them on SIGUSR1) and the log before it."""
+        if not self.alive():
+            return self.logs()
+        assert self.proc is not None
+        before = len(self.full_log())
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait_s)
+        log = self.full_log()
+        tasks = log[before:][:30000]
+        return f"{log[max(0, before - 4000) : before]}\n--- tasks on SIGUSR1 ---\n{tasks}"
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode

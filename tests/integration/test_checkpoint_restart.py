@@ -58,3 +58,36 @@ async def test_restart_resumes_models_from_the_checkpoint(
             f"verified: {learned} labels before the restart, {after['n_learned']} after; "
             f"progressive AUC {before['churn']['auc']} -> {after['auc']}"
         )
+
+
+async def test_a_clean_stop_hands_the_models_to_the_next_worker(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Scaling in: the stopping worker stores its partitions' models in Redis (Faust sends
+    no revocation while stopping), so a worker with no checkpoint of its own takes them."""
+    settings = settings.with_(checkpoint_key="test-key", checkpoint_interval_s=3600.0)
+    events, _ = generate(users=120, seed=8, days=100)
+    records = [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
+    await ensure_topics(settings)
+
+    with WorkerProcess(settings, tmp_path / "w1.log") as worker:
+        worker.wait_healthy()
+        await produce(settings, records)
+        await drain(settings, worker, len(records))
+        before = worker.get_json("/models")
+    assert before["churn"]["n_learned"] > 0
+
+    elsewhere = settings.with_(data_dir=str(tmp_path / "other-worker"))  # no checkpoint there
+    with WorkerProcess(elsewhere, tmp_path / "w2.log") as worker:
+        worker.wait_healthy()
+        await produce(settings, records[:1])  # a batch: the worker settles its models first
+        await drain(settings, worker, len(records) + 1)
+        after = worker.get_json("/models")
+        log = worker.full_log()
+    assert "took over the models" in log, log[-3000:]
+    assert after["partitions"].keys() == before["partitions"].keys()
+    assert after["churn"]["n_learned"] >= before["churn"]["n_learned"]
+    print(
+        f"verified: {before['churn']['n_learned']} labels handed over at the stop, "
+        f"{after['churn']['n_learned']} after the next worker's first batch"
+    )

@@ -79,7 +79,7 @@ async def test_storefront_events_yield_recommendations_and_bad_records_reach_the
 
         recs = await consume(settings.topic_recommendations, settings, until=31, wait_s=60)
         alice = [orjson.loads(r.value) for r in recs if r.key == b"alice"]
-        assert alice, worker.logs()
+        assert alice, worker.stuck_report()
         last = alice[-1]
         assert last["trigger_event_id"] == "alice-101"
         assert last["items"][0]["item_id"] == "c", last

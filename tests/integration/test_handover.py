@@ -39,7 +39,7 @@ async def test_the_next_owner_takes_newer_models_and_keeps_newer_own_ones(
     new_owner.parts = {1: learned(s, 1, 12, offset=70)}  # its own copy is newer for 1
     handover = Handover(s)
 
-    assert await handover.give(redis_client, old_owner, [0, 1, 7]) == [0, 1]  # 7: no models
+    assert await handover.give(redis_client, old_owner, [0, 1, 7]) == {0: True, 1: True}
     taken = await handover.take(redis_client, new_owner, [0, 1, 7])
 
     assert taken == [0]
@@ -58,7 +58,7 @@ async def test_an_older_copy_never_replaces_a_newer_stored_one(
     handover = Handover(s)
     await handover.give(redis_client, ModelSet(parts={0: learned(s, 0, 30, offset=500)}), [0])
     stale = ModelSet(parts={0: learned(s, 0, 5, offset=200)})
-    assert await handover.give(redis_client, stale, [0]) == [0]  # stored one is newer
+    assert await handover.give(redis_client, stale, [0]) == {0: False}  # stored one is newer
     fresh_owner = ModelSet()
     assert await handover.take(redis_client, fresh_owner, [0]) == [0]
     assert fresh_owner.parts[0].churn.n_learned == 30
@@ -98,8 +98,24 @@ async def test_tampered_misplaced_or_foreign_models_are_refused(
     await handover.give(redis_client, ModelSet(parts={0: learned(s, 0, 5, offset=9)}), [0])
     other = Handover(s.with_(checkpoint_key="another-key"))
     assert await other.take(redis_client, ModelSet(), [0]) == []  # signed with another key
-    assert await handover.forget(redis_client, [0, 1]) == 2
-    assert await handover.take(redis_client, ModelSet(), [0, 1]) == []
+    await redis_client.hset(handover.key(0), "offset", 99)  # a rollback posing as newer
+    assert await handover.take(redis_client, ModelSet(), [0]) == []  # signed for offset 9
+
+
+async def test_after_an_erasure_our_copies_replace_stored_ones_as_new_as_them(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """``forget`` removes the user from the models held here, then rewrites the stored
+    copies that are not newer (a newer one belongs to the partition's current owner)."""
+    s = keyed(settings)
+    handover = Handover(s)
+    before = ModelSet(parts={0: learned(s, 0, 5, offset=9), 1: learned(s, 1, 5, offset=9)})
+    await handover.give(redis_client, before, [0, 1])
+    ours = ModelSet(parts={0: learned(s, 0, 2, offset=9), 1: learned(s, 1, 2, offset=8)})
+    assert await handover.rewrite(redis_client, ours, [0, 1]) == 1  # 1's stored one is newer
+    back = ModelSet()
+    assert await handover.take(redis_client, back, [0, 1]) == [0, 1]
+    assert (back.parts[0].churn.n_learned, back.parts[1].churn.n_learned) == (2, 5)
 
 
 async def test_without_a_signing_key_nothing_is_stored(
@@ -108,5 +124,5 @@ async def test_without_a_signing_key_nothing_is_stored(
     handover = Handover(settings)  # no SHOPSTREAM_CHECKPOINT_KEY
     owner = ModelSet(parts={0: learned(settings, 0, 5, offset=9)})
     assert not handover.enabled
-    assert await handover.give(redis_client, owner, [0]) == []
+    assert await handover.give(redis_client, owner, [0]) == {}
     assert await redis_client.exists(handover.key(0)) == 0

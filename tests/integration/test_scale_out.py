@@ -163,7 +163,7 @@ async def redis_dump(s: Settings, ref_ms: int) -> dict[str, Any]:
         pattern = base.replace("{", "\\{").replace("}", "\\}") + "*"
         async for raw in client.scan_iter(match=pattern, count=1000):
             key = text(raw)[len(base) :]
-            if key.startswith("models:"):
+            if key.startswith("pm:"):
                 continue  # partition models handed over at a rebalance: compared by effect
             kind = text(await client.type(raw))
             if kind == "zset":
