@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -128,9 +129,14 @@ async def produce(settings: Settings, records: list[tuple[bytes | None, bytes | 
 
 
 async def consume(
-    topic: str, settings: Settings, *, until: int, wait_s: float = 60.0
-) -> list[Any]:
-    """Read ``topic`` from the start until ``until`` records arrived or ``wait_s`` passed."""
+    topic: str, settings: Settings, *, until: int | None = None,
+    done: Callable[[list[Any]], bool] | None = None, wait_s: float = 60.0,
+) -> list[Any]:  # fmt: skip
+    """Read ``topic`` from the start until ``until`` records arrived (or ``done(records)``
+    holds), or ``wait_s`` passed."""
+    if done is None:
+        assert until is not None, "say when to stop: until or done"
+        done = lambda out: len(out) >= until  # noqa: E731
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -141,7 +147,7 @@ async def consume(
     out: list[Any] = []
     deadline = time.monotonic() + wait_s
     try:
-        while len(out) < until and time.monotonic() < deadline:
+        while not done(out) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 out.extend(records)
