@@ -59,7 +59,7 @@ T = TypeVar("T")
 ALERT_TTL_S = 400 * 86_400
 #: Event ids remembered per user to drop producer duplicates (same ``event_id`` twice).
 RECENT_IDS = 16
-#: Longest a revocation waits to store the revoked partitions' models in Redis.
+#: Longest a revocation or a clean stop waits to store the partition models in Redis.
 HANDOVER_TIMEOUT_S = 10.0
 
 
@@ -101,8 +101,8 @@ class BatchProcessor:
         self.states: dict[int, churn.ChurnState] = {}
         self.handover = Handover(s)
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation
-        self.assigned: set[int] = set()  # source partitions of the current assignment
-        self.to_settle = False  # an assignment happened: settle models before the next batch
+        # the source partitions of a new assignment, until the models are settled for them
+        self.to_settle: set[int] | None = None
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
         # Held while a batch runs, so that `forget` never races a batch holding the user.
         self.lock = asyncio.Lock()
@@ -116,8 +116,8 @@ class BatchProcessor:
     async def _process(self, batch: Sequence[Any]) -> None:
         started = time.perf_counter()
         clock = StageClock(started)
-        if self.to_settle:
-            await self.take_over()
+        if self.to_settle is not None:
+            await self.settle(self.to_settle)
         records = [to_record(ev) for ev in batch]
         valid, rejected = split(
             records, max_bytes=self.settings.max_event_bytes, pseudonymise_key=self.pseudo_key
@@ -250,14 +250,13 @@ class BatchProcessor:
         for p in self.given - partitions:
             self.models.parts.pop(p, None)  # stored in Redis, at least as new as ours
         self.given = set()
-        self.assigned = set(partitions)
-        self.to_settle = True
+        self.to_settle = set(partitions)
 
-    async def take_over(self) -> None:
+    async def settle(self, assigned: set[int]) -> None:
         """Before the first batch after an assignment (Redis is up by then): store and drop
         the models of partitions we do not have, take newer stored ones of those we have."""
-        redis, assigned = self.shop.runtime.redis, self.assigned
-        self.to_settle = False
+        redis = self.shop.runtime.redis
+        self.to_settle = None
         try:  # retried while Redis is unreachable; any other error must not fail the batch
             released, taken = await self.retry(
                 "settling the models of assigned partitions",
