@@ -39,16 +39,17 @@ test-unit: install  ## unit tests only (no services)
 chaos: install  ## fault injection: kill -9, poison pills, Redis/Kafka outages, duplicates, slow consumer
 	@scripts/chaos.sh
 
-lint: install  ## ruff + mypy
+lint: install  ## ruff + mypy + the import-layer contracts (pyproject [tool.importlinter])
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports
 
 bench: install  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json
 	@$(VENV)/bin/pip install -q -e '.[bench]'
 	@scripts/stack.sh up
 	@$(PY) scripts/bench.py $(BENCH_ARGS)
 
-readme: install  ## regenerate the README's configuration table from streams/settings.py
+readme: install  ## regenerate the README's configuration table from streams/core/settings.py
 	@$(PY) scripts/readme_settings.py
 
 clean: down  ## stop services and delete .stack/ (cached Kafka jars are kept)

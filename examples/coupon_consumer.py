@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.core.settings import Settings
 from streams.kafka import client_options
-from streams.settings import Settings
 
 log = logging.getLogger("coupons")
 

@@ -9,43 +9,46 @@ purchases streaming quantiles of line values. Rules name what is odd in plain wo
 * ``price_outlier``: a price far from the item's usual price;
 * ``unusual_activity``: the Half-Space Trees score (scaled inputs in [0, 1]) is extreme.
 
-Each (user, kind) is reported at most once per ``cooldown_ms`` of event time. ``anomaly_id``
-is a hash of (user, kind, event id), so a replay yields the same ids. A user flagged ``bot``
-stays flagged for ``bot_ttl_ms`` after the last detection (:meth:`AnomalyDetector.is_bot`),
-and their events are not learned by the model (poisoning protection).
+Each (user, kind) is reported at most once per ``cooldown_ms`` of event time. A user flagged
+``bot`` stays flagged for ``bot_ttl_ms`` after the last detection
+(:meth:`AnomalyDetector.is_bot`), and their events are not learned by the model (poisoning
+protection).
 
->>> from streams.events import Event
->>> d = AnomalyDetector()
+>>> from types import SimpleNamespace as Ev
+>>> d = AnomalyDetector(AnomalyConfig(burst_per_min=40, cooldown_ms=3_600_000,
+...                                   bot_ttl_ms=86_400_000))
 >>> t0 = 1_704_067_200_000
->>> flags = [a for i in range(60) for a in d.observe(
-...     Event(f"b{i}", "view", "bot1", "s1", t0 + i * 1000, item_id=f"i{i}"))]
->>> [(a["kind"], a["event_id"]) for a in flags]
-[('bot', 'b40')]
->>> flags[0]["reason"]
-'41 events within 60 s (limit 40)'
+>>> flags = [(i, f) for i in range(60) for f in d.observe(Ev(type="view", user_id="bot1",
+...          ts_ms=t0 + i * 1000, item_id=f"i{i}", price=None, quantity=None))]
+>>> [(i, f.kind, f.reason) for i, f in flags]
+[(40, 'bot', '41 events within 60 s (limit 40)')]
 >>> d.is_bot("bot1"), d.is_bot("u2")
 (True, False)
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from river import anomaly
 
+from models.protocols import Interaction
 from models.sketch import P2Quantile
-from streams.events import Event
 
 MINUTE_MS: Final = 60_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AnomalyConfig:
-    burst_per_min: int = 40
+    """Thresholds of the rules and the model. ``burst_per_min``, ``cooldown_ms`` and
+    ``bot_ttl_ms`` are the application's settings (it holds their defaults)."""
+
+    burst_per_min: int
+    cooldown_ms: int
+    bot_ttl_ms: int
     no_dwell_ms: int = 1_000
     no_dwell_min_views: int = 20
     no_dwell_share: float = 0.8
@@ -60,8 +63,6 @@ class AnomalyConfig:
     hst_threshold: float = 0.97
     hst_warmup: int = 1_000
     hst_every: int = 4
-    cooldown_ms: int = 3_600_000
-    bot_ttl_ms: int = 86_400_000
     max_users: int = 100_000
     max_items: int = 100_000
     seed: int = 7
@@ -81,13 +82,12 @@ class _User:
     emitted: dict[str, int] = field(default_factory=dict)  # kind -> ts of last report
 
 
-def anomaly_id(user_id: str, kind: str, event_id: str) -> str:
-    """Deterministic id of a flag.
+class Flag(NamedTuple):
+    """One anomaly found in one event: its kind, strength in [0, 1] and why, in words."""
 
-    >>> anomaly_id("u1", "bot", "e1") == anomaly_id("u1", "bot", "e1")
-    True
-    """
-    return hashlib.sha256(f"{user_id}\x1f{kind}\x1f{event_id}".encode()).hexdigest()[:24]
+    kind: str
+    score: float
+    reason: str
 
 
 def _squash(x: float, scale: float) -> float:
@@ -97,8 +97,8 @@ def _squash(x: float, scale: float) -> float:
 class AnomalyDetector:
     """Rules + Half-Space Trees over per-event velocity and order features."""
 
-    def __init__(self, config: AnomalyConfig | None = None) -> None:
-        self.config = c = config or AnomalyConfig()
+    def __init__(self, config: AnomalyConfig) -> None:
+        self.config = c = config
         self.hst: Any = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=250, seed=c.seed)
         self.n_learned = 0
         self.users: OrderedDict[str, _User] = OrderedDict()
@@ -124,7 +124,11 @@ class AnomalyDetector:
     def bots(self) -> list[str]:
         return [uid for uid, u in self.users.items() if u.bot_until >= u.last_ts]
 
-    def _window(self, u: _User, e: Event) -> None:
+    def forget(self, user_id: str) -> bool:
+        """Drop what is remembered of one user (erasure); ``True`` if there was something."""
+        return self.users.pop(user_id, None) is not None
+
+    def _window(self, u: _User, e: Interaction) -> None:
         c, ts = self.config, e.ts_ms
         u.n_seen += 1
         if u.views and not u.views[-1][1] and 0 <= ts - u.last_view_ts < c.no_dwell_ms:
@@ -150,7 +154,7 @@ class AnomalyDetector:
             u.no_dwell -= u.views.popleft()[1]
 
     # --- rules --------------------------------------------------------------------------
-    def _rules(self, u: _User, e: Event) -> list[tuple[str, float, str]]:
+    def _rules(self, u: _User, e: Interaction) -> list[tuple[str, float, str]]:
         c = self.config
         out: list[tuple[str, float, str]] = []
         n = len(u.recent)
@@ -185,7 +189,7 @@ class AnomalyDetector:
             out += self._price_rules(e)
         return out
 
-    def _price_rules(self, e: Event) -> list[tuple[str, float, str]]:
+    def _price_rules(self, e: Interaction) -> list[tuple[str, float, str]]:
         c = self.config
         assert e.price is not None and e.item_id is not None
         out: list[tuple[str, float, str]] = []
@@ -230,7 +234,7 @@ class AnomalyDetector:
         return out
 
     # --- model --------------------------------------------------------------------------
-    def _features(self, u: _User, e: Event) -> dict[str, float]:
+    def _features(self, u: _User, e: Interaction) -> dict[str, float]:
         nv = len(u.views)
         stats = self.prices.get(e.item_id) if e.item_id else None
         ratio = e.price / stats[1] if e.price and stats and stats[1] > 0 else 1.0
@@ -243,8 +247,8 @@ class AnomalyDetector:
             "price_dev": _squash(abs(math.log(max(ratio, 1e-6))), 0.5),
         }
 
-    def observe(self, e: Event) -> list[dict[str, Any]]:
-        """Update with one event; return the anomaly records to publish (often none)."""
+    def observe(self, e: Interaction) -> list[Flag]:
+        """Update with one event; return the anomalies to report (often none)."""
         c = self.config
         u = self._user(e.user_id)
         self._window(u, e)
@@ -263,21 +267,11 @@ class AnomalyDetector:
         if use_model and u.bot_until < u.last_ts:  # bots do not teach the model
             self.hst.learn_one(x)
             self.n_learned += 1
-        out: list[dict[str, Any]] = []
+        out: list[Flag] = []
         for kind, strength, reason in found:
             last = u.emitted.get(kind)
             if last is not None and 0 <= e.ts_ms - last < c.cooldown_ms:
                 continue
             u.emitted[kind] = e.ts_ms
-            out.append(
-                {
-                    "anomaly_id": anomaly_id(e.user_id, kind, e.event_id),
-                    "user_id": e.user_id,
-                    "kind": kind,
-                    "score": round(max(strength, score), 4),
-                    "reason": reason,
-                    "event_id": e.event_id,
-                    "ts": e.ts_ms,
-                }
-            )
+            out.append(Flag(kind, round(max(strength, score), 4), reason))
         return out

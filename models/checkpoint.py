@@ -7,7 +7,11 @@ File layout: one JSON header line, then the pickled model::
 
 The HMAC (SHA-256, keyed with ``SHOPSTREAM_CHECKPOINT_KEY``) covers the canonical header
 without its ``hmac`` field *and* the payload. :func:`load_checkpoint` checks format,
-signature and version first and only then unpickles: nothing unverified is ever unpickled.
+signature and version first and only then unpickles: nothing unverified is ever unpickled,
+and even a verified payload is read by :class:`RestrictedUnpickler`, which resolves only
+classes of this project and its model libraries (renamed ones through :data:`RENAMED`) and
+turns every failure into :class:`~models.errors.CheckpointRejected`, so a checkpoint written
+by another version is refused cleanly, never a crash at start.
 ``meta`` (stream time, offsets, per-partition churn state, ...) is plain JSON, readable
 without unpickling. Writes go to a temporary file, are fsynced and then ``os.replace``d.
 
@@ -19,13 +23,14 @@ without unpickling. Writes go to a temporary file, are fsynced and then ``os.rep
 >>> load_checkpoint(p, b"other key")
 Traceback (most recent call last):
 ...
-streams.errors.CheckpointRejected: ... bad signature (tampered, or signed with another key)
+models.errors.CheckpointRejected: ... bad signature (tampered, or signed with another key)
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import logging
 import os
 import pickle
@@ -34,7 +39,7 @@ from typing import Any, Final
 
 import orjson
 
-from streams.errors import CheckpointRejected, ShopstreamError
+from models.errors import CheckpointKeyMissing, CheckpointRejected
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +47,37 @@ FORMAT: Final = "shopstream-checkpoint"
 VERSION: Final = 1
 SUFFIX: Final = ".ckpt"
 MAX_HEADER: Final = 16 * 1024 * 1024
+#: Modules a checkpoint may name classes from (River's estimators, numpy arrays, ours).
+ALLOWED_ROOTS: Final = frozenset({"models", "river", "numpy", "collections", "builtins",
+                                  "copyreg", "functools", "datetime", "math", "random"})
+#: Where classes of older layouts live now (``module.Class`` -> ``module.Class``).
+RENAMED: Final[dict[str, str]] = {
+    "streams.models_runtime.Models": "models.bundle.Models",
+    "streams.models_runtime.ModelSet": "models.bundle.ModelSet",
+}
 
 
-class CheckpointKeyMissing(ShopstreamError):
-    """No checkpoint key is configured, so checkpoints cannot be signed (set the key)."""
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only classes under :data:`ALLOWED_ROOTS`, mapping old names by :data:`RENAMED`.
+
+    >>> RestrictedUnpickler(io.BytesIO(pickle.dumps(print))).load()
+    Traceback (most recent call last):
+    ...
+    _pickle.UnpicklingError: builtins.print is not a class a checkpoint may hold
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        module, _, name = RENAMED.get(f"{module}.{name}", f"{module}.{name}").rpartition(".")
+        if module.split(".")[0] not in ALLOWED_ROOTS or (
+            module == "builtins" and name not in _SAFE_BUILTINS
+        ):
+            raise pickle.UnpicklingError(f"{module}.{name} is not a class a checkpoint may hold")
+        return super().find_class(module, name)
+
+
+_SAFE_BUILTINS: Final = frozenset({"dict", "list", "set", "frozenset", "tuple", "int", "float",
+                                   "complex", "str", "bytes", "bytearray", "bool", "slice",
+                                   "range", "object", "getattr"})
 
 
 def _signature(key: bytes, header: dict[str, Any], payload: bytes) -> str:
@@ -103,8 +135,10 @@ def verify(data: bytes, key: bytes, source: str) -> tuple[Any, dict[str, Any]]:
         )
     if header.get("payload_len") != len(payload):
         raise CheckpointRejected(f"{source}: payload length mismatch")
-    # Safe: the payload's HMAC was verified above with the operator's key.
-    model = pickle.loads(payload)  # noqa: S301
+    try:  # signed by the operator's key, and still read by the restricted unpickler
+        model = RestrictedUnpickler(io.BytesIO(payload)).load()
+    except Exception as exc:
+        raise CheckpointRejected(f"{source}: unreadable by this version ({exc!r})") from exc
     meta = header.get("meta")
     return model, meta if isinstance(meta, dict) else {}
 

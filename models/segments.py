@@ -13,21 +13,21 @@ usual RFM grid (see :func:`segment_name`); :data:`LABELS` gives display names. A
 a River :class:`~river.cluster.KMeans` clusters standardised profile features (the
 ``cluster`` id is exploratory; the named segment is RFM). State is plain JSON.
 
->>> from streams.events import Event
->>> from streams.profile import update_profile
->>> day = 86_400_000
->>> m = SegmentModel()
->>> p = update_profile(None, Event("e1", "view", "u1", "s1", 1_704_067_200_000, item_id="i1"))
->>> m.update(p, p.last_seen_ms)[:3]
+>>> from dataclasses import replace
+>>> from types import SimpleNamespace
+>>> day, t0 = 86_400_000, 1_704_067_200_000
+>>> m = SegmentModel(SegmentConfig(n_clusters=5))
+>>> p = SimpleNamespace(user_id="u1", first_seen_ms=t0, last_purchase_ms=-1, n_orders=0,
+...                     monetary=0.0, n_events=1, n_sessions=1, abandoned_carts=0, categories={})
+>>> m.update(p, t0)[:3]
 ('prospects', True, None)
->>> p = update_profile(p, Event("e2", "purchase", "u1", "s1", p.last_seen_ms + 1000,
-...                             item_id="i1", price=30.0))
->>> upd = m.update(p, p.last_seen_ms)
+>>> p.last_purchase_ms, p.n_orders, p.monetary, p.n_events = t0 + 1000, 1, 30.0, 2
+>>> upd = m.update(p, p.last_purchase_ms)
 >>> upd.segment, upd.previous, upd.rfm
 ('new_customers', 'prospects', (5, 1, 2))
->>> m.update(p, p.last_seen_ms + 90 * day).segment  # 90 silent days later
+>>> m.update(p, p.last_purchase_ms + 90 * day).segment  # 90 silent days later
 'hibernating'
->>> SegmentModel.from_dict(m.to_dict()).to_dict() == m.to_dict()
+>>> SegmentModel.from_dict(m.to_dict(), m.config).to_dict() == m.to_dict()
 True
 """
 
@@ -40,8 +40,10 @@ from typing import Any, Final, NamedTuple
 
 from river import cluster
 
+from models.protocols import Customer
 from models.sketch import P2Quantile, RunningScaler
-from streams.profile import DAY_MS, Profile
+
+DAY_MS: Final = 86_400_000
 
 LEVELS: Final = (0.2, 0.4, 0.6, 0.8)
 #: Prior thresholds (used until enough observations): gap days, orders, spend.
@@ -66,9 +68,11 @@ LABELS: Final[dict[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SegmentConfig:
-    n_clusters: int = 5
+    """``n_clusters`` is the application's setting (it holds the default)."""
+
+    n_clusters: int
     seed: int = 42
     min_obs: int = 50
     observe_every_days: float = 7.0
@@ -111,7 +115,7 @@ def segment_name(r: int, f: int, m: int, n_orders: int) -> str:
     return "hibernating"
 
 
-def cluster_features(p: Profile, now_ms: int) -> dict[str, float]:
+def cluster_features(p: Customer, now_ms: int) -> dict[str, float]:
     """Clustering inputs from the profile's own fields (before standardisation)."""
     since = p.last_purchase_ms if p.n_orders else p.first_seen_ms
     total_cat = sum(p.categories.values())
@@ -151,8 +155,8 @@ class _Sketch:
 class SegmentModel:
     """Per-user RFM segment and cluster, learned online; keeps each user's last segment."""
 
-    def __init__(self, config: SegmentConfig | None = None) -> None:
-        self.config = config or SegmentConfig()
+    def __init__(self, config: SegmentConfig) -> None:
+        self.config = config
         self.gap = _Sketch(PRIOR_GAP_DAYS)
         self.orders = _Sketch(PRIOR_ORDERS)
         self.monetary = _Sketch(PRIOR_MONETARY)
@@ -164,7 +168,7 @@ class SegmentModel:
         self.users: dict[str, list[Any]] = {}
         self.sizes: Counter[str] = Counter()
 
-    def rfm(self, p: Profile, now_ms: int) -> tuple[int, int, int]:
+    def rfm(self, p: Customer, now_ms: int) -> tuple[int, int, int]:
         """RFM scores of ``p`` at event time ``now_ms`` (no learning)."""
         mo = self.config.min_obs
         since = p.last_purchase_ms if p.n_orders else p.first_seen_ms
@@ -175,16 +179,16 @@ class SegmentModel:
             _score(p.monetary, self.monetary.thresholds(mo), lower_is_better=False),
         )
 
-    def cluster_of(self, p: Profile, now_ms: int) -> int:
+    def cluster_of(self, p: Customer, now_ms: int) -> int:
         x = self.scaler.transform_one(cluster_features(p, now_ms))
         return int(self.kmeans.predict_one(x))
 
-    def segment(self, p: Profile, now_ms: int) -> tuple[str, tuple[int, int, int]]:
+    def segment(self, p: Customer, now_ms: int) -> tuple[str, tuple[int, int, int]]:
         """Read-only: the segment and RFM scores of ``p`` now (for ``GET /users``)."""
         r, f, m = self.rfm(p, now_ms)
         return segment_name(r, f, m, p.n_orders), (r, f, m)
 
-    def _observe(self, p: Profile, now_ms: int, mem: list[Any]) -> None:
+    def _observe(self, p: Customer, now_ms: int, mem: list[Any]) -> None:
         if p.n_orders > mem[3]:  # a new order: learn the gap since the previous one
             if mem[1] >= 0 and p.last_purchase_ms > mem[1]:
                 self.gap.update((p.last_purchase_ms - mem[1]) / DAY_MS)
@@ -201,7 +205,7 @@ class SegmentModel:
             self.orders.update(float(p.n_orders))
             self.monetary.update(p.monetary)
 
-    def update(self, p: Profile, now_ms: int, previous: str | None = None) -> SegmentUpdate:
+    def update(self, p: Customer, now_ms: int, previous: str | None = None) -> SegmentUpdate:
         """Learn from ``p`` and return its segment; ``changed`` when it differs from before.
 
         ``previous`` overrides the remembered segment (e.g. one stored with the profile).
@@ -230,18 +234,13 @@ class SegmentModel:
     def segment_sizes(self) -> dict[str, int]:
         return {k: v for k, v in sorted(self.sizes.items()) if v > 0}
 
-    @staticmethod
-    def payload(user_id: str, upd: SegmentUpdate, ts_ms: int) -> dict[str, Any]:
-        """The ``shop.segments`` record of a change."""
-        r, f, m = upd.rfm
-        return {
-            "user_id": user_id,
-            "segment": upd.segment,
-            "previous": upd.previous,
-            "rfm": {"r": r, "f": f, "m": m},
-            "cluster": upd.cluster,
-            "ts": ts_ms,
-        }
+    def forget(self, user_id: str) -> bool:
+        """Drop what is remembered of one user (erasure), keeping the segment sizes true;
+        ``True`` if there was something."""
+        mem = self.users.pop(user_id, None)
+        if mem is not None and mem[0] is not None:
+            self.sizes[mem[0]] -= 1
+        return mem is not None
 
     def to_dict(self, *, include_users: bool = True) -> dict[str, Any]:
         """JSON-safe state (no pickle); without users it is a few kB (for checkpoints)."""
@@ -256,7 +255,7 @@ class SegmentModel:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], config: SegmentConfig | None = None) -> SegmentModel:
+    def from_dict(cls, d: dict[str, Any], config: SegmentConfig) -> SegmentModel:
         m = cls(config)
         for name, sk in (("gap", m.gap), ("orders", m.orders), ("m", m.monetary)):
             sk.q = [P2Quantile.from_dict(q) for q in d["sketches"][name]]

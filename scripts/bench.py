@@ -13,7 +13,7 @@ Steps (every figure is measured here, none is typed in):
 4. **latency**: the rest of the file is replayed open-loop at half the measured pipeline rate;
    each recommendation's ``trigger_event_id`` is matched to the send time of its input event,
    and latency = the output record's Kafka timestamp - that send time.
-5. memory: Redis ``MEMORY USAGE`` of sampled keys per key kind (see models/similarity.py),
+5. memory: Redis ``MEMORY USAGE`` of sampled keys per key kind (see models/similarity/store.py),
    per item and per user; the serialized profile size per user, read back from the profile
    table's changelog topic.
 
@@ -38,7 +38,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models.similarity import delete_prefix, key_base
+from streams.core.settings import PREFIX, Settings
 from streams.kafka import client_options, ensure_topics
-from streams.replay import replay
-from streams.settings import PREFIX, Settings
+from streams.tools.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".stack" / "bench"
@@ -84,10 +84,9 @@ class Run:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with ``settings`` as its only ``SHOPSTREAM_*`` variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-    for f in fields(settings):
-        env[PREFIX + f.name.upper()] = str(getattr(settings, f.name))
-    return env
+    return env | settings.to_env()
 
 
 def free_port() -> int:

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.core.settings import Settings
 from streams.kafka import client_options
-from streams.settings import Settings
-from streams.tail import read_topic, stop_quietly
+from streams.tools.tail import read_topic, stop_quietly
 
 
 def get(port: int, path: str) -> Any:

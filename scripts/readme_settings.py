@@ -1,10 +1,10 @@
-"""Rewrite the configuration table of README.md from streams/settings.py (`make readme`)."""
+"""Rewrite the configuration table of README.md from streams/core/settings.py (`make readme`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from streams.settings import markdown_table
+from streams.core.settings import markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 text = README.read_text()

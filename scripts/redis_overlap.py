@@ -1,7 +1,7 @@
 """How many event-loop turns redis-py needs before a script call is on the wire.
 
 The worker starts the batch's similarity call as a task, yields a few times, then updates
-profiles on the CPU while Redis works (streams/processor.py). This measures the wall time of
+profiles on the CPU while Redis works (streams/worker/batch.py). This measures the wall time of
 (call + 30 ms of CPU work) after 0..8 ``sleep(0)`` turns: when the call went out before the
 CPU work, the total drops to about the call alone. Needs Redis (``make up``); uses a private
 key prefix and deletes it.
@@ -18,13 +18,16 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from models.similarity import RecConfig, SimilarityStore
-from streams.events import Event
+from models.similarity import SimilarityStore
+from streams.core.events import Event
+from streams.core.settings import Settings
+from streams.worker.configs import rec_config
 
 
 async def main(url: str) -> None:
     client = aioredis.Redis.from_url(url)
-    store = SimilarityStore(client, prefix=f"overlap-{uuid.uuid4().hex[:6]}", config=RecConfig())
+    config = rec_config(Settings())
+    store = SimilarityStore(client, prefix=f"overlap-{uuid.uuid4().hex[:6]}", config=config)
     offset = 0
 
     def batch() -> dict[tuple[str, int], list[tuple[int, Event]]]:

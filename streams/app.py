@@ -1,60 +1,31 @@
-"""The Faust application factory: one :class:`Settings` in, one wired :class:`ShopApp` out.
+"""The composition root: one :class:`Settings` in, one wired :class:`ShopApp` out.
 
-Nothing connects at import time. ``create_app`` builds the Faust app, its topics and the
-profile table; the agents (``streams/agents``) and HTTP views (``streams/web.py``) attach to
-it; the Redis client lives in :class:`streams.runtime.Runtime`, a mode service started and
-stopped with the worker.
+Nothing connects at import time. :func:`create_app` builds the Faust app (with the
+faust-streaming corrections of :mod:`streams.patches`), its topics and the profile table,
+the telemetry and the batch processor, then attaches the agent (:mod:`streams.agents`) and
+the HTTP views (:mod:`streams.web`). The Redis client lives in
+:class:`streams.worker.runtime.Runtime`, a mode service started and stopped with the worker.
 """
 
 from __future__ import annotations
 
-import ssl
-from dataclasses import dataclass
 from typing import Any
 
 import faust
 
-from streams import fastpath, recovery
-from streams.runtime import Runtime
-from streams.settings import Settings
-
-
-@dataclass(slots=True)
-class ShopApp:
-    """The Faust app and the handles the agents and views need."""
-
-    settings: Settings
-    app: faust.App
-    events: Any  # faust.TopicT: input, raw bytes (validated by streams.events)
-    dlq: Any
-    recommendations: Any
-    churn_alerts: Any
-    segments: Any
-    anomalies: Any
-    profiles: Any  # faust.Table[str, bytes]: user_id -> orjson profile envelope
-    runtime: Runtime
-    telemetry: Any = None  # streams.telemetry.Telemetry: metrics and dashboard series
-    processor: Any = None  # streams.processor.BatchProcessor, set by register()
-
-
-def broker_credentials(settings: Settings) -> Any:
-    """Faust credentials for SASL and/or SSL, or ``None`` for PLAINTEXT."""
-    proto = settings.kafka_security_protocol.upper()
-    if proto == "PLAINTEXT":
-        return None
-    ssl_context = ssl.create_default_context() if "SSL" in proto else None
-    if proto.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=ssl_context,
-        )
-    return faust.SSLCredentials(ssl_context)
+from streams import web
+from streams.agents import events as events_agent
+from streams.core.settings import Settings
+from streams.kafka import broker_credentials
+from streams.patches import fastpath, recovery
+from streams.telemetry import Telemetry
+from streams.worker.batch import BatchProcessor
+from streams.worker.context import ShopApp
+from streams.worker.runtime import Runtime
 
 
 def create_app(settings: Settings) -> ShopApp:
-    """Build the app. Topics are created beforehand by :func:`streams.topics.ensure_topics`."""
+    """Build the app. Topics are created beforehand by :func:`streams.kafka.ensure_topics`."""
     app_class = fastpath.App if settings.eager_handoff else faust.App
     app = app_class(
         settings.app_id,
@@ -91,13 +62,14 @@ def create_app(settings: Settings) -> ShopApp:
     profiles = app.Table(
         "profiles",
         # Faust derives the changelog serializers from the types: str keys are JSON,
-        # bytes values are raw (our orjson envelope).
+        # bytes values are raw (our orjson envelope). (faust-streaming 0.15 ignores schema=.)
         key_type=str,
         value_type=bytes,
         partitions=settings.partitions,
         help="user_id -> profile envelope (orjson): the live customer profile",
     )
     runtime = Runtime(settings)
+    app.service(runtime)  # type: ignore[arg-type]  # an instance works: started after recovery
     shop = ShopApp(
         settings=settings,
         app=app,
@@ -109,15 +81,9 @@ def create_app(settings: Settings) -> ShopApp:
         anomalies=raw_topic(settings.topic_anomalies),
         profiles=profiles,
         runtime=runtime,
+        telemetry=Telemetry(bucket_s=settings.dashboard_bucket_s),
     )
-    app.service(runtime)  # type: ignore[arg-type]  # an instance works: started after recovery
-
-    from streams import dashboard, telemetry, web
-    from streams.agents import events as events_agent
-
-    shop.telemetry = telemetry.Telemetry(bucket_s=settings.dashboard_bucket_s)
-    events_agent.register(shop)
-    web.register(shop)
-    telemetry.register_views(shop, shop.telemetry)
-    dashboard.register(shop)
+    processor = BatchProcessor(shop)
+    events_agent.register(shop, processor)
+    web.register(shop, processor)
     return shop

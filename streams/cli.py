@@ -1,23 +1,28 @@
-"""The ``shopstream`` command line (Typer): worker, replay, generate, evaluate, tail, topics."""
+"""The ``shopstream`` command line (Typer): worker, replay, generate, evaluate, tail, topics.
+
+Every command and all terminal output live here; the tools behind them
+(:mod:`streams.tools`) return data and report progress through a callback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
-from streams.errors import ConfigError
-from streams.evaluate_churn import churn_command
-from streams.evaluate_recs import recs_command
-from streams.generate import generate_command
-from streams.settings import Settings, markdown_table
+from streams.core.errors import ConfigError, ShopstreamError
+from streams.core.settings import Settings, markdown_table
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 evaluate = typer.Typer(no_args_is_help=True, help="Offline evaluations on recorded data.")
@@ -31,6 +36,17 @@ def _settings() -> Settings:
     except ConfigError as exc:  # one clear line, no traceback
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress(label: str, *, show: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (only on a terminal): yields ``update(done, total)``."""
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, disable=not show or not err.is_terminal, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _logging(level: str) -> None:
@@ -94,8 +110,9 @@ def replay(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Publish a recorded clickstream to shop.events, keyed by user (load tests: see --help)."""
-    from streams.replay import Faults, count_lines
-    from streams.replay import replay as run_replay
+    from streams.tools.faults import Faults
+    from streams.tools.replay import count_lines
+    from streams.tools.replay import replay as run_replay
 
     settings = _settings()
     _logging("warning")
@@ -108,16 +125,8 @@ def replay(
         late_hours=late_hours,
         malformed=malformed,
     )
-    total = count_lines(file)
-    with Progress(
-        TextColumn("replay"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=json_out or not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("replay", total=limit or total)
+    total = limit or count_lines(file)
+    with _progress("replay", show=not json_out) as update:
         summary = asyncio.run(
             run_replay(
                 settings,
@@ -129,7 +138,7 @@ def replay(
                 producers=producers,
                 faults=faults,
                 seed=seed,
-                progress=lambda n: bar.update(task, completed=n),
+                progress=lambda n: update(n, total),
             )
         )
     if json_out:
@@ -156,7 +165,7 @@ def tail(
     ] = False,
 ) -> None:
     """Print messages of a topic (value, and headers if any), one JSON line each."""
-    from streams.tail import read_topic
+    from streams.tools.tail import read_topic
 
     settings = _settings()
     messages = asyncio.run(
@@ -166,15 +175,149 @@ def tail(
         sys.stdout.write(orjson.dumps(msg).decode() + "\n")
 
 
-cli.command("generate", help="Write a synthetic storefront clickstream (JSONL) and its truth.")(
-    generate_command
-)
-evaluate.command("recs", help="Next-click HR@k/MRR@k of the similarity store vs a baseline.")(
-    recs_command
-)
-evaluate.command("churn", help="ROC/PR AUC of the churn model at a cutoff vs recency.")(
-    churn_command
-)
+@cli.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Events file (JSON lines, contract format).")],
+    users: Annotated[int, typer.Option("--users", min=1, help="Number of customers.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same output).")] = 7,
+    days: Annotated[
+        int, typer.Option("--days", min=1, help="Length of the history in days.")
+    ] = 120,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Truth file [default: OUT.truth.jsonl].")
+    ] = None,
+    transactions: Annotated[
+        Path | None,
+        typer.Option(
+            "--transactions", help="Also write purchases as user_id,timestamp,amount CSV."
+        ),
+    ] = None,
+) -> None:
+    """Write a synthetic storefront clickstream (JSONL) and its truth."""
+    from streams.tools.generate import generate as run_generate
+    from streams.tools.generate import transactions_csv, write_jsonl
+
+    events, rows = run_generate(users, seed, days=days)
+    truth_path = truth or out.with_name(out.name.removesuffix(".jsonl") + ".truth.jsonl")
+    write_jsonl(out, events)
+    write_jsonl(truth_path, rows)
+    if transactions is not None:
+        transactions.write_text(transactions_csv(events))
+    churned = sum(r["churned"] for r in rows)
+    purchases = sum(e["type"] == "purchase" for e in events)
+    Console(soft_wrap=True).print(
+        f"wrote {len(events)} events ({purchases} purchases) of {users} users "
+        f"({churned} churned) to {out}; truth in {truth_path}"
+    )
+
+
+@evaluate.command("churn")
+def evaluate_churn(
+    transactions: Annotated[
+        Path, typer.Option("--transactions", help="CSV with header user_id,timestamp,amount.")
+    ],
+    cutoff: Annotated[str, typer.Option("--cutoff", help="Last day of history, YYYY-MM-DD.")],
+    horizon_days: Annotated[
+        float, typer.Option("--horizon-days", help="Churn = no purchase within H days.")
+    ] = 30.0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print exactly one JSON object.")
+    ] = False,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            "--partitions",
+            help="Split users as a worker with this many partitions does, one model each.",
+        ),
+    ] = 1,
+) -> None:
+    """ROC/PR AUC of the churn model at a cutoff vs recency: replay transactions to the
+    cutoff, score every customer, compare with the truth."""
+    from streams.tools.evaluate_churn import TransactionsError, evaluate
+
+    try:
+        day = date.fromisoformat(cutoff)
+    except ValueError:
+        err.print(f"[red]error:[/red] --cutoff {cutoff!r} is not a YYYY-MM-DD date")
+        raise typer.Exit(2) from None
+    try:
+        with _progress("replaying") as update:
+            result = evaluate(transactions, day, horizon_days, update, partitions=partitions)
+    except TransactionsError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if json_out:
+        typer.echo(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+        return
+    table = Table(title=f"churn at {result['cutoff']}, horizon {horizon_days:g} days")
+    for col in ("", "ROC AUC", "PR AUC"):
+        table.add_column(col)
+    table.add_row("model", f"{result['auc']:.4f}", f"{result['pr_auc']:.4f}")
+    table.add_row(
+        "recency baseline", f"{result['baseline_auc']:.4f}", f"{result['baseline_pr_auc']:.4f}"
+    )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"customers {result['n']}, churned {result['positives']} "
+        f"({result['positive_rate']:.1%}), labels learned {result['labels_learned']}, "
+        f"progressive AUC {result['progressive_auc']:.4f}"
+    )
+    console.print(f"truth window: [{result['history_end']}, +{horizon_days:g} days)")
+
+
+def _recs_table(r: dict[str, Any]) -> Table:
+    t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions)")
+    for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}"):
+        t.add_column(col)
+    t.add_row("similarity store (Redis)", f"{r['hr']:.4f}", f"{r['mrr']:.4f}")
+    if r["baseline"]:
+        b = r["baseline"]
+        t.add_row(f"baseline {b['name']}", f"{b['hr']:.4f}", f"{b['mrr']:.4f}")
+    t.caption = (
+        f"coverage {r['coverage']:.3f} · {r['clicks_per_s']:,.0f} clicks/s overall · "
+        f"{r['test_clicks_per_s']:,.0f} clicks/s score-then-learn"
+    )
+    return t
+
+
+@evaluate.command("recs")
+def evaluate_recs(
+    train: Annotated[Path, typer.Option(exists=True, dir_okay=False,
+                                        help="Train TSV: SessionId ItemId Time.")],
+    test: Annotated[Path, typer.Option(exists=True, dir_okay=False,
+                                       help="Test TSV: SessionId ItemId Time.")],
+    k: Annotated[int, typer.Option(min=1, help="Length of the ranked list.")] = 20,
+    baseline: Annotated[
+        str, typer.Option(help="Baseline in the same run: pop, ar or none.")
+    ] = "ar",
+    redis_url: Annotated[
+        str, typer.Option(help="Redis to replay against [default: SHOPSTREAM_REDIS_URL].")
+    ] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Next-click HR@k/MRR@k of the similarity store, with the worker's configuration, vs a
+    baseline: replay TRAIN then TEST through the store."""
+    from streams.tools.evaluate_recs import evaluate as run_evaluate
+    from streams.worker.configs import rec_config
+
+    if baseline not in ("pop", "ar", "none"):
+        raise typer.BadParameter("must be pop, ar or none", param_hint="--baseline")
+    chosen: Literal["pop", "ar"] | None = None if baseline == "none" else baseline  # type: ignore[assignment]
+    settings = _settings()
+    try:
+        with _progress("replay", show=not json_out) as update:
+            result = run_evaluate(
+                train, test, k=k, baseline=chosen, redis_url=redis_url or settings.redis_url,
+                config=rec_config(settings), progress=update,
+            )  # fmt: skip
+    except ShopstreamError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if json_out:
+        sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+    else:
+        Console().print(_recs_table(result))
 
 
 @cli.command()

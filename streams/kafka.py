@@ -1,4 +1,5 @@
-"""Plain aiokafka helpers shared by the CLI tools: client options and topic creation."""
+"""The one place that knows how to reach the broker: client options (plain aiokafka and
+Faust's credentials, security included) and topic creation."""
 
 from __future__ import annotations
 
@@ -8,30 +9,53 @@ import ssl
 import time
 from typing import Any
 
+import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.errors import ShopstreamError
-from streams.settings import Settings
+from streams.core.errors import BrokerUnavailable
+from streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for any aiokafka client, security included."""
+    protocol = settings.kafka_security_protocol.upper()
     opts: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol.upper(),
+        "security_protocol": protocol,
     }
-    if "SSL" in opts["security_protocol"]:
-        opts["ssl_context"] = ssl.create_default_context()
-    if opts["security_protocol"].startswith("SASL"):
+    ssl_context = _ssl_context(protocol)
+    if ssl_context is not None:
+        opts["ssl_context"] = ssl_context
+    if protocol.startswith("SASL"):
         opts.update(
             sasl_mechanism=settings.kafka_sasl_mechanism,
             sasl_plain_username=settings.kafka_sasl_username,
             sasl_plain_password=settings.kafka_sasl_password,
         )
     return opts
+
+
+def _ssl_context(protocol: str) -> ssl.SSLContext | None:
+    return ssl.create_default_context() if "SSL" in protocol else None
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for SASL and/or SSL, or ``None`` for PLAINTEXT."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = _ssl_context(protocol)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
 
 
 def faust_topics(settings: Settings) -> list[NewTopic]:
@@ -88,7 +112,7 @@ async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], wait_s:
         if not pending:
             return
         if time.monotonic() >= deadline:
-            raise ShopstreamError(
+            raise BrokerUnavailable(
                 f"topics {pending} have no leader after {wait_s:.0f}s: is the broker healthy?"
             )
         await asyncio.sleep(0.1)

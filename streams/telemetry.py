@@ -3,8 +3,8 @@
 :class:`Telemetry` owns a private :class:`~prometheus_client.CollectorRegistry` (so tests and
 several apps in one process never collide) and ring buffers of wall-clock buckets (wall clock
 is right here: this is about the running worker, not about the shop's event time). The agent
-calls its ``on_*`` / ``set_*`` methods; :func:`register_views` serves ``GET /metrics`` and
-``GET /api/dashboard``.
+calls its ``on_*`` / ``set_*`` methods; :mod:`streams.web.dashboard` serves ``GET /metrics``
+and ``GET /api/dashboard`` from it. A sensor: it imports nothing of the project.
 
 >>> now = [100.0]
 >>> t = Telemetry(bucket_s=1.0, clock=lambda: now[0])
@@ -25,14 +25,11 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-
-if TYPE_CHECKING:
-    from streams.app import ShopApp
 
 log = logging.getLogger(__name__)
 
@@ -284,23 +281,6 @@ class Telemetry:
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 
 
-def register_views(shop: ShopApp, telemetry: Telemetry) -> None:
-    """``GET /metrics`` (Prometheus text format) and ``GET /api/dashboard`` (JSON)."""
-    from streams.dashboard import ShopData  # the store-reading half of the dashboard
-
-    data = ShopData(shop)
-
-    @shop.app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(telemetry.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    @shop.app.page("/api/dashboard")
-    async def dashboard_api(web: Any, request: Any) -> Any:
-        snap = telemetry.snapshot()
-        snap.update(await data.get())
-        return web.json(snap, headers={"Cache-Control": "no-store"})
-
-
 def consumer_lag(highwater: Callable[[Any], int | None], positions: Mapping[Any, int]) -> int:
     """Total lag: for each partition, high watermark minus (last processed offset + 1).
 
@@ -313,3 +293,21 @@ def consumer_lag(highwater: Callable[[Any], int | None], positions: Mapping[Any,
         if hw is not None and hw >= 0:
             total += max(hw - offset - 1, 0)
     return total
+
+
+class StageClock:
+    """Wall time per named stage of a batch (``lap`` closes the stage that just ended).
+
+    >>> c = StageClock(0.0, now=iter([1.0, 3.5]).__next__)
+    >>> c.lap("a"); c.lap("b"); c.laps
+    {'a': 1.0, 'b': 2.5}
+    """
+
+    def __init__(self, start: float, now: Callable[[], float] = time.perf_counter) -> None:
+        self.last, self.now = start, now
+        self.laps: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        t = self.now()
+        self.laps[stage] = self.laps.get(stage, 0.0) + t - self.last
+        self.last = t

@@ -1,11 +1,66 @@
-"""Test-wide configuration: where the real services started by scripts/stack.sh listen."""
+"""Test-wide configuration and the fixtures the integration and chaos suites share.
+
+The real services are started by scripts/stack.sh. Every test gets its own topic names,
+consumer group, Redis key prefix and web port, so tests never see each other's data. Tests
+fail (never skip) when the services cannot be started.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import pytest
+import redis.asyncio as aioredis
+
+from models.similarity import key_base
+from streams.core.settings import Settings
+from tests.support.worker import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 # Ports follow scripts/stack.sh (override with the same variables it reads).
 KAFKA = f"127.0.0.1:{os.environ.get('SHOPSTREAM_KAFKA_PORT', '9092')}"
 REDIS = f"redis://127.0.0.1:{os.environ.get('SHOPSTREAM_REDIS_PORT', '6379')}/0"
 os.environ.setdefault("SHOPSTREAM_TEST_KAFKA", KAFKA)
 os.environ.setdefault("SHOPSTREAM_TEST_REDIS_URL", REDIS)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[None]:
+    """Kafka + Redis via the project's own script (idempotent; a no-op when already up)."""
+    proc = subprocess.run(
+        [str(ROOT / "scripts/stack.sh"), "up"], capture_output=True, text=True, timeout=600
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/stack.sh up failed:\n{proc.stdout}\n{proc.stderr}")
+    yield
+
+
+@pytest.fixture
+def settings(stack: None, tmp_path: Path) -> Settings:
+    """Settings private to one test: unique topics, group, Redis prefix, port, data dir."""
+    tag = uuid.uuid4().hex[:10]
+    return Settings(
+        kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
+        redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
+        web_port=free_port(),
+        data_dir=str(tmp_path / "worker"),
+        partitions=2,
+        batch_within_ms=20,
+        log_level="info",
+    ).namespaced(f"t{tag}")
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(settings.redis_url)
+    yield client
+    keys = [
+        k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*", count=1000)
+    ]
+    if keys:
+        await client.unlink(*keys)
+    await client.aclose()

@@ -1,0 +1,1 @@
+"""Faust agents: thin loops that hand batches to :mod:`streams.worker`."""

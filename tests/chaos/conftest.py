@@ -1,8 +1,8 @@
-"""Fault-injection fixtures: the integration fixtures, reused as they are.
+"""Fault-injection fixtures (the shared ones are in tests/conftest.py).
 
 Each test gets its own topics, consumer group, Redis prefix, web port and data dir (the
-``settings`` fixture of ``tests/integration/conftest.py``); the disturbed services of the
-outage tests are private instances (``chaoslib.PrivateStack``), never the shared stack.
+``settings`` fixture); the disturbed services of the outage tests are private instances
+(``tests.support.chaos.PrivateStack``), never the shared stack.
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from streams.settings import Settings
-from tests.chaos.chaoslib import PrivateStack
-from tests.integration.conftest import redis_client, settings, stack
-
-__all__ = ["private_stack", "redis_client", "settings", "stack"]
+from streams.core.settings import Settings
+from tests.support.chaos import PrivateStack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.chaos.chaoslib import (
+from tests.chaos.test_short import chaos_settings
+from tests.support.chaos import (
     PrivateStack,
     check_checkpoints,
     committed_total,
@@ -36,8 +37,7 @@ from tests.chaos.chaoslib import (
     wait_until,
     workload,
 )
-from tests.chaos.test_short import chaos_settings
-from tests.integration.harness import WorkerProcess
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.chaos
 

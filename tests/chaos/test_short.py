@@ -13,10 +13,10 @@ from pathlib import Path
 
 import orjson
 
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.replay import Faults, inject
-from streams.settings import Settings
-from tests.chaos.chaoslib import (
+from streams.tools.faults import Faults, inject
+from tests.support.chaos import (
     compare,
     drain,
     outcome,
@@ -29,7 +29,7 @@ from tests.chaos.chaoslib import (
     sibling,
     workload,
 )
-from tests.integration.harness import WorkerProcess
+from tests.support.worker import WorkerProcess
 
 #: Reasons the DLQ may carry (README, "What goes in").
 REASONS = {

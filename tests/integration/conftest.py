@@ -1,66 +1,12 @@
-"""Integration fixtures: the real Kafka broker and redis-server, started by scripts/stack.sh.
-
-Every test gets its own topic names, consumer group, Redis key prefix and web port, so tests
-never see each other's data. Tests fail (never skip) when the services cannot be started.
-"""
+"""Integration tests: the real worker as a process against the real Kafka broker and
+redis-server (fixtures in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
-import redis.asyncio as aioredis
-
-from models.similarity import key_base
-from streams.settings import Settings
-from tests.integration.harness import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[None]:
-    """Kafka + Redis via the project's own script (idempotent; a no-op when already up)."""
-    proc = subprocess.run(
-        [str(ROOT / "scripts/stack.sh"), "up"], capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/stack.sh up failed:\n{proc.stdout}\n{proc.stderr}")
-    yield
-
-
-@pytest.fixture
-def settings(stack: None, tmp_path: Path) -> Settings:
-    """Settings private to one test: unique topics, group, Redis prefix, port, data dir."""
-    tag = uuid.uuid4().hex[:10]
-    return Settings(
-        kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
-        redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
-        web_port=free_port(),
-        data_dir=str(tmp_path / "worker"),
-        partitions=2,
-        batch_within_ms=20,
-        log_level="info",
-    ).namespaced(f"t{tag}")
-
-
-@pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(settings.redis_url)
-    yield client
-    keys = [
-        k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*", count=1000)
-    ]
-    if keys:
-        await client.unlink(*keys)
-    await client.aclose()

@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 
 from models.checkpoint import latest_valid
-from streams.generate import generate
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, committed, produce
+from streams.tools.generate import generate
+from tests.support.worker import WorkerProcess, committed, produce
 
 
 async def drain(settings: Settings, worker: WorkerProcess, n: int) -> None:

@@ -17,10 +17,10 @@ import orjson
 
 from examples.coupon_consumer import Ledger
 from examples.coupon_consumer import run as issue_coupons
-from streams.generate import DEFAULT_START_MS, generate
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, committed, consume, produce
+from streams.tools.generate import DEFAULT_START_MS, generate
+from tests.support.worker import WorkerProcess, committed, consume, produce
 
 DAY = 86_400_000
 STOPPERS = [f"stop{i}" for i in range(5)]

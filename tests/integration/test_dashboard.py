@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 from playwright.async_api import async_playwright
 
-from streams.generate import generate
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, produce
+from streams.tools.generate import generate
+from tests.support.worker import WorkerProcess, produce
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, consume, produce
 from tests.integration.test_dashboard import storefront, wait_for
+from tests.support.worker import WorkerProcess, consume, produce
 
 
 async def test_segments_and_anomalies_reach_their_topics_and_bots_are_not_learned(

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, committed, consume, produce
+from tests.support.worker import WorkerProcess, committed, consume, produce
 
 T0 = 1_709_283_600_000  # 2024-03-01T09:00:00Z
 

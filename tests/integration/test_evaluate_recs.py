@@ -9,11 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-import typer
 from typer.testing import CliRunner
 
-from models.similarity import RecConfig
-from streams.evaluate_recs import evaluate, recs_command
+from streams.cli import cli
+from streams.core.settings import Settings
+from streams.tools.evaluate_recs import evaluate
+from streams.worker.configs import rec_config
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +40,8 @@ def test_evaluate_beats_popularity_and_cleans_up(tmp_path: Path) -> None:
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
     write_clicks(train, 600, 1_600_000_000, 1)
     write_clicks(test, 150, 1_600_010_000, 2)
-    result = evaluate(train, test, k=10, baseline="pop", redis_url=url, config=RecConfig(),
-                      progress=False)
+    result = evaluate(train, test, k=10, baseline="pop", redis_url=url,
+                      config=rec_config(Settings()))
     assert result["n"] > 300
     assert result["hr"] > result["baseline"]["hr"] + 0.2
     assert 0 < result["mrr"] <= result["hr"] <= 1
@@ -56,10 +57,9 @@ def test_command_prints_one_json_object(tmp_path: Path) -> None:
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
     write_clicks(train, 100, 1_600_000_000, 3)
     write_clicks(test, 30, 1_600_010_000, 4)
-    app = typer.Typer()
-    app.command()(recs_command)
-    out = CliRunner().invoke(app, ["--train", str(train), "--test", str(test), "--k", "5",
-                                   "--baseline", "ar", "--redis-url", url, "--json"])
+    out = CliRunner().invoke(cli, ["evaluate", "recs", "--train", str(train), "--test",
+                                   str(test), "--k", "5", "--baseline", "ar", "--redis-url", url,
+                                   "--json"])
     assert out.exit_code == 0, out.output
     data = orjson.loads(out.stdout)
     assert {"hr", "mrr", "n", "coverage", "clicks_per_s"} <= set(data)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from streams.events import Event
-from streams.models_runtime import Handover, Models, ModelSet
-from streams.profile import features, update_profile
-from streams.settings import Settings
+from models.bundle import Models, ModelSet
+from streams.core.events import Event
+from streams.core.settings import Settings
+from streams.domain.profile import features, update_profile
+from streams.worker.configs import model_factory
+from streams.worker.handover import Handover
 
 T0 = 1_704_067_200_000
 DAY = 86_400_000
@@ -17,7 +19,7 @@ DAY = 86_400_000
 
 def learned(settings: Settings, partition: int, labels: int, offset: int) -> Models:
     """A bundle that learned ``labels`` labels and includes the source up to ``offset``."""
-    m = Models.fresh(settings)
+    m = model_factory(settings)()
     for i in range(labels):
         p = update_profile(None, Event(f"e{i}", "purchase", f"u{i}", "s", T0, item_id="i",
                                        price=5.0 + i))  # fmt: skip

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, produce
+from tests.support.worker import WorkerProcess, produce
 
 T0 = 1_709_283_600_000
 

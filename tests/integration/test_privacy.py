@@ -10,10 +10,10 @@ import orjson
 import redis.asyncio as aioredis
 
 from models.similarity import key_base
+from streams.core.settings import Settings
+from streams.domain.privacy import pseudonymise
 from streams.kafka import ensure_topics
-from streams.privacy import pseudonymise
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, consume, produce, settings_env
+from tests.support.worker import WorkerProcess, consume, produce, settings_env
 
 
 async def test_pseudonyms_everywhere_and_forget_erases_the_user(

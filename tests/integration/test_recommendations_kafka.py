@@ -6,9 +6,9 @@ from pathlib import Path
 
 import orjson
 
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, consume, produce
+from tests.support.worker import WorkerProcess, consume, produce
 
 T0 = 1_709_283_600_000
 

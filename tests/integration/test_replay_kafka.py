@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
-from streams.generate import generate
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, consume, settings_env
+from streams.tools.generate import generate
+from tests.support.worker import WorkerProcess, consume, settings_env
 
 
 def write_events(path: Path, users: int, days: int) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ Compared afterwards:
   event gets one) and the DLQ records with their reasons;
 * with two workers sharing the partitions from the start: the churn alerts, the RFM
   segments and the churn tracks too. The models are per source partition
-  (streams/models_runtime.py), each learning from its own partition in Kafka's order, so
+  (models/bundle.py), each learning from its own partition in Kafka's order, so
   they do not depend on which worker holds the partition. (Before, one model per process
   learned from whatever partitions it held: alerts changed with the assignment.)
 
@@ -42,10 +42,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models.similarity import delete_prefix, key_base
-from streams.generate import generate
+from streams.core.settings import Settings
 from streams.kafka import client_options, ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, committed, free_port, produce
+from streams.tools.generate import generate
+from tests.support.worker import WorkerProcess, committed, free_port, produce
 
 DAY_MS = 86_400_000
 BAD = [b"not json at all", b"[1, 2]", b"\xff\xfe\xfd", b'{"event_id": 5, "type": "view"}']
@@ -365,7 +365,7 @@ def test_a_worker_joining_mid_stream_changes_nothing(outcomes: Outcomes) -> None
     one, _, _, join = outcomes
     print(f"second worker joined at {join['share_at_join']:.0%} committed")
     assert join["share_at_join"] < 0.95, "the join must happen while records are in flight"
-    # Before streams/recovery.py, records fetched during the end-of-rebalance seek were
+    # Before streams/patches/recovery.py, records fetched during the end-of-rebalance seek were
     # dropped: in ~2 of 7 runs effects went missing, in others commits stalled.
     assert join["skipped"] == 0, "the consumer skipped records (see the worker logs)"
     assert join["watchdog_repairs"] == 0, "offset commits stalled after the rebalance"
@@ -373,7 +373,7 @@ def test_a_worker_joining_mid_stream_changes_nothing(outcomes: Outcomes) -> None
     assert one["profiles"] == join["profiles"]
     assert one["rec_triggers"] == join["rec_triggers"]
     assert one["dlq"] == join["dlq"]
-    # The moved partitions' models went with them (streams/models_runtime.py: Handover).
+    # The moved partitions' models went with them (models/bundle.py: Handover).
     assert join["took_over"] > 0, "the joining worker never took over stored models"
     assert one["alerts"] == join["alerts"]
     assert one["segments"] == join["segments"]

@@ -12,9 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError
 
+from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from streams.settings import Settings
-from tests.integration.harness import WorkerProcess, consume, free_port, produce
+from tests.support.worker import WorkerProcess, consume, free_port, produce
 
 ROOT = Path(__file__).resolve().parents[2]
 SASL_PORT = os.environ.get("SHOPSTREAM_KAFKA_SASL_PORT", "9094")

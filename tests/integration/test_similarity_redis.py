@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from models.scoring import pair_increments, score
 from models.similarity import SENTINEL, RecConfig, SimilarityStore
-from streams.events import Event
+from models.similarity.reference import pair_increments, score
+from streams.core.events import Event
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000

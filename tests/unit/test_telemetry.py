@@ -10,8 +10,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import dashboard
-from streams.telemetry import CONTENT_TYPE, Telemetry, consumer_lag, register_views
+from streams.telemetry import CONTENT_TYPE, Telemetry, consumer_lag
+from streams.web import dashboard
 
 
 class Clock:
@@ -182,8 +182,7 @@ async def test_views_serve_metrics_dashboard_json_and_page() -> None:
     t = Telemetry(clock=clock)
     busy(t, clock)
     shop = fake_shop(FakeStore())
-    register_views(shop, t)
-    dashboard.register(shop)
+    dashboard.register(shop, t)
     web = FakeWeb()
     kind, body, kw = await shop.app.pages["/metrics"](web, None)
     assert kw["headers"]["Content-Type"] == CONTENT_TYPE
@@ -202,6 +201,6 @@ async def test_views_serve_metrics_dashboard_json_and_page() -> None:
 async def test_dashboard_api_survives_a_redis_outage() -> None:
     t = Telemetry()
     shop = fake_shop(FakeStore(fail=True))
-    register_views(shop, t)
+    dashboard.register(shop, t)
     _, snap, _ = await shop.app.pages["/api/dashboard"](FakeWeb(), None)
     assert snap["trending"] == [] and "redis down" in snap["store_error"]

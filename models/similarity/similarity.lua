@@ -1,0 +1,390 @@
+-- shopstream similarity store: one script, several commands (docs/recommendations.md).
+-- KEYS[1] = <base>meta where <base> = "{prefix}:" (one hash tag: every key is in one slot).
+-- ARGV[1] = command (see COMMANDS at the end), ARGV[2] = <base>,
+-- ARGV[3] = the configuration as one JSON object (models/similarity/store.py RecConfig.as_json),
+-- ARGV[4..] = the command's arguments.
+
+-- == configuration ============================================================================
+local meta = KEYS[1]
+local cmd = ARGV[1]
+local base = ARGV[2]
+local cfg = cjson.decode(ARGV[3])
+local A0 = 4
+local N = cfg.session_window          -- earlier session items a new click is paired with
+local W = cfg.score_items             -- most recent session items that score candidates
+local HL = cfg.half_life_ms           -- half-life of every count, event time
+local M, SLACK = cfg.max_neighbours, cfg.prune_slack   -- neighbours kept (+ slack before a prune)
+local TW = cfg.weights                -- event-type weights: view, add_to_cart, purchase
+local FW, FD = cfg.forward, cfg.forward_decay     -- sim(a, b) += FW / d^FD, a before b
+local BW, BD = cfg.backward, cfg.backward_decay   -- sim(b, a) += BW / d^BD
+local RD = cfg.recency_decay          -- weight of the p-th most recent session item: 1 / p^RD
+local ALPHA, BETA = cfg.alpha, cfg.beta           -- asymmetric cosine normalisation
+local RB = cfg.repeat_boost           -- boost of an item already in the session
+local STTL, UTTL = cfg.session_ttl_ms, cfg.user_ttl_ms -- key retention (0 = forever)
+local L = cfg.score_neighbours        -- heaviest neighbours read per session item
+local SKIP = cfg.skiplist_neighbours
+-- Every neighbour set holds this member (score 0, below every real weight). At 80 bytes it is
+-- longer than zset-max-listpack-value (64), so Redis keeps the set as a skiplist: O(log n)
+-- ZINCRBY instead of a listpack scan that parses every float score (10-30x slower).
+-- Without it (SKIP false) small sets stay listpacks: ~2.5x less memory, slower updates.
+local SENT = '\0shopstream:skiplist' .. string.rep('.', 60)
+local POP, CAT, OFF = base .. 'pop', base .. 'cat', base .. 'off'
+
+-- Popularity counts read or written during this call (item -> raw count, false = absent):
+-- a batch scores the same popular candidates again and again. Exact: filled from ZMSCORE and
+-- kept current from ZINCRBY's reply, so results are identical to reading Redis every time.
+local PC = {}
+local function pop_counts(items, first, last)
+  local out, missing = {}, {}
+  for j = first, last do
+    local c = PC[items[j]]
+    if c == nil then missing[#missing + 1] = items[j] end
+  end
+  if #missing > 0 then
+    local got = redis.call('ZMSCORE', POP, unpack(missing))
+    for j = 1, #missing do PC[missing[j]] = tonumber(got[j]) or false end
+  end
+  for j = first, last do out[j - first + 1] = PC[items[j]] end
+  return out
+end
+
+-- == decay ====================================================================================
+local t0 = tonumber(redis.call('HGET', meta, 't0'))
+local clock = tonumber(redis.call('HGET', meta, 'clock'))
+
+-- Decay without rescans: counts are added with weight 2^((ts - t0)/HL), which grows with event
+-- time; dividing by the factor of "now" gives counts decayed with half-life HL.
+local function growth(ts)
+  if not t0 then return 1 end
+  return 2 ^ ((ts - t0) / HL)
+end
+
+-- == learning =================================================================================
+-- Session state: the last max(N, W) items, most recent first, stored as one string
+-- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
+local SESS, DIRTY, CARD = {}, {}, {}
+local function session_items(sk)
+  local items = SESS[sk]
+  if items then return items end
+  items = {}
+  local raw = redis.call('GET', sk)
+  if raw then for it in string.gmatch(raw, '[^%z]+') do items[#items + 1] = it end end
+  SESS[sk] = items
+  return items
+end
+
+local function flush_sessions()
+  for j = 1, #DIRTY do
+    local sk = DIRTY[j]
+    local value = table.concat(SESS[sk], '\0')
+    if STTL > 0 then redis.call('SET', sk, value, 'PX', STTL) else redis.call('SET', sk, value) end
+  end
+end
+
+local function learn(etype, user, session, item, category, ts)
+  local w = TW[etype]
+  if not w or item == '' then return end
+  if etype == 'purchase' then
+    local ub = base .. 'ub:' .. user
+    redis.call('SADD', ub, item)
+    if UTTL > 0 then redis.call('PEXPIRE', ub, UTTL) end
+  end
+  local g = w * growth(ts)
+  local sk = base .. 's:' .. session
+  local prev = session_items(sk)
+  -- sim(a, item) += FW / d^FD (forward) and sim(item, a) += BW / d^BD (backward), for the
+  -- earlier items a at distance d <= N, summed per distinct a (one call per key)
+  local fwd, order, bwd, border = {}, {}, {}, {}
+  for d = 1, math.min(#prev, N) do
+    local a = prev[d]
+    if not fwd[a] then fwd[a] = 0; order[#order + 1] = a end
+    fwd[a] = fwd[a] + FW / d ^ FD * g
+    if a ~= item and BW > 0 then
+      if not bwd[a] then bwd[a] = 0; border[#border + 1] = a end
+      bwd[a] = bwd[a] + BW / d ^ BD * g
+    end
+  end
+  local touched = {}
+  for j = 1, #order do
+    local a = order[j]
+    local na = base .. 'n:' .. a
+    -- a new member comes back with exactly its increment: only then can the set grow
+    if tonumber(redis.call('ZINCRBY', na, fwd[a], item)) == fwd[a] then
+      touched[na] = (touched[na] or 0) + 1
+    end
+  end
+  local ni = base .. 'n:' .. item
+  if #border == 1 then
+    local a = border[1]
+    if tonumber(redis.call('ZINCRBY', ni, bwd[a], a)) == bwd[a] then
+      touched[ni] = (touched[ni] or 0) + 1
+    end
+  elseif #border > 1 then  -- all into one key: read, add, write in two calls
+    local old = redis.call('ZMSCORE', ni, unpack(border))
+    local args = {}
+    for j = 1, #border do
+      local a = border[j]
+      local o = old[j]
+      if o then
+        args[#args + 1] = tonumber(o) + bwd[a]
+      else
+        args[#args + 1] = bwd[a]
+        touched[ni] = (touched[ni] or 0) + 1
+      end
+      args[#args + 1] = a
+    end
+    redis.call('ZADD', ni, unpack(args))
+  end
+  for key, added in pairs(touched) do  -- CARD caches cardinalities (sentinel included)
+    local card = CARD[key]
+    if card then
+      card = card + added
+    else
+      card = redis.call('ZCARD', key)
+      if card == added and SKIP then  -- the set was just created: add the sentinel
+        redis.call('ZADD', key, 0, SENT)
+        card = card + 1
+      end
+    end
+    local extra = 0
+    if SKIP then extra = 1 end
+    if card - extra > M + SLACK then
+      redis.call('ZREMRANGEBYRANK', key, extra, card - 1 - M)
+      card = M + extra
+    end
+    CARD[key] = card
+  end
+  PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item))
+  if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
+  local fresh = #prev == 0
+  table.insert(prev, 1, item)
+  local keep = math.max(N, W)
+  while #prev > keep do prev[#prev] = nil end
+  if fresh then  -- a new session: remember it for forget_user
+    local us = base .. 'us:' .. user
+    redis.call('SADD', us, session)
+    if UTTL > 0 then redis.call('PEXPIRE', us, UTTL) end
+  end
+  if category ~= '' then redis.call('HSET', CAT, item, category) end
+end
+
+-- == scoring ==================================================================================
+local function always() return true end
+
+-- Keep the k best (score desc, item asc) in a sorted array by insertion.
+local function topk(acc, cands, k, keep)
+  local top = {}
+  for j = 1, #cands do
+    local c = cands[j]
+    local s = acc[c]
+    if keep(c) then
+      local n = #top
+      if n < k or s > top[n][2] or (s == top[n][2] and c < top[n][1]) then
+        local pos = n + 1
+        while pos > 1 and (top[pos - 1][2] < s or (top[pos - 1][2] == s and top[pos - 1][1] > c)) do
+          pos = pos - 1
+        end
+        table.insert(top, pos, {c, s})
+        if #top > k then top[#top] = nil end
+      end
+    end
+  end
+  return top
+end
+
+-- score(c) = sum_p r_p * sim(a_p, c) / (cnt(a_p)^ALPHA * cnt(c)^BETA) + RB * sum_{p: a_p = c} r_p,
+-- r_p = 1 / p^RD over the W most recent session items a_1 (latest) .. a_W; counts decayed to now;
+-- only the L heaviest neighbours of each a_p are read.
+local function score(items, gnow, k, keep, boost)
+  local acc, cands = {}, {}
+  local nw = math.min(W, #items)
+  local rw, distinct = {}, {}
+  for p = 1, nw do
+    local a = items[p]
+    if not rw[a] then rw[a] = 0; distinct[#distinct + 1] = a end
+    rw[a] = rw[a] + 1 / p ^ RD
+  end
+  local counts = pop_counts(distinct, 1, #distinct)
+  for q = 1, #distinct do
+    local a, ca = distinct[q], counts[q]
+    if ca then
+      local f = rw[a] / ((ca / gnow) ^ ALPHA * gnow)
+      local row = redis.call('ZRANGE', base .. 'n:' .. a, 0, L - 1, 'REV', 'WITHSCORES')
+      for j = 1, #row, 2 do
+        local c = row[j]
+        if c ~= SENT then
+          local v = tonumber(row[j + 1]) * f
+          local old = acc[c]
+          if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+        end
+      end
+    end
+  end
+  for i = 1, #cands, 500 do
+    local last = math.min(i + 499, #cands)
+    local cc = pop_counts(cands, i, last)
+    for j = i, last do
+      local n = cc[j - i + 1]
+      if n then acc[cands[j]] = acc[cands[j]] / (n / gnow) ^ BETA end
+    end
+  end
+  if boost then
+    for q = 1, #distinct do
+      local a = distinct[q]
+      local b = RB * rw[a]
+      if acc[a] then acc[a] = acc[a] + b else acc[a] = b; cands[#cands + 1] = a end
+    end
+  end
+  local top = topk(acc, cands, k, keep)
+  if #top < k then  -- cold start: fill with decayed popularity, score 0
+    local seen = {}
+    for j = 1, #top do seen[top[j][1]] = true end
+    local want = k + #top - 1
+    if keep ~= always then want = 3 * k + 20 + #top end
+    local popular = redis.call('ZRANGE', POP, 0, want, 'REV')
+    for j = 1, #popular do
+      local c = popular[j]
+      if #top >= k then break end
+      if not seen[c] and keep(c) then top[#top + 1] = {c, 0}; seen[c] = true end
+    end
+  end
+  return top
+end
+
+local function flat(top)
+  local out = {}
+  for j = 1, #top do out[#out + 1] = top[j][1]; out[#out + 1] = tostring(top[j][2]) end
+  return out
+end
+
+
+-- Top k for a user's session (flat item, score list): excl = '1' drops items the user bought,
+-- category ~= '' keeps only that category's items.
+local function recommend(user, session, excl, category, k, gnow)
+  local items = session_items(base .. 's:' .. session)
+  local bought = {}
+  if excl == '1' then
+    for _, b in ipairs(redis.call('SMEMBERS', base .. 'ub:' .. user)) do bought[b] = true end
+  end
+  local keep = function(c)
+    if bought[c] then return false end
+    if category ~= '' and redis.call('HGET', CAT, c) ~= category then return false end
+    return true
+  end
+  return flat(score(items, gnow, k, keep, true))
+end
+
+-- Learn records {offset, type, user, session, item, category, ts[, target]} of one
+-- topic:partition in offset order, past the stored offset only (the fence). With k, first
+-- rank each record's target (eval). Returns the number applied; fills ranks/covered.
+local function run(field, records, k, ranks, covered, cov)
+  local stored = tonumber(redis.call('HGET', OFF, field) or '-1')
+  local applied, last = 0, stored
+  for i = 1, #records do
+    local r = records[i]
+    local offset = tonumber(r[1])
+    if offset > stored and offset > last then
+      local etype, user, session, item = r[2], r[3], r[4], r[5]
+      local ts, target = tonumber(r[7]), r[8]
+      if not t0 then t0 = ts; redis.call('HSET', meta, 't0', ts) end
+      if not clock or ts > clock then clock = ts end
+      if k and target ~= '' then
+        local items = {item}
+        local prev = session_items(base .. 's:' .. session)
+        for j = 1, math.min(#prev, W - 1) do items[#items + 1] = prev[j] end
+        local top = score(items, growth(clock), k, always, true)
+        local rank = 0
+        for j = 1, #top do
+          local c = top[j][1]
+          if rank == 0 and c == target then rank = j end
+          if not cov[c] then cov[c] = true; covered[#covered + 1] = c end
+        end
+        ranks[#ranks + 1] = rank
+      end
+      learn(etype, user, session, item, r[6], ts)
+      applied, last = applied + 1, offset
+    end
+  end
+  if applied > 0 then redis.call('HSET', OFF, field, last) end
+  return applied
+end
+
+local function finish(applied)
+  if applied > 0 then
+    flush_sessions()
+    redis.call('HSET', meta, 'clock', clock)
+  end
+end
+
+-- == commands =================================================================================
+-- Each takes its arguments from ARGV[A0..]; records are one JSON encoding everywhere:
+-- [offset, type, user, session, item, category, ts(, target)].
+local COMMANDS = {}
+
+-- learn: one JSON array of [field, records] groups, one per topic:partition (each fenced by
+-- its own stored offset); optionally a second JSON array [k, [[user, session], ...]]: the
+-- recommendations to score after learning (purchased items excluded), so the worker needs no
+-- 'rec' call per batch. Returns applied, or {applied, recommendations}.
+function COMMANDS.learn()
+  local applied = 0
+  local groups = cjson.decode(ARGV[A0])
+  for g = 1, #groups do applied = applied + run(groups[g][1], groups[g][2]) end
+  finish(applied)
+  if not ARGV[A0 + 1] then return applied end
+  local want = cjson.decode(ARGV[A0 + 1])
+  local k, requests, gnow, out = want[1], want[2], growth(clock or 0), {}
+  for i = 1, #requests do
+    out[#out + 1] = recommend(requests[i][1], requests[i][2], '1', '', k, gnow)
+  end
+  return {applied, out}
+end
+
+-- eval: field, k, JSON records with a target each: score-then-learn every record in order.
+-- Returns {applied, ranks (1-based, 0 = not in the top k), items shown}.
+function COMMANDS.eval()
+  local field, k = ARGV[A0], tonumber(ARGV[A0 + 1])
+  local records = cjson.decode(ARGV[A0 + 2])
+  local ranks, covered = {}, {}
+  local applied = run(field, records, k, ranks, covered, {})
+  finish(applied)
+  return {applied, ranks, covered}
+end
+
+-- rec: k, then a JSON array of [user, session, exclude_purchased (0/1), category ('' = any)].
+function COMMANDS.rec()
+  local k = tonumber(ARGV[A0])
+  local gnow = growth(clock or 0)
+  local out = {}
+  for _, r in ipairs(cjson.decode(ARGV[A0 + 1])) do
+    out[#out + 1] = recommend(r[1], r[2], tostring(r[3]), r[4], k, gnow)
+  end
+  return out
+end
+
+-- sim: item, k: the item's nearest neighbours.
+function COMMANDS.sim()
+  local item, k = ARGV[A0], tonumber(ARGV[A0 + 1])
+  return flat(score({item}, growth(clock or 0), k, function(c) return c ~= item end, false))
+end
+
+-- pop: k: decayed trending items.
+function COMMANDS.pop()
+  local k = tonumber(ARGV[A0])
+  local gnow = growth(clock or 0)
+  local rows = redis.call('ZRANGE', POP, 0, k - 1, 'REV', 'WITHSCORES')
+  for j = 2, #rows, 2 do rows[j] = tostring(tonumber(rows[j]) / gnow) end
+  return rows
+end
+
+-- forget: user: delete the user's session and purchase keys; returns how many.
+function COMMANDS.forget()
+  local user = ARGV[A0]
+  local us = base .. 'us:' .. user
+  local n = 0
+  for _, s in ipairs(redis.call('SMEMBERS', us)) do n = n + redis.call('DEL', base .. 's:' .. s) end
+  return n + redis.call('DEL', us, base .. 'ub:' .. user)
+end
+
+local handler = COMMANDS[cmd]
+if not handler then return redis.error_reply('unknown command ' .. tostring(cmd)) end
+return handler()

@@ -1,0 +1,81 @@
+"""The ``shop.churn-alerts`` payload: deterministic ids, reasons, value tiers.
+
+>>> alert_id("u1", 1_704_067_200_000)
+'426ac68871d9569df89768de232457b7'
+>>> tier_for(250.0, DEFAULT_TIERS).name
+'silver'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from streams.core.payloads import ChurnAlert
+from streams.domain.profile import Profile
+
+
+class Tier(NamedTuple):
+    """A customer value tier: ``min_value`` of lifetime spend and the coupon it earns."""
+
+    name: str
+    min_value: float
+    discount_pct: float
+
+
+#: Highest first; a customer gets the first tier whose ``min_value`` they reach.
+DEFAULT_TIERS = (Tier("gold", 500.0, 20.0), Tier("silver", 100.0, 15.0), Tier("bronze", 0.0, 10.0))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertPolicy:
+    """How an alert is made: the threshold it passed, the coupon tiers, how many reasons."""
+
+    threshold: float
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    top_reasons: int = 3
+    segment: str = "unassigned"  # until the segment step fills it in
+
+
+def alert_id(user_id: str, episode_start_ms: int) -> str:
+    """Deterministic id of the alert for one idle episode (consumers de-duplicate on it)."""
+    return hashlib.sha256(f"{user_id}\x1f{episode_start_ms}".encode()).hexdigest()[:32]
+
+
+def tier_for(value: float, tiers: tuple[Tier, ...]) -> Tier:
+    return next((t for t in tiers if value >= t.min_value), tiers[-1])
+
+
+def build_alert(
+    uid: str,
+    p: Profile,
+    x: dict[str, float],
+    prob: float,
+    *,
+    episode_start_ms: int,
+    now_ms: int,
+    contributions: dict[str, float],
+    model_version: str,
+    policy: AlertPolicy,
+) -> ChurnAlert:
+    """The alert; ``reasons`` are the features pushing hardest towards churn."""
+    top = sorted(contributions.items(), key=lambda kv: (-kv[1], kv[0]))[: policy.top_reasons]
+    tier = tier_for(p.monetary, policy.tiers)
+    return {
+        "alert_id": alert_id(uid, episode_start_ms),
+        "user_id": uid,
+        "probability": round(prob, 4),
+        "threshold": policy.threshold,
+        "reasons": [{"feature": k, "contribution": round(v, 4)} for k, v in top],
+        "segment": policy.segment,
+        "action": {
+            "type": "coupon",
+            "value_tier": tier.name,
+            "discount_pct": tier.discount_pct,
+            "customer_value": round(p.monetary, 2),
+            "idle_days": round(x["idle_days"], 2),
+        },
+        "ts": now_ms,
+        "model_version": model_version,
+    }

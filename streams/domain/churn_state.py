@@ -1,0 +1,181 @@
+"""Churn bookkeeping of one partition: configuration, per-user tracks, the state they form.
+
+:mod:`streams.domain.churn` keeps a :class:`ChurnState` per partition: a stream clock, a
+per-user :class:`Track` and a heap of event-time timers. Only the tracks are stored (inside
+each user's profile envelope, in the layout of :func:`track_to_list`, so they are written
+with the profile, fenced by the same offset and restored with the table's changelog). The
+clock and the timers are *derived*: :func:`rebuild` recomputes them from the tracks when a
+partition is (re)assigned, so a restart continues exactly where the stored state stands.
+
+>>> from streams.core.settings import Settings
+>>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
+>>> state = rebuild({"u1": t}, ChurnConfig.from_settings(Settings(), idle_days=1.0))
+>>> state.clock_ms, [(due - 9, kind, user) for due, kind, user, _ in state.timers if kind == IDLE]
+(9, [(86400000, 2, 'u1')])
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from streams.core.settings import Settings
+from streams.domain.alerts import DEFAULT_TIERS, AlertPolicy, Tier
+from streams.domain.profile import DAY_MS
+
+#: Timer kinds, in the order they fire at the same instant.
+LABEL, PROBE, IDLE = 0, 1, 2
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChurnConfig:
+    """What the churn logic needs to know. The first four come from :class:`Settings`
+    (:meth:`from_settings`), which holds their one default."""
+
+    horizon_days: float
+    idle_days: float
+    threshold: float
+    min_labels_for_alerts: int
+    label_mode: Literal["purchase", "activity"] = "purchase"
+    probe_days: tuple[float, ...] = tuple(float(d) for d in range(0, 120, 7))
+    min_snapshot_gap_ms: int = DAY_MS
+    allowed_lateness_ms: int = 3_600_000
+    alerts: bool = True
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    top_reasons: int = 3
+    segment: str = "unassigned"
+    alert_non_buyers: bool = False  # score visitors who never bought too
+
+    @classmethod
+    def from_settings(cls, s: Settings, **overrides: Any) -> ChurnConfig:
+        values: dict[str, Any] = {
+            "horizon_days": s.churn_horizon_days,
+            "idle_days": s.churn_idle_days,
+            "threshold": s.churn_threshold,
+            "min_labels_for_alerts": s.churn_min_labels,
+        }
+        return cls(**{**values, **overrides})
+
+    @property
+    def horizon_ms(self) -> int:
+        return int(self.horizon_days * DAY_MS)
+
+    @property
+    def alert_policy(self) -> AlertPolicy:
+        return AlertPolicy(
+            threshold=self.threshold, tiers=self.tiers, top_reasons=self.top_reasons,
+            segment=self.segment,
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class Track:
+    """Per-user churn bookkeeping (small; JSON as a list)."""
+
+    anchor_ms: int  # last label-relevant activity (last purchase, or first seen if none)
+    last_seen_ms: int
+    probe_k: int = 1  # index into probe_days of the next probe
+    probe_armed: bool = False
+    idle_armed: bool = False
+    scored_episode_ms: int = -1  # idle episode (its start) already scored
+    last_snapshot_ms: int = -1
+    pending: list[tuple[int, list[float]]] = field(default_factory=list)
+
+
+def track_to_list(t: Track) -> list[Any]:
+    """Compact JSON form of a track: what profile envelopes and ``ChurnState.to_dict`` store.
+
+    Pending vectors are rounded when they are taken, so this is exact.
+
+    >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
+    >>> track_from_list(track_to_list(t)) == t
+    True
+    """
+    pending = [[ts, x] for ts, x in t.pending]
+    return [
+        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_armed,
+        t.scored_episode_ms, t.last_snapshot_ms, pending,
+    ]  # fmt: skip
+
+
+def track_from_list(v: list[Any]) -> Track:
+    """Inverse of :func:`track_to_list`."""
+    a, s, k, pa, ia, ep, snap, pend = v
+    return Track(a, s, k, pa, ia, ep, snap, [(int(ts), list(x)) for ts, x in pend])
+
+
+class TrackedUsers(dict[str, Track]):
+    """The tracks of a partition; remembers which ones were looked at, to write them back."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.dirty: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            self.dirty.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Track:
+        self.dirty.add(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: Track) -> None:
+        self.dirty.add(key)
+        super().__setitem__(key, value)
+
+    def take_dirty(self) -> set[str]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    def peek(self, key: str) -> Track | None:
+        """The track without marking it dirty (for reading what is to be written)."""
+        return dict.get(self, key)
+
+
+@dataclass(slots=True)
+class ChurnState:
+    """One partition's churn state: stream clock, tracks, timers ``(due, kind, user, ref)``."""
+
+    clock_ms: int = 0
+    users: dict[str, Track] = field(default_factory=dict)
+    timers: list[tuple[int, int, str, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        users = {u: track_to_list(t) for u, t in self.users.items()}
+        return {
+            "v": STATE_VERSION,
+            "clock": self.clock_ms,
+            "users": users,
+            "timers": [list(t) for t in self.timers],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChurnState:
+        if d.get("v") != STATE_VERSION:
+            raise ValueError(f"churn state version {d.get('v')!r} is not {STATE_VERSION}")
+        users = {u: track_from_list(v) for u, v in d["users"].items()}
+        timers = [(int(a), int(b), str(c), int(e)) for a, b, c, e in d["timers"]]
+        heapq.heapify(timers)
+        return cls(int(d["clock"]), users, timers)
+
+
+def rebuild(tracks: dict[str, Track] | Iterable[tuple[str, Track]], cfg: ChurnConfig) -> ChurnState:
+    """The partition's churn state from its stored tracks: clock and timers are derived."""
+    users = TrackedUsers(tracks)
+    timers: list[tuple[int, int, str, int]] = []
+    clock = 0
+    lateness = cfg.horizon_ms + cfg.allowed_lateness_ms
+    for uid, t in users.items():
+        clock = max(clock, t.last_seen_ms)
+        timers.extend((ts + lateness, LABEL, uid, ts) for ts, _ in t.pending)
+        if t.probe_armed and t.probe_k < len(cfg.probe_days):
+            timers.append((t.anchor_ms + int(cfg.probe_days[t.probe_k] * DAY_MS), PROBE, uid, 0))
+        if t.idle_armed:
+            timers.append((t.last_seen_ms + int(cfg.idle_days * DAY_MS), IDLE, uid, 0))
+    heapq.heapify(timers)
+    users.dirty.clear()
+    return ChurnState(clock_ms=clock, users=users, timers=timers)

@@ -1,0 +1,82 @@
+"""Signed model checkpoints of the worker's :class:`~models.bundle.ModelSet`.
+
+The set is checkpointed atomically (:mod:`models.checkpoint`: HMAC-signed, never unpickled
+before the signature is verified) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on
+shutdown, recording the stream time and the last source offset each bundle includes; on
+start the newest valid checkpoint is restored, so progressive metrics go on. Model learning
+is at-most-once across a crash: labels learned after the last checkpoint are not learned
+again (profiles and tracks, which decide the labels, are restored exactly).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from models.bundle import ModelSet
+from models.checkpoint import checkpoint_path, latest_valid, prune, save_checkpoint
+from streams.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Saves and restores :class:`Models` under ``<data_dir>/checkpoints``."""
+
+    def __init__(self, settings: Settings, clock: Any = time.monotonic) -> None:
+        self.dir = Path(settings.data_dir) / "checkpoints"
+        self.key = settings.checkpoint_key.encode()
+        self.interval_s = settings.checkpoint_interval_s
+        self.clock = clock
+        self.last = clock()
+        self.last_path: str | None = None
+        if not self.key:
+            log.warning(
+                "SHOPSTREAM_CHECKPOINT_KEY is not set: model checkpoints are disabled, "
+                "models start fresh on every restart"
+            )
+
+    def restore(self) -> ModelSet:
+        if self.key:
+            found = latest_valid(self.dir, self.key)
+            if found is not None:
+                models, meta, path = found
+                if isinstance(models, ModelSet):
+                    self.last_path = str(path)
+                    log.info(
+                        "models restored from %s (stream time %s, partitions %s, %d labels "
+                        "learned)", path.name, meta.get("stream_time_ms"), sorted(models.parts),
+                        models.labels_learned,
+                    )  # fmt: skip
+                    return models
+                log.warning(
+                    "checkpoint %s holds %s, not a ModelSet (a version before per-partition "
+                    "models?); starting fresh", path, type(models).__name__,
+                )  # fmt: skip
+        return ModelSet()
+
+    def due(self) -> bool:
+        return bool(self.key) and self.clock() - self.last >= self.interval_s
+
+    async def save(self, models: ModelSet, flush: Callable[[], Awaitable[None]]) -> Path | None:
+        """Write a checkpoint of ``models``, after ``flush`` made their inputs' effects durable.
+
+        ``flush`` is the producer's flush: the profile changelog and the outputs of every
+        event the models include reach Kafka first, so a checkpoint is never ahead of what a
+        restart restores (while the broker is unreachable the flush waits, and so does this).
+        """
+        if not self.key:
+            return None
+        await flush()
+        self.last = self.clock()
+        meta = {"stream_time_ms": models.stream_time_ms, "offsets": dict(models.offsets)}
+        path = save_checkpoint(
+            checkpoint_path(self.dir, models.stream_time_ms), models, meta, self.key
+        )
+        prune(self.dir, keep=3)
+        self.last_path = str(path)
+        log.info("checkpoint written: %s", path.name)
+        return path

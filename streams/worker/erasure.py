@@ -1,0 +1,42 @@
+"""Erasing one customer (``DELETE /users/{id}``, ``shopstream forget``)."""
+
+from __future__ import annotations
+
+import logging
+
+from streams.domain.envelope import Envelope
+from streams.worker.partitions import Partitions
+
+log = logging.getLogger(__name__)
+
+
+async def forget(parts: Partitions, uid: str) -> dict[str, int]:
+    """Erase one user: profile (with a changelog tombstone), churn track (so no pending alert
+    fires), model memories, and the Redis session/purchase keys. Returns counts.
+
+    The caller holds the batch lock, so no batch holding the user runs meanwhile.
+    """
+    shop = parts.shop
+    removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0,
+               "stored_models": 0}  # fmt: skip
+    table = shop.profiles
+    raw = table.get(uid)
+    if raw is not None:
+        env = Envelope.from_bytes(raw)
+        del table.data[uid]
+        table.send_changelog(env.partition, uid, None, value_serializer="raw")
+        removed["profile"] = 1
+        state = parts.states.get(env.partition)
+        if state is not None and dict.pop(state.users, uid, None) is not None:
+            removed["churn_track"] = 1
+    removed["model_memory"] = parts.models.forget(uid)
+    store = shop.runtime.store
+    removed["redis_keys"] = await parts.retry("forget", lambda: store.forget_user(uid))
+    # stored partition models may remember the user: our copies (now without the user)
+    # replace stored ones as new as them; newer ones are their owner's
+    redis, handover, held = shop.runtime.redis, parts.handover, list(parts.models.parts)
+    removed["stored_models"] = await parts.retry(
+        "rewriting stored models", lambda: handover.rewrite(redis, parts.models, held)
+    )
+    log.info("forgot user %s: %s", uid, removed)
+    return removed

@@ -1,0 +1,134 @@
+"""Moving a partition's models with the partition at a rebalance, through Redis."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from models.bundle import Models, ModelSet
+from models.checkpoint import sign, verify
+from models.errors import CheckpointRejected
+from models.similarity import key_base
+from streams.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Stores a bundle if it is newer than the stored one (ARGV[3] = "1": or as new). KEYS[1]
+#: the hash; ARGV offset, data, or-equal. Returns 1 when stored.
+_GIVE = """
+local stored = tonumber(redis.call('HGET', KEYS[1], 'offset') or '-1')
+local offset = tonumber(ARGV[1])
+if offset > stored or (ARGV[3] == '1' and offset == stored) then
+  redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'data', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class Handover:
+    """Moves a partition's models with the partition, through Redis.
+
+    When a worker gives partitions up (revocation, clean stop) it stores every bundle it
+    holds under ``<prefix>:pm:<topic>:<partition>`` (a hash: ``offset``, ``data``), signed
+    like a checkpoint (nothing unverified is ever unpickled) with the key and offset in the
+    signed part, and only if the bundle includes a later source offset than the stored one
+    (an older copy never replaces a newer one). Before its first batch after an assignment
+    the owner *settles*: bundles of partitions it no longer has are stored (same rule) and
+    dropped; stored bundles newer than its own copies of its partitions replace them. After
+    a clean rebalance the new owner so goes on exactly where the old one stopped: the old
+    owner finished its batch first, and every record past the bundle's offset is new to it.
+    Needs ``SHOPSTREAM_CHECKPOINT_KEY`` (signing), like checkpoints. Whoever can write to
+    Redis can delete or roll back stored bundles (never run code: they are verified before
+    unpickling); protect Redis with AUTH (docs/security.md).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic_events
+        self.base = key_base(settings.redis_prefix) + f"pm:{settings.topic_events}:"
+        self.secret = settings.checkpoint_key.encode()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret)
+
+    def key(self, partition: int) -> str:
+        return f"{self.base}{partition}"
+
+    def offset(self, models: Models, partition: int) -> int:
+        return models.offsets.get(f"{self.topic}:{partition}", -1)
+
+    async def give(
+        self, redis: Any, models: ModelSet, partitions: list[int], *, or_equal: bool = False
+    ) -> dict[int, bool]:
+        """Store the bundles held of ``partitions`` unless Redis has a newer one (``or_equal``:
+        or one as new). Returns ``{partition: stored}`` for every bundle held: either way
+        the stored bundle is then at least as new as ours."""
+        held = [p for p in sorted(partitions) if p in models.parts]
+        if not self.enabled or not held:
+            return {}
+        pipe = redis.pipeline(transaction=False)
+        for p in held:
+            m, key = models.parts[p], self.key(p)
+            offset = self.offset(m, p)
+            data = sign(m, {"offset": offset, "key": key}, self.secret)
+            pipe.eval(_GIVE, 1, key, offset, data, "1" if or_equal else "0")
+        return {p: bool(r) for p, r in zip(held, await pipe.execute(), strict=True)}
+
+    async def take(self, redis: Any, models: ModelSet, partitions: list[int]) -> list[int]:
+        """Replace the bundles of ``partitions`` by newer stored ones; returns those taken."""
+        if not self.enabled or not partitions:
+            return []
+        wanted = sorted(partitions)
+        pipe = redis.pipeline(transaction=False)
+        for p in wanted:
+            pipe.hget(self.key(p), "offset")
+        stored = await pipe.execute()
+        newer = [
+            (p, int(off)) for p, off in zip(wanted, stored, strict=True)
+            if off is not None and (p not in models.parts
+                                    or int(off) > self.offset(models.parts[p], p))
+        ]  # fmt: skip
+        if not newer:
+            return []
+        pipe = redis.pipeline(transaction=False)
+        for p, _ in newer:
+            pipe.hget(self.key(p), "data")
+        taken = []
+        for (p, offset), raw in zip(newer, await pipe.execute(), strict=True):
+            key = self.key(p)
+            if raw is None:
+                continue
+            try:  # unpickles only what replaces a local copy, and only after the HMAC
+                bundle, meta = verify(raw, self.secret, f"redis key {key}")
+            except CheckpointRejected as exc:
+                log.warning("partition %d: stored models refused: %s", p, exc)
+                continue
+            if not isinstance(bundle, Models) or meta.get("key") != key:
+                log.warning("partition %d: stored models refused: signed for %r, not %r",
+                            p, meta.get("key"), key)  # fmt: skip
+                continue
+            if meta.get("offset") != offset:
+                log.warning("partition %d: stored models refused: signed for offset %r, "
+                            "stored as %d", p, meta.get("offset"), offset)  # fmt: skip
+                continue
+            models.parts[p] = bundle
+            taken.append(p)
+        return taken
+
+    async def settle(
+        self, redis: Any, models: ModelSet, assigned: set[int]
+    ) -> tuple[list[int], list[int]]:
+        """After an assignment: store and drop the bundles of partitions not ``assigned``,
+        take newer stored bundles of the assigned ones. Returns (released, taken)."""
+        strays = [p for p in models.parts if p not in assigned]
+        released = sorted(await self.give(redis, models, strays))
+        for p in released:
+            del models.parts[p]
+        return released, await self.take(redis, models, sorted(assigned))
+
+    async def rewrite(self, redis: Any, models: ModelSet, partitions: list[int]) -> int:
+        """After an erasure: store our copies of ``partitions`` over stored ones as new as
+        them (which may remember the erased user). Returns the bundles stored."""
+        stored = await self.give(redis, models, partitions, or_equal=True)
+        return sum(stored.values())

@@ -1,0 +1,125 @@
+"""The per-partition state a worker holds, and what happens to it at a rebalance.
+
+For every source partition it owns, a worker keeps a bundle of models
+(:class:`~models.bundle.Models`) and a churn state (:class:`ChurnState`, derived from the
+tracks stored in the partition's envelopes). When partitions move, the models move with them
+through Redis (:class:`~streams.worker.handover.Handover`); the churn state is rebuilt from the
+table by whoever owns the partition next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from models.bundle import Models, ModelSet
+from streams.domain.churn_state import ChurnConfig, ChurnState, rebuild, track_from_list
+from streams.domain.envelope import Envelope
+from streams.worker.configs import model_factory
+from streams.worker.context import ShopApp
+from streams.worker.handover import Handover
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Retry = Callable[[str, Callable[[], Awaitable[T]]], Awaitable[T]]
+
+#: Longest a revocation or a clean stop waits to store the partition models in Redis.
+HANDOVER_TIMEOUT_S = 10.0
+
+
+class Partitions:
+    """Models and churn state per source partition; the hand-over of the models."""
+
+    def __init__(
+        self, shop: ShopApp, models: ModelSet, churn_cfg: ChurnConfig, lock: asyncio.Lock,
+        retry: Retry[Any],
+    ) -> None:  # fmt: skip
+        self.shop, self.models, self.churn_cfg = shop, models, churn_cfg
+        self.fresh = model_factory(shop.settings)
+        self.states: dict[int, ChurnState] = {}
+        self.handover = Handover(shop.settings)
+        self.lock, self.retry = lock, retry
+        self.given: set[int] = set()  # partitions whose models went to Redis at revocation
+        # the source partitions of a new assignment, until the models are settled for them
+        self.to_settle: set[int] | None = None
+
+    def models_for(self, partition: int) -> Models:
+        """The models of one source partition (each learns only from its partition)."""
+        return self.models.get(partition, self.fresh)
+
+    def state_for(self, partition: int) -> ChurnState:
+        """The partition's churn state, rebuilt from the stored tracks on first use."""
+        state = self.states.get(partition)
+        if state is None:
+            tracks = {}
+            for uid, raw in self.shop.profiles.data.items():
+                env = Envelope.from_bytes(raw)
+                if env.partition == partition and env.track is not None:
+                    tracks[uid] = track_from_list(env.track)
+            state = self.states[partition] = rebuild(tracks, self.churn_cfg)
+            log.info("partition %d: churn state rebuilt for %d users", partition, len(tracks))
+        return state
+
+    # --- rebalances -----------------------------------------------------------------------
+    def on_revoked(self, partitions: Iterable[int]) -> None:
+        """Another worker may own these next: rebuild their state from the table if they
+        come back."""
+        for partition in partitions:
+            self.states.pop(partition, None)
+
+    async def hand_over(self) -> None:
+        """Giving partitions up (revocation, shutdown): store every bundle held for the
+        partitions' next owners (an older one never replaces a newer stored one).
+
+        Bounded in time (a rebalance must not wait on Redis); if it fails, the next owner
+        starts those models from its own copy and this worker keeps its copies.
+        """
+        if not self.handover.enabled or not self.shop.runtime.ready:
+            return
+
+        async def give() -> dict[int, bool]:
+            async with self.lock:  # not in the middle of a batch
+                return await self.handover.give(
+                    self.shop.runtime.redis, self.models, sorted(self.models.parts)
+                )
+
+        try:
+            given = await asyncio.wait_for(give(), HANDOVER_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a rebalance goes on regardless
+            log.warning("storing partition models for the next owners failed: %r", exc)
+            return
+        self.given = set(given)
+        if given:
+            log.info("partitions %s: models handed over (stored: %s)", sorted(given),
+                     sorted(p for p, new in given.items() if new))  # fmt: skip
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        """At assignment: drop stored bundles we did not get back; settle before a batch."""
+        if not self.handover.enabled:
+            return
+        for p in self.given - partitions:
+            self.models.parts.pop(p, None)  # stored in Redis, at least as new as ours
+        self.given = set()
+        self.to_settle = set(partitions)
+
+    async def settle(self) -> None:
+        """Before the first batch after an assignment (Redis is up by then): store and drop
+        the models of partitions we do not have, take newer stored ones of those we have."""
+        if self.to_settle is None:
+            return
+        assigned, self.to_settle = self.to_settle, None
+        redis = self.shop.runtime.redis
+        try:  # retried while Redis is unreachable; any other error must not fail the batch
+            released, taken = await self.retry(
+                "settling the models of assigned partitions",
+                lambda: self.handover.settle(redis, self.models, assigned),
+            )
+        except Exception:
+            log.exception("settling the partition models failed; going on with our copies")
+            return
+        if released:
+            log.info("partitions %s: models of partitions owned elsewhere released", released)
+        if taken:
+            log.info("partitions %s: took over the models their previous owner stored", taken)

@@ -1,0 +1,85 @@
+"""Retrying effects on external state with exponential backoff and full jitter.
+
+Used around every Redis round trip of the worker: while Redis is down the batch is simply
+not finished (and so not acknowledged), so nothing is lost and, thanks to offset fencing,
+nothing is applied twice once Redis is back.
+
+>>> [round(backoff_delay(n, base=0.1, cap=2.0, jitter=False), 2) for n in range(6)]
+[0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Errors worth retrying: the server is unreachable or slow, the request itself is fine.
+RETRIABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether retrying could help: an error that says so (``retriable``, the habit of
+    :class:`streams.core.errors.ShopstreamError`), a :data:`RETRIABLE` one, or Redis
+    answering ``BUSY``: a Lua script has run longer than ``busy-reply-threshold`` (5 s) —
+    e.g. one that was running when redis-server was paused — and every other command is
+    refused until it ends.
+
+    >>> from streams.core.errors import StateUnavailable
+    >>> is_retriable(ResponseError("BUSY Redis is busy running a script.")), is_retriable(
+    ...     ResponseError("NOSCRIPT No matching script.")), is_retriable(StateUnavailable())
+    (True, False, True)
+    """
+    if getattr(exc, "retriable", False) is True or isinstance(exc, RETRIABLE):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith("BUSY")
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, jitter: bool = True) -> float:
+    """Delay before retry number ``attempt`` (0-based): ``min(cap, base * 2**attempt)``."""
+    delay = min(cap, base * (2**attempt))
+    return random.uniform(0, delay) if jitter else delay  # noqa: S311 - jitter, not crypto
+
+
+async def retry_forever(
+    what: str,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    base: float = 0.1,
+    cap: float = 5.0,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Await ``fn()`` until it succeeds, retrying retriable errors with backoff.
+
+    Each failure is logged once with the attempt number; recovery is logged too.
+    Non-retriable errors propagate. ``should_stop`` lets a stopping worker give up.
+    """
+    attempt = 0
+    while True:
+        try:
+            result = await fn()
+        except Exception as exc:
+            if not is_retriable(exc) or should_stop():
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            delay = backoff_delay(attempt, base=base, cap=cap)
+            log.warning(
+                "%s failed (attempt %d: %r); retrying in %.2fs", what, attempt + 1, exc, delay
+            )
+            attempt += 1
+            await asyncio.sleep(delay)
+        else:
+            if attempt:
+                log.info("%s recovered after %d retries", what, attempt)
+            return result

@@ -1,0 +1,88 @@
+"""Long-lived clients of the worker, owned by a mode service (created on start, closed on stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import mode
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from models.similarity import SimilarityStore
+from streams.core.settings import Settings
+from streams.worker.configs import rec_config
+from streams.worker.retry import RETRIABLE, retry_forever
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A Redis client that retries single commands briefly on connection errors.
+
+    Longer outages are handled one level up by :func:`streams.worker.retry.retry_forever`.
+    """
+    return aioredis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=10.0,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
+        retry_on_error=list(RETRIABLE),
+    )
+
+
+class Runtime(mode.Service):
+    """Holds the Redis client and the similarity store for the agents and views."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self._redis: aioredis.Redis | None = None
+        self._store: SimilarityStore | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("Runtime is not started")
+        return self._redis
+
+    @property
+    def store(self) -> SimilarityStore:
+        if self._store is None:
+            raise RuntimeError("Runtime is not started")
+        return self._store
+
+    async def on_start(self) -> None:
+        self._redis = redis_client(self.settings.redis_url)
+        await retry_forever(
+            f"connecting to Redis at {self.settings.redis_url.rsplit('@', 1)[-1]}",
+            self._redis.ping,
+            should_stop=lambda: self.should_stop,
+        )
+        self._store = SimilarityStore(
+            self._redis, prefix=self.settings.redis_prefix, config=rec_config(self.settings)
+        )
+        self._ready.set()
+        log.info("connected to Redis; key prefix %r", self.settings.redis_prefix)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._redis is not None
+
+    async def wait_ready(self) -> None:
+        """Block until Redis is connected.
+
+        Faust starts extra services only after table recovery, while agents may already
+        receive records; the agent waits here instead of failing its first batches.
+        """
+        await self._ready.wait()
+
+    async def on_stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

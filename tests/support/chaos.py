@@ -1,0 +1,487 @@
+"""Helpers of the fault-injection suite: workloads, private services, state dumps, verdicts.
+
+Everything here stops only what it started (by pid), binds to 127.0.0.1, and is bounded in
+time. The comparisons are exact: a run disturbed by faults must leave the same Redis
+similarity state and the same profile table as a clean run of the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from models.checkpoint import SUFFIX, load_checkpoint
+from models.similarity import key_base
+from streams.core.settings import Settings
+from streams.tools.generate import generate
+from streams.worker.retry import retry_forever
+from tests.support.worker import WorkerProcess, committed_by_partition, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+Records = list[tuple[bytes, bytes]]
+
+
+def say(line: str) -> None:
+    """What a test verified, printed so that a reader of the run can trust it."""
+    print(f"verified: {line}", flush=True)
+
+
+def note(line: str) -> None:
+    print(f"  chaos: {line}", flush=True)
+
+
+def sibling(settings: Settings, tag: str, **changes: Any) -> Settings:
+    """The same settings with their own topics, group, prefix, port and data dir."""
+    return settings.with_(
+        app_id=f"{settings.app_id}-{tag}",
+        redis_prefix=f"{settings.redis_prefix}{tag}",
+        web_port=free_port(),
+        data_dir=f"{settings.data_dir}-{tag}",
+        **{
+            name: f"{getattr(settings, name)}-{tag}"
+            for name in (
+                "topic_events", "topic_dlq", "topic_recommendations", "topic_churn_alerts",
+                "topic_segments", "topic_anomalies",
+            )
+        },
+        **changes,
+    )  # fmt: skip
+
+
+# --- workloads --------------------------------------------------------------------------
+def workload(users: int, seed: int, days: int = 120) -> Records:
+    """Generated contract events as (key, value) records, keyed by user id."""
+    events, _ = generate(users=users, seed=seed, days=days)
+    return [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
+
+
+async def produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Send everything (acks=all), as fast as the producer batches allow."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+# --- Kafka reads ------------------------------------------------------------------------
+async def committed_total(settings: Settings) -> int:
+    try:
+        return sum((await committed_by_partition(settings)).values())
+    except Exception:
+        return -1
+
+
+async def read_all(
+    bootstrap: str, topic: str, partitions: int, timeout_s: float = 120.0
+) -> list[Any]:
+    """Every record of ``topic`` (``partitions`` partitions) up to its current end offsets."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        parts = range(partitions)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        todo = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            batch = await consumer.getmany(*todo, timeout_ms=500, max_records=20000)
+            for tp, records in batch.items():
+                out.extend(records)
+                if records and records[-1].offset >= ends[tp] - 1:
+                    todo.discard(tp)
+        assert not todo, f"{topic}: could not read to the end in {timeout_s}s"
+    finally:
+        await asyncio.shield(consumer.stop())
+    return out
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-profiles-changelog"
+
+
+async def profile_table(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The profile table as its changelog holds it: last envelope per user."""
+    table: dict[str, dict[str, Any]] = {}
+    for rec in await read_all(
+        settings.kafka_bootstrap, changelog_topic(settings), settings.partitions
+    ):
+        key = orjson.loads(rec.key)
+        if rec.value is None:
+            table.pop(key, None)
+        else:
+            table[key] = orjson.loads(rec.value)
+    return table
+
+
+async def alert_ids(settings: Settings) -> list[str]:
+    recs = await read_all(
+        settings.kafka_bootstrap, settings.topic_churn_alerts, settings.partitions
+    )
+    return [orjson.loads(r.value)["alert_id"] for r in recs]
+
+
+# --- Redis reads ------------------------------------------------------------------------
+async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
+    """Every similarity key under the prefix, type-aware, with prefix and topic names stripped.
+
+    Alert de-duplication markers (``alerted:*``) and handed-over partition models (``pm:*``)
+    are not similarity state and are left out;
+    TTLs are wall-clock and are left out too. Values are compared exactly.
+    """
+    base = key_base(settings.redis_prefix)
+    topic = settings.topic_events.encode()
+
+    def norm(b: bytes) -> bytes:
+        return b.replace(topic, b"<events>")
+
+    client = aioredis.from_url(url)
+    state: dict[str, Any] = {}
+    try:
+        keys = [k async for k in client.scan_iter(match=base + "*", count=2000)]
+        for raw in keys:
+            name = raw.decode()[len(base) :]
+            if name.startswith(("alerted:", "pm:")):
+                continue  # pm: partition models handed over (learning is at most once)
+            kind = (await client.type(raw)).decode()
+            if kind == "string":
+                value: Any = await client.get(raw)
+            elif kind == "hash":
+                value = sorted((norm(k), v) for k, v in (await client.hgetall(raw)).items())
+            elif kind == "zset":
+                value = sorted(await client.zrange(raw, 0, -1, withscores=True))
+            elif kind == "set":
+                value = sorted(await client.smembers(raw))
+            elif kind == "list":
+                value = await client.lrange(raw, 0, -1)
+            else:
+                continue  # expired between SCAN and TYPE
+            state[name] = (kind, value)
+    finally:
+        await client.aclose()
+    return state
+
+
+async def alert_markers(url: str, settings: Settings) -> set[str]:
+    """Alert ids the worker marked as published (its de-duplication keys in Redis)."""
+    client = aioredis.from_url(url)
+    pattern = key_base(settings.redis_prefix) + "alerted:*"
+    try:
+        return {k.decode().rsplit("alerted:", 1)[1] async for k in client.scan_iter(match=pattern)}
+    finally:
+        await client.aclose()
+
+
+async def drop_prefix(url: str, settings: Settings) -> None:
+    client = aioredis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*")]
+        for i in range(0, len(keys), 1000):
+            await client.unlink(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
+
+
+# --- verdicts ---------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    redis: dict[str, Any]
+    profiles: dict[str, dict[str, Any]]
+    alerts: list[str]
+    marked: set[str]
+
+
+async def outcome(settings: Settings) -> Outcome:
+    return Outcome(
+        await redis_state(settings.redis_url, settings),
+        await profile_table(settings),
+        await alert_ids(settings),
+        await alert_markers(settings.redis_url, settings),
+    )
+
+
+def duplicates(ids: list[str]) -> int:
+    return sum(c - 1 for c in Counter(ids).values())
+
+
+def compare(clean: Outcome, disturbed: Outcome, n_events: int, *, alerts_equal: bool) -> str:
+    """Assert the disturbed run equals the clean one; return the verified line."""
+    rk, dk = set(clean.redis), set(disturbed.redis)
+    assert rk == dk, (
+        f"redis keys differ: missing {sorted(rk - dk)[:5]}, extra {sorted(dk - rk)[:5]}"
+    )
+    diff = [k for k in clean.redis if clean.redis[k] != disturbed.redis[k]]
+    assert not diff, (
+        f"{len(diff)} redis keys differ, e.g. {diff[:3]}: "
+        + repr((clean.redis[diff[0]], disturbed.redis[diff[0]]))[:600]
+    )
+    assert set(clean.profiles) == set(disturbed.profiles), "profile table users differ"
+    bad = [u for u in clean.profiles if clean.profiles[u]["p"] != disturbed.profiles[u]["p"]]
+    assert not bad, (
+        f"{len(bad)} profiles differ, e.g. {bad[0]}: "
+        + repr((clean.profiles[bad[0]]["p"], disturbed.profiles[bad[0]]["p"]))[:600]
+    )
+    fences = [u for u in clean.profiles if clean.profiles[u]["o"] != disturbed.profiles[u]["o"]]
+    assert not fences, f"{len(fences)} profile offset fences differ, e.g. {fences[:3]}"
+    n_applied = sum(env["p"]["n_events"] for env in disturbed.profiles.values())
+    assert n_applied == n_events, f"profiles count {n_applied} events, {n_events} were sent"
+    dups = duplicates(disturbed.alerts)
+    assert dups == 0, f"{dups} duplicate alert_ids on the churn-alerts topic"
+    lost = len(disturbed.marked - set(disturbed.alerts))
+    line = (
+        f"{n_events} events, redis keys equal ({len(rk)} keys), "
+        f"profiles equal ({len(clean.profiles)} users, {n_applied} events applied), "
+        f"alerts {len(disturbed.alerts)} (clean run {len(clean.alerts)}), "
+        f"alert duplicates: {dups}, "
+        f"alerts marked sent but missing: {lost}"
+    )
+    if alerts_equal:
+        assert sorted(clean.alerts) == sorted(disturbed.alerts), "alert ids differ"
+        line += ", alert ids equal"
+    return line
+
+
+def profile_event_count(profiles: dict[str, dict[str, Any]]) -> int:
+    return sum(env["p"]["n_events"] for env in profiles.values())
+
+
+# --- checkpoints ------------------------------------------------------------------------
+def checkpoint_offsets(settings: Settings) -> list[tuple[str, dict[str, int]]]:
+    """(file, meta offsets) of every checkpoint that verifies with the key."""
+    out = []
+    directory = Path(settings.data_dir) / "checkpoints"
+    for path in sorted(directory.glob(f"*{SUFFIX}")):
+        _, meta = load_checkpoint(path, settings.checkpoint_key.encode())
+        out.append((path.name, dict(meta.get("offsets", {}))))
+    return out
+
+
+async def check_checkpoints(settings: Settings) -> tuple[int, int]:
+    """With the worker dead: no checkpoint claims an offset beyond the durable state.
+
+    Durable = the committed offset (exclusive) or, higher, the offset fence of the profiles
+    in the changelog (effects already written). Returns (checkpoints, offsets checked).
+    """
+    committed = await committed_by_partition(settings)
+    fence: dict[int, int] = {}
+    for env in (await profile_table(settings)).values():
+        fence[env["pt"]] = max(fence.get(env["pt"], -1), env["o"])
+    n = 0
+    ckpts = checkpoint_offsets(settings)
+    for name, offsets in ckpts:
+        for key, off in offsets.items():
+            topic, _, part = key.rpartition(":")
+            assert topic == settings.topic_events, f"{name}: unexpected source {key}"
+            durable = max(committed.get(int(part), 0) - 1, fence.get(int(part), -1))
+            assert off <= durable, (
+                f"checkpoint {name} claims {key}@{off} but only {durable} is durable "
+                f"(committed {committed}, changelog fence {fence})"
+            )
+            n += 1
+    return len(ckpts), n
+
+
+# --- the worker -------------------------------------------------------------------------
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def wait_until(
+    what: str, check: Callable[[], Awaitable[bool]], timeout_s: float, every_s: float = 0.5
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+async def fences(settings: Settings) -> dict[str, int]:
+    """The similarity store's offset fence per source partition: how far processing got."""
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        raw = await retry_forever(  # BUSY while a script paused with redis-server finishes
+            "reading the offset fences",
+            lambda: client.hgetall(key_base(settings.redis_prefix) + "off"),
+        )
+    finally:
+        await client.aclose()
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+async def drain(
+    settings: Settings, total: int, worker: WorkerProcess, timeout_s: float, stall_s: float = 90
+) -> None:
+    """Wait until the worker committed every record of the events topic.
+
+    Fails early when every record was processed (the Redis offset fences reached the end)
+    but the committed offsets stay behind for ``stall_s`` seconds: a commit that is stuck.
+    """
+    stalled_since: float | None = None
+
+    async def done() -> bool:
+        nonlocal stalled_since
+        assert worker.alive(), f"worker died:\n{worker.logs()}"
+        committed = await committed_total(settings)
+        if committed >= total:
+            return True
+        processed = sum(off + 1 for off in (await fences(settings)).values())
+        if processed >= total:
+            stalled_since = stalled_since or time.monotonic()
+            assert time.monotonic() - stalled_since < stall_s, (
+                f"all {total} records processed (Redis fences {await fences(settings)}) but "
+                f"committed offsets stuck at {await committed_by_partition(settings)} for "
+                f"{stall_s:.0f}s (commit interval {settings.commit_interval_s}s)"
+            )
+        return False
+
+    try:
+        await wait_until(f"{total} committed records", done, timeout_s)
+    except AssertionError as exc:
+        if "stuck" in str(exc) or "died" in str(exc):
+            raise
+        raise AssertionError(f"{exc}: {await progress(settings, total, worker)}") from None
+    log = worker.full_log()  # the whole run: every restart appends to the same file
+    assert "records skipped by the consumer" not in log, worker.logs()
+    note(f"commit stalls repaired by the watchdog: {log.count('offset commits stalled')}")
+
+
+async def progress(settings: Settings, total: int, worker: WorkerProcess) -> str:
+    """Where a drain stands, for assertion messages: commits, Redis fences, the worker log."""
+    try:
+        committed: object = await committed_by_partition(settings)
+    except Exception as exc:  # a report, never raises
+        committed = f"unreadable ({exc!r})"
+    return (
+        f"committed {committed} of {total} records, Redis offset fences "
+        f"{await fences(settings)}; end of the worker log:\n"
+        f"{await asyncio.to_thread(worker.stuck_report)}"
+    )
+
+
+async def run_clean(settings: Settings, total: int, log: Path, timeout_s: float) -> None:
+    with WorkerProcess(settings, log) as worker:
+        await asyncio.to_thread(worker.wait_healthy)
+        await drain(settings, total, worker, timeout_s)
+
+
+async def run_with_kills(
+    settings: Settings, total: int, log: Path, kills: int, rng: random.Random, timeout_s: float
+) -> list[tuple[int, int]]:
+    """Run the worker, SIGKILL it ``kills`` times at random points of the drain.
+
+    Returns (committed at kill, checkpoint offsets checked) per kill.
+    """
+    points = sorted(rng.uniform(0.1, 0.85) * total for _ in range(kills))
+    report = []
+    deadline = time.monotonic() + timeout_s
+    for point in points:
+        worker = WorkerProcess(settings, log).start()
+        try:
+            await asyncio.to_thread(worker.wait_healthy)
+            while (c := await committed_total(settings)) < point:
+                assert worker.alive(), f"worker died:\n{worker.logs()}"
+                assert time.monotonic() < deadline, (
+                    f"kill -9 run did not reach {point:.0f} committed records in time: "
+                    f"{await progress(settings, total, worker)}"
+                )
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(rng.uniform(0.0, 1.0))  # somewhere inside a batch
+            assert worker.proc is not None
+            worker.proc.send_signal(signal.SIGKILL)
+            worker.proc.wait(10)
+        finally:
+            worker.stop()
+        n_ckpt, n_off = await check_checkpoints(settings)
+        note(f"SIGKILL at ~{c}/{total} committed; {n_ckpt} checkpoints, none ahead")
+        report.append((c, n_off))
+    worker = WorkerProcess(settings, log).start()
+    try:
+        await asyncio.to_thread(worker.wait_healthy)
+        await drain(settings, total, worker, max(60.0, deadline - time.monotonic()))
+    finally:
+        worker.stop()
+    await check_checkpoints(settings)
+    return report
+
+
+# --- private services (scripts/stack.sh with a private STACK_DIR and ports) -------------
+class PrivateStack:
+    """A redis-server and/or Kafka broker of our own, safe to pause, stop and restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.redis_port = free_port()
+        self.kafka_port = free_port()
+        self.env = {
+            **os.environ,
+            "SHOPSTREAM_STACK_DIR": str(directory),
+            "SHOPSTREAM_REDIS_PORT": str(self.redis_port),
+            "SHOPSTREAM_KAFKA_PORT": str(self.kafka_port),
+            "SHOPSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "SHOPSTREAM_KAFKA_SASL_PORT": str(free_port()),
+            "SHOPSTREAM_KAFKA_HEAP": "-Xms128m -Xmx512m",
+        }
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    def run(self, action: str, timeout: float = 180) -> None:
+        proc = subprocess.run(
+            [str(ROOT / "scripts/stack.sh"), action],
+            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"stack.sh {action}: {proc.stdout}\n{proc.stderr}"
+
+    def redis_pid(self) -> int:
+        return int((self.dir / "redis/redis.pid").read_text().strip())
+
+    def kafka_pid(self) -> int:
+        return int((self.dir / "kafka/kafka.pid").read_text().strip())
+
+    def stop_all(self) -> None:
+        for action, pidfile in (
+            ("kafka-down", "kafka/kafka.pid"),
+            ("redis-down", "redis/redis.pid"),
+        ):
+            if (self.dir / pidfile).exists():
+                if action == "redis-down":
+                    try:
+                        os.kill(self.redis_pid(), signal.SIGCONT)  # never leave it paused
+                    except OSError:
+                        pass
+                self.run(action)

@@ -1,0 +1,171 @@
+"""Helpers for integration tests: run the real worker as a process, produce, consume."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.core.settings import PREFIX, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment, with ``settings`` as the only ``SHOPSTREAM_*`` variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    return env | settings.to_env()
+
+
+class WorkerProcess:
+    """``shopstream worker`` in a child process; stopped (by its pid) on exit."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}{path}"
+
+    def get_json(self, path: str, timeout: float = 5.0) -> Any:
+        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
+            return orjson.loads(resp.read())
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if self.get_json("/healthz", timeout=1.0)["status"] == "ok":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not healthy after {timeout}s:\n{self.logs()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self) -> str:
+        """The end of the log (for assertion messages)."""
+        return self.full_log()[-6000:]
+
+    def full_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stuck_report(self, wait_s: float = 2.0) -> str:
+        """For a worker that stopped making progress: the stack of every asyncio task (mode's
+        worker logs them on SIGUSR1) and the log before it."""
+        if not self.alive():
+            return self.logs()
+        assert self.proc is not None
+        before = len(self.full_log())
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait_s)
+        log = self.full_log()
+        tasks = log[before:][:30000]
+        return f"{log[max(0, before - 4000) : before]}\n--- tasks on SIGUSR1 ---\n{tasks}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def produce(settings: Settings, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Publish (key, value) pairs to the events topic exactly as a storefront would."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(settings.topic_events, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(
+    topic: str, settings: Settings, *, until: int | None = None,
+    done: Callable[[list[Any]], bool] | None = None, wait_s: float = 60.0,
+) -> list[Any]:  # fmt: skip
+    """Read ``topic`` from the start until ``until`` records arrived (or ``done(records)``
+    holds), or ``wait_s`` passed."""
+    if done is None:
+        assert until is not None, "say when to stop: until or done"
+        done = lambda out: len(out) >= until  # noqa: E731
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + wait_s
+    try:
+        while not done(out) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await asyncio.shield(consumer.stop())
+    return out
+
+
+async def committed_by_partition(settings: Settings) -> dict[int, int]:
+    """Offsets the worker's consumer group committed on the events topic, per partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    return {
+        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events
+    }
+
+
+async def committed(settings: Settings) -> int:
+    """Sum of the offsets the worker's consumer group committed on the events topic."""
+    return sum((await committed_by_partition(settings)).values())

@@ -1,0 +1,145 @@
+"""The per-partition model set: aggregation for /models and /metrics, and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import orjson
+import pytest
+
+from models import checkpoint as ck
+from models.bundle import Models, ModelSet
+from models.checkpoint import checkpoint_path, save_checkpoint
+from streams.core.events import Event
+from streams.core.settings import Settings
+from streams.domain.profile import features, update_profile
+from streams.worker.checkpoints import Checkpointer
+from streams.worker.configs import model_factory
+
+FRESH = model_factory(Settings())
+DAY = 86_400_000
+T0 = 1_704_067_200_000
+
+
+def teach(models: Models, labels: list[bool]) -> None:
+    """Learn one label per entry from slightly different profiles (AUC needs both classes)."""
+    for i, y in enumerate(labels):
+        p = update_profile(None, Event(f"e{i}", "purchase", f"u{i}", "s", T0, item_id="i",
+                                       price=10.0 + i))  # fmt: skip
+        models.churn.learn_one(features(p, T0 + (40 if y else 1) * DAY), y)
+
+
+def test_each_partition_has_its_own_models_created_on_first_use() -> None:
+    ms = ModelSet()
+    assert ms.get(0, FRESH) is ms.get(0, FRESH)
+    assert ms.get(0, FRESH) is not ms.get(1, FRESH)
+    teach(ms.get(1, FRESH), [True, False, True])
+    assert (ms.get(0, FRESH).churn.n_learned, ms.get(1, FRESH).churn.n_learned) == (0, 3)
+
+
+def test_churn_metrics_weight_each_partition_by_its_labels() -> None:
+    ms = ModelSet()
+    teach(ms.get(0, FRESH), [True, False] * 5)
+    teach(ms.get(3, FRESH), [True, False, False, True] * 10)
+    a, b = ms.get(0, FRESH).churn, ms.get(3, FRESH).churn
+    m = ms.churn_metrics()
+    want = (a.metrics["auc"] * 10 + b.metrics["auc"] * 40) / 50
+    assert m["auc"] == pytest.approx(want)
+    assert (m["n_learned"], m["n_positive"]) == (50.0, 25.0)
+    assert math.isnan(ModelSet().churn_metrics()["auc"])
+
+
+def test_segment_sizes_add_up_over_partitions() -> None:
+    ms = ModelSet()
+    for part, uid in ((0, "a"), (1, "b"), (1, "c")):
+        p = update_profile(None, Event(f"e{uid}", "view", uid, "s", T0, item_id="i"))
+        ms.get(part, FRESH).segments.update(p, T0)
+    assert ms.segment_sizes() == {"prospects": 3}
+
+
+def test_a_checkpoint_of_the_one_bundle_layout_is_refused_not_misread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = Settings(data_dir=str(tmp_path), checkpoint_key="k")
+    directory = tmp_path / "checkpoints"
+    save_checkpoint(checkpoint_path(directory, 5), FRESH(), {}, b"k")
+    with caplog.at_level(logging.WARNING):
+        restored = Checkpointer(s).restore()
+    assert restored.parts == {}
+    assert "not a ModelSet" in caplog.text
+
+
+async def test_a_saved_model_set_comes_back_with_every_partition(tmp_path: Path) -> None:
+    s = Settings(data_dir=str(tmp_path), checkpoint_key="k")
+    ms = ModelSet()
+    teach(ms.get(2, FRESH), [True, False, True])
+    ms.get(2, FRESH).seen("events", 2, 41, T0)
+    flushed = []
+
+    async def flush() -> None:
+        flushed.append(True)
+
+    await Checkpointer(s).save(ms, flush)
+    back = Checkpointer(s).restore()
+    assert flushed == [True]
+    assert sorted(back.parts) == [2]
+    assert back.labels_learned == 3
+    assert back.offsets == {"events:2": 41}
+
+
+def pickled_as(module: str, obj: object, *classes: type) -> bytes:
+    """``obj`` pickled as if ``classes`` lived in ``module`` (how an older layout wrote it)."""
+    fake = types.ModuleType(module)
+    saved = {c: c.__module__ for c in classes}
+    for c in classes:
+        setattr(fake, c.__qualname__, c)
+        c.__module__ = module
+    sys.modules[module] = fake
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        del sys.modules[module]
+        for c, name in saved.items():
+            c.__module__ = name
+
+
+def write_signed(directory: Path, payload: bytes, key: bytes) -> None:
+    """A checkpoint file around an exact pickle ``payload`` (what ``sign`` would write)."""
+    header: dict[str, object] = {"format": ck.FORMAT, "version": ck.VERSION, "meta": {},
+                                 "payload_len": len(payload)}  # fmt: skip
+    header["hmac"] = ck._signature(key, header, payload)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(directory, 7)
+    path.write_bytes(orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + b"\n" + payload)
+
+
+def test_a_checkpoint_of_the_flat_layout_still_restores(tmp_path: Path) -> None:
+    """Checkpoints written before the layout moved ModelSet (streams.models_runtime) come
+    back: the restricted unpickler maps the old class names."""
+    s = Settings(data_dir=str(tmp_path), checkpoint_key="k")
+    ms = ModelSet()
+    teach(ms.get(1, FRESH), [True, False])
+    write_signed(tmp_path / "checkpoints", pickled_as("streams.models_runtime", ms, ModelSet,
+                                                      Models), b"k")  # fmt: skip
+    back = Checkpointer(s).restore()
+    assert sorted(back.parts) == [1] and back.labels_learned == 2
+
+
+def test_a_checkpoint_naming_an_unknown_class_is_refused_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Signed, but naming a class this version does not have (or must not load): refused
+    with a warning, and the worker starts fresh instead of crashing."""
+    s = Settings(data_dir=str(tmp_path), checkpoint_key="k")
+    write_signed(tmp_path / "checkpoints", pickled_as("streams.gone", ModelSet(), ModelSet), b"k")
+    with caplog.at_level(logging.WARNING):
+        assert Checkpointer(s).restore().parts == {}
+    assert "unreadable by this version" in caplog.text
+    write_signed(tmp_path / "checkpoints", pickle.dumps(os.getcwd), b"k")  # a function
+    assert Checkpointer(s).restore().parts == {}
