@@ -7,6 +7,7 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 import redis
@@ -15,9 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from models.similarity import SENTINEL, RecConfig, SimilarityStore
+from models.similarity import SENTINEL, SimilarityStore
 from models.similarity.reference import pair_increments, score
 from streams.core.events import Event
+from streams.core.settings import Settings
+from streams.worker.configs import rec_config
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
@@ -42,7 +45,7 @@ async def make_store() -> AsyncIterator[StoreFactory]:
     stores: list[SimilarityStore] = []
 
     async def factory(**changes: object) -> SimilarityStore:
-        config = RecConfig(**changes)  # type: ignore[arg-type]
+        config = replace(rec_config(Settings()), **changes)
         store = SimilarityStore(client, prefix=f"t-{uuid.uuid4().hex[:10]}", config=config)
         stores.append(store)
         return store
@@ -92,7 +95,8 @@ def test_redelivered_batch_leaves_redis_byte_identical(
     async def run() -> None:
         client = aioredis.Redis.from_url(redis_url(), decode_responses=False)
         store = SimilarityStore(client, prefix=f"t-{uuid.uuid4().hex[:10]}",
-                                config=RecConfig(max_neighbours=3, session_window=4))
+                                config=replace(rec_config(Settings()), max_neighbours=3,
+                                               session_window=4))
         try:
             records = [
                 ev(n, None if t == "search" else f"i{i}", session=f"s{s}", user=f"u{s}",

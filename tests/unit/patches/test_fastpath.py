@@ -97,7 +97,8 @@ def test_cancelling_the_resumed_call_cancels_the_coroutine_and_its_wait() -> Non
 
 def test_the_installed_faust_still_races_each_message_against_suspend_flow() -> None:
     """FastConsumer overrides ``wait_first`` for exactly this call site; an upgrade of faust
-    that changes it must be looked at (streams/patches/fastpath.py), not silently keep the override."""
+    that changes it must be looked at (streams/patches/fastpath.py), not silently keep the
+    override."""
     import inspect
 
     from faust.transport.consumer import Consumer
