@@ -73,7 +73,7 @@ class Settings:
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
     commit_interval_s: float = _opt(1.0, "Kafka offset commit interval, in seconds.")
     eager_handoff: bool = _opt(
-        True, "Hand fetched messages to the agent without a task per message (streams/patches/fastpath.py)."
+        True, "Hand fetched messages to the agent without a task per message (patches/fastpath.py)."
     )
     producer_linger_ms: int = _opt(5, "Producer linger before a produce request, in ms.")
     producer_max_batch_bytes: int = _opt(
