@@ -1,4 +1,4 @@
-"""``shopstream evaluate recs``: next-click evaluation of the similarity store (DESIGN §5).
+"""``shopstream evaluate recs``: next-click evaluation of the similarity store.
 
 Protocol: replay TRAIN in time order (learn only), then the TEST clicks in global time order
 (sessions interleave): for each click whose session has a next click, rank the top k given the

@@ -207,8 +207,8 @@ async def test_checkpoint_not_ahead_when_worker_dies_during_a_broker_freeze(
     in its socket buffers are never applied), and the broker is started again on its data.
     A model checkpoint may only claim offsets whose effects reached Kafka: the committed
     offset or the profile changelog. Otherwise the restarted worker treats those records as
-    fresh and the models learn them a second time (DESIGN §3: "checkpoints record the
-    offsets they include").
+    fresh and the models learn them a second time (docs/reliability.md: checkpoints
+    record the offsets they include).
     """
     private_stack.run("kafka-up")
     chaos = chaos_settings(settings).with_(kafka_bootstrap=private_stack.kafka_bootstrap)
