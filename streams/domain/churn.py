@@ -13,8 +13,8 @@ and one idle timer in the heap; a timer that fires after the user moved on re-ar
   ``ts + H + allowed_lateness`` first. Late events inside that slack still count.
 * **Alerts** -- when a user has been idle ``idle_days`` (event time) the model scores them
   once for that idle episode; at or above the threshold an alert
-  (:class:`streams.core.payloads.ChurnAlert`) is emitted whose ``alert_id`` hashes user + episode start, so a
-  replay yields the same ids.
+  (:class:`streams.core.payloads.ChurnAlert`) is emitted whose ``alert_id`` hashes user +
+  episode start, so a replay yields the same ids.
 
 The agent, per event (``state`` is updated in place and is JSON-safe via ``to_dict``)::
 
