@@ -13,7 +13,7 @@ def test_readme_settings_table_matches_the_code() -> None:
     text = README.read_text()
     start = text.index("<!-- settings-table")
     block = text[text.index("\n", start) + 1 : text.index("<!-- /settings-table -->")]
-    assert block.strip() == markdown_table(), "regenerate with `shopstream settings`"
+    assert block.strip() == markdown_table(), "regenerate: shopstream settings --markdown"
 
 
 def test_readme_quick_start_is_two_commands() -> None:
