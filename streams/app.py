@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> ShopApp:
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
-        store="memory://",
+        store=f"{settings.table_store}://",  # rocksdb: needs rocksdict (docs/operations.md)
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
