@@ -11,8 +11,8 @@ set -euo pipefail
 VENV="${1:-.venv}"
 KIND="${2:-dev}"
 if [ -z "${PYTHON:-}" ]; then
-  for candidate in python3.11 python3.12 python3.13 python3; do
-    if command -v "$candidate" >/dev/null; then PYTHON="$candidate"; break; fi
+  for candidate in python3.11 python3.12 python3.13 python3; do  # one that runs (pyenv shims)
+    if "$candidate" -c 'import sys' >/dev/null 2>&1; then PYTHON="$candidate"; break; fi
   done
 fi
 "$PYTHON" -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13)' 2>/dev/null \

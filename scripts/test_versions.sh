@@ -7,11 +7,13 @@
 # found fails the run under CI (CI=true) and is skipped with a warning elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-find_python() {  # find_python 3.X
-  if command -v "python$1" >/dev/null; then command -v "python$1"; return; fi
-  local found
-  found="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$1".*/bin/python 2>/dev/null | sort -V | tail -1)"
-  [ -n "$found" ] && echo "$found"
+find_python() {  # find_python 3.X: an interpreter that runs (a pyenv shim may not)
+  local candidate
+  for candidate in "python$1" \
+      $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$1".*/bin/python 2>/dev/null | sort -rV); do
+    if "$candidate" -c 'import sys' >/dev/null 2>&1; then command -v "$candidate"; return 0; fi
+  done
+  return 1
 }
 rc=0
 for version in "$@"; do

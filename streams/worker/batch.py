@@ -38,7 +38,7 @@ from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
 from streams.domain.recommendations import plan_recommendations, recommendation_message
-from streams.telemetry import StageClock, consumer_lag
+from streams.telemetry import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
@@ -261,6 +261,7 @@ class BatchProcessor:
             tp = ev.message.tp
             last[tp] = max(last.get(tp, -1), ev.message.offset)
         try:
-            self.telemetry.set_lag(consumer_lag(self.shop.app.consumer.highwater, last))
+            lags = partition_lags(self.shop.app.consumer.highwater, last)
+            self.telemetry.set_partition_lags({(t.topic, t.partition): n for t, n in lags.items()})
         except Exception:
             log.debug("consumer lag unavailable", exc_info=True)
