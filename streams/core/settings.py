@@ -59,6 +59,9 @@ class Settings:
     log_format: LogFormat = _opt(  # noqa: RUF009 - a str; checked() keeps it a format
         "text", "Log lines as text or json (one JSON object per line, for log collectors)."
     )
+    web_advertise_host: str = _opt(
+        "", "Host name other workers use to reach this one's HTTP server (default: web host)."
+    )
 
     # --- topics -------------------------------------------------------------------------
     topic_events: str = _opt("shop.events", "Input topic of storefront events.")
