@@ -104,6 +104,14 @@ class Telemetry:
             p + "partition_lag", "Records behind the high watermark, per source partition.",
             ["topic", "partition"], registry=r,
         )  # fmt: skip
+        self.m_retention = PCounter(
+            p + "retention_removed", "Inactive users removed and stale items evicted.",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.m_profiles = Gauge(
+            p + "profiles", "Profiles in this worker's table (at the last retention sweep).",
+            registry=r,
+        )
         self.m_stalls = PCounter(
             p + "commit_stalls",
             "Offset commits found stalled (and repaired by seeking back); should stay 0.",
@@ -260,6 +268,13 @@ class Telemetry:
         for (topic, partition), n in lags.items():
             self.m_part_lag.labels(topic, str(partition)).set(n)
         self.set_lag(sum(lags.values()))
+
+    def on_retention(self, users: int, items: int) -> None:
+        self.m_retention.labels("users").inc(users)
+        self.m_retention.labels("items").inc(items)
+
+    def set_profiles(self, n: int) -> None:
+        self.m_profiles.set(n)
 
     def on_commit_stall(self) -> None:
         self.m_stalls.inc()

@@ -44,6 +44,7 @@ from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
 from streams.worker.intake import by_partition, dlq_headers, split, to_record
 from streams.worker.partitions import Partitions
+from streams.worker.retention import Retention
 from streams.worker.retry import retry_forever
 from streams.worker.users import UserUpdates, update_users
 
@@ -68,6 +69,7 @@ class BatchProcessor:
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
+        self.retention = Retention(self.parts)
 
     # --- the batch ------------------------------------------------------------------------
     async def process(self, batch: Sequence[Any]) -> None:
@@ -117,6 +119,9 @@ class BatchProcessor:
         if self.checkpointer.due():
             await self.checkpoint()
             clock.lap("checkpoint")
+        if self.retention.due():
+            await self.retention.sweep()
+            clock.lap("retention")
         self.telemetry.on_stages(clock.laps)
 
     async def reject_unwanted(
