@@ -12,7 +12,7 @@ here on a free port (so ``used_memory`` is this run's alone), stopped by its pid
 Bounded in time: the input is paced (``--rate`` events/s) and the run stops after
 ``--max-minutes`` whatever happens. Writes ``bench/results/soak[-no-retention].json``.
 
-    .venv/bin/python scripts/soak.py [--days 480] [--rate 1500] [--no-retention]
+    .venv/bin/python scripts/soak.py [--days 540] [--rate 900] [--no-retention]
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         data_dir=str(work / "worker"), partitions=2, log_level="warning",
         retention_days=args.retention_days if retention else 0.0,
         rec_item_ttl_days=args.retention_days if retention else 0.0,
-        retention_interval_s=2.0,
+        retention_interval_s=2.0, rec_half_life_days=args.half_life_days,
     )  # fmt: skip
     samples: list[dict[str, Any]] = []
     final_kinds: dict[str, int] = {}
@@ -229,12 +229,15 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--days", type=int, default=480, help="event-time days of history")
-    p.add_argument("--users-per-day", type=int, default=20, help="new customers per day")
+    p.add_argument("--days", type=int, default=540, help="event-time days of history")
+    p.add_argument("--users-per-day", type=int, default=10, help="new customers per day")
     p.add_argument("--active-days", type=int, default=20, help="days a customer stays")
     p.add_argument("--retention-days", type=float, default=45.0)
+    p.add_argument("--half-life-days", type=float, default=7.0,
+                   help="of the item counts: an item of count c is evicted after "
+                        "retention + half-life * log2(c) days unseen")  # fmt: skip
     p.add_argument("--no-retention", action="store_true", help="control run: keep everything")
-    p.add_argument("--rate", type=float, default=1500.0, help="events/s sent")
+    p.add_argument("--rate", type=float, default=900.0, help="events/s sent")
     p.add_argument("--sample-s", type=float, default=5.0)
     p.add_argument("--max-minutes", type=float, default=9.0)
     p.add_argument("--seed", type=int, default=7)

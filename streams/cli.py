@@ -70,7 +70,13 @@ def _load() -> config.Loaded:
     if _State.loaded is None:
         _State.loaded = config.load(config=_State.config_path)
         for warning in _State.loaded.warnings:
-            _fail_line(f"warning: {warning}")
+            if _State.loaded.settings.log_format == "json":  # one JSON object per line
+                record = logging.LogRecord(
+                    "streams.core.config", logging.WARNING, __file__, 0, warning, (), None
+                )
+                sys.stderr.write(logs.JsonFormatter().format(record) + "\n")
+            else:
+                _fail_line(f"warning: {warning}")
     return _State.loaded
 
 

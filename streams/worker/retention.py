@@ -6,8 +6,8 @@ event its models have seen), so a replay of years of history at full speed ends 
 same state as live traffic. A removed customer loses what :func:`streams.worker.erasure.forget`
 erases, except the models' stored copies: the profile (deleted with a changelog
 tombstone, so a restore does not bring it back), the churn track, the model memories
-(segments, anomalies) and the Redis session and purchase keys. If they come back, they
-start as a new customer.
+(segments, anomalies), the Redis session and purchase keys and the marker of their last
+churn alert. If they come back, they start as a new customer.
 
 A sweep runs between batches (under the batch lock) every ``SHOPSTREAM_RETENTION_INTERVAL_S``
 seconds and looks at a bounded slice of the table per batch (:data:`SLICE`), so a table of
@@ -20,7 +20,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from models.similarity import key_base
 from models.similarity.retention import evict_stale_items
+from streams.domain.alerts import alert_id
+from streams.domain.churn_state import track_from_list
 from streams.domain.envelope import Envelope
 from streams.domain.profile import DAY_MS
 from streams.worker.partitions import Partitions
@@ -29,6 +32,21 @@ log = logging.getLogger(__name__)
 
 #: Users looked at per batch while a sweep is under way.
 SLICE = 5_000
+
+
+def last_alerted_episode(env: Envelope) -> int:
+    """Start of the user's last scored idle episode (its alert's id), or -1.
+
+    >>> from streams.domain.churn_state import Track, track_to_list
+    >>> from streams.domain.profile import Profile
+    >>> env = Envelope(profile=Profile("u1", first_seen_ms=1, last_seen_ms=9))
+    >>> last_alerted_episode(env)
+    -1
+    >>> env.track = track_to_list(Track(anchor_ms=1, last_seen_ms=9, scored_episode_ms=9))
+    >>> last_alerted_episode(env)
+    9
+    """
+    return track_from_list(env.track).scored_episode_ms if env.track else -1
 
 
 class Retention:
@@ -42,6 +60,7 @@ class Retention:
         self.interval_s = s.retention_interval_s
         self.next_at = clock() + self.interval_s
         self.pending: list[str] = []  # users still to look at in the sweep under way
+        self.alert_base = key_base(s.redis_prefix) + "alerted:"
 
     @property
     def enabled(self) -> bool:
@@ -99,11 +118,17 @@ class Retention:
             if state is not None:
                 dict.pop(state.users, uid, None)
             parts.models.forget(uid)
-        store = parts.shop.runtime.store
+        runtime = parts.shop.runtime
         uids = [uid for uid, _ in expired]
-        await parts.retry(
-            "removing the Redis keys of inactive users", lambda: store.forget_users(uids)
-        )
+        markers = [self.alert_base + alert_id(uid, episode) for uid, env in expired
+                   if (episode := last_alerted_episode(env)) >= 0]  # fmt: skip
+
+        async def forget() -> None:
+            await runtime.store.forget_users(uids)
+            if markers:  # the marker of their last alert (older ones expire by TTL)
+                await runtime.redis.unlink(*markers)
+
+        await parts.retry("removing the Redis keys of inactive users", forget)
 
     async def _evict_items(self) -> int:
         if self.item_ttl_days <= 0:
