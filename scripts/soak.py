@@ -180,7 +180,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             done = sender.done()
             info = r.info("memory")
             processed = int(metric(s.web_port, "shopstream_events_in_total") or 0)
-            day = (events[processed - 1]["ts"] - T0) / DAY if processed else 0.0
+            last = events[min(processed, len(events)) - 1] if processed else None
+            day = (last["ts"] - T0) / DAY if last else 0.0  # redeliveries count twice
             samples.append({
                 "t_s": round(time.monotonic() - started, 1),
                 "event_day": round(day, 1),  # of the last event the worker processed
