@@ -24,7 +24,9 @@ def test_wheel_installs_with_its_lua_and_dashboard(tmp_path: Path) -> None:
     env_dir = tmp_path / "clean"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=600)
+    # --no-compile: byte-compiling numpy, scipy and river is most of the time and not the point
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-compile", str(wheel)],
+                   check=True, timeout=600)  # fmt: skip
     out = subprocess.run(
         [str(env_dir / "bin" / "shopstream"), "--version"], cwd=tmp_path,
         capture_output=True, text=True, check=True, timeout=120,
