@@ -14,7 +14,7 @@ from tests.support.worker import WorkerProcess
 
 def test_worker_logs_are_json_lines(settings: Settings, tmp_path: Path) -> None:
     log_path = tmp_path / "worker.log"
-    with WorkerProcess(settings.with_(log_format="json"), log_path).start() as worker:
+    with WorkerProcess(settings.with_(log_format="json"), log_path) as worker:
         worker.wait_healthy()
         with urllib.request.urlopen(worker.url("/metrics"), timeout=5) as resp:
             metrics = resp.read().decode()
