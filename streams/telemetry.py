@@ -1,10 +1,12 @@
 """Operational telemetry: Prometheus metrics and the dashboard's short time series.
 
 :class:`Telemetry` owns a private :class:`~prometheus_client.CollectorRegistry` (so tests and
-several apps in one process never collide) and ring buffers of wall-clock buckets (wall clock
+several apps in one process never collide; the process, platform and garbage-collector
+collectors that the default registry has are added to it, with ``shopstream_build_info``)
+and ring buffers of wall-clock buckets (wall clock
 is right here: this is about the running worker, not about the shop's event time). The agent
 calls its ``on_*`` / ``set_*`` methods; :mod:`streams.web.dashboard` serves ``GET /metrics``
-and ``GET /api/dashboard`` from it. A sensor: it imports nothing of the project.
+and ``GET /api/dashboard`` from it. A sensor: it imports only the core (the build info).
 
 >>> now = [100.0]
 >>> t = Telemetry(bucket_s=1.0, clock=lambda: now[0])
@@ -27,9 +29,19 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    Info,
+)
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from streams.core.build import build_labels
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +74,12 @@ class Telemetry:
     ) -> None:
         self.bucket_s, self.clock = bucket_s, clock
         self.registry = r = CollectorRegistry(auto_describe=True)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)  # process_*, python_info, python_gc_* (stateless readers)
         p = "shopstream_"
+        Info(p + "build", "Version of shopstream and of its stack.", registry=r).info(
+            build_labels()
+        )
         self.m_in = PCounter(
             p + "events_in", "Valid events consumed, by type.", ["type"], registry=r
         )
@@ -83,6 +100,23 @@ class Telemetry:
                                "Now minus the Kafka timestamp of each consumed record.",
                                buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.m_lag = Gauge(p + "consumer_lag", "Records behind the high watermark.", registry=r)
+        self.m_part_lag = Gauge(
+            p + "partition_lag", "Records behind the high watermark, per source partition.",
+            ["topic", "partition"], registry=r,
+        )  # fmt: skip
+        self.m_retention = PCounter(
+            p + "retention_removed", "Inactive users removed and stale items evicted.",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.m_profiles = Gauge(
+            p + "profiles", "Profiles in this worker's table (at the last retention sweep).",
+            registry=r,
+        )
+        self.m_stalls = PCounter(
+            p + "commit_stalls",
+            "Offset commits found stalled (and repaired by seeking back); should stay 0.",
+            registry=r,
+        )
         self.m_auc = Gauge(p + "model_auc", "Online (prequential) ROC AUC.", ["model"], registry=r)
         self.m_logloss = Gauge(p + "model_log_loss", "Online log loss.", ["model"], registry=r)
         self.m_alerts = PCounter(p + "churn_alerts", "Churn alerts published.", registry=r)
@@ -228,6 +262,23 @@ class Telemetry:
         self.lag = max(int(n), 0)
         self.m_lag.set(self.lag)
 
+    def set_partition_lags(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Lag of each source partition of a batch (``shopstream_partition_lag``) and their
+        total (``shopstream_consumer_lag``)."""
+        for (topic, partition), n in lags.items():
+            self.m_part_lag.labels(topic, str(partition)).set(n)
+        self.set_lag(sum(lags.values()))
+
+    def on_retention(self, users: int, items: int) -> None:
+        self.m_retention.labels("users").inc(users)
+        self.m_retention.labels("items").inc(items)
+
+    def set_profiles(self, n: int) -> None:
+        self.m_profiles.set(n)
+
+    def on_commit_stall(self) -> None:
+        self.m_stalls.inc()
+
     def set_model_quality(
         self, auc: float | None, logloss: float | None, model: str = "churn"
     ) -> None:
@@ -287,12 +338,23 @@ def consumer_lag(highwater: Callable[[Any], int | None], positions: Mapping[Any,
     >>> consumer_lag({"p0": 100, "p1": None}.get, {"p0": 89, "p1": 5})
     10
     """
-    total = 0
+    return sum(partition_lags(highwater, positions).values())
+
+
+def partition_lags(
+    highwater: Callable[[Any], int | None], positions: Mapping[Any, int]
+) -> dict[Any, int]:
+    """Lag per partition (those with a known high watermark); keys as in ``positions``.
+
+    >>> partition_lags({"p0": 100, "p1": None}.get, {"p0": 89, "p1": 5})
+    {'p0': 10}
+    """
+    out = {}
     for tp, offset in positions.items():
         hw = highwater(tp)
         if hw is not None and hw >= 0:
-            total += max(hw - offset - 1, 0)
-    return total
+            out[tp] = max(hw - offset - 1, 0)
+    return out
 
 
 class StageClock:

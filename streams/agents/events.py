@@ -57,7 +57,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     settings = shop.settings
     topic = settings.topic_events
     skipped = SkippedRecords()
-    watchdog = CommitWatchdog(shop.app)
+    watchdog = CommitWatchdog(shop.app, on_stall=shop.telemetry.on_commit_stall)
     shop.app.timer(interval=WATCHDOG_INTERVAL_S)(watchdog.check)
 
     @shop.app.agent(shop.events, concurrency=1, name="process_events")

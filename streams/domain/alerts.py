@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from streams.core.payloads import ChurnAlert
+from streams.core.settings import Settings, coupon_tiers
 from streams.domain.profile import Profile
 
 
@@ -24,8 +25,13 @@ class Tier(NamedTuple):
     discount_pct: float
 
 
+def tiers(text: str) -> tuple[Tier, ...]:
+    """The tiers of ``SHOPSTREAM_COUPON_TIERS`` (``name:min_value:discount_pct,...``)."""
+    return tuple(Tier(*t) for t in coupon_tiers(text))
+
+
 #: Highest first; a customer gets the first tier whose ``min_value`` they reach.
-DEFAULT_TIERS = (Tier("gold", 500.0, 20.0), Tier("silver", 100.0, 15.0), Tier("bronze", 0.0, 10.0))
+DEFAULT_TIERS = tiers(Settings().coupon_tiers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

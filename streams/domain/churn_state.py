@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from streams.core.settings import Settings
-from streams.domain.alerts import DEFAULT_TIERS, AlertPolicy, Tier
+from streams.domain.alerts import DEFAULT_TIERS, AlertPolicy, Tier, tiers
 from streams.domain.profile import DAY_MS
 
 #: Timer kinds, in the order they fire at the same instant.
@@ -56,6 +56,7 @@ class ChurnConfig:
             "idle_days": s.churn_idle_days,
             "threshold": s.churn_threshold,
             "min_labels_for_alerts": s.churn_min_labels,
+            "tiers": tiers(s.coupon_tiers),
         }
         return cls(**{**values, **overrides})
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from aiokafka.partitioner import murmur2
 
 from models.churn import ChurnModel, ModelKind
-from streams.core.errors import ShopstreamError
+from streams.core.errors import InputError
 from streams.core.events import Event
 from streams.core.settings import Settings
 from streams.domain.churn import advance, step
@@ -39,7 +39,7 @@ from streams.domain.profile import DAY_MS, Profile, features
 Progress = Callable[[int, int], None]
 
 
-class TransactionsError(ShopstreamError):
+class TransactionsError(InputError):
     """The transactions file is unreadable or has a bad row (the message names the line)."""
 
 

@@ -38,12 +38,13 @@ from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
 from streams.domain.recommendations import plan_recommendations, recommendation_message
-from streams.telemetry import StageClock, consumer_lag
+from streams.telemetry import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
 from streams.worker.intake import by_partition, dlq_headers, split, to_record
 from streams.worker.partitions import Partitions
+from streams.worker.retention import Retention
 from streams.worker.retry import retry_forever
 from streams.worker.users import UserUpdates, update_users
 
@@ -68,6 +69,7 @@ class BatchProcessor:
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
+        self.retention = Retention(self.parts)
 
     # --- the batch ------------------------------------------------------------------------
     async def process(self, batch: Sequence[Any]) -> None:
@@ -117,6 +119,9 @@ class BatchProcessor:
         if self.checkpointer.due():
             await self.checkpoint()
             clock.lap("checkpoint")
+        if self.retention.due():
+            await self.retention.sweep()
+            clock.lap("retention")
         self.telemetry.on_stages(clock.laps)
 
     async def reject_unwanted(
@@ -261,6 +266,7 @@ class BatchProcessor:
             tp = ev.message.tp
             last[tp] = max(last.get(tp, -1), ev.message.offset)
         try:
-            self.telemetry.set_lag(consumer_lag(self.shop.app.consumer.highwater, last))
+            lags = partition_lags(self.shop.app.consumer.highwater, last)
+            self.telemetry.set_partition_lags({(t.topic, t.partition): n for t, n in lags.items()})
         except Exception:
             log.debug("consumer lag unavailable", exc_info=True)
