@@ -8,7 +8,7 @@ clock and the timers are *derived*: :func:`rebuild` recomputes them from the tra
 partition is (re)assigned, so a restart continues exactly where the stored state stands.
 
 >>> from streams.core.settings import Settings
->>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
+>>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0], None, False)])
 >>> state = rebuild({"u1": t}, ChurnConfig.from_settings(Settings(), idle_days=1.0))
 >>> state.clock_ms, [(due - 9, kind, user) for due, kind, user, _ in state.timers if kind == IDLE]
 (9, [(86400000, 2, 'u1')])
@@ -27,20 +27,43 @@ from streams.domain.profile import DAY_MS
 
 #: Timer kinds, in the order they fire at the same instant.
 LABEL, PROBE, IDLE = 0, 1, 2
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+#: A pending snapshot: (event time, feature vector, the analytic summary ``[x, t_x, T]`` or
+#: ``None`` for a customer who never bought, whether a purchase inside its window was seen).
+Pending = tuple[int, list[float], list[float] | None, bool]
+
+
+def geometric_probes(
+    first: float = 7.0, ratio: float = 2.0, max_days: float = 3650.0
+) -> tuple[float, ...]:
+    """Probe offsets in days after the last activity: 0, then ``first * ratio**k``.
+
+    Any silence up to ``max_days`` is labelled with O(log silence) snapshots.
+
+    >>> geometric_probes(max_days=300)
+    (0.0, 7.0, 14.0, 28.0, 56.0, 112.0, 224.0)
+    """
+    out, d = [0.0], float(first)
+    while d <= max_days:
+        out.append(round(d, 6))
+        d *= ratio
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChurnConfig:
-    """What the churn logic needs to know. The first four come from :class:`Settings`
-    (:meth:`from_settings`), which holds their one default."""
+    """What the churn logic needs to know. The first three come from :class:`Settings`
+    (:meth:`from_settings`), which holds their one default. (What the scorers need -- the
+    guard's rule, the analytic fit -- is their configuration: ``streams.worker.configs``.)"""
 
     horizon_days: float
     idle_days: float
     threshold: float
-    min_labels_for_alerts: int
     label_mode: Literal["purchase", "activity"] = "purchase"
-    probe_days: tuple[float, ...] = tuple(float(d) for d in range(0, 120, 7))
+    #: a snapshot at each activity, then probes while the customer stays silent, out to ten
+    #: years: the labels cover every silence the model is asked about
+    probe_days: tuple[float, ...] = geometric_probes()
     min_snapshot_gap_ms: int = DAY_MS
     allowed_lateness_ms: int = 3_600_000
     alerts: bool = True
@@ -55,7 +78,6 @@ class ChurnConfig:
             "horizon_days": s.churn_horizon_days,
             "idle_days": s.churn_idle_days,
             "threshold": s.churn_threshold,
-            "min_labels_for_alerts": s.churn_min_labels,
         }
         return cls(**{**values, **overrides})
 
@@ -82,7 +104,7 @@ class Track:
     idle_armed: bool = False
     scored_episode_ms: int = -1  # idle episode (its start) already scored
     last_snapshot_ms: int = -1
-    pending: list[tuple[int, list[float]]] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
 
 
 def track_to_list(t: Track) -> list[Any]:
@@ -90,11 +112,14 @@ def track_to_list(t: Track) -> list[Any]:
 
     Pending vectors are rounded when they are taken, so this is exact.
 
-    >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
+    >>> pending = [(5, [1.0], [0, 0.0, 1.5], True)]
+    >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=pending)
+    >>> track_to_list(t)
+    [5, 9, 1, False, True, -1, -1, [[5, [1.0], [0, 0.0, 1.5], 1]]]
     >>> track_from_list(track_to_list(t)) == t
     True
     """
-    pending = [[ts, x] for ts, x in t.pending]
+    pending = [[ts, x, s, int(neg)] for ts, x, s, neg in t.pending]
     return [
         t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_armed,
         t.scored_episode_ms, t.last_snapshot_ms, pending,
@@ -102,9 +127,23 @@ def track_to_list(t: Track) -> list[Any]:
 
 
 def track_from_list(v: list[Any]) -> Track:
-    """Inverse of :func:`track_to_list`."""
+    """Inverse of :func:`track_to_list`.
+
+    A track stored by the layout before geometric probes (pending ``[ts, x]``, older
+    features) loses its pending snapshots, at most H days of labels, and restarts its
+    probes from the last activity.
+
+    >>> t = track_from_list([5, 9, 4, True, True, -1, 5, [[5, [1.0]]]])
+    >>> t.probe_k, t.pending
+    (1, [])
+    """
     a, s, k, pa, ia, ep, snap, pend = v
-    return Track(a, s, k, pa, ia, ep, snap, [(int(ts), list(x)) for ts, x in pend])
+    if any(len(p) != 4 for p in pend):
+        return Track(a, s, 1, pa, ia, ep, snap, [])
+    pending: list[Pending] = [
+        (int(ts), list(x), None if sm is None else list(sm), bool(neg)) for ts, x, sm, neg in pend
+    ]
+    return Track(a, s, k, pa, ia, ep, snap, pending)
 
 
 class TrackedUsers(dict[str, Track]):
@@ -171,7 +210,7 @@ def rebuild(tracks: dict[str, Track] | Iterable[tuple[str, Track]], cfg: ChurnCo
     lateness = cfg.horizon_ms + cfg.allowed_lateness_ms
     for uid, t in users.items():
         clock = max(clock, t.last_seen_ms)
-        timers.extend((ts + lateness, LABEL, uid, ts) for ts, _ in t.pending)
+        timers.extend((ts + lateness, LABEL, uid, ts) for ts, *_ in t.pending)
         if t.probe_armed and t.probe_k < len(cfg.probe_days):
             timers.append((t.anchor_ms + int(cfg.probe_days[t.probe_k] * DAY_MS), PROBE, uid, 0))
         if t.idle_armed:
