@@ -10,6 +10,7 @@ from models.bundle import Models
 from models.churn import model_version
 from models.segments import LABELS as SEGMENT_LABELS
 from streams.domain.churn import alert_score
+from streams.domain.churn_state import ChurnState
 from streams.domain.envelope import Envelope
 from streams.domain.recommendations import iso_ms
 from streams.worker.batch import BatchProcessor
@@ -42,7 +43,10 @@ def model_status(processor: BatchProcessor) -> dict[str, Any]:
                 **m,
             }
         ),
-        "partitions": {str(p): _partition(ms) for p, ms in sorted(models.parts.items())},
+        "partitions": {
+            str(p): _partition(ms, processor.parts.states.get(p))
+            for p, ms in sorted(models.parts.items())
+        },
         "segments": models.segment_sizes(),
         "stream_time": iso_ms(models.stream_time_ms),
         "offsets": models.offsets,
@@ -50,11 +54,13 @@ def model_status(processor: BatchProcessor) -> dict[str, Any]:
     }
 
 
-def _partition(ms: Models) -> dict[str, Any]:
-    """One partition: labels, users, which scorer alerts, the guard's metrics of both."""
+def _partition(ms: Models, state: ChurnState | None) -> dict[str, Any]:
+    """One partition: its event-time clock, labels, users, which scorer alerts, the guard's
+    metrics of both."""
     churn = ms.churn
     out: dict[str, Any] = _json(
         {
+            "clock_ms": state.clock_ms if state is not None else None,
             "labels": churn.model.n_learned,
             "users": len(ms.segments.users),
             "champion": churn.champion,
