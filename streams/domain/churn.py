@@ -149,7 +149,7 @@ def _snapshot(
         x = [xd[k] for k in MODEL_FEATURES]
     # rounded once here, so the stored track (an envelope's ``track``) is exactly the live one
     sm = None if s is None else [s[0], round(s[1], 4), round(s[2], 4)]
-    t.pending.append((ts, [round(v, 6) for v in x], sm, False))
+    t.pending.append((ts, [round(v, 4) for v in x], sm, False))
     t.last_snapshot_ms = max(t.last_snapshot_ms, ts)
     heapq.heappush(state.timers, (ts + cfg.horizon_ms + cfg.allowed_lateness_ms, LABEL, uid, ts))
 
@@ -283,7 +283,7 @@ def step(
     if new or (is_activity and ts > t.anchor_ms):
         t.anchor_ms = ts
         t.probe_k = 1
-        if t.last_snapshot_ms < 0 or ts - t.last_snapshot_ms >= cfg.min_snapshot_gap_ms:
+        if t.last_snapshot_ms < 0 or ts - t.last_snapshot_ms >= cfg.snapshot_gap_ms:
             _snapshot(state, uid, t, p, ts, cfg, scorer)
         if not t.probe_armed and len(cfg.probe_days) > 1:
             heapq.heappush(state.timers, (ts + int(cfg.probe_days[1] * DAY_MS), PROBE, uid, 0))

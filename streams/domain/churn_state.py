@@ -64,6 +64,8 @@ class ChurnConfig:
     #: a snapshot at each activity, then probes while the customer stays silent, out to ten
     #: years: the labels cover every silence the model is asked about
     probe_days: tuple[float, ...] = geometric_probes()
+    #: activity snapshots at least this far apart, and at least H/30 (pending snapshots of a
+    #: daily buyer stay ~30 however long the horizon: bounded state per user)
     min_snapshot_gap_ms: int = DAY_MS
     allowed_lateness_ms: int = 3_600_000
     alerts: bool = True
@@ -84,6 +86,10 @@ class ChurnConfig:
     @property
     def horizon_ms(self) -> int:
         return int(self.horizon_days * DAY_MS)
+
+    @property
+    def snapshot_gap_ms(self) -> int:
+        return max(self.min_snapshot_gap_ms, self.horizon_ms // 30)
 
     @property
     def alert_policy(self) -> AlertPolicy:
