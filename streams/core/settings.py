@@ -100,7 +100,7 @@ class Settings:
     churn_idle_days: float = _opt(14.0, "Score a user for an alert after this many idle days.")
     churn_threshold: float = _opt(0.5, "Publish an alert at or above this churn probability.")
     churn_model: ChurnModelKind = _opt(  # noqa: RUF009 - a str; checked() keeps it a kind
-        "logistic", "Churn model: logistic (scaled logistic regression) or forest."
+        "logistic", "Learned churn model: logistic (scaled logistic regression) or forest."
     )
     churn_guard: ChurnGuard = _opt(  # noqa: RUF009 - a str; checked() keeps it a mode
         "auto",
@@ -108,7 +108,9 @@ class Settings:
         "on live labels), analytic, or model.",
     )
     churn_min_labels: int = _opt(
-        500, "Delayed labels a partition's learned churn model is scored on before it may alert."
+        500,
+        "Labels a partition's learned churn model learns, and is then scored on, before it "
+        "may replace the analytic scorer.",
     )
     churn_min_customers: int = _opt(
         50, "Buyers a partition's analytic churn scorer is fitted on before it may alert."
