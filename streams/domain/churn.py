@@ -18,10 +18,11 @@ and one idle timer in the heap; a timer that fires after the user moved on re-ar
   model learns it. The learned model's inputs are the bounded profile features plus the
   analytic score (``bg_logit``, ``bg_p``).
 * **Alerts** -- when a customer has been idle ``idle_days`` (event time) the current champion
-  scores them once for that idle episode (:func:`alert_score`, which ``evaluate churn`` calls
-  too); at or above the threshold an alert (:class:`streams.core.payloads.ChurnAlert`) names
-  the champion in ``model_version``; its ``alert_id`` hashes user + episode start, so a
-  replay yields the same ids. A probability that cannot be computed raises no alert.
+  scores them (:func:`alert_score`, which ``evaluate churn`` calls too), and again at 2, 4,
+  8, ... times that silence while they stay below the threshold (``idle_checks`` checks); at
+  or above it one alert (:class:`streams.core.payloads.ChurnAlert`) for the idle episode
+  names the champion in ``model_version``; its ``alert_id`` hashes user + episode start, so
+  a replay yields the same ids. A probability that cannot be computed raises no alert.
 
 The agent, per event (``state`` is updated in place and is JSON-safe via ``to_dict``)::
 
@@ -197,26 +198,51 @@ def _fire(
                 heapq.heappush(timers, (nxt, PROBE, uid, 0))
             else:
                 t.probe_armed = False
-        else:  # IDLE
-            expected = t.last_seen_ms + int(cfg.idle_days * DAY_MS)
-            if expected > due:
-                heapq.heappush(timers, (expected, IDLE, uid, 0))
-                continue
-            t.idle_armed = False
-            if t.scored_episode_ms == t.last_seen_ms or scorer is None or not scorer.can_alert:
-                continue
-            p = lookup(uid)
-            if p is None or (p.n_orders == 0 and not cfg.alert_non_buyers):
-                continue
-            t.scored_episode_ms = t.last_seen_ms
-            prob, version, xf, reasons = alert_score(scorer, p, due)
-            if math.isfinite(prob) and prob >= cfg.threshold:  # nan: cannot say, no alert
-                alerts.append(
-                    build_alert(
-                        uid, p, xf, prob, episode_start_ms=t.last_seen_ms, now_ms=due,
-                        contributions=reasons, model_version=version, policy=cfg.alert_policy,
-                    )
+        elif due == t.idle_due_ms:  # IDLE (a superseded idle timer is dropped)
+            _idle(state, uid, t, due, lookup, scorer, cfg, alerts)
+
+
+def _arm_idle(state: ChurnState, uid: str, t: Track, due: int) -> None:
+    heapq.heappush(state.timers, (due, IDLE, uid, 0))
+    t.idle_due_ms = due
+
+
+def _idle(
+    state: ChurnState, uid: str, t: Track, due: int, lookup: Lookup, scorer: Scorer | None,
+    cfg: ChurnConfig, alerts: list[ChurnAlert],
+) -> None:  # fmt: skip
+    """An idle check: the episode's first check is ``idle_days`` after ``last_seen``, the
+    next ones double the silence, until an alert or ``idle_checks`` checks."""
+    idle_ms = int(cfg.idle_days * DAY_MS)
+    check = t.last_seen_ms + idle_ms
+    if check > due:  # active since: re-arm for the new episode (lazy)
+        _arm_idle(state, uid, t, check)
+        return
+    t.idle_due_ms = -1
+    if t.scored_episode_ms == t.last_seen_ms:
+        return
+    k = 0  # this check's index: the last one due
+    while k + 1 < cfg.idle_checks and t.last_seen_ms + (idle_ms << (k + 1)) <= due:
+        k += 1
+    p = lookup(uid)
+    if p is None or (p.n_orders == 0 and not cfg.alert_non_buyers):
+        t.scored_episode_ms = t.last_seen_ms  # nothing to score until they come back
+        return
+    if scorer is not None and scorer.can_alert:
+        prob, version, xf, reasons = alert_score(scorer, p, due)
+        if math.isfinite(prob) and prob >= cfg.threshold:  # nan: cannot say, no alert
+            alerts.append(
+                build_alert(
+                    uid, p, xf, prob, episode_start_ms=t.last_seen_ms, now_ms=due,
+                    contributions=reasons, model_version=version, policy=cfg.alert_policy,
                 )
+            )
+            t.scored_episode_ms = t.last_seen_ms
+            return
+    if k + 1 < cfg.idle_checks:
+        _arm_idle(state, uid, t, t.last_seen_ms + (idle_ms << (k + 1)))
+    else:
+        t.scored_episode_ms = t.last_seen_ms
 
 
 def advance(
@@ -277,9 +303,10 @@ def step(
         t.pending = keep
     if ts > t.last_seen_ms:
         t.last_seen_ms = ts
-    if cfg.alerts and not t.idle_armed:
-        heapq.heappush(state.timers, (t.last_seen_ms + int(cfg.idle_days * DAY_MS), IDLE, uid, 0))
-        t.idle_armed = True
+    if cfg.alerts:  # the episode's first idle check; an armed later check is superseded
+        check = t.last_seen_ms + int(cfg.idle_days * DAY_MS)
+        if t.idle_due_ms < 0 or t.idle_due_ms > check:
+            _arm_idle(state, uid, t, check)
     if new or (is_activity and ts > t.anchor_ms):
         t.anchor_ms = ts
         t.probe_k = 1

@@ -270,13 +270,17 @@ class BatchProcessor:
         if not self.shop.runtime.ready or app.in_recovery or app.rebalancing:
             return  # the table may be incomplete: no state is built from it now
         topic = self.settings.topic_events
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
         async with self.lock:
-            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
-            await self.parts.settle()
-            users = UserUpdates(self.shop.profiles)
-            idle_s = self.settings.idle_advance_s
-            if advance_idle(self.parts, assigned, time.time(), idle_s, users):
-                await self.publish(users, [], [], StageClock(time.perf_counter()))
+            try:
+                await self.parts.settle()
+                users = UserUpdates(self.shop.profiles)
+                idle_s = self.settings.idle_advance_s
+                if advance_idle(self.parts, assigned, time.time(), idle_s, users):
+                    await self.publish(users, [], [], StageClock(time.perf_counter()))
+            except Exception:  # the timer goes on; the state in memory is rebuilt from the table
+                log.exception("advancing the clocks of idle partitions failed")
+                self.parts.on_revoked(assigned)
 
     # --- next door ------------------------------------------------------------------------
     async def forget(self, uid: str) -> dict[str, int]:

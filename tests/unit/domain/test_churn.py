@@ -228,14 +228,50 @@ def test_one_alert_per_idle_episode_and_none_for_active_users() -> None:
     ]
 
 
-def test_below_threshold_no_alert_and_no_rescoring() -> None:
+class Rising(Stub):
+    """P(churn) grows with the silence: 0.1 per week (log_idle is log1p of the idle days)."""
+
+    def score(self, x: dict[str, float], s: Summary | None) -> tuple[float, str, dict[str, float]]:
+        self.scored = [*getattr(self, "scored", []), round(math.expm1(x["log_idle"]))]
+        return min(math.expm1(x["log_idle"]) / 70, 1.0), "stub-v1", {}
+
+
+def test_an_episode_is_checked_again_as_the_silence_doubles_until_one_alert() -> None:
+    """A customer below the threshold after 14 silent days may cross it later in the same
+    silence: checks at 14, 28, 56, ... days; one alert for the episode, then no more."""
+    model = Rising()
+    r = Run(model=model)
+    r.feed("u1", "purchase", 0)
+    r.advance(400)
+    assert model.scored == [14, 28, 56]  # 0.2, 0.4, then 0.8: alerted, done
+    assert [(a["alert_id"], a["ts"]) for a in r.alerts] == [(alert_id("u1", T0), T0 + 56 * DAY_MS)]
+
+
+def test_below_threshold_at_every_check_no_alert_and_the_checks_end() -> None:
     model = Stub(p=0.3)
     r = Run(model=model)
     r.feed("u1", "purchase", 0)
-    r.advance(20)
-    model.p = 0.99  # a later, higher score does not reopen the episode
-    r.advance(100)
+    r.advance(14 * 32 + 1)
+    assert r.alerts == [] and r.state.users["u1"].scored_episode_ms == T0
+    model.p = 0.99  # after the last check (14 x 32 days) the episode is not scored again
+    r.advance(2000)
     assert r.alerts == []
+    assert not [t for t in r.state.timers if t[1] == 2]  # no idle timer left
+
+
+def test_activity_starts_a_new_episode_with_its_own_first_check() -> None:
+    """An armed later check of the old episode is superseded: the new episode's first check
+    comes idle_days after the new activity, not when the old check was due."""
+    model = Stub(p=0.3)
+    r = Run(model=model)
+    r.feed("u1", "purchase", 0)
+    r.advance(30)  # checked at 14 and 28 (below); the next check was due at day 56
+    model.p = 0.9
+    r.feed("u1", "view", 40)
+    r.advance(60)
+    assert [(a["alert_id"], a["ts"]) for a in r.alerts] == [
+        (alert_id("u1", T0 + 40 * DAY_MS), T0 + 54 * DAY_MS)
+    ]
 
 
 def test_no_alerts_while_the_scorers_cannot_alert() -> None:
@@ -250,9 +286,10 @@ def test_a_probability_that_cannot_be_computed_raises_no_alert() -> None:
     r = Run(model=model)
     r.feed("u1", "purchase", 0)
     r.advance(20)
-    model.p = 0.99  # the episode was scored (and found unscorable): not scored again
+    assert r.alerts == []  # never a default probability
+    model.p = 0.99  # computable again: the next check (day 28) alerts
     r.advance(100)
-    assert r.alerts == []
+    assert [a["ts"] for a in r.alerts] == [T0 + 28 * DAY_MS]
 
 
 def test_value_tiers_are_configurable() -> None:
@@ -328,3 +365,4 @@ def test_a_track_of_the_older_layout_restarts_its_labels() -> None:
     state = rebuild({"u1": t}, cfg())
     assert state.clock_ms == T0 + DAY_MS
     assert sorted(kind for _, kind, _, _ in state.timers) == [1, 2]  # a probe and an idle timer
+    assert t.idle_due_ms == T0 + DAY_MS + int(cfg().idle_days * DAY_MS)  # the old flag, placed
