@@ -292,34 +292,63 @@ def evaluate_churn(
         ),
     ] = 1,
 ) -> None:
-    """ROC/PR AUC of the churn model at a cutoff vs recency: replay transactions to the
-    cutoff, score every customer, compare with the truth."""
+    """The churn scores at a cutoff vs recency, with the worker's settings: replay
+    transactions to the cutoff, score every customer, compare with the truth (overall, per
+    recency bucket, calibration, and the alerts the worker sent)."""
     from streams.tools.evaluate_churn import evaluate
 
+    settings = _settings()
     try:
         day = date.fromisoformat(cutoff)
     except ValueError:
         raise InputError(f"--cutoff {cutoff!r} is not a YYYY-MM-DD date") from None
     with _progress("replaying") as update:
-        result = evaluate(transactions, day, horizon_days, update, partitions=partitions)
+        result = evaluate(transactions, day, horizon_days, update, partitions=partitions,
+                          settings=settings)  # fmt: skip
     if json_out:
         typer.echo(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode())
         return
-    table = Table(title=f"churn at {result['cutoff']}, horizon {horizon_days:g} days")
-    for col in ("", "ROC AUC", "PR AUC"):
+    _churn_report(result, horizon_days)
+
+
+def _f(v: float, digits: int = 4) -> str:
+    return "-" if v != v else f"{v:.{digits}f}"
+
+
+def _churn_report(r: dict[str, Any], horizon_days: float) -> None:
+    """The human form of ``evaluate churn``: scores, buckets, alerts."""
+    table = Table(title=f"churn at {r['cutoff']}, horizon {horizon_days:g} days")
+    for col in ("score", "ROC AUC", "PR AUC", "Brier"):
         table.add_column(col)
-    table.add_row("model", f"{result['auc']:.4f}", f"{result['pr_auc']:.4f}")
-    table.add_row(
-        "recency baseline", f"{result['baseline_auc']:.4f}", f"{result['baseline_pr_auc']:.4f}"
-    )
+    champions = ", ".join(sorted(set(r["champions"])))
+    table.add_row(f"alerts ({champions})", _f(r["auc"]), _f(r["pr_auc"]), _f(r["brier"]))
+    table.add_row("analytic (MBG/NBD)", _f(r["analytic_auc"]), "", _f(r["analytic_brier"]))
+    table.add_row("learned model", _f(r["learned_auc"]), "", _f(r["learned_brier"]))
+    table.add_row("recency baseline", _f(r["baseline_auc"]), _f(r["baseline_pr_auc"]), "")
+    buckets = Table(title="ROC AUC by days since the last purchase")
+    for col in ("days", "customers", "share", "churned", "alerts", "analytic", "learned",
+                "recency"):  # fmt: skip
+        buckets.add_column(col)
+    for b in r["buckets"]:
+        buckets.add_row(
+            b["days"], str(b["n"]), f"{b['share']:.1%}", f"{b['churn_rate']:.1%}",
+            _f(b["alert_auc"], 3), _f(b["analytic_auc"], 3), _f(b["learned_auc"], 3),
+            _f(b["recency_auc"], 3),
+        )  # fmt: skip
     console = Console()
     console.print(table)
+    console.print(buckets)
+    a = r["alerts"]
     console.print(
-        f"customers {result['n']}, churned {result['positives']} "
-        f"({result['positive_rate']:.1%}), labels learned {result['labels_learned']}, "
-        f"progressive AUC {result['progressive_auc']:.4f}"
+        f"lift over recency {r['lift']:+.4f}; lowest bucket AUC (buckets >= 5%) "
+        f"{_f(r['min_bucket_auc'], 3)}\n"
+        f"alerts for the current silence (threshold {a['threshold']:g}, idle "
+        f"{a['idle_days']:g} d): {a['n']} customers, precision {_f(a['precision'], 3)}, "
+        f"recall {_f(a['recall'], 3)}, F1 {_f(a['f1'], 3)} ({a['sent']} sent in the replay)\n"
+        f"customers {r['n']}, churned {r['positives']} ({r['positive_rate']:.1%}), labels "
+        f"learned {r['labels_learned']}, champion per partition: {', '.join(r['champions'])}"
     )
-    console.print(f"truth window: [{result['history_end']}, +{horizon_days:g} days)")
+    console.print(f"truth window: [{r['history_end']}, +{horizon_days:g} days)")
 
 
 def _recs_table(r: dict[str, Any]) -> Table:

@@ -119,7 +119,22 @@ class Telemetry:
         )
         self.m_auc = Gauge(p + "model_auc", "Online (prequential) ROC AUC.", ["model"], registry=r)
         self.m_logloss = Gauge(p + "model_log_loss", "Online log loss.", ["model"], registry=r)
+        self.m_brier = Gauge(p + "model_brier", "Online Brier score.", ["model"], registry=r)
+        self.m_precision = Gauge(p + "model_precision",
+                                 "Online precision at the alert threshold.", ["model"], registry=r)
+        self.m_recall = Gauge(p + "model_recall", "Online recall at the alert threshold.",
+                              ["model"], registry=r)  # fmt: skip
+        self.m_champions = Gauge(
+            p + "churn_champion_partitions",
+            "Partitions whose churn alerts come from this scorer (analytic or model).",
+            ["scorer"], registry=r,
+        )  # fmt: skip
         self.m_alerts = PCounter(p + "churn_alerts", "Churn alerts published.", registry=r)
+        self.m_stale = PCounter(
+            p + "churn_alerts_stale",
+            "Churn alerts not published: older than SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS "
+            "(history being imported).", registry=r,
+        )  # fmt: skip
         self.m_anom = PCounter(p + "anomalies", "Anomalies flagged, by kind.", ["kind"], registry=r)
         self.m_seg = PCounter(p + "segment_changes", "Segment changes, by new segment.",
                               ["segment"], registry=r)  # fmt: skip
@@ -143,6 +158,7 @@ class Telemetry:
         self.segments: Counter[str] = Counter()
         self.lag: int | None = None
         self.quality: dict[str, float | None] = {"auc": None, "logloss": None}
+        self.churn: dict[str, Any] = {}
         self.latest_alerts: deque[dict[str, Any]] = deque(maxlen=20)
         self.latest_anomalies: deque[dict[str, Any]] = deque(maxlen=20)
 
@@ -219,6 +235,11 @@ class Telemetry:
         row["reasons"] = list(alert.get("reasons") or [])[:3]
         self.latest_alerts.appendleft(row)
 
+    def on_stale_alerts(self, n: int) -> None:
+        """Alerts too old to publish (``shopstream_churn_alerts_stale_total``)."""
+        self.m_stale.inc(n)
+        self.totals["stale_alerts"] += n
+
     def on_anomaly(self, a: Mapping[str, Any]) -> None:
         """A published anomaly (the ``shop.anomalies`` payload)."""
         kind = str(a.get("kind", "unknown"))
@@ -284,8 +305,35 @@ class Telemetry:
     ) -> None:
         for key, value, gauge in (("auc", auc, self.m_auc), ("logloss", logloss, self.m_logloss)):
             if value is not None and math.isfinite(value):
-                self.quality[key] = round(float(value), 5)
+                if model == "churn":
+                    self.quality[key] = round(float(value), 5)
                 gauge.labels(model).set(value)
+
+    def set_churn_quality(self, m: Mapping[str, Any]) -> None:
+        """The churn scorers' quality (``ModelSet.churn_metrics()``): ``model="churn"`` is what
+        alerts use (each partition's champion), ``churn-analytic`` and ``churn-learned`` the
+        two scorers on the same delayed labels."""
+        scorers = {"churn": "champion", "churn-analytic": "analytic", "churn-learned": "model"}
+        for label, key in scorers.items():
+            q = m.get(key) or {}
+            for gauge, field in ((self.m_brier, "brier"), (self.m_precision, "precision"),
+                                 (self.m_recall, "recall")):  # fmt: skip
+                value = q.get(field)
+                if value is not None and math.isfinite(value):
+                    gauge.labels(label).set(value)
+            self.set_model_quality(q.get("auc"), q.get("log_loss"), model=label)
+        champion = m.get("champion") or {}
+        self.quality = {
+            "auc": _rounded(champion.get("auc")), "logloss": _rounded(champion.get("log_loss")),
+        }  # fmt: skip
+        champions = dict(m.get("champions") or {})
+        for scorer in ("analytic", "model"):
+            self.m_champions.labels(scorer).set(champions.get(scorer, 0))
+        self.churn = {
+            "champions": champions,
+            "scorers": {k: {f: _rounded(v) for f, v in (m.get(k) or {}).items()}
+                        for k in ("analytic", "model")},
+        }  # fmt: skip
 
     # --- what the views read ------------------------------------------------------------
     def render(self) -> bytes:
@@ -316,13 +364,15 @@ class Telemetry:
             "now": self.clock(),
             "uptime_s": round(self.clock() - self.started, 1),
             "bucket_s": self.bucket_s,
-            "totals": {k: self.totals[k] for k in ("events_in", *COUNTED[1:], "redis_retries")},
+            "totals": {k: self.totals[k]
+                       for k in ("events_in", *COUNTED[1:], "redis_retries", "stale_alerts")},
             "events_by_type": dict(self.by_type),
             "dlq_by_reason": dict(self.dlq_reasons),
             "anomalies_by_kind": dict(self.anomaly_kinds),
             "segments": {k: v for k, v in sorted(self.segments.items()) if v > 0},
             "lag": self.lag,
             "model": dict(self.quality),
+            "churn": self.churn,
             "series": series,
             "latest_alerts": list(self.latest_alerts),
             "latest_anomalies": list(self.latest_anomalies),
@@ -330,6 +380,13 @@ class Telemetry:
 
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+
+
+def _rounded(v: Any) -> Any:
+    """Finite floats rounded for JSON, NaN and infinities as ``None``, the rest unchanged."""
+    if isinstance(v, float):
+        return round(v, 5) if math.isfinite(v) else None
+    return v
 
 
 def consumer_lag(highwater: Callable[[Any], int | None], positions: Mapping[Any, int]) -> int:

@@ -24,6 +24,7 @@ from streams.core.errors import ConfigError
 
 PREFIX = "SHOPSTREAM_"
 ChurnModelKind = Literal["logistic", "forest"]
+ChurnGuard = Literal["auto", "analytic", "model"]
 LogFormat = Literal["text", "json"]
 TableStore = Literal["memory", "rocksdb"]
 #: Settings whose values are never printed (``shopstream settings`` masks them).
@@ -120,10 +121,30 @@ class Settings:
     churn_idle_days: float = _opt(14.0, "Score a user for an alert after this many idle days.")
     churn_threshold: float = _opt(0.5, "Publish an alert at or above this churn probability.")
     churn_model: ChurnModelKind = _opt(  # noqa: RUF009 - a str; checked() keeps it a kind
-        "logistic", "Churn model: logistic (scaled logistic regression) or forest."
+        "logistic", "Learned churn model: logistic (scaled logistic regression) or forest."
+    )
+    churn_guard: ChurnGuard = _opt(  # noqa: RUF009 - a str; checked() keeps it a mode
+        "auto",
+        "Which churn scorer alerts: auto (the analytic one until the learned model beats it "
+        "on live labels), analytic, or model.",
     )
     churn_min_labels: int = _opt(
-        200, "Labels a partition's churn model learns before it may publish alerts."
+        500,
+        "Labels a partition's learned churn model learns, and is then scored on, before it "
+        "may replace the analytic scorer.",
+    )
+    churn_min_customers: int = _opt(
+        50, "Buyers a partition's analytic churn scorer is fitted on before it may alert."
+    )
+    churn_alert_max_age_days: float = _opt(
+        7.0,
+        "Alerts older than this (event time vs wall clock: a backfill) are learned from but "
+        "not published (0 = publish all).",
+    )
+    idle_advance_s: float = _opt(
+        60.0,
+        "A partition with no record for this long is idle: its event-time clock then follows "
+        "the wall clock, this far behind (0 = off: the clock moves only with events).",
     )
     checkpoint_key: str = _opt("", "HMAC key that signs model checkpoints (required to save).")
     checkpoint_interval_s: float = _opt(
@@ -206,8 +227,12 @@ class Settings:
             raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
         if not 0 < self.churn_threshold <= 1:
             raise ConfigError(f"{PREFIX}CHURN_THRESHOLD must be in (0, 1]")
-        if self.churn_min_labels < 0:
-            raise ConfigError(f"{PREFIX}CHURN_MIN_LABELS must not be negative")
+        if self.churn_guard not in get_args(ChurnGuard):
+            raise ConfigError(f"{PREFIX}CHURN_GUARD must be auto, analytic or model")
+        for name in ("churn_min_labels", "churn_min_customers", "churn_alert_max_age_days",
+                     "idle_advance_s"):  # fmt: skip
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
         if self.churn_idle_days >= self.churn_horizon_days:
             raise ConfigError(f"{PREFIX}CHURN_IDLE_DAYS must be below {PREFIX}CHURN_HORIZON_DAYS")
         choices = (("log_format", LogFormat), ("table_store", TableStore))

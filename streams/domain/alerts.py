@@ -49,6 +49,23 @@ def alert_id(user_id: str, episode_start_ms: int) -> str:
     return hashlib.sha256(f"{user_id}\x1f{episode_start_ms}".encode()).hexdigest()[:32]
 
 
+def split_stale(
+    alerts: list[ChurnAlert], now_ms: int, max_age_ms: int
+) -> tuple[list[ChurnAlert], list[ChurnAlert]]:
+    """``(to publish, stale)``: an alert whose event time ``ts`` is more than ``max_age_ms``
+    before the wall clock ``now_ms`` is stale (history being imported: its idle episode
+    ended long ago, a coupon would come too late). ``max_age_ms`` 0 keeps every alert.
+
+    >>> a = [{"ts": 1_000}, {"ts": 9_000}]
+    >>> split_stale(a, now_ms=10_000, max_age_ms=5_000)
+    ([{'ts': 9000}], [{'ts': 1000}])
+    """
+    if max_age_ms <= 0:
+        return alerts, []
+    fresh = [a for a in alerts if now_ms - a["ts"] <= max_age_ms]
+    return fresh, [a for a in alerts if now_ms - a["ts"] > max_age_ms]
+
+
 def tier_for(value: float, tiers: tuple[Tier, ...]) -> Tier:
     return next((t for t in tiers if value >= t.min_value), tiers[-1])
 
