@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env | settings.to_env()
 
 
+def http_call(
+    url: str, method: str = "GET", *, token: str | None = None, body: bytes | None = None,
+    headers: dict[str, str] | None = None, timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """One HTTP request; returns (status, headers, body) whatever the status."""
+    sent = dict(headers or {})
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, method=method, data=body, headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
 class WorkerProcess:
     """``shopstream worker`` in a child process; stopped (by its pid) on exit."""
 
@@ -55,9 +72,22 @@ class WorkerProcess:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.web_port}{path}"
 
-    def get_json(self, path: str, timeout: float = 5.0) -> Any:
-        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
+    def get_json(self, path: str, timeout: float = 5.0, *, token: str | None = None) -> Any:
+        """GET ``path`` as JSON, with the admin token when the worker has one (or ``token``);
+        an HTTP error raises (``urllib.error.HTTPError``, an ``OSError``)."""
+        token = self.settings.admin_token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.url(path), headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return orjson.loads(resp.read())
+
+    def call(
+        self, method: str, path: str, *, token: str | None = None, body: bytes | None = None,
+        headers: dict[str, str] | None = None, timeout: float = 30.0,
+    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        """Any request (``token``: a Bearer token, or none); returns status, headers, body."""
+        return http_call(self.url(path), method, token=token, body=body, headers=headers,
+                         timeout=timeout)  # fmt: skip
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
