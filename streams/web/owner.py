@@ -117,5 +117,5 @@ class Owners:
 
 def _conflict(web: Any, reason: str) -> Any:
     return web.json(
-        {"error": f"the user's {reason}; retry"}, status=409, headers={"Retry-After": "1"}
+        {"error": f"the user's {reason}"}, status=409, headers={"Retry-After": "1"}
     )
