@@ -65,7 +65,9 @@ _fields = ("event_id", "type", "user_id", "session_id", "ts", "item_id", "catego
 
 @settings(max_examples=600)
 @given(st.dictionaries(st.sampled_from(_fields), _values, max_size=11), st.booleans())
-def test_what_the_schema_accepts_the_worker_accepts(changes: dict[str, object], valid: bool) -> None:
+def test_what_the_schema_accepts_the_worker_accepts(
+    changes: dict[str, object], valid: bool
+) -> None:
     """A storefront that validates its events with the schema never feeds the DLQ (the
     schema may be stricter than the worker: e.g. a float ``ts`` is accepted by the worker)."""
     obj = {**(_VALID if valid else {}), **changes}
