@@ -211,14 +211,23 @@ def middleware(policy: Policy) -> Any:
     return guard
 
 
+async def _methods(request: web.Request) -> list[str]:
+    """The methods served at the request's path (``Allow``)."""
+    resolve = request.app.router.resolve
+    served = [m for m in ("GET", "PUT", "POST", "DELETE")
+              if (await resolve(request.clone(method=m))).http_exception is None]  # fmt: skip
+    return served + (["HEAD"] if "GET" in served else []) + ["OPTIONS"]
+
+
 async def _preflight(policy: Policy, request: web.Request, origin: str | None) -> web.Response:
-    """Answer a CORS preflight for the method it asks about."""
+    """Answer ``OPTIONS``: the methods served, or a CORS preflight for the one it asks about."""
     wanted = request.headers.get("Access-Control-Request-Method", "").upper()
+    allow = ", ".join(await _methods(request))
     if origin is None or not wanted:
-        return web.Response(status=204, headers={"Allow": "GET, HEAD, PUT, DELETE, OPTIONS"})
+        return web.Response(status=204, headers={"Allow": allow})
     resolved = await request.app.router.resolve(request.clone(method=wanted))
     if resolved.http_exception is not None:
-        return _error(405, f"{wanted} is not served at {request.path}")
+        return _error(405, f"{wanted} is not served at {request.path}", {"Allow": allow})
     route = resolved.route
     scope = scope_of(wanted, route.resource.canonical if route.resource else "")
     if not policy.origin_allowed(origin, scope):

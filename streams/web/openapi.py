@@ -31,6 +31,9 @@ class Route:
     scope: Scope
     summary: str
     params: tuple[str, ...] = ()
+    #: schema (in ``components``) of the 200 answer; None = any
+    ok: str | None = None
+    #: other answers: status -> description (their body is ``Error``, except ``Health``'s)
     responses: dict[str, str] = field(default_factory=dict)
     body: str | None = None
     content: str = "application/json"
@@ -44,27 +47,28 @@ _ROUTED = {"409": "The user's partition is not served here right now and the req
                   "retry."}  # fmt: skip
 
 ROUTES: Final[tuple[Route, ...]] = (
-    Route("GET", "/healthz", "open", "Health: Redis and Kafka reachable",
-          responses={"200": "Healthy", "503": "Degraded (the body says what is down)"}),
+    Route("GET", "/healthz", "open", "Health: Redis and Kafka reachable", ok="Health",
+          responses={"503": "Degraded (the body says what is down)"}),
     Route("GET", "/metrics", "open", "Prometheus metrics (text exposition format)",
           content="text/plain"),
     Route("GET", "/openapi.json", "open", "This document"),
     Route("GET", "/recommendations/{user_id}", "public",
           "Recommendations for the user's current session (the owner of the user answers)",
-          params=(_USER, "k", "category", "exclude"), responses=_ROUTED),
+          params=(_USER, "k", "category", "exclude"), ok="Recommendations", responses=_ROUTED),
     Route("GET", "/items/{item_id}/similar", "public", "The item's nearest neighbours",
-          params=(_ITEM, "k", "category", "exclude")),
+          params=(_ITEM, "k", "category", "exclude"), ok="Similar"),
     Route("PUT", "/items/{item_id}", "admin",
           "Hide an item from every recommendation and similar-items list, or show it again",
-          params=(_ITEM,), body="ItemUpdate"),
+          params=(_ITEM,), body="ItemUpdate", ok="ItemState"),
     Route("GET", "/users/{user_id}", "admin",
-          "Live profile, segment, churn probability and recommendations",
-          params=(_USER,), responses={"404": "No profile for this user", **_ROUTED}),
+          "Live profile, segment, churn probability and recommendations", params=(_USER,),
+          ok="User", responses={"404": "No profile for this user", **_ROUTED}),
     Route("DELETE", "/users/{user_id}", "admin",
           "Forget the user: profile (changelog tombstone), churn track, model memories, "
           "Redis keys; idempotent (an unknown user costs nothing)",
-          params=(_USER,), responses=_ROUTED),
-    Route("GET", "/models", "admin", "The online models: versions, labels learned, quality"),
+          params=(_USER,), ok="Forgotten", responses=_ROUTED),
+    Route("GET", "/models", "admin", "The online models: versions, labels learned, quality",
+          ok="Models"),
     Route("GET", "/dashboard", "admin", "The shop owner's live page (HTML)",
           content="text/html"),
     Route("GET", "/api/dashboard", "admin", "The dashboard's data"),
@@ -87,8 +91,8 @@ _PARAMS: Final[dict[str, dict[str, Any]]] = {
             "schema": {"type": "string", "minLength": 1}},
     "k": {"in": "query", "description": "How many items",
           "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-    "category": {"in": "query", "description": "Only items of this category",
-                 "schema": {"type": "string", "minLength": 1}},
+    "category": {"in": "query", "description": "Only items of this category (empty: any)",
+                 "schema": {"type": "string"}},
     "exclude": {"in": "query", "description": "Items never to return (repeat the parameter "
                 f"for several, at most {MAX_EXCLUDE})", "style": "form", "explode": True,
                 "schema": {"type": "array", "items": {"type": "string"},
@@ -96,24 +100,28 @@ _PARAMS: Final[dict[str, dict[str, Any]]] = {
 }  # fmt: skip
 
 _ITEMS = {"type": "array", "items": {"$ref": "#/components/schemas/ScoredItem"}}
+_STR, _BOOL, _OBJ = {"type": "string"}, {"type": "boolean"}, {"type": "object"}
+
+
+def _object(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": required | optional}
+
+
 _SCHEMAS: Final[dict[str, Any]] = {
-    "Error": {"type": "object", "required": ["error"],
-              "properties": {"error": {"type": "string"}}},
-    "ScoredItem": {"type": "object", "required": ["item_id", "score"],
-                   "properties": {"item_id": {"type": "string"}, "score": {"type": "number"}}},
-    "ItemUpdate": {"type": "object", "required": ["hidden"], "additionalProperties": False,
-                   "properties": {"hidden": {"type": "boolean"}}},
-    "Recommendations": {"type": "object", "required": ["user_id", "session_id", "items"],
-                        "properties": {"user_id": {"type": "string"},
-                                       "session_id": {"type": "string"}, "items": _ITEMS}},
-    "Similar": {"type": "object", "required": ["item_id", "items"],
-                "properties": {"item_id": {"type": "string"}, "items": _ITEMS}},
+    "Error": _object({"error": _STR}),
+    "Health": _object({"status": {"enum": ["ok", "degraded"]}, "redis": _BOOL, "kafka": _BOOL}),
+    "ScoredItem": _object({"item_id": _STR, "score": {"type": "number"}}),
+    "ItemUpdate": {**_object({"hidden": _BOOL}), "additionalProperties": False},
+    "ItemState": _object({"item_id": _STR, "hidden": _BOOL, "changed": _BOOL}),
+    "Recommendations": _object({"user_id": _STR, "session_id": _STR, "items": _ITEMS}),
+    "Similar": _object({"item_id": _STR, "items": _ITEMS}),
+    "User": _object({"user_id": _STR, "session_id": _STR, "segment": _OBJ,
+                     "churn_probability": {"type": ["number", "null"]}, "as_of": _STR,
+                     "profile": _OBJ, "recommendations": _ITEMS}),
+    "Forgotten": _object({"user_id": _STR, "removed": {
+        "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}),
+    "Models": _object({"churn": _OBJ, "partitions": _OBJ, "segments": _OBJ}),
 }  # fmt: skip
-_ANSWERS: Final = {
-    ("GET", "/recommendations/{user_id}"): "Recommendations",
-    ("GET", "/items/{item_id}/similar"): "Similar",
-    ("PUT", "/items/{item_id}"): "ItemUpdate",
-}
 _SCHEMES: Final = {
     "publicKey": {"type": "http", "scheme": "bearer",
                   "description": "SHOPSTREAM_PUBLIC_KEY (fit for browser code)"},
@@ -130,14 +138,23 @@ _SECURITY: Final[dict[Scope, list[dict[str, list[str]]]]] = {
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    schema = _ANSWERS.get((route.method, route.path))
-    ok: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{schema}"}} if schema else {}
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    responses: dict[str, Any] = {"200": {"description": "OK", "content": {route.content: ok}}}
+    def ref(name: str) -> dict[str, Any]:
+        return {"schema": {"$ref": f"#/components/schemas/{name}"}}
+
+    responses: dict[str, Any] = {
+        "200": {"description": "OK", "content": {route.content: ref(route.ok) if route.ok else {}}}
+    }
     for code, text in route.responses.items():
-        responses[code] = {"description": text, "content": error}
-    if "k" in route.params or route.body:
-        responses["400"] = {"description": "Invalid parameter or body", "content": error}
+        body = route.ok if route.ok == "Health" else "Error"
+        responses[code] = {"description": text, "content": {"application/json": ref(body)}}
+    error = {"application/json": ref("Error")}
+    invalid = "an invalid parameter or body (JSON), or " if "k" in route.params or route.body \
+        else ""  # fmt: skip
+    responses["400"] = {
+        "description": f"Bad request: {invalid}a request the HTTP server cannot parse (in "
+        "text: e.g. a request line or a header over 8190 bytes)",
+        "content": {**error, "text/plain": {}},
+    }
     if route.scope != "open":
         responses["401"] = {"description": "Missing or wrong token", "content": error}
     op: dict[str, Any] = {

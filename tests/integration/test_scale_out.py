@@ -45,7 +45,7 @@ from models.similarity import delete_prefix, key_base
 from streams.core.settings import Settings
 from streams.kafka import client_options, ensure_topics
 from streams.tools.generate import generate
-from tests.support.worker import WorkerProcess, committed, free_port, produce
+from tests.support.worker import WorkerProcess, committed, free_port, produce, secret
 
 DAY_MS = 86_400_000
 BAD = [b"not json at all", b"[1, 2]", b"\xff\xfe\xfd", b'{"event_id": 5, "type": "view"}']
@@ -64,7 +64,7 @@ def run_settings(base: Settings, tmp: Path, name: str) -> Settings:
         batch_within_ms=5,
         commit_interval_s=0.5,
         churn_min_labels=20,  # each partition's model alerts after 20 labels (small input)
-        checkpoint_key="scale-out-key",  # signs the models handed over at a rebalance
+        checkpoint_key=secret("scale-out"),  # signs the models handed over at a rebalance
     )
 
 

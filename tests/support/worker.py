@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
@@ -20,6 +21,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.core.settings import PREFIX, Settings
+
+
+def secret(name: str) -> str:
+    """A test secret strong enough for the worker (>= 32 bytes, not a documented value)."""
+    return f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+
+
+#: Tokens of tests that run the worker with authentication.
+PUBLIC_KEY = secret("test-public-key")
+ADMIN_TOKEN = secret("test-admin-token")
 
 
 def free_port() -> int:
