@@ -430,7 +430,7 @@ def _forget_refused(base: str, user_id: str, exc: Any) -> str:
         return f"{what}: set SHOPSTREAM_ADMIN_TOKEN to the worker's admin token"
     if exc.code == 409:
         detail = detail or "the owner of the user could not be reached"
-        return f"{what}: {detail}; nothing was erased, retry"
+        return f"{what}: {detail}; run it again (forgetting twice is harmless)"
     return f"{what}" + (f": {detail}" if detail else "")
 
 

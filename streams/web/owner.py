@@ -22,6 +22,7 @@ the answer is 409 with the reason and ``Retry-After``, never a wrong answer.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -32,7 +33,9 @@ from streams.worker.context import ShopApp
 
 log = logging.getLogger(__name__)
 
-#: Marks a forwarded request: its receiver answers or fails, never forwards again.
+#: Marks a forwarded request: its receiver answers or fails, never forwards again. The
+#: value is the sender's deadline (epoch ms): a request that reaches the owner after it
+#: (the sender answered 409 already) is refused, so that a 409 leaves nothing done.
 FORWARDED: Final = "X-Shopstream-Forwarded"
 FORWARD_TIMEOUT_S: Final = 10.0
 Decision = Literal["local", "forward", "conflict"]
@@ -85,10 +88,13 @@ class Owners:
         if partition is not None:
             owner = owner_url(self.app.router.external_topics_metadata(), self.topic, partition)
         own = str(self.app.conf.canonical_url)
-        decision = decide(own, owner, forwarded=FORWARDED in request.headers)
+        forwarded = request.headers.get(FORWARDED)
+        decision = decide(own, owner, forwarded=forwarded is not None)
         if decision == "local":
             if self.app.in_recovery:
                 return _conflict(web, f"partition {partition} is being recovered here")
+            if forwarded is not None and _past(forwarded):
+                return _conflict(web, "request reached its owner after the forwarder gave up")
             return await here()
         if decision == "conflict":
             why = "no worker owns it yet" if owner is None else "it moved during forwarding"
@@ -99,7 +105,8 @@ class Owners:
     async def forward(self, web: Any, request: Any, owner: str, partition: int | None) -> Any:
         """The owner's answer to the same request (method, path, query, token)."""
         url = URL(owner.rstrip("/") + request.raw_path, encoded=True)
-        headers = {FORWARDED: "1", "Accept": request.headers.get("Accept", "*/*")}
+        deadline = int((time.time() + FORWARD_TIMEOUT_S) * 1000)
+        headers = {FORWARDED: str(deadline), "Accept": request.headers.get("Accept", "*/*")}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
@@ -112,7 +119,26 @@ class Owners:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("forwarding %s %s to %s failed: %r", request.method, request.path,
                         owner, exc)  # fmt: skip
-            return _conflict(web, f"the owner of partition {partition} cannot be reached")
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                why = "cannot be reached"
+            elif isinstance(exc, TimeoutError):  # it may get the request later: it refuses it
+                why = f"did not answer within {FORWARD_TIMEOUT_S:.0f} s"
+            else:
+                why = f"broke off the answer ({type(exc).__name__})"
+            return _conflict(web, f"partition's owner {why}")
+
+
+def _past(deadline: str) -> bool:
+    """Whether a forwarded request's deadline (epoch ms) has passed (the workers' clocks are
+    assumed synchronised, NTP; a malformed value counts as passed).
+
+    >>> _past("0"), _past(str(int(time.time() * 1000) + 60_000)), _past("soon")
+    (True, False, True)
+    """
+    try:
+        return time.time() * 1000 > int(deadline)
+    except ValueError:
+        return True
 
 
 def _conflict(web: Any, reason: str) -> Any:

@@ -23,8 +23,8 @@ from streams.core.build import package_version
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from streams.web.openapi import document
-from tests.support.worker import ADMIN_TOKEN, PUBLIC_KEY, WorkerProcess, free_port, produce
 from tests.integration.test_http_api import shop
+from tests.support.worker import ADMIN_TOKEN, PUBLIC_KEY, WorkerProcess, free_port, produce
 
 schema = schemathesis.openapi.from_dict(document(package_version()))
 

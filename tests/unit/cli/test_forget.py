@@ -89,7 +89,7 @@ def test_a_worker_that_cannot_reach_the_owner_is_reported(stub: Stub, tmp_path: 
     assert proc.returncode == 3
     assert line == (f"shopstream: the worker at {stub.url} answered 409 Conflict to forget "
                     "'bob#x': the user's partition 3 is not served here and it moved; "
-                    "nothing was erased, retry")  # fmt: skip
+                    "run it again (forgetting twice is harmless)")  # fmt: skip
 
 
 def test_a_missing_token_is_named(stub: Stub, tmp_path: Path) -> None:
