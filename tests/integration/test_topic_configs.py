@@ -97,6 +97,8 @@ async def test_an_erased_profile_is_compacted_out_of_the_changelog_in_time(
     await ensure_topics(s)
     with WorkerProcess(s, tmp_path / "worker.log") as worker:
         worker.wait_healthy()
+        # no tokens: it says so at start
+        assert "the HTTP API serves 127.0.0.1 only, without authentication" in worker.full_log()
         await produce(s, [view("gone", n) for n in range(20)] + [view("stays", 0)])
         for _ in range(120):
             if worker.call("GET", "/users/stays")[0] == 200:
