@@ -46,6 +46,13 @@ def create_app(settings: Settings) -> ShopApp:
         canonical_url=f"http://{settings.web_advertise_host or settings.web_host}:"
         f"{settings.web_port}",
         web_enabled=True,
+        # Faust's own pages are off: /table serves raw profiles, /router the workers' URLs
+        # (the rest, and the index at /, go in streams/patches/webpages.py)
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_max_batch_bytes,
         table_cleanup_interval=60.0,

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from streams import logs
 from streams.core import config
+from streams.core.access import check_access
 from streams.core.build import version_line
 from streams.core.errors import InputError
 from streams.core.settings import Settings, markdown_table
@@ -114,9 +115,12 @@ def worker() -> None:
     from streams.tools.preflight import check_redis
 
     settings = _settings()
+    exposure = check_access(settings)  # before anything starts: an unsafe exposure is refused
     _logging(settings.log_level, settings)
     asyncio.run(ensure_topics(settings))  # logs the topics it created
     asyncio.run(check_redis(settings))
+    for note in exposure:  # once Kafka and Redis answered: the worker is about to serve
+        logging.getLogger("streams.web").warning("%s", note)
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # from now on Faust's to report
     shop = create_app(settings)
     faust.Worker(
@@ -407,19 +411,28 @@ def forget(
     user_id: Annotated[str, typer.Argument(help="The storefront's user id.")],
     url: Annotated[str, typer.Option(help="The worker's HTTP address.")] = "",
 ) -> None:
-    """Erase a user: profile, session state, stored recommendations, pending alerts."""
+    """Erase a user: profile, session state, stored recommendations, pending alerts.
+
+    Any worker will do: the one asked forwards to the owner of the user's partition. Sends
+    SHOPSTREAM_ADMIN_TOKEN; the id is sent percent-encoded, so it is erased exactly as given.
+    """
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     settings = _settings()
-    base = url or f"http://{settings.web_host}:{settings.web_port}"
-    request = urllib.request.Request(f"{base}/users/{user_id}", method="DELETE")  # noqa: S310
+    base = (url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    path = "/users/" + urllib.parse.quote(user_id, safe="")
+    headers = {"Accept": "application/json"}
+    if settings.admin_token:
+        headers["Authorization"] = f"Bearer {settings.admin_token}"
+    request = urllib.request.Request(base + path, method="DELETE", headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310
             result = orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        _fail_line(f"the worker at {base} answered {exc.code} {exc.reason} to DELETE /users")
-        raise typer.Exit(1) from None
+        _fail_line(_forget_refused(base, user_id, exc))
+        raise typer.Exit(EXIT_UNREACHABLE if exc.code == 409 else 1) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         _fail_line(
@@ -428,7 +441,26 @@ def forget(
         )
         raise typer.Exit(EXIT_UNREACHABLE) from None
     removed = result["removed"]
-    typer.echo(f"forgot {result['user_id']}: " + ", ".join(f"{k} {v}" for k, v in removed.items()))
+    counts = ", ".join(f"{k} {v}" for k, v in removed.items())
+    if not any(removed.values()):
+        typer.echo(f"nothing was stored for {result['user_id']} (nothing to erase): {counts}")
+    else:
+        typer.echo(f"forgot {result['user_id']}: {counts}")
+
+
+def _forget_refused(base: str, user_id: str, exc: Any) -> str:
+    """The line for a worker's refusal of ``DELETE /users/...``."""
+    try:
+        detail = str(orjson.loads(exc.read()).get("error", ""))[:300]
+    except (orjson.JSONDecodeError, AttributeError, OSError):
+        detail = ""
+    what = f"the worker at {base} answered {exc.code} {exc.reason} to forget {user_id!r}"
+    if exc.code == 401:
+        return f"{what}: set SHOPSTREAM_ADMIN_TOKEN to the worker's admin token"
+    if exc.code == 409:
+        detail = detail or "the owner of the user could not be reached"
+        return f"{what}: {detail}; run it again (forgetting twice is harmless)"
+    return f"{what}" + (f": {detail}" if detail else "")
 
 
 @cli.command("settings")

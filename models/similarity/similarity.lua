@@ -173,6 +173,21 @@ end
 -- == scoring ==================================================================================
 local function always() return true end
 
+-- [hidden items] Catalog control, separate from the scoring: items in the set <base>hidden
+-- (PUT /items/{id} {"hidden": true}) are dropped by every keep predicate that score() uses,
+-- so no recommendation (live or published) and no similar-items list ever shows them.
+local HIDDEN, HID = base .. 'hidden', nil
+local function unhidden(keep)
+  if HID == nil then HID = redis.call('SCARD', HIDDEN) > 0 and {} or false end
+  if not HID then return keep end
+  return function(c)
+    local h = HID[c]
+    if h == nil then h = redis.call('SISMEMBER', HIDDEN, c) == 1; HID[c] = h end
+    return not h and keep(c)
+  end
+end
+-- [/hidden items]
+
 -- Keep the k best (score desc, item asc) in a sorted array by insertion.
 local function topk(acc, cands, k, keep)
   local top = {}
@@ -198,6 +213,7 @@ end
 -- r_p = 1 / p^RD over the W most recent session items a_1 (latest) .. a_W; counts decayed to now;
 -- only the L heaviest neighbours of each a_p are read.
 local function score(items, gnow, k, keep, boost)
+  keep = unhidden(keep)  -- [hidden items]
   local acc, cands = {}, {}
   local nw = math.min(W, #items)
   local rw, distinct = {}, {}
@@ -363,10 +379,13 @@ function COMMANDS.rec()
   return out
 end
 
--- sim: item, k: the item's nearest neighbours.
+-- sim: item, k[, category]: the item's nearest neighbours (only that category's if given).
 function COMMANDS.sim()
-  local item, k = ARGV[A0], tonumber(ARGV[A0 + 1])
-  return flat(score({item}, growth(clock or 0), k, function(c) return c ~= item end, false))
+  local item, k, category = ARGV[A0], tonumber(ARGV[A0 + 1]), ARGV[A0 + 2] or ''
+  local keep = function(c)
+    return c ~= item and (category == '' or redis.call('HGET', CAT, c) == category)
+  end
+  return flat(score({item}, growth(clock or 0), k, keep, false))
 end
 
 -- pop: k: decayed trending items.

@@ -15,7 +15,7 @@ and the offline evaluation use exactly the same scoring code. The formula and th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -132,6 +132,20 @@ def _pairs(flat: Sequence[Any]) -> list[tuple[str, float]]:
     return [(_s(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
+def _without(
+    pairs: list[tuple[str, float]], exclude: Collection[str], k: int
+) -> list[tuple[str, float]]:
+    """The first ``k`` pairs whose item is not in ``exclude``.
+
+    >>> _without([("a", 3.0), ("b", 2.0), ("c", 1.0)], {"a"}, 1)
+    [('b', 2.0)]
+    """
+    if not exclude:
+        return pairs[:k]
+    drop = set(exclude)
+    return [p for p in pairs if p[0] not in drop][:k]
+
+
 #: Records of one topic:partition to learn, keyed by (topic, partition), in offset order.
 Groups = Mapping[tuple[str, int], Sequence[tuple[int, Interaction]]]
 
@@ -229,19 +243,35 @@ class SimilarityStore:
         *,
         exclude_purchased: bool = True,
         category: str | None = None,
+        exclude: Collection[str] = (),
     ) -> list[tuple[str, float]]:
-        """Top ``k`` (item, score) for the session; popular items fill a cold start."""
+        """Top ``k`` (item, score) for the session; popular items fill a cold start.
+
+        ``exclude``: items never to return (the top ``k + len(exclude)`` without them is the
+        top ``k`` of the rest). Hidden items (:meth:`set_hidden`) are never returned.
+        """
         if k <= 0:
             return []
         req = [[user_id, session_id, int(exclude_purchased), category or ""]]
-        res = await self._call("rec", [k, orjson.dumps(req)])
-        return _pairs(res[0])
+        res = await self._call("rec", [k + len(exclude), orjson.dumps(req)])
+        return _without(_pairs(res[0]), exclude, k)
 
-    async def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
-        """Items most similar to ``item_id`` (itself excluded)."""
+    async def similar(
+        self, item_id: str, k: int, *, category: str | None = None, exclude: Collection[str] = ()
+    ) -> list[tuple[str, float]]:
+        """Items most similar to ``item_id`` (itself, hidden and ``exclude`` items excluded;
+        only ``category``'s if given)."""
         if k <= 0:
             return []
-        return _pairs(await self._call("sim", [item_id, k]))
+        res = await self._call("sim", [item_id, k + len(exclude), category or ""])
+        return _without(_pairs(res), exclude, k)
+
+    async def set_hidden(self, item_id: str, hidden: bool) -> bool:
+        """Hide an item from every recommendation and similar-items list (or show it again).
+        Returns whether that changed anything."""
+        key = self.base + "hidden"
+        changed = await (self.redis.sadd(key, item_id) if hidden else self.redis.srem(key, item_id))
+        return bool(changed)
 
     async def popular(self, k: int) -> list[tuple[str, float]]:
         """Decayed trending items: weighted counts decayed to the stream clock."""

@@ -28,7 +28,10 @@ ChurnGuard = Literal["auto", "analytic", "model"]
 LogFormat = Literal["text", "json"]
 TableStore = Literal["memory", "rocksdb"]
 #: Settings whose values are never printed (``shopstream settings`` masks them).
-SECRETS = frozenset({"kafka_sasl_password", "checkpoint_key", "pseudonymise_key", "redis_url"})
+SECRETS = frozenset({
+    "kafka_sasl_password", "checkpoint_key", "pseudonymise_key", "redis_url", "public_key",
+    "admin_token",
+})  # fmt: skip
 
 
 def _opt(default: Any, doc: str) -> Any:
@@ -64,6 +67,22 @@ class Settings:
         "", "Host name other workers use to reach this one's HTTP server (default: web host)."
     )
 
+    # --- HTTP access (docs/security.md) -------------------------------------------------
+    public_key: str = _opt(
+        "", "Bearer token of the storefront (browser code too): recommendations, similar items."
+    )
+    admin_token: str = _opt(
+        "", "Bearer token for personal data and operations: /users, /models, /dashboard, items."
+    )
+    web_allowed_hosts: str = _opt(
+        "",
+        "Host names the HTTP server answers to, besides loopback names and the advertised "
+        "host (comma-separated; .example.com = its subdomains; * = any).",
+    )
+    cors_origins: str = _opt(
+        "", "Browser origins allowed to call the API, comma-separated (* = any, public calls)."
+    )
+
     # --- topics -------------------------------------------------------------------------
     topic_events: str = _opt("shop.events", "Input topic of storefront events.")
     topic_dlq: str = _opt("shop.events.dlq", "Dead-letter topic for rejected input records.")
@@ -73,6 +92,14 @@ class Settings:
     topic_anomalies: str = _opt("shop.anomalies", "Output topic of anomaly flags.")
     partitions: int = _opt(4, "Partitions of every topic the app creates.")
     replication_factor: int = _opt(1, "Replication factor of the topics the app creates.")
+    changelog_max_compaction_lag_ms: int = _opt(
+        43_200_000,
+        "max.compaction.lag.ms and segment.ms of the profile changelog: bounds how long an "
+        "erased profile stays in Kafka (docs/security.md).",
+    )
+    dlq_retention_ms: int = _opt(
+        604_800_000, "retention.ms of the dead-letter topic (rejected records hold raw user ids)."
+    )
 
     # --- processing ---------------------------------------------------------------------
     max_event_bytes: int = _opt(65536, "Records larger than this go to the DLQ as 'oversize'.")
@@ -219,7 +246,8 @@ class Settings:
 
     def checked(self) -> Settings:
         """Reject values that cannot work, naming the variable."""
-        positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window")
+        positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window",
+                    "changelog_max_compaction_lag_ms", "dlq_retention_ms")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")

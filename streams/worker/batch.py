@@ -289,9 +289,15 @@ class BatchProcessor:
 
     # --- next door ------------------------------------------------------------------------
     async def forget(self, uid: str) -> dict[str, int]:
-        """Erase one user (:func:`streams.worker.erasure.forget`), between batches."""
+        """Erase one user (:func:`streams.worker.erasure.forget`), between batches; if the
+        models remembered the user, a checkpoint without them replaces the older ones."""
         async with self.lock:
-            return await erasure.forget(self.parts, uid)
+            removed = await erasure.forget(self.parts, uid)
+            if removed["model_memory"]:
+                await self.checkpointer.save(
+                    self.parts.models, self.shop.app.producer.flush, only=True
+                )
+            return removed
 
     def report_lag(self, batch: Sequence[Any]) -> None:
         last: dict[Any, int] = {}

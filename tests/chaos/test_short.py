@@ -29,7 +29,7 @@ from tests.support.chaos import (
     sibling,
     workload,
 )
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, secret
 
 #: Reasons the DLQ may carry (README, "What goes in").
 REASONS = {
@@ -41,7 +41,7 @@ REASONS = {
 def chaos_settings(settings: Settings) -> Settings:
     """One partition (exact comparison of alerts and float counts), checkpoints every second."""
     return settings.with_(
-        partitions=1, checkpoint_key="chaos-test-key", checkpoint_interval_s=1.0, batch_size=500
+        partitions=1, checkpoint_key=secret("chaos"), checkpoint_interval_s=1.0, batch_size=500
     )
 
 

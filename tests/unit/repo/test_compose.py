@@ -48,13 +48,17 @@ def test_compose_has_no_default_secret() -> None:
     """A secret is required from the environment (``${VAR:?message}``), never defaulted."""
     text = (ROOT / "docker-compose.yml").read_text()
     assert "change-me" not in text
-    for var in ("SHOPSTREAM_REDIS_PASSWORD", "SHOPSTREAM_CHECKPOINT_KEY"):
+    for var in ("SHOPSTREAM_REDIS_PASSWORD", "SHOPSTREAM_CHECKPOINT_KEY", "SHOPSTREAM_PUBLIC_KEY",
+                "SHOPSTREAM_ADMIN_TOKEN"):  # fmt: skip
         uses = re.findall(r"\$\{" + var + r"([^}]*)\}", text)
         assert uses, var
         assert all(u.startswith(":?") for u in uses), (var, uses)
     worker = _compose()["services"]["worker"]["environment"]
     assert "${SHOPSTREAM_REDIS_PASSWORD:?" in worker["SHOPSTREAM_REDIS_URL"]
-    assert worker["SHOPSTREAM_CHECKPOINT_KEY"].startswith("${SHOPSTREAM_CHECKPOINT_KEY:?")
+    for var in ("SHOPSTREAM_CHECKPOINT_KEY", "SHOPSTREAM_PUBLIC_KEY", "SHOPSTREAM_ADMIN_TOKEN"):
+        assert worker[var].startswith("${" + var + ":?"), var
+    # it binds every interface of its container: without both tokens it would not start
+    assert worker["SHOPSTREAM_WEB_HOST"] == "0.0.0.0"
 
 
 def test_compose_services_restart_check_health_and_keep_data() -> None:

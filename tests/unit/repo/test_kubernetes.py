@@ -79,6 +79,8 @@ def test_workers_are_a_statefulset_with_volumes_readiness_and_a_pdb() -> None:
     valid = {PREFIX + n.upper() for n in NAMES}
     names = set(config["data"]) | {n for n in env if n.startswith(PREFIX)}
     assert names <= valid | {v + "_FILE" for v in valid}, names - valid
-    for secret in ("SHOPSTREAM_REDIS_URL", "SHOPSTREAM_CHECKPOINT_KEY"):
+    secrets = ("SHOPSTREAM_REDIS_URL", "SHOPSTREAM_CHECKPOINT_KEY", "SHOPSTREAM_PUBLIC_KEY",
+               "SHOPSTREAM_ADMIN_TOKEN")  # fmt: skip
+    for secret in secrets:
         assert secret not in env and secret not in config["data"]
         assert env[secret + "_FILE"].startswith(mounts["secrets"])
