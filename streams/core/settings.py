@@ -86,13 +86,16 @@ class Settings:
     # --- recommendations ----------------------------------------------------------------
     rec_k: int = _opt(10, "Items per published recommendation.")
     rec_session_window: int = _opt(
-        5, "Last N interactions of a session paired with a new click (the evaluated value)."
+        10, "Last N distinct items of a session paired with a new click (the evaluated value)."
     )
     rec_throttle_ms: int = _opt(
         0, "Publish at most one recommendation per user per this many ms (event time)."
     )
     rec_half_life_days: float = _opt(30.0, "Half-life of co-occurrence counts, in event-time days.")
     rec_max_neighbours: int = _opt(200, "Most neighbours kept per item (bounded memory).")
+    rec_knn_weight: float = _opt(
+        0.0, "Weight of the session-neighbourhood signal (0 = off; costs Redis CPU, see docs)."
+    )
 
     # --- churn --------------------------------------------------------------------------
     churn_horizon_days: float = _opt(30.0, "Churn = no purchase within this many days.")
@@ -149,6 +152,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.rec_knn_weight < 0:
+            raise ConfigError(f"{PREFIX}REC_KNN_WEIGHT must not be negative")
         if self.churn_model not in get_args(ChurnModelKind):
             raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
         if not 0 < self.churn_threshold <= 1:
