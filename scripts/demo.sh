@@ -18,7 +18,10 @@ if [ -f "$DEMO/worker.pid" ] && kill -0 "$(cat "$DEMO/worker.pid")" 2>/dev/null;
   echo "worker already running (pid $(cat "$DEMO/worker.pid"))"
 else
   $SS topics
-  nohup $SS worker >"$DEMO/worker.log" 2>&1 &
+  # the demo replays a generated 2024 history: publish its churn alerts, however old
+  # (a real backfill keeps the default age limit: docs/churn.md "Backfills")
+  SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS="${SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS:-0}" \
+    nohup $SS worker >"$DEMO/worker.log" 2>&1 &
   echo $! >"$DEMO/worker.pid"
   started_worker=1
 fi

@@ -83,8 +83,8 @@ async def ensure_topics(settings: Settings, wait_s: float = 30.0) -> list[str]:
         for n in (settings.topic_events, *settings.output_topics)
     ] + faust_topics(settings)
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
         if missing:

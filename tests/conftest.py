@@ -51,6 +51,10 @@ def settings(stack: None, tmp_path: Path) -> Settings:
         partitions=2,
         batch_within_ms=20,
         log_level="info",
+        # replays of generated history in event time: clocks move only with events and every
+        # alert is published (tests/integration/test_churn_idle.py turns both on)
+        idle_advance_s=0.0,
+        churn_alert_max_age_days=0.0,
     ).namespaced(f"t{tag}")
 
 

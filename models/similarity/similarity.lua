@@ -24,6 +24,7 @@ local RD = cfg.recency_decay          -- weight of the p-th most recent session 
 local ALPHA, BETA = cfg.alpha, cfg.beta           -- asymmetric cosine normalisation
 local RB = cfg.repeat_boost           -- boost of an item already in the session
 local STTL, UTTL = cfg.session_ttl_ms, cfg.user_ttl_ms -- key retention (0 = forever)
+local ITTL = cfg.item_ttl_ms or 0     -- an item's neighbour set expires unless it is seen again
 local L = cfg.score_neighbours        -- heaviest neighbours read per session item
 local SKIP = cfg.skiplist_neighbours
 -- DEDUP: a session's state lists distinct items (a re-click moves the item to the front), so
@@ -187,6 +188,7 @@ local function learn(etype, user, session, item, category, ts)
     CARD[key] = card
   end
   PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item))
+  if ITTL > 0 then redis.call('PEXPIRE', ni, ITTL) end
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
   local fresh = #prev == 0
   if DEDUP then

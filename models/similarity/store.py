@@ -78,6 +78,8 @@ class RecConfig:
     #: Retention (wall-clock TTL) of session keys and of user keys; 0 = keep forever.
     session_ttl_s: int = 3 * 86_400
     user_ttl_s: int = 90 * 86_400
+    #: Wall-clock TTL of an item's neighbour set, renewed whenever the item is learned.
+    item_ttl_s: int = 0
     #: Session state lists distinct items (a re-click moves its item to the front): repeats
     #: fill neither the pairing window nor the scoring window.
     dedup_sessions: bool = True
@@ -143,6 +145,7 @@ class RecConfig:
             "repeat_boost": self.repeat_boost,
             "session_ttl_ms": self.session_ttl_s * 1000,
             "user_ttl_ms": self.user_ttl_s * 1000,
+            "item_ttl_ms": self.item_ttl_s * 1000,
             "score_neighbours": self.score_neighbours,
             "skiplist_neighbours": self.skiplist_neighbours,
             "dedup_sessions": self.dedup_sessions,
@@ -316,6 +319,16 @@ class SimilarityStore:
     async def forget_user(self, user_id: str) -> int:
         """Delete the user's session and purchase keys; return how many keys were deleted."""
         return int(await self._call("forget", [user_id]))
+
+    async def forget_users(self, user_ids: Sequence[str]) -> int:
+        """:meth:`forget_user` for many users in one round trip (one script call each)."""
+        if not user_ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in user_ids:
+            await self._script(keys=[self._meta], args=["forget", self.base, self._cfg, uid],
+                               client=pipe)  # fmt: skip
+        return sum(int(n) for n in await pipe.execute())
 
     async def stored_offset(self, source: str, partition: int) -> int | None:
         """Offset of the last applied record of (source, partition), if any."""

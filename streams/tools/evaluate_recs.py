@@ -122,7 +122,7 @@ async def _replay(
             await client.ping()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StateUnavailable(
-                f"cannot reach Redis at {redis_url} ({exc}); start it with `make up`"
+                f"cannot reach Redis ({exc}); start it with `make up`"
             ) from exc
         targets = next_items(test)
         hits, rr, n = 0, 0.0, 0

@@ -34,22 +34,27 @@ import orjson
 from models.similarity import key_base
 from streams.core.events import Event, Record
 from streams.core.payloads import ChurnAlert
+from streams.domain.alerts import split_stale
 from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
+from streams.domain.profile import DAY_MS
 from streams.domain.recommendations import plan_recommendations, recommendation_message
-from streams.telemetry import StageClock, consumer_lag
+from streams.telemetry import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
+from streams.worker.idle import advance_idle
 from streams.worker.intake import by_partition, dlq_headers, split, to_record
 from streams.worker.partitions import Partitions
+from streams.worker.retention import Retention
 from streams.worker.retry import retry_forever
 from streams.worker.users import UserUpdates, update_users
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ALERT_TTL_S = 400 * 86_400
+QUALITY_EVERY_S = 1.0
 #: Verdicts whose events stay in the batch (duplicates and rate-limited ones leave it).
 KEPT = frozenset({"fresh", "redelivered"})
 
@@ -68,6 +73,8 @@ class BatchProcessor:
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
         self.alert_key = key_base(s.redis_prefix) + "alerted:"
+        self.retention = Retention(self.parts)
+        self.quality_at = -QUALITY_EVERY_S
 
     # --- the batch ------------------------------------------------------------------------
     async def process(self, batch: Sequence[Any]) -> None:
@@ -107,6 +114,7 @@ class BatchProcessor:
                 await asyncio.sleep(0)
             try:
                 update_users(self.parts, fresh, learnable, users, due)
+                self.parts.seen({rec.partition for rec, _ in valid}, time.time())
                 clock.lap("users")
             finally:
                 scored = await learning
@@ -117,6 +125,9 @@ class BatchProcessor:
         if self.checkpointer.due():
             await self.checkpoint()
             clock.lap("checkpoint")
+        if self.retention.due():
+            await self.retention.sweep()
+            clock.lap("retention")
         self.telemetry.on_stages(clock.laps)
 
     async def reject_unwanted(
@@ -140,8 +151,10 @@ class BatchProcessor:
             [ev.message.timestamp for ev in batch],
         )  # fmt: skip
         self.report_lag(batch)
-        m = self.parts.models.churn_metrics()
-        self.telemetry.set_model_quality(m["auc"], m["log_loss"])
+        now = time.monotonic()
+        if now - self.quality_at >= QUALITY_EVERY_S:  # per-partition guard metrics: ~0.1 ms
+            self.quality_at = now
+            self.telemetry.set_churn_quality(self.parts.models.churn_metrics())
 
     async def checkpoint(self) -> None:
         """A checkpoint of the models now (the producer is flushed first)."""
@@ -214,7 +227,13 @@ class BatchProcessor:
         clock.lap("recommend_send")
 
     async def publish_alerts(self, alerts: list[ChurnAlert]) -> None:
-        """At most one alert per ``alert_id``: Redis remembers which ones were published."""
+        """At most one alert per ``alert_id``: Redis remembers which ones were published.
+        Alerts older than ``SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS`` (a backfill of history)
+        are only counted."""
+        max_age_ms = int(self.settings.churn_alert_max_age_days * DAY_MS)
+        alerts, stale = split_stale(alerts, round(time.time() * 1000), max_age_ms)
+        if stale:
+            self.telemetry.on_stale_alerts(len(stale))
         if not alerts:
             return
         redis = self.shop.runtime.redis
@@ -249,6 +268,25 @@ class BatchProcessor:
         if sent:
             self.telemetry.on_recommendations(sent)
 
+    async def advance_idle(self) -> None:
+        """The idle timer (``SHOPSTREAM_IDLE_ADVANCE_S``): move the clocks of the assigned
+        partitions that have been idle and publish what that fires (streams.worker.idle)."""
+        app = self.shop.app
+        if not self.shop.runtime.ready or app.in_recovery or app.rebalancing:
+            return  # the table may be incomplete: no state is built from it now
+        topic = self.settings.topic_events
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        async with self.lock:
+            try:
+                await self.parts.settle()
+                users = UserUpdates(self.shop.profiles)
+                idle_s = self.settings.idle_advance_s
+                if advance_idle(self.parts, assigned, time.time(), idle_s, users):
+                    await self.publish(users, [], [], StageClock(time.perf_counter()))
+            except Exception:  # the timer goes on; the state in memory is rebuilt from the table
+                log.exception("advancing the clocks of idle partitions failed")
+                self.parts.on_revoked(assigned)
+
     # --- next door ------------------------------------------------------------------------
     async def forget(self, uid: str) -> dict[str, int]:
         """Erase one user (:func:`streams.worker.erasure.forget`), between batches."""
@@ -261,6 +299,7 @@ class BatchProcessor:
             tp = ev.message.tp
             last[tp] = max(last.get(tp, -1), ev.message.offset)
         try:
-            self.telemetry.set_lag(consumer_lag(self.shop.app.consumer.highwater, last))
+            lags = partition_lags(self.shop.app.consumer.highwater, last)
+            self.telemetry.set_partition_lags({(t.topic, t.partition): n for t, n in lags.items()})
         except Exception:
             log.debug("consumer lag unavailable", exc_info=True)

@@ -19,6 +19,7 @@ from streams.domain.envelope import Envelope, applied
 from streams.domain.outputs import segment_change
 from streams.domain.profile import Profile, update_profile
 from streams.domain.recommendations import is_trigger
+from streams.patches.tablestore import put
 from streams.worker.context import ProfileTable
 from streams.worker.partitions import Partitions
 
@@ -140,5 +141,5 @@ def write(out: UserUpdates, due: Sequence[Event]) -> None:
     for uid in out.written:
         env = out.envelopes[uid]
         value = env.to_bytes()
-        table.data[uid] = value
+        put(table.data, env.partition, uid, value)  # any table store (patches/tablestore.py)
         table.send_changelog(env.partition, uid, value)

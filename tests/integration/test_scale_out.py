@@ -63,7 +63,10 @@ def run_settings(base: Settings, tmp: Path, name: str) -> Settings:
         batch_size=1,
         batch_within_ms=5,
         commit_interval_s=0.5,
-        churn_min_labels=20,  # each partition's model alerts after 20 labels (small input)
+        churn_min_labels=20,  # small input: the learned model's warm-up and guard
+        churn_min_customers=3,  # ... and the analytic scorer's fit, so every partition alerts
+        idle_advance_s=0.0,  # event time only: the same outcome however long a run takes
+        churn_alert_max_age_days=0.0,  # generated 2024 history: publish its alerts
         checkpoint_key="scale-out-key",  # signs the models handed over at a rebalance
     )
 

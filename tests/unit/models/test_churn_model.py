@@ -215,44 +215,47 @@ def test_latest_valid_skips_rejected_newest(
 
 
 def test_restart_from_checkpoint_continues_exactly(tmp_path: Path) -> None:
-    """Model + churn state restored from a checkpoint: same alerts, metrics continue."""
+    """Scorers + churn state restored from a checkpoint: same alerts, labels and metrics."""
+    from models.guarded import GuardedChurn
     from streams.core.events import validate
     from streams.core.settings import Settings
     from streams.domain.churn import step
     from streams.domain.churn_state import ChurnConfig, ChurnState
     from streams.domain.profile import Profile
     from streams.tools.generate import generate
+    from streams.worker.configs import churn_scorers
 
-    events = [validate(e) for e in generate(users=60, seed=4, days=90)[0]]
-    cfg = ChurnConfig.from_settings(Settings(), min_labels_for_alerts=50)
+    events = [validate(e) for e in generate(users=120, seed=4, days=90)[0]]
+    settings = Settings(churn_min_labels=100)
+    cfg = ChurnConfig.from_settings(settings)
 
     def run(
-        evs: list[Any], state: ChurnState, model: ChurnModel, profiles: dict[str, Profile]
+        evs: list[Any], state: ChurnState, scorer: GuardedChurn, profiles: dict[str, Profile]
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for e in evs:
-            p, alerts, _ = step(state, profiles.get(e.user_id), e, model, cfg, profiles.get)
+            p, alerts, _ = step(state, profiles.get(e.user_id), e, scorer, cfg, profiles.get)
             profiles[e.user_id] = p
             out += alerts
         return out
 
-    whole_model, whole_profiles = ChurnModel(), {}  # type: ignore[var-annotated]
-    whole = run(events, ChurnState(), whole_model, whole_profiles)
+    whole_scorer, whole_profiles = churn_scorers(settings), {}  # type: ignore[var-annotated]
+    whole = run(events, ChurnState(), whole_scorer, whole_profiles)
 
     half = len(events) // 2
-    model, state, profiles = ChurnModel(), ChurnState(), {}  # type: ignore[var-annotated]
-    first = run(events[:half], state, model, profiles)
+    scorer, state, profiles = churn_scorers(settings), ChurnState(), {}  # type: ignore[var-annotated]
+    first = run(events[:half], state, scorer, profiles)
     meta = {"stream_time": state.clock_ms, "offsets": {"0": half}, "churn": state.to_dict()}
-    path = ck.save_checkpoint(ck.checkpoint_path(tmp_path, state.clock_ms), model, meta, KEY)
-    n_before = model.n_learned
+    path = ck.save_checkpoint(ck.checkpoint_path(tmp_path, state.clock_ms), scorer, meta, KEY)
+    n_before = scorer.model.n_learned
 
     found = ck.latest_valid(tmp_path, KEY)
     assert found is not None
     restored, meta2, _ = found
-    assert path.exists() and restored.n_learned == n_before
+    assert path.exists() and restored.model.n_learned == n_before
     state2 = ChurnState.from_dict(orjson.loads(orjson.dumps(meta2["churn"])))
     second = run(events[int(meta2["offsets"]["0"]) :], state2, restored, profiles)
 
     assert whole and first + second == whole
-    assert restored.n_learned == whole_model.n_learned > n_before
-    assert restored.metrics["auc"] == whole_model.metrics["auc"]
+    assert restored.model.n_learned == whole_scorer.model.n_learned > n_before
+    assert restored.to_dict() == whole_scorer.to_dict()
