@@ -3,16 +3,17 @@
 -- session-neighbourhood mix (neighbourhood.lua), the session-item boosts, top k.
 local function always() return true end
 
--- The L heaviest neighbours of a (sentinel left out): {members, growth-weighted weights}.
-local function row_of(a)
+-- The n heaviest neighbours of a (sentinel left out): {members, growth-weighted weights, n};
+-- a cached row serves any n up to the one it was read with.
+local function row_of(a, n)
   local r = ROWS[a]
-  if r then return r end
-  local raw = redis.call('ZRANGE', base .. 'n:' .. a, 0, L - 1, 'REV', 'WITHSCORES')
+  if r and r[3] >= n then return r end
+  local raw = redis.call('ZRANGE', base .. 'n:' .. a, 0, n - 1, 'REV', 'WITHSCORES')
   local ms, ws = {}, {}
   for j = 1, #raw, 2 do
     if raw[j] ~= SENT then ms[#ms + 1] = raw[j]; ws[#ws + 1] = tonumber(raw[j + 1]) end
   end
-  r = {ms, ws}
+  r = {ms, ws, n}
   ROWS[a] = r
   return r
 end
@@ -58,7 +59,7 @@ local function score(items, gnow, k, keep, boost, self, now)
     local a, ca = distinct[q], counts[q]
     if ca then
       local f = rw[a] / ((ca / gnow) ^ ALPHA * gnow)
-      local row = row_of(a)
+      local row = row_of(a, L)
       local ms, ws = row[1], row[2]
       for j = 1, #ms do
         local c = ms[j]
@@ -95,7 +96,7 @@ local function score(items, gnow, k, keep, boost, self, now)
         local cb = bc[j]
         if cb then
           local fb = fa * (first[j][2] / tot) / ((cb / gnow) ^ ALPHA * gnow)
-          local rb = row_of(first[j][1])
+          local rb = row_of(first[j][1], H2L)
           local ms, ws = rb[1], rb[2]
           for m = 1, math.min(#ms, H2L) do
             local c = ms[m]

@@ -83,7 +83,7 @@ end
 -- Session state: the last max(N, W) items, most recent first, stored as one string
 -- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
 local SESS, DIRTY, CARD = {}, {}, {}
--- Rows read during this call, parsed: ROWS[a] = {members, scores} of the L heaviest of n:a,
+-- Rows read during this call, parsed: ROWS[a] = {members, scores, n} of the n heaviest of n:a,
 -- ISC[i] = {sessions, times} of the KS most recent of is:<i>. Learning drops the entry of every
 -- key it writes, so a read always sees the current key (exact, like PC).
 local ROWS, ISC = {}, {}
