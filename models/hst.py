@@ -45,10 +45,17 @@ class HalfSpaceTrees:
         self.features: list[str] = []  # the names the trees split on (sorted), once built
         self.split: list[list[int]] = []  # per tree, per inner node: index into features
         self.threshold: list[list[float]] = []  # per tree, per inner node
-        self.l_mass: list[list[int]] = []  # per tree, per node (inner nodes, then leaves)
+        self.l_mass: list[list[int]] = []  # per tree, per node (heap order: leaves last)
         self.r_mass: list[list[int]] = []
         self.counter = 0
         self.first_window = True
+        self._last_values: list[float | None] = []  # the last complete input, and its leaves
+        self._last_leaves: list[int] = []
+        self._walk_score: list[list[int]] = []  # derived from r_mass at each pivot
+        # the nodes from the root to each node (the same in every tree), for learning
+        self._paths: list[tuple[int, ...]] = [(0,)]
+        for node in range(1, (1 << (height + 1)) - 1):
+            self._paths.append((*self._paths[(node - 1) >> 1], node))
 
     @property
     def max_score(self) -> int:
@@ -86,50 +93,74 @@ class HalfSpaceTrees:
         self._grow(2 * node + 2, height - 1, limits, split, threshold)
         limits[on] = (a, b)
 
+    def _leaves(self, x: Mapping[str, float]) -> list[int]:
+        """Per tree, the leaf ``x`` reaches from the root (a leaf names its whole path). A
+        missing feature goes to the child with more mass in the current window (left on a
+        tie), as in River; with every feature present the leaves depend on ``x`` alone, so
+        the last ones are reused (``observe`` scores, then learns, the same ``x``)."""
+        values = [x.get(name) for name in self.features]
+        if values == self._last_values:
+            return self._last_leaves
+        height, leaves = self.height, []
+        complete = None not in values
+        for split, threshold, lm in zip(self.split, self.threshold, self.l_mass, strict=True):
+            node = 0
+            if complete:
+                for _ in range(height):  # left (2n+1) if value < threshold, else right (2n+2)
+                    node = 2 * node + 2 - (values[split[node]] < threshold[node])  # type: ignore[operator]
+            else:
+                for _ in range(height):
+                    value, parent = values[split[node]], node
+                    node = 2 * node + 1
+                    if value is None:
+                        node += lm[node] < lm[node + 1]
+                    else:
+                        node += not value < threshold[parent]
+            leaves.append(node)
+        if complete:
+            self._last_values, self._last_leaves = values, leaves
+        return leaves
+
+    def _pivot(self) -> None:
+        """Per tree and node, the score of a walk that reaches the node (what River's walk
+        adds up: reference mass x 2**depth along the path, stopping below the size limit);
+        the reference masses change only here, so scoring is one lookup per tree."""
+        size_limit = 0.1 * self.window_size
+        self._walk_score = []
+        for rm in self.r_mass:
+            acc, stopped = [0] * len(rm), [False] * len(rm)
+            acc[0], stopped[0] = rm[0], rm[0] < size_limit
+            for node in range(1, len(rm)):
+                parent = (node - 1) >> 1
+                if stopped[parent]:
+                    acc[node], stopped[node] = acc[parent], True
+                else:
+                    depth = (node + 1).bit_length() - 1
+                    acc[node] = acc[parent] + rm[node] * (1 << depth)
+                    stopped[node] = rm[node] < size_limit
+            self._walk_score.append(acc)
+
     def learn_one(self, x: Mapping[str, float]) -> None:
         if not self.split:
             self._build(sorted(x))
-        values = [x.get(name) for name in self.features]
-        for split, threshold, lm in zip(self.split, self.threshold, self.l_mass, strict=True):
-            node = 0
-            for _ in range(self.height):
+        paths = self._paths
+        for lm, leaf in zip(self.l_mass, self._leaves(x), strict=True):
+            for node in paths[leaf]:
                 lm[node] += 1
-                value, left = values[split[node]], 2 * node + 1
-                if value is None:  # missing: the child with more mass now, left on a tie
-                    node = left + 1 if lm[left] < lm[left + 1] else left
-                else:
-                    node = left if value < threshold[node] else left + 1
-            lm[node] += 1
         self.counter += 1
         if self.counter == self.window_size:  # the window is full: it becomes the reference
             self.r_mass = self.l_mass
             self.l_mass = [[0] * len(r) for r in self.r_mass]
             self.first_window = False
             self.counter = 0
+            self._pivot()
 
     def score_one(self, x: Mapping[str, float]) -> float:
         if self.first_window:
             return 0.0
-        size_limit = 0.1 * self.window_size
-        values = [x.get(name) for name in self.features]
         score = 0.0
-        for split, threshold, lm, rm in zip(
-            self.split, self.threshold, self.l_mass, self.r_mass, strict=True
-        ):
-            node, depth_pow = 0, 1
-            for _ in range(self.height):
-                r = rm[node]
-                score += r * depth_pow
-                if r < size_limit:
-                    break
-                value, left = values[split[node]], 2 * node + 1
-                if value is None:
-                    node = left + 1 if lm[left] < lm[left + 1] else left
-                else:
-                    node = left if value < threshold[node] else left + 1
-                depth_pow <<= 1
-            else:
-                score += rm[node] * depth_pow
+        for walk, leaf in zip(self._walk_score, self._leaves(x), strict=True):
+            score += walk[leaf]
         return 1 - score / self.max_score
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +179,7 @@ class HalfSpaceTrees:
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"half-space trees state version {d.get('v')!r}")
         n_trees, height, window, seed = d["n_trees"], d["height"], d["window_size"], d["seed"]
-        if not (0 < n_trees <= 1000 and 0 < height <= 20 and window > 0) or not isinstance(
+        if not (0 < n_trees <= 1000 and 0 < height <= 12 and window > 0) or not isinstance(
             seed, int | None
         ):
             raise ValueError("half-space trees parameters out of range")
@@ -167,4 +198,6 @@ class HalfSpaceTrees:
                 raise ValueError("half-space trees state of an inconsistent shape")
         if any(not 0 <= i < len(h.features) for s in h.split for i in s):
             raise ValueError("half-space trees state splits on an unknown feature")
+        if h.split:
+            h._pivot()
         return h
