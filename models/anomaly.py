@@ -1,4 +1,4 @@
-"""Anomaly and bot flags: transparent rules plus River Half-Space Trees, in event time.
+"""Anomaly and bot flags: transparent rules plus Half-Space Trees, in event time.
 
 Per user, :class:`AnomalyDetector` keeps short event-time windows (events in the last minute,
 views with no dwell, distinct items in ten minutes); per item a running mean price; over all
