@@ -144,6 +144,12 @@ class Telemetry:
             "Records the consumer never handed to the agent (offset gaps); should stay 0.",
             registry=r,
         )
+        self.m_refused = PCounter(
+            p + "model_state_refused",
+            "Model checkpoints and hand-over bundles refused (older pickle format, tampered, "
+            "unreadable); the models start fresh or keep their own copy.",
+            ["source"], registry=r,
+        )  # fmt: skip
         self.m_retries = PCounter(p + "redis_retries", "Redis calls retried.", registry=r)
         self.m_redis_err = PCounter(
             p + "redis_errors", "Redis errors (retried or not).", registry=r
@@ -269,6 +275,10 @@ class Telemetry:
 
     def on_skipped_records(self, n: int) -> None:
         self.m_skipped.inc(n)
+
+    def on_state_refused(self, source: str) -> None:
+        """A checkpoint (``source="checkpoint"``) or hand-over bundle was refused."""
+        self.m_refused.labels(source).inc()
 
     def on_redis_retry(self, exc: BaseException | None = None) -> None:
         self.m_retries.inc()
