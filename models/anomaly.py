@@ -313,9 +313,12 @@ def _user_to_dict(u: _User) -> dict[str, Any]:
 
 
 def _user_from_dict(d: dict[str, Any]) -> _User:
-    """A :class:`_User` from :func:`_user_to_dict`'s JSON (windows back to deques of tuples)."""
+    """A :class:`_User` from :func:`_user_to_dict`'s JSON (windows back to deques of tuples;
+    a field the state does not have keeps its default, so adding one needs no new format)."""
     u = _User()
     for f in fields(u):
+        if f.name not in d:
+            continue
         v = d[f.name]
         if isinstance(getattr(u, f.name), deque):
             v = deque(tuple(e) if isinstance(e, list) else e for e in v)
