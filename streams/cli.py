@@ -355,6 +355,48 @@ def _churn_report(r: dict[str, Any], horizon_days: float) -> None:
     console.print(f"truth window: [{r['history_end']}, +{horizon_days:g} days)")
 
 
+@evaluate.command("forecast")
+def evaluate_forecast(
+    transactions: Annotated[
+        Path, typer.Option("--transactions", help="CSV with header user_id,timestamp,amount.")
+    ],
+    horizon_days: Annotated[
+        int, typer.Option("--horizon-days", min=1, max=7, help="Days forecast at each origin.")
+    ] = 7,
+    warmup_days: Annotated[
+        int, typer.Option("--warmup-days", min=7, help="Days learned before the first origin.")
+    ] = 56,
+    first: Annotated[str, typer.Option("--from", help="First origin, YYYY-MM-DD.")] = "",
+    last: Annotated[str, typer.Option("--to", help="Last origin, YYYY-MM-DD.")] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Rolling-origin forecasts of daily revenue (and orders) vs seasonal naive (the same
+    weekday last week) in the same run: MAE and MAPE, per step, weekday and month."""
+    from streams.tools.evaluate_forecast import evaluate as run_evaluate
+
+    try:
+        days = [date.fromisoformat(d) if d else None for d in (first, last)]
+    except ValueError:
+        raise InputError(f"--from/--to {first!r}, {last!r}: not YYYY-MM-DD dates") from None
+    r = run_evaluate(transactions, horizon_days, warmup_days, days[0], days[1])
+    if json_out:
+        typer.echo(orjson.dumps(r).decode())
+        return
+    t = Table(title=f"daily forecast, {r['horizon_days']} days ahead, origins from "
+                    f"{r['first_day']} + {r['warmup_days']} d to {r['last_day']}")  # fmt: skip
+    for col in ("", "MAE", "seasonal naive MAE", "MAPE", "naive MAPE", "skill", "n"):
+        t.add_column(col)
+    rows = [("revenue", r), ("orders", r["orders"])]
+    rows += [(w["weekday"], w) for w in r["by_weekday"]]
+    rows += [(m["month"], m) for m in r["by_month"]]
+    for name, e in rows:
+        t.add_row(name, _f(e["mae"], 2), _f(e["baseline_mae"], 2), _f(e["mape"], 3),
+                  _f(e["baseline_mape"], 3), _f(e["skill"], 3), str(e["n"]))  # fmt: skip
+    t.caption = (f"skill = 1 - MAE / naive MAE; MAPE over {r['n_mape']} of {r['n']} days with "
+                 f"sales; chosen now: {r['chosen']}")  # fmt: skip
+    Console().print(t)
+
+
 def _recs_table(r: dict[str, Any]) -> Table:
     t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions; {r['split']})")
     for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}", "store - it: HR [95% CI]", "MRR"):
