@@ -397,6 +397,47 @@ def evaluate_forecast(
     Console().print(t)
 
 
+@evaluate.command("uplift")
+def evaluate_uplift(
+    users: Annotated[int, typer.Option("--users", min=1, help="Generated customers.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shop and the coupons.")] = 7,
+    true_uplift: Annotated[float, typer.Option(
+        "--true-uplift", min=0, max=0.99, help="The coupon's effect on the return probability."
+    )] = 0.1,
+    days: Annotated[int, typer.Option("--days", min=60, help="Days of generated history.")] = 180,
+    holdout_share: Annotated[float | None, typer.Option(
+        "--holdout-share", min=0.01, max=0.99,
+        help="Share of alerts held out [default: SHOPSTREAM_ALERT_HOLDOUT_SHARE].",
+    )] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Simulate the coupon loop on a generated shop with a known effect: the worker's churn
+    alerts and holdout, each alert resolved after the horizon, the uplift with its interval."""
+    from streams.tools.evaluate_uplift import evaluate as run_evaluate
+
+    settings = _settings()
+    if holdout_share is not None:
+        settings = settings.with_(alert_holdout_share=holdout_share)
+    r = run_evaluate(users, seed, true_uplift, days, settings)
+    if json_out:
+        typer.echo(orjson.dumps(r).decode())
+        return
+    t = Table(title=f"coupon uplift: {r['users']} customers, seed {r['seed']}, horizon "
+                    f"{r['horizon_days']:g} days, holdout {r['holdout_share']:.0%}")  # fmt: skip
+    for col in ("", "treatment - holdout", "95% interval", "simulated truth"):
+        t.add_column(col)
+    t.add_row("return rate", f"{r['uplift']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+              f"{r['true_uplift']:+.4f} (this sample {r['realised_uplift']:+.4f})")
+    t.add_row("revenue per customer", f"{r['revenue_uplift']:+.2f}",
+              f"[{r['revenue_ci_low']:+.2f}, {r['revenue_ci_high']:+.2f}]",
+              f"{r['realised_revenue_uplift']:+.2f}")  # fmt: skip
+    t.caption = (f"{r['n_treated']} treated, {r['n_holdout']} held out (each customer's first "
+                 f"resolved alert of {r['alerts']}); return rate {r['return_rate_treated']:.3f}"
+                 f" vs {r['return_rate_holdout']:.3f}, without coupons "
+                 f"{r['base_return_rate']:.3f}")  # fmt: skip
+    Console().print(t)
+
+
 def _recs_table(r: dict[str, Any]) -> Table:
     t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions; {r['split']})")
     for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}", "store - it: HR [95% CI]", "MRR"):
