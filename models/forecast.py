@@ -102,7 +102,6 @@ class Selector:
         self.horizon, self.grid, self.decay = horizon, tuple(grid), decay
         self.models = [_hw(a, g) for a, g, _ in self.grid]
         self.errors = [0.0] * len(self.grid)  # EW mean absolute error per member
-        self.weight = 0.0  # EW weight of what the errors hold (for the first ones)
         #: forecasts not yet fully resolved: (days learned when made, one list per member)
         self.pending: deque[tuple[int, list[list[float]]]] = deque()
         self.days = 0
@@ -142,7 +141,6 @@ class Selector:
                 d = self.decay
                 self.errors = [d * e + (1 - d) * abs(f[h] - y) for e, f in
                                zip(self.errors, fs, strict=True)]  # fmt: skip
-                self.weight = d * self.weight + (1 - d)
         while self.pending and self.pending[0][0] <= self.days - self.horizon + 1:
             self.pending.popleft()
         yv = max(float(y), 0.0)
@@ -158,7 +156,7 @@ class Selector:
         return {
             "horizon": self.horizon, "grid": [list(g) for g in self.grid], "decay": self.decay,
             "models": [_hw_state(m) for m in self.models], "errors": self.errors,
-            "weight": self.weight, "days": self.days,
+            "days": self.days,
             "pending": [[o, fs] for o, fs in self.pending],
         }  # fmt: skip
 
@@ -171,7 +169,7 @@ class Selector:
         for m, st in zip(s.models, d["models"], strict=True):
             _hw_restore(m, st)
         s.errors = [float(e) for e in d["errors"]]
-        s.weight, s.days = float(d["weight"]), int(d["days"])
+        s.days = int(d["days"])
         s.pending = deque((int(o), [[float(v) for v in f] for f in fs]) for o, fs in d["pending"])
         return s
 
