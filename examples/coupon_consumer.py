@@ -3,6 +3,8 @@
 Alerts can be delivered more than once (Kafka is at-least-once); the coupon ledger is keyed by
 ``alert_id`` (``INSERT OR IGNORE``), so a redelivered alert never issues a second coupon. The
 consumer commits its offsets only after the ledger write, so no alert is skipped either.
+Alerts of the ``holdout`` group get no coupon: they are the control group against which the
+coupons' uplift is measured (docs/marketing.md).
 
     python examples/coupon_consumer.py --ledger coupons.sqlite3 [--once]
 
@@ -12,6 +14,8 @@ consumer commits its offsets only after the ledger write, so no alert is skipped
 (True, False)
 >>> ledger.count()
 1
+>>> wants_coupon({"alert_id": "a2", "group": "holdout"}), wants_coupon(alert)
+(False, True)
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ class Ledger:
         return int(self.db.execute("SELECT COUNT(*) FROM coupons").fetchone()[0])
 
 
+def wants_coupon(alert: dict[str, Any]) -> bool:
+    """Whether the alert gets a coupon: not if it is in the holdout group."""
+    return alert.get("group") != "holdout"
+
+
 async def run(ledger: Ledger, settings: Settings, once: bool) -> None:
     consumer = AIOKafkaConsumer(
         settings.topic_churn_alerts,
@@ -74,7 +83,9 @@ async def run(ledger: Ledger, settings: Settings, once: bool) -> None:
             for records in batch.values():
                 for r in records:
                     alert = orjson.loads(r.value)
-                    if ledger.issue(alert):
+                    if not wants_coupon(alert):
+                        log.info("alert %s is in the holdout: no coupon", alert["alert_id"])
+                    elif ledger.issue(alert):
                         log.info("coupon for %s (alert %s)", alert["user_id"], alert["alert_id"])
                     else:
                         log.info("alert %s seen before: no second coupon", alert["alert_id"])

@@ -355,6 +355,89 @@ def _churn_report(r: dict[str, Any], horizon_days: float) -> None:
     console.print(f"truth window: [{r['history_end']}, +{horizon_days:g} days)")
 
 
+@evaluate.command("forecast")
+def evaluate_forecast(
+    transactions: Annotated[
+        Path, typer.Option("--transactions", help="CSV with header user_id,timestamp,amount.")
+    ],
+    horizon_days: Annotated[
+        int, typer.Option("--horizon-days", min=1, max=7, help="Days forecast at each origin.")
+    ] = 7,
+    warmup_days: Annotated[
+        int, typer.Option("--warmup-days", min=7, help="Days learned before the first origin.")
+    ] = 56,
+    first: Annotated[str, typer.Option("--from", help="First origin, YYYY-MM-DD.")] = "",
+    last: Annotated[str, typer.Option("--to", help="Last origin, YYYY-MM-DD.")] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Rolling-origin forecasts of daily revenue (and orders) vs seasonal naive (the same
+    weekday last week) in the same run: MAE and MAPE, per step, weekday and month."""
+    from streams.tools.evaluate_forecast import evaluate as run_evaluate
+
+    try:
+        days = [date.fromisoformat(d) if d else None for d in (first, last)]
+    except ValueError:
+        raise InputError(f"--from/--to {first!r}, {last!r}: not YYYY-MM-DD dates") from None
+    r = run_evaluate(transactions, horizon_days, warmup_days, days[0], days[1])
+    if json_out:
+        typer.echo(orjson.dumps(r).decode())
+        return
+    t = Table(title=f"daily forecast, {r['horizon_days']} days ahead, origins from "
+                    f"{r['first_day']} + {r['warmup_days']} d to {r['last_day']}")  # fmt: skip
+    for col in ("", "MAE", "seasonal naive MAE", "MAPE", "naive MAPE", "skill", "n"):
+        t.add_column(col)
+    rows = [("revenue", r), ("orders", r["orders"])]
+    rows += [(w["weekday"], w) for w in r["by_weekday"]]
+    rows += [(m["month"], m) for m in r["by_month"]]
+    for name, e in rows:
+        t.add_row(name, _f(e["mae"], 2), _f(e["baseline_mae"], 2), _f(e["mape"], 3),
+                  _f(e["baseline_mape"], 3), _f(e["skill"], 3), str(e["n"]))  # fmt: skip
+    t.caption = (f"skill = 1 - MAE / naive MAE; MAPE over {r['n_mape']} of {r['n']} days with "
+                 f"sales; chosen now: {r['chosen']}")  # fmt: skip
+    Console().print(t)
+
+
+@evaluate.command("uplift")
+def evaluate_uplift(
+    users: Annotated[int, typer.Option("--users", min=1, help="Generated customers.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shop and the coupons.")] = 7,
+    true_uplift: Annotated[float, typer.Option(
+        "--true-uplift", min=0, max=0.99, help="The coupon's effect on the return probability."
+    )] = 0.1,
+    days: Annotated[int, typer.Option("--days", min=60, help="Days of generated history.")] = 180,
+    holdout_share: Annotated[float | None, typer.Option(
+        "--holdout-share", min=0.01, max=0.99,
+        help="Share of alerts held out [default: SHOPSTREAM_ALERT_HOLDOUT_SHARE].",
+    )] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Simulate the coupon loop on a generated shop with a known effect: the worker's churn
+    alerts and holdout, each alert resolved after the horizon, the uplift with its interval."""
+    from streams.tools.evaluate_uplift import evaluate as run_evaluate
+
+    settings = _settings()
+    if holdout_share is not None:
+        settings = settings.with_(alert_holdout_share=holdout_share)
+    r = run_evaluate(users, seed, true_uplift, days, settings)
+    if json_out:
+        typer.echo(orjson.dumps(r).decode())
+        return
+    t = Table(title=f"coupon uplift: {r['users']} customers, seed {r['seed']}, horizon "
+                    f"{r['horizon_days']:g} days, holdout {r['holdout_share']:.0%}")  # fmt: skip
+    for col in ("", "treatment - holdout", "95% interval", "simulated truth"):
+        t.add_column(col)
+    t.add_row("return rate", f"{r['uplift']:+.4f}", f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+              f"{r['true_uplift']:+.4f} (this sample {r['realised_uplift']:+.4f})")
+    t.add_row("revenue per customer", f"{r['revenue_uplift']:+.2f}",
+              f"[{r['revenue_ci_low']:+.2f}, {r['revenue_ci_high']:+.2f}]",
+              f"{r['realised_revenue_uplift']:+.2f}")  # fmt: skip
+    t.caption = (f"{r['n_treated']} treated, {r['n_holdout']} held out (each customer's first "
+                 f"resolved alert of {r['alerts']}); return rate {r['return_rate_treated']:.3f}"
+                 f" vs {r['return_rate_holdout']:.3f}, without coupons "
+                 f"{r['base_return_rate']:.3f}")  # fmt: skip
+    Console().print(t)
+
+
 def _recs_table(r: dict[str, Any]) -> Table:
     t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions; {r['split']})")
     for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}", "store - it: HR [95% CI]", "MRR"):

@@ -12,7 +12,10 @@ the duplicates that at-least-once delivery may bring.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
+
+#: A churn alert's experiment group: ``treatment`` gets the coupon, ``holdout`` does not.
+AlertGroup = Literal["treatment", "holdout"]
 
 
 class ScoredItem(TypedDict):
@@ -56,6 +59,7 @@ class ChurnAlert(TypedDict):
     action: CouponAction
     ts: int  # event time (epoch ms) at which the customer was found idle
     model_version: str
+    group: AlertGroup  # by a hash of alert_id (SHOPSTREAM_ALERT_HOLDOUT_SHARE)
 
 
 class Rfm(TypedDict):

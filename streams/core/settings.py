@@ -184,6 +184,11 @@ class Settings:
         "gold:500:20,silver:100:15,bronze:0:10",
         "Coupon tiers of churn alerts, highest first: name:min_lifetime_spend:discount_pct.",
     )
+    alert_holdout_share: float = _opt(
+        0.1,
+        "Share of churn alerts in the holdout group (no coupon; a hash of alert_id decides), "
+        "against which the coupons' uplift is measured (docs/marketing.md); 0 = none.",
+    )
 
     # --- segments, anomalies, dashboard ---------------------------------------------------
     segment_clusters: int = _opt(5, "Clusters of the online k-means over profile features.")
@@ -274,6 +279,8 @@ class Settings:
             if getattr(self, name) not in get_args(kind):
                 raise ConfigError(f"{PREFIX}{name.upper()} must be one of {get_args(kind)}")
         coupon_tiers(self.coupon_tiers)
+        if not 0 <= self.alert_holdout_share < 1:
+            raise ConfigError(f"{PREFIX}ALERT_HOLDOUT_SHARE must be in [0, 1)")
         if self.retention_days and self.retention_days <= self.churn_horizon_days:
             raise ConfigError(
                 f"{PREFIX}RETENTION_DAYS must be 0 (off) or above {PREFIX}CHURN_HORIZON_DAYS"

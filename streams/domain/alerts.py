@@ -4,6 +4,8 @@
 '426ac68871d9569df89768de232457b7'
 >>> tier_for(250.0, DEFAULT_TIERS).name
 'silver'
+>>> alert_group("426ac68871d9569df89768de232457b7", 0.1)
+'treatment'
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from streams.core.payloads import ChurnAlert
+from streams.core.payloads import AlertGroup, ChurnAlert
 from streams.core.settings import Settings, coupon_tiers
 from streams.domain.profile import Profile
 
@@ -42,11 +44,22 @@ class AlertPolicy:
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
     top_reasons: int = 3
     segment: str = "unassigned"  # until the segment step fills it in
+    holdout_share: float = Settings().alert_holdout_share
 
 
 def alert_id(user_id: str, episode_start_ms: int) -> str:
     """Deterministic id of the alert for one idle episode (consumers de-duplicate on it)."""
     return hashlib.sha256(f"{user_id}\x1f{episode_start_ms}".encode()).hexdigest()[:32]
+
+
+def alert_group(alert_id: str, holdout_share: float) -> AlertGroup:
+    """The alert's randomised group: ``holdout`` for a ``holdout_share`` of alert ids.
+
+    A salted hash of the id, so the group is as good as random, independent of the customer,
+    and the same on every worker and in every replay.
+    """
+    digest = hashlib.sha256(f"holdout\x1f{alert_id}".encode()).digest()
+    return "holdout" if int.from_bytes(digest[:8], "big") < holdout_share * 2**64 else "treatment"
 
 
 def split_stale(
@@ -85,8 +98,9 @@ def build_alert(
     """The alert; ``reasons`` are the features pushing hardest towards churn."""
     top = sorted(contributions.items(), key=lambda kv: (-kv[1], kv[0]))[: policy.top_reasons]
     tier = tier_for(p.monetary, policy.tiers)
+    aid = alert_id(uid, episode_start_ms)
     return {
-        "alert_id": alert_id(uid, episode_start_ms),
+        "alert_id": aid,
         "user_id": uid,
         "probability": round(prob, 4),
         "threshold": policy.threshold,
@@ -101,4 +115,5 @@ def build_alert(
         },
         "ts": now_ms,
         "model_version": model_version,
+        "group": alert_group(aid, policy.holdout_share),
     }

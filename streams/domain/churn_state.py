@@ -79,6 +79,7 @@ class ChurnConfig:
     top_reasons: int = 3
     segment: str = "unassigned"
     alert_non_buyers: bool = False  # score visitors who never bought too
+    holdout_share: float = Settings().alert_holdout_share
 
     @classmethod
     def from_settings(cls, s: Settings, **overrides: Any) -> ChurnConfig:
@@ -87,6 +88,7 @@ class ChurnConfig:
             "idle_days": s.churn_idle_days,
             "threshold": s.churn_threshold,
             "tiers": tiers(s.coupon_tiers),
+            "holdout_share": s.alert_holdout_share,
         }
         return cls(**{**values, **overrides})
 
@@ -102,7 +104,7 @@ class ChurnConfig:
     def alert_policy(self) -> AlertPolicy:
         return AlertPolicy(
             threshold=self.threshold, tiers=self.tiers, top_reasons=self.top_reasons,
-            segment=self.segment,
+            segment=self.segment, holdout_share=self.holdout_share,
         )  # fmt: skip
 
 

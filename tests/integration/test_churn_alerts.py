@@ -18,6 +18,7 @@ import orjson
 from examples.coupon_consumer import Ledger
 from examples.coupon_consumer import run as issue_coupons
 from streams.core.settings import Settings
+from streams.domain.alerts import alert_group
 from streams.kafka import ensure_topics
 from streams.tools.generate import DEFAULT_START_MS, generate
 from tests.support.worker import WorkerProcess, committed, consume, produce
@@ -85,11 +86,14 @@ async def test_customers_who_stop_buying_get_exactly_one_alert(
         assert alert["probability"] >= alert["threshold"] == 0.5
         assert alert["reasons"] and alert["action"]["type"] == "coupon"
         assert alert["segment"] != "unassigned"  # the segment model names it
-        # The example storefront consumer issues one coupon per alert, even when run twice.
+        # Every alert carries its randomised group; the example storefront consumer issues
+        # one coupon per treatment alert, even when run twice, and none for the holdout.
+        groups = {a["alert_id"]: a["group"] for a in alerts}
+        assert groups == {i: alert_group(i, settings.alert_holdout_share) for i in groups}
         ledger = Ledger(":memory:")
         await issue_coupons(ledger, settings, once=True)
         await issue_coupons(ledger, settings.with_(app_id=settings.app_id + "-again"), once=True)
-        assert ledger.count() == len(ids)
+        assert ledger.count() == sum(g == "treatment" for g in groups.values())
         user = worker.get_json(f"/users/{STOPPERS[0]}")
         assert user["churn_probability"] > 0.5
         print(

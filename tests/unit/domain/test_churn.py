@@ -210,6 +210,7 @@ def test_one_alert_per_idle_episode_and_none_for_active_users() -> None:
         "action",
         "ts",
         "model_version",
+        "group",
     }
     assert a["user_id"] == "u1" and a["alert_id"] == alert_id("u1", T0)
     assert a["ts"] == T0 + 14 * DAY_MS and a["probability"] == 0.9 and a["threshold"] == 0.5
