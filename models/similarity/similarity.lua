@@ -23,6 +23,7 @@ local RB = cfg.repeat_boost           -- boost of an item already in the session
 local STTL, UTTL = cfg.session_ttl_ms, cfg.user_ttl_ms -- key retention (0 = forever)
 local L = cfg.score_neighbours        -- heaviest neighbours read per session item
 local SKIP = cfg.skiplist_neighbours
+local REBASE = cfg.rebase_half_lives  -- move the decay origin t0 after this many half-lives
 -- Every neighbour set holds this member (score 0, below every real weight). At 80 bytes it is
 -- longer than zset-max-listpack-value (64), so Redis keeps the set as a skiplist: O(log n)
 -- ZINCRBY instead of a listpack scan that parses every float score (10-30x slower).
@@ -33,7 +34,8 @@ local POP, CAT, OFF = base .. 'pop', base .. 'cat', base .. 'off'
 -- Popularity counts read or written during this call (item -> raw count, false = absent):
 -- a batch scores the same popular candidates again and again. Exact: filled from ZMSCORE and
 -- kept current from ZINCRBY's reply, so results are identical to reading Redis every time.
-local PC = {}
+-- CARD: neighbour-set cardinalities of this call (see learn). Both emptied by a rebase.
+local PC, CARD = {}, {}
 local function pop_counts(items, first, last)
   local out, missing = {}, {}
   for j = first, last do
@@ -58,11 +60,53 @@ local function growth(ts)
   if not t0 then return 1 end
   return 2 ^ ((ts - t0) / HL)
 end
+-- A weight below this is not counted: a record so old (relative to t0) that its weight
+-- underflows would add 0 and leave a zero count, which scoring divides by.
+local MIN_G = 1e-300
+
+-- The factor would overflow a double after 1024 half-lives (2.8 years with a 1-day half-life),
+-- so t0 moves forward before that: every stored count is multiplied by 2^(-(t - t0)/HL), which
+-- leaves every decayed value (count / growth(now)) as it was. Counts that fall below MIN_G are
+-- fully decayed and dropped (a neighbour set with no member left is deleted). Blocks Redis
+-- for a pass over all counts, once every REBASE half-lives of event time.
+local function rescale(key, factor, keep)
+  local rows = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  local args, gone, left = {}, {}, 0
+  for j = 1, #rows, 2 do
+    local m, v = rows[j], tonumber(rows[j + 1]) * factor
+    if m == keep then
+      left = left  -- the skiplist sentinel keeps its score 0
+    elseif v >= MIN_G then
+      args[#args + 1] = v; args[#args + 1] = m; left = left + 1
+      if #args >= 1000 then redis.call('ZADD', key, unpack(args)); args = {} end
+    else
+      gone[#gone + 1] = m
+      if #gone >= 500 then redis.call('ZREM', key, unpack(gone)); gone = {} end
+    end
+  end
+  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+  if left == 0 then redis.call('DEL', key) end
+end
+
+local function rebase(new_t0)
+  local factor = 2 ^ (-(new_t0 - t0) / HL)
+  rescale(POP, factor, nil)
+  local cursor = '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', base .. 'n:*', 'COUNT', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do rescale(key, factor, SENT) end
+  until cursor == '0'
+  t0 = new_t0
+  redis.call('HSET', meta, 't0', t0)
+  PC, CARD = {}, {}
+end
 
 -- == learning =================================================================================
 -- Session state: the last max(N, W) items, most recent first, stored as one string
 -- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
-local SESS, DIRTY, CARD = {}, {}, {}
+local SESS, DIRTY = {}, {}
 local function session_items(sk)
   local items = SESS[sk]
   if items then return items end
@@ -84,18 +128,22 @@ end
 local function learn(etype, user, session, item, category, ts)
   local w = TW[etype]
   if not w or item == '' then return end
+  -- the session separator (NUL) inside an id would inject items into the session list; the
+  -- worker's validation refuses such ids, this keeps any other caller from doing it
+  if string.find(item, '\0', 1, true) then return end
   if etype == 'purchase' then
     local ub = base .. 'ub:' .. user
     redis.call('SADD', ub, item)
     if UTTL > 0 then redis.call('PEXPIRE', ub, UTTL) end
   end
   local g = w * growth(ts)
+  local counted = g >= MIN_G  -- else fully decayed: the session learns it, counts do not
   local sk = base .. 's:' .. session
   local prev = session_items(sk)
   -- sim(a, item) += FW / d^FD (forward) and sim(item, a) += BW / d^BD (backward), for the
   -- earlier items a at distance d <= N, summed per distinct a (one call per key)
   local fwd, order, bwd, border = {}, {}, {}, {}
-  for d = 1, math.min(#prev, N) do
+  for d = 1, counted and math.min(#prev, N) or 0 do
     local a = prev[d]
     if not fwd[a] then fwd[a] = 0; order[#order + 1] = a end
     fwd[a] = fwd[a] + FW / d ^ FD * g
@@ -154,7 +202,7 @@ local function learn(etype, user, session, item, category, ts)
     end
     CARD[key] = card
   end
-  PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item))
+  if counted then PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item)) end
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
   local fresh = #prev == 0
   table.insert(prev, 1, item)
@@ -288,6 +336,7 @@ local function run(field, records, k, ranks, covered, cov)
       local ts, target = tonumber(r[7]), r[8]
       if not t0 then t0 = ts; redis.call('HSET', meta, 't0', ts) end
       if not clock or ts > clock then clock = ts end
+      if (clock - t0) / HL > REBASE then rebase(clock) end
       if k and target ~= '' then
         local items = {item}
         local prev = session_items(base .. 's:' .. session)

@@ -72,6 +72,9 @@ class RecConfig:
     #: Retention (wall-clock TTL) of session keys and of user keys; 0 = keep forever.
     session_ttl_s: int = 3 * 86_400
     user_ttl_s: int = 90 * 86_400
+    #: Half-lives of event time after which the decay origin moves forward (every count is
+    #: rescaled once): the growth factor 2^(t/HL) stays far below a double's 2^1024.
+    rebase_half_lives: float = 512.0
 
     def __post_init__(self) -> None:
         sizes = (self.session_window, self.score_items, self.max_neighbours, self.score_neighbours)
@@ -79,6 +82,8 @@ class RecConfig:
             raise InvalidConfig("window, score_items and neighbour bounds must be positive")
         if self.half_life_days <= 0:
             raise InvalidConfig("half_life_days must be positive")
+        if not 0 < self.rebase_half_lives <= 900:
+            raise InvalidConfig("rebase_half_lives must be in (0, 900]")
 
     def as_json(self) -> bytes:
         """The script's configuration argument: one JSON object, names as in the script.
@@ -106,6 +111,7 @@ class RecConfig:
             "user_ttl_ms": self.user_ttl_s * 1000,
             "score_neighbours": self.score_neighbours,
             "skiplist_neighbours": self.skiplist_neighbours,
+            "rebase_half_lives": self.rebase_half_lives,
         })  # fmt: skip
 
 

@@ -93,7 +93,7 @@ def test_top_k_orders_by_score_then_id() -> None:
 def test_config_validation_and_the_script_argument() -> None:
     config = RecConfig(session_window=5, half_life_days=30.0, max_neighbours=200)
     args = orjson.loads(config.as_json())
-    assert len(args) == 18 and args["half_life_ms"] == 30 * 86_400_000
+    assert len(args) == 19 and args["half_life_ms"] == 30 * 86_400_000
     assert args["weights"] == {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
     with pytest.raises(InvalidConfig):
         RecConfig(session_window=5, half_life_days=30.0, max_neighbours=0)
