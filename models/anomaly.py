@@ -259,12 +259,15 @@ class AnomalyDetector:
         score = 0.0
         if use_model and self.n_learned >= c.hst_warmup:
             score = float(self.hst.score_one(x))
+            score = score if math.isfinite(score) else 0.0
         if score >= c.hst_threshold:
             top = max(x, key=x.__getitem__)
             found.append(("unusual_activity", score, f"unusual {top} ({x[top]:.2f} scaled)"))
         if any(kind == "bot" for kind, _, _ in found):
             u.bot_until = u.last_ts + c.bot_ttl_ms
-        if use_model and u.bot_until < u.last_ts:  # bots do not teach the model
+        if (  # bots and poison (non-finite inputs) do not teach the model
+            use_model and u.bot_until < u.last_ts and all(map(math.isfinite, x.values()))
+        ):
             self.hst.learn_one(x)
             self.n_learned += 1
         out: list[Flag] = []

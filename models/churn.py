@@ -15,6 +15,17 @@ True
 ...           key=lambda kv: kv[1])
 >>> top[0]
 'recency_days'
+
+Poison is refused (docs/security.md): an example with a non-finite or absurdly large
+feature is not learned (``n_refused`` counts it), a learning step that would leave the
+logistic model non-finite is undone (it keeps its last good state), and a probability that
+cannot be computed is ``nan``, never a default: callers publish no alert for it.
+
+>>> m.learn_one({"recency_days": float("inf"), "log_orders": 1.0}, True)
+>>> m.n_refused, m.n_learned
+(1, 200)
+>>> m.predict_proba_one({"recency_days": float("nan"), "log_orders": 1.0})
+nan
 """
 
 from __future__ import annotations
@@ -30,6 +41,18 @@ metrics: Any = _river_metrics  # river.metrics is partly untyped
 ModelKind = Literal["logistic", "forest"]
 #: Bumped when the wrapper's pickled layout changes; checkpoints record it.
 MODEL_SCHEMA = 1
+#: Largest magnitude of a feature the model learns from or scores (features are rates,
+#: ratios, logs and days: far below this); beyond it an example is refused.
+FEATURE_BOUND = 1e9
+
+
+def credible(x: dict[str, float]) -> bool:
+    """Every feature finite and within :data:`FEATURE_BOUND`.
+
+    >>> credible({"a": 1.0}), credible({"a": float("nan")}), credible({"a": 1e300})
+    (True, False, False)
+    """
+    return all(-FEATURE_BOUND <= v <= FEATURE_BOUND for v in x.values())  # False for NaN
 
 
 def model_version(kind: str) -> str:
@@ -43,6 +66,8 @@ def model_version(kind: str) -> str:
 
 class ChurnModel:
     """P(churn) from a profile's feature dict. ``kind``: "logistic" (default) or "forest"."""
+
+    n_refused: int = 0  # the class default serves models pickled before it existed
 
     def __init__(
         self,
@@ -60,6 +85,7 @@ class ChurnModel:
         self.n_models = n_models
         self.n_learned = 0
         self.n_positive = 0
+        self.n_refused = 0
         self.auc: Any = metrics.ROCAUC(n_thresholds=50)
         self.log_loss: Any = metrics.LogLoss()
         self.scaler: Any = preprocessing.StandardScaler()
@@ -80,22 +106,58 @@ class ChurnModel:
         return model_version(self.kind)
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
-        """P(churn) in [0, 1]; 0.5 before any learning."""
+        """P(churn) in [0, 1]; 0.5 before any learning; ``nan`` when it cannot be computed
+        (a non-credible feature, or a non-finite result)."""
+        if not credible(x):
+            return math.nan
         if self.n_learned == 0:
             return 0.5
         proba = self.pipeline.predict_proba_one(dict(x))
-        p = float(proba.get(True, 0.0)) if proba else 0.5
-        return min(max(p, 0.0), 1.0) if math.isfinite(p) else 0.5
+        p = float(proba.get(True, 0.0)) if proba else math.nan
+        return min(max(p, 0.0), 1.0) if math.isfinite(p) else math.nan
 
     def learn_one(self, x: dict[str, float], y: bool) -> None:
-        """Progressive validation (predict, score, then learn). ``x`` is not mutated."""
+        """Progressive validation (predict, score, then learn). ``x`` is not mutated.
+
+        A non-credible ``x`` is refused; a step that leaves the logistic model non-finite is
+        undone (both counted in ``n_refused``)."""
+        if not credible(x):
+            self.n_refused += 1
+            return
         if self.n_learned:
             p = self.predict_proba_one(x)
-            self.auc.update(y, p)
-            self.log_loss.update(y, p)
+            if math.isfinite(p):
+                self.auc.update(y, p)
+                self.log_loss.update(y, p)
+        saved = self._save() if self.kind == "logistic" else None
         self.pipeline.learn_one(dict(x), bool(y))
+        if saved is not None and not self._finite():
+            self._restore(saved)
+            self.n_refused += 1
+            return
         self.n_learned += 1
         self.n_positive += int(bool(y))
+
+    # The logistic pipeline's learned numbers (River 0.2x layout), small dicts: copying them
+    # costs a few microseconds, a pickle of the pipeline ~200.
+    def _save(self) -> tuple[Any, ...]:
+        sc, est = self.scaler, self.estimator
+        return (dict(sc.counts), dict(sc.means), dict(sc.vars), dict(est._weights),
+                est.intercept, dict(est.optimizer.g2), est.optimizer.n_iterations)  # fmt: skip
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        sc, est = self.scaler, self.estimator
+        counts, means, variances, weights, intercept, g2, n_iterations = saved
+        for live, old in ((sc.counts, counts), (sc.means, means), (sc.vars, variances),
+                          (est._weights, weights), (est.optimizer.g2, g2)):  # fmt: skip
+            live.clear()
+            live.update(old)
+        est.intercept, est.optimizer.n_iterations = intercept, n_iterations
+
+    def _finite(self) -> bool:
+        est, sc = self.estimator, self.scaler
+        values = [est.intercept, *est._weights.values(), *sc.means.values(), *sc.vars.values()]
+        return all(math.isfinite(v) for v in values)
 
     def contributions(self, x: dict[str, float]) -> dict[str, float]:
         """Per-feature push towards churn, in log-odds units for the logistic model.

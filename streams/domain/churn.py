@@ -13,8 +13,9 @@ and one idle timer in the heap; a timer that fires after the user moved on re-ar
   ``ts + H + allowed_lateness`` first. Late events inside that slack still count.
 * **Alerts** -- when a user has been idle ``idle_days`` (event time) the model scores them
   once for that idle episode; at or above the threshold an alert
-  (:class:`streams.core.payloads.ChurnAlert`) is emitted whose ``alert_id`` hashes user + episode start, so a
-  replay yields the same ids.
+  (:class:`streams.core.payloads.ChurnAlert`) is emitted whose ``alert_id`` hashes user +
+  episode start, so a replay yields the same ids. A probability the model cannot compute
+  (``nan``) raises no alert.
 
 The agent, per event (``state`` is updated in place and is JSON-safe via ``to_dict``)::
 
@@ -45,6 +46,7 @@ State and configuration live in :mod:`streams.domain.churn_state`; the alert pay
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -144,7 +146,7 @@ def _fire(
             t.scored_episode_ms = t.last_seen_ms
             xf = features(p, due)
             prob = model.predict_proba_one(xf)
-            if prob >= cfg.threshold:
+            if math.isfinite(prob) and prob >= cfg.threshold:  # nan: cannot say, no alert
                 alerts.append(
                     build_alert(
                         uid, p, xf, prob, episode_start_ms=t.last_seen_ms, now_ms=due,

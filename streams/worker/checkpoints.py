@@ -2,8 +2,9 @@
 
 The set is checkpointed atomically (:mod:`models.checkpoint`: HMAC-signed, never unpickled
 before the signature is verified) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on
-shutdown, recording the stream time and the last source offset each bundle includes; on
-start the newest valid checkpoint is restored, so progressive metrics go on. Model learning
+shutdown, numbered in the order they are written and recording the stream time and the last
+source offset each bundle includes; on start the newest (last written) valid checkpoint is
+restored, so progressive metrics go on. Model learning
 is at-most-once across a crash: labels learned after the last checkpoint are not learned
 again (profiles and tracks, which decide the labels, are restored exactly).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from models.bundle import ModelSet
-from models.checkpoint import checkpoint_path, latest_valid, prune, save_checkpoint
+from models.checkpoint import checkpoint_path, latest_valid, next_sequence, prune, save_checkpoint
 from streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,10 @@ class Checkpointer:
             return None
         await flush()
         self.last = self.clock()
-        meta = {"stream_time_ms": models.stream_time_ms, "offsets": dict(models.offsets)}
-        path = save_checkpoint(
-            checkpoint_path(self.dir, models.stream_time_ms), models, meta, self.key
-        )
+        sequence = next_sequence(self.dir)
+        meta = {"sequence": sequence, "stream_time_ms": models.stream_time_ms,
+                "offsets": dict(models.offsets)}  # fmt: skip
+        path = save_checkpoint(checkpoint_path(self.dir, sequence), models, meta, self.key)
         prune(self.dir, keep=3)
         self.last_path = str(path)
         log.info("checkpoint written: %s", path.name)

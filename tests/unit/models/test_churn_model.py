@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import pickle
 import random
@@ -256,3 +257,55 @@ def test_restart_from_checkpoint_continues_exactly(tmp_path: Path) -> None:
     assert whole and first + second == whole
     assert restored.n_learned == whole_model.n_learned > n_before
     assert restored.metrics["auc"] == whole_model.metrics["auc"]
+
+
+# --- poison (issue 13) ------------------------------------------------------------------
+def _trained() -> ChurnModel:
+    m = ChurnModel(seed=3)
+    for i in range(60):
+        m.learn_one({"recency_days": float(i % 30), "log_orders": 1.0 + i % 3}, i % 30 > 14)
+    return m
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1e300])
+def test_a_non_finite_or_absurd_feature_is_never_learned(bad: float) -> None:
+    m = _trained()
+    before = pickle.dumps(m.pipeline)
+    m.learn_one({"recency_days": bad, "log_orders": 1.0}, True)
+    assert pickle.dumps(m.pipeline) == before and m.n_refused == 1 and m.n_learned == 60
+    p = m.predict_proba_one({"recency_days": 3.0, "log_orders": 1.0})
+    assert 0.0 <= p <= 1.0
+
+
+def test_a_step_that_would_turn_the_model_nan_is_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = _trained()
+    before = pickle.dumps(m.pipeline)
+    learn = m.pipeline.learn_one
+
+    def poisoned(x: dict[str, float], y: bool) -> None:
+        learn(x, y)
+        m.estimator._weights["recency_days"] = math.nan  # what an overflow would leave
+
+    monkeypatch.setattr(m.pipeline, "learn_one", poisoned)
+    m.learn_one({"recency_days": 2.0, "log_orders": 1.0}, False)
+    monkeypatch.undo()
+    assert pickle.dumps(m.pipeline) == before, "the model did not keep its last good state"
+    assert (m.n_learned, m.n_refused) == (60, 1)
+
+
+def test_a_probability_that_cannot_be_computed_raises_no_alert() -> None:
+    """Before: a NaN model predicted 0.5, which meets the default threshold (0.5): every idle
+    buyer got a coupon."""
+    from streams.core.events import Event
+    from streams.core.settings import Settings
+    from streams.domain.churn import ChurnConfig, ChurnState, advance, step
+
+    m = _trained()
+    m.estimator._weights["recency_days"] = math.nan  # a model poisoned before this version
+    assert math.isnan(m.predict_proba_one({"recency_days": 20.0, "log_orders": 1.0}))
+    cfg = ChurnConfig.from_settings(Settings(), min_labels_for_alerts=0)
+    state, profiles, day, t0 = ChurnState(), {}, 86_400_000, 1_704_067_200_000
+    ev = Event("e1", "purchase", "u1", "s1", t0, item_id="i1", price=10.0)
+    profiles["u1"], _, _ = step(state, None, ev, m, cfg, profiles.get)
+    alerts, _ = advance(state, t0 + 20 * day, profiles.get, m, cfg)
+    assert alerts == []
