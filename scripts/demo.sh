@@ -18,7 +18,10 @@ if [ -f "$DEMO/worker.pid" ] && kill -0 "$(cat "$DEMO/worker.pid")" 2>/dev/null;
   echo "worker already running (pid $(cat "$DEMO/worker.pid"))"
 else
   $SS topics
-  nohup $SS worker >"$DEMO/worker.log" 2>&1 &
+  # The demo replays four months of history in seconds: a per-user rate limit in record time
+  # would refuse the busiest users' events (docs/security.md, "Rate limit").
+  SHOPSTREAM_MAX_EVENTS_PER_MIN="${SHOPSTREAM_MAX_EVENTS_PER_MIN:-0}" \
+    nohup $SS worker >"$DEMO/worker.log" 2>&1 &
   echo $! >"$DEMO/worker.pid"
   started_worker=1
 fi

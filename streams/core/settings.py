@@ -64,8 +64,19 @@ class Settings:
 
     # --- processing ---------------------------------------------------------------------
     max_event_bytes: int = _opt(65536, "Records larger than this go to the DLQ as 'oversize'.")
+    max_price: float = _opt(1_000_000.0, "Highest valid 'price'; above it: DLQ 'bad_number'.")
+    max_quantity: int = _opt(10_000, "Highest valid 'quantity'; above it: DLQ 'bad_number'.")
+    max_line_value: float = _opt(
+        10_000_000.0, "Highest valid price x quantity of one event; above it: DLQ 'bad_number'."
+    )
+    max_future_ms: int = _opt(
+        3_600_000, "Events dated more than this after their Kafka record time: DLQ 'future_ts'."
+    )
+    max_past_ms: int = _opt(
+        0, "Events dated more than this before their record time: DLQ 'stale_ts' (0 = off)."
+    )
     max_events_per_min: int = _opt(
-        600, "Per user and event-time minute; more go to the DLQ as 'rate_limited' (0 = off)."
+        600, "Per user and minute of Kafka record time; more: DLQ 'rate_limited' (0 = off)."
     )
     batch_size: int = _opt(500, "Most events processed together (one Redis round trip).")
     batch_within_ms: int = _opt(20, "Longest wait to fill a batch, in milliseconds.")
@@ -145,10 +156,13 @@ class Settings:
 
     def checked(self) -> Settings:
         """Reject values that cannot work, naming the variable."""
-        positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window")
+        positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window",
+                    "max_price", "max_quantity", "max_line_value", "max_future_ms")  # fmt: skip
         for name in positive:
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:  # NaN is not positive either
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.max_past_ms < 0 or self.max_events_per_min < 0:
+            raise ConfigError(f"{PREFIX}MAX_PAST_MS and {PREFIX}MAX_EVENTS_PER_MIN must be >= 0")
         if self.churn_model not in get_args(ChurnModelKind):
             raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
         if not 0 < self.churn_threshold <= 1:

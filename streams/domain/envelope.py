@@ -52,7 +52,7 @@ class Envelope:
     segment: str | None = None
     track: list[Any] | None = None
     recent: list[str] = field(default_factory=list)  # digests of the last event ids applied
-    rate: list[int] = field(default_factory=list)  # [event-time minute, events in it]
+    rate: list[int] = field(default_factory=list)  # [record-time minute, events in it]
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -103,7 +103,9 @@ def classify(
 
     *redelivered*: its offset is at or below the user's fence; *duplicate*: its ``event_id``
     is among the user's last :data:`RECENT_IDS` applied ones (or earlier in this batch);
-    *rate_limited*: the user already has ``limit_per_min`` events in that event-time minute;
+    *rate_limited*: the user already has ``limit_per_min`` events in that minute of Kafka
+    record time (:func:`rate_time`: the client's ``ts`` is not trusted here, it would let a
+    client spread a flood over invented minutes or lock a user out with a future one);
     *fresh* otherwise.
     """
     verdicts: list[Verdict] = []
@@ -120,7 +122,7 @@ def classify(
         if h in ids:
             verdicts.append("duplicate")
             continue
-        bumped = bump_rate(rate, event.ts_ms)
+        bumped = bump_rate(rate, rate_time(rec, event))
         if limit_per_min and bumped[1] > limit_per_min:
             verdicts.append("rate_limited")
             continue
@@ -135,14 +137,26 @@ def last_rec_ms(env: Envelope | None) -> int:
     return env.last_rec_ms if env is not None else -1
 
 
+def rate_time(rec: Record, event: Event) -> int:
+    """The instant a rate limit counts an event at: its Kafka record timestamp (the event's
+    own ``ts`` only for a record without one, e.g. in offline tools)."""
+    return rec.timestamp_ms if rec.timestamp_ms >= 0 else event.ts_ms
+
+
 def bump_rate(rate: list[int], ts_ms: int) -> list[int]:
-    """``[minute, events in it]`` after one more event (late events count in the current one).
+    """``[minute, events in it]`` after one more event at ``ts_ms`` (record time).
+
+    A record up to a minute older than the current window counts in it (producers' clocks
+    differ a little); a window further ahead than that is not credible (stored by an older
+    version from a client's ``ts``) and starts over, so it can never lock a user out.
 
     >>> bump_rate([], 120_000), bump_rate([2, 5], 150_000), bump_rate([2, 5], 200_000)
     ([2, 1], [2, 6], [3, 1])
+    >>> bump_rate([2, 5], 90_000), bump_rate([99_999_999, 600], 200_000)
+    ([2, 6], [3, 1])
     """
     minute = ts_ms // 60_000
-    if rate and minute <= rate[0]:
+    if rate and rate[0] - 1 <= minute <= rate[0]:
         return [rate[0], rate[1] + 1]
     return [minute, 1]
 
@@ -162,11 +176,11 @@ def applied(env: Envelope | None, rec: Record, event: Event, profile: Profile) -
         return Envelope(
             profile=profile, offset=rec.offset, session_id=event.session_id,
             partition=rec.partition, recent=[id_hash(event.event_id)],
-            rate=bump_rate([], event.ts_ms),
+            rate=bump_rate([], rate_time(rec, event)),
         )  # fmt: skip
     env.profile, env.offset, env.session_id, env.partition = (
         profile, rec.offset, event.session_id, rec.partition,
     )  # fmt: skip
     env.recent = [*env.recent, id_hash(event.event_id)][-RECENT_IDS:]
-    env.rate = bump_rate(env.rate, event.ts_ms)
+    env.rate = bump_rate(env.rate, rate_time(rec, event))
     return env

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import orjson
 
 from models.similarity import key_base
-from streams.core.events import Event, Record
+from streams.core.events import Event, Limits, Record
 from streams.core.payloads import ChurnAlert
 from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
@@ -42,7 +42,7 @@ from streams.telemetry import StageClock, consumer_lag
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
-from streams.worker.intake import by_partition, dlq_headers, split, to_record
+from streams.worker.intake import Clock, by_partition, dlq_headers, split, to_record
 from streams.worker.partitions import Partitions
 from streams.worker.retry import retry_forever
 from streams.worker.users import UserUpdates, update_users
@@ -61,6 +61,7 @@ class BatchProcessor:
         s = shop.settings
         self.shop, self.settings, self.telemetry = shop, s, shop.telemetry
         self.pseudo_key = s.pseudonymise_key.encode()
+        self.limits = Limits.from_settings(s)
         self.checkpointer = Checkpointer(s)
         # Held while a batch runs, so that a hand-over or `forget` never races a batch.
         self.lock = asyncio.Lock()
@@ -80,21 +81,25 @@ class BatchProcessor:
         clock = StageClock(started)
         await self.parts.settle()
         valid, rejected = split(
-            map(to_record, batch), max_bytes=self.settings.max_event_bytes,
-            pseudonymise_key=self.pseudo_key,
+            map(to_record, batch), Clock.from_settings(self.settings, round(time.time() * 1000)),
+            limits=self.limits, pseudonymise_key=self.pseudo_key,
         )  # fmt: skip
         for rec, reason, detail in rejected:
             await self.dead_letter(rec, reason, detail)
         clock.lap("validate")
         if valid:
             users = UserUpdates(self.shop.profiles)
+            valid, unreadable = users.admit(valid)
             verdicts = classify(valid, users.load, self.settings.max_events_per_min)
             await self.reject_unwanted(valid, verdicts)
             fresh = [rv for rv, v in zip(valid, verdicts, strict=True) if v == "fresh"]
             # redelivered events go to Redis too: its own fence decides there
             valid = [rv for rv, v in zip(valid, verdicts, strict=True) if v in KEPT]
             clock.lap("classify")
-            learnable = await self.detect_anomalies(valid, fresh)
+            applying = fresh
+            learnable = await self.detect_anomalies(valid, fresh, users)
+            if users.broken:  # an anomaly check failed: those users' events stay out
+                valid, fresh = users.without_broken(valid), users.without_broken(fresh)
             clock.lap("anomalies")
             due = plan_recommendations(
                 (e for _, e in fresh), lambda uid: last_rec_ms(users.load(uid)),
@@ -112,6 +117,7 @@ class BatchProcessor:
                 scored = await learning
             clock.lap("similarity")
             await self.publish(users, due, scored, clock)
+            await self.dead_letter_broken(users, [*unreadable, *applying])
         self.account(batch, valid, started)
         clock.lap("telemetry")
         if self.checkpointer.due():
@@ -148,10 +154,11 @@ class BatchProcessor:
         await self.checkpointer.save(self.parts.models, self.shop.app.producer.flush)
 
     async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:
+        headers = dlq_headers(rec, reason, detail)  # the detail escaped: safe to log
         log.warning(
-            "rejected %s[%d]@%d: %s (%s)", rec.topic, rec.partition, rec.offset, reason, detail
-        )
-        headers = dlq_headers(rec, reason, detail)
+            "rejected %s[%d]@%d: %s (%s)", rec.topic, rec.partition, rec.offset, reason,
+            headers[1][1].decode(),
+        )  # fmt: skip
         await self.shop.dlq.send(key=rec.key, value=rec.value, headers=headers)
         self.telemetry.on_dlq(reason)
 
@@ -163,18 +170,37 @@ class BatchProcessor:
         )  # fmt: skip
 
     # --- steps ----------------------------------------------------------------------------
+    async def dead_letter_broken(
+        self, users: UserUpdates, events: Sequence[tuple[Record, Event]]
+    ) -> None:
+        """The events of users whose update failed in this batch (:class:`UserUpdates`)."""
+        for rec, event in events:
+            if event.user_id in users.broken:
+                await self.dead_letter(rec, "processing_error", users.broken[event.user_id])
+
     async def detect_anomalies(
-        self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]]
-    ) -> list[tuple[Record, Event]]:
+        self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]],
+        users: UserUpdates,
+    ) -> list[tuple[Record, Event]]:  # fmt: skip
         """Publish anomalies of the ``fresh`` events; return those of ``valid`` that may teach
-        the models (all but flagged bots')."""
+        the models (all but flagged bots'). A user whose check fails is broken in ``users``."""
+        flags = []
         for rec, event in fresh:
-            for flag in self.parts.models_for(rec.partition).anomalies.observe(event):
-                anomaly = anomaly_message(event, flag)
+            if event.user_id in users.broken:
+                continue
+            try:
+                found = self.parts.models_for(rec.partition).anomalies.observe(event)
+            except Exception as exc:  # noqa: BLE001 - confined to this user
+                users.fail(event.user_id, "checking for anomalies", exc)
+                continue
+            flags += [anomaly_message(event, flag) for flag in found]
+        for anomaly in flags:
+            if anomaly["user_id"] not in users.broken:
                 await self.shop.anomalies.send(
-                    key=event.user_id.encode(), value=orjson.dumps(anomaly)
+                    key=anomaly["user_id"].encode(), value=orjson.dumps(anomaly)
                 )
                 self.telemetry.on_anomaly(anomaly)
+        valid = users.without_broken(valid) if users.broken else valid
         if not self.settings.exclude_bots:
             return valid
         models_for = self.parts.models_for
@@ -201,8 +227,6 @@ class BatchProcessor:
         clock: StageClock,
     ) -> None:
         """Outputs of the batch; ``scored``: the items of each ``due`` event, in order."""
-        for rec, detail in out.failed:
-            await self.dead_letter(rec, "processing_error", detail)
         for seg in out.segments:
             await self.shop.segments.send(key=seg["user_id"].encode(), value=orjson.dumps(seg))
             self.telemetry.on_segment(seg)

@@ -34,7 +34,8 @@ from tests.support.worker import WorkerProcess
 #: Reasons the DLQ may carry (README, "What goes in").
 REASONS = {
     "empty", "oversize", "bad_utf8", "not_json", "not_object", "missing_field", "wrong_type",
-    "unknown_type", "bad_number", "bad_ts", "absurd_ts", "too_long", "processing_error",
+    "unknown_type", "bad_number", "bad_ts", "absurd_ts", "too_long", "too_deep", "bad_chars",
+    "future_ts", "stale_ts", "rate_limited", "decode_error", "processing_error",
 }  # fmt: skip
 
 

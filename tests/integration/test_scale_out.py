@@ -202,12 +202,16 @@ def assert_same_store(one: dict[str, Any], two: dict[str, Any]) -> None:
 #: over mid-stream starts afresh: the RFM segment, and the churn track, which records whether
 #: an idle episode was scored above the alert threshold.
 MODEL_FIELDS = ("sg", "t")
+#: Envelope fields in Kafka record time (when each run's records were produced): the
+#: rate-limit window.
+RUN_FIELDS = ("rt",)
 
 
 def without_model_fields(value: bytes) -> bytes:
-    """The profile envelope minus the fields that depend on the process-local models."""
+    """The profile envelope minus the fields that depend on the process-local models (and
+    on when the run's records were produced)."""
     env = orjson.loads(value)
-    for name in MODEL_FIELDS:
+    for name in (*MODEL_FIELDS, *RUN_FIELDS):
         env.pop(name, None)
     return orjson.dumps(env, option=orjson.OPT_SORT_KEYS)
 
@@ -265,6 +269,7 @@ async def outcomes(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Out
         kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
         redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
         log_level="info",
+        max_events_per_min=0,  # history produced in seconds (tests/conftest.py)
     )
     data, ref_ms = records()
     results: dict[str, dict[str, Any]] = {}
