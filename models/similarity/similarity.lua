@@ -370,17 +370,43 @@ end
 -- [offset, type, user, session, item, category, ts(, target)].
 local COMMANDS = {}
 
--- learn: one JSON array of [field, records] groups, one per topic:partition (each fenced by
--- its own stored offset); optionally a second JSON array [k, [[user, session], ...]]: the
--- recommendations to score after learning (purchased items excluded), so the worker needs no
--- 'rec' call per batch. Returns applied, or {applied, recommendations}.
+-- The guard of a worker's learn call ('' = none): JSON {"epoch": e, "owners": {field: token}}.
+-- epoch: the value of <base>epoch when the worker started (written once per store): missing
+-- or different means Redis lost its data, and learning on would silently start over.
+-- owners: per "topic:partition", the token the worker got when it was assigned the
+-- partition (<base>owners): another token means the partition has moved on (a zombie).
+-- Returns an error text, or nil when the call may go on.
+local function refused(raw)
+  if raw == '' then return nil end
+  local g = cjson.decode(raw)
+  if g.epoch and redis.call('GET', base .. 'epoch') ~= g.epoch then
+    return 'EPOCH the store epoch ' .. g.epoch .. ' is gone: Redis lost its data'
+  end
+  if g.owners then
+    for field, token in pairs(g.owners) do
+      local owner = redis.call('HGET', base .. 'owners', field)
+      if owner ~= token then
+        return 'FENCED ' .. field .. ' now belongs to ' .. tostring(owner) .. ', not ' .. token
+      end
+    end
+  end
+  return nil
+end
+
+-- learn: the guard (above), one JSON array of [field, records] groups, one per
+-- topic:partition (each fenced by its own stored offset); optionally a JSON array
+-- [k, [[user, session], ...]]: the recommendations to score after learning (purchased items
+-- excluded), so the worker needs no 'rec' call per batch. Returns applied, or
+-- {applied, recommendations}.
 function COMMANDS.learn()
+  local why = refused(ARGV[A0])
+  if why then return redis.error_reply(why) end
   local applied = 0
-  local groups = cjson.decode(ARGV[A0])
+  local groups = cjson.decode(ARGV[A0 + 1])
   for g = 1, #groups do applied = applied + run(groups[g][1], groups[g][2]) end
   finish(applied)
-  if not ARGV[A0 + 1] then return applied end
-  local want = cjson.decode(ARGV[A0 + 1])
+  if not ARGV[A0 + 2] then return applied end
+  local want = cjson.decode(ARGV[A0 + 2])
   local k, requests, gnow, out = want[1], want[2], growth(clock or 0), {}
   for i = 1, #requests do
     out[#out + 1] = recommend(requests[i][1], requests[i][2], '1', '', k, gnow)

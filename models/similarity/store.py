@@ -115,6 +115,17 @@ class RecConfig:
         })  # fmt: skip
 
 
+def guard(epoch: str, owners: Mapping[str, str]) -> bytes:
+    """The guard of a learn call: the store's epoch and the owner token of each
+    ``topic:partition`` the call writes for (see ``similarity.lua``, ``refused``).
+
+    >>> guard("e1", {"t:0": "7"}), guard("", {})
+    (b'{"epoch":"e1","owners":{"t:0":"7"}}', b'{"owners":{}}')
+    """
+    checks: dict[str, Any] = {"epoch": epoch} if epoch else {}
+    return orjson.dumps({**checks, "owners": dict(owners)})
+
+
 def key_base(prefix: str) -> str:
     """``{prefix}:`` — the hash tag puts every key of one store in one Redis Cluster slot."""
     if not prefix or any(ch in prefix for ch in "{}*?[]\\"):
@@ -179,19 +190,21 @@ class SimilarityStore:
         """Learn ``records`` of one partition (offset order); see :meth:`apply_many`."""
         return await self.apply_many({(source, partition): records})
 
-    async def apply_many(self, groups: Groups) -> int:
+    async def apply_many(self, groups: Groups, guard: bytes = b"") -> int:
         """Learn the records of several partitions in one script call, each group fenced by
-        the offset stored for its ``topic:partition``.
+        the offset stored for its ``topic:partition`` (``topic`` names the source: the
+        worker appends the topic's incarnation, ``topic@id``).
 
         Returns how many records were past their fence (each moves the offset; only
-        view/add_to_cart/purchase with an item teach co-occurrence).
+        view/add_to_cart/purchase with an item teach co-occurrence). ``guard``
+        (:func:`guard`) makes the call refuse with an ``EPOCH`` or ``FENCED`` error.
         """
         if not any(groups.values()):
             return 0
-        return int(await self._call("learn", [encode_groups(groups)]))
+        return int(await self._call("learn", [guard, encode_groups(groups)]))
 
     async def learn_and_recommend(
-        self, groups: Groups, requests: Sequence[tuple[str, str]], k: int
+        self, groups: Groups, requests: Sequence[tuple[str, str]], k: int, guard: bytes = b""
     ) -> tuple[int, list[list[tuple[str, float]]]]:
         """:meth:`apply_many`, then :meth:`recommend` (purchased items excluded) for each
         ``(user_id, session_id)`` on the updated store, in one call.
@@ -200,9 +213,9 @@ class SimilarityStore:
         with the profile updates like the learning does.
         """
         if not requests or k <= 0:
-            return await self.apply_many(groups), [[] for _ in requests]
+            return await self.apply_many(groups, guard), [[] for _ in requests]
         want = orjson.dumps([k, requests])
-        applied, recs = await self._call("learn", [encode_groups(groups), want])
+        applied, recs = await self._call("learn", [guard, encode_groups(groups), want])
         return int(applied), [_pairs(r) for r in recs]
 
     async def evaluate_clicks(

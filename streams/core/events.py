@@ -68,7 +68,13 @@ class Record:
     """One consumed Kafka record, reduced to what processing needs (raw, not yet parsed).
 
     ``timestamp_ms`` is the Kafka record timestamp (-1: unknown), the clock event time is
-    checked against (:func:`streams.worker.intake.split`).
+    checked against (:func:`streams.worker.intake.split`); ``incarnation`` names the topic's
+    identity (the start of its Kafka topic id; "" unknown), so that an offset fence knows
+    where its offset came from (:attr:`fence_key`, :attr:`source`).
+
+    >>> r = Record("shop.events", 2, 7, b"u", b"{}", incarnation="f689bbe2")
+    >>> r.fence_key, r.source
+    ('f689bbe2:2', 'shop.events@f689bbe2')
     """
 
     topic: str
@@ -77,6 +83,18 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = -1
+    incarnation: str = ""
+
+    @property
+    def fence_key(self) -> str:
+        """Where the offset comes from, for a user's fence: incarnation and partition."""
+        return f"{self.incarnation}:{self.partition}"
+
+    @property
+    def source(self) -> str:
+        """The topic with its incarnation (the similarity store's fence is per source and
+        partition)."""
+        return f"{self.topic}@{self.incarnation}" if self.incarnation else self.topic
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

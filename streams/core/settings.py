@@ -83,6 +83,9 @@ class Settings:
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
     commit_interval_s: float = _opt(1.0, "Kafka offset commit interval, in seconds.")
+    session_timeout_s: float = _opt(
+        60.0, "Kafka group session timeout: a worker silent this long loses its partitions."
+    )
     eager_handoff: bool = _opt(
         True, "Hand fetched messages to the agent without a task per message (patches/fastpath.py)."
     )

@@ -11,7 +11,8 @@ a redelivered batch changes nothing):
  5  learn+score  Redis similarity counts (one fenced Lua      :mod:`models.similarity`
                  call), concurrently with step 6
  6  users        profile, churn, segments → envelopes         :mod:`streams.worker.users`
- 7  publish      DLQ, segments, alerts, recommendations       this module
+ 7  publish      DLQ, segments, alerts, recommendations;      :mod:`streams.worker.publish`
+                 delivered, then the envelopes (the fence)
  8  account      metrics, checkpoint                          :mod:`streams.telemetry`,
                                                               :mod:`streams.worker.checkpoints`
 ==  ===========  ==========================================  ===================================
@@ -29,27 +30,41 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import orjson
+from redis.exceptions import ReadOnlyError, ResponseError
 
-from models.similarity import key_base
+from models.similarity import guard
+from streams.core.errors import Fenced, StateDiverged
 from streams.core.events import Event, Limits, Record
-from streams.core.payloads import ChurnAlert
 from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
-from streams.domain.recommendations import plan_recommendations, recommendation_message
+from streams.domain.recommendations import plan_recommendations
 from streams.telemetry import StageClock, consumer_lag
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
-from streams.worker.intake import Clock, by_partition, dlq_headers, split, to_record
+from streams.worker.intake import Clock, by_partition, split, to_record
 from streams.worker.partitions import Partitions
-from streams.worker.retry import retry_forever
-from streams.worker.users import UserUpdates, update_users
+from streams.worker.publish import Publisher
+from streams.worker.retry import error_kind, retry_forever
+from streams.worker.users import UserUpdates, update_users, write
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ALERT_TTL_S = 400 * 86_400
+
+
+def refusal(exc: ResponseError) -> Exception:
+    """The similarity store's refusal as our error (``EPOCH``: the store lost its data;
+    ``FENCED``: a partition moved on), or the error itself."""
+    text = str(exc)
+    if text.startswith("EPOCH"):
+        return StateDiverged(
+            f"Redis lost its data while the worker ran ({text}): restore it from its AOF/RDB "
+            "or rebuild the state (docs/reliability.md, 'Redis')"
+        )
+    if text.startswith("FENCED"):
+        return Fenced(text)
+    return exc
 #: Verdicts whose events stay in the batch (duplicates and rate-limited ones leave it).
 KEPT = frozenset({"fresh", "redelivered"})
 
@@ -68,7 +83,7 @@ class BatchProcessor:
         self.parts = Partitions(
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
-        self.alert_key = key_base(s.redis_prefix) + "alerted:"
+        self.out = Publisher(shop, self.retry)
 
     # --- the batch ------------------------------------------------------------------------
     async def process(self, batch: Sequence[Any]) -> None:
@@ -79,16 +94,19 @@ class BatchProcessor:
     async def _process(self, batch: Sequence[Any]) -> None:
         started = time.perf_counter()
         clock = StageClock(started)
+        outbox = self.out.start_batch()
         await self.parts.settle()
+        incarnation = self.parts.sources.incarnation
+        records = [to_record(event, incarnation) for event in batch]
         valid, rejected = split(
-            map(to_record, batch), Clock.from_settings(self.settings, round(time.time() * 1000)),
+            records, Clock.from_settings(self.settings, round(time.time() * 1000)),
             limits=self.limits, pseudonymise_key=self.pseudo_key,
         )  # fmt: skip
         for rec, reason, detail in rejected:
-            await self.dead_letter(rec, reason, detail)
+            await self.out.dead_letter(rec, reason, detail)
         clock.lap("validate")
+        users = UserUpdates(self.shop.profiles)
         if valid:
-            users = UserUpdates(self.shop.profiles)
             valid, unreadable = users.admit(valid)
             verdicts = classify(valid, users.load, self.settings.max_events_per_min)
             await self.reject_unwanted(valid, verdicts)
@@ -116,8 +134,20 @@ class BatchProcessor:
             finally:
                 scored = await learning
             clock.lap("similarity")
-            await self.publish(users, due, scored, clock)
-            await self.dead_letter_broken(users, [*unreadable, *applying])
+            for rec, event in [*unreadable, *applying]:
+                if event.user_id in users.broken:
+                    await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
+            await self.out.segments(users.segments, self.parts.models.segment_sizes())
+            sent_alerts = await self.out.alerts(users.alerts)
+            await self.out.recommendations(due, users.triggers, scored)
+            clock.lap("publish")
+        # The fence after the outputs: a crash before it re-derives them (at least once).
+        await outbox.delivered()
+        clock.lap("deliver")
+        if valid:
+            await self.still_ours({rec.partition for rec in records})
+            write(users)
+            await self.out.mark_alerts(sent_alerts)
         self.account(batch, valid, started)
         clock.lap("telemetry")
         if self.checkpointer.due():
@@ -135,7 +165,8 @@ class BatchProcessor:
         limit = self.settings.max_events_per_min
         for (rec, _), verdict in zip(valid, verdicts, strict=True):
             if verdict == "rate_limited":
-                await self.dead_letter(rec, "rate_limited", f"user has over {limit} events/minute")
+                detail = f"user has over {limit} events/minute"
+                await self.out.dead_letter(rec, "rate_limited", detail)
 
     def account(
         self, batch: Sequence[Any], valid: Sequence[tuple[Record, Event]], started: float
@@ -150,56 +181,68 @@ class BatchProcessor:
         self.telemetry.set_model_quality(m["auc"], m["log_loss"])
 
     async def checkpoint(self) -> None:
-        """A checkpoint of the models now (the producer is flushed first)."""
-        await self.checkpointer.save(self.parts.models, self.shop.app.producer.flush)
-
-    async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:
-        headers = dlq_headers(rec, reason, detail)  # the detail escaped: safe to log
-        log.warning(
-            "rejected %s[%d]@%d: %s (%s)", rec.topic, rec.partition, rec.offset, reason,
-            headers[1][1].decode(),
-        )  # fmt: skip
-        await self.shop.dlq.send(key=rec.key, value=rec.value, headers=headers)
-        self.telemetry.on_dlq(reason)
+        """A checkpoint of the models now (the producer is flushed first). A failure (a full
+        disk, the broker away at shutdown) is logged and counted, never fails the batch:
+        the next one is tried an interval later."""
+        try:
+            await self.checkpointer.save(self.parts.models, self.shop.app.producer.flush)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation
+            self.checkpointer.postpone()
+            self.telemetry.on_checkpoint_failure()
+            log.error(  # noqa: TRY400 - one line; the cause is in the message
+                "model checkpoint failed (%r); the next one in %.0fs", exc,
+                self.settings.checkpoint_interval_s,
+            )  # fmt: skip
 
     async def retry(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Redis calls: retried with backoff until they succeed (the batch stays unacked)."""
+        """Redis calls: retried with backoff while the error is retriable
+        (:func:`~streams.worker.retry.is_retriable`; the batch stays unacked), each retry
+        logged and counted by error (``shopstream_redis_retries_total{error}``)."""
+
+        async def attempt() -> T:
+            try:
+                return await fn()
+            except ReadOnlyError:  # a failover made our master a replica: connect afresh
+                await self.shop.runtime.redis.connection_pool.disconnect()
+                raise
+
         return await retry_forever(
-            what, fn, should_stop=lambda: self.shop.app.should_stop,
-            on_retry=self.telemetry.on_redis_retry,
+            what, attempt, should_stop=lambda: self.shop.app.should_stop,
+            on_retry=lambda exc: self.telemetry.on_redis_retry(exc, error_kind(exc)),
         )  # fmt: skip
 
     # --- steps ----------------------------------------------------------------------------
-    async def dead_letter_broken(
-        self, users: UserUpdates, events: Sequence[tuple[Record, Event]]
-    ) -> None:
-        """The events of users whose update failed in this batch (:class:`UserUpdates`)."""
-        for rec, event in events:
-            if event.user_id in users.broken:
-                await self.dead_letter(rec, "processing_error", users.broken[event.user_id])
-
     async def detect_anomalies(
         self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]],
         users: UserUpdates,
     ) -> list[tuple[Record, Event]]:  # fmt: skip
         """Publish anomalies of the ``fresh`` events; return those of ``valid`` that may teach
-        the models (all but flagged bots'). A user whose check fails is broken in ``users``."""
+        the models (all but flagged bots'). A user whose check fails is broken in ``users``.
+
+        Each user's windows and bot flag come from their envelope and go back into it
+        (``users.anomaly``), so after a crash the same bots are flagged and kept out of
+        learning as in a run without one."""
+        detectors = {}
+        for rec, event in valid:
+            uid = event.user_id
+            if (rec.partition, uid) not in detectors and uid not in users.broken:
+                detector = self.parts.models_for(rec.partition).anomalies
+                env = users.load(uid)
+                detector.import_user(uid, env.anomaly if env is not None else None)
+                detectors[rec.partition, uid] = detector
         flags = []
         for rec, event in fresh:
             if event.user_id in users.broken:
                 continue
             try:
-                found = self.parts.models_for(rec.partition).anomalies.observe(event)
+                found = detectors[rec.partition, event.user_id].observe(event)
             except Exception as exc:  # noqa: BLE001 - confined to this user
                 users.fail(event.user_id, "checking for anomalies", exc)
                 continue
             flags += [anomaly_message(event, flag) for flag in found]
-        for anomaly in flags:
-            if anomaly["user_id"] not in users.broken:
-                await self.shop.anomalies.send(
-                    key=anomaly["user_id"].encode(), value=orjson.dumps(anomaly)
-                )
-                self.telemetry.on_anomaly(anomaly)
+        for (_, uid), detector in detectors.items():
+            users.anomaly[uid] = detector.export_user(uid)
+        await self.out.anomalies([a for a in flags if a["user_id"] not in users.broken])
         valid = users.without_broken(valid) if users.broken else valid
         if not self.settings.exclude_bots:
             return valid
@@ -210,68 +253,29 @@ class BatchProcessor:
         self, learnable: list[tuple[Record, Event]], due: list[Event]
     ) -> list[list[tuple[str, float]]]:
         """All partitions of the batch in one fenced script call (retried until it succeeds),
-        which then scores the recommendations of the ``due`` trigger events (same order)."""
+        which then scores the recommendations of the ``due`` trigger events (same order).
+
+        The call is guarded: it refuses if the store lost its data (epoch) or a partition
+        moved to another worker (owner tokens): StateDiverged and Fenced."""
         groups = by_partition(learnable)
         requests = [(e.user_id, e.session_id) for e in due]
-        store, k = self.shop.runtime.store, self.settings.rec_k
-        _, scored = await self.retry(
-            "similarity update", lambda: store.learn_and_recommend(groups, requests, k)
-        )
+        runtime, k = self.shop.runtime, self.settings.rec_k
+        check = guard(runtime.epoch, self.parts.sources.owners({p for _, p in groups}))
+        try:
+            _, scored = await self.retry(
+                "similarity update",
+                lambda: runtime.store.learn_and_recommend(groups, requests, k, check),
+            )
+        except ResponseError as exc:
+            raise refusal(exc) from exc
         return scored
 
-    async def publish(
-        self,
-        out: UserUpdates,
-        due: list[Event],
-        scored: list[list[tuple[str, float]]],
-        clock: StageClock,
-    ) -> None:
-        """Outputs of the batch; ``scored``: the items of each ``due`` event, in order."""
-        for seg in out.segments:
-            await self.shop.segments.send(key=seg["user_id"].encode(), value=orjson.dumps(seg))
-            self.telemetry.on_segment(seg)
-        # after on_segment: the model's sizes are authoritative and replace the tally
-        self.telemetry.set_segment_sizes(self.parts.models.segment_sizes())
-        await self.publish_alerts(out.alerts)
-        clock.lap("publish_segments_alerts")
-        await self.recommend(due, out.triggers, scored)
-        clock.lap("recommend_send")
-
-    async def publish_alerts(self, alerts: list[ChurnAlert]) -> None:
-        """At most one alert per ``alert_id``: Redis remembers which ones were published."""
-        if not alerts:
-            return
-        redis = self.shop.runtime.redis
-
-        async def mark() -> list[Any]:
-            pipe = redis.pipeline(transaction=False)
-            for a in alerts:
-                pipe.set(self.alert_key + a["alert_id"], 1, nx=True, ex=ALERT_TTL_S)
-            return await pipe.execute()
-
-        fresh = await self.retry("alert de-duplication", mark)
-        for alert, new in zip(alerts, fresh, strict=True):
-            if not new:
-                log.info("alert %s was already published; not repeating it", alert["alert_id"])
-                continue
-            await self.shop.churn_alerts.send(
-                key=alert["user_id"].encode(), value=orjson.dumps(alert)
-            )
-            self.telemetry.on_alert(alert)
-
-    async def recommend(
-        self, due: list[Event], applied: dict[str, Event], scored: list[list[tuple[str, float]]]
-    ) -> None:
-        """Publish the scored items of the ``due`` events that were applied."""
-        sent = 0
-        for event, items in zip(due, scored, strict=True):
-            if applied.get(event.user_id) is event:
-                await self.shop.recommendations.send(
-                    key=event.user_id.encode(), value=recommendation_message(event, items)
-                )
-                sent += 1
-        if sent:
-            self.telemetry.on_recommendations(sent)
+    async def still_ours(self, partitions: set[int]) -> None:
+        """Raise Fenced unless the batch's partitions are still this worker's (checked after
+        the outputs were delivered, right before the fence is written)."""
+        redis, sources = self.shop.runtime.redis, self.parts.sources
+        await self.retry("checking partition ownership",
+                         lambda: sources.check_owner(redis, partitions))  # fmt: skip
 
     # --- next door ------------------------------------------------------------------------
     async def forget(self, uid: str) -> dict[str, int]:

@@ -62,6 +62,10 @@ class Checkpointer:
     def due(self) -> bool:
         return bool(self.key) and self.clock() - self.last >= self.interval_s
 
+    def postpone(self) -> None:
+        """The next checkpoint an interval from now (after one failed)."""
+        self.last = self.clock()
+
     async def save(self, models: ModelSet, flush: Callable[[], Awaitable[None]]) -> Path | None:
         """Write a checkpoint of ``models``, after ``flush`` made their inputs' effects durable.
 

@@ -32,13 +32,14 @@ from streams.domain.privacy import pseudonymise_event
 log = logging.getLogger(__name__)
 
 
-def to_record(event: Any) -> Record:
-    """The parts of a Faust event that processing needs (Faust's timestamp is in seconds)."""
+def to_record(event: Any, incarnation: str = "") -> Record:
+    """The parts of a Faust event that processing needs (Faust's timestamp is in seconds);
+    ``incarnation``: the topic's identity (:class:`streams.worker.sources.Sources`)."""
     msg = event.message
     ts = msg.timestamp
     return Record(
         msg.topic, msg.partition, msg.offset, event.key, event.value,
-        round(ts * 1000) if ts is not None and ts > 0 else -1,
+        round(ts * 1000) if ts is not None and ts > 0 else -1, incarnation,
     )  # fmt: skip
 
 
@@ -71,6 +72,16 @@ class Clock:
             )  # fmt: skip
 
 
+def check_key(rec: Record, event: Event) -> None:
+    """A record's key must be its ``user_id`` (UTF-8): all of a user's events then share a
+    partition, which the per-user fence relies on (``key_mismatch`` otherwise)."""
+    if rec.key is None or rec.key != event.user_id.encode():
+        raise InvalidEvent(
+            "key_mismatch", "the record key is not the user_id (a user's events must share "
+            "a partition)",
+        )  # fmt: skip
+
+
 def split(
     records: Iterable[Record],
     clock: Clock,
@@ -89,6 +100,7 @@ def split(
     for rec in records:
         try:
             event = parse_event(rec.value, limits=limits)
+            check_key(rec, event)
             clock.check(rec, event)
             if pseudonymise_key:
                 event = pseudonymise_event(event, pseudonymise_key)
@@ -121,10 +133,11 @@ def dlq_headers(rec: Record, reason: str, detail: str) -> list[tuple[str, bytes]
 def by_partition(
     valid: Sequence[tuple[Record, Event]],
 ) -> dict[tuple[str, int], list[tuple[int, Event]]]:
-    """Group valid events by source (topic, partition), keeping offset order."""
+    """Group valid events by source (topic with its incarnation, partition), keeping offset
+    order."""
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
     for rec, ev in valid:
-        groups.setdefault((rec.topic, rec.partition), []).append((rec.offset, ev))
+        groups.setdefault((rec.source, rec.partition), []).append((rec.offset, ev))
     for items in groups.values():
         items.sort(key=lambda pair: pair[0])
     return groups

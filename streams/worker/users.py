@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams.core.events import Event, Record, safe_text
 from streams.core.payloads import ChurnAlert, SegmentChange
@@ -47,6 +48,10 @@ class UserUpdates:
     broken: dict[str, str] = field(default_factory=dict)
     #: partitions whose churn state must be rebuilt from the table (a user update failed)
     rebuild: set[int] = field(default_factory=set)
+    #: what :func:`write` writes: user -> (changelog partition, envelope bytes)
+    serialised: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    #: users' anomaly state after this batch (stored in their envelopes)
+    anomaly: dict[str, list[Any] | None] = field(default_factory=dict)
 
     def load(self, uid: str) -> Envelope | None:
         """The user's envelope: as changed in this batch, else as stored, else ``None``."""
@@ -86,6 +91,7 @@ class UserUpdates:
         self.broken[uid] = detail
         self.envelopes.pop(uid, None)  # the stored one is read again, if anyone asks
         self.written.discard(uid)
+        self.serialised.pop(uid, None)
         if partition >= 0:
             self.rebuild.add(partition)
 
@@ -139,7 +145,8 @@ def update_users(
             out.triggers[uid] = event
     store_tracks(parts, touched, out)
     update_segments(parts, fresh, out)
-    write(out, due)
+    keep_triggers(out, due)
+    serialise(out)
     drop_broken(parts, out)
 
 
@@ -200,25 +207,37 @@ def update_segments(
         alert["segment"] = env.segment if env and env.segment else alert["segment"]
 
 
-def write(out: UserUpdates, due: Sequence[Event]) -> None:
-    """Write changed envelopes, naming the changelog partition (the source partition).
-
-    ``out.triggers`` keeps the ``due`` events that were applied (an event whose update
-    failed went to the DLQ instead): the envelope remembers when they were published.
-    """
+def keep_triggers(out: UserUpdates, due: Sequence[Event]) -> None:
+    """``out.triggers`` keeps the ``due`` events that were applied (an event whose update
+    failed went to the DLQ instead): the envelope remembers when they were published."""
     out.triggers = {
         e.user_id: e for e in due
         if out.triggers.get(e.user_id) is e and e.user_id not in out.broken
     }  # fmt: skip
     for event in out.triggers.values():
         out.envelopes[event.user_id].last_rec_ms = event.ts_ms
-    table = out.table
+
+
+def serialise(out: UserUpdates) -> None:
+    """The bytes of every changed envelope, made before any output of the batch is sent (a
+    user whose envelope cannot be serialised is broken like any other failure)."""
     for uid in list(out.written):
         env = out.envelopes[uid]
+        if uid in out.anomaly:
+            env.anomaly = out.anomaly[uid]
         try:
-            value = env.to_bytes()
-            table.send_changelog(env.partition, uid, value)
+            out.serialised[uid] = (env.partition, env.to_bytes())
         except Exception as exc:  # noqa: BLE001 - confined to this user
             out.fail(uid, "writing the profile", exc, env.partition)
+
+
+def write(out: UserUpdates) -> None:
+    """Write the changed envelopes to the table and its changelog, naming the changelog
+    partition (the source partition). Called once the batch's outputs were delivered: the
+    envelope is the fence, so a crash before it re-derives the outputs, never loses them."""
+    table = out.table
+    for uid, (partition, value) in out.serialised.items():
+        if uid in out.broken:
             continue
+        table.send_changelog(partition, uid, value)
         table.data[uid] = value

@@ -18,6 +18,7 @@ recommendation = the session's items, most recent first), not its scoring.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,8 +40,11 @@ class FakeTopic:
     async def send(
         self, *, key: bytes | None = None, value: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> asyncio.Future[None]:  # fmt: skip
         self.sent.append((key, value, headers))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done  # the delivery, already acknowledged
 
 
 @dataclass
@@ -68,7 +72,7 @@ class FakeStore:
         self.learned: list[tuple[str, int, str]] = []  # (topic:partition, offset, event_id)
 
     async def learn_and_recommend(
-        self, groups: Any, requests: Sequence[tuple[str, str]], k: int
+        self, groups: Any, requests: Sequence[tuple[str, str]], k: int, guard: bytes = b""
     ) -> tuple[int, list[list[tuple[str, float]]]]:
         applied = 0
         for (topic, partition), records in groups.items():
@@ -99,6 +103,9 @@ class FakePipeline:
     def set(self, key: str, value: Any, *, nx: bool = False, ex: int | None = None) -> None:
         self.ops.append((key, nx))
 
+    def eval(self, *args: Any) -> None:
+        self.ops.append(("", False))
+
     async def execute(self) -> list[bool]:
         out = []
         for key, nx in self.ops:
@@ -115,9 +122,13 @@ class FakeRedis:
     def pipeline(self, transaction: bool = False) -> FakePipeline:
         return FakePipeline(self)
 
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        return [b"1" if k in self.keys else None for k in keys]
+
 
 class FakeRuntime:
     ready = True
+    epoch = ""
 
     def __init__(self) -> None:
         self.store = FakeStore()

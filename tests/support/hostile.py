@@ -82,16 +82,17 @@ class Run:
     table: dict[str, bytes]
     out: dict[str, list[tuple[Any, Any, Any]]]
     logs: list[logging.LogRecord] = field(default_factory=list)
+    learned: list[tuple[str, int, str]] = field(default_factory=list)  # what Redis learned
 
     def for_users(self, users: set[str]) -> dict[str, Any]:
-        """Everything of ``users``: their envelopes (but the source offset, which records of
+        """Everything of ``users``: their envelopes (but the source offsets, which records of
         others shift) and every output about them, in order."""
         outs = {
             name: [v for k, v, _ in sent if k is not None and k.decode() in users]
             for name, sent in self.out.items() if name != "dlq"
         }  # fmt: skip
         table = {
-            u: {k: x for k, x in orjson.loads(v).items() if k != "o"}
+            u: {k: x for k, x in orjson.loads(v).items() if k not in ("o", "f")}
             for u, v in self.table.items() if u in users
         }  # fmt: skip
         return {"table": table, **outs}
@@ -117,11 +118,13 @@ class _Capture(logging.Handler):
 
 async def run_batches(
     settings: Settings, batches: Sequence[Sequence[tuple[int, bytes | None, bytes | None]]],
-    *, record_ms: int | Sequence[int] = NOW_MS,
+    *, record_ms: int | Sequence[int] = NOW_MS, restart_after: int = 0,
 ) -> Run:  # fmt: skip
     """Process ``batches`` of (partition, key, value) with a fresh in-memory worker; offsets
     are assigned per partition in order; ``record_ms``: the Kafka record time (one for all
-    batches, or one per batch)."""
+    batches, or one per batch). ``restart_after``: after that many batches the worker is
+    replaced by a new one with the same table and Redis but fresh models, as after a crash
+    with no checkpoint."""
     times = [record_ms] * len(batches) if isinstance(record_ms, int) else list(record_ms)
     shop = fake_shop(settings)
     proc = new_processor(shop)
@@ -132,7 +135,9 @@ async def run_batches(
     old_level = root.level
     root.setLevel(logging.DEBUG)
     try:
-        for batch, at_ms in zip(batches, times, strict=True):
+        for n, (batch, at_ms) in enumerate(zip(batches, times, strict=True)):
+            if restart_after and n == restart_after:
+                proc = new_processor(shop)
             msgs = []
             for partition, key, value in batch:
                 offset = offsets.get(partition, 0)
@@ -143,11 +148,13 @@ async def run_batches(
         root.removeHandler(capture)
         root.setLevel(old_level)
     names = ("dlq", "recommendations", "churn_alerts", "segments", "anomalies")
-    return Run(
+    run = Run(
         dict(shop.profiles.data),  # type: ignore[attr-defined]
         {n: list(topic_of(shop, n).sent) for n in names},
         capture.records,
     )
+    run.learned = list(shop.runtime.store.learned)  # type: ignore[attr-defined]
+    return run
 
 
 def log_text(record: logging.LogRecord) -> str:

@@ -29,6 +29,17 @@ def test_compose_wires_kafka_redis_and_the_worker() -> None:
     known = {PREFIX + name.upper() for name in Settings.__dataclass_fields__}
     assert set(env) <= known
     assert Settings.from_env({k: str(v) for k, v in env.items() if "${" not in str(v)})
+    # Redis keeps its data across restarts: the append-only file, on a volume
+    command = services["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
+
+
+def test_the_local_stack_runs_redis_with_the_append_only_file() -> None:
+    text = (ROOT / "scripts/stack.sh").read_text()
+    assert '--appendonly "${SHOPSTREAM_REDIS_APPENDONLY:-yes}"' in text
+    assert "--appendfsync everysec" in text
 
 
 def test_dockerfile_runs_the_worker() -> None:

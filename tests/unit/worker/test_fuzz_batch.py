@@ -42,7 +42,7 @@ USERS = {orjson.loads(v)["user_id"] for v in TRAFFIC}
 REASONS = {
     "empty", "oversize", "bad_utf8", "not_json", "not_object", "missing_field", "wrong_type",
     "unknown_type", "bad_number", "bad_ts", "absurd_ts", "future_ts", "stale_ts", "too_long",
-    "too_deep", "bad_chars", "rate_limited", "decode_error", "processing_error",
+    "too_deep", "bad_chars", "key_mismatch", "rate_limited", "decode_error", "processing_error",
 }  # fmt: skip
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -95,7 +95,7 @@ records = st.one_of(
 def test_split_never_raises_and_rejects_with_a_known_reason(values: list[bytes]) -> None:
     from streams.core.events import Record
 
-    recs = [Record("t", 0, i, b"k", v, NOW_MS) for i, v in enumerate(values)]
+    recs = [Record("t", 0, i, b"h-user", v, NOW_MS) for i, v in enumerate(values)]
     valid, rejected = split(recs, CLOCK)
     assert len(valid) + len(rejected) == len(recs)
     for _, reason, detail in rejected:
@@ -124,23 +124,23 @@ def test_hostile_records_cost_no_good_record(
     mixed: list[tuple[int, bytes | None, bytes | None]] = list(good)
     accepted: dict[str, set[str]] = {}
     for value, at in sorted(hostile, key=lambda h: -h[1]):
-        (ok, _), = [split([Record("t", 0, 0, b"h", value, NOW_MS)], CLOCK)]
+        (ok, _), = [split([Record("t", 0, 0, b"h-user", value, NOW_MS)], CLOCK)]
         if ok:  # a valid event: its own partition, never a good user's
             event = ok[0][1]
             if event.user_id in USERS:
                 continue
             accepted.setdefault(event.user_id, set()).add(event.event_id)
-        mixed.insert(at, (1 if ok else 0, b"h", value))
+        mixed.insert(at, (1 if ok else 0, b"h-user", value))
     batches = [mixed[i : i + batch_size] for i in range(0, len(mixed), batch_size)]
-    clean_batches = [[r for r in b if r[1] != b"h"] for b in batches]
+    clean_batches = [[r for r in b if r[1] != b"h-user"] for b in batches]
     tally(f"valid hostile events: {min(sum(map(len, accepted.values())), 3)}")
     dirty = asyncio.run(run_batches(SETTINGS, batches))
     clean = asyncio.run(run_batches(SETTINGS, clean_batches))
 
     assert dirty.for_users(USERS) == clean.for_users(USERS)
     dead = dirty.dlq()
-    n_hostile = sum(1 for r in mixed if r[1] == b"h")
-    n_rejected = n_hostile - sum(1 for r in mixed if r[1] == b"h" and r[0] == 1)
+    n_hostile = sum(1 for r in mixed if r[1] == b"h-user")
+    n_rejected = n_hostile - sum(1 for r in mixed if r[1] == b"h-user" and r[0] == 1)
     assert all(p == 0 for p, _, _, _ in dead) and len(dead) == n_rejected
     for _, _, reason, detail in dead:
         assert reason in REASONS and reason not in ("decode_error", "processing_error")

@@ -221,3 +221,70 @@ async def test_a_failure_in_one_users_update_costs_only_that_users_events(
         assert orjson.loads(run.table[user])["p"] == orjson.loads(clean.table[user])["p"]
     assert run.for_users(others)["recommendations"] == clean.for_users(others)["recommendations"]
     assert not any(k == VICTIM.encode() for k, _, _ in run.out["recommendations"])
+
+
+# --- issue 15, hole 6: bots after a crash ------------------------------------------------
+async def test_bot_flags_survive_a_crash_so_redis_learns_the_same() -> None:
+    """A worker restarted without its models (a crash after the last checkpoint) flagged
+    no bot it had flagged before, so a bot's events after the restart taught the similarity
+    store: its state differed from a run without the crash. The flags now live in the
+    users' envelopes."""
+    from streams.tools.generate import generate
+
+    events, _ = generate(users=6, seed=9, days=45)
+    t0 = events[len(events) // 3]["ts"]
+    for b in range(2):  # two scrapers: 70 views of distinct items, half a second apart
+        events += [{"event_id": f"bot{b}-{n}", "type": "view", "user_id": f"bot{b}",
+                    "session_id": f"bs{b}", "item_id": f"i{n:03d}", "ts": t0 + b * 9_000 + n * 500}
+                   for n in range(70)]  # fmt: skip
+    events.sort(key=lambda e: (e["ts"], e["event_id"]))
+    records = [(0, e["user_id"].encode(), orjson.dumps(e)) for e in events]
+    # restart in the middle of bot0's burst, after it was flagged (41 views in a minute)
+    mid = [i for i, (_, key, _) in enumerate(records) if key == b"bot0"][60]
+    batches = batches_of(records[:mid], 100) + batches_of(records[mid:], 100)
+    cut = len(batches_of(records[:mid], 100))
+    clean = await run_batches(SETTINGS, batches)
+    crashed = await run_batches(SETTINGS, batches, restart_after=cut)
+    assert [e for _, _, e in crashed.learned] == [e for _, _, e in clean.learned]
+    bot_flags = [v for k, v, _ in clean.out["anomalies"] if b'"kind":"bot"' in v]
+    assert bot_flags and [v for k, v, _ in crashed.out["anomalies"] if b'"kind":"bot"' in v] \
+        == bot_flags
+
+
+# --- issue 15, hole 1: fences that know where they came from -----------------------------
+async def test_an_event_on_another_partition_is_never_taken_for_a_redelivery() -> None:
+    """The user's envelope is fenced at partition 0 offset 5000; their next purchase arrives
+    on partition 1 at offset 7 (partitions were added): it used to be skipped silently."""
+    from tests.support.fakes import fake_shop, message, new_processor
+
+    shop = fake_shop(SETTINGS)
+    proc = new_processor(shop)
+    first = obj(event_id="p0", type="view", ts=1_709_283_600_000)
+    later = obj(event_id="p1", type="purchase", ts=1_709_283_700_000)
+    await proc.process([message("events", 0, 5000, b"h-user", first)])
+    await proc.process([message("events", 1, 7, b"h-user", later)])
+    profile = orjson.loads(shop.profiles.data["h-user"])["p"]
+    assert (profile["n_events"], profile["n_purchases"]) == (2, 1)
+
+
+async def test_a_record_whose_key_is_not_its_user_is_a_dead_letter() -> None:
+    run = await run_batches(SETTINGS, [[(0, b"someone-else", obj()), (0, None, obj(event_id="2"))]])
+    assert [r for _, _, r, _ in run.dlq()] == ["key_mismatch", "key_mismatch"]
+    assert run.table == {}
+
+
+async def test_a_failing_checkpoint_never_fails_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15, hole 3: a checkpoint that cannot be written (a full disk) failed the batch,
+    which was then dead-lettered although its effects were done."""
+    from tests.support.fakes import fake_shop, message, new_processor
+
+    shop = fake_shop(Settings(checkpoint_key="k", checkpoint_interval_s=0.0))
+    proc = new_processor(shop)
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("streams.worker.checkpoints.save_checkpoint", disk_full)
+    await proc.process([message("events", 0, 0, b"h-user", obj())])
+    assert "h-user" in shop.profiles.data
+    assert shop.dlq.sent == []  # type: ignore[attr-defined]
