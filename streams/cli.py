@@ -131,6 +131,31 @@ def sources(
 
 
 @cli.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete the derived state.")] = False,
+) -> None:
+    """Start over from the retained input: delete the group's offsets, the profile
+    changelog, the Redis keys and the checkpoints (workers stopped; docs/reliability.md)."""
+    from streams.tools.reset import reset as run_reset
+
+    settings = _settings()
+    _logging("warning")
+    if not yes:
+        err.print("[red]refused:[/red] add --yes: this deletes every profile and the store")
+        raise typer.Exit(2)
+    try:
+        summary = asyncio.run(run_reset(settings))
+    except ShopstreamError as exc:
+        err.print(f"[red]reset refused:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(f"reset: {summary['redis_keys']} Redis keys deleted, changelog and group offsets "
+               "deleted; the workers start over from the beginning of the events topic")
+    if summary["lost_to_retention"]:
+        typer.echo(f"warning: retention already deleted the start of partitions "
+                   f"{summary['lost_to_retention']}: those events are not derived again")
+
+
+@cli.command()
 def topics() -> None:
     """Create the input and output topics (idempotent)."""
     from streams.kafka import ensure_topics

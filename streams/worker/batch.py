@@ -141,11 +141,15 @@ class BatchProcessor:
             sent_alerts = await self.out.alerts(users.alerts)
             await self.out.recommendations(due, users.triggers, scored)
             clock.lap("publish")
-        # The fence after the outputs: a crash before it re-derives them (at least once).
+        # Still ours? (a worker paused while its partitions moved must not publish), then the
+        # outputs, then the fence: a crash before the fence re-derives them (at least once).
+        partitions = {rec.partition for rec in records}
+        await self.still_ours(partitions)
+        await outbox.send_all()
         await outbox.delivered()
         clock.lap("deliver")
         if valid:
-            await self.still_ours({rec.partition for rec in records})
+            await self.still_ours(partitions)
             write(users)
             await self.out.mark_alerts(sent_alerts)
         self.account(batch, valid, started)

@@ -86,8 +86,9 @@ class Partitions:
             await self.retry("checking the fences", lambda: sources.verify(redis, highwaters,
                                                                            table))  # fmt: skip
         await self.retry("claiming the partitions", lambda: sources.claim(redis, assigned))
-        log.info("partitions %s of %s (id %s) checked and claimed", sorted(assigned), topic,
-                 sources.topic_id or "unknown")  # fmt: skip
+        log.info("partitions %s of %s (id %s) checked and claimed: owner tokens %s",
+                 sorted(assigned), topic, sources.topic_id or "unknown",
+                 sources.tokens)  # fmt: skip
 
     async def hand_over(self) -> None:
         """Giving partitions up (revocation, shutdown): store every bundle held for the

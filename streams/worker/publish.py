@@ -1,9 +1,11 @@
 """Step 7 of a batch: its outputs, sent before its fence is written (at least once).
 
 Every output of a batch — dead letters, anomalies, segment changes, churn alerts,
-recommendations — goes through one :class:`Outbox`, which remembers the delivery of each
-message. The batch waits for all of them (:meth:`Outbox.delivered`: Kafka acknowledged every
-one) *before* it writes its envelopes (the per-user fence) to the changelog. So a crash can
+recommendations — is queued in one :class:`Outbox` while the batch is worked out; once the
+worker has checked that it still owns the batch's partitions, the outbox sends them all
+(:meth:`Outbox.send_all`) and waits until Kafka acknowledged every one
+(:meth:`Outbox.delivered`) *before* the envelopes (the per-user fence) are written to the
+changelog. So a crash can
 only ever lose outputs of a batch whose fence was not written: redelivered, the batch is
 fresh again and its outputs are sent again, with the same deterministic ids
 (``trigger_event_id``, ``alert_id``, ``anomaly_id``, the DLQ record's source offset). What a
@@ -36,8 +38,11 @@ Retry = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 ALERT_TTL_S = 400 * 86_400
 
 
+Message = tuple[Topic, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
 class Outbox:
-    """The outputs of one batch: sent at once, and awaited together before the fence.
+    """The outputs of one batch: queued, sent together, awaited together before the fence.
 
     >>> async def demo():
     ...     loop = asyncio.get_running_loop()
@@ -51,6 +56,7 @@ class Outbox:
     """
 
     def __init__(self) -> None:
+        self.queued: list[Message] = []
         self.pending: list[asyncio.Future[Any]] = []
         self.sent = 0
 
@@ -63,10 +69,19 @@ class Outbox:
         self, topic: Topic, key: bytes | None, value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:  # fmt: skip
-        self.track(await topic.send(key=key, value=value, headers=headers))
+        """Queue one message (sent by :meth:`send_all`)."""
+        self.queued.append((topic, key, value, headers))
+
+    async def send_all(self) -> None:
+        """Hand every queued message to the producer."""
+        queued, self.queued = self.queued, []
+        for topic, key, value, headers in queued:
+            self.track(await topic.send(key=key, value=value, headers=headers))
 
     async def delivered(self) -> None:
-        """Until Kafka acknowledged every message sent so far (raises if one failed)."""
+        """Send whatever is still queued, then wait until Kafka acknowledged every message
+        (raises if one failed)."""
+        await self.send_all()
         pending, self.pending = self.pending, []
         if pending:
             await asyncio.gather(*pending)

@@ -53,7 +53,7 @@ def chaos_settings(settings: Settings) -> Settings:
 async def test_kill9_once_equals_a_clean_run(settings: Settings, tmp_path: Path) -> None:
     chaos = chaos_settings(settings)
     clean = sibling(chaos, "clean")
-    records = workload(users=115, seed=61)
+    records = workload(users=115, seed=61, bots=3)
     for s in (chaos, clean):
         await ensure_topics(s)
         await produce(s.kafka_bootstrap, s.topic_events, list(records))
@@ -75,7 +75,7 @@ async def test_kill_between_the_changelog_write_and_the_publish_loses_no_output(
     recommendations and segment changes were never sent."""
     chaos = chaos_settings(settings)
     clean = sibling(chaos, "clean")
-    records = workload(users=40, seed=64, days=60)
+    records = workload(users=40, seed=64, days=60, bots=2)
     for s in (chaos, clean):
         await ensure_topics(s)
         await produce(s.kafka_bootstrap, s.topic_events, list(records))

@@ -288,3 +288,27 @@ async def test_a_failing_checkpoint_never_fails_the_batch(monkeypatch: pytest.Mo
     await proc.process([message("events", 0, 0, b"h-user", obj())])
     assert "h-user" in shop.profiles.data
     assert shop.dlq.sent == []  # type: ignore[attr-defined]
+
+
+async def test_a_worker_that_lost_its_partition_publishes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15, hole 4: a worker paused while its partition moved (a zombie) sent the
+    outputs of the batch it was in (a dead letter, a recommendation) before it checked its
+    owner token; now the outbox only sends once the partition is known to be still ours."""
+    from streams.core.errors import Fenced
+    from tests.support.fakes import fake_shop, message, new_processor, topic_of
+
+    shop = fake_shop(SETTINGS)
+    proc = new_processor(shop)
+
+    async def moved(partitions: set[int]) -> None:
+        raise Fenced(f"partitions {sorted(partitions)} moved")
+
+    monkeypatch.setattr(proc, "still_ours", moved)
+    batch = [message("events", 0, 0, b"h-user", obj()), message("events", 0, 1, None, obj())]
+    with pytest.raises(Fenced):
+        await proc.process(batch)
+    names = ("dlq", "recommendations", "segments", "churn_alerts", "anomalies")
+    assert {n: topic_of(shop, n).sent for n in names} == {n: [] for n in names}
+    assert shop.profiles.changelog == []  # type: ignore[attr-defined]
