@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from streams.worker.stopping import EXIT_STOPPED
-from tests.chaos.test_short import chaos_settings
+from tests.chaos.test_short import CHAOS_BATCH, chaos_settings
 from tests.support.chaos import (
     PrivateStack,
     committed_total,
@@ -87,7 +87,7 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
     async def disturbed() -> str:
         # Both join before any record exists: the owner takes full batches from offset 0,
         # like the clean run (a rebalance while a worker holds a half-filled batch would
-        # cut them differently; with the 15 s batch wait one was also seen to stall:
+        # cut them differently; with a 15 s batch wait one was also seen to stall:
         # docs/reliability.md, "Findings").
         a = WorkerProcess(chaos, tmp_path / "a.log").start()
         b = WorkerProcess(second(chaos, "b"), tmp_path / "b.log")
@@ -150,18 +150,26 @@ def _wait_exit(worker: WorkerProcess, timeout_s: float) -> int | None:
 
 @pytest.mark.timeout(900)
 async def test_kill9_during_a_rebalance(settings: Settings, tmp_path: Path) -> None:
+    """Worker A has processed a third of the input and holds the start of the next batch
+    (taken, not acknowledged) when B joins; A is killed as soon as it starts revoking, and
+    the rest of the input comes only then, so B has work to take over. (With the whole
+    input produced first, A once finished it all before B's join began: a vacuous kill.)"""
     chaos = chaos_settings(settings).with_(session_timeout_s=6.0)
     clean = sibling(chaos_settings(settings), "clean")
     records = workload(users=60, seed=82, days=120, bots=2)
-    await prepare([chaos, clean], records)
+    await prepare([clean], records)
+    await ensure_topics(chaos)
     total = len(records)
+    first = total // 3 // CHAOS_BATCH * CHAOS_BATCH + CHAOS_BATCH // 2  # half a batch more
 
     async def disturbed() -> int:
+        await produce(chaos.kafka_bootstrap, chaos.topic_events, records[:first])
         a = WorkerProcess(chaos, tmp_path / "a.log").start()
         b = WorkerProcess(second(chaos, "b"), tmp_path / "b.log")
         try:
             await asyncio.to_thread(a.wait_healthy)
-            await wait_until("a third processed", lambda: past(chaos, total // 3), 240, 0.1)
+            full = first - CHAOS_BATCH // 2
+            await wait_until("the full batches processed", lambda: past(chaos, full), 240, 0.1)
             before = a.full_log().count(REVOKING)
             b.start()  # joins: the group rebalances, the first worker revokes its partition
             await asyncio.to_thread(_rebalancing, a, before, 90)
@@ -169,7 +177,9 @@ async def test_kill9_during_a_rebalance(settings: Settings, tmp_path: Path) -> N
             assert a.proc is not None
             a.proc.send_signal(signal.SIGKILL)
             a.proc.wait(10)
-            note(f"SIGKILL of the first worker while the second joined, at {at} committed")
+            note(f"SIGKILL of the first worker while the second joined, at {at} committed, "
+                 f"{first - at} records taken and not acknowledged")  # fmt: skip
+            await produce(chaos.kafka_bootstrap, chaos.topic_events, records[first:])
             await asyncio.to_thread(b.wait_healthy)
             await drain(chaos, total, b, timeout_s=400)
             return at
@@ -180,6 +190,7 @@ async def test_kill9_during_a_rebalance(settings: Settings, tmp_path: Path) -> N
     at, _ = await asyncio.gather(
         disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=500)
     )
+    assert at < total, "the first worker finished before the rebalance: nothing was disturbed"
     line = compare(await outcome(clean), await outcome(chaos), total, models_exact=False)
     say(f"kill -9 during a rebalance at {at}/{total} committed: {line}")
 
@@ -372,8 +383,9 @@ async def test_adding_partitions_mid_stream(settings: Settings, tmp_path: Path) 
     produced on three partitions. Every event is applied once, every user's state is on its
     new partition, and every user who triggered a recommendation got one. (Several
     partitions interleave differently from one: Redis counts are compared to 1e-9.)"""
-    chaos = chaos_settings(settings)
-    clean = sibling(chaos, "clean")
+    clean = sibling(chaos_settings(settings), "clean")
+    # the first half and the partitions of the second end in short batches: a short wait
+    chaos = chaos_settings(settings).with_(batch_within_ms=1000)
     records = workload(users=60, seed=86, days=120, bots=2)
     half = len(records) // 2
     for s in (chaos, clean):
