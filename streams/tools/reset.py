@@ -1,14 +1,14 @@
 """``shopstream reset``: start over from the retained input (after Redis lost its data).
 
-The similarity store, the profile table, the models and the outputs are all derived from
-the events topic. When a part of that state is lost and cannot be restored from a backup
-(Redis without its AOF, a deleted changelog), the worker refuses to go on
-(docs/reliability.md, "Redis"); this command makes it start over instead, with the workers
-stopped: it deletes the consumer group's committed offsets, the profile changelog (created
-again, empty), every Redis key under the prefix and the local model checkpoints. The
-restarted workers then process the events topic from its beginning and derive everything
-again. Outputs are published again with their deterministic ids (consumers de-duplicate);
-what the topic no longer retains (retention) is gone for good, and the command says so.
+The similarity store, the profile table, the models and the outputs are all derived from the
+events topic. When a part of that state is lost and cannot be restored from a backup (Redis
+without its AOF), the worker refuses to go on (docs/reliability.md, "Redis durability");
+this command makes it start over instead, with the workers stopped: it deletes the consumer
+group's committed offsets, the profile changelog (created again, empty), every Redis key
+under the prefix and the local model checkpoints. The restarted workers then process the
+events topic from its beginning and derive everything again. Outputs are published again
+with their deterministic ids (consumers de-duplicate); what the topic no longer retains
+(retention) is gone for good, and the command says so.
 """
 
 from __future__ import annotations

@@ -59,8 +59,9 @@ def refusal(exc: ResponseError) -> Exception:
     text = str(exc)
     if text.startswith("EPOCH"):
         return StateDiverged(
-            f"Redis lost its data while the worker ran ({text}): restore it from its AOF/RDB "
-            "or rebuild the state (docs/reliability.md, 'Redis')"
+            f"Redis lost its data while the worker ran ({text}): restore it from its AOF/RDB, "
+            "or stop the workers and start over with `shopstream reset --yes` "
+            "(docs/reliability.md, 'Redis durability')"
         )
     if text.startswith("FENCED"):
         return Fenced(text)

@@ -105,7 +105,7 @@ async def store_epoch(redis: aioredis.Redis, settings: Settings) -> str:
     topic has lost its data (Redis restarted without persistence, was flushed, or failed
     over to an empty replica): StateDiverged, the worker refuses to start. Every learn call
     then checks the epoch is still there (``similarity.lua``), so a loss while running stops
-    the worker too (docs/reliability.md, "Redis").
+    the worker too (docs/reliability.md, "Redis durability").
     """
     key = key_base(settings.redis_prefix) + "epoch"
     epoch = await redis.get(key)
@@ -117,7 +117,8 @@ async def store_epoch(redis: aioredis.Redis, settings: Settings) -> str:
                 f"prefix {settings.redis_prefix!r}, but consumer group {settings.app_id!r} has "
                 f"committed offsets {committed} on {settings.topic_events!r}: Redis lost its "
                 "data (no persistence, a flush, or a failover to an empty replica). Restore it "
-                "from its AOF/RDB, or rebuild the state (docs/reliability.md, 'Redis')"
+                "from its AOF/RDB, or stop the workers and start over with `shopstream reset "
+                "--yes` (docs/reliability.md, 'Redis durability')"
             )
         await redis.set(key, uuid.uuid4().hex, nx=True)
         epoch = await redis.get(key)
