@@ -4,16 +4,22 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install up down status worker demo test test-unit lint bench chaos clean readme
+.PHONY: help install install-dev up down status worker demo test test-unit test-versions lint bench chaos soak clean readme
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed  ## create .venv and install shopstream with its dev tools
+install: $(VENV)/.installed-run  ## create .venv with what running needs (no dev tools)
 
-$(VENV)/.installed: pyproject.toml
-	@scripts/install.sh $(VENV)
+install-dev: $(VENV)/.installed-dev  ## .venv + test and lint tools, chromium, promtool
+
+$(VENV)/.installed-run: pyproject.toml
+	@scripts/install.sh $(VENV) run
 	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml
+	@scripts/install.sh $(VENV) dev
+	@touch $@ $(VENV)/.installed-run
 
 up:  ## start Kafka (KRaft) and Redis on 127.0.0.1 (installs them on first use)
 	@scripts/stack.sh up
@@ -30,24 +36,31 @@ worker: install up  ## run the worker in the foreground
 demo: install  ## install, start everything, replay a generated clickstream, show the outputs
 	@scripts/demo.sh
 
-test: install  ## unit + integration tests against the real Kafka and Redis
+test: install-dev  ## unit + integration tests (real Kafka and Redis), + unit tests on 3.13
 	@scripts/test.sh
 
-test-unit: install  ## unit tests only (no services)
-	@$(PY) -m pytest -m "not integration" -q
+test-unit: install-dev  ## unit tests only (no services)
+	@$(PY) -m pytest -m "not integration and not chaos" -q
 
-chaos: install  ## fault injection: kill -9, poison pills, Redis/Kafka outages, duplicates, slow consumer
+test-versions:  ## the unit suite on Python 3.12 and 3.13, each in its own .venv-3.x
+	@scripts/test_versions.sh 3.12 3.13
+
+chaos: install-dev  ## fault injection: kill -9, poison pills, Redis/Kafka outages, duplicates, slow consumer
 	@scripts/chaos.sh
 
-lint: install  ## ruff + mypy + the import-layer contracts (pyproject [tool.importlinter])
+lint: install-dev  ## ruff + mypy + the import-layer contracts (pyproject [tool.importlinter])
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
 
-bench: install  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json
+bench: install-dev  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json
 	@$(VENV)/bin/pip install -q -e '.[bench]'
 	@scripts/stack.sh up
 	@$(PY) scripts/bench.py $(BENCH_ARGS)
+
+soak: install-dev  ## bounded soak: a long generated history under retention; memory figures
+	@scripts/stack.sh up
+	@$(PY) scripts/soak.py $(SOAK_ARGS)
 
 readme: install  ## regenerate the README's configuration table from streams/core/settings.py
 	@$(PY) scripts/readme_settings.py

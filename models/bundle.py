@@ -1,7 +1,8 @@
 """The online models of one source partition, and the set of them a worker holds.
 
-One :class:`Models` bundle (churn model, segment model, anomaly detector) per source
-partition, held in a :class:`ModelSet`: like the profiles and churn tracks, a model learns
+One :class:`Models` bundle (churn scorers -- learned model, analytic scorer and their guard
+--, segment model, anomaly detector) per source partition, held in a :class:`ModelSet`:
+like the profiles and churn tracks, a model learns
 only from its own partition's events, in that partition's order. Kafka orders records
 within a partition, never across partitions, so this is what makes alerts, segments and
 anomalies the same however the partitions are spread over workers or interleaved in
@@ -15,19 +16,24 @@ bundle with the partition at a rebalance (``streams.worker.handover``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from models.anomaly import AnomalyDetector
-from models.churn import ChurnModel
+from models.guard import NAMES
+from models.guarded import GuardedChurn
 from models.segments import SegmentModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Models:
-    churn: ChurnModel
+    churn: GuardedChurn
     segments: SegmentModel
     anomalies: AnomalyDetector
     #: "topic:partition" -> last source offset whose event these models include.
@@ -64,8 +70,25 @@ class ModelSet:
         """Drop what every bundle remembers of one user (erasure); returns how many
         memories were dropped."""
         return sum(
-            m.segments.forget(user_id) + m.anomalies.forget(user_id) for m in self.parts.values()
+            m.segments.forget(user_id) + m.anomalies.forget(user_id) + m.churn.forget(user_id)
+            for m in self.parts.values()
         )
+
+    def upgrade(self, fresh: Callable[[], Models]) -> list[int]:
+        """Replace the churn scorers of bundles from an older layout (a bare learned model,
+        trained on other features) or for another horizon by fresh ones; returns the
+        partitions changed. The analytic scorer alerts again at once, the learned model
+        relearns (the guard keeps it from alerting until it is proven)."""
+        changed = []
+        for p, m in sorted(self.parts.items()):
+            new = fresh().churn
+            if not isinstance(m.churn, GuardedChurn) or m.churn.horizon_days != new.horizon_days:
+                m.churn = new
+                changed.append(p)
+        if changed:
+            log.warning("partitions %s: churn scorers of an older layout or another horizon "
+                        "replaced by fresh ones", changed)  # fmt: skip
+        return changed
 
     @property
     def stream_time_ms(self) -> int:
@@ -77,19 +100,25 @@ class ModelSet:
 
     @property
     def labels_learned(self) -> int:
-        return sum(m.churn.n_learned for m in self.parts.values())
+        return sum(m.churn.model.n_learned for m in self.parts.values())
 
-    def churn_metrics(self) -> dict[str, float]:
-        """Progressive churn metrics of all partitions' models: quality weighted by labels."""
-        each = [(m.churn.n_learned, m.churn.metrics) for m in self.parts.values()]
-        each = [(n, metrics) for n, metrics in each if n > 1]  # ROCAUC.get() costs ~0.1 ms
-        total = sum(n for n, _ in each)
-        out = {
-            k: sum(metrics[k] * n for n, metrics in each) / total if total else math.nan
-            for k in ("auc", "log_loss")
-        }
+    def churn_metrics(self) -> dict[str, Any]:
+        """Churn quality of all partitions, each weighted by its labels: the learned model's
+        own progressive metrics (``auc``, ``log_loss``), and per scorer (``analytic``,
+        ``model``, ``champion``: whichever alerts on each partition) the guard's metrics on
+        the labels both were scored on; ``champions`` counts partitions per champion."""
+        learned = [(m.churn.model.n_learned, m.churn.model.metrics) for m in self.parts.values()]
+        out: dict[str, Any] = _weighted(learned, ("auc", "log_loss"))
         out["n_learned"] = float(self.labels_learned)
-        out["n_positive"] = float(sum(m.churn.n_positive for m in self.parts.values()))
+        out["n_positive"] = float(sum(m.churn.model.n_positive for m in self.parts.values()))
+        guards = [m.churn.guard.metrics() for m in self.parts.values()]
+        keys = ("auc", "log_loss", "brier", "precision", "recall")
+        for name in (*NAMES, "champion"):
+            each = [(g["effective_labels"], g[g["champion"] if name == "champion" else name])
+                    for g in guards]  # fmt: skip
+            out[name] = _weighted(each, keys)
+            out[name]["labels"] = sum(n for n, _ in each)
+        out["champions"] = dict(Counter(g["champion"] for g in guards))
         return out
 
     def segment_sizes(self) -> dict[str, int]:
@@ -97,3 +126,15 @@ class ModelSet:
         for m in self.parts.values():
             total.update(m.segments.segment_sizes())
         return dict(sorted(total.items()))
+
+
+def _weighted(
+    each: Sequence[tuple[float, dict[str, float]]], keys: tuple[str, ...]
+) -> dict[str, float]:
+    """Means of ``keys`` over ``(weight, metrics)`` pairs, skipping NaN values."""
+    out = {}
+    for k in keys:
+        pairs = [(n, m[k]) for n, m in each if n > 0 and math.isfinite(m[k])]
+        total = sum(n for n, _ in pairs)
+        out[k] = sum(n * v for n, v in pairs) / total if total else math.nan
+    return out

@@ -1,8 +1,10 @@
 """The online churn model: a River pipeline with progressive validation and explanations.
 
-``learn_one`` first predicts, updates the progressive metrics (ROC AUC and log loss, both
-from :mod:`river.metrics`), then learns, so :attr:`ChurnModel.metrics` is an honest online
-estimate that survives checkpoints (they pickle the whole wrapper).
+``learn_one`` first predicts, updates the progressive metrics (ROC AUC and log loss, in a
+:class:`~models.metrics.ScoreTally`), then learns, so :attr:`ChurnModel.metrics` is an
+honest online estimate that survives checkpoints. The logistic model's whole state is plain
+JSON (:meth:`ChurnModel.to_dict`: scaler statistics, weights, intercept, optimizer state);
+the forest is pickle-only.
 
 >>> m = ChurnModel(seed=1)
 >>> for i in range(200):
@@ -15,6 +17,8 @@ True
 ...           key=lambda kv: kv[1])
 >>> top[0]
 'recency_days'
+>>> ChurnModel.from_dict(m.to_dict()).to_dict() == m.to_dict()
+True
 
 Poison is refused (docs/security.md): an example with a non-finite or absurdly large
 feature is not learned (``n_refused`` counts it), a learning step that would leave the
@@ -31,16 +35,17 @@ nan
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from typing import Any, Literal
 
-from river import compose, forest, linear_model, optim, preprocessing
-from river import metrics as _river_metrics
+from river import compose, forest, linear_model, optim, preprocessing, utils
 
-metrics: Any = _river_metrics  # river.metrics is partly untyped
+from models.metrics import ScoreTally
 
 ModelKind = Literal["logistic", "forest"]
-#: Bumped when the wrapper's pickled layout changes; checkpoints record it.
+#: Bumped when the wrapper's layout changes; checkpoints record it.
 MODEL_SCHEMA = 1
+STATE_VERSION = 1
 #: Largest magnitude of a feature the model learns from or scores (features are rates,
 #: ratios, logs and days: far below this); beyond it an example is refused.
 FEATURE_BOUND = 1e9
@@ -86,8 +91,7 @@ class ChurnModel:
         self.n_learned = 0
         self.n_positive = 0
         self.n_refused = 0
-        self.auc: Any = metrics.ROCAUC(n_thresholds=50)
-        self.log_loss: Any = metrics.LogLoss()
+        self.tally = ScoreTally()
         self.scaler: Any = preprocessing.StandardScaler()
         self.estimator: Any
         if kind == "logistic":
@@ -127,8 +131,7 @@ class ChurnModel:
         if self.n_learned:
             p = self.predict_proba_one(x)
             if math.isfinite(p):
-                self.auc.update(y, p)
-                self.log_loss.update(y, p)
+                self.tally.add(p, y)
         saved = self._save() if self.kind == "logistic" else None
         self.pipeline.learn_one(dict(x), bool(y))
         if saved is not None and not self._finite():
@@ -175,8 +178,43 @@ class ChurnModel:
     def metrics(self) -> dict[str, float]:
         """Progressive ROC AUC and log loss so far, with the label counts."""
         return {
-            "auc": float(self.auc.get()) if self.n_learned > 1 else math.nan,
-            "log_loss": float(self.log_loss.get()) if self.n_learned > 1 else math.nan,
+            "auc": self.tally.auc(),
+            "log_loss": self.tally.log_loss(),
             "n_learned": float(self.n_learned),
             "n_positive": float(self.n_positive),
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON of a logistic model (the forest has no JSON form: pickle-only)."""
+        if self.kind != "logistic":
+            raise NotImplementedError(f"a {self.kind!r} churn model has no JSON form yet")
+        sc, est = self.scaler, self.estimator
+        return {
+            "v": STATE_VERSION, "kind": self.kind, "seed": self.seed,
+            "learning_rate": self.learning_rate, "l2": self.l2, "n_models": self.n_models,
+            "n_learned": self.n_learned, "n_positive": self.n_positive,
+            "n_refused": self.n_refused, "tally": self.tally.to_dict(),
+            "scaler": {"counts": dict(sc.counts), "means": dict(sc.means), "vars": dict(sc.vars)},
+            "weights": dict(est._weights), "intercept": est.intercept,
+            "g2": dict(est.optimizer.g2), "iterations": est.optimizer.n_iterations,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChurnModel:
+        """Inverse of :meth:`to_dict`: predicts and goes on learning exactly as the original."""
+        if d.get("v") != STATE_VERSION:
+            raise ValueError(f"churn model state version {d.get('v')!r} is not {STATE_VERSION}")
+        m = cls(d["kind"], seed=d["seed"], learning_rate=d["learning_rate"], l2=d["l2"],
+                n_models=d["n_models"])  # fmt: skip
+        m.n_learned, m.n_positive = int(d["n_learned"]), int(d["n_positive"])
+        m.n_refused = int(d.get("n_refused", 0))
+        m.tally = ScoreTally.from_dict(d["tally"])
+        sc, est = m.scaler, m.estimator
+        sc.counts = Counter({k: int(v) for k, v in d["scaler"]["counts"].items()})
+        sc.means = defaultdict(float, {k: float(v) for k, v in d["scaler"]["means"].items()})
+        sc.vars = defaultdict(float, {k: float(v) for k, v in d["scaler"]["vars"].items()})
+        est._weights = utils.VectorDict({k: float(v) for k, v in d["weights"].items()})
+        est.intercept = float(d["intercept"])
+        est.optimizer.g2 = defaultdict(float, {k: float(v) for k, v in d["g2"].items()})
+        est.optimizer.n_iterations = int(d["iterations"])
+        return m

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -18,7 +19,11 @@ from streams.tools.tail import read_topic, stop_quietly
 
 
 def get(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+    """GET from the demo's worker, with the admin token if one is configured."""
+    token = Settings.from_env().admin_token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as resp:
         return orjson.loads(resp.read())
 
 
@@ -98,9 +103,10 @@ def outputs(port: int) -> None:
     if recs:
         user = recs[-1]["value"]["user_id"]
         item = recs[-1]["value"]["items"][0]["item_id"] if recs[-1]["value"]["items"] else None
-        print(f"\nGET /users/{user}: {orjson.dumps(get(port, f'/users/{user}')).decode()[:400]}")
+        answer = get(port, f"/users/{quote(user, safe='')}")
+        print(f"\nGET /users/{user}: {orjson.dumps(answer).decode()[:400]}")
         if item:
-            similar = orjson.dumps(get(port, f"/items/{item}/similar?k=3")).decode()
+            similar = orjson.dumps(get(port, f"/items/{quote(item, safe='')}/similar?k=3")).decode()
             print(f"GET /items/{item}/similar?k=3: {similar}")
 
 

@@ -1,25 +1,49 @@
 #!/usr/bin/env bash
-# Create the virtualenv and install shopstream (editable) with its dev tools.
+# Create a virtualenv and install shopstream (editable) into it.
+#
+#   scripts/install.sh VENV run   what running needs (make demo, make worker): no dev tools
+#   scripts/install.sh VENV dev   + the test tools (pytest, ruff, mypy, ...), Debian's
+#                                 chromium (dashboard browser test) and promtool (alert rules)
+#
+# Python 3.11, 3.12 or 3.13: $PYTHON if set, else the first of python3.11, python3.12,
+# python3.13, python3 found on PATH.
 set -euo pipefail
 VENV="${1:-.venv}"
-PYTHON="${PYTHON:-python3.11}"
-command -v "$PYTHON" >/dev/null || PYTHON=python3
-"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "shopstream needs Python 3.11"' \
-  || { echo "[install] error: Python 3.11 is required (set PYTHON=...)" >&2; exit 1; }
+KIND="${2:-dev}"
+if [ -z "${PYTHON:-}" ]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do  # one that runs (pyenv shims)
+    if "$candidate" -c 'import sys' >/dev/null 2>&1; then PYTHON="$candidate"; break; fi
+  done
+fi
+"$PYTHON" -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13)' 2>/dev/null \
+  || { echo "[install] error: Python 3.11, 3.12 or 3.13 is required (set PYTHON=...)" >&2; exit 1; }
 if [ ! -x "$VENV/bin/python" ]; then
-  echo "[install] creating $VENV" >&2
+  echo "[install] creating $VENV ($("$PYTHON" --version))" >&2
   "$PYTHON" -m venv "$VENV"
 fi
-echo "[install] installing shopstream and its dependencies into $VENV" >&2
 "$VENV/bin/python" -m pip install -q --upgrade pip
+if [ "$KIND" = run ]; then
+  echo "[install] installing shopstream and what it needs to run into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q -e .
+  exit 0
+fi
+echo "[install] installing shopstream with its test and lint tools into $VENV" >&2
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 
+apt_install() {  # apt_install PACKAGE WHY
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "[install] installing $1 from Debian packages ($2)" >&2
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
 # The dashboard's browser test drives Debian's Chromium with Playwright (a test tool's own
 # browser download does not work on closed networks).
 if [ ! -x /usr/bin/chromium ]; then
-  echo "[install] installing chromium from Debian packages (dashboard browser test)" >&2
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null \
+  apt_install chromium "dashboard browser test" \
     || echo "[install] warning: could not install chromium; the dashboard browser test will fail" >&2
+fi
+# promtool (Debian's prometheus package) checks deploy/prometheus/alerts.yml in a test.
+if ! command -v promtool >/dev/null; then
+  apt_install prometheus "promtool checks the alert rules" \
+    || echo "[install] warning: could not install prometheus; the alert-rules test will fail" >&2
 fi

@@ -28,19 +28,37 @@ die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------------------
 # install
 # ---------------------------------------------------------------------------------------
-install_redis() {
-  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
-  log "installing redis-server from Debian packages"
+APT_UPDATED=0
+apt_install() {  # apt_install PACKAGE... (Debian/Ubuntu; once per run: apt-get update)
+  command -v apt-get >/dev/null || die "cannot install $*: no apt-get here; install it by hand"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null \
-    || die "apt-get install redis-server failed"
+  log "installing $* from Debian packages"
+  if [ "$APT_UPDATED" = 0 ]; then $sudo apt-get update -qq >/dev/null; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" \
+    >/dev/null || die "apt-get install $* failed"
+}
+
+install_redis() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+  apt_install redis-server
+}
+
+java_major() {  # the major version of `java` on PATH (0 if none)
+  command -v java >/dev/null || { echo 0; return 0; }
+  java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1
+}
+
+install_java() {  # Java 17+ runs the broker: Debian's default JRE (17 on Debian 12, 21 on 13)
+  [ "$(java_major)" -ge 17 ] 2>/dev/null && return 0
+  apt_install default-jre-headless
+  [ "$(java_major)" -ge 17 ] 2>/dev/null \
+    || die "Java 17+ is needed to run the Kafka broker; $(java -version 2>&1 | head -1)"
 }
 
 install_kafka() {
-  [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && return
-  command -v mvn >/dev/null || die "Maven (mvn) is needed once to fetch the Kafka jars"
-  command -v java >/dev/null || die "Java 17+ is needed to run the Kafka broker"
+  install_java
+  [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && return 0
+  command -v mvn >/dev/null || apt_install maven  # once, to fetch the Kafka jars
   log "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central (once; cached in $KAFKA_LIBS)"
   local tmp; tmp="$(mktemp -d "$CACHE.XXXXXX" 2>/dev/null || { mkdir -p "$CACHE"; mktemp -d "$CACHE/tmp.XXXXXX"; })"
   mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
@@ -214,7 +232,7 @@ with_stack() {
 }
 
 case "${1:-}" in
-  install) install_redis; install_kafka ;;
+  install) install_redis; install_kafka ;;  # idempotent: installs only what is missing
   up) redis_up; kafka_up ;;
   down) down ;;
   with) shift; with_stack "$@" ;;

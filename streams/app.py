@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> ShopApp:
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
-        store="memory://",
+        store=f"{settings.table_store}://",  # rocksdb: needs rocksdict (docs/operations.md)
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
@@ -44,7 +44,17 @@ def create_app(settings: Settings) -> ShopApp:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        # where the other workers forward requests for users of this worker's partitions
+        canonical_url=f"http://{settings.web_advertise_host or settings.web_host}:"
+        f"{settings.web_port}",
         web_enabled=True,
+        # Faust's own pages are off: /table serves raw profiles, /router the workers' URLs
+        # (the rest, and the index at /, go in streams/patches/webpages.py)
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         producer_linger_ms=settings.producer_linger_ms,
         producer_max_batch_size=settings.producer_max_batch_bytes,
         table_cleanup_interval=60.0,

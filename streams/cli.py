@@ -1,7 +1,10 @@
 """The ``shopstream`` command line (Typer): worker, replay, generate, evaluate, tail, topics.
 
 Every command and all terminal output live here; the tools behind them
-(:mod:`streams.tools`) return data and report progress through a callback.
+(:mod:`streams.tools`) return data and report progress through a callback. When Kafka,
+Redis or the worker cannot be reached, or an input is malformed, a command prints one line
+(what failed, what to check; :mod:`streams.tools.failures`) and exits non-zero: 2 for a
+setting or an input, 3 for a service that cannot be reached, 1 for other failures.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -21,21 +24,70 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from streams.core.errors import ConfigError, ShopstreamError
+from streams import logs
+from streams.core import config
+from streams.core.access import check_access
+from streams.core.build import version_line
+from streams.core.errors import InputError, ShopstreamError
 from streams.core.settings import Settings, markdown_table
+from streams.tools.failures import EXIT_UNREACHABLE, explain
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+cli = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
+)
 evaluate = typer.Typer(no_args_is_help=True, help="Offline evaluations on recorded data.")
 cli.add_typer(evaluate, name="evaluate")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _State:
+    """What the global options chose, and the settings once loaded (for error messages)."""
+
+    config_path: Path | None = None
+    loaded: config.Loaded | None = None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit
+
+
+@cli.callback()
+def _options(
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML settings file [default: $SHOPSTREAM_CONFIG]."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Real-time behaviour engine for online shops (``shopstream COMMAND --help``)."""
+    _State.config_path = config_file
+
+
+def _load() -> config.Loaded:
+    if _State.loaded is None:
+        _State.loaded = config.load(config=_State.config_path)
+        for warning in _State.loaded.warnings:
+            if _State.loaded.settings.log_format == "json":  # one JSON object per line
+                record = logging.LogRecord(
+                    "streams.core.config", logging.WARNING, __file__, 0, warning, (), None
+                )
+                sys.stderr.write(logs.JsonFormatter().format(record) + "\n")
+            else:
+                _fail_line(f"warning: {warning}")
+    return _State.loaded
 
 
 def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:  # one clear line, no traceback
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    return _load().settings
+
+
+def _fail_line(text: str) -> None:
+    """One plain line on stderr (no wrapping, no markup)."""
+    sys.stderr.write(f"shopstream: {text}\n")
 
 
 @contextmanager
@@ -49,10 +101,8 @@ def _progress(label: str, *, show: bool = True) -> Iterator[Callable[[int, int],
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+def _logging(level: str, settings: Settings | None = None) -> None:
+    logs.setup(level, settings.log_format if settings else "text")
 
 
 @cli.command()
@@ -62,14 +112,21 @@ def worker() -> None:
 
     from streams.app import create_app
     from streams.kafka import ensure_topics
+    from streams.tools.preflight import check_redis
 
     settings = _settings()
-    _logging(settings.log_level)
-    created = asyncio.run(ensure_topics(settings))
-    if created:
-        err.print(f"created topics: {', '.join(created)}")
+    exposure = check_access(settings)  # before anything starts: an unsafe exposure is refused
+    _logging(settings.log_level, settings)
+    asyncio.run(ensure_topics(settings))  # logs the topics it created
+    asyncio.run(check_redis(settings))
+    for note in exposure:  # once Kafka and Redis answered: the worker is about to serve
+        logging.getLogger("streams.web").warning("%s", note)
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # from now on Faust's to report
     shop = create_app(settings)
-    faust.Worker(shop.app, loglevel=settings.log_level.upper()).execute_from_commandline()
+    faust.Worker(
+        shop.app, loglevel=settings.log_level.upper(), quiet=settings.log_format == "json",
+        logging_config=logs.logging_config(settings.log_level, settings.log_format),
+    ).execute_from_commandline()  # fmt: skip
 
 
 @cli.command()
@@ -166,7 +223,7 @@ def topics() -> None:
 
 @cli.command()
 def replay(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or TSV file.")],
+    file: Annotated[Path, typer.Argument(help="JSONL (contract events) or TSV (clicks) file.")],
     rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible).")] = 0,
     speed: Annotated[
         float, typer.Option(help="Replay event time this many times faster (0 = off).")
@@ -194,11 +251,12 @@ def replay(
 ) -> None:
     """Publish a recorded clickstream to shop.events, keyed by user (load tests: see --help)."""
     from streams.tools.faults import Faults
-    from streams.tools.replay import count_lines
+    from streams.tools.replay import check_format, count_lines
     from streams.tools.replay import replay as run_replay
 
     settings = _settings()
-    _logging("warning")
+    _logging("warning", settings)
+    check_format(file)
     if rate and speed:
         raise typer.BadParameter("use either --rate or --speed, not both")
     faults = Faults(
@@ -235,7 +293,14 @@ def replay(
             + (f"; injected: {injected}" if injected else "")
         )
     if summary.send_errors:
+        _fail_line(f"{summary.send_errors} records could not be delivered to Kafka")
         raise typer.Exit(1)
+    if summary.errors:
+        _fail_line(
+            f"{file}: {summary.errors} unreadable lines skipped "
+            f"(first: {', '.join(map(str, summary.error_lines[:10]))})"
+        )
+        raise typer.Exit(2)
 
 
 @cli.command()
@@ -317,89 +382,134 @@ def evaluate_churn(
         ),
     ] = 1,
 ) -> None:
-    """ROC/PR AUC of the churn model at a cutoff vs recency: replay transactions to the
-    cutoff, score every customer, compare with the truth."""
-    from streams.tools.evaluate_churn import TransactionsError, evaluate
+    """The churn scores at a cutoff vs recency, with the worker's settings: replay
+    transactions to the cutoff, score every customer, compare with the truth (overall, per
+    recency bucket, calibration, and the alerts the worker sent)."""
+    from streams.tools.evaluate_churn import evaluate
 
+    settings = _settings()
     try:
         day = date.fromisoformat(cutoff)
     except ValueError:
-        err.print(f"[red]error:[/red] --cutoff {cutoff!r} is not a YYYY-MM-DD date")
-        raise typer.Exit(2) from None
-    try:
-        with _progress("replaying") as update:
-            result = evaluate(transactions, day, horizon_days, update, partitions=partitions)
-    except TransactionsError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise InputError(f"--cutoff {cutoff!r} is not a YYYY-MM-DD date") from None
+    with _progress("replaying") as update:
+        result = evaluate(transactions, day, horizon_days, update, partitions=partitions,
+                          settings=settings)  # fmt: skip
     if json_out:
         typer.echo(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode())
         return
-    table = Table(title=f"churn at {result['cutoff']}, horizon {horizon_days:g} days")
-    for col in ("", "ROC AUC", "PR AUC"):
+    _churn_report(result, horizon_days)
+
+
+def _f(v: float, digits: int = 4) -> str:
+    return "-" if v != v else f"{v:.{digits}f}"
+
+
+def _churn_report(r: dict[str, Any], horizon_days: float) -> None:
+    """The human form of ``evaluate churn``: scores, buckets, alerts."""
+    table = Table(title=f"churn at {r['cutoff']}, horizon {horizon_days:g} days")
+    for col in ("score", "ROC AUC", "PR AUC", "Brier"):
         table.add_column(col)
-    table.add_row("model", f"{result['auc']:.4f}", f"{result['pr_auc']:.4f}")
-    table.add_row(
-        "recency baseline", f"{result['baseline_auc']:.4f}", f"{result['baseline_pr_auc']:.4f}"
-    )
+    champions = ", ".join(sorted(set(r["champions"])))
+    table.add_row(f"alerts ({champions})", _f(r["auc"]), _f(r["pr_auc"]), _f(r["brier"]))
+    table.add_row("analytic (MBG/NBD)", _f(r["analytic_auc"]), "", _f(r["analytic_brier"]))
+    table.add_row("learned model", _f(r["learned_auc"]), "", _f(r["learned_brier"]))
+    table.add_row("recency baseline", _f(r["baseline_auc"]), _f(r["baseline_pr_auc"]), "")
+    buckets = Table(title="ROC AUC by days since the last purchase")
+    for col in ("days", "customers", "share", "churned", "alerts", "analytic", "learned",
+                "recency"):  # fmt: skip
+        buckets.add_column(col)
+    for b in r["buckets"]:
+        buckets.add_row(
+            b["days"], str(b["n"]), f"{b['share']:.1%}", f"{b['churn_rate']:.1%}",
+            _f(b["alert_auc"], 3), _f(b["analytic_auc"], 3), _f(b["learned_auc"], 3),
+            _f(b["recency_auc"], 3),
+        )  # fmt: skip
     console = Console()
     console.print(table)
+    console.print(buckets)
+    a = r["alerts"]
     console.print(
-        f"customers {result['n']}, churned {result['positives']} "
-        f"({result['positive_rate']:.1%}), labels learned {result['labels_learned']}, "
-        f"progressive AUC {result['progressive_auc']:.4f}"
+        f"lift over recency {r['lift']:+.4f}; lowest bucket AUC (buckets >= 5%) "
+        f"{_f(r['min_bucket_auc'], 3)}\n"
+        f"alerts for the current silence (threshold {a['threshold']:g}, idle "
+        f"{a['idle_days']:g} d): {a['n']} customers, precision {_f(a['precision'], 3)}, "
+        f"recall {_f(a['recall'], 3)}, F1 {_f(a['f1'], 3)} ({a['sent']} sent in the replay)\n"
+        f"customers {r['n']}, churned {r['positives']} ({r['positive_rate']:.1%}), labels "
+        f"learned {r['labels_learned']}, champion per partition: {', '.join(r['champions'])}"
     )
-    console.print(f"truth window: [{result['history_end']}, +{horizon_days:g} days)")
+    console.print(f"truth window: [{r['history_end']}, +{horizon_days:g} days)")
 
 
 def _recs_table(r: dict[str, Any]) -> Table:
-    t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions)")
-    for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}"):
+    t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions; {r['split']})")
+    for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}", "store - it: HR [95% CI]", "MRR"):
         t.add_column(col)
-    t.add_row("similarity store (Redis)", f"{r['hr']:.4f}", f"{r['mrr']:.4f}")
-    if r["baseline"]:
-        b = r["baseline"]
-        t.add_row(f"baseline {b['name']}", f"{b['hr']:.4f}", f"{b['mrr']:.4f}")
+    t.add_row("similarity store (Redis)", f"{r['hr']:.4f}", f"{r['mrr']:.4f}", "", "")
+
+    def ci(v: list[float]) -> str:
+        return f"{100 * v[0]:+.2f} [{100 * v[1]:+.2f}, {100 * v[2]:+.2f}]"
+
+    for b in r["baselines"]:
+        gain = b.get("store_gain")
+        t.add_row(f"baseline {b['name']}", f"{b['hr']:.4f}", f"{b['mrr']:.4f}",
+                  ci(gain["hr"]) if gain else "", ci(gain["mrr"]) if gain else "")
     t.caption = (
-        f"coverage {r['coverage']:.3f} · {r['clicks_per_s']:,.0f} clicks/s overall · "
-        f"{r['test_clicks_per_s']:,.0f} clicks/s score-then-learn"
+        f"points (x100), paired bootstrap · coverage {r['coverage']:.3f} · "
+        f"{r['clicks_per_s']:,.0f} clicks/s overall · "
+        f"{r['test_clicks_per_s']:,.0f} clicks/s score-then-learn · redis CPU "
+        f"{r['redis_cpu_us_per_train_click']:.0f} / {r['redis_cpu_us_per_test_click']:.0f} "
+        "us per train / test click"
     )
     return t
 
 
 @evaluate.command("recs")
 def evaluate_recs(
-    train: Annotated[Path, typer.Option(exists=True, dir_okay=False,
-                                        help="Train TSV: SessionId ItemId Time.")],
-    test: Annotated[Path, typer.Option(exists=True, dir_okay=False,
-                                       help="Test TSV: SessionId ItemId Time.")],
+    train: Annotated[Path | None, typer.Option(help="Train TSV: SessionId ItemId Time.")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test TSV: SessionId ItemId Time.")] = None,
+    holdout: Annotated[float | None, typer.Option(
+        min=0.01, max=0.99, help="No --test: the last share of TRAIN's sessions is the test."
+    )] = None,
+    diginetica: Annotated[Path | None, typer.Option(
+        help="Diginetica item views (CSV): its documented time split instead of TRAIN/TEST."
+    )] = None,
+    min_support: Annotated[int, typer.Option(
+        min=1, help="--diginetica: keep items with at least this many clicks."
+    )] = 5,
     k: Annotated[int, typer.Option(min=1, help="Length of the ranked list.")] = 20,
-    baseline: Annotated[
-        str, typer.Option(help="Baseline in the same run: pop, ar or none.")
-    ] = "ar",
+    baseline: Annotated[list[str] | None, typer.Option(
+        help="Baselines in the same run (repeat or comma-separate): pop, ar, vstan-hr, "
+        "vstan-mrr, vstan (both), vsknn, all, none."
+    )] = None,
     redis_url: Annotated[
         str, typer.Option(help="Redis to replay against [default: SHOPSTREAM_REDIS_URL].")
     ] = "",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Next-click HR@k/MRR@k of the similarity store, with the worker's configuration, vs a
-    baseline: replay TRAIN then TEST through the store."""
+    """Next-click HR@k/MRR@k of the similarity store, with the worker's configuration, vs
+    baselines in the same run: replay TRAIN then TEST through the store."""
+    from streams.tools.baselines import baseline_names
     from streams.tools.evaluate_recs import evaluate as run_evaluate
+    from streams.tools.evaluate_recs import load_split
     from streams.worker.configs import rec_config
 
-    if baseline not in ("pop", "ar", "none"):
-        raise typer.BadParameter("must be pop, ar or none", param_hint="--baseline")
-    chosen: Literal["pop", "ar"] | None = None if baseline == "none" else baseline  # type: ignore[assignment]
-    settings = _settings()
     try:
-        with _progress("replay", show=not json_out) as update:
-            result = run_evaluate(
-                train, test, k=k, baseline=chosen, redis_url=redis_url or settings.redis_url,
-                config=rec_config(settings), progress=update,
-            )  # fmt: skip
-    except ShopstreamError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        names = baseline_names(baseline or ["ar"])
+        clicks = load_split(train, test, diginetica=diginetica, holdout=holdout,
+                            min_support=min_support)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = _settings()
+    if redis_url:
+        settings = settings.with_(redis_url=redis_url)
+        _State.loaded = config.Loaded(settings)  # so an error names the Redis in use
+    with _progress("replay", show=not json_out) as update:
+        result = run_evaluate(
+            clicks[0], clicks[1], k=k, baselines=names, redis_url=settings.redis_url,
+            config=rec_config(settings), progress=update,
+        )  # fmt: skip
+    result["split"] = clicks[2]
     if json_out:
         sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
     else:
@@ -411,31 +521,99 @@ def forget(
     user_id: Annotated[str, typer.Argument(help="The storefront's user id.")],
     url: Annotated[str, typer.Option(help="The worker's HTTP address.")] = "",
 ) -> None:
-    """Erase a user: profile, session state, stored recommendations, pending alerts."""
+    """Erase a user: profile, session state, stored recommendations, pending alerts.
+
+    Any worker will do: the one asked forwards to the owner of the user's partition. Sends
+    SHOPSTREAM_ADMIN_TOKEN; the id is sent percent-encoded, so it is erased exactly as given.
+    """
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     settings = _settings()
-    base = url or f"http://{settings.web_host}:{settings.web_port}"
-    request = urllib.request.Request(f"{base}/users/{user_id}", method="DELETE")  # noqa: S310
+    base = (url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    path = "/users/" + urllib.parse.quote(user_id, safe="")
+    headers = {"Accept": "application/json"}
+    if settings.admin_token:
+        headers["Authorization"] = f"Bearer {settings.admin_token}"
+    request = urllib.request.Request(base + path, method="DELETE", headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310
             result = orjson.loads(resp.read())
-    except urllib.error.URLError as exc:
-        err.print(
-            f"[red]cannot reach the worker at {base}[/red] ({exc}); it holds the profiles, "
-            "so start it (make worker) and try again"
+    except urllib.error.HTTPError as exc:
+        _fail_line(_forget_refused(base, user_id, exc))
+        raise typer.Exit(EXIT_UNREACHABLE if exc.code == 409 else 1) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        _fail_line(
+            f"cannot reach the worker at {base} ({reason}); it holds the profiles, "
+            "so start it (make worker) or pass --url"
         )
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_UNREACHABLE) from None
     removed = result["removed"]
-    typer.echo(f"forgot {result['user_id']}: " + ", ".join(f"{k} {v}" for k, v in removed.items()))
+    counts = ", ".join(f"{k} {v}" for k, v in removed.items())
+    if not any(removed.values()):
+        typer.echo(f"nothing was stored for {result['user_id']} (nothing to erase): {counts}")
+    else:
+        typer.echo(f"forgot {result['user_id']}: {counts}")
+
+
+def _forget_refused(base: str, user_id: str, exc: Any) -> str:
+    """The line for a worker's refusal of ``DELETE /users/...``."""
+    try:
+        detail = str(orjson.loads(exc.read()).get("error", ""))[:300]
+    except (orjson.JSONDecodeError, AttributeError, OSError):
+        detail = ""
+    what = f"the worker at {base} answered {exc.code} {exc.reason} to forget {user_id!r}"
+    if exc.code == 401:
+        return f"{what}: set SHOPSTREAM_ADMIN_TOKEN to the worker's admin token"
+    if exc.code == 409:
+        detail = detail or "the owner of the user could not be reached"
+        return f"{what}: {detail}; run it again (forgetting twice is harmless)"
+    return f"{what}" + (f": {detail}" if detail else "")
 
 
 @cli.command("settings")
-def show_settings() -> None:
-    """Print every setting with its environment variable and default (Markdown)."""
-    sys.stdout.write(markdown_table() + "\n")
+def show_settings(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The README's table of variables and defaults.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Print the settings in effect: value (secrets masked) and source (default, file,
+    .env or env)."""
+    if markdown:
+        sys.stdout.write(markdown_table() + "\n")
+        return
+    loaded = _load()
+    rows = loaded.rows()
+    if json_out:
+        data = {var: {"value": value, "source": source} for var, value, source in rows}
+        sys.stdout.write(orjson.dumps(data).decode() + "\n")
+        return
+    table = Table(title="settings in effect" + (f" ({loaded.config_path})" if loaded.config_path
+                                                 else ""))  # fmt: skip
+    for col in ("variable", "value", "source"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    Console(soft_wrap=True).print(table)
 
 
 def main() -> None:
-    cli()
+    """The ``shopstream`` entry point: a failure the operator can fix is one line."""
+    # aiokafka logs every failed connection attempt; a command reports the failure once
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        cli()
+    except Exception as exc:
+        loaded = _State.loaded
+        explained = explain(exc, loaded.settings if loaded else None)
+        if explained is None:
+            raise
+        message, code = explained
+        _fail_line(message)
+        raise SystemExit(code) from None
+    except KeyboardInterrupt:
+        _fail_line("interrupted")
+        raise SystemExit(130) from None

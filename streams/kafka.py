@@ -11,12 +11,16 @@ from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import IncompatibleBrokerVersion, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import IncompatibleBrokerVersion, TopicAlreadyExistsError, for_code
 
 from streams.core.errors import BrokerUnavailable
 from streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+#: DescribeConfigs' config_source of a value set on the topic itself.
+DYNAMIC_TOPIC_CONFIG = 1
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -58,6 +62,33 @@ def broker_credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(ssl_context)
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """The topic-level configs shopstream sets, by topic (docs/security.md).
+
+    The profile changelog is compacted with a deadline: ``max.compaction.lag.ms`` makes a
+    segment with a tombstone (an erased or retired profile) eligible for compaction within
+    that time, and ``segment.ms`` rolls the active segment, which is never compacted, as
+    often. The dead-letter topic keeps rejected records (raw user ids included) for
+    ``retention.ms``; with a one-day ``segment.ms``, so that retention deletes them within a
+    day of it.
+
+    >>> configs = topic_configs(Settings(changelog_max_compaction_lag_ms=60000))
+    >>> configs["shopstream-profiles-changelog"]
+    {'cleanup.policy': 'compact', 'max.compaction.lag.ms': '60000', 'segment.ms': '60000'}
+    """
+    lag, dlq = settings.changelog_max_compaction_lag_ms, settings.dlq_retention_ms
+    return {
+        changelog_topic(settings): {
+            "cleanup.policy": "compact", "max.compaction.lag.ms": str(lag), "segment.ms": str(lag),
+        },
+        settings.topic_dlq: {"retention.ms": str(dlq), "segment.ms": str(min(dlq, DAY_MS))},
+    }  # fmt: skip
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-profiles-changelog"
+
+
 def faust_topics(settings: Settings) -> list[NewTopic]:
     """The topics Faust itself creates at start: the profile table's changelog (compacted,
     one partition per source partition) and the assignor's leader topic.
@@ -67,10 +98,10 @@ def faust_topics(settings: Settings) -> list[NewTopic]:
     assigns from ("Ignoring missing topic"): the changelog then stays unassigned until a
     metadata refresh (5 minutes), and a worker was seen to stop after its first batch.
     """
-    rf = settings.replication_factor
+    rf, changelog = settings.replication_factor, changelog_topic(settings)
     return [
-        NewTopic(f"{settings.app_id}-profiles-changelog", settings.partitions, rf,
-                 topic_configs={"cleanup.policy": "compact"}),
+        NewTopic(changelog, settings.partitions, rf,
+                 topic_configs=topic_configs(settings)[changelog]),
         NewTopic(f"{settings.app_id}-__assignor-__leader", 1, rf),
     ]  # fmt: skip
 
@@ -78,13 +109,15 @@ def faust_topics(settings: Settings) -> list[NewTopic]:
 async def ensure_topics(settings: Settings, wait_s: float = 30.0) -> list[str]:
     """Create the input, output and Faust's own topics (the configured partitions) and wait
     until the broker's metadata shows a leader for every partition; return those created."""
+    configs = topic_configs(settings)
     wanted = [
-        NewTopic(n, settings.partitions, settings.replication_factor)
+        NewTopic(n, settings.partitions, settings.replication_factor,
+                 topic_configs=configs.get(n, {}))
         for n in (settings.topic_events, *settings.output_topics)
-    ] + faust_topics(settings)
+    ] + faust_topics(settings)  # fmt: skip
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
         if missing:
@@ -94,9 +127,66 @@ async def ensure_topics(settings: Settings, wait_s: float = 30.0) -> list[str]:
                 log.info("topics were created concurrently by someone else")
             log.info("created topics %s", [t.name for t in missing])
         await wait_for_leaders(admin, [t.name for t in wanted], wait_s)
+        await align_configs(admin, configs)
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def align_configs(
+    admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]], wait_s: float = 15.0
+) -> None:
+    """Give existing topics the configs of ``wanted`` (topics created before a setting
+    changed, or by an older version), keeping every other config set on them.
+
+    Kafka's AlterConfigs replaces all of a topic's own configs, so the values set on the
+    topic now are read first and sent back with ours. The broker applies a change a moment
+    after it answers (KRaft: once the metadata record is replayed), so this waits, up to
+    ``wait_s``, until it describes the new values: what ``shopstream topics`` reports is then
+    in effect.
+    """
+    pending = await _differing(admin, wanted)
+    if not pending:
+        return
+    for name in pending:
+        log.info("topic %s: setting %s", name, wanted[name])
+    for resp in await admin.alter_configs([
+        ConfigResource(ConfigResourceType.TOPIC, name, configs=merged)
+        for name, merged in pending.items()
+    ]):  # fmt: skip
+        for error_code, message, _, name in resp.resources:
+            if error_code:
+                raise for_code(error_code)(f"altering the configs of {name}: {message}")
+    deadline = time.monotonic() + wait_s
+    while pending := await _differing(admin, {n: wanted[n] for n in pending}):
+        if time.monotonic() > deadline:
+            log.warning("topics %s: the broker does not show the new configs yet", sorted(pending))
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _differing(
+    admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """The topics whose own configs differ from ``wanted``: name -> own configs | wanted."""
+    [resp] = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in sorted(wanted)]
+    )
+    out = {}
+    for error_code, _, _, name, entries in resp.resources:
+        if error_code:
+            raise for_code(error_code)(f"describing the configs of {name}")
+        own = {e[0]: e[1] for e in entries if _set_on_topic(resp.API_VERSION, e[3])}
+        if any(own.get(k) != v for k, v in wanted[name].items()):
+            out[name] = own | wanted[name]
+    return out
+
+
+def _set_on_topic(version: int, source_or_default: Any) -> bool:
+    """DescribeConfigs v0 says ``is_default``; v1+ the ``config_source``."""
+    if version == 0:
+        return not source_or_default
+    return bool(source_or_default == DYNAMIC_TOPIC_CONFIG)
 
 
 async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], wait_s: float) -> None:

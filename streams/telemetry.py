@@ -1,10 +1,12 @@
 """Operational telemetry: Prometheus metrics and the dashboard's short time series.
 
 :class:`Telemetry` owns a private :class:`~prometheus_client.CollectorRegistry` (so tests and
-several apps in one process never collide) and ring buffers of wall-clock buckets (wall clock
+several apps in one process never collide; the process, platform and garbage-collector
+collectors that the default registry has are added to it, with ``shopstream_build_info``)
+and ring buffers of wall-clock buckets (wall clock
 is right here: this is about the running worker, not about the shop's event time). The agent
 calls its ``on_*`` / ``set_*`` methods; :mod:`streams.web.dashboard` serves ``GET /metrics``
-and ``GET /api/dashboard`` from it. A sensor: it imports nothing of the project.
+and ``GET /api/dashboard`` from it. A sensor: it imports only the core (the build info).
 
 >>> now = [100.0]
 >>> t = Telemetry(bucket_s=1.0, clock=lambda: now[0])
@@ -27,9 +29,19 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    Info,
+)
 from prometheus_client import Counter as PCounter
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from streams.core.build import build_labels
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +74,12 @@ class Telemetry:
     ) -> None:
         self.bucket_s, self.clock = bucket_s, clock
         self.registry = r = CollectorRegistry(auto_describe=True)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)  # process_*, python_info, python_gc_* (stateless readers)
         p = "shopstream_"
+        Info(p + "build", "Version of shopstream and of its stack.", registry=r).info(
+            build_labels()
+        )
         self.m_in = PCounter(
             p + "events_in", "Valid events consumed, by type.", ["type"], registry=r
         )
@@ -83,9 +100,41 @@ class Telemetry:
                                "Now minus the Kafka timestamp of each consumed record.",
                                buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.m_lag = Gauge(p + "consumer_lag", "Records behind the high watermark.", registry=r)
+        self.m_part_lag = Gauge(
+            p + "partition_lag", "Records behind the high watermark, per source partition.",
+            ["topic", "partition"], registry=r,
+        )  # fmt: skip
+        self.m_retention = PCounter(
+            p + "retention_removed", "Inactive users removed and stale items evicted.",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.m_profiles = Gauge(
+            p + "profiles", "Profiles in this worker's table (at the last retention sweep).",
+            registry=r,
+        )
+        self.m_stalls = PCounter(
+            p + "commit_stalls",
+            "Offset commits found stalled (and repaired by seeking back); should stay 0.",
+            registry=r,
+        )
         self.m_auc = Gauge(p + "model_auc", "Online (prequential) ROC AUC.", ["model"], registry=r)
         self.m_logloss = Gauge(p + "model_log_loss", "Online log loss.", ["model"], registry=r)
+        self.m_brier = Gauge(p + "model_brier", "Online Brier score.", ["model"], registry=r)
+        self.m_precision = Gauge(p + "model_precision",
+                                 "Online precision at the alert threshold.", ["model"], registry=r)
+        self.m_recall = Gauge(p + "model_recall", "Online recall at the alert threshold.",
+                              ["model"], registry=r)  # fmt: skip
+        self.m_champions = Gauge(
+            p + "churn_champion_partitions",
+            "Partitions whose churn alerts come from this scorer (analytic or model).",
+            ["scorer"], registry=r,
+        )  # fmt: skip
         self.m_alerts = PCounter(p + "churn_alerts", "Churn alerts published.", registry=r)
+        self.m_stale = PCounter(
+            p + "churn_alerts_stale",
+            "Churn alerts not published: older than SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS "
+            "(history being imported).", registry=r,
+        )  # fmt: skip
         self.m_anom = PCounter(p + "anomalies", "Anomalies flagged, by kind.", ["kind"], registry=r)
         self.m_seg = PCounter(p + "segment_changes", "Segment changes, by new segment.",
                               ["segment"], registry=r)  # fmt: skip
@@ -120,6 +169,7 @@ class Telemetry:
         self.segments: Counter[str] = Counter()
         self.lag: int | None = None
         self.quality: dict[str, float | None] = {"auc": None, "logloss": None}
+        self.churn: dict[str, Any] = {}
         self.latest_alerts: deque[dict[str, Any]] = deque(maxlen=20)
         self.latest_anomalies: deque[dict[str, Any]] = deque(maxlen=20)
 
@@ -196,6 +246,11 @@ class Telemetry:
         row["reasons"] = list(alert.get("reasons") or [])[:3]
         self.latest_alerts.appendleft(row)
 
+    def on_stale_alerts(self, n: int) -> None:
+        """Alerts too old to publish (``shopstream_churn_alerts_stale_total``)."""
+        self.m_stale.inc(n)
+        self.totals["stale_alerts"] += n
+
     def on_anomaly(self, a: Mapping[str, Any]) -> None:
         """A published anomaly (the ``shop.anomalies`` payload)."""
         kind = str(a.get("kind", "unknown"))
@@ -245,13 +300,57 @@ class Telemetry:
         self.lag = max(int(n), 0)
         self.m_lag.set(self.lag)
 
+    def set_partition_lags(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Lag of each source partition of a batch (``shopstream_partition_lag``) and their
+        total (``shopstream_consumer_lag``)."""
+        for (topic, partition), n in lags.items():
+            self.m_part_lag.labels(topic, str(partition)).set(n)
+        self.set_lag(sum(lags.values()))
+
+    def on_retention(self, users: int, items: int) -> None:
+        self.m_retention.labels("users").inc(users)
+        self.m_retention.labels("items").inc(items)
+
+    def set_profiles(self, n: int) -> None:
+        self.m_profiles.set(n)
+
+    def on_commit_stall(self) -> None:
+        self.m_stalls.inc()
+
     def set_model_quality(
         self, auc: float | None, logloss: float | None, model: str = "churn"
     ) -> None:
         for key, value, gauge in (("auc", auc, self.m_auc), ("logloss", logloss, self.m_logloss)):
             if value is not None and math.isfinite(value):
-                self.quality[key] = round(float(value), 5)
+                if model == "churn":
+                    self.quality[key] = round(float(value), 5)
                 gauge.labels(model).set(value)
+
+    def set_churn_quality(self, m: Mapping[str, Any]) -> None:
+        """The churn scorers' quality (``ModelSet.churn_metrics()``): ``model="churn"`` is what
+        alerts use (each partition's champion), ``churn-analytic`` and ``churn-learned`` the
+        two scorers on the same delayed labels."""
+        scorers = {"churn": "champion", "churn-analytic": "analytic", "churn-learned": "model"}
+        for label, key in scorers.items():
+            q = m.get(key) or {}
+            for gauge, field in ((self.m_brier, "brier"), (self.m_precision, "precision"),
+                                 (self.m_recall, "recall")):  # fmt: skip
+                value = q.get(field)
+                if value is not None and math.isfinite(value):
+                    gauge.labels(label).set(value)
+            self.set_model_quality(q.get("auc"), q.get("log_loss"), model=label)
+        champion = m.get("champion") or {}
+        self.quality = {
+            "auc": _rounded(champion.get("auc")), "logloss": _rounded(champion.get("log_loss")),
+        }  # fmt: skip
+        champions = dict(m.get("champions") or {})
+        for scorer in ("analytic", "model"):
+            self.m_champions.labels(scorer).set(champions.get(scorer, 0))
+        self.churn = {
+            "champions": champions,
+            "scorers": {k: {f: _rounded(v) for f, v in (m.get(k) or {}).items()}
+                        for k in ("analytic", "model")},
+        }  # fmt: skip
 
     # --- what the views read ------------------------------------------------------------
     def render(self) -> bytes:
@@ -282,13 +381,15 @@ class Telemetry:
             "now": self.clock(),
             "uptime_s": round(self.clock() - self.started, 1),
             "bucket_s": self.bucket_s,
-            "totals": {k: self.totals[k] for k in ("events_in", *COUNTED[1:], "redis_retries")},
+            "totals": {k: self.totals[k]
+                       for k in ("events_in", *COUNTED[1:], "redis_retries", "stale_alerts")},
             "events_by_type": dict(self.by_type),
             "dlq_by_reason": dict(self.dlq_reasons),
             "anomalies_by_kind": dict(self.anomaly_kinds),
             "segments": {k: v for k, v in sorted(self.segments.items()) if v > 0},
             "lag": self.lag,
             "model": dict(self.quality),
+            "churn": self.churn,
             "series": series,
             "latest_alerts": list(self.latest_alerts),
             "latest_anomalies": list(self.latest_anomalies),
@@ -298,18 +399,36 @@ class Telemetry:
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 
 
+def _rounded(v: Any) -> Any:
+    """Finite floats rounded for JSON, NaN and infinities as ``None``, the rest unchanged."""
+    if isinstance(v, float):
+        return round(v, 5) if math.isfinite(v) else None
+    return v
+
+
 def consumer_lag(highwater: Callable[[Any], int | None], positions: Mapping[Any, int]) -> int:
     """Total lag: for each partition, high watermark minus (last processed offset + 1).
 
     >>> consumer_lag({"p0": 100, "p1": None}.get, {"p0": 89, "p1": 5})
     10
     """
-    total = 0
+    return sum(partition_lags(highwater, positions).values())
+
+
+def partition_lags(
+    highwater: Callable[[Any], int | None], positions: Mapping[Any, int]
+) -> dict[Any, int]:
+    """Lag per partition (those with a known high watermark); keys as in ``positions``.
+
+    >>> partition_lags({"p0": 100, "p1": None}.get, {"p0": 89, "p1": 5})
+    {'p0': 10}
+    """
+    out = {}
     for tp, offset in positions.items():
         hw = highwater(tp)
         if hw is not None and hw >= 0:
-            total += max(hw - offset - 1, 0)
-    return total
+            out[tp] = max(hw - offset - 1, 0)
+    return out
 
 
 class StageClock:

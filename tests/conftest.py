@@ -54,6 +54,10 @@ def settings(stack: None, tmp_path: Path) -> Settings:
         # tests produce months of history in seconds: a per-user limit in Kafka record time
         # would refuse heavy users (the limit's own tests set it)
         max_events_per_min=0,
+        # replays of generated history in event time: clocks move only with events and every
+        # alert is published (tests/integration/test_churn_idle.py turns both on)
+        idle_advance_s=0.0,
+        churn_alert_max_age_days=0.0,
     ).namespaced(f"t{tag}")
 
 

@@ -1,13 +1,14 @@
 """The Redis similarity store: incremental, decayed, bounded, exactly-once item co-occurrence.
 
-All logic runs inside one Lua script (``similarity.lua`` next to this file) so that a batch of
+All logic runs inside one Lua script (``similarity.lua`` next to this file, with the parts it
+includes: ``neighbourhood.lua``, ``scoring.lua``) so that a batch of
 events is learned atomically and fenced by its Kafka offset, and so that live recommendations
 and the offline evaluation use exactly the same scoring code. The formula and the key design are in
 ``docs/recommendations.md``.
 
->>> c = RecConfig(session_window=5, half_life_days=30.0, max_neighbours=200)
->>> c.weights, c.score_items
-((1.0, 2.0, 3.0), 3)
+>>> c = RecConfig(session_window=10, half_life_days=30.0, max_neighbours=200, knn_weight=0.0)
+>>> c.weights, c.score_items, c.two_hop
+((1.0, 2.0, 3.0), 3, 0.3)
 >>> key_base("ss")
 '{ss}:'
 """
@@ -15,7 +16,8 @@ and the offline evaluation use exactly the same scoring code. The formula and th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -37,7 +39,8 @@ SENTINEL = b"\0shopstream:skiplist" + b"." * 60
 class RecConfig:
     """Parameters of learning and scoring (defaults tuned on the YOOCHOOSE split, see docs).
 
-    The first three are the application's settings, which hold their defaults.
+    The fields without a default are the application's settings, which hold their defaults
+    (``streams/core/settings.py``, built by ``streams/worker/configs.py``).
     """
 
     #: Last N interactions of a session that a new click is paired with.
@@ -46,6 +49,9 @@ class RecConfig:
     half_life_days: float
     #: Neighbours kept per item (pruning keeps the heaviest ones).
     max_neighbours: int
+    #: Session-neighbourhood signal: share of the item-to-item mass of non-session candidates
+    #: re-distributed by neighbourhood scores (0 = off, and no ``is:``/``ui:`` keys are written).
+    knn_weight: float
     #: Extra neighbours tolerated before a prune, as a fraction of ``max_neighbours``.
     prune_slack: float = 0.1
     #: Event-type weights: view, add_to_cart, purchase.
@@ -75,6 +81,33 @@ class RecConfig:
     #: Half-lives of event time after which the decay origin moves forward (every count is
     #: rescaled once): the growth factor 2^(t/HL) stays far below a double's 2^1024.
     rebase_half_lives: float = 512.0
+    #: Wall-clock TTL of an item's neighbour set, renewed whenever the item is learned.
+    item_ttl_s: int = 0
+    #: Session state lists distinct items (a re-click moves its item to the front): repeats
+    #: fill neither the pairing window nor the scoring window.
+    dedup_sessions: bool = True
+    #: Weight of two-hop candidates: neighbours of the ``two_hop_neighbours`` heaviest
+    #: neighbours of the current item (0 = off); ``two_hop_row`` heaviest read from each.
+    two_hop: float = 0.3
+    two_hop_neighbours: int = 3
+    two_hop_row: int = 10
+    #: Flat boost (times ``repeat_boost``) of session items older than the ``score_items``
+    #: most recent ones (0 = off).
+    older_boost: float = 0.1
+    #: Most recent session items whose recent-session lists give the candidate neighbours,
+    #: sessions read per such item, neighbours kept, fewest neighbours for the signal to count.
+    knn_items: int = 2
+    knn_sessions: int = 25
+    knn_neighbours: int = 50
+    knn_min_neighbours: int = 10
+    #: Sessions remembered per item in ``is:<item>`` (bound; the oldest go first).
+    knn_keep: int = 50
+    #: Decays: position of a query item, neighbour recency (days), distance of a candidate to
+    #: the matched item inside the neighbour; only candidates within ``knn_item_window`` of it.
+    knn_position_decay: float = 4.0
+    knn_recency_days: float = 5.0
+    knn_item_decay: float = 4.0
+    knn_item_window: int = 2
 
     def __post_init__(self) -> None:
         sizes = (self.session_window, self.score_items, self.max_neighbours, self.score_neighbours)
@@ -84,12 +117,20 @@ class RecConfig:
             raise InvalidConfig("half_life_days must be positive")
         if not 0 < self.rebase_half_lives <= 900:
             raise InvalidConfig("rebase_half_lives must be in (0, 900]")
+        bounds = (self.knn_items, self.knn_sessions, self.knn_neighbours, self.knn_keep,
+                  self.knn_min_neighbours, self.two_hop_neighbours, self.two_hop_row)
+        if min(bounds) <= 0:
+            raise InvalidConfig("knn and two-hop bounds must be positive")
+        if min(self.knn_weight, self.two_hop, self.older_boost, self.knn_item_window) < 0:
+            raise InvalidConfig("knn_weight, two_hop, older_boost, knn_item_window must be >= 0")
+        if min(self.knn_position_decay, self.knn_recency_days, self.knn_item_decay) <= 0:
+            raise InvalidConfig("knn decays must be positive")
 
     def as_json(self) -> bytes:
         """The script's configuration argument: one JSON object, names as in the script.
 
-        >>> orjson.loads(RecConfig(session_window=5, half_life_days=1.0, max_neighbours=10)
-        ...              .as_json())["half_life_ms"]
+        >>> orjson.loads(RecConfig(session_window=5, half_life_days=1.0, max_neighbours=10,
+        ...                        knn_weight=0.0).as_json())["half_life_ms"]
         86400000.0
         """
         return orjson.dumps({
@@ -109,9 +150,25 @@ class RecConfig:
             "repeat_boost": self.repeat_boost,
             "session_ttl_ms": self.session_ttl_s * 1000,
             "user_ttl_ms": self.user_ttl_s * 1000,
+            "item_ttl_ms": self.item_ttl_s * 1000,
             "score_neighbours": self.score_neighbours,
             "skiplist_neighbours": self.skiplist_neighbours,
             "rebase_half_lives": self.rebase_half_lives,
+            "dedup_sessions": self.dedup_sessions,
+            "two_hop": self.two_hop,
+            "two_hop_neighbours": self.two_hop_neighbours,
+            "two_hop_row": self.two_hop_row,
+            "older_boost": self.older_boost,
+            "knn_weight": self.knn_weight,
+            "knn_items": self.knn_items,
+            "knn_sessions": self.knn_sessions,
+            "knn_neighbours": self.knn_neighbours,
+            "knn_min_neighbours": self.knn_min_neighbours,
+            "knn_keep": self.knn_keep,
+            "knn_position_decay": self.knn_position_decay,
+            "knn_recency_ms": self.knn_recency_days * _DAY_MS,
+            "knn_item_decay": self.knn_item_decay,
+            "knn_item_window": self.knn_item_window,
         })  # fmt: skip
 
 
@@ -133,9 +190,22 @@ def key_base(prefix: str) -> str:
     return "{" + prefix + "}:"
 
 
+_INCLUDE = re.compile(r"^-- #include ([\w.]+\.lua)$", re.MULTILINE)
+
+
 def load_lua() -> str:
-    """Source of the similarity script (shipped as package data)."""
-    return resources.files("models.similarity").joinpath("similarity.lua").read_text("utf-8")
+    """Source of the similarity script (package data): ``similarity.lua`` with each
+    ``-- #include FILE`` line replaced by that file (one level).
+
+    >>> src = load_lua()
+    >>> any(line.startswith("-- #include") for line in src.splitlines())
+    False
+    >>> "local function knn(" in src, src.count("local COMMANDS = {}")
+    (True, 1)
+    """
+    files = resources.files("models.similarity")
+    main = files.joinpath("similarity.lua").read_text("utf-8")
+    return _INCLUDE.sub(lambda m: files.joinpath(m.group(1)).read_text("utf-8"), main)
 
 
 def _s(value: Any) -> str:
@@ -144,6 +214,20 @@ def _s(value: Any) -> str:
 
 def _pairs(flat: Sequence[Any]) -> list[tuple[str, float]]:
     return [(_s(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def _without(
+    pairs: list[tuple[str, float]], exclude: Collection[str], k: int
+) -> list[tuple[str, float]]:
+    """The first ``k`` pairs whose item is not in ``exclude``.
+
+    >>> _without([("a", 3.0), ("b", 2.0), ("c", 1.0)], {"a"}, 1)
+    [('b', 2.0)]
+    """
+    if not exclude:
+        return pairs[:k]
+    drop = set(exclude)
+    return [p for p in pairs if p[0] not in drop][:k]
 
 
 #: Records of one topic:partition to learn, keyed by (topic, partition), in offset order.
@@ -245,19 +329,35 @@ class SimilarityStore:
         *,
         exclude_purchased: bool = True,
         category: str | None = None,
+        exclude: Collection[str] = (),
     ) -> list[tuple[str, float]]:
-        """Top ``k`` (item, score) for the session; popular items fill a cold start."""
+        """Top ``k`` (item, score) for the session; popular items fill a cold start.
+
+        ``exclude``: items never to return (the top ``k + len(exclude)`` without them is the
+        top ``k`` of the rest). Hidden items (:meth:`set_hidden`) are never returned.
+        """
         if k <= 0:
             return []
         req = [[user_id, session_id, int(exclude_purchased), category or ""]]
-        res = await self._call("rec", [k, orjson.dumps(req)])
-        return _pairs(res[0])
+        res = await self._call("rec", [k + len(exclude), orjson.dumps(req)])
+        return _without(_pairs(res[0]), exclude, k)
 
-    async def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
-        """Items most similar to ``item_id`` (itself excluded)."""
+    async def similar(
+        self, item_id: str, k: int, *, category: str | None = None, exclude: Collection[str] = ()
+    ) -> list[tuple[str, float]]:
+        """Items most similar to ``item_id`` (itself, hidden and ``exclude`` items excluded;
+        only ``category``'s if given)."""
         if k <= 0:
             return []
-        return _pairs(await self._call("sim", [item_id, k]))
+        res = await self._call("sim", [item_id, k + len(exclude), category or ""])
+        return _without(_pairs(res), exclude, k)
+
+    async def set_hidden(self, item_id: str, hidden: bool) -> bool:
+        """Hide an item from every recommendation and similar-items list (or show it again).
+        Returns whether that changed anything."""
+        key = self.base + "hidden"
+        changed = await (self.redis.sadd(key, item_id) if hidden else self.redis.srem(key, item_id))
+        return bool(changed)
 
     async def popular(self, k: int) -> list[tuple[str, float]]:
         """Decayed trending items: weighted counts decayed to the stream clock."""
@@ -268,6 +368,16 @@ class SimilarityStore:
     async def forget_user(self, user_id: str) -> int:
         """Delete the user's session and purchase keys; return how many keys were deleted."""
         return int(await self._call("forget", [user_id]))
+
+    async def forget_users(self, user_ids: Sequence[str]) -> int:
+        """:meth:`forget_user` for many users in one round trip (one script call each)."""
+        if not user_ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in user_ids:
+            await self._script(keys=[self._meta], args=["forget", self.base, self._cfg, uid],
+                               client=pipe)  # fmt: skip
+        return sum(int(n) for n in await pipe.execute())
 
     async def stored_offset(self, source: str, partition: int) -> int | None:
         """Offset of the last applied record of (source, partition), if any."""

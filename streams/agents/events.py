@@ -13,6 +13,8 @@ Thin by design. Why it is shaped like this (faust-streaming's behaviours, docs/r
 * ``concurrency=1``: a second instance could commit past an event still in flight.
 * Redis updates are fenced by the partition offset inside the Lua script, and user state by
   the offset kept in each profile envelope, so a redelivered batch changes nothing.
+* A timer moves the clocks of idle partitions (``SHOPSTREAM_IDLE_ADVANCE_S``,
+  :mod:`streams.worker.idle`), under the batch lock, so quiet shops are alerted on time.
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     settings = shop.settings
     topic = settings.topic_events
     skipped = SkippedRecords()
-    watchdog = CommitWatchdog(shop.app)
+    watchdog = CommitWatchdog(shop.app, on_stall=shop.telemetry.on_commit_stall)
     shop.app.timer(interval=WATCHDOG_INTERVAL_S)(watchdog.check)
+    if settings.idle_advance_s > 0:  # quiet partitions: clocks follow the wall clock
+        interval = min(max(settings.idle_advance_s / 4, 0.25), 15.0)
+        shop.app.timer(interval=interval, name="advance_idle")(processor.advance_idle)
 
     @shop.app.agent(shop.events, concurrency=1, name="process_events")
     async def process_events(stream: Any) -> None:

@@ -42,3 +42,7 @@ class BrokerUnavailable(ShopstreamError):
     """The Kafka broker could not be reached or has no leader for a topic; retry later."""
 
     retriable = True
+
+
+class InputError(ShopstreamError):
+    """An input file (events to replay, clicks, transactions) is not in the expected format."""

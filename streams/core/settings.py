@@ -14,6 +14,7 @@ streams.core.errors.ConfigError: SHOPSTREAM_PARTITIONS='many' is not a valid int
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -23,6 +24,14 @@ from streams.core.errors import ConfigError
 
 PREFIX = "SHOPSTREAM_"
 ChurnModelKind = Literal["logistic", "forest"]
+ChurnGuard = Literal["auto", "analytic", "model"]
+LogFormat = Literal["text", "json"]
+TableStore = Literal["memory", "rocksdb"]
+#: Settings whose values are never printed (``shopstream settings`` masks them).
+SECRETS = frozenset({
+    "kafka_sasl_password", "checkpoint_key", "pseudonymise_key", "redis_url", "public_key",
+    "admin_token",
+})  # fmt: skip
 
 
 def _opt(default: Any, doc: str) -> Any:
@@ -51,6 +60,28 @@ class Settings:
     web_port: int = _opt(6066, "Port of the HTTP server (recommendations, health, metrics).")
     data_dir: str = _opt(".stack/worker", "Worker data directory (table state, checkpoints).")
     log_level: str = _opt("info", "Log level of the worker.")
+    log_format: LogFormat = _opt(  # noqa: RUF009 - a str; checked() keeps it a format
+        "text", "Log lines as text or json (one JSON object per line, for log collectors)."
+    )
+    web_advertise_host: str = _opt(
+        "", "Host name other workers use to reach this one's HTTP server (default: web host)."
+    )
+
+    # --- HTTP access (docs/security.md) -------------------------------------------------
+    public_key: str = _opt(
+        "", "Bearer token of the storefront (browser code too): recommendations, similar items."
+    )
+    admin_token: str = _opt(
+        "", "Bearer token for personal data and operations: /users, /models, /dashboard, items."
+    )
+    web_allowed_hosts: str = _opt(
+        "",
+        "Host names the HTTP server answers to, besides loopback names and the advertised "
+        "host (comma-separated; .example.com = its subdomains; * = any).",
+    )
+    cors_origins: str = _opt(
+        "", "Browser origins allowed to call the API, comma-separated (* = any, public calls)."
+    )
 
     # --- topics -------------------------------------------------------------------------
     topic_events: str = _opt("shop.events", "Input topic of storefront events.")
@@ -61,6 +92,14 @@ class Settings:
     topic_anomalies: str = _opt("shop.anomalies", "Output topic of anomaly flags.")
     partitions: int = _opt(4, "Partitions of every topic the app creates.")
     replication_factor: int = _opt(1, "Replication factor of the topics the app creates.")
+    changelog_max_compaction_lag_ms: int = _opt(
+        43_200_000,
+        "max.compaction.lag.ms and segment.ms of the profile changelog: bounds how long an "
+        "erased profile stays in Kafka (docs/security.md).",
+    )
+    dlq_retention_ms: int = _opt(
+        604_800_000, "retention.ms of the dead-letter topic (rejected records hold raw user ids)."
+    )
 
     # --- processing ---------------------------------------------------------------------
     max_event_bytes: int = _opt(65536, "Records larger than this go to the DLQ as 'oversize'.")
@@ -96,31 +135,68 @@ class Settings:
     shutdown_grace_s: float = _opt(
         15.0, "On SIGTERM, how long the batch in progress may take to finish, in seconds."
     )
+    table_store: TableStore = _opt(  # noqa: RUF009 - a str; checked() keeps it a store
+        "memory",
+        "Profile table store: memory (rebuilt from the changelog at start) or rocksdb "
+        "(on disk in the data dir; pip install 'shopstream[rocksdb]').",
+    )
 
     # --- recommendations ----------------------------------------------------------------
     rec_k: int = _opt(10, "Items per published recommendation.")
     rec_session_window: int = _opt(
-        5, "Last N interactions of a session paired with a new click (the evaluated value)."
+        10, "Last N distinct items of a session paired with a new click (the evaluated value)."
     )
     rec_throttle_ms: int = _opt(
         0, "Publish at most one recommendation per user per this many ms (event time)."
     )
     rec_half_life_days: float = _opt(30.0, "Half-life of co-occurrence counts, in event-time days.")
     rec_max_neighbours: int = _opt(200, "Most neighbours kept per item (bounded memory).")
+    rec_item_ttl_days: float = _opt(
+        180.0,
+        "Items not seen for this long are forgotten: neighbour keys expire (wall clock), "
+        "popularity and category entries are evicted (event time); 0 = keep forever.",
+    )
+    rec_knn_weight: float = _opt(
+        0.0, "Weight of the session-neighbourhood signal (0 = off; costs Redis CPU, see docs)."
+    )
 
     # --- churn --------------------------------------------------------------------------
     churn_horizon_days: float = _opt(30.0, "Churn = no purchase within this many days.")
     churn_idle_days: float = _opt(14.0, "Score a user for an alert after this many idle days.")
     churn_threshold: float = _opt(0.5, "Publish an alert at or above this churn probability.")
     churn_model: ChurnModelKind = _opt(  # noqa: RUF009 - a str; checked() keeps it a kind
-        "logistic", "Churn model: logistic (scaled logistic regression) or forest."
+        "logistic", "Learned churn model: logistic (scaled logistic regression) or forest."
+    )
+    churn_guard: ChurnGuard = _opt(  # noqa: RUF009 - a str; checked() keeps it a mode
+        "auto",
+        "Which churn scorer alerts: auto (the analytic one until the learned model beats it "
+        "on live labels), analytic, or model.",
     )
     churn_min_labels: int = _opt(
-        200, "Labels a partition's churn model learns before it may publish alerts."
+        500,
+        "Labels a partition's learned churn model learns, and is then scored on, before it "
+        "may replace the analytic scorer.",
+    )
+    churn_min_customers: int = _opt(
+        50, "Buyers a partition's analytic churn scorer is fitted on before it may alert."
+    )
+    churn_alert_max_age_days: float = _opt(
+        7.0,
+        "Alerts older than this (event time vs wall clock: a backfill) are learned from but "
+        "not published (0 = publish all).",
+    )
+    idle_advance_s: float = _opt(
+        60.0,
+        "A partition with no record for this long is idle: its event-time clock then follows "
+        "the wall clock, this far behind (0 = off: the clock moves only with events).",
     )
     checkpoint_key: str = _opt("", "HMAC key that signs model checkpoints (required to save).")
     checkpoint_interval_s: float = _opt(
         60.0, "Seconds between model checkpoints (and one at shutdown)."
+    )
+    coupon_tiers: str = _opt(
+        "gold:500:20,silver:100:15,bronze:0:10",
+        "Coupon tiers of churn alerts, highest first: name:min_lifetime_spend:discount_pct.",
     )
 
     # --- segments, anomalies, dashboard ---------------------------------------------------
@@ -140,40 +216,86 @@ class Settings:
         "", "If set, user ids are replaced by HMAC-SHA256 pseudonyms before anything is stored."
     )
 
+    # --- retention ----------------------------------------------------------------------
+    retention_days: float = _opt(
+        400.0,
+        "Customers inactive this long (event time) are removed: profile (changelog "
+        "tombstone), churn track, Redis keys; 0 = keep forever.",
+    )
+    retention_interval_s: float = _opt(
+        60.0, "Seconds between retention sweeps (each looks at a bounded slice of users)."
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``SHOPSTREAM_*`` variables (``os.environ`` by default)."""
+        """Build settings from ``SHOPSTREAM_*`` variables (``os.environ`` by default).
+
+        The command line reads a config file and ``.env`` too (:mod:`streams.core.config`).
+        """
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            name = PREFIX + f.name.upper()
-            if name not in env:
-                continue
-            raw = env[name]
-            kind: type = type(f.default)
+        return cls.from_values(
+            {f.name: env[PREFIX + f.name.upper()] for f in fields(cls)
+             if PREFIX + f.name.upper() in env}
+        )  # fmt: skip
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Settings:
+        """Build settings from field names to values: strings (environment) or TOML values.
+
+        >>> Settings.from_values({"rec_k": 5, "exclude_bots": "off"}).exclude_bots
+        False
+        >>> Settings.from_values({"coupon_tiers": [{"name": "vip", "min_value": 0,
+        ...                                          "discount_pct": 5}]}).coupon_tiers
+        'vip:0:5'
+        """
+        kinds = {f.name: type(f.default) for f in fields(cls)}
+        parsed: dict[str, Any] = {}
+        for name, raw in values.items():
+            kind = kinds[name]
+            if name == "coupon_tiers" and isinstance(raw, list):
+                raw = _tiers_text(raw)
             try:
-                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
-            except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-        return cls(**values).checked()
+                parsed[name] = _coerce(raw, kind)
+            except (ValueError, TypeError):
+                var = PREFIX + name.upper()
+                raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+        return cls(**parsed).checked()
 
     def checked(self) -> Settings:
         """Reject values that cannot work, naming the variable."""
         positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window",
-                    "max_price", "max_quantity", "max_line_value", "max_future_ms")  # fmt: skip
+                    "max_price", "max_quantity", "max_line_value", "max_future_ms",
+                    "changelog_max_compaction_lag_ms", "dlq_retention_ms")  # fmt: skip
         for name in positive:
             if not getattr(self, name) > 0:  # NaN is not positive either
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
         if self.max_past_ms < 0 or self.max_events_per_min < 0:
             raise ConfigError(f"{PREFIX}MAX_PAST_MS and {PREFIX}MAX_EVENTS_PER_MIN must be >= 0")
+        if self.rec_knn_weight < 0:
+            raise ConfigError(f"{PREFIX}REC_KNN_WEIGHT must not be negative")
         if self.churn_model not in get_args(ChurnModelKind):
             raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
         if not 0 < self.churn_threshold <= 1:
             raise ConfigError(f"{PREFIX}CHURN_THRESHOLD must be in (0, 1]")
-        if self.churn_min_labels < 0:
-            raise ConfigError(f"{PREFIX}CHURN_MIN_LABELS must not be negative")
+        if self.churn_guard not in get_args(ChurnGuard):
+            raise ConfigError(f"{PREFIX}CHURN_GUARD must be auto, analytic or model")
+        for name in ("churn_min_labels", "churn_min_customers", "churn_alert_max_age_days",
+                     "idle_advance_s"):  # fmt: skip
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
         if self.churn_idle_days >= self.churn_horizon_days:
             raise ConfigError(f"{PREFIX}CHURN_IDLE_DAYS must be below {PREFIX}CHURN_HORIZON_DAYS")
+        choices = (("log_format", LogFormat), ("table_store", TableStore))
+        for name, kind in choices:
+            if getattr(self, name) not in get_args(kind):
+                raise ConfigError(f"{PREFIX}{name.upper()} must be one of {get_args(kind)}")
+        coupon_tiers(self.coupon_tiers)
+        if self.retention_days and self.retention_days <= self.churn_horizon_days:
+            raise ConfigError(
+                f"{PREFIX}RETENTION_DAYS must be 0 (off) or above {PREFIX}CHURN_HORIZON_DAYS"
+            )
+        if min(self.retention_days, self.rec_item_ttl_days, self.retention_interval_s) < 0:
+            raise ConfigError("retention periods must not be negative")
         return self
 
     def to_env(self) -> dict[str, str]:
@@ -218,6 +340,56 @@ class Settings:
             self.topic_segments,
             self.topic_anomalies,
         )
+
+
+def _coerce(raw: Any, kind: type) -> Any:
+    """A raw value (environment text or a TOML value) as the field's type."""
+    if isinstance(raw, str):
+        return _parse_bool(raw) if kind is bool else kind(raw)
+    if kind is bool and isinstance(raw, bool):
+        return raw
+    if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    raise TypeError(raw)
+
+
+def _tiers_text(rows: list[Any]) -> str:
+    """TOML's ``[[coupon_tiers]]`` tables as the setting's text form."""
+    try:
+        return ",".join(f"{r['name']}:{r['min_value']}:{r['discount_pct']}" for r in rows)
+    except (KeyError, TypeError):
+        raise ConfigError(
+            "each [[coupon_tiers]] needs name, min_value and discount_pct"
+        ) from None
+
+
+def coupon_tiers(text: str) -> tuple[tuple[str, float, float], ...]:
+    """``(name, min_value, discount_pct)`` per tier, highest first; the last must start at 0.
+
+    >>> coupon_tiers("gold:500:20,silver:100:15,bronze:0:10")[1]
+    ('silver', 100.0, 15.0)
+    >>> coupon_tiers("gold:500:20")
+    Traceback (most recent call last):
+    ...
+    streams.core.errors.ConfigError: SHOPSTREAM_COUPON_TIERS: the last tier must start at 0
+    """
+    var = PREFIX + "COUPON_TIERS"
+    tiers = []
+    for part in text.split(","):
+        try:
+            name, low, pct = part.strip().split(":")
+            tiers.append((name.strip(), float(low), float(pct)))
+        except ValueError:
+            raise ConfigError(f"{var}: {part!r} is not name:min_value:discount_pct") from None
+    if not tiers or any(not n or not 0 <= p <= 100 for n, _, p in tiers):
+        raise ConfigError(f"{var}: every tier needs a name and a discount in [0, 100]")
+    if any(a[1] <= b[1] for a, b in itertools.pairwise(tiers)):
+        raise ConfigError(f"{var}: tiers must be highest first (decreasing min_value)")
+    if tiers[-1][1] != 0:
+        raise ConfigError(f"{var}: the last tier must start at 0")
+    return tuple(tiers)
 
 
 def _parse_bool(raw: str) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from streams.core.payloads import ChurnAlert
+from streams.core.settings import Settings, coupon_tiers
 from streams.domain.profile import Profile
 
 
@@ -24,8 +25,13 @@ class Tier(NamedTuple):
     discount_pct: float
 
 
+def tiers(text: str) -> tuple[Tier, ...]:
+    """The tiers of ``SHOPSTREAM_COUPON_TIERS`` (``name:min_value:discount_pct,...``)."""
+    return tuple(Tier(*t) for t in coupon_tiers(text))
+
+
 #: Highest first; a customer gets the first tier whose ``min_value`` they reach.
-DEFAULT_TIERS = (Tier("gold", 500.0, 20.0), Tier("silver", 100.0, 15.0), Tier("bronze", 0.0, 10.0))
+DEFAULT_TIERS = tiers(Settings().coupon_tiers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +47,23 @@ class AlertPolicy:
 def alert_id(user_id: str, episode_start_ms: int) -> str:
     """Deterministic id of the alert for one idle episode (consumers de-duplicate on it)."""
     return hashlib.sha256(f"{user_id}\x1f{episode_start_ms}".encode()).hexdigest()[:32]
+
+
+def split_stale(
+    alerts: list[ChurnAlert], now_ms: int, max_age_ms: int
+) -> tuple[list[ChurnAlert], list[ChurnAlert]]:
+    """``(to publish, stale)``: an alert whose event time ``ts`` is more than ``max_age_ms``
+    before the wall clock ``now_ms`` is stale (history being imported: its idle episode
+    ended long ago, a coupon would come too late). ``max_age_ms`` 0 keeps every alert.
+
+    >>> a = [{"ts": 1_000}, {"ts": 9_000}]
+    >>> split_stale(a, now_ms=10_000, max_age_ms=5_000)
+    ([{'ts': 9000}], [{'ts': 1000}])
+    """
+    if max_age_ms <= 0:
+        return alerts, []
+    fresh = [a for a in alerts if now_ms - a["ts"] <= max_age_ms]
+    return fresh, [a for a in alerts if now_ms - a["ts"] > max_age_ms]
 
 
 def tier_for(value: float, tiers: tuple[Tier, ...]) -> Tier:

@@ -1,41 +1,50 @@
-"""Per-partition churn logic in event time: delayed labels, idle alerts, a stream clock.
+"""Per-partition churn logic in event time: delayed labels, a guarded scorer, idle alerts.
 
 One :class:`ChurnState` per partition holds the stream clock (the largest event time seen),
 per-user bookkeeping and a heap of event-time timers, so the work per event follows the
 number of *due* users, never all users. Timers are lazy: each user has at most one probe
 and one idle timer in the heap; a timer that fires after the user moved on re-arms itself.
 
-* **Labels** -- a snapshot of the features is taken at activity (at most one a day) and
-  weekly while the user stays silent (probes at 7, 14, ..., 119 days), so the labelled
-  examples cover every recency the model is later asked about. A snapshot resolves
-  *negative* when the user purchases (``label_mode="purchase"``) or does anything
-  (``"activity"``) within H days after it, *positive* when the clock passes
-  ``ts + H + allowed_lateness`` first. Late events inside that slack still count.
-* **Alerts** -- when a user has been idle ``idle_days`` (event time) the model scores them
-  once for that idle episode; at or above the threshold an alert
-  (:class:`streams.core.payloads.ChurnAlert`) is emitted whose ``alert_id`` hashes user +
-  episode start, so a replay yields the same ids. A probability the model cannot compute
-  (``nan``) raises no alert.
+* **Labels** -- the features are snapshotted at activity (at most one a day) and, while the
+  customer stays silent, at geometric probes (7, 14, 28, ... days), so the labels cover every
+  silence the model is later asked about. A snapshot is *negative* if the customer purchases
+  (``label_mode="purchase"``) or does anything (``"activity"``) within H days after it,
+  *positive* otherwise; either way it is learned when its window closes (``ts + H +
+  allowed_lateness``), so the model sees its labels in snapshot order, with no class mix
+  that depends on how long ago they were taken. Late events inside that slack still count.
+* **Scorers** -- the partition's :class:`~models.guarded.GuardedChurn` (the
+  :class:`Scorer` here): an analytic MBG/NBD scorer whose population fit follows the
+  clock, a learned model, and the guard that scores both on each resolved label before the
+  model learns it. The learned model's inputs are the bounded profile features plus the
+  analytic score (``bg_logit``, ``bg_p``).
+* **Alerts** -- when a customer has been idle ``idle_days`` (event time) the current champion
+  scores them (:func:`alert_score`, which ``evaluate churn`` calls too), and again at 2, 4,
+  8, ... times that silence while they stay below the threshold (``idle_checks`` checks); at
+  or above it one alert (:class:`streams.core.payloads.ChurnAlert`) for the idle episode
+  names the champion in ``model_version``; its ``alert_id`` hashes user + episode start, so
+  a replay yields the same ids. A probability that cannot be computed raises no alert.
 
 The agent, per event (``state`` is updated in place and is JSON-safe via ``to_dict``)::
 
-    profile, alerts, labelled = step(state, table.get(uid), event, model, config, table.get)
-    table[uid] = profile       # alerts -> shop.churn-alerts; labels were learned already
+    profile, alerts, labelled = step(state, table.get(uid), event, scorer, config, table.get)
 
->>> from models.churn import ChurnModel
+>>> from models.guard import GuardConfig
+>>> from models.guarded import GuardedChurn
 >>> from streams.core.settings import Settings
 >>> from streams.domain.alerts import alert_id
 >>> day, t0 = 86_400_000, 1_704_067_200_000
->>> cfg = ChurnConfig.from_settings(Settings(), min_labels_for_alerts=0)
+>>> cfg = ChurnConfig.from_settings(Settings())
+>>> scorer = GuardedChurn.new(horizon_days=30.0, kind="logistic", min_customers=1,
+...     guard=GuardConfig(mode="auto", threshold=0.5, half_life_days=90.0, min_labels=500,
+...                       min_class=50, margin=0.01, z=2.0, decide_every=50))
 >>> state, profiles = ChurnState(), {}
->>> model = ChurnModel()  # untrained: P = 0.5, at the threshold
 >>> ev = Event("e1", "purchase", "u1", "s1", t0, item_id="i1", price=10.0)
->>> profiles["u1"], alerts, labelled = step(state, None, ev, model, cfg, profiles.get)
->>> alerts, labelled = advance(state, t0 + 45 * day, profiles.get, model, cfg)
->>> [(round(x["recency_days"]), y) for x, y in labelled]
-[(0, True), (7, True), (14, True)]
->>> [a["alert_id"] == alert_id("u1", t0) for a in alerts]
-[True]
+>>> profiles["u1"], alerts, labelled = step(state, None, ev, scorer, cfg, profiles.get)
+>>> alerts, labelled = advance(state, t0 + 60 * day, profiles.get, scorer, cfg)
+>>> [(round(x["log_recency"], 2), y) for x, y in labelled]    # snapshot, probes at 7, 14, 28
+[(0.0, True), (2.08, True), (2.71, True), (3.37, True)]
+>>> [(a["alert_id"] == alert_id("u1", t0), a["model_version"]) for a in alerts]
+[(True, 'churn-mbgnbd-v1')]
 >>> ChurnState.from_dict(state.to_dict()).to_dict() == state.to_dict()
 True
 
@@ -48,45 +57,100 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
+from models.alive import Summary, summary
 from streams.core.events import Event
 from streams.core.payloads import ChurnAlert
 from streams.domain.alerts import build_alert
-from streams.domain.churn_state import IDLE, LABEL, PROBE, ChurnConfig, ChurnState, Track
+from streams.domain.churn_state import (
+    IDLE,
+    LABEL,
+    PROBE,
+    ChurnConfig,
+    ChurnState,
+    Pending,
+    Track,
+)
 from streams.domain.profile import DAY_MS, FEATURE_NAMES, Profile, features, update_profile
 
 Labelled = tuple[dict[str, float], bool]
 Lookup = Callable[[str], Profile | None]
+#: The learned model's inputs: the profile's features and the analytic scorer's.
+MODEL_FEATURES: Final = (*FEATURE_NAMES, "bg_logit", "bg_p")
 
 
 class Scorer(Protocol):
-    """What the churn logic needs from a model (``models.churn.ChurnModel`` has it)."""
+    """What the churn logic needs from a partition's scorers (``models.guarded.GuardedChurn``)."""
 
     @property
-    def model_version(self) -> str: ...
-    @property
-    def n_learned(self) -> int: ...
-    def predict_proba_one(self, x: dict[str, float]) -> float: ...
-    def learn_one(self, x: dict[str, float], y: bool) -> None: ...
-    def contributions(self, x: dict[str, float]) -> dict[str, float]: ...
+    def can_alert(self) -> bool: ...
+    def observe(
+        self, uid: str, first_purchase_ms: int, last_purchase_ms: int, n_orders: int
+    ) -> None: ...
+    def tick(self, now_ms: int) -> None: ...
+    def analytic(self, s: Summary | None) -> float: ...
+    def learn(self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int) -> None: ...
+    def score(
+        self, x: dict[str, float], s: Summary | None
+    ) -> tuple[float, str, dict[str, float]]: ...
 
 
-def _vector(p: Profile, now_ms: int) -> list[float]:
+def summary_of(p: Profile, now_ms: int) -> Summary | None:
+    """The analytic scorer's ``(x, t_x, T)`` of a profile; ``None`` if it never bought."""
+    if p.n_orders <= 0:
+        return None
+    return summary(p.first_purchase_ms, p.last_purchase_ms, p.n_orders, now_ms)
+
+
+def model_features(
+    scorer: Scorer, p: Profile, now_ms: int
+) -> tuple[dict[str, float], dict[str, float], Summary | None]:
+    """``(model inputs, all profile features, analytic summary)`` of ``p`` at ``now_ms``."""
     f = features(p, now_ms)
-    return [f[k] for k in FEATURE_NAMES]
+    s = summary_of(p, now_ms)
+    x = {k: f[k] for k in FEATURE_NAMES}
+    a = scorer.analytic(s)
+    a = min(max(a, 1e-6), 1.0 - 1e-6) if math.isfinite(a) else 0.5
+    x["bg_logit"] = math.log(a / (1.0 - a))
+    x["bg_p"] = a
+    return x, f, s
 
 
-def _learn(model: Scorer | None, out: list[Labelled], x: list[float], y: bool) -> None:
-    xd = dict(zip(FEATURE_NAMES, x, strict=True))
+def alert_score(
+    scorer: Scorer, p: Profile, now_ms: int
+) -> tuple[float, str, dict[str, float], dict[str, float]]:
+    """What an alert would say of ``p`` at ``now_ms``: ``(P(churn), the champion's version,
+    profile features, reasons)``. The idle timers and ``evaluate churn`` both call it."""
+    x, f, s = model_features(scorer, p, now_ms)
+    prob, version, reasons = scorer.score(x, s)
+    return prob, version, f, reasons
+
+
+def _learn(
+    state: ChurnState, scorer: Scorer | None, out: list[Labelled], pend: Pending, y: bool
+) -> None:
+    _, x, sm, _ = pend
+    xd = dict(zip(MODEL_FEATURES, x, strict=True))
     out.append((xd, y))
-    if model is not None:
-        model.learn_one(xd, y)
+    if scorer is not None:
+        s = None if sm is None else (int(sm[0]), sm[1], sm[2])
+        scorer.learn(xd, s, y, state.clock_ms)
 
 
-def _snapshot(state: ChurnState, uid: str, t: Track, p: Profile, ts: int, cfg: ChurnConfig) -> None:
+def _snapshot(
+    state: ChurnState, uid: str, t: Track, p: Profile, ts: int, cfg: ChurnConfig,
+    scorer: Scorer | None,
+) -> None:  # fmt: skip
+    if scorer is None:  # labels without scorers (tests of the bookkeeping)
+        f = features(p, ts)
+        x, s = [f[k] for k in FEATURE_NAMES] + [0.0, 0.5], summary_of(p, ts)
+    else:
+        xd, _, s = model_features(scorer, p, ts)
+        x = [xd[k] for k in MODEL_FEATURES]
     # rounded once here, so the stored track (an envelope's ``track``) is exactly the live one
-    t.pending.append((ts, [round(v, 6) for v in _vector(p, ts)]))
+    sm = None if s is None else [s[0], round(s[1], 4), round(s[2], 4)]
+    t.pending.append((ts, [round(v, 4) for v in x], sm, False))
     t.last_snapshot_ms = max(t.last_snapshot_ms, ts)
     heapq.heappush(state.timers, (ts + cfg.horizon_ms + cfg.allowed_lateness_ms, LABEL, uid, ts))
 
@@ -95,23 +159,27 @@ def _fire(
     state: ChurnState,
     until_ms: int,
     lookup: Lookup,
-    model: Scorer | None,
+    scorer: Scorer | None,
     cfg: ChurnConfig,
     alerts: list[ChurnAlert],
     labelled: list[Labelled],
 ) -> None:
     """Fire every timer due at or before ``until_ms``, in (due, kind, user) order."""
     timers, probes = state.timers, cfg.probe_days
+    if scorer is not None:  # the analytic fit follows the clock: it has no events after it
+        scorer.tick(state.clock_ms)
     while timers and timers[0][0] <= until_ms:
         due, kind, uid, ref = heapq.heappop(timers)
+        if scorer is not None:
+            scorer.tick(max(due, state.clock_ms))
         t = state.users.get(uid)
         if t is None:
             continue
         if kind == LABEL:
-            for i, (ts, x) in enumerate(t.pending):
-                if ts == ref:
+            for i, pend in enumerate(t.pending):
+                if pend[0] == ref:
                     del t.pending[i]
-                    _learn(model, labelled, x, True)
+                    _learn(state, scorer, labelled, pend, not pend[3])
                     break
         elif kind == PROBE:
             if t.probe_k >= len(probes):
@@ -123,51 +191,73 @@ def _fire(
                 continue
             p = lookup(uid)
             if p is not None:
-                _snapshot(state, uid, t, p, due, cfg)
+                _snapshot(state, uid, t, p, due, cfg, scorer)
             t.probe_k += 1
             if t.probe_k < len(probes):
                 nxt = t.anchor_ms + int(probes[t.probe_k] * DAY_MS)
                 heapq.heappush(timers, (nxt, PROBE, uid, 0))
             else:
                 t.probe_armed = False
-        else:  # IDLE
-            expected = t.last_seen_ms + int(cfg.idle_days * DAY_MS)
-            if expected > due:
-                heapq.heappush(timers, (expected, IDLE, uid, 0))
-                continue
-            t.idle_armed = False
-            if t.scored_episode_ms == t.last_seen_ms or model is None:
-                continue
-            if model.n_learned < cfg.min_labels_for_alerts:
-                continue
-            p = lookup(uid)
-            if p is None or (p.n_orders == 0 and not cfg.alert_non_buyers):
-                continue
-            t.scored_episode_ms = t.last_seen_ms
-            xf = features(p, due)
-            prob = model.predict_proba_one(xf)
-            if math.isfinite(prob) and prob >= cfg.threshold:  # nan: cannot say, no alert
-                alerts.append(
-                    build_alert(
-                        uid, p, xf, prob, episode_start_ms=t.last_seen_ms, now_ms=due,
-                        contributions=model.contributions(xf), model_version=model.model_version,
-                        policy=cfg.alert_policy,
-                    )
+        elif due == t.idle_due_ms:  # IDLE (a superseded idle timer is dropped)
+            _idle(state, uid, t, due, lookup, scorer, cfg, alerts)
+
+
+def _arm_idle(state: ChurnState, uid: str, t: Track, due: int) -> None:
+    heapq.heappush(state.timers, (due, IDLE, uid, 0))
+    t.idle_due_ms = due
+
+
+def _idle(
+    state: ChurnState, uid: str, t: Track, due: int, lookup: Lookup, scorer: Scorer | None,
+    cfg: ChurnConfig, alerts: list[ChurnAlert],
+) -> None:  # fmt: skip
+    """An idle check: the episode's first check is ``idle_days`` after ``last_seen``, the
+    next ones double the silence, until an alert or ``idle_checks`` checks."""
+    idle_ms = int(cfg.idle_days * DAY_MS)
+    check = t.last_seen_ms + idle_ms
+    if check > due:  # active since: re-arm for the new episode (lazy)
+        _arm_idle(state, uid, t, check)
+        return
+    t.idle_due_ms = -1
+    if t.scored_episode_ms == t.last_seen_ms:
+        return
+    k = 0  # this check's index: the last one due
+    while k + 1 < cfg.idle_checks and t.last_seen_ms + (idle_ms << (k + 1)) <= due:
+        k += 1
+    p = lookup(uid)
+    if p is None or (p.n_orders == 0 and not cfg.alert_non_buyers):
+        t.scored_episode_ms = t.last_seen_ms  # nothing to score until they come back
+        return
+    if scorer is not None and scorer.can_alert:
+        prob, version, xf, reasons = alert_score(scorer, p, due)
+        if math.isfinite(prob) and prob >= cfg.threshold:  # nan: cannot say, no alert
+            alerts.append(
+                build_alert(
+                    uid, p, xf, prob, episode_start_ms=t.last_seen_ms, now_ms=due,
+                    contributions=reasons, model_version=version, policy=cfg.alert_policy,
                 )
+            )
+            t.scored_episode_ms = t.last_seen_ms
+            return
+    if k + 1 < cfg.idle_checks:
+        _arm_idle(state, uid, t, t.last_seen_ms + (idle_ms << (k + 1)))
+    else:
+        t.scored_episode_ms = t.last_seen_ms
 
 
 def advance(
-    state: ChurnState, now_ms: int, lookup: Lookup, model: Scorer | None, cfg: ChurnConfig
+    state: ChurnState, now_ms: int, lookup: Lookup, scorer: Scorer | None, cfg: ChurnConfig
 ) -> tuple[list[ChurnAlert], list[Labelled]]:
     """Move the partition's clock to ``now_ms`` (never backwards) and fire due timers.
 
-    Resolved labels are learned by ``model`` (if given) in a deterministic order and also
-    returned. Call it on idle partitions too (e.g. with the max event time of the topic)
-    so idle users are noticed without new events of their own.
+    Resolved labels are learned by ``scorer`` (if given) in a deterministic order and also
+    returned. The worker calls it for a partition that has been idle (its clock then
+    follows the wall clock: ``SHOPSTREAM_IDLE_ADVANCE_S``), so idle customers are alerted
+    without events of anyone else.
     """
     alerts: list[ChurnAlert] = []
     labelled: list[Labelled] = []
-    _fire(state, now_ms, lookup, model, cfg, alerts, labelled)
+    _fire(state, now_ms, lookup, scorer, cfg, alerts, labelled)
     state.clock_ms = max(state.clock_ms, now_ms)
     return alerts, labelled
 
@@ -176,7 +266,7 @@ def step(
     state: ChurnState,
     profile: Profile | None,
     event: Event,
-    model: Scorer | None,
+    scorer: Scorer | None,
     cfg: ChurnConfig,
     lookup: Lookup,
 ) -> tuple[Profile, list[ChurnAlert], list[Labelled]]:
@@ -189,35 +279,39 @@ def step(
     labelled: list[Labelled] = []
     ts, uid = event.ts_ms, event.user_id
     if ts > state.clock_ms:
-        _fire(state, ts - 1, lookup, model, cfg, alerts, labelled)
+        _fire(state, ts - 1, lookup, scorer, cfg, alerts, labelled)
         state.clock_ms = ts
     p = update_profile(profile, event)
+    if event.type == "purchase" and scorer is not None:
+        scorer.observe(uid, p.first_purchase_ms, p.last_purchase_ms, p.n_orders)
     t = state.users.get(uid)
     new = t is None
     if t is None:
         t = state.users[uid] = Track(anchor_ms=ts, last_seen_ms=ts)
     is_activity = cfg.label_mode == "activity" or event.type == "purchase"
     horizon = cfg.horizon_ms
-    if is_activity and t.pending:  # resolve snapshots whose window contains this activity
-        keep: list[tuple[int, list[float]]] = []
-        for snap_ts, x in t.pending:
+    if is_activity and t.pending:  # mark snapshots whose window holds this activity
+        keep: list[Pending] = []
+        for pend in t.pending:
+            snap_ts, x, sm, neg = pend
             if snap_ts < ts <= snap_ts + horizon:
-                _learn(model, labelled, x, False)
-            elif ts > snap_ts + horizon:
-                _learn(model, labelled, x, True)
+                keep.append((snap_ts, x, sm, True))  # negative, learned when the window closes
+            elif ts > snap_ts + horizon:  # window over, its timer still in the lateness slack
+                _learn(state, scorer, labelled, pend, not neg)
             else:
-                keep.append((snap_ts, x))
+                keep.append(pend)
         t.pending = keep
     if ts > t.last_seen_ms:
         t.last_seen_ms = ts
-    if cfg.alerts and not t.idle_armed:
-        heapq.heappush(state.timers, (t.last_seen_ms + int(cfg.idle_days * DAY_MS), IDLE, uid, 0))
-        t.idle_armed = True
+    if cfg.alerts:  # the episode's first idle check; an armed later check is superseded
+        check = t.last_seen_ms + int(cfg.idle_days * DAY_MS)
+        if t.idle_due_ms < 0 or t.idle_due_ms > check:
+            _arm_idle(state, uid, t, check)
     if new or (is_activity and ts > t.anchor_ms):
         t.anchor_ms = ts
         t.probe_k = 1
-        if t.last_snapshot_ms < 0 or ts - t.last_snapshot_ms >= cfg.min_snapshot_gap_ms:
-            _snapshot(state, uid, t, p, ts, cfg)
+        if t.last_snapshot_ms < 0 or ts - t.last_snapshot_ms >= cfg.snapshot_gap_ms:
+            _snapshot(state, uid, t, p, ts, cfg, scorer)
         if not t.probe_armed and len(cfg.probe_days) > 1:
             heapq.heappush(state.timers, (ts + int(cfg.probe_days[1] * DAY_MS), PROBE, uid, 0))
             t.probe_armed = True

@@ -8,7 +8,7 @@ clock and the timers are *derived*: :func:`rebuild` recomputes them from the tra
 partition is (re)assigned, so a restart continues exactly where the stored state stands.
 
 >>> from streams.core.settings import Settings
->>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
+>>> t = Track(anchor_ms=5, last_seen_ms=9, idle_due_ms=ARMED, pending=[(5, [1.0], None, False)])
 >>> state = rebuild({"u1": t}, ChurnConfig.from_settings(Settings(), idle_days=1.0))
 >>> state.clock_ms, [(due - 9, kind, user) for due, kind, user, _ in state.timers if kind == IDLE]
 (9, [(86400000, 2, 'u1')])
@@ -22,26 +22,57 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from streams.core.settings import Settings
-from streams.domain.alerts import DEFAULT_TIERS, AlertPolicy, Tier
+from streams.domain.alerts import DEFAULT_TIERS, AlertPolicy, Tier, tiers
 from streams.domain.profile import DAY_MS
 
 #: Timer kinds, in the order they fire at the same instant.
 LABEL, PROBE, IDLE = 0, 1, 2
-STATE_VERSION = 1
+STATE_VERSION = 2
+#: ``Track.idle_due_ms`` of a track whose idle timer is armed for its episode's first check
+#: (tracks of the older layout stored only a flag).
+ARMED = -2
+
+#: A pending snapshot: (event time, feature vector, the analytic summary ``[x, t_x, T]`` or
+#: ``None`` for a customer who never bought, whether a purchase inside its window was seen).
+Pending = tuple[int, list[float], list[float] | None, bool]
+
+
+def geometric_probes(
+    first: float = 7.0, ratio: float = 2.0, max_days: float = 3650.0
+) -> tuple[float, ...]:
+    """Probe offsets in days after the last activity: 0, then ``first * ratio**k``.
+
+    Any silence up to ``max_days`` is labelled with O(log silence) snapshots.
+
+    >>> geometric_probes(max_days=300)
+    (0.0, 7.0, 14.0, 28.0, 56.0, 112.0, 224.0)
+    """
+    out, d = [0.0], float(first)
+    while d <= max_days:
+        out.append(round(d, 6))
+        d *= ratio
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChurnConfig:
-    """What the churn logic needs to know. The first four come from :class:`Settings`
-    (:meth:`from_settings`), which holds their one default."""
+    """What the churn logic needs to know. The first three come from :class:`Settings`
+    (:meth:`from_settings`), which holds their one default. (What the scorers need -- the
+    guard's rule, the analytic fit -- is their configuration: ``streams.worker.configs``.)"""
 
     horizon_days: float
     idle_days: float
     threshold: float
-    min_labels_for_alerts: int
     label_mode: Literal["purchase", "activity"] = "purchase"
-    probe_days: tuple[float, ...] = tuple(float(d) for d in range(0, 120, 7))
+    #: a snapshot at each activity, then probes while the customer stays silent, out to ten
+    #: years: the labels cover every silence the model is asked about
+    probe_days: tuple[float, ...] = geometric_probes()
+    #: activity snapshots at least this far apart, and at least H/30 (pending snapshots of a
+    #: daily buyer stay ~30 however long the horizon: bounded state per user)
     min_snapshot_gap_ms: int = DAY_MS
+    #: an idle episode is scored at idle_days x 1, 2, 4, ... (this many checks) until one
+    #: alert; a customer below the threshold at first may cross it later in the silence
+    idle_checks: int = 6
     allowed_lateness_ms: int = 3_600_000
     alerts: bool = True
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
@@ -55,13 +86,17 @@ class ChurnConfig:
             "horizon_days": s.churn_horizon_days,
             "idle_days": s.churn_idle_days,
             "threshold": s.churn_threshold,
-            "min_labels_for_alerts": s.churn_min_labels,
+            "tiers": tiers(s.coupon_tiers),
         }
         return cls(**{**values, **overrides})
 
     @property
     def horizon_ms(self) -> int:
         return int(self.horizon_days * DAY_MS)
+
+    @property
+    def snapshot_gap_ms(self) -> int:
+        return max(self.min_snapshot_gap_ms, self.horizon_ms // 30)
 
     @property
     def alert_policy(self) -> AlertPolicy:
@@ -79,10 +114,10 @@ class Track:
     last_seen_ms: int
     probe_k: int = 1  # index into probe_days of the next probe
     probe_armed: bool = False
-    idle_armed: bool = False
-    scored_episode_ms: int = -1  # idle episode (its start) already scored
+    idle_due_ms: int = -1  # the due of the user's live idle timer (-1: none)
+    scored_episode_ms: int = -1  # idle episode (its start) done with: alerted, or checks over
     last_snapshot_ms: int = -1
-    pending: list[tuple[int, list[float]]] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
 
 
 def track_to_list(t: Track) -> list[Any]:
@@ -90,21 +125,40 @@ def track_to_list(t: Track) -> list[Any]:
 
     Pending vectors are rounded when they are taken, so this is exact.
 
-    >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_armed=True, pending=[(5, [1.0])])
+    >>> pending = [(5, [1.0], [0, 0.0, 1.5], True)]
+    >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_due_ms=14, pending=pending)
+    >>> track_to_list(t)
+    [5, 9, 1, False, 14, -1, -1, [[5, [1.0], [0, 0.0, 1.5], 1]]]
     >>> track_from_list(track_to_list(t)) == t
     True
     """
-    pending = [[ts, x] for ts, x in t.pending]
+    pending = [[ts, x, s, int(neg)] for ts, x, s, neg in t.pending]
     return [
-        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_armed,
+        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_due_ms,
         t.scored_episode_ms, t.last_snapshot_ms, pending,
     ]  # fmt: skip
 
 
 def track_from_list(v: list[Any]) -> Track:
-    """Inverse of :func:`track_to_list`."""
-    a, s, k, pa, ia, ep, snap, pend = v
-    return Track(a, s, k, pa, ia, ep, snap, [(int(ts), list(x)) for ts, x in pend])
+    """Inverse of :func:`track_to_list`.
+
+    A track stored by the layout before geometric probes (pending ``[ts, x]``, older
+    features, an idle flag) loses its pending snapshots, at most H days of labels, and
+    restarts its probes from the last activity; an armed idle flag becomes :data:`ARMED`.
+
+    >>> t = track_from_list([5, 9, 4, True, True, -1, 5, [[5, [1.0]]]])
+    >>> t.probe_k, t.pending
+    (1, [])
+    """
+    a, s, k, pa, idle, ep, snap, pend = v
+    if isinstance(idle, bool):  # the older layout's flag
+        idle = ARMED if idle else -1
+    if any(len(p) != 4 for p in pend):
+        return Track(a, s, 1, pa, idle, ep, snap, [])
+    pending: list[Pending] = [
+        (int(ts), list(x), None if sm is None else list(sm), bool(neg)) for ts, x, sm, neg in pend
+    ]
+    return Track(a, s, k, pa, idle, ep, snap, pending)
 
 
 class TrackedUsers(dict[str, Track]):
@@ -171,11 +225,13 @@ def rebuild(tracks: dict[str, Track] | Iterable[tuple[str, Track]], cfg: ChurnCo
     lateness = cfg.horizon_ms + cfg.allowed_lateness_ms
     for uid, t in users.items():
         clock = max(clock, t.last_seen_ms)
-        timers.extend((ts + lateness, LABEL, uid, ts) for ts, _ in t.pending)
+        timers.extend((ts + lateness, LABEL, uid, ts) for ts, *_ in t.pending)
         if t.probe_armed and t.probe_k < len(cfg.probe_days):
             timers.append((t.anchor_ms + int(cfg.probe_days[t.probe_k] * DAY_MS), PROBE, uid, 0))
-        if t.idle_armed:
-            timers.append((t.last_seen_ms + int(cfg.idle_days * DAY_MS), IDLE, uid, 0))
+        if t.idle_due_ms == ARMED:
+            t.idle_due_ms = t.last_seen_ms + int(cfg.idle_days * DAY_MS)
+        if t.idle_due_ms >= 0:
+            timers.append((t.idle_due_ms, IDLE, uid, 0))
     heapq.heapify(timers)
     users.dirty.clear()
     return ChurnState(clock_ms=clock, users=users, timers=timers)

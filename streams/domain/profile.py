@@ -45,20 +45,24 @@ PRIOR_WEIGHT: Final = 1.0
 #: posterior that the customer is still active given their rhythm and silence).
 PRIOR_HAZARD: Final = 1 / 180
 
-#: The model's inputs. All are *rates or ratios*, stationary in stream time: lifetime
-#: counts (orders, spend, tenure) grow with the length of the replay and extrapolate badly
-#: from the labelled past to the scored present, so they are kept out of the model.
+#: The learned model's inputs (the analytic scorer's two are added by the churn logic).
+#: All are *rates, ratios or logs* that stay meaningful however long the silence: lifetime
+#: counts grow with the length of the stream and linear day counts (``recency_days``,
+#: ``idle_days``) let a logistic model that learned them next to ``log_recency`` turn
+#: around past the longest silence it has labels for (measured on real data: it scored
+#: customers silent for a year as loyal; docs/churn.md). ``features`` still returns the
+#: day counts, for alerts and the recency baseline.
 FEATURE_NAMES: Final[tuple[str, ...]] = (
     "has_purchased",
-    "recency_days",
     "log_recency",
-    "idle_days",
+    "log_idle",
     "recency_ratio",
     "overdue_z",
     "p_alive",
     "p_repeat_30d",
     "log_aov",
     "purchases_30d",
+    "log_purchases_90d",
     "events_7d",
     "events_30d",
     "carts_since_purchase",
@@ -206,7 +210,8 @@ def update_profile(profile: Profile | None, event: Event) -> Profile:
 
 
 def features(p: Profile, now_ms: int) -> dict[str, float]:
-    """The churn feature vector of ``p`` at event time ``now_ms`` (keys: FEATURE_NAMES).
+    """The churn features of ``p`` at event time ``now_ms`` (FEATURE_NAMES, and the day
+    counts ``recency_days`` and ``idle_days``).
 
     Recency alone confuses a slow buyer with a lost one; the interval features put recency in
     units of the user's own rhythm (shrunk towards a prior when there are few intervals).
@@ -218,7 +223,7 @@ def features(p: Profile, now_ms: int) -> dict[str, float]:
     mean = (p.ipi_n * p.ipi_mean + PRIOR_WEIGHT * PRIOR_IPI_DAYS) / (p.ipi_n + PRIOR_WEIGHT)
     std = math.sqrt(p.ipi_m2 / (p.ipi_n - 1)) if p.ipi_n > 1 else mean
     dt = max(now_ms - p.decay_ref_ms, 0)
-    fs, fm = _decay(dt, TAU_SHORT), _decay(dt, TAU_MID)
+    fs, fm, fl = _decay(dt, TAU_SHORT), _decay(dt, TAU_MID), _decay(dt, TAU_LONG)
     lam = 1.0 / max(mean, 0.5)
     surv = math.exp(-min((PRIOR_HAZARD + lam) * recency, 50.0))
     p_alive = surv / (surv + PRIOR_HAZARD / (PRIOR_HAZARD + lam) * (1.0 - surv))
@@ -227,12 +232,14 @@ def features(p: Profile, now_ms: int) -> dict[str, float]:
         "recency_days": recency,
         "log_recency": math.log1p(recency),
         "idle_days": idle,
+        "log_idle": math.log1p(idle),
         "recency_ratio": math.log1p(recency / max(mean, 0.5)),
         "overdue_z": max(min((recency - mean) / (std + 1.0), 10.0), -5.0),
         "p_alive": p_alive,
         "p_repeat_30d": p_alive * (1.0 - math.exp(-30.0 * lam)),
         "log_aov": math.log1p(p.monetary / p.n_orders) if purchased else 0.0,
         "purchases_30d": p.purchases_mid * fm,
+        "log_purchases_90d": math.log1p(p.purchases_long * fl),
         "events_7d": math.log1p(p.events_short * fs),
         "events_30d": math.log1p(p.events_mid * fm),
         "carts_since_purchase": float(min(p.carts_since_purchase, 20)),

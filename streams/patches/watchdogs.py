@@ -6,7 +6,7 @@ the commit stall repaired) instead of silent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,9 @@ class CommitWatchdog:
     delivered and acked again (their effects are fenced), which lets commits resume.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, on_stall: Callable[[], None] = lambda: None) -> None:
         self.app = app  # the faust.App
+        self.on_stall = on_stall  # counts the stall (shopstream_commit_stalls_total)
         self.acked: dict[Any, int] = {}
         self.last: dict[Any, int | None] = {}
         self.strikes = 0
@@ -96,6 +97,7 @@ class CommitWatchdog:
                 {f"{tp.topic}[{tp.partition}]": v for tp, v in stalled.items()},
             )
             self.strikes = 0
+            self.on_stall()
             try:
                 await consumer.perform_seek()
             except Exception:  # e.g. the broker is unreachable: try again next time

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from streams.core.errors import ShopstreamError
+from streams.core.errors import InputError
 
 Click = tuple[str, str, int]
 
 
-class MalformedLine(ShopstreamError):
+class MalformedLine(InputError):
     """A line of a click file cannot be parsed; the message names the line number."""
 
 
@@ -50,4 +50,7 @@ def read_clicks(source: TextIO) -> Iterator[Click]:
 def read_file(path: Path) -> list[Click]:
     """All clicks of a file, in file order."""
     with path.open(encoding="utf-8") as f:
-        return list(read_clicks(f))
+        try:
+            return list(read_clicks(f))
+        except MalformedLine as exc:
+            raise MalformedLine(f"{path}: {exc} (expected SessionId<TAB>ItemId<TAB>Time)") from None

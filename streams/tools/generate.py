@@ -1,11 +1,16 @@
 """A synthetic storefront: contract events plus the ground truth of who churned when.
 
-Users differ in how often they buy (median ~12 days between orders, log-normal and wide),
-how often a visit converts and how fast they churn (log-normal hazard, lower for frequent
-buyers); a fifth buy once and never return. A churned user stops buying and mostly stops
-visiting. Sessions browse mostly one favourite category and walk its catalogue
-sequentially (item j is often followed by item j+1), so next-item recommendations are
-learnable; carts are sometimes abandoned. Everything comes from ``random.Random(seed)``.
+Customers arrive in **cohorts**: a third are there from the first day, the others join in
+monthly acquisition waves of different sizes. They differ in how often they buy (median ~12
+days between orders, log-normal and wide: from every couple of days to once a year), how
+often a visit converts, and how they leave -- **at every rhythm**: each order may be the
+last (a per-customer drop-out chance) and, independently of their rhythm, a calendar-time
+hazard may end them between orders; a fifth buy once and never return. Customers who stay
+sometimes take **long breaks** (months without a visit) and come back, so a long silence is
+not proof of churn. A churned user stops buying and mostly stops visiting. Sessions browse
+mostly one favourite category and walk its catalogue sequentially (item j is often followed
+by item j+1), so next-item recommendations are learnable; carts are sometimes abandoned.
+Everything comes from ``random.Random(seed)``.
 
 >>> events, truth = generate(users=5, seed=1, days=30)
 >>> events == generate(users=5, seed=1, days=30)[0]
@@ -37,14 +42,25 @@ CATEGORY_NAMES: Final = (
 )  # fmt: skip
 #: Days between orders of an active customer: log-normal (median, sigma), clipped.
 INTERVAL_MEDIAN_DAYS = 12.0
-INTERVAL_SIGMA = 0.9
-#: Churn hazard per day: log-normal (median, sigma), scaled by (interval / median) **
-#: LOYALTY_ELASTICITY: frequent buyers are more loyal.
-HAZARD_MEDIAN = 1 / 120
+INTERVAL_SIGMA = 1.0
+INTERVAL_MAX_DAYS = 365.0
+#: Calendar-time churn hazard per day: log-normal (median, sigma), whatever the rhythm.
+HAZARD_MEDIAN = 1 / 240
 HAZARD_SIGMA = 0.8
-LOYALTY_ELASTICITY = 0.5
+#: Chance that an order is the customer's last: Beta(1, DROPOUT_B) per customer (mean 1/8).
+DROPOUT_B = 7.0
 #: Share of customers who buy once and never come back ("one-off" buyers).
 ONE_OFF_SHARE = 0.2
+#: Share of customers there from the first day; the others join in monthly cohorts whose
+#: sizes vary (log-normal weights, sigma COHORT_SIGMA) over the first COHORT_SPAN of the days.
+FOUNDERS_SHARE = 1 / 3
+COHORT_SIGMA = 0.6
+COHORT_SPAN = 0.7
+#: Breaks of customers who stay: per-day chance of starting one, and its length in days
+#: (log-normal median, sigma); no visits during a break.
+BREAK_RATE = 1 / 365
+BREAK_MEDIAN_DAYS = 90.0
+BREAK_SIGMA = 0.6
 WORDS: Final = ("cheap", "new", "best", "gift", "sale", "red", "large", "pro")
 
 
@@ -119,6 +135,21 @@ def _bot(rng: random.Random, uid: str, start_ms: int, days: int) -> list[dict[st
     return out
 
 
+def _cohorts(rng: random.Random, days: int) -> list[tuple[int, float]]:
+    """Monthly acquisition waves: (first day, relative size)."""
+    span = max(int(COHORT_SPAN * days), 1)
+    return [(d, rng.lognormvariate(0.0, COHORT_SIGMA)) for d in range(0, span, 30)]
+
+
+def _join_day(rng: random.Random, cohorts: list[tuple[int, float]], days: int) -> tuple[int, float]:
+    """(cohort index, join day): -1 for a founder, there from the first day."""
+    if rng.random() < FOUNDERS_SHARE:
+        return -1, 0.0
+    k = rng.choices(range(len(cohorts)), weights=[w for _, w in cohorts])[0]
+    first = cohorts[k][0]
+    return k, first + rng.random() * min(30.0, days - first)
+
+
 def generate(
     users: int, seed: int, start_ms: int = DEFAULT_START_MS, days: int = 120, bots: int = 0
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -129,29 +160,33 @@ def generate(
     """
     rng = random.Random(seed)  # noqa: S311 -- simulation, not cryptography
     prices = _catalog(rng)
+    cohorts = _cohorts(rng, days)
     end_ms = start_ms + days * DAY_MS
     events: list[dict[str, Any]] = []
     truth: list[dict[str, Any]] = []
     for u in range(users):
         uid = f"u{u:05d}"
-        join = (
-            start_ms if rng.random() < 0.5 else start_ms + int(rng.random() * 0.6 * days * DAY_MS)
-        )
+        cohort, join_day = _join_day(rng, cohorts, days)
+        join = start_ms + int(join_day * DAY_MS)
         interval = rng.lognormvariate(math.log(INTERVAL_MEDIAN_DAYS), INTERVAL_SIGMA)
-        interval = min(max(interval, 1.5), 120.0)
+        interval = min(max(interval, 1.5), INTERVAL_MAX_DAYS)
         conversion = rng.uniform(0.25, 0.6)
-        loyalty = (interval / INTERVAL_MEDIAN_DAYS) ** LOYALTY_ELASTICITY
-        hazard = rng.lognormvariate(math.log(HAZARD_MEDIAN), HAZARD_SIGMA) * loyalty
+        hazard = rng.lognormvariate(math.log(HAZARD_MEDIAN), HAZARD_SIGMA)
+        dropout = rng.betavariate(1.0, DROPOUT_B)
         churn_at = join + int(rng.expovariate(hazard) * DAY_MS)
         one_off = rng.random() < ONE_OFF_SHARE
         favs = rng.sample(range(N_CATEGORIES), rng.choice((1, 2)))
         session_rate = 1.0 / (interval * conversion)  # sessions per day while active
         mine: list[dict[str, Any]] = []
-        t, n_sessions, n_orders = join, 0, 0
+        t, n_sessions, n_orders, breaks = join, 0, 0, 0
         while True:
             churned = t >= churn_at
             rate = session_rate * (0.05 if churned else 1.0)
-            t += int(rng.expovariate(rate) * DAY_MS)
+            gap = rng.expovariate(rate)
+            if not churned and rng.random() < 1.0 - math.exp(-BREAK_RATE * gap):
+                gap += rng.lognormvariate(math.log(BREAK_MEDIAN_DAYS), BREAK_SIGMA)
+                breaks += 1
+            t += int(gap * DAY_MS)
             if t >= end_ms:
                 break
             convert = t < churn_at and rng.random() < conversion
@@ -159,7 +194,8 @@ def generate(
             _session(rng, uid, f"{uid}-s{n_sessions:04d}", t, favs, convert, prices, mine)
             if convert:  # churn takes effect after the session (a one-off buyer's first)
                 session_end = mine[-1]["ts"] + 1
-                churn_at = session_end if one_off else max(churn_at, session_end)
+                last = one_off or rng.random() < dropout
+                churn_at = session_end if last else max(churn_at, session_end)
             n_sessions += 1
         for k, e in enumerate(mine):
             e["event_id"] = f"{uid}-{k:05d}"
@@ -170,10 +206,13 @@ def generate(
                 "churned": churn_at < end_ms,
                 "churn_ts_ms": churn_at if churn_at < end_ms else None,
                 "join_ts_ms": join,
+                "cohort": cohort,
                 "mean_interval_days": round(interval, 3),
                 "conversion": round(conversion, 3),
                 "hazard_per_day": round(hazard, 6),
+                "dropout_per_order": round(dropout, 4),
                 "one_off": one_off,
+                "breaks": breaks,
                 "favourite_categories": [CATEGORY_NAMES[c] for c in favs],
                 "orders": n_orders,
             }

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.core.errors import InputError
 from streams.core.settings import Settings
 from streams.kafka import client_options
 from streams.tools.faults import Faults, Outgoing, inject
@@ -118,6 +119,24 @@ def read_records(path: Path) -> Iterator[tuple[int, bytes | None, bytes | None]]
                 yield n, None, None
 
 
+def check_format(path: Path, sample: int = 20) -> None:
+    """Raise :class:`InputError` unless one of the first ``sample`` records is readable
+    (a file in the wrong format fails before anything is sent)."""
+    seen = 0
+    for _, key, _value in read_records(path):
+        if key is not None:
+            return
+        seen += 1
+        if seen >= sample:
+            break
+    if seen:
+        kind = "TSV (SessionId<TAB>ItemId<TAB>Time)" if path.suffix in {".txt", ".tsv"} else (
+            "JSON lines of contract events (each with a user_id)"
+        )
+        raise InputError(f"{path}: none of the first {seen} records is readable; expected {kind}")
+    raise InputError(f"{path}: no records")
+
+
 def count_lines(path: Path) -> int:
     with path.open("rb") as fh:
         return sum(1 for _ in fh)
@@ -169,8 +188,13 @@ async def replay(
         )
         for _ in range(producers)
     ]
-    for client in clients:
-        await client.start()
+    try:
+        for client in clients:
+            await client.start()
+    except BaseException:
+        for client in clients:
+            await client.stop()
+        raise
 
     def readable() -> Iterator[tuple[bytes, bytes]]:
         read = 0

@@ -43,9 +43,9 @@ async def read_topic(
     consumer = AIOKafkaConsumer(
         topic, **client_options(settings), auto_offset_reset="earliest", enable_auto_commit=False
     )
-    await consumer.start()
     out: list[dict[str, Any]] = []
     try:
+        await consumer.start()
         if last:
             await consumer.getmany(timeout_ms=100)  # join: partitions get assigned
             parts = consumer.assignment()

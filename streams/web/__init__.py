@@ -1,14 +1,25 @@
-"""What the worker serves over HTTP: the API (:mod:`.api`, answers from :mod:`.queries`) and
-the shop owner's dashboard with ``/metrics`` (:mod:`.dashboard`)."""
+"""What the worker serves over HTTP: the API (:mod:`.api`, answers from :mod:`.queries`, for
+one user from its owner :mod:`.owner`), the shop owner's dashboard with ``/metrics``
+(:mod:`.dashboard`), all behind the access guard (:mod:`.guard`: Host, CORS, tokens) and
+described by :mod:`.openapi`."""
 
 from __future__ import annotations
 
-from streams.web import api, dashboard
+from typing import cast
+
+from faust.web.drivers import aiohttp as aiohttp_driver
+
+from streams.patches.webpages import without_builtin_pages
+from streams.web import api, dashboard, guard
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
 
 
 def register(shop: ShopApp, processor: BatchProcessor) -> None:
-    """Add every view; the processor is handed in, not read from a late-bound field."""
+    """Add every view behind the guard; the processor is handed in, not read from a
+    late-bound field."""
+    web = cast(aiohttp_driver.Web, shop.app.web)  # Faust's default (and our) web driver
+    without_builtin_pages(shop.app)
+    web.web_app.middlewares.append(guard.middleware(guard.Policy.from_settings(shop.settings)))
     api.register(shop, processor)
     dashboard.register(shop, shop.telemetry)

@@ -39,18 +39,21 @@ from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
 from streams.domain.recommendations import plan_recommendations
-from streams.telemetry import StageClock, consumer_lag
+from streams.telemetry import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
+from streams.worker.idle import advance_idle
 from streams.worker.intake import Clock, by_partition, split, to_record
 from streams.worker.partitions import Partitions
-from streams.worker.publish import Publisher
+from streams.worker.publish import Outbox, Publisher
+from streams.worker.retention import Retention
 from streams.worker.retry import error_kind, retry_forever
 from streams.worker.users import UserUpdates, update_users, write
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+QUALITY_EVERY_S = 1.0
 
 
 def refusal(exc: ResponseError) -> Exception:
@@ -85,6 +88,8 @@ class BatchProcessor:
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
         self.out = Publisher(shop, self.retry)
+        self.retention = Retention(self.parts)
+        self.quality_at = -QUALITY_EVERY_S
 
     # --- the batch ------------------------------------------------------------------------
     async def process(self, batch: Sequence[Any]) -> None:
@@ -131,6 +136,7 @@ class BatchProcessor:
                 await asyncio.sleep(0)
             try:
                 update_users(self.parts, fresh, learnable, users, due)
+                self.parts.seen({rec.partition for rec, _ in valid}, time.time())
                 clock.lap("users")
             finally:
                 scored = await learning
@@ -138,27 +144,36 @@ class BatchProcessor:
             for rec, event in [*unreadable, *applying]:
                 if event.user_id in users.broken:
                     await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
-            await self.out.segments(users.segments, self.parts.models.segment_sizes())
-            sent_alerts = await self.out.alerts(users.alerts)
             await self.out.recommendations(due, users.triggers, scored)
-            clock.lap("publish")
-        # Still ours? (a worker paused while its partitions moved must not publish), then the
-        # outputs, then the fence: a crash before the fence re-derives them (at least once).
-        partitions = {rec.partition for rec in records}
-        await self.still_ours(partitions)
-        await outbox.send_all()
-        await outbox.delivered()
-        clock.lap("deliver")
-        if valid:
-            await self.still_ours(partitions)
-            write(users)
-            await self.out.mark_alerts(sent_alerts)
+        await self.seal(outbox, users, {rec.partition for rec in records}, clock)
         self.account(batch, valid, started)
         clock.lap("telemetry")
         if self.checkpointer.due():
             await self.checkpoint()
             clock.lap("checkpoint")
+        if self.retention.due():
+            await self.retention.sweep()
+            clock.lap("retention")
         self.telemetry.on_stages(clock.laps)
+
+    async def seal(
+        self, outbox: Outbox, users: UserUpdates, partitions: set[int], clock: StageClock
+    ) -> None:
+        """The end of a batch (or of an idle advance): its segment changes and alerts join
+        the outbox; if the ``partitions`` are still ours (a worker paused while they moved
+        must not publish), every output is sent and delivered, then the envelopes (the
+        fence) are written and the alerts marked. A crash before the fence re-derives the
+        outputs with the same ids (at least once, docs/reliability.md)."""
+        await self.out.segments(users.segments, self.parts.models.segment_sizes())
+        sent_alerts = await self.out.alerts(users.alerts)
+        clock.lap("publish")
+        await self.still_ours(partitions)
+        await outbox.delivered()
+        clock.lap("deliver")
+        if users.serialised or sent_alerts:
+            await self.still_ours(partitions)
+            write(users)
+            await self.out.mark_alerts(sent_alerts)
 
     async def reject_unwanted(
         self, valid: Sequence[tuple[Record, Event]], verdicts: Sequence[str]
@@ -182,8 +197,10 @@ class BatchProcessor:
             [ev.message.timestamp for ev in batch],
         )  # fmt: skip
         self.report_lag(batch)
-        m = self.parts.models.churn_metrics()
-        self.telemetry.set_model_quality(m["auc"], m["log_loss"])
+        now = time.monotonic()
+        if now - self.quality_at >= QUALITY_EVERY_S:  # per-partition guard metrics: ~0.1 ms
+            self.quality_at = now
+            self.telemetry.set_churn_quality(self.parts.models.churn_metrics())
 
     async def checkpoint(self) -> None:
         """A checkpoint of the models now (the producer is flushed first). A failure (a full
@@ -283,10 +300,38 @@ class BatchProcessor:
                          lambda: sources.check_owner(redis, partitions))  # fmt: skip
 
     # --- next door ------------------------------------------------------------------------
-    async def forget(self, uid: str) -> dict[str, int]:
-        """Erase one user (:func:`streams.worker.erasure.forget`), between batches."""
+    async def advance_idle(self) -> None:
+        """The idle timer (``SHOPSTREAM_IDLE_ADVANCE_S``): move the clocks of the assigned
+        partitions that have been idle and publish what that fires (streams.worker.idle),
+        outputs before envelopes as in a batch (:meth:`seal`)."""
+        app = self.shop.app
+        if not self.shop.runtime.ready or app.in_recovery or app.rebalancing:
+            return  # the table may be incomplete: no state is built from it now
+        topic = self.settings.topic_events
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
         async with self.lock:
-            return await erasure.forget(self.parts, uid)
+            try:
+                await self.parts.settle()
+                users = UserUpdates(self.shop.profiles)
+                outbox = self.out.start_batch()
+                idle_s = self.settings.idle_advance_s
+                moved = advance_idle(self.parts, assigned, time.time(), idle_s, users)
+                if moved:
+                    await self.seal(outbox, users, set(moved), StageClock(time.perf_counter()))
+            except Exception:  # the timer goes on; the state in memory is rebuilt from the table
+                log.exception("advancing the clocks of idle partitions failed")
+                self.parts.on_revoked(assigned)
+
+    async def forget(self, uid: str) -> dict[str, int]:
+        """Erase one user (:func:`streams.worker.erasure.forget`), between batches; if the
+        models remembered the user, a checkpoint without them replaces the older ones."""
+        async with self.lock:
+            removed = await erasure.forget(self.parts, uid)
+            if removed["model_memory"]:
+                await self.checkpointer.save(
+                    self.parts.models, self.shop.app.producer.flush, only=True
+                )
+            return removed
 
     def report_lag(self, batch: Sequence[Any]) -> None:
         last: dict[Any, int] = {}
@@ -294,6 +339,7 @@ class BatchProcessor:
             tp = ev.message.tp
             last[tp] = max(last.get(tp, -1), ev.message.offset)
         try:
-            self.telemetry.set_lag(consumer_lag(self.shop.app.consumer.highwater, last))
+            lags = partition_lags(self.shop.app.consumer.highwater, last)
+            self.telemetry.set_partition_lags({(t.topic, t.partition): n for t, n in lags.items()})
         except Exception:
             log.debug("consumer lag unavailable", exc_info=True)

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from models.bundle import ModelSet
-from models.checkpoint import checkpoint_path, latest_valid, next_sequence, prune, save_checkpoint
+from models.checkpoint import (
+    SUFFIX,
+    checkpoint_path,
+    latest_valid,
+    next_sequence,
+    prune,
+    save_checkpoint,
+)
 from streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,8 +73,12 @@ class Checkpointer:
         """The next checkpoint an interval from now (after one failed)."""
         self.last = self.clock()
 
-    async def save(self, models: ModelSet, flush: Callable[[], Awaitable[None]]) -> Path | None:
-        """Write a checkpoint of ``models``, after ``flush`` made their inputs' effects durable.
+    async def save(
+        self, models: ModelSet, flush: Callable[[], Awaitable[None]], *, only: bool = False
+    ) -> Path | None:
+        """Write a checkpoint of ``models``, after ``flush`` made their inputs' effects durable;
+        keep the 3 newest, or with ``only`` (after an erasure: older ones remember the erased
+        user) this one alone.
 
         ``flush`` is the producer's flush: the profile changelog and the outputs of every
         event the models include reach Kafka first, so a checkpoint is never ahead of what a
@@ -80,7 +91,11 @@ class Checkpointer:
         sequence = next_sequence(self.dir)
         meta = {"sequence": sequence, "stream_time_ms": models.stream_time_ms,
                 "offsets": dict(models.offsets)}  # fmt: skip
+        older = sorted(self.dir.glob(f"*{SUFFIX}")) if only and self.dir.exists() else []
         path = save_checkpoint(checkpoint_path(self.dir, sequence), models, meta, self.key)
+        for old in older:
+            if old != path:
+                old.unlink(missing_ok=True)
         prune(self.dir, keep=3)
         self.last_path = str(path)
         log.info("checkpoint written: %s", path.name)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from models.anomaly import AnomalyConfig, AnomalyDetector
 from models.bundle import Models
-from models.churn import ChurnModel
+from models.guard import GuardConfig
+from models.guarded import GuardedChurn
 from models.segments import SegmentConfig, SegmentModel
 from models.similarity import RecConfig
 from streams.core.settings import Settings
@@ -26,6 +27,8 @@ def rec_config(settings: Settings) -> RecConfig:
         session_window=settings.rec_session_window,
         half_life_days=settings.rec_half_life_days,
         max_neighbours=settings.rec_max_neighbours,
+        knn_weight=settings.rec_knn_weight,
+        item_ttl_s=round(settings.rec_item_ttl_days * 86_400),
     )
 
 
@@ -41,12 +44,30 @@ def anomaly_config(settings: Settings) -> AnomalyConfig:
     )
 
 
+def guard_config(settings: Settings) -> GuardConfig:
+    """The champion/challenger rule (docs/churn.md "Guarded model"). Constants other than
+    the settings were set once, before any real-data run, and never tuned on one."""
+    return GuardConfig(
+        mode=settings.churn_guard, threshold=settings.churn_threshold, half_life_days=90.0,
+        min_labels=settings.churn_min_labels, min_class=50, margin=0.01, z=2.0,
+        decide_every=50,
+    )  # fmt: skip
+
+
+def churn_scorers(settings: Settings) -> GuardedChurn:
+    """A fresh partition's churn scorers: learned model, analytic scorer and their guard."""
+    return GuardedChurn.new(
+        horizon_days=settings.churn_horizon_days, kind=settings.churn_model,
+        guard=guard_config(settings), min_customers=settings.churn_min_customers,
+    )  # fmt: skip
+
+
 def model_factory(settings: Settings) -> Callable[[], Models]:
     """Makes a fresh bundle of one partition's models."""
 
     def fresh() -> Models:
         return Models(
-            churn=ChurnModel(kind=settings.churn_model),
+            churn=churn_scorers(settings),
             segments=SegmentModel(segment_config(settings)),
             anomalies=AnomalyDetector(anomaly_config(settings)),
         )

@@ -14,7 +14,8 @@ async def forget(parts: Partitions, uid: str) -> dict[str, int]:
     """Erase one user: profile (with a changelog tombstone), churn track (so no pending alert
     fires), model memories, and the Redis session/purchase keys. Returns counts.
 
-    The caller holds the batch lock, so no batch holding the user runs meanwhile.
+    The caller holds the batch lock, so no batch holding the user runs meanwhile, and
+    writes a checkpoint when model memories were removed (:meth:`BatchProcessor.forget`).
     """
     shop = parts.shop
     removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0,
@@ -31,12 +32,15 @@ async def forget(parts: Partitions, uid: str) -> dict[str, int]:
             removed["churn_track"] = 1
     removed["model_memory"] = parts.models.forget(uid)
     store = shop.runtime.store
+    # one script call; deletes nothing (writes nothing) when the user has no keys
     removed["redis_keys"] = await parts.retry("forget", lambda: store.forget_user(uid))
-    # stored partition models may remember the user: our copies (now without the user)
-    # replace stored ones as new as them; newer ones are their owner's
-    redis, handover, held = shop.runtime.redis, parts.handover, list(parts.models.parts)
-    removed["stored_models"] = await parts.retry(
-        "rewriting stored models", lambda: handover.rewrite(redis, parts.models, held)
-    )
+    if removed["profile"] or removed["model_memory"]:
+        # stored partition models may remember the user: our copies (now without the user)
+        # replace stored ones as new as them; newer ones are their owner's. An unknown user
+        # costs none of this (re-signing every bundle: a cheap denial of service otherwise).
+        redis, handover, held = shop.runtime.redis, parts.handover, list(parts.models.parts)
+        removed["stored_models"] = await parts.retry(
+            "rewriting stored models", lambda: handover.rewrite(redis, parts.models, held)
+        )
     log.info("forgot user %s: %s", uid, removed)
     return removed

@@ -41,7 +41,10 @@ class Partitions:
     ) -> None:  # fmt: skip
         self.shop, self.models, self.churn_cfg = shop, models, churn_cfg
         self.fresh = model_factory(shop.settings)
+        models.upgrade(self.fresh)  # a checkpoint of an older layout or another horizon
         self.states: dict[int, ChurnState] = {}
+        #: partition -> (wall time, churn clock) at its last record (streams.worker.idle)
+        self.anchors: dict[int, tuple[float, int]] = {}
         self.handover = Handover(shop.settings)
         self.sources = Sources(shop.settings)
         self.lock, self.retry = lock, retry
@@ -72,6 +75,7 @@ class Partitions:
         come back."""
         for partition in partitions:
             self.states.pop(partition, None)
+            self.anchors.pop(partition, None)
 
     async def check_sources(self, assigned: set[int]) -> None:
         """The topic's identity, fences against log ends, fresh owner tokens."""
@@ -147,4 +151,12 @@ class Partitions:
         if released:
             log.info("partitions %s: models of partitions owned elsewhere released", released)
         if taken:
+            self.models.upgrade(self.fresh)
             log.info("partitions %s: took over the models their previous owner stored", taken)
+
+    def seen(self, partitions: Iterable[int], wall_s: float) -> None:
+        """Records of ``partitions`` were just processed: their idle time starts now."""
+        for p in partitions:
+            state = self.states.get(p)
+            if state is not None:
+                self.anchors[p] = (wall_s, state.clock_ms)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -27,6 +28,8 @@ import orjson
 from models.similarity import key_base
 from streams.core.events import Event, Record
 from streams.core.payloads import Anomaly, ChurnAlert, SegmentChange
+from streams.domain.alerts import split_stale
+from streams.domain.profile import DAY_MS
 from streams.domain.recommendations import recommendation_message
 from streams.telemetry import Telemetry
 from streams.worker.context import ShopApp, Topic
@@ -124,7 +127,13 @@ class Publisher:
 
     async def alerts(self, alerts: list[ChurnAlert]) -> list[ChurnAlert]:
         """Send the alerts not marked as sent in Redis; returns those sent (to be marked by
-        :meth:`mark_alerts` once they are delivered and the fence is written)."""
+        :meth:`mark_alerts` once they are delivered and the fence is written). Alerts older
+        than ``SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS`` (a backfill of history) are only
+        counted."""
+        max_age_ms = int(self.shop.settings.churn_alert_max_age_days * DAY_MS)
+        alerts, stale = split_stale(alerts, round(time.time() * 1000), max_age_ms)
+        if stale:
+            self.telemetry.on_stale_alerts(len(stale))
         if not alerts:
             return []
         redis, keys = self.shop.runtime.redis, [self.alert_key + a["alert_id"] for a in alerts]

@@ -28,6 +28,7 @@ from streams.domain.envelope import Envelope, applied
 from streams.domain.outputs import segment_change
 from streams.domain.profile import Profile, update_profile
 from streams.domain.recommendations import is_trigger
+from streams.patches.tablestore import put
 from streams.worker.context import ProfileTable
 from streams.worker.partitions import Partitions
 
@@ -240,4 +241,4 @@ def write(out: UserUpdates) -> None:
         if uid in out.broken:
             continue
         table.send_changelog(partition, uid, value)
-        table.data[uid] = value
+        put(table.data, partition, uid, value)  # any table store (patches/tablestore.py)

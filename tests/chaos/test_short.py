@@ -29,7 +29,7 @@ from tests.support.chaos import (
     sibling,
     workload,
 )
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, secret
 
 #: Reasons the DLQ may carry (README, "What goes in").
 REASONS = {
@@ -54,7 +54,7 @@ def chaos_settings(settings: Settings) -> Settings:
     killed member's session had expired). 120 s is longer than a restart takes to get its
     first records."""
     return settings.with_(
-        partitions=1, checkpoint_key="chaos-test-key", checkpoint_interval_s=1.0,
+        partitions=1, checkpoint_key=secret("chaos"), checkpoint_interval_s=1.0,
         batch_size=CHAOS_BATCH, batch_within_ms=120_000,
     )  # fmt: skip
 

@@ -11,7 +11,9 @@ from models.checkpoint import latest_valid
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from streams.tools.generate import generate
-from tests.support.worker import WorkerProcess, committed, produce
+from tests.support.worker import WorkerProcess, committed, produce, secret
+
+KEY = secret("checkpoint-restart")
 
 
 async def drain(settings: Settings, worker: WorkerProcess, n: int) -> None:
@@ -26,7 +28,7 @@ async def drain(settings: Settings, worker: WorkerProcess, n: int) -> None:
 async def test_restart_resumes_models_from_the_checkpoint(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.with_(checkpoint_key="test-key", checkpoint_interval_s=3600.0)
+    settings = settings.with_(checkpoint_key=KEY, checkpoint_interval_s=3600.0)
     events, _ = generate(users=150, seed=5, days=120)
     half = len(events) // 2
     records = [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
@@ -38,7 +40,7 @@ async def test_restart_resumes_models_from_the_checkpoint(
         await drain(settings, worker, half)
         before = worker.get_json("/models")
     # SIGTERM (by the context manager) writes a final checkpoint.
-    found = latest_valid(Path(settings.data_dir) / "checkpoints", b"test-key")
+    found = latest_valid(Path(settings.data_dir) / "checkpoints", KEY.encode())
     assert found is not None, "no checkpoint written at shutdown"
     models, meta, _ = found
     learned = models.labels_learned
@@ -65,7 +67,7 @@ async def test_a_clean_stop_hands_the_models_to_the_next_worker(
 ) -> None:
     """Scaling in: the stopping worker stores its partitions' models in Redis (Faust sends
     no revocation while stopping), so a worker with no checkpoint of its own takes them."""
-    settings = settings.with_(checkpoint_key="test-key", checkpoint_interval_s=3600.0)
+    settings = settings.with_(checkpoint_key=KEY, checkpoint_interval_s=3600.0)
     events, _ = generate(users=120, seed=8, days=100)
     records = [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
     await ensure_topics(settings)

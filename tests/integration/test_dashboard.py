@@ -1,8 +1,9 @@
 """The live dashboard in headless Chromium: the charts render with data from a real replay.
 
-Starts the real worker, replays a generated storefront (plus a bot), opens ``/dashboard``
-in Debian's ``chromium`` driven by Playwright, checks that the charts and tables are drawn
-with data, and saves ``test-artifacts/dashboard.png``.
+Starts the real worker (with tokens: the browser logs in with the admin token, HTTP Basic),
+replays a generated storefront (plus a bot), opens ``/dashboard`` in Debian's ``chromium``
+driven by Playwright, checks that the charts and tables are drawn with data, and saves
+``test-artifacts/dashboard.png``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from playwright.async_api import async_playwright
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from streams.tools.generate import generate
-from tests.support.worker import WorkerProcess, produce
+from tests.support.worker import ADMIN_TOKEN, PUBLIC_KEY, WorkerProcess, produce
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -57,6 +58,7 @@ async def test_dashboard_renders_live_charts_in_chromium(
     settings: Settings, tmp_path: Path
 ) -> None:
     assert HAVE_CHROMIUM, "install Debian's chromium: apt-get install -y chromium"
+    settings = settings.with_(public_key=PUBLIC_KEY, admin_token=ADMIN_TOKEN)
     await ensure_topics(settings)
     rows = storefront()
     bad: list[tuple[bytes | None, bytes | None]] = [(b"x", b"{oops")]
@@ -74,13 +76,21 @@ async def test_dashboard_renders_live_charts_in_chromium(
         assert any(a["user_id"] == "bot-1" and a["kind"] == "bot" for a in snap["latest_anomalies"])
         assert max(snap["series"]["events_per_s"]) > 0
 
+        status, headers, _ = worker.call("GET", "/dashboard")  # what a browser gets first
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
         ARTIFACTS.mkdir(exist_ok=True)
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000
             )
             try:
-                page = await browser.new_page(viewport={"width": 1400, "height": 1300})
+                page = await browser.new_page(
+                    viewport={"width": 1400, "height": 1300},
+                    http_credentials={"username": "owner", "password": ADMIN_TOKEN},
+                    # the page's CSP forbids eval, which Playwright's polling of a string
+                    # predicate may use: bypassed for the test's own scripts only
+                    bypass_csp=True,
+                )
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 await page.goto(worker.url("/dashboard"), timeout=30_000)

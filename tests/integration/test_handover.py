@@ -23,7 +23,7 @@ def learned(settings: Settings, partition: int, labels: int, offset: int) -> Mod
     for i in range(labels):
         p = update_profile(None, Event(f"e{i}", "purchase", f"u{i}", "s", T0, item_id="i",
                                        price=5.0 + i))  # fmt: skip
-        m.churn.learn_one(features(p, T0 + (i % 40) * DAY), i % 2 == 0)
+        m.churn.learn(features(p, T0 + (i % 40) * DAY), None, i % 2 == 0, T0 + i * DAY)
     m.seen(settings.topic_events, partition, offset, T0)
     return m
 
@@ -45,9 +45,9 @@ async def test_the_next_owner_takes_newer_models_and_keeps_newer_own_ones(
     taken = await handover.take(redis_client, new_owner, [0, 1, 7])
 
     assert taken == [0]
-    assert new_owner.parts[0].churn.n_learned == 30
+    assert new_owner.parts[0].churn.model.n_learned == 30
     assert new_owner.parts[0].offsets == {f"{s.topic_events}:0": 99}
-    assert new_owner.parts[1].churn.n_learned == 12  # newer offset kept
+    assert new_owner.parts[1].churn.model.n_learned == 12  # newer offset kept
     assert 7 not in new_owner.parts
 
 
@@ -63,7 +63,7 @@ async def test_an_older_copy_never_replaces_a_newer_stored_one(
     assert await handover.give(redis_client, stale, [0]) == {0: False}  # stored one is newer
     fresh_owner = ModelSet()
     assert await handover.take(redis_client, fresh_owner, [0]) == [0]
-    assert fresh_owner.parts[0].churn.n_learned == 30
+    assert fresh_owner.parts[0].churn.model.n_learned == 30
 
 
 async def test_settling_releases_partitions_owned_elsewhere_and_takes_newer_ones(
@@ -78,10 +78,10 @@ async def test_settling_releases_partitions_owned_elsewhere_and_takes_newer_ones
     released, taken = await handover.settle(redis_client, worker, {1})
 
     assert (released, taken) == ([0], [1])
-    assert sorted(worker.parts) == [1] and worker.parts[1].churn.n_learned == 8
+    assert sorted(worker.parts) == [1] and worker.parts[1].churn.model.n_learned == 8
     other = ModelSet()  # whoever owns partition 0 finds the released copy
     assert await handover.take(redis_client, other, [0]) == [0]
-    assert other.parts[0].churn.n_learned == 6
+    assert other.parts[0].churn.model.n_learned == 6
 
 
 async def test_tampered_misplaced_or_foreign_models_are_refused(
@@ -117,7 +117,7 @@ async def test_after_an_erasure_our_copies_replace_stored_ones_as_new_as_them(
     assert await handover.rewrite(redis_client, ours, [0, 1]) == 1  # 1's stored one is newer
     back = ModelSet()
     assert await handover.take(redis_client, back, [0, 1]) == [0, 1]
-    assert (back.parts[0].churn.n_learned, back.parts[1].churn.n_learned) == (2, 5)
+    assert (back.parts[0].churn.model.n_learned, back.parts[1].churn.model.n_learned) == (2, 5)
 
 
 async def test_without_a_signing_key_nothing_is_stored(

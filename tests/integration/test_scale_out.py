@@ -45,7 +45,7 @@ from models.similarity import delete_prefix, key_base
 from streams.core.settings import Settings
 from streams.kafka import client_options, ensure_topics
 from streams.tools.generate import generate
-from tests.support.worker import WorkerProcess, committed, free_port, produce
+from tests.support.worker import WorkerProcess, committed, free_port, produce, secret
 
 DAY_MS = 86_400_000
 BAD = [b"not json at all", b"[1, 2]", b"\xff\xfe\xfd", b'{"event_id": 5, "type": "view"}']
@@ -63,8 +63,11 @@ def run_settings(base: Settings, tmp: Path, name: str) -> Settings:
         batch_size=1,
         batch_within_ms=5,
         commit_interval_s=0.5,
-        churn_min_labels=20,  # each partition's model alerts after 20 labels (small input)
-        checkpoint_key="scale-out-key",  # signs the models handed over at a rebalance
+        churn_min_labels=20,  # small input: the learned model's warm-up and guard
+        churn_min_customers=3,  # ... and the analytic scorer's fit, so every partition alerts
+        idle_advance_s=0.0,  # event time only: the same outcome however long a run takes
+        churn_alert_max_age_days=0.0,  # generated 2024 history: publish its alerts
+        checkpoint_key=secret("scale-out"),  # signs the models handed over at a rebalance
     )
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,16 @@ from streams.core.settings import PREFIX, Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def secret(name: str) -> str:
+    """A test secret strong enough for the worker (>= 32 bytes, not a documented value)."""
+    return f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+
+
+#: Tokens of tests that run the worker with authentication.
+PUBLIC_KEY = secret("test-public-key")
+ADMIN_TOKEN = secret("test-admin-token")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,6 +47,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
     names, so the cluster in segment changes depends on it, and runs are compared."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
     return env | settings.to_env() | {"PYTHONHASHSEED": "0"}
+
+
+def http_call(
+    url: str, method: str = "GET", *, token: str | None = None, body: bytes | None = None,
+    headers: dict[str, str] | None = None, timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """One HTTP request; returns (status, headers, body) whatever the status."""
+    sent = dict(headers or {})
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, method=method, data=body, headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
 
 
 class WorkerProcess:
@@ -73,9 +101,22 @@ class WorkerProcess:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.web_port}{path}"
 
-    def get_json(self, path: str, timeout: float = 5.0) -> Any:
-        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
+    def get_json(self, path: str, timeout: float = 5.0, *, token: str | None = None) -> Any:
+        """GET ``path`` as JSON, with the admin token when the worker has one (or ``token``);
+        an HTTP error raises (``urllib.error.HTTPError``, an ``OSError``)."""
+        token = self.settings.admin_token if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.url(path), headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return orjson.loads(resp.read())
+
+    def call(
+        self, method: str, path: str, *, token: str | None = None, body: bytes | None = None,
+        headers: dict[str, str] | None = None, timeout: float = 30.0,
+    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        """Any request (``token``: a Bearer token, or none); returns status, headers, body."""
+        return http_call(self.url(path), method, token=token, body=body, headers=headers,
+                         timeout=timeout)  # fmt: skip
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout

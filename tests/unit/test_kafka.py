@@ -14,7 +14,10 @@ def test_faust_topics_match_the_apps_changelog_and_leader_topic() -> None:
     table_topic = shop.profiles.changelog_topic
     assert changelog.name == table_topic.get_topic_name()
     assert changelog.num_partitions == table_topic.partitions == 6
-    assert changelog.topic_configs == {"cleanup.policy": "compact"}
+    lag = str(settings.changelog_max_compaction_lag_ms)  # a deadline for erased profiles
+    assert changelog.topic_configs == {
+        "cleanup.policy": "compact", "max.compaction.lag.ms": lag, "segment.ms": lag
+    }
     assert table_topic.compacting
     assert leader.name == shop.app._leader_assignor._leader_topic_name  # faust's own name
     assert leader.num_partitions == 1

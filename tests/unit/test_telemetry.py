@@ -204,3 +204,31 @@ async def test_dashboard_api_survives_a_redis_outage() -> None:
     dashboard.register(shop, t)
     _, snap, _ = await shop.app.pages["/api/dashboard"](FakeWeb(), None)
     assert snap["trending"] == [] and "redis down" in snap["store_error"]
+
+
+def test_churn_quality_of_both_scorers_and_stale_alerts_reach_metrics_and_dashboard() -> None:
+    """What ``ModelSet.churn_metrics()`` says becomes gauges per scorer (``model="churn"`` is
+    what alerts use), the champions per scorer, and the dashboard's churn card; alerts held
+    back from a backfill are counted."""
+    t = Telemetry()
+    nan = float("nan")
+    q = {"auc": 0.7, "log_loss": 0.6, "brier": 0.2, "precision": 0.5, "recall": nan,
+         "labels": 800.0}  # fmt: skip
+    t.set_churn_quality({
+        "analytic": q, "model": {**q, "auc": 0.65}, "champion": q,
+        "champions": {"analytic": 3, "model": 1},
+    })  # fmt: skip
+    t.on_stale_alerts(4)
+    families = {f.name: f for f in text_string_to_metric_families(t.render().decode())}
+    auc = {s.labels["model"]: s.value for s in families["shopstream_model_auc"].samples}
+    assert auc == {"churn": 0.7, "churn-analytic": 0.7, "churn-learned": 0.65}
+    recall = [s for s in families["shopstream_model_recall"].samples]
+    assert recall == []  # a NaN is never exported
+    champions = {s.labels["scorer"]: s.value
+                 for s in families["shopstream_churn_champion_partitions"].samples}  # fmt: skip
+    assert champions == {"analytic": 3.0, "model": 1.0}
+    assert families["shopstream_churn_alerts_stale"].samples[0].value == 4.0
+    snap = t.snapshot()
+    assert snap["totals"]["stale_alerts"] == 4 and snap["model"]["auc"] == 0.7
+    assert snap["churn"]["scorers"]["model"]["auc"] == 0.65
+    assert snap["churn"]["scorers"]["analytic"]["recall"] is None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 import pytest
 
+from models.alive import Summary
 from streams.core.events import Event
 from streams.core.settings import Settings
 from streams.domain.alerts import DEFAULT_TIERS, alert_id
-from streams.domain.churn import Labelled, advance, step
-from streams.domain.churn_state import ChurnConfig, ChurnState
+from streams.domain.churn import MODEL_FEATURES, Labelled, advance, step
+from streams.domain.churn_state import ChurnConfig, ChurnState, geometric_probes
 from streams.domain.profile import DAY_MS, Profile
 
 T0 = 1_704_067_200_000
@@ -22,35 +24,41 @@ def cfg(**overrides: Any) -> ChurnConfig:
     return ChurnConfig.from_settings(Settings(), **overrides)
 
 
-
 H = 30 * DAY_MS
 LATE = cfg().allowed_lateness_ms
 
 
 class Stub:
-    """A model with a fixed probability that records what it learns."""
+    """Scorers with a fixed probability that record what they are told."""
 
-    model_version = "stub-v1"
-
-    def __init__(self, p: float = 0.9, n_learned: int = 10_000) -> None:
+    def __init__(self, p: float = 0.9, can_alert: bool = True) -> None:
         self.p = p
-        self.n_learned = n_learned
+        self.can_alert = can_alert
         self.learned: list[Labelled] = []
+        self.summaries: list[Summary | None] = []
+        self.observed: list[tuple[str, int]] = []
+        self.ticks: list[int] = []
 
-    def predict_proba_one(self, x: dict[str, float]) -> float:
-        return self.p
+    def observe(self, uid: str, first_ms: int, last_ms: int, n_orders: int) -> None:
+        self.observed.append((uid, n_orders))
 
-    def learn_one(self, x: dict[str, float], y: bool) -> None:
+    def tick(self, now_ms: int) -> None:
+        self.ticks.append(now_ms)
+
+    def analytic(self, s: Summary | None) -> float:
+        return 0.25
+
+    def learn(self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int) -> None:
         self.learned.append((x, y))
-        self.n_learned += 1
+        self.summaries.append(s)
 
-    def contributions(self, x: dict[str, float]) -> dict[str, float]:
-        return {"idle_days": x["idle_days"] / 10, "p_alive": -1.0, "recency_days": 0.5}
+    def score(self, x: dict[str, float], s: Summary | None) -> tuple[float, str, dict[str, float]]:
+        return self.p, "stub-v1", {"silence": x["log_idle"], "bg_p": -1.0, "rhythm": 0.5}
 
 
 class Run:
     def __init__(self, config: ChurnConfig | None = None, model: Stub | None = None) -> None:
-        self.cfg = config or cfg(min_labels_for_alerts=0)
+        self.cfg = config or cfg()
         self.model = model if model is not None else Stub()
         self.state = ChurnState()
         self.profiles: dict[str, Profile] = {}
@@ -83,19 +91,26 @@ class Run:
 
 
 def snap_days(labelled: list[Labelled]) -> list[tuple[int, bool]]:
-    return [(round(x["recency_days"]), y) for x, y in labelled]
+    """(days since the last purchase at the snapshot, churned) of each label."""
+    return [(round(math.expm1(x["log_recency"])), y) for x, y in labelled]
 
 
 # --- labels ---------------------------------------------------------------------------
 
 
-def test_purchase_within_horizon_resolves_pending_snapshots_negative() -> None:
+def test_purchase_within_horizon_makes_pending_snapshots_negative_learned_at_window_close() -> None:
     r = Run()
     r.feed("u1", "purchase", 0)
     r.feed("u1", "purchase", 10)
-    # the snapshot at the purchase (recency 0) and the 7-day probe, both now negative
-    assert snap_days(r.labelled) == [(0, False), (7, False)]
+    assert r.labelled == []  # known negative, but learned in snapshot order, when due
+    r.advance(40, LATE)
+    # the snapshot at the first purchase (recency 0) and the 7-day probe are negative; the
+    # snapshot at the second purchase saw no purchase within H: positive
+    assert snap_days(r.labelled) == [(0, False), (7, False), (0, True)]
     assert r.model.learned == r.labelled
+    assert list(r.labelled[0][0]) == list(MODEL_FEATURES)  # with the analytic score
+    assert r.labelled[0][0]["bg_p"] == 0.25
+    assert r.model.summaries[:2] == [(0, 0.0, 0.0), (0, 0.0, 7.0)]  # (x, t_x, T) at the snapshot
 
 
 def test_silence_resolves_positive_only_after_horizon_plus_lateness() -> None:
@@ -113,6 +128,7 @@ def test_late_purchase_inside_the_lateness_slack_still_counts() -> None:
     r.feed("u1", "purchase", 0)
     r.feed("u2", "view", 30 + 0.5 / 24)  # the clock passes day 30 by half an hour
     r.feed("u1", "purchase", 29.9)  # arrives late, ts < clock
+    r.advance(31)
     labels = {d: y for d, y in snap_days(r.labelled)}
     assert labels[0] is False  # the day-0 snapshot saw a purchase within H
     assert all(y is False for d, y in labels.items() if d < 29.9)
@@ -130,7 +146,7 @@ def test_out_of_order_events_do_not_move_last_seen_back_or_open_an_episode() -> 
 
 def test_purchase_mode_ignores_views_activity_mode_counts_them() -> None:
     purchase = Run()
-    activity = Run(cfg(label_mode="activity", min_labels_for_alerts=0))
+    activity = Run(cfg(label_mode="activity"))
     for r in (purchase, activity):
         r.feed("u1", "purchase", 0)
         r.feed("u1", "view", 3)
@@ -139,12 +155,17 @@ def test_purchase_mode_ignores_views_activity_mode_counts_them() -> None:
     assert (0, False) in snap_days(activity.labelled)
 
 
-def test_probes_stop_after_the_last_offset() -> None:
+def test_probes_cover_every_silence_then_stop() -> None:
+    """Labels exist for silences far past any weekly schedule (the model is asked about
+    customers silent for years), O(log silence) of them; then nothing is left."""
     r = Run(cfg(alerts=False))
     r.feed("u1", "purchase", 0)
-    r.advance(400)
+    r.advance(730)
+    assert snap_days(r.labelled) == [(d, True) for d in (0, 7, 14, 28, 56, 112, 224, 448)]
+    r.advance(4000)
     days = [d for d, _ in snap_days(r.labelled)]
-    assert days == [int(d) for d in cfg().probe_days]
+    assert days == [int(d) for d in cfg().probe_days] == [int(d) for d in geometric_probes()]
+    assert days[-1] > 3000
     assert r.state.timers == []  # nothing left for a long-gone user
 
 
@@ -192,7 +213,7 @@ def test_one_alert_per_idle_episode_and_none_for_active_users() -> None:
     }
     assert a["user_id"] == "u1" and a["alert_id"] == alert_id("u1", T0)
     assert a["ts"] == T0 + 14 * DAY_MS and a["probability"] == 0.9 and a["threshold"] == 0.5
-    assert a["reasons"][0] == {"feature": "idle_days", "contribution": 1.4}
+    assert a["reasons"][0] == {"feature": "silence", "contribution": round(math.log1p(14), 4)}
     assert a["action"]["value_tier"] == "gold" and a["action"]["discount_pct"] == 20.0
     assert a["model_version"] == "stub-v1" and a["segment"] == "unassigned"
     r.advance(300)
@@ -207,26 +228,73 @@ def test_one_alert_per_idle_episode_and_none_for_active_users() -> None:
     ]
 
 
-def test_below_threshold_no_alert_and_no_rescoring() -> None:
+class Rising(Stub):
+    """P(churn) grows with the silence: 0.1 per week (log_idle is log1p of the idle days)."""
+
+    def score(self, x: dict[str, float], s: Summary | None) -> tuple[float, str, dict[str, float]]:
+        self.scored = [*getattr(self, "scored", []), round(math.expm1(x["log_idle"]))]
+        return min(math.expm1(x["log_idle"]) / 70, 1.0), "stub-v1", {}
+
+
+def test_an_episode_is_checked_again_as_the_silence_doubles_until_one_alert() -> None:
+    """A customer below the threshold after 14 silent days may cross it later in the same
+    silence: checks at 14, 28, 56, ... days; one alert for the episode, then no more."""
+    model = Rising()
+    r = Run(model=model)
+    r.feed("u1", "purchase", 0)
+    r.advance(400)
+    assert model.scored == [14, 28, 56]  # 0.2, 0.4, then 0.8: alerted, done
+    assert [(a["alert_id"], a["ts"]) for a in r.alerts] == [(alert_id("u1", T0), T0 + 56 * DAY_MS)]
+
+
+def test_below_threshold_at_every_check_no_alert_and_the_checks_end() -> None:
     model = Stub(p=0.3)
     r = Run(model=model)
     r.feed("u1", "purchase", 0)
-    r.advance(20)
-    model.p = 0.99  # a later, higher score does not reopen the episode
-    r.advance(100)
+    r.advance(14 * 32 + 1)
+    assert r.alerts == [] and r.state.users["u1"].scored_episode_ms == T0
+    model.p = 0.99  # after the last check (14 x 32 days) the episode is not scored again
+    r.advance(2000)
     assert r.alerts == []
+    assert not [t for t in r.state.timers if t[1] == 2]  # no idle timer left
 
 
-def test_no_alerts_before_the_model_has_learned_enough() -> None:
-    r = Run(cfg(min_labels_for_alerts=200), Stub(n_learned=0))
+def test_activity_starts_a_new_episode_with_its_own_first_check() -> None:
+    """An armed later check of the old episode is superseded: the new episode's first check
+    comes idle_days after the new activity, not when the old check was due."""
+    model = Stub(p=0.3)
+    r = Run(model=model)
+    r.feed("u1", "purchase", 0)
+    r.advance(30)  # checked at 14 and 28 (below); the next check was due at day 56
+    model.p = 0.9
+    r.feed("u1", "view", 40)
+    r.advance(60)
+    assert [(a["alert_id"], a["ts"]) for a in r.alerts] == [
+        (alert_id("u1", T0 + 40 * DAY_MS), T0 + 54 * DAY_MS)
+    ]
+
+
+def test_no_alerts_while_the_scorers_cannot_alert() -> None:
+    r = Run(model=Stub(can_alert=False))
     r.feed("u1", "purchase", 0)
     r.advance(20)
     assert r.alerts == []
+
+
+def test_a_probability_that_cannot_be_computed_raises_no_alert() -> None:
+    model = Stub(p=math.nan)
+    r = Run(model=model)
+    r.feed("u1", "purchase", 0)
+    r.advance(20)
+    assert r.alerts == []  # never a default probability
+    model.p = 0.99  # computable again: the next check (day 28) alerts
+    r.advance(100)
+    assert [a["ts"] for a in r.alerts] == [T0 + 28 * DAY_MS]
 
 
 def test_value_tiers_are_configurable() -> None:
     assert [t.name for t in DEFAULT_TIERS] == ["gold", "silver", "bronze"]
-    r = Run(cfg(min_labels_for_alerts=0, tiers=(DEFAULT_TIERS[2],)))
+    r = Run(cfg(tiers=(DEFAULT_TIERS[2],)))
     r.feed("u1", "purchase", 0, price=900.0)
     r.advance(20)
     assert r.alerts[0]["action"]["value_tier"] == "bronze"
@@ -270,7 +338,31 @@ def test_visitors_who_never_bought_are_not_alerted_unless_configured() -> None:
     default.feed("u1", "view", 0)
     default.advance(30)
     assert default.alerts == []
-    opted_in = Run(cfg(min_labels_for_alerts=0, alert_non_buyers=True))
+    opted_in = Run(cfg(alert_non_buyers=True))
     opted_in.feed("u1", "view", 0)
     opted_in.advance(30)
     assert [a["action"]["value_tier"] for a in opted_in.alerts] == ["bronze"]
+
+
+def test_the_scorers_see_purchases_and_the_clock() -> None:
+    r = Run()
+    r.feed("u1", "view", 0)
+    r.feed("u1", "purchase", 1)
+    r.feed("u1", "purchase", 2)
+    assert r.model.observed == [("u1", 1), ("u1", 2)]  # purchases only
+    r.advance(20)
+    assert r.model.ticks == sorted(r.model.ticks) and r.model.ticks[-1] <= T0 + 20 * DAY_MS
+
+
+def test_a_track_of_the_older_layout_restarts_its_labels() -> None:
+    """Tracks stored before geometric probes hold pending [ts, x] of older features: they
+    are dropped (at most H days of labels) and the probes restart."""
+    from streams.domain.churn_state import rebuild, track_from_list
+
+    old = [T0, T0 + DAY_MS, 9, True, True, -1, T0, [[T0, [1.0, 2.0]], [T0 + DAY_MS, [3.0]]]]
+    t = track_from_list(old)
+    assert (t.pending, t.probe_k, t.last_seen_ms) == ([], 1, T0 + DAY_MS)
+    state = rebuild({"u1": t}, cfg())
+    assert state.clock_ms == T0 + DAY_MS
+    assert sorted(kind for _, kind, _, _ in state.timers) == [1, 2]  # a probe and an idle timer
+    assert t.idle_due_ms == T0 + DAY_MS + int(cfg().idle_days * DAY_MS)  # the old flag, placed

@@ -123,9 +123,19 @@ def test_features_are_finite_and_complete() -> None:
     p = run([ev(1, "view", 0)])  # never purchased
     for now in (T0 - DAY_MS, T0, T0 + 400 * DAY_MS):  # even "now" before the profile's events
         f = features(p, now)
-        assert tuple(f) == FEATURE_NAMES
+        assert set(f) == {*FEATURE_NAMES, "recency_days", "idle_days"}
         assert all(math.isfinite(v) for v in f.values())
     assert features(p, T0)["has_purchased"] == 0.0
+
+
+def test_model_inputs_stay_bounded_however_long_the_silence() -> None:
+    """The learned model must not meet a value far outside what it was trained on: a linear
+    day count grows without bound (and let the logistic model turn around past the longest
+    silence it had labels for, issue 14); logs and ratios grow by a few units at most."""
+    p = run([ev(i, "purchase", 3 * i, f"s{i}", price=20.0) for i in range(5)])
+    ten_years = features(p, p.last_seen_ms + 3650 * DAY_MS)
+    assert all(abs(ten_years[k]) < 15 for k in FEATURE_NAMES), ten_years
+    assert ten_years["recency_days"] == 3650  # still there, for alerts and the baseline
 
 
 def test_recency_ratio_separates_slow_from_fast_buyers() -> None:

@@ -17,20 +17,26 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from streams.cli import evaluate_churn
+from streams.core.settings import Settings
 from streams.tools.evaluate_churn import (
+    Scored,
     TransactionsError,
     average_precision,
+    eval_settings,
     evaluate,
     partition_of,
     read_transactions,
     roc_auc,
     score_at_cutoff,
 )
+from streams.tools.failures import explain
 from streams.tools.generate import generate, transactions_csv
 
 CUTOFF = date(2024, 3, 30)  # day 90 of the generated 120 days: history end + 30 = data end
 T_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z, the end of the cutoff day
-TRUTH_KEYS = {"auc", "pr_auc", "baseline_auc", "baseline_pr_auc", "positives", "positive_rate"}
+TRUTH_KEYS = {"auc", "pr_auc", "baseline_auc", "baseline_pr_auc", "positives", "positive_rate",
+              "lift", "analytic_auc", "learned_auc", "brier", "analytic_brier", "learned_brier",
+              "buckets", "min_bucket_auc", "alerts"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +100,9 @@ def test_rows_after_the_cutoff_change_nothing_but_the_truth(
     other = tmp_path / "tampered.csv"
     _tamper_future(tx, other)
 
-    def scores(path: Path) -> dict[str, tuple[float, float]]:
+    def scores(path: Path) -> dict[str, Scored]:
         history = [r for r in read_transactions(path) if r.ts_ms < T_MS]
-        return score_at_cutoff(history, T_MS, 30.0)[0]
+        return score_at_cutoff(history, T_MS, eval_settings(Settings(), 30.0)).scores
 
     assert scores(tx) == scores(other)
     changed = evaluate(other, CUTOFF, 30.0)
@@ -185,11 +191,15 @@ def test_command_table_and_errors(tmp_path: Path) -> None:
     path.write_text("user_id,timestamp,amount\na,2024-03-01,5\nb,2024-03-20,5\nb,2024-04-02,1\n")
     out = CliRunner().invoke(_app(), ["--transactions", str(path), "--cutoff", "2024-03-30"])
     assert out.exit_code == 0 and "recency baseline" in out.stdout
+    # errors reach `shopstream`'s main, which prints explain()'s one line and exits with its
+    # code (tests/unit/cli/test_failures.py runs the real command)
     bad = CliRunner().invoke(_app(), ["--transactions", str(path), "--cutoff", "30/03/2024"])
-    assert bad.exit_code == 2 and "not a YYYY-MM-DD date" in bad.stderr
+    message, code = explain(bad.exception, None) or ("", 0)
+    assert code == 2 and "not a YYYY-MM-DD date" in message
     path.write_text("user_id,timestamp,amount\na,2024-03-01,five\n")
     bad = CliRunner().invoke(_app(), ["--transactions", str(path), "--cutoff", "2024-03-30"])
-    assert bad.exit_code == 2 and "t.csv:2" in bad.stderr
+    message, code = explain(bad.exception, None) or ("", 0)
+    assert code == 2 and "t.csv:2" in message
 
 
 def test_partitions_split_the_users_and_labels_between_models(
@@ -202,9 +212,10 @@ def test_partitions_split_the_users_and_labels_between_models(
     assert (split["n"], split["positives"]) == (small_result["n"], small_result["positives"])
     assert split["labels_learned"] == small_result["labels_learned"]
     assert split["auc"] != small_result["auc"]  # other models, other scores
-    history = read_transactions(small_tx)
-    _, models = score_at_cutoff([r for r in history if r.ts_ms < T_MS], T_MS, 30.0, partitions=4)
-    assert len(models) == 4 and all(m.n_learned > 0 for m in models)
+    history = [r for r in read_transactions(small_tx) if r.ts_ms < T_MS]
+    run = score_at_cutoff(history, T_MS, eval_settings(Settings(), 30.0), partitions=4)
+    assert len(run.scorers) == 4 and all(g.model.n_learned > 0 for g in run.scorers)
+    assert len(split["champions"]) == 4
     with pytest.raises(TransactionsError, match="partitions"):
         evaluate(small_tx, CUTOFF, 30.0, partitions=0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import orjson
@@ -100,3 +100,43 @@ def test_generate_command_writes_events_truth_and_transactions(
     assert tx.read_text().startswith("user_id,timestamp,amount\n")
     printed = capsys.readouterr().out.strip()
     assert printed.startswith("wrote ") and "\n" not in printed
+
+
+@pytest.fixture(scope="module")
+def long_world() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    return generate(users=600, seed=5, days=400)
+
+
+def test_customers_arrive_in_cohorts(long_world) -> None:  # type: ignore[no-untyped-def]
+    _, truth = long_world
+    founders = [t for t in truth if t["cohort"] == -1]
+    assert 0.25 < len(founders) / len(truth) < 0.42
+    assert all(t["join_ts_ms"] == DEFAULT_START_MS for t in founders)
+    sizes = Counter(int(str(t["cohort"])) for t in truth if t["cohort"] != -1)
+    assert len(sizes) >= 8 and max(sizes.values()) > 2 * min(sizes.values())  # uneven waves
+    for t in truth:  # each joins in its cohort's month
+        if t["cohort"] != -1:
+            day = (int(str(t["join_ts_ms"])) - DEFAULT_START_MS) / 86_400_000
+            assert 30 * int(str(t["cohort"])) <= day < 30 * int(str(t["cohort"])) + 30
+
+
+def test_customers_churn_at_every_rhythm_and_some_silences_end(long_world) -> None:  # type: ignore[no-untyped-def]
+    events, truth = long_world
+    def churn_rate(rows: list[dict[str, object]]) -> float:
+        return sum(bool(t["churned"]) for t in rows) / len(rows)
+
+    fast = [t for t in truth if float(str(t["mean_interval_days"])) < 6 and not t["one_off"]]
+    slow = [t for t in truth if float(str(t["mean_interval_days"])) > 40 and not t["one_off"]]
+    assert len(fast) > 30 and len(slow) > 30
+    assert 0.2 < churn_rate(fast) < 1.0 and 0.2 < churn_rate(slow) < 1.0
+    assert max(float(str(t["mean_interval_days"])) for t in truth) > 200  # up to yearly buyers
+    purchases: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        if e["type"] == "purchase":
+            purchases[str(e["user_id"])].append(int(str(e["ts"])))
+    came_back = [  # a silence of over 120 days between two orders: long, and not churn
+        u for u, ts in purchases.items()
+        if any(b - a > 120 * 86_400_000 for a, b in itertools.pairwise(sorted(ts)))
+    ]  # fmt: skip
+    assert len(came_back) > 10
+    assert sum(int(str(t["breaks"])) > 0 for t in truth) > 30
