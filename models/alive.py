@@ -374,7 +374,9 @@ class AliveModel:
             "params": self.params.as_list(),
             "last_fit_ms": self.last_fit_ms,
             "n_fits": self.n_fits,
-            "sample": {u: list(v) for u, v in sorted(self.sample.items())},
+            # in insertion order: the fit sums over the sample in this order, so a sorted
+            # copy would refit to parameters 1e-10 away from the original's
+            "sample": {u: list(v) for u, v in self.sample.items()},
         }
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Anomaly and bot flags: transparent rules plus River Half-Space Trees, in event time.
+"""Anomaly and bot flags: transparent rules plus Half-Space Trees, in event time.
 
 Per user, :class:`AnomalyDetector` keeps short event-time windows (events in the last minute,
 views with no dwell, distinct items in ten minutes); per item a running mean price; over all
@@ -7,7 +7,8 @@ purchases streaming quantiles of line values. Rules name what is odd in plain wo
 * ``bot``: a burst of events, views with no dwell time, or very many distinct items;
 * ``large_order``: a purchase line far above the usual (or a huge quantity);
 * ``price_outlier``: a price far from the item's usual price;
-* ``unusual_activity``: the Half-Space Trees score (scaled inputs in [0, 1]) is extreme.
+* ``unusual_activity``: the Half-Space Trees score (scaled inputs in [0, 1]) is extreme
+  (:mod:`models.hst`: River's algorithm, same scores, plain-JSON state).
 
 Each (user, kind) is reported at most once per ``cooldown_ms`` of event time. A user flagged
 ``bot`` stays flagged for ``bot_ttl_ms`` after the last detection
@@ -24,21 +25,23 @@ protection).
 [(40, 'bot', '41 events within 60 s (limit 40)')]
 >>> d.is_bot("bot1"), d.is_bot("u2")
 (True, False)
+>>> AnomalyDetector.from_dict(d.to_dict(), d.config).to_dict() == d.to_dict()
+True
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, NamedTuple
 
-from river import anomaly
-
+from models.hst import HalfSpaceTrees
 from models.protocols import Interaction
 from models.sketch import P2Quantile
 
 MINUTE_MS: Final = 60_000
+STATE_VERSION: Final = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,7 +102,7 @@ class AnomalyDetector:
 
     def __init__(self, config: AnomalyConfig) -> None:
         self.config = c = config
-        self.hst: Any = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=250, seed=c.seed)
+        self.hst = HalfSpaceTrees(n_trees=10, height=6, window_size=250, seed=c.seed)
         self.n_learned = 0
         self.users: OrderedDict[str, _User] = OrderedDict()
         self.prices: OrderedDict[str, list[float]] = OrderedDict()  # item -> [n, mean]
@@ -324,3 +327,49 @@ class AnomalyDetector:
             u.emitted[kind] = e.ts_ms
             out.append(Flag(kind, round(max(strength, score), 4), reason))
         return out
+
+    # --- state as plain JSON ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON of everything learned (the config is the application's, not state):
+        the trees, the per-user windows, usual prices and the order-value quantile, in
+        least-recently-seen order."""
+        return {
+            "v": STATE_VERSION, "hst": self.hst.to_dict(), "n_learned": self.n_learned,
+            "users": {uid: _user_to_dict(u) for uid, u in self.users.items()},
+            "prices": dict(self.prices), "line_value": self.line_value.to_dict(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], config: AnomalyConfig) -> AnomalyDetector:
+        """Inverse of :meth:`to_dict` with the application's ``config``: scores, flags and
+        goes on learning exactly as the original."""
+        if d.get("v") != STATE_VERSION:
+            raise ValueError(f"anomaly detector state version {d.get('v')!r}")
+        m = cls(config)
+        m.hst = HalfSpaceTrees.from_dict(d["hst"])
+        m.n_learned = int(d["n_learned"])
+        m.users = OrderedDict((str(uid), _user_from_dict(u)) for uid, u in d["users"].items())
+        m.prices = OrderedDict(
+            (str(item), [float(n), float(mean)]) for item, (n, mean) in d["prices"].items()
+        )
+        m.line_value = P2Quantile.from_dict(d["line_value"])
+        return m
+
+
+def _user_to_dict(u: _User) -> dict[str, Any]:
+    return {f.name: list(v) if isinstance(v, deque) else v
+            for f in fields(u) for v in (getattr(u, f.name),)}  # fmt: skip
+
+
+def _user_from_dict(d: dict[str, Any]) -> _User:
+    """A :class:`_User` from :func:`_user_to_dict`'s JSON (windows back to deques of tuples;
+    a field the state does not have keeps its default, so adding one needs no new format)."""
+    u = _User()
+    for f in fields(u):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        if isinstance(getattr(u, f.name), deque):
+            v = deque(tuple(e) if isinstance(e, list) else e for e in v)
+        setattr(u, f.name, v)
+    return u

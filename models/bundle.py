@@ -11,7 +11,8 @@ arrive). The price is less data per model: ``shopstream evaluate churn --partiti
 measures it (docs/churn.md).
 
 The worker checkpoints the set (``streams.worker.checkpoints``) and moves a partition's
-bundle with the partition at a rebalance (``streams.worker.handover``).
+bundle with the partition at a rebalance (``streams.worker.handover``), both as plain JSON
+(:meth:`Models.to_dict`, rebuilt by :meth:`Models.from_dict` with the worker's configs).
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from models.anomaly import AnomalyDetector
+from models.anomaly import AnomalyConfig, AnomalyDetector
+from models.errors import CheckpointRejected
 from models.guard import NAMES
 from models.guarded import GuardedChurn
-from models.segments import SegmentModel
+from models.segments import SegmentConfig, SegmentModel
 
 log = logging.getLogger(__name__)
+#: Bumped when the bundle's JSON layout changes.
+STATE_VERSION: Final = 1
 
 
 @dataclass(slots=True)
@@ -45,6 +49,33 @@ class Models:
         if offset > self.offsets.get(key, -1):
             self.offsets[key] = offset
         self.stream_time_ms = max(self.stream_time_ms, ts_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON of the bundle (every model's ``to_dict``; no pickle)."""
+        return {
+            "v": STATE_VERSION, "churn": self.churn.to_dict(), "segments": self.segments.to_dict(),
+            "anomalies": self.anomalies.to_dict(), "offsets": dict(self.offsets),
+            "stream_time_ms": self.stream_time_ms,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(
+        cls, d: dict[str, Any], segments: SegmentConfig, anomalies: AnomalyConfig
+    ) -> Models:
+        """Inverse of :meth:`to_dict`, with the application's configs; a state it cannot
+        rebuild raises :class:`CheckpointRejected` (never anything else)."""
+        if not isinstance(d, dict) or d.get("v") != STATE_VERSION:
+            raise CheckpointRejected(f"not a bundle state of version {STATE_VERSION}")
+        try:
+            offsets = {str(k): int(v) for k, v in d["offsets"].items()}
+            return cls(
+                churn=GuardedChurn.from_dict(d["churn"]),
+                segments=SegmentModel.from_dict(d["segments"], segments),
+                anomalies=AnomalyDetector.from_dict(d["anomalies"], anomalies),
+                offsets=offsets, stream_time_ms=int(d["stream_time_ms"]),
+            )  # fmt: skip
+        except Exception as exc:  # whatever a malformed state breaks: one documented error
+            raise CheckpointRejected(f"models state not rebuilt: {exc!r}") from exc
 
 
 @dataclass(slots=True)
@@ -65,6 +96,25 @@ class ModelSet:
         if models is None:
             models = self.parts[partition] = fresh()
         return models
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON of every partition's bundle."""
+        return {"v": STATE_VERSION, "parts": {str(p): m.to_dict() for p, m in self.parts.items()}}
+
+    @classmethod
+    def from_dict(
+        cls, d: dict[str, Any], segments: SegmentConfig, anomalies: AnomalyConfig
+    ) -> ModelSet:
+        """Inverse of :meth:`to_dict`; raises only :class:`CheckpointRejected`."""
+        parts = d.get("parts")
+        if d.get("v") != STATE_VERSION or not isinstance(parts, dict):
+            raise CheckpointRejected(f"not a model set state (version {d.get('v')!r})")
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError as exc:
+            raise CheckpointRejected(f"model set state: {exc}") from exc
+        return cls(parts={n: Models.from_dict(m, segments, anomalies)
+                          for n, m in zip(numbers, parts.values(), strict=True)})  # fmt: skip
 
     def forget(self, user_id: str) -> int:
         """Drop what every bundle remembers of one user (erasure); returns how many

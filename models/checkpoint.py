@@ -1,19 +1,19 @@
-"""Signed, versioned, atomic model checkpoints.
+"""Signed, versioned, atomic model checkpoints: a JSON header line and a JSON payload.
 
-File layout: one JSON header line, then the pickled model::
+File layout (format version 2)::
 
-    {"format": "shopstream-checkpoint", "version": 1, "meta": {...}, "payload_len": N,
-     "hmac": "<hex HMAC-SHA256>"}\\n<N bytes of pickle>
+    {"format": "shopstream-checkpoint", "version": 2, "meta": {...}, "payload_len": N,
+     "hmac": "<hex HMAC-SHA256>"}\\n<N bytes of JSON: the models' state>
 
 The HMAC (SHA-256, keyed with ``SHOPSTREAM_CHECKPOINT_KEY``) covers the canonical header
-without its ``hmac`` field *and* the payload. :func:`load_checkpoint` checks format,
-signature and version first and only then unpickles: nothing unverified is ever unpickled,
-and even a verified payload is read by :class:`RestrictedUnpickler`, which resolves only
-classes of this project and its model libraries (renamed ones through :data:`RENAMED`) and
-turns every failure into :class:`~models.errors.CheckpointRejected`, so a checkpoint written
-by another version is refused cleanly, never a crash at start.
-``meta`` (stream time, offsets, per-partition churn state, ...) is plain JSON, readable
-without unpickling. Writes go to a temporary file, are fsynced and then ``os.replace``d.
+without its ``hmac`` field *and* the payload. :func:`verify` checks format and signature
+first and only then parses the payload -- with orjson, as plain data: nothing in a checkpoint
+can run code, and nothing unverified is deserialised at all. The caller rebuilds its models
+from that data (``from_dict`` methods with its own configs). Every failure is a
+:class:`~models.errors.CheckpointRejected` saying why, so a checkpoint written by another
+version -- including version 1, which held a pickle and is never unpickled -- is refused
+cleanly, never a crash at start. ``meta`` (stream time, offsets, ...) is plain JSON too.
+Writes go to a temporary file, are fsynced and then ``os.replace``d.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import logging
 import os
-import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,40 +43,11 @@ from models.errors import CheckpointKeyMissing, CheckpointRejected
 log = logging.getLogger(__name__)
 
 FORMAT: Final = "shopstream-checkpoint"
-VERSION: Final = 1
+VERSION: Final = 2
+#: Version 1 held a pickle: refused (never unpickled), the models start fresh.
+PICKLE_VERSION: Final = 1
 SUFFIX: Final = ".ckpt"
 MAX_HEADER: Final = 16 * 1024 * 1024
-#: Modules a checkpoint may name classes from (River's estimators, numpy arrays, ours).
-ALLOWED_ROOTS: Final = frozenset({"models", "river", "numpy", "collections", "builtins",
-                                  "copyreg", "functools", "datetime", "math", "random"})
-#: Where classes of older layouts live now (``module.Class`` -> ``module.Class``).
-RENAMED: Final[dict[str, str]] = {
-    "streams.models_runtime.Models": "models.bundle.Models",
-    "streams.models_runtime.ModelSet": "models.bundle.ModelSet",
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only classes under :data:`ALLOWED_ROOTS`, mapping old names by :data:`RENAMED`.
-
-    >>> RestrictedUnpickler(io.BytesIO(pickle.dumps(print))).load()
-    Traceback (most recent call last):
-    ...
-    _pickle.UnpicklingError: builtins.print is not a class a checkpoint may hold
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        module, _, name = RENAMED.get(f"{module}.{name}", f"{module}.{name}").rpartition(".")
-        if module.split(".")[0] not in ALLOWED_ROOTS or (
-            module == "builtins" and name not in _SAFE_BUILTINS
-        ):
-            raise pickle.UnpicklingError(f"{module}.{name} is not a class a checkpoint may hold")
-        return super().find_class(module, name)
-
-
-_SAFE_BUILTINS: Final = frozenset({"dict", "list", "set", "frozenset", "tuple", "int", "float",
-                                   "complex", "str", "bytes", "bytearray", "bool", "slice",
-                                   "range", "object", "getattr"})
 
 
 def _signature(key: bytes, header: dict[str, Any], payload: bytes) -> str:
@@ -120,11 +90,12 @@ def next_sequence(directory: Path, prefix: str = "churn") -> int:
     return max(sequence_of(found[-1]), 0) + 1 if found else 1
 
 
-def sign(model: object, state_meta: dict[str, Any], key: bytes) -> bytes:
-    """``model`` and JSON-safe ``state_meta`` as signed checkpoint bytes (header + pickle)."""
+def sign(state: dict[str, Any], state_meta: dict[str, Any], key: bytes) -> bytes:
+    """JSON-safe ``state`` (a model's ``to_dict()``) and ``state_meta`` as signed checkpoint
+    bytes (header + JSON payload)."""
     if not key:
         raise CheckpointKeyMissing("no checkpoint key configured (SHOPSTREAM_CHECKPOINT_KEY)")
-    payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = orjson.dumps(state)
     header: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -135,10 +106,10 @@ def sign(model: object, state_meta: dict[str, Any], key: bytes) -> bytes:
     return orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + b"\n" + payload
 
 
-def verify(data: bytes, key: bytes, source: str) -> tuple[Any, dict[str, Any]]:
-    """``(model, state_meta)`` from :func:`sign`'s bytes, or CheckpointRejected saying why
-    not (``source`` names where the bytes came from). Unpickles only after the HMAC checks.
-    """
+def verify(data: bytes, key: bytes, source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state, state_meta)`` from :func:`sign`'s bytes, or CheckpointRejected saying why
+    not (``source`` names where the bytes came from). Parses the payload only after the HMAC
+    checks, and only as JSON."""
     if not key:
         raise CheckpointRejected(f"{source}: no checkpoint key configured, cannot verify")
     line, sep, payload = data[:MAX_HEADER].partition(b"\n")
@@ -157,6 +128,11 @@ def verify(data: bytes, key: bytes, source: str) -> tuple[Any, dict[str, Any]]:
         raise CheckpointRejected(
             f"{source}: bad signature (tampered, or signed with another key)"
         )
+    if header.get("version") == PICKLE_VERSION:
+        raise CheckpointRejected(
+            f"{source}: format version 1 (a pickle) is no longer read: refused, never "
+            "unpickled; the models start fresh"
+        )
     if header.get("version") != VERSION:
         raise CheckpointRejected(
             f"{source}: incompatible checkpoint version {header.get('version')!r} "
@@ -164,17 +140,21 @@ def verify(data: bytes, key: bytes, source: str) -> tuple[Any, dict[str, Any]]:
         )
     if header.get("payload_len") != len(payload):
         raise CheckpointRejected(f"{source}: payload length mismatch")
-    try:  # signed by the operator's key, and still read by the restricted unpickler
-        model = RestrictedUnpickler(io.BytesIO(payload)).load()
-    except Exception as exc:
-        raise CheckpointRejected(f"{source}: unreadable by this version ({exc!r})") from exc
+    try:  # signed by the operator's key, and still only data
+        state = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CheckpointRejected(f"{source}: payload is not JSON ({exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointRejected(f"{source}: payload is not a JSON object")
     meta = header.get("meta")
-    return model, meta if isinstance(meta, dict) else {}
+    return state, meta if isinstance(meta, dict) else {}
 
 
-def save_checkpoint(path: Path, model: object, state_meta: dict[str, Any], key: bytes) -> Path:
-    """Write ``model`` with JSON-safe ``state_meta`` atomically and signed; return ``path``."""
-    data = sign(model, state_meta, key)
+def save_checkpoint(
+    path: Path, state: dict[str, Any], state_meta: dict[str, Any], key: bytes
+) -> Path:
+    """Write JSON-safe ``state`` and ``state_meta`` atomically and signed; return ``path``."""
+    data = sign(state, state_meta, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
@@ -190,8 +170,8 @@ def save_checkpoint(path: Path, model: object, state_meta: dict[str, Any], key: 
     return path
 
 
-def load_checkpoint(path: Path, key: bytes) -> tuple[Any, dict[str, Any]]:
-    """Verify and load ``(model, state_meta)``; raise CheckpointRejected saying why not."""
+def load_checkpoint(path: Path, key: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify and load ``(state, state_meta)``; raise CheckpointRejected saying why not."""
     if not key:
         raise CheckpointRejected(f"{path}: no checkpoint key configured, cannot verify")
     try:
@@ -202,14 +182,21 @@ def load_checkpoint(path: Path, key: bytes) -> tuple[Any, dict[str, Any]]:
 
 
 def latest_valid(
-    directory: Path, key: bytes, prefix: str = "churn"
+    directory: Path, key: bytes, prefix: str = "churn", *,
+    decode: Callable[[dict[str, Any]], Any] = lambda state: state,
+    rejected: list[str] | None = None,
 ) -> tuple[Any, dict[str, Any], Path] | None:
-    """The newest checkpoint that verifies; rejected ones are logged and skipped."""
+    """The newest checkpoint (the last written) that verifies and that ``decode`` (state ->
+    model, raising CheckpointRejected) accepts, as ``(model, meta, path)``; rejected ones are
+    logged (one line each), appended to ``rejected`` and skipped."""
     for path in reversed(checkpoints(directory, prefix)):
         try:
-            model, meta = load_checkpoint(path, key)
+            state, meta = load_checkpoint(path, key)
+            model = decode(state)
         except CheckpointRejected as exc:
             log.warning("checkpoint rejected, skipping: %s", exc)
+            if rejected is not None:
+                rejected.append(str(exc))
             continue
         log.info("restored checkpoint %s", path)
         return model, meta, path

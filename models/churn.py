@@ -2,9 +2,8 @@
 
 ``learn_one`` first predicts, updates the progressive metrics (ROC AUC and log loss, in a
 :class:`~models.metrics.ScoreTally`), then learns, so :attr:`ChurnModel.metrics` is an
-honest online estimate that survives checkpoints. The logistic model's whole state is plain
-JSON (:meth:`ChurnModel.to_dict`: scaler statistics, weights, intercept, optimizer state);
-the forest is pickle-only.
+honest online estimate that survives checkpoints. The model's whole state is plain JSON
+(:meth:`ChurnModel.to_dict`: scaler statistics, weights, intercept, optimizer state).
 
 >>> m = ChurnModel(seed=1)
 >>> for i in range(200):
@@ -38,11 +37,13 @@ import math
 from collections import Counter, defaultdict
 from typing import Any, Literal
 
-from river import compose, forest, linear_model, optim, preprocessing, utils
+from river import compose, linear_model, optim, preprocessing, utils
 
 from models.metrics import ScoreTally
 
-ModelKind = Literal["logistic", "forest"]
+#: The one learned model (an ARF forest was an option; it had no JSON form: removed, see the
+#: CHANGELOG).
+ModelKind = Literal["logistic"]
 #: Bumped when the wrapper's layout changes; checkpoints record it.
 MODEL_SCHEMA = 1
 STATE_VERSION = 1
@@ -70,7 +71,7 @@ def model_version(kind: str) -> str:
 
 
 class ChurnModel:
-    """P(churn) from a profile's feature dict. ``kind``: "logistic" (default) or "forest"."""
+    """P(churn) from a profile's feature dict: a scaled logistic regression."""
 
     n_refused: int = 0  # the class default serves models pickled before it existed
 
@@ -81,27 +82,21 @@ class ChurnModel:
         seed: int = 42,
         learning_rate: float = 0.1,
         l2: float = 0.0,
-        n_models: int = 10,
     ) -> None:
         self.kind: ModelKind = kind
         self.seed = seed
         self.learning_rate = learning_rate
         self.l2 = l2
-        self.n_models = n_models
         self.n_learned = 0
         self.n_positive = 0
         self.n_refused = 0
         self.tally = ScoreTally()
         self.scaler: Any = preprocessing.StandardScaler()
-        self.estimator: Any
-        if kind == "logistic":
-            self.estimator = linear_model.LogisticRegression(
-                optimizer=optim.AdaGrad(learning_rate), l2=l2
-            )
-        elif kind == "forest":
-            self.estimator = forest.ARFClassifier(n_models=n_models, seed=seed)
-        else:
-            raise ValueError(f"unknown churn model kind {kind!r}; use 'logistic' or 'forest'")
+        if kind != "logistic":
+            raise ValueError(f"unknown churn model kind {kind!r}; use 'logistic'")
+        self.estimator: Any = linear_model.LogisticRegression(
+            optimizer=optim.AdaGrad(learning_rate), l2=l2
+        )
         self.pipeline = compose.Pipeline(self.scaler, self.estimator)
 
     @property
@@ -163,16 +158,10 @@ class ChurnModel:
         return all(math.isfinite(v) for v in values)
 
     def contributions(self, x: dict[str, float]) -> dict[str, float]:
-        """Per-feature push towards churn, in log-odds units for the logistic model.
-
-        Logistic: weight x standardised value. Forest: the standardised value (a deviation
-        heuristic; trees have no additive decomposition).
-        """
+        """Per-feature push towards churn, in log-odds units: weight x standardised value."""
         scaled = self.scaler.transform_one(dict(x))
-        if self.kind == "logistic":
-            w = self.estimator.weights
-            return {k: float(w.get(k, 0.0) * v) for k, v in scaled.items()}
-        return {k: float(v) for k, v in scaled.items()}
+        w = self.estimator.weights
+        return {k: float(w.get(k, 0.0) * v) for k, v in scaled.items()}
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -185,13 +174,11 @@ class ChurnModel:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON of a logistic model (the forest has no JSON form: pickle-only)."""
-        if self.kind != "logistic":
-            raise NotImplementedError(f"a {self.kind!r} churn model has no JSON form yet")
+        """Plain JSON of the whole model."""
         sc, est = self.scaler, self.estimator
         return {
             "v": STATE_VERSION, "kind": self.kind, "seed": self.seed,
-            "learning_rate": self.learning_rate, "l2": self.l2, "n_models": self.n_models,
+            "learning_rate": self.learning_rate, "l2": self.l2,
             "n_learned": self.n_learned, "n_positive": self.n_positive,
             "n_refused": self.n_refused, "tally": self.tally.to_dict(),
             "scaler": {"counts": dict(sc.counts), "means": dict(sc.means), "vars": dict(sc.vars)},
@@ -204,8 +191,7 @@ class ChurnModel:
         """Inverse of :meth:`to_dict`: predicts and goes on learning exactly as the original."""
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"churn model state version {d.get('v')!r} is not {STATE_VERSION}")
-        m = cls(d["kind"], seed=d["seed"], learning_rate=d["learning_rate"], l2=d["l2"],
-                n_models=d["n_models"])  # fmt: skip
+        m = cls(d["kind"], seed=d["seed"], learning_rate=d["learning_rate"], l2=d["l2"])
         m.n_learned, m.n_positive = int(d["n_learned"]), int(d["n_positive"])
         m.n_refused = int(d.get("n_refused", 0))
         m.tally = ScoreTally.from_dict(d["tally"])

@@ -5,8 +5,7 @@ to. It keeps the analytic scorer's sample and fit current (:meth:`observe`, :met
 learns each delayed label after scoring it with *both* scorers as they are now (the
 :class:`~models.guard.Guard` keeps the score), and answers :meth:`score` with the current
 champion, naming it. The learned model is never used for alerts before it has beaten the
-analytic one on live labels. All of it is plain JSON (:meth:`to_dict`) except a forest
-model, which is pickle-only.
+analytic one on live labels. All of it is plain JSON (:meth:`to_dict`).
 
 >>> from models.alive import summary
 >>> day, t0 = 86_400_000, 1_704_067_200_000
@@ -135,7 +134,7 @@ class GuardedChurn:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON (raises NotImplementedError for a forest model)."""
+        """Plain JSON of the three."""
         return {
             "v": STATE_VERSION, "horizon_days": self.horizon_days, "model": self.model.to_dict(),
             "alive": self.alive.to_dict(), "guard": self.guard.to_dict(),

@@ -144,6 +144,12 @@ class Telemetry:
             "Records the consumer never handed to the agent (offset gaps); should stay 0.",
             registry=r,
         )
+        self.m_refused = PCounter(
+            p + "model_state_refused",
+            "Model checkpoints and hand-over bundles refused (older pickle format, tampered, "
+            "unreadable); the models start fresh or keep their own copy.",
+            ["source"], registry=r,
+        )  # fmt: skip
         self.m_retries = PCounter(
             p + "redis_retries", "Redis calls retried, by error.", ["error"], registry=r
         )
@@ -280,6 +286,10 @@ class Telemetry:
 
     def on_skipped_records(self, n: int) -> None:
         self.m_skipped.inc(n)
+
+    def on_state_refused(self, source: str) -> None:
+        """A checkpoint (``source="checkpoint"``) or hand-over bundle was refused."""
+        self.m_refused.labels(source).inc()
 
     def on_redis_retry(self, exc: BaseException | None = None, kind: str = "") -> None:
         self.m_retries.labels(kind or (type(exc).__name__ if exc else "unknown")).inc()

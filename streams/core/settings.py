@@ -23,7 +23,7 @@ from typing import Any, Literal, get_args
 from streams.core.errors import ConfigError
 
 PREFIX = "SHOPSTREAM_"
-ChurnModelKind = Literal["logistic", "forest"]
+ChurnModelKind = Literal["logistic"]
 ChurnGuard = Literal["auto", "analytic", "model"]
 LogFormat = Literal["text", "json"]
 TableStore = Literal["memory", "rocksdb"]
@@ -165,7 +165,7 @@ class Settings:
     churn_idle_days: float = _opt(14.0, "Score a user for an alert after this many idle days.")
     churn_threshold: float = _opt(0.5, "Publish an alert at or above this churn probability.")
     churn_model: ChurnModelKind = _opt(  # noqa: RUF009 - a str; checked() keeps it a kind
-        "logistic", "Learned churn model: logistic (scaled logistic regression) or forest."
+        "logistic", "Learned churn model: logistic (scaled logistic regression), the only one."
     )
     churn_guard: ChurnGuard = _opt(  # noqa: RUF009 - a str; checked() keeps it a mode
         "auto",
@@ -274,7 +274,8 @@ class Settings:
         if self.rec_knn_weight < 0:
             raise ConfigError(f"{PREFIX}REC_KNN_WEIGHT must not be negative")
         if self.churn_model not in get_args(ChurnModelKind):
-            raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
+            raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic (forest was removed: "
+                              "it could only be stored as a pickle; see the CHANGELOG)")
         if not 0 < self.churn_threshold <= 1:
             raise ConfigError(f"{PREFIX}CHURN_THRESHOLD must be in (0, 1]")
         if self.churn_guard not in get_args(ChurnGuard):

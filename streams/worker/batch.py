@@ -81,7 +81,7 @@ class BatchProcessor:
         self.shop, self.settings, self.telemetry = shop, s, shop.telemetry
         self.pseudo_key = s.pseudonymise_key.encode()
         self.limits = Limits.from_settings(s)
-        self.checkpointer = Checkpointer(s)
+        self.checkpointer = Checkpointer(s, on_refused=self.telemetry.on_state_refused)
         # Held while a batch runs, so that a hand-over or `forget` never races a batch.
         self.lock = asyncio.Lock()
         self.parts = Partitions(

@@ -1,12 +1,14 @@
 """Signed model checkpoints of the worker's :class:`~models.bundle.ModelSet`.
 
-The set is checkpointed atomically (:mod:`models.checkpoint`: HMAC-signed, never unpickled
-before the signature is verified) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on
-shutdown, numbered in the order they are written and recording the stream time and the last
-source offset each bundle includes; on start the newest (last written) valid checkpoint is
-restored, so progressive metrics go on. Model learning
-is at-most-once across a crash: labels learned after the last checkpoint are not learned
-again (profiles and tracks, which decide the labels, are restored exactly).
+The set is checkpointed atomically as plain JSON (:mod:`models.checkpoint`: HMAC-signed,
+parsed only after the signature is verified, rebuilt with the worker's configs; nothing is
+ever unpickled) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on shutdown, numbered in the
+order they are written and recording the stream time and the last source offset each bundle
+includes; on start the newest (last written) valid checkpoint is restored, so progressive
+metrics go on (a refused one -- an older pickle format, tampered -- is logged, counted and
+skipped; with none left, the models start fresh). Model learning is at-most-once across a
+crash: labels learned after the last checkpoint are not learned again (profiles and tracks,
+which decide the labels, are restored exactly).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from streams.core.settings import Settings
+from streams.worker.configs import anomaly_config, segment_config
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,16 @@ log = logging.getLogger(__name__)
 class Checkpointer:
     """Saves and restores :class:`Models` under ``<data_dir>/checkpoints``."""
 
-    def __init__(self, settings: Settings, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, clock: Any = time.monotonic,
+        on_refused: Callable[[str], None] = lambda source: None,
+    ) -> None:  # fmt: skip
         self.dir = Path(settings.data_dir) / "checkpoints"
+        self.configs = segment_config(settings), anomaly_config(settings)
+        #: checkpoints refused at the last restore (older format, tampered, ...); each is
+        #: also reported to ``on_refused("checkpoint")`` (the refused-state metric)
+        self.refused = 0
+        self.on_refused = on_refused
         self.key = settings.checkpoint_key.encode()
         self.interval_s = settings.checkpoint_interval_s
         self.clock = clock
@@ -48,23 +59,24 @@ class Checkpointer:
             )
 
     def restore(self) -> ModelSet:
-        if self.key:
-            found = latest_valid(self.dir, self.key)
-            if found is not None:
-                models, meta, path = found
-                if isinstance(models, ModelSet):
-                    self.last_path = str(path)
-                    log.info(
-                        "models restored from %s (stream time %s, partitions %s, %d labels "
-                        "learned)", path.name, meta.get("stream_time_ms"), sorted(models.parts),
-                        models.labels_learned,
-                    )  # fmt: skip
-                    return models
-                log.warning(
-                    "checkpoint %s holds %s, not a ModelSet (a version before per-partition "
-                    "models?); starting fresh", path, type(models).__name__,
-                )  # fmt: skip
-        return ModelSet()
+        if not self.key:
+            return ModelSet()
+        rejected: list[str] = []
+        found = latest_valid(self.dir, self.key, rejected=rejected,
+                             decode=lambda state: ModelSet.from_dict(state, *self.configs))
+        self.refused = len(rejected)
+        for _ in rejected:
+            self.on_refused("checkpoint")
+        if found is None:
+            return ModelSet()
+        models: ModelSet = found[0]
+        meta, path = found[1], found[2]
+        self.last_path = str(path)
+        log.info(
+            "models restored from %s (stream time %s, partitions %s, %d labels learned)",
+            path.name, meta.get("stream_time_ms"), sorted(models.parts), models.labels_learned,
+        )  # fmt: skip
+        return models
 
     def due(self) -> bool:
         return bool(self.key) and self.clock() - self.last >= self.interval_s
@@ -92,7 +104,9 @@ class Checkpointer:
         meta = {"sequence": sequence, "stream_time_ms": models.stream_time_ms,
                 "offsets": dict(models.offsets)}  # fmt: skip
         older = sorted(self.dir.glob(f"*{SUFFIX}")) if only and self.dir.exists() else []
-        path = save_checkpoint(checkpoint_path(self.dir, sequence), models, meta, self.key)
+        path = save_checkpoint(
+            checkpoint_path(self.dir, sequence), models.to_dict(), meta, self.key
+        )
         for old in older:
             if old != path:
                 old.unlink(missing_ok=True)

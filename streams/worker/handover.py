@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from models.bundle import Models, ModelSet
@@ -10,6 +11,7 @@ from models.checkpoint import sign, verify
 from models.errors import CheckpointRejected
 from models.similarity import key_base
 from streams.core.settings import Settings
+from streams.worker.configs import anomaly_config, segment_config
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +40,23 @@ class Handover:
     dropped; stored bundles newer than its own copies of its partitions replace them. After
     a clean rebalance the new owner so goes on exactly where the old one stopped: the old
     owner finished its batch first, and every record past the bundle's offset is new to it.
-    Needs ``SHOPSTREAM_CHECKPOINT_KEY`` (signing), like checkpoints. Whoever can write to
-    Redis can delete or roll back stored bundles (never run code: they are verified before
-    unpickling); protect Redis with AUTH (docs/security.md).
+    Needs ``SHOPSTREAM_CHECKPOINT_KEY`` (signing), like checkpoints. A bundle is plain JSON
+    (:meth:`Models.to_dict`), parsed only after its HMAC verifies and rebuilt with this
+    worker's configs: whoever can write to Redis can delete or roll back stored bundles, never
+    run code (nothing is unpickled); protect Redis with AUTH (docs/security.md). A refused
+    bundle (an older pickle format, tampered, misplaced) is logged, reported to
+    ``on_refused("handover")`` and counted in :attr:`refused`; the owner keeps its copy.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, on_refused: Callable[[str], None] = lambda source: None
+    ) -> None:
         self.topic = settings.topic_events
         self.base = key_base(settings.redis_prefix) + f"pm:{settings.topic_events}:"
         self.secret = settings.checkpoint_key.encode()
+        self.configs = segment_config(settings), anomaly_config(settings)
+        self.refused = 0
+        self.on_refused = on_refused
 
     @property
     def enabled(self) -> bool:
@@ -71,7 +81,7 @@ class Handover:
         for p in held:
             m, key = models.parts[p], self.key(p)
             offset = self.offset(m, p)
-            data = sign(m, {"offset": offset, "key": key}, self.secret)
+            data = sign(m.to_dict(), {"offset": offset, "key": key}, self.secret)
             pipe.eval(_GIVE, 1, key, offset, data, "1" if or_equal else "0")
         return {p: bool(r) for p, r in zip(held, await pipe.execute(), strict=True)}
 
@@ -99,22 +109,26 @@ class Handover:
             key = self.key(p)
             if raw is None:
                 continue
-            try:  # unpickles only what replaces a local copy, and only after the HMAC
-                bundle, meta = verify(raw, self.secret, f"redis key {key}")
+            try:  # parses (JSON) only what replaces a local copy, and only after the HMAC
+                bundle = self.bundle(raw, key, offset)
             except CheckpointRejected as exc:
                 log.warning("partition %d: stored models refused: %s", p, exc)
-                continue
-            if not isinstance(bundle, Models) or meta.get("key") != key:
-                log.warning("partition %d: stored models refused: signed for %r, not %r",
-                            p, meta.get("key"), key)  # fmt: skip
-                continue
-            if meta.get("offset") != offset:
-                log.warning("partition %d: stored models refused: signed for offset %r, "
-                            "stored as %d", p, meta.get("offset"), offset)  # fmt: skip
+                self.refused += 1
+                self.on_refused("handover")
                 continue
             models.parts[p] = bundle
             taken.append(p)
         return taken
+
+    def bundle(self, raw: bytes, key: str, offset: int) -> Models:
+        """The models stored as ``raw`` under ``key`` with ``offset``, or CheckpointRejected:
+        the HMAC first, then the key and offset it was signed for, then the JSON rebuild."""
+        state, meta = verify(raw, self.secret, f"redis key {key}")
+        if meta.get("key") != key:
+            raise CheckpointRejected(f"signed for {meta.get('key')!r}, not {key!r}")
+        if meta.get("offset") != offset:
+            raise CheckpointRejected(f"signed for offset {meta.get('offset')!r}, not {offset}")
+        return Models.from_dict(state, *self.configs)
 
     async def settle(
         self, redis: Any, models: ModelSet, assigned: set[int]

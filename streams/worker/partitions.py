@@ -45,7 +45,7 @@ class Partitions:
         self.states: dict[int, ChurnState] = {}
         #: partition -> (wall time, churn clock) at its last record (streams.worker.idle)
         self.anchors: dict[int, tuple[float, int]] = {}
-        self.handover = Handover(shop.settings)
+        self.handover = Handover(shop.settings, on_refused=shop.telemetry.on_state_refused)
         self.sources = Sources(shop.settings)
         self.lock, self.retry = lock, retry
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation

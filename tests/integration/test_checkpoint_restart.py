@@ -7,10 +7,12 @@ from pathlib import Path
 
 import orjson
 
+from models.bundle import ModelSet
 from models.checkpoint import latest_valid
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from streams.tools.generate import generate
+from streams.worker.configs import anomaly_config, segment_config
 from tests.support.worker import WorkerProcess, committed, produce, secret
 
 KEY = secret("checkpoint-restart")
@@ -40,7 +42,9 @@ async def test_restart_resumes_models_from_the_checkpoint(
         await drain(settings, worker, half)
         before = worker.get_json("/models")
     # SIGTERM (by the context manager) writes a final checkpoint.
-    found = latest_valid(Path(settings.data_dir) / "checkpoints", KEY.encode())
+    configs = segment_config(settings), anomaly_config(settings)
+    found = latest_valid(Path(settings.data_dir) / "checkpoints", KEY.encode(),
+                         decode=lambda state: ModelSet.from_dict(state, *configs))  # fmt: skip
     assert found is not None, "no checkpoint written at shutdown"
     models, meta, _ = found
     learned = models.labels_learned

@@ -1,17 +1,25 @@
 """Partition models move with the partition through the real redis-server (signed for their
-key, an older copy never replaces a newer one); the rebalance itself is exercised by
-test_scale_out.py's joining worker."""
+key, an older copy never replaces a newer one, plain JSON: nothing read from Redis is ever
+unpickled); the rebalance itself is exercised by test_scale_out.py's joining worker."""
 
 from __future__ import annotations
 
+import os
+import pickle
+from typing import Any
+
+import orjson
+import pytest
 import redis.asyncio as aioredis
 
+from models import checkpoint as ck
 from models.bundle import Models, ModelSet
 from streams.core.events import Event
 from streams.core.settings import Settings
 from streams.domain.profile import features, update_profile
 from streams.worker.configs import model_factory
 from streams.worker.handover import Handover
+from tests.support.nopickle import no_unpickling
 
 T0 = 1_704_067_200_000
 DAY = 86_400_000
@@ -24,6 +32,8 @@ def learned(settings: Settings, partition: int, labels: int, offset: int) -> Mod
         p = update_profile(None, Event(f"e{i}", "purchase", f"u{i}", "s", T0, item_id="i",
                                        price=5.0 + i))  # fmt: skip
         m.churn.learn(features(p, T0 + (i % 40) * DAY), None, i % 2 == 0, T0 + i * DAY)
+        m.segments.update(p, T0 + i * DAY)
+        m.anomalies.observe(Event(f"v{i}", "view", p.user_id, "s", T0 + i * 500, item_id="i"))
     m.seen(settings.topic_events, partition, offset, T0)
     return m
 
@@ -128,3 +138,58 @@ async def test_without_a_signing_key_nothing_is_stored(
     assert not handover.enabled
     assert await handover.give(redis_client, owner, [0]) == {}
     assert await redis_client.exists(handover.key(0)) == 0
+
+
+async def test_bundles_come_back_from_redis_without_unpickling_anything(
+    settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: a Redis value cannot reach an unpickler. Under the tripwire (every
+    unpickler raises, every attempt is recorded) the bundles come back whole; the format-1
+    code (signed pickles) took nothing here and recorded the attempts."""
+    s = keyed(settings)
+    handover = Handover(s)
+    owner = ModelSet(parts={0: learned(s, 0, 30, offset=99), 1: learned(s, 1, 12, offset=50)})
+    assert await handover.give(redis_client, owner, [0, 1]) == {0: True, 1: True}
+    with no_unpickling(monkeypatch) as attempts:
+        taken = await handover.take(redis_client, (back := ModelSet()), [0, 1])
+    assert attempts == []
+    assert taken == [0, 1] and back.to_dict() == owner.to_dict()
+    stored = await redis_client.hget(handover.key(0), "data")
+    assert stored.split(b"\n", 1)[1][:1] == b"{"  # the payload is JSON
+
+
+class Exploit:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (exec, ("import os; os.environ['SHOPSTREAM_TEST_PWNED'] = '1'",))
+
+
+def format_1(payload: bytes, meta: dict[str, Any], secret: bytes) -> bytes:
+    """A bundle as the format-1 code stored it: signed header + pickle."""
+    header: dict[str, Any] = {"format": ck.FORMAT, "version": 1, "meta": meta,
+                              "payload_len": len(payload)}  # fmt: skip
+    header["hmac"] = ck._signature(secret, header, payload)
+    return orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + b"\n" + payload
+
+
+async def test_a_format_1_pickle_bundle_in_redis_is_refused_counted_and_never_unpickled(
+    settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Left in Redis by the previous version (or written by an attacker who has the key):
+    correctly signed for its key and offset, and still refused -- one log line each,
+    counted -- and the owner goes on with its own copy."""
+    s = keyed(settings)
+    reported: list[str] = []
+    handover = Handover(s, on_refused=reported.append)
+    secret = s.checkpoint_key.encode()
+    for p, obj in ((0, learned(s, 0, 30, offset=99)), (1, Exploit())):
+        key = handover.key(p)
+        data = format_1(pickle.dumps(obj), {"offset": 99, "key": key}, secret)
+        await redis_client.hset(key, mapping={"offset": 99, "data": data})
+    own = ModelSet(parts={0: learned(s, 0, 3, offset=10)})
+    with no_unpickling(monkeypatch) as attempts:
+        assert await handover.take(redis_client, own, [0, 1]) == []
+    assert attempts == [] and "SHOPSTREAM_TEST_PWNED" not in os.environ
+    assert handover.refused == 2 and reported == ["handover", "handover"]
+    assert caplog.text.count("version 1 (a pickle) is no longer read") == 2
+    assert own.parts[0].churn.model.n_learned == 3 and 1 not in own.parts

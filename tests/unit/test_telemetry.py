@@ -80,6 +80,12 @@ def test_metrics_parse_as_prometheus_text_with_the_expected_values() -> None:
     assert s[("shopstream_segment_users", (("segment", "at_risk"),))] == 1
     assert s[("shopstream_segment_users", (("segment", "loyal"),))] == 0
     assert s[("shopstream_redis_retries_total", (("error", "ConnectionError"),))] == 1
+    t.on_state_refused("checkpoint")
+    t.on_state_refused("handover")
+    t.on_state_refused("handover")
+    s = samples(t)
+    assert s[("shopstream_model_state_refused_total", (("source", "handover"),))] == 2
+    assert s[("shopstream_model_state_refused_total", (("source", "checkpoint"),))] == 1
     assert s[("shopstream_batch_processing_seconds_count", ())] == 1
     assert s[("shopstream_end_to_end_latency_seconds_count", ())] == 100
     assert s[("shopstream_end_to_end_latency_seconds_bucket", (("le", "0.25"),))] == 100

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from models.anomaly import AnomalyDetector
+from models.anomaly import AnomalyDetector, _User, _user_from_dict, _user_to_dict
 from streams.core.events import Event, validate
 from streams.core.payloads import Anomaly
 from streams.core.settings import Settings
@@ -150,3 +150,15 @@ def test_large_orders_and_price_outliers_are_flagged_with_reasons() -> None:
     assert "usual 2" in odd[0]["reason"]
     # The outlier price was not learned as usual.
     assert observe(d, purchase(302, "ok", 22.0)) == []
+
+
+def test_a_user_state_without_a_newer_field_keeps_its_default() -> None:
+    """The per-user JSON follows the dataclass: a state written before a field was added
+    restores with the field's default (no new format needed)."""
+    u = _User(last_ts=5, n_seen=3, bot_until=9)
+    u.recent.extend([1, 2])
+    u.items.append((1, "i"))
+    d = _user_to_dict(u)
+    assert _user_from_dict(d) == u
+    del d["bot_until"]
+    assert _user_from_dict(d).bot_until == _User().bot_until and _user_from_dict(d).n_seen == 3

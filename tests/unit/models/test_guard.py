@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import pickle
 import random
 from dataclasses import replace
 from typing import Any
@@ -18,6 +17,7 @@ from models.churn import ChurnModel
 from models.guard import ANALYTIC, MODEL, Guard, GuardConfig
 from models.guarded import GuardedChurn
 from models.metrics import ScoreTally
+from streams.core.errors import ConfigError
 from streams.core.settings import Settings
 from streams.worker.configs import churn_scorers, guard_config
 
@@ -232,11 +232,11 @@ def test_alerts_name_the_champion_and_the_learned_model_waits_for_its_warm_up() 
     assert trained_scorers().model_ready
 
 
-def test_a_forest_learned_model_is_pickle_only_for_now() -> None:
-    g = churn_scorers(Settings(churn_model="forest"))
-    with pytest.raises(NotImplementedError, match="forest"):
-        g.to_dict()
-    assert pickle.loads(pickle.dumps(g)).champion == "analytic"
+def test_the_forest_option_that_had_no_json_form_is_refused_with_a_reason() -> None:
+    with pytest.raises(ConfigError, match="forest was removed"):
+        Settings(churn_model="forest").checked()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown churn model kind"):
+        ChurnModel("forest")  # type: ignore[arg-type]
 
 
 def test_the_churn_model_json_state_predicts_and_learns_exactly_like_the_original() -> None:

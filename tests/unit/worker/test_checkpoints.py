@@ -1,19 +1,14 @@
-"""The per-partition model set: aggregation for /models and /metrics, and checkpoints."""
+"""The per-partition model set: aggregation for /models and /metrics, and checkpoints
+(their format and refusals: test_checkpoint_format.py)."""
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import pickle
-import sys
-import types
 from pathlib import Path
 
-import orjson
 import pytest
 
-from models import checkpoint as ck
 from models.bundle import Models, ModelSet
 from models.checkpoint import checkpoint_path, save_checkpoint
 from streams.core.events import Event
@@ -107,11 +102,11 @@ def test_a_checkpoint_of_the_one_bundle_layout_is_refused_not_misread(
 ) -> None:
     s = Settings(data_dir=str(tmp_path), checkpoint_key="k")
     directory = tmp_path / "checkpoints"
-    save_checkpoint(checkpoint_path(directory, 5), FRESH(), {}, b"k")
+    save_checkpoint(checkpoint_path(directory, 5), FRESH().to_dict(), {}, b"k")
     with caplog.at_level(logging.WARNING):
         restored = Checkpointer(s).restore()
     assert restored.parts == {}
-    assert "not a ModelSet" in caplog.text
+    assert "not a model set state" in caplog.text
 
 
 async def test_a_saved_model_set_comes_back_with_every_partition(tmp_path: Path) -> None:
@@ -130,58 +125,6 @@ async def test_a_saved_model_set_comes_back_with_every_partition(tmp_path: Path)
     assert sorted(back.parts) == [2]
     assert back.labels_learned == 3
     assert back.offsets == {"events:2": 41}
-
-
-def pickled_as(module: str, obj: object, *classes: type) -> bytes:
-    """``obj`` pickled as if ``classes`` lived in ``module`` (how an older layout wrote it)."""
-    fake = types.ModuleType(module)
-    saved = {c: c.__module__ for c in classes}
-    for c in classes:
-        setattr(fake, c.__qualname__, c)
-        c.__module__ = module
-    sys.modules[module] = fake
-    try:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    finally:
-        del sys.modules[module]
-        for c, name in saved.items():
-            c.__module__ = name
-
-
-def write_signed(directory: Path, payload: bytes, key: bytes) -> None:
-    """A checkpoint file around an exact pickle ``payload`` (what ``sign`` would write)."""
-    header: dict[str, object] = {"format": ck.FORMAT, "version": ck.VERSION, "meta": {},
-                                 "payload_len": len(payload)}  # fmt: skip
-    header["hmac"] = ck._signature(key, header, payload)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_path(directory, 7)
-    path.write_bytes(orjson.dumps(header, option=orjson.OPT_SORT_KEYS) + b"\n" + payload)
-
-
-def test_a_checkpoint_of_the_flat_layout_still_restores(tmp_path: Path) -> None:
-    """Checkpoints written before the layout moved ModelSet (streams.models_runtime) come
-    back: the restricted unpickler maps the old class names."""
-    s = Settings(data_dir=str(tmp_path), checkpoint_key="k")
-    ms = ModelSet()
-    teach(ms.get(1, FRESH), [True, False])
-    write_signed(tmp_path / "checkpoints", pickled_as("streams.models_runtime", ms, ModelSet,
-                                                      Models), b"k")  # fmt: skip
-    back = Checkpointer(s).restore()
-    assert sorted(back.parts) == [1] and back.labels_learned == 2
-
-
-def test_a_checkpoint_naming_an_unknown_class_is_refused_cleanly(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Signed, but naming a class this version does not have (or must not load): refused
-    with a warning, and the worker starts fresh instead of crashing."""
-    s = Settings(data_dir=str(tmp_path), checkpoint_key="k")
-    write_signed(tmp_path / "checkpoints", pickled_as("streams.gone", ModelSet(), ModelSet), b"k")
-    with caplog.at_level(logging.WARNING):
-        assert Checkpointer(s).restore().parts == {}
-    assert "unreadable by this version" in caplog.text
-    write_signed(tmp_path / "checkpoints", pickle.dumps(os.getcwd), b"k")  # a function
-    assert Checkpointer(s).restore().parts == {}
 
 
 async def test_the_last_written_checkpoint_is_restored_whatever_its_stream_time(
