@@ -81,17 +81,22 @@ async def test_kill_between_the_changelog_write_and_the_publish_loses_no_output(
     """Issue 15, hole 2: the worker dies right after envelopes (the fence) reached the
     changelog and before the batch's outputs were published (the crash-point hook of
     tests/support/crashpoint.py). Before, the redelivered batch looked applied and its
-    recommendations and segment changes were never sent."""
+    recommendations and segment changes were never sent. The crash comes halfway through
+    the run's changelog writes (one per user per batch: full batches, so known in advance)."""
     chaos = chaos_settings(settings)
     clean = sibling(chaos, "clean")
     records = workload(users=40, seed=64, days=60, bots=2)
+    writes = sum(len({k for k, _ in records[i : i + CHAOS_BATCH]})
+                 for i in range(0, len(records), CHAOS_BATCH))  # fmt: skip
+    crash_at = writes // 2
+    assert crash_at > 0
     for s in (chaos, clean):
         await ensure_topics(s)
         await produce(s.kafka_bootstrap, s.topic_events, list(records))
 
     async def crashed() -> int:
         log = tmp_path / "chaos.log"
-        first = WorkerProcess(chaos, log, crash_after_changelog=150).start()
+        first = WorkerProcess(chaos, log, crash_after_changelog=crash_at).start()
         assert first.proc is not None
         status = await asyncio.to_thread(first.proc.wait, 180)
         assert status == 137, f"the crash point was not reached ({status}):\n{first.logs()}"
@@ -104,7 +109,8 @@ async def test_kill_between_the_changelog_write_and_the_publish_loses_no_output(
         crashed(), run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200)
     )
     line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=False)
-    say(f"killed (status {status}) after 150 changelog writes, before the next publish: {line}")
+    say(f"killed (status {status}) after {crash_at} of {writes} changelog writes, before the "
+        f"next publish: {line}")
 
 
 def crafted(settings: Settings) -> list[tuple[bytes | None, bytes | None, str]]:

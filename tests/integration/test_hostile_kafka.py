@@ -52,7 +52,8 @@ async def outputs(settings: Settings) -> dict[str, Any]:
 async def test_hostile_records_change_nothing_for_good_users(
     settings: Settings, tmp_path: Path
 ) -> None:
-    hostile = settings.with_(partitions=1, batch_size=1, churn_min_labels=20)
+    # small input: the learned model's warm-up and the analytic scorer's fit, so alerts come
+    hostile = settings.with_(partitions=1, batch_size=1, churn_min_labels=20, churn_min_customers=3)
     clean = sibling(hostile, "clean")
     good = [(orjson.loads(v)["user_id"].encode(), v) for v in good_traffic(24, 13, 90)]
     mixed = list(good)
