@@ -131,6 +131,52 @@ class AnomalyDetector:
         """Drop what is remembered of one user (erasure); ``True`` if there was something."""
         return self.users.pop(user_id, None) is not None
 
+    # --- per-user state, stored with the user (the worker keeps it in the envelope) -----
+    def export_user(self, user_id: str) -> list[Any] | None:
+        """The user's windows and flags as JSON-safe data (``None``: nothing known).
+
+        Bot flags depend only on this per-user state, so a worker that stores it with the
+        user's other state (fenced, restored exactly after a crash) flags the same bots as
+        a worker that never crashed.
+
+        >>> d = AnomalyDetector(AnomalyConfig(burst_per_min=2, cooldown_ms=1, bot_ttl_ms=9))
+        >>> from types import SimpleNamespace as Ev
+        >>> for t in (1, 2, 3):
+        ...     _ = d.observe(Ev(type="view", user_id="b", ts_ms=t, item_id="i", price=None,
+        ...                      quantity=None))
+        >>> state = d.export_user("b")
+        >>> fresh = AnomalyDetector(d.config)
+        >>> fresh.import_user("b", state)
+        >>> fresh.is_bot("b"), fresh.export_user("b") == state
+        (True, True)
+        """
+        u = self.users.get(user_id)
+        if u is None:
+            return None
+        return [
+            u.last_ts, list(u.recent), [x for ts, item in u.items for x in (ts, item)],
+            [x for ts, nd in u.views for x in (ts, int(nd))], u.last_view_ts, u.no_dwell,
+            u.n_seen, u.bot_until, dict(u.emitted),
+        ]  # fmt: skip
+
+    def import_user(self, user_id: str, state: list[Any] | None) -> None:
+        """Replace what is remembered of the user by ``state`` (:meth:`export_user`;
+        ``None``: forget the user, they start afresh)."""
+        if state is None:
+            self.users.pop(user_id, None)
+            return
+        last_ts, recent, items, views, last_view_ts, no_dwell, n_seen, bot_until, emitted = state
+        u = _User(last_ts=last_ts, recent=deque(recent), last_view_ts=last_view_ts,
+                  no_dwell=no_dwell, n_seen=n_seen, bot_until=bot_until, emitted=dict(emitted))
+        u.items = deque(zip(items[::2], items[1::2], strict=True))
+        u.views = deque((ts, bool(nd)) for ts, nd in zip(views[::2], views[1::2], strict=True))
+        for _, item in u.items:
+            u.item_counts[item] = u.item_counts.get(item, 0) + 1
+        self.users[user_id] = u
+        self.users.move_to_end(user_id)
+        if len(self.users) > self.config.max_users:
+            self.users.popitem(last=False)
+
     def _window(self, u: _User, e: Interaction) -> None:
         c, ts = self.config, e.ts_ms
         u.n_seen += 1
@@ -262,12 +308,15 @@ class AnomalyDetector:
         score = 0.0
         if use_model and self.n_learned >= c.hst_warmup:
             score = float(self.hst.score_one(x))
+            score = score if math.isfinite(score) else 0.0
         if score >= c.hst_threshold:
             top = max(x, key=x.__getitem__)
             found.append(("unusual_activity", score, f"unusual {top} ({x[top]:.2f} scaled)"))
         if any(kind == "bot" for kind, _, _ in found):
             u.bot_until = u.last_ts + c.bot_ttl_ms
-        if use_model and u.bot_until < u.last_ts:  # bots do not teach the model
+        if (  # bots and poison (non-finite inputs) do not teach the model
+            use_model and u.bot_until < u.last_ts and all(map(math.isfinite, x.values()))
+        ):
             self.hst.learn_one(x)
             self.n_learned += 1
         out: list[Flag] = []

@@ -56,9 +56,38 @@ def _signature(key: bytes, header: dict[str, Any], payload: bytes) -> str:
     return mac.hexdigest()
 
 
-def checkpoint_path(directory: Path, stream_time_ms: int, prefix: str = "churn") -> Path:
-    """A file name that sorts by stream time (newest last)."""
-    return directory / f"{prefix}-{stream_time_ms:015d}{SUFFIX}"
+def checkpoint_path(directory: Path, sequence: int, prefix: str = "churn") -> Path:
+    """The file of checkpoint number ``sequence`` (:func:`next_sequence`): names sort in
+    the order the checkpoints were written (newest last).
+
+    Ordered by write sequence, not by stream time: a stream time pushed ahead (one event
+    from the future) would otherwise pin the restored checkpoint for as long as it stays
+    ahead. Files of older versions, named by stream time, sort before the next one written.
+    """
+    return directory / f"{prefix}-{sequence:015d}{SUFFIX}"
+
+
+def sequence_of(path: Path) -> int:
+    """The number in a checkpoint's name (-1 if it has none).
+
+    >>> sequence_of(Path("churn-000000000000042.ckpt")), sequence_of(Path("churn-x.ckpt"))
+    (42, -1)
+    """
+    number = path.name.removesuffix(SUFFIX).rpartition("-")[2]
+    return int(number) if number.isdigit() and len(number) <= 18 else -1
+
+
+def checkpoints(directory: Path, prefix: str = "churn") -> list[Path]:
+    """The checkpoint files in ``directory``, oldest first (by their sequence number)."""
+    if not Path(directory).is_dir():
+        return []
+    return sorted(Path(directory).glob(f"{prefix}-*{SUFFIX}"), key=lambda p: (sequence_of(p), p))
+
+
+def next_sequence(directory: Path, prefix: str = "churn") -> int:
+    """One more than the newest checkpoint's number in ``directory`` (1 when none)."""
+    found = checkpoints(directory, prefix)
+    return max(sequence_of(found[-1]), 0) + 1 if found else 1
 
 
 def sign(state: dict[str, Any], state_meta: dict[str, Any], key: bytes) -> bytes:
@@ -157,12 +186,10 @@ def latest_valid(
     decode: Callable[[dict[str, Any]], Any] = lambda state: state,
     rejected: list[str] | None = None,
 ) -> tuple[Any, dict[str, Any], Path] | None:
-    """The newest checkpoint that verifies and that ``decode`` (state -> model, raising
-    CheckpointRejected) accepts, as ``(model, meta, path)``; rejected ones are logged
-    (one line each), appended to ``rejected`` and skipped."""
-    if not Path(directory).is_dir():
-        return None
-    for path in sorted(Path(directory).glob(f"{prefix}-*{SUFFIX}"), reverse=True):
+    """The newest checkpoint (the last written) that verifies and that ``decode`` (state ->
+    model, raising CheckpointRejected) accepts, as ``(model, meta, path)``; rejected ones are
+    logged (one line each), appended to ``rejected`` and skipped."""
+    for path in reversed(checkpoints(directory, prefix)):
         try:
             state, meta = load_checkpoint(path, key)
             model = decode(state)
@@ -178,7 +205,7 @@ def latest_valid(
 
 def prune(directory: Path, keep: int = 3, prefix: str = "churn") -> list[Path]:
     """Delete all but the ``keep`` newest checkpoints; return the deleted paths."""
-    paths = sorted(Path(directory).glob(f"{prefix}-*{SUFFIX}"), reverse=True)
+    paths = list(reversed(checkpoints(directory, prefix)))
     for old in paths[keep:]:
         old.unlink(missing_ok=True)
     return paths[keep:]

@@ -18,6 +18,17 @@ True
 'recency_days'
 >>> ChurnModel.from_dict(m.to_dict()).to_dict() == m.to_dict()
 True
+
+Poison is refused (docs/security.md): an example with a non-finite or absurdly large
+feature is not learned (``n_refused`` counts it), a learning step that would leave the
+logistic model non-finite is undone (it keeps its last good state), and a probability that
+cannot be computed is ``nan``, never a default: callers publish no alert for it.
+
+>>> m.learn_one({"recency_days": float("inf"), "log_orders": 1.0}, True)
+>>> m.n_refused, m.n_learned
+(1, 200)
+>>> m.predict_proba_one({"recency_days": float("nan"), "log_orders": 1.0})
+nan
 """
 
 from __future__ import annotations
@@ -36,6 +47,18 @@ ModelKind = Literal["logistic"]
 #: Bumped when the wrapper's layout changes; checkpoints record it.
 MODEL_SCHEMA = 1
 STATE_VERSION = 1
+#: Largest magnitude of a feature the model learns from or scores (features are rates,
+#: ratios, logs and days: far below this); beyond it an example is refused.
+FEATURE_BOUND = 1e9
+
+
+def credible(x: dict[str, float]) -> bool:
+    """Every feature finite and within :data:`FEATURE_BOUND`.
+
+    >>> credible({"a": 1.0}), credible({"a": float("nan")}), credible({"a": 1e300})
+    (True, False, False)
+    """
+    return all(-FEATURE_BOUND <= v <= FEATURE_BOUND for v in x.values())  # False for NaN
 
 
 def model_version(kind: str) -> str:
@@ -49,6 +72,8 @@ def model_version(kind: str) -> str:
 
 class ChurnModel:
     """P(churn) from a profile's feature dict: a scaled logistic regression."""
+
+    n_refused: int = 0  # the class default serves models pickled before it existed
 
     def __init__(
         self,
@@ -64,6 +89,7 @@ class ChurnModel:
         self.l2 = l2
         self.n_learned = 0
         self.n_positive = 0
+        self.n_refused = 0
         self.tally = ScoreTally()
         self.scaler: Any = preprocessing.StandardScaler()
         if kind != "logistic":
@@ -79,21 +105,57 @@ class ChurnModel:
         return model_version(self.kind)
 
     def predict_proba_one(self, x: dict[str, float]) -> float:
-        """P(churn) in [0, 1]; 0.5 before any learning."""
+        """P(churn) in [0, 1]; 0.5 before any learning; ``nan`` when it cannot be computed
+        (a non-credible feature, or a non-finite result)."""
+        if not credible(x):
+            return math.nan
         if self.n_learned == 0:
             return 0.5
         proba = self.pipeline.predict_proba_one(dict(x))
-        p = float(proba.get(True, 0.0)) if proba else 0.5
-        return min(max(p, 0.0), 1.0) if math.isfinite(p) else 0.5
+        p = float(proba.get(True, 0.0)) if proba else math.nan
+        return min(max(p, 0.0), 1.0) if math.isfinite(p) else math.nan
 
     def learn_one(self, x: dict[str, float], y: bool) -> None:
-        """Progressive validation (predict, score, then learn). ``x`` is not mutated."""
+        """Progressive validation (predict, score, then learn). ``x`` is not mutated.
+
+        A non-credible ``x`` is refused; a step that leaves the logistic model non-finite is
+        undone (both counted in ``n_refused``)."""
+        if not credible(x):
+            self.n_refused += 1
+            return
         if self.n_learned:
             p = self.predict_proba_one(x)
-            self.tally.add(p, y)
+            if math.isfinite(p):
+                self.tally.add(p, y)
+        saved = self._save() if self.kind == "logistic" else None
         self.pipeline.learn_one(dict(x), bool(y))
+        if saved is not None and not self._finite():
+            self._restore(saved)
+            self.n_refused += 1
+            return
         self.n_learned += 1
         self.n_positive += int(bool(y))
+
+    # The logistic pipeline's learned numbers (River 0.2x layout), small dicts: copying them
+    # costs a few microseconds, a pickle of the pipeline ~200.
+    def _save(self) -> tuple[Any, ...]:
+        sc, est = self.scaler, self.estimator
+        return (dict(sc.counts), dict(sc.means), dict(sc.vars), dict(est._weights),
+                est.intercept, dict(est.optimizer.g2), est.optimizer.n_iterations)  # fmt: skip
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        sc, est = self.scaler, self.estimator
+        counts, means, variances, weights, intercept, g2, n_iterations = saved
+        for live, old in ((sc.counts, counts), (sc.means, means), (sc.vars, variances),
+                          (est._weights, weights), (est.optimizer.g2, g2)):  # fmt: skip
+            live.clear()
+            live.update(old)
+        est.intercept, est.optimizer.n_iterations = intercept, n_iterations
+
+    def _finite(self) -> bool:
+        est, sc = self.estimator, self.scaler
+        values = [est.intercept, *est._weights.values(), *sc.means.values(), *sc.vars.values()]
+        return all(math.isfinite(v) for v in values)
 
     def contributions(self, x: dict[str, float]) -> dict[str, float]:
         """Per-feature push towards churn, in log-odds units: weight x standardised value."""
@@ -118,7 +180,7 @@ class ChurnModel:
             "v": STATE_VERSION, "kind": self.kind, "seed": self.seed,
             "learning_rate": self.learning_rate, "l2": self.l2,
             "n_learned": self.n_learned, "n_positive": self.n_positive,
-            "tally": self.tally.to_dict(),
+            "n_refused": self.n_refused, "tally": self.tally.to_dict(),
             "scaler": {"counts": dict(sc.counts), "means": dict(sc.means), "vars": dict(sc.vars)},
             "weights": dict(est._weights), "intercept": est.intercept,
             "g2": dict(est.optimizer.g2), "iterations": est.optimizer.n_iterations,
@@ -131,6 +193,7 @@ class ChurnModel:
             raise ValueError(f"churn model state version {d.get('v')!r} is not {STATE_VERSION}")
         m = cls(d["kind"], seed=d["seed"], learning_rate=d["learning_rate"], l2=d["l2"])
         m.n_learned, m.n_positive = int(d["n_learned"]), int(d["n_positive"])
+        m.n_refused = int(d.get("n_refused", 0))
         m.tally = ScoreTally.from_dict(d["tally"])
         sc, est = m.scaler, m.estimator
         sc.counts = Counter({k: int(v) for k, v in d["scaler"]["counts"].items()})

@@ -197,6 +197,8 @@ class SegmentModel:
             return
         mem[2] = now_ms
         x = cluster_features(p, now_ms)
+        if not all(math.isfinite(v) for v in x.values()):
+            return  # poison (e.g. an absurd spend) is never learned
         self.scaler.learn_one(x)
         z = self.scaler.transform_one(x)
         self.kmeans.learn_one(z)

@@ -6,6 +6,6 @@
 # Extra arguments go to pytest (e.g. `scripts/chaos.sh -k kill9`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec scripts/stack.sh with timeout --signal=INT --kill-after=30 "${CHAOS_TIMEOUT:-1500}" \
+exec scripts/stack.sh with timeout --signal=INT --kill-after=30 "${CHAOS_TIMEOUT:-3600}" \
   .venv/bin/python -m pytest tests/chaos -p no:cacheprovider \
   -s -v -o console_output_style=classic "$@"

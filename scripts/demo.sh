@@ -18,8 +18,11 @@ if [ -f "$DEMO/worker.pid" ] && kill -0 "$(cat "$DEMO/worker.pid")" 2>/dev/null;
   echo "worker already running (pid $(cat "$DEMO/worker.pid"))"
 else
   $SS topics
-  # the demo replays a generated 2024 history: publish its churn alerts, however old
-  # (a real backfill keeps the default age limit: docs/churn.md "Backfills")
+  # The demo replays four months of generated 2024 history in seconds: a per-user rate limit
+  # in record time would refuse the busiest users' events (docs/security.md, "Rate limit"),
+  # and its churn alerts are published however old (a real backfill keeps the default age
+  # limit: docs/churn.md "Backfills").
+  SHOPSTREAM_MAX_EVENTS_PER_MIN="${SHOPSTREAM_MAX_EVENTS_PER_MIN:-0}" \
   SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS="${SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS:-0}" \
     nohup $SS worker >"$DEMO/worker.log" 2>&1 &
   echo $! >"$DEMO/worker.pid"

@@ -119,8 +119,12 @@ redis_up() {
   mkdir -p "$REDIS_DIR"
   local auth=()
   [ -n "${SHOPSTREAM_REDIS_PASSWORD:-}" ] && auth=(--requirepass "$SHOPSTREAM_REDIS_PASSWORD")
+  # Durable: the append-only file, fsynced every second (a restart keeps everything; a
+  # power cut loses at most the last second, which the worker detects: docs/reliability.md).
+  # SHOPSTREAM_REDIS_APPENDONLY=no runs it without persistence (the fault suite's data loss).
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes \
-    --dir "$REDIS_DIR" --save '' --appendonly no --daemonize yes \
+    --dir "$REDIS_DIR" --save '' --appendonly "${SHOPSTREAM_REDIS_APPENDONLY:-yes}" \
+    --appendfsync everysec --daemonize yes \
     --pidfile "$REDIS_PID" --logfile "$REDIS_DIR/redis.log" "${auth[@]}"
   local cli=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
   [ -n "${SHOPSTREAM_REDIS_PASSWORD:-}" ] && cli+=(--no-auth-warning -a "$SHOPSTREAM_REDIS_PASSWORD")

@@ -17,7 +17,7 @@ from streams import web
 from streams.agents import events as events_agent
 from streams.core.settings import Settings
 from streams.kafka import broker_credentials
-from streams.patches import fastpath, recovery
+from streams.patches import fastpath, recovery, table
 from streams.telemetry import Telemetry
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
@@ -38,6 +38,8 @@ def create_app(settings: Settings) -> ShopApp:
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         broker_max_poll_records=settings.max_poll_records,
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         web_host=settings.web_host,
         web_bind=settings.web_host,
@@ -57,6 +59,7 @@ def create_app(settings: Settings) -> ShopApp:
         producer_max_batch_size=settings.producer_max_batch_bytes,
         table_cleanup_interval=60.0,
         TableManager=recovery.TableManager,  # never drops records after a rebalance
+        Table=table.Table,  # a user moved by `shopstream repartition` is recovered right
     )
 
     def raw_topic(name: str) -> Any:

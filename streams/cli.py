@@ -28,7 +28,7 @@ from streams import logs
 from streams.core import config
 from streams.core.access import check_access
 from streams.core.build import version_line
-from streams.core.errors import InputError
+from streams.core.errors import InputError, ShopstreamError
 from streams.core.settings import Settings, markdown_table
 from streams.tools.failures import EXIT_UNREACHABLE, explain
 
@@ -127,6 +127,89 @@ def worker() -> None:
         shop.app, loglevel=settings.log_level.upper(), quiet=settings.log_format == "json",
         logging_config=logs.logging_config(settings.log_level, settings.log_format),
     ).execute_from_commandline()  # fmt: skip
+
+
+@cli.command()
+def repartition(
+    partitions: Annotated[int, typer.Option("--partitions", min=2, help="The new count.")],
+) -> None:
+    """Add partitions to every topic and move each user's state with their key (stop the
+    workers first; docs/reliability.md, "Adding partitions")."""
+    from streams.tools.repartition import repartition as run_repartition
+
+    settings = _settings()
+    _logging("warning")
+    try:
+        summary = asyncio.run(run_repartition(settings, partitions))
+    except ShopstreamError as exc:
+        err.print(f"[red]repartition refused:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{settings.topic_events}: {summary['before']} -> {summary['after']} partitions "
+        f"({', '.join(summary['topics'])}); {summary['moved']} of {summary['users']} users moved"
+    )
+
+
+@cli.command()
+def sources(
+    accept: Annotated[
+        bool, typer.Option("--accept", help="Accept the events topic's current id.")
+    ] = False,
+) -> None:
+    """The events topic's id against the one the state was built from; with --accept,
+    continue on a recreated topic (the old fences are set aside; docs/reliability.md)."""
+    import redis.asyncio as aioredis
+
+    from models.similarity import key_base
+    from streams.kafka import topic_ids
+
+    settings = _settings()
+    _logging("warning")
+
+    async def run() -> tuple[str, str]:
+        current = (await topic_ids(settings, [settings.topic_events])).get(
+            settings.topic_events, ""
+        )
+        client = aioredis.from_url(settings.redis_url)
+        key = key_base(settings.redis_prefix) + "sources"
+        try:
+            stored = await client.hget(key, settings.topic_events)
+            if accept and current:
+                await client.hset(key, settings.topic_events, current)
+        finally:
+            await client.aclose()
+        return current, stored.decode() if isinstance(stored, bytes) else str(stored or "")
+
+    current, stored = asyncio.run(run())
+    typer.echo(f"{settings.topic_events}: id {current or 'unknown'}; state built from "
+               f"{stored or 'nothing yet'}")  # fmt: skip
+    if accept and current and current != stored:
+        typer.echo("accepted: the workers continue on this topic; its fences start afresh")
+
+
+@cli.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete the derived state.")] = False,
+) -> None:
+    """Start over from the retained input: delete the group's offsets, the profile
+    changelog, the Redis keys and the checkpoints (workers stopped; docs/reliability.md)."""
+    from streams.tools.reset import reset as run_reset
+
+    settings = _settings()
+    _logging("warning")
+    if not yes:
+        err.print("[red]refused:[/red] add --yes: this deletes every profile and the store")
+        raise typer.Exit(2)
+    try:
+        summary = asyncio.run(run_reset(settings))
+    except ShopstreamError as exc:
+        err.print(f"[red]reset refused:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(f"reset: {summary['redis_keys']} Redis keys deleted, changelog and group offsets "
+               "deleted; the workers start over from the beginning of the events topic")
+    if summary["lost_to_retention"]:
+        typer.echo(f"warning: retention already deleted the start of partitions "
+                   f"{summary['lost_to_retention']}: those events are not derived again")
 
 
 @cli.command()
@@ -257,18 +340,21 @@ def generate(
             "--transactions", help="Also write purchases as user_id,timestamp,amount CSV."
         ),
     ] = None,
+    bots: Annotated[
+        int, typer.Option("--bots", min=0, help="Also scrapers (bursts of fast views).")
+    ] = 0,
 ) -> None:
     """Write a synthetic storefront clickstream (JSONL) and its truth."""
     from streams.tools.generate import generate as run_generate
     from streams.tools.generate import transactions_csv, write_jsonl
 
-    events, rows = run_generate(users, seed, days=days)
+    events, rows = run_generate(users, seed, days=days, bots=bots)
     truth_path = truth or out.with_name(out.name.removesuffix(".jsonl") + ".truth.jsonl")
     write_jsonl(out, events)
     write_jsonl(truth_path, rows)
     if transactions is not None:
         transactions.write_text(transactions_csv(events))
-    churned = sum(r["churned"] for r in rows)
+    churned = sum(r.get("churned", False) for r in rows)
     purchases = sum(e["type"] == "purchase" for e in events)
     Console(soft_wrap=True).print(
         f"wrote {len(events)} events ({purchases} purchases) of {users} users "

@@ -12,7 +12,7 @@ from typing import Any
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import IncompatibleBrokerVersion, TopicAlreadyExistsError, for_code
 
 from streams.core.errors import BrokerUnavailable
 from streams.core.settings import Settings
@@ -206,3 +206,132 @@ async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], wait_s:
                 f"topics {pending} have no leader after {wait_s:.0f}s: is the broker healthy?"
             )
         await asyncio.sleep(0.1)
+
+
+# --- topic identity ---------------------------------------------------------------------
+# Kafka gives every topic a UUID when it is created (metadata v10+); a topic deleted and
+# created again under the same name gets a new one, and its offsets start over. aiokafka
+# speaks metadata up to v5 only, so the request is declared here (Kafka's
+# MetadataRequest/Response v12, flexible encoding).
+class _Uuid:
+    @staticmethod
+    def encode(value: bytes) -> bytes:
+        return value
+
+    @staticmethod
+    def decode(data: Any) -> bytes:
+        return bytes(data.read(16))
+
+
+def _metadata_v12() -> tuple[type, type]:
+    from aiokafka.protocol.api import Request, RequestStruct, Response
+    from aiokafka.protocol.types import (
+        Boolean,
+        CompactArray,
+        CompactString,
+        Int16,
+        Int32,
+        Schema,
+        TaggedFields,
+    )  # fmt: skip
+
+    class MetadataResponseV12(Response):  # type: ignore[misc]
+        API_KEY = 3
+        API_VERSION = 12
+        SCHEMA = Schema(
+            ("throttle_time_ms", Int32),
+            ("brokers", CompactArray(
+                ("node_id", Int32), ("host", CompactString("utf-8")), ("port", Int32),
+                ("rack", CompactString("utf-8")), ("tags", TaggedFields))),
+            ("cluster_id", CompactString("utf-8")),
+            ("controller_id", Int32),
+            ("topics", CompactArray(
+                ("error_code", Int16), ("name", CompactString("utf-8")), ("topic_id", _Uuid),
+                ("is_internal", Boolean),
+                ("partitions", CompactArray(
+                    ("error_code", Int16), ("partition_index", Int32), ("leader_id", Int32),
+                    ("leader_epoch", Int32), ("replica_nodes", CompactArray(Int32)),
+                    ("isr_nodes", CompactArray(Int32)),
+                    ("offline_replicas", CompactArray(Int32)), ("tags", TaggedFields))),
+                ("topic_authorized_operations", Int32), ("tags", TaggedFields))),
+            ("tags", TaggedFields),
+        )  # fmt: skip
+
+    class MetadataRequestV12(RequestStruct):  # type: ignore[misc]
+        API_KEY = 3
+        API_VERSION = 12
+        FLEXIBLE_VERSION = True
+        RESPONSE_TYPE = MetadataResponseV12
+        SCHEMA = Schema(
+            ("topics", CompactArray(
+                ("topic_id", _Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields))),
+            ("allow_auto_topic_creation", Boolean),
+            ("include_topic_authorized_operations", Boolean),
+            ("tags", TaggedFields),
+        )  # fmt: skip
+
+    class TopicIdsRequest(Request[MetadataRequestV12]):  # type: ignore[misc]
+        API_KEY = 3
+
+        def __init__(self, names: list[str]) -> None:
+            self.names = names
+
+        def build(self, request_struct_class: type[MetadataRequestV12]) -> MetadataRequestV12:
+            topics: list[tuple[bytes, str, dict[int, bytes]]] = [
+                (bytes(16), name, {}) for name in self.names
+            ]
+            return request_struct_class(topics, False, False, {})
+
+    return TopicIdsRequest, MetadataResponseV12
+
+
+async def topic_ids(settings: Settings, names: list[str]) -> dict[str, str]:
+    """``{topic: id}`` (32 hex digits) of the existing ``names``; ``{}`` when the broker is
+    older than Kafka 2.8 (no topic ids): callers then rely on offsets alone."""
+    return {name: tid for name, (tid, _) in (await topic_layout(settings, names)).items()}
+
+
+async def topic_layout(settings: Settings, names: list[str]) -> dict[str, tuple[str, int]]:
+    """``{topic: (id, partitions)}`` of the existing ``names`` (id "" on a broker without
+    topic ids)."""
+    request, _ = _metadata_v12()
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
+    await admin.start()
+    try:
+        response = await admin._send_request(request(names))
+    except (IncompatibleBrokerVersion, NotImplementedError):
+        log.warning("the broker has no topic ids: a recreated topic is caught by offsets only")
+        described = await describe(settings, names)
+        return {t["topic"]: ("", len(t["partitions"])) for t in described if not t["error_code"]}
+    finally:
+        await admin.close()
+    return {
+        name: (topic_id.hex() if any(topic_id) else "", len(partitions))
+        for error, name, topic_id, _, partitions, *_ in response.topics if not error
+    }  # fmt: skip
+
+
+async def describe(settings: Settings, names: list[str]) -> list[Any]:
+    """aiokafka's description of the topics (metadata v5)."""
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
+    await admin.start()
+    try:
+        described: list[Any] = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    return described
+
+
+async def committed_offsets(settings: Settings) -> dict[int, int]:
+    """The offsets the worker's consumer group committed on the events topic, by partition
+    (``{}`` for a new group)."""
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    return {
+        tp.partition: meta.offset for tp, meta in offsets.items()
+        if tp.topic == settings.topic_events and meta.offset >= 0
+    }  # fmt: skip

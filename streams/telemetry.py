@@ -150,7 +150,18 @@ class Telemetry:
             "unreadable); the models start fresh or keep their own copy.",
             ["source"], registry=r,
         )  # fmt: skip
-        self.m_retries = PCounter(p + "redis_retries", "Redis calls retried.", registry=r)
+        self.m_retries = PCounter(
+            p + "redis_retries", "Redis calls retried, by error.", ["error"], registry=r
+        )
+        self.m_batch_fail = PCounter(
+            p + "batch_failures",
+            "Batches that failed unexpectedly (the worker stops; redelivered on restart).",
+            registry=r,
+        )
+        self.m_ckpt_fail = PCounter(
+            p + "checkpoint_failures", "Model checkpoints that could not be written.",
+            registry=r,
+        )  # fmt: skip
         self.m_redis_err = PCounter(
             p + "redis_errors", "Redis errors (retried or not).", registry=r
         )
@@ -280,10 +291,16 @@ class Telemetry:
         """A checkpoint (``source="checkpoint"``) or hand-over bundle was refused."""
         self.m_refused.labels(source).inc()
 
-    def on_redis_retry(self, exc: BaseException | None = None) -> None:
-        self.m_retries.inc()
+    def on_redis_retry(self, exc: BaseException | None = None, kind: str = "") -> None:
+        self.m_retries.labels(kind or (type(exc).__name__ if exc else "unknown")).inc()
         self.m_redis_err.inc()
         self.totals["redis_retries"] += 1
+
+    def on_batch_failure(self) -> None:
+        self.m_batch_fail.inc()
+
+    def on_checkpoint_failure(self) -> None:
+        self.m_ckpt_fail.inc()
 
     def on_redis_error(self, exc: BaseException | None = None) -> None:
         self.m_redis_err.inc()

@@ -7,6 +7,7 @@ from models.similarity.store import (
     RecConfig,
     SimilarityStore,
     delete_prefix,
+    guard,
     key_base,
     load_lua,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "RecConfig",
     "SimilarityStore",
     "delete_prefix",
+    "guard",
     "key_base",
     "load_lua",
 ]

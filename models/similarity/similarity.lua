@@ -27,6 +27,7 @@ local STTL, UTTL = cfg.session_ttl_ms, cfg.user_ttl_ms -- key retention (0 = for
 local ITTL = cfg.item_ttl_ms or 0     -- an item's neighbour set expires unless it is seen again
 local L = cfg.score_neighbours        -- heaviest neighbours read per session item
 local SKIP = cfg.skiplist_neighbours
+local REBASE = cfg.rebase_half_lives  -- move the decay origin t0 after this many half-lives
 -- DEDUP: a session's state lists distinct items (a re-click moves the item to the front), so
 -- repeats fill neither the pairing window nor the scoring window.
 local DEDUP = cfg.dedup_sessions
@@ -53,7 +54,13 @@ local POP, CAT, OFF = base .. 'pop', base .. 'cat', base .. 'off'
 -- Popularity counts read or written during this call (item -> raw count, false = absent):
 -- a batch scores the same popular candidates again and again. Exact: filled from ZMSCORE and
 -- kept current from ZINCRBY's reply, so results are identical to reading Redis every time.
-local PC = {}
+-- CARD: neighbour-set cardinalities of this call (see learn). Both emptied by a rebase.
+local PC, CARD = {}, {}
+-- Rows read during this call, parsed: ROWS[a] = {members, scores, n} of the n heaviest of n:a,
+-- ISC[i] = {sessions, times} of the KS most recent of is:<i>. Learning drops the entry of every
+-- key it writes and a rebase empties ROWS, so a read always sees the current key (exact, like
+-- PC).
+local ROWS, ISC = {}, {}
 local function pop_counts(items, first, last)
   local out, missing = {}, {}
   for j = first, last do
@@ -78,15 +85,53 @@ local function growth(ts)
   if not t0 then return 1 end
   return 2 ^ ((ts - t0) / HL)
 end
+-- A weight below this is not counted: a record so old (relative to t0) that its weight
+-- underflows would add 0 and leave a zero count, which scoring divides by.
+local MIN_G = 1e-300
+
+-- The factor would overflow a double after 1024 half-lives (2.8 years with a 1-day half-life),
+-- so t0 moves forward before that: every stored count is multiplied by 2^(-(t - t0)/HL), which
+-- leaves every decayed value (count / growth(now)) as it was. Counts that fall below MIN_G are
+-- fully decayed and dropped (a neighbour set with no member left is deleted). Blocks Redis
+-- for a pass over all counts, once every REBASE half-lives of event time.
+local function rescale(key, factor, keep)
+  local rows = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  local args, gone, left = {}, {}, 0
+  for j = 1, #rows, 2 do
+    local m, v = rows[j], tonumber(rows[j + 1]) * factor
+    if m == keep then
+      left = left  -- the skiplist sentinel keeps its score 0
+    elseif v >= MIN_G then
+      args[#args + 1] = v; args[#args + 1] = m; left = left + 1
+      if #args >= 1000 then redis.call('ZADD', key, unpack(args)); args = {} end
+    else
+      gone[#gone + 1] = m
+      if #gone >= 500 then redis.call('ZREM', key, unpack(gone)); gone = {} end
+    end
+  end
+  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+  if left == 0 then redis.call('DEL', key) end
+end
+
+local function rebase(new_t0)
+  local factor = 2 ^ (-(new_t0 - t0) / HL)
+  rescale(POP, factor, nil)
+  local cursor = '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', base .. 'n:*', 'COUNT', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do rescale(key, factor, SENT) end
+  until cursor == '0'
+  t0 = new_t0
+  redis.call('HSET', meta, 't0', t0)
+  PC, CARD, ROWS = {}, {}, {}
+end
 
 -- == learning =================================================================================
 -- Session state: the last max(N, W) items, most recent first, stored as one string
 -- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
-local SESS, DIRTY, CARD = {}, {}, {}
--- Rows read during this call, parsed: ROWS[a] = {members, scores, n} of the n heaviest of n:a,
--- ISC[i] = {sessions, times} of the KS most recent of is:<i>. Learning drops the entry of every
--- key it writes, so a read always sees the current key (exact, like PC).
-local ROWS, ISC = {}, {}
+local SESS, DIRTY = {}, {}
 -- A stored session value (or nil) -> its items.
 local function split_items(raw)
   local items = {}
@@ -115,18 +160,22 @@ end
 local function learn(etype, user, session, item, category, ts)
   local w = TW[etype]
   if not w or item == '' then return end
+  -- the session separator (NUL) inside an id would inject items into the session list; the
+  -- worker's validation refuses such ids, this keeps any other caller from doing it
+  if string.find(item, '\0', 1, true) then return end
   if etype == 'purchase' then
     local ub = base .. 'ub:' .. user
     redis.call('SADD', ub, item)
     if UTTL > 0 then redis.call('PEXPIRE', ub, UTTL) end
   end
   local g = w * growth(ts)
+  local counted = g >= MIN_G  -- else fully decayed: the session learns it, counts do not
   local sk = base .. 's:' .. session
   local prev = session_items(sk)
   -- sim(a, item) += FW / d^FD (forward) and sim(item, a) += BW / d^BD (backward), for the
   -- earlier items a at distance d <= N, summed per distinct a (one call per key)
   local fwd, order, bwd, border = {}, {}, {}, {}
-  for d = 1, math.min(#prev, N) do
+  for d = 1, counted and math.min(#prev, N) or 0 do
     local a = prev[d]
     if not fwd[a] then fwd[a] = 0; order[#order + 1] = a end
     fwd[a] = fwd[a] + FW / d ^ FD * g
@@ -187,7 +236,7 @@ local function learn(etype, user, session, item, category, ts)
     end
     CARD[key] = card
   end
-  PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item))
+  if counted then PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item)) end
   if ITTL > 0 then redis.call('PEXPIRE', ni, ITTL) end
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
   local fresh = #prev == 0
@@ -233,6 +282,7 @@ local function run(field, records, k, ranks, covered, cov)
       local ts, target = tonumber(r[7]), r[8]
       if not t0 then t0 = ts; redis.call('HSET', meta, 't0', ts) end
       if not clock or ts > clock then clock = ts end
+      if (clock - t0) / HL > REBASE then rebase(clock) end
       if k and target ~= '' then
         -- the session as learning will leave it: this click first, then the stored list
         local items, keep = {item}, math.max(N, W)
@@ -270,17 +320,43 @@ end
 -- [offset, type, user, session, item, category, ts(, target)].
 local COMMANDS = {}
 
--- learn: one JSON array of [field, records] groups, one per topic:partition (each fenced by
--- its own stored offset); optionally a second JSON array [k, [[user, session], ...]]: the
--- recommendations to score after learning (purchased items excluded), so the worker needs no
--- 'rec' call per batch. Returns applied, or {applied, recommendations}.
+-- The guard of a worker's learn call ('' = none): JSON {"epoch": e, "owners": {field: token}}.
+-- epoch: the value of <base>epoch when the worker started (written once per store): missing
+-- or different means Redis lost its data, and learning on would silently start over.
+-- owners: per "topic:partition", the token the worker got when it was assigned the
+-- partition (<base>owners): another token means the partition has moved on (a zombie).
+-- Returns an error text, or nil when the call may go on.
+local function refused(raw)
+  if raw == '' then return nil end
+  local g = cjson.decode(raw)
+  if g.epoch and redis.call('GET', base .. 'epoch') ~= g.epoch then
+    return 'EPOCH the store epoch ' .. g.epoch .. ' is gone: Redis lost its data'
+  end
+  if g.owners then
+    for field, token in pairs(g.owners) do
+      local owner = redis.call('HGET', base .. 'owners', field)
+      if owner ~= token then
+        return 'FENCED ' .. field .. ' now belongs to ' .. tostring(owner) .. ', not ' .. token
+      end
+    end
+  end
+  return nil
+end
+
+-- learn: the guard (above), one JSON array of [field, records] groups, one per
+-- topic:partition (each fenced by its own stored offset); optionally a JSON array
+-- [k, [[user, session], ...]]: the recommendations to score after learning (purchased items
+-- excluded), so the worker needs no 'rec' call per batch. Returns applied, or
+-- {applied, recommendations}.
 function COMMANDS.learn()
+  local why = refused(ARGV[A0])
+  if why then return redis.error_reply(why) end
   local applied = 0
-  local groups = cjson.decode(ARGV[A0])
+  local groups = cjson.decode(ARGV[A0 + 1])
   for g = 1, #groups do applied = applied + run(groups[g][1], groups[g][2]) end
   finish(applied)
-  if not ARGV[A0 + 1] then return applied end
-  local want = cjson.decode(ARGV[A0 + 1])
+  if not ARGV[A0 + 2] then return applied end
+  local want = cjson.decode(ARGV[A0 + 2])
   local k, requests, gnow, out = want[1], want[2], growth(clock or 0), {}
   for i = 1, #requests do
     out[#out + 1] = recommend(requests[i][1], requests[i][2], '1', '', k, gnow)

@@ -78,6 +78,9 @@ class RecConfig:
     #: Retention (wall-clock TTL) of session keys and of user keys; 0 = keep forever.
     session_ttl_s: int = 3 * 86_400
     user_ttl_s: int = 90 * 86_400
+    #: Half-lives of event time after which the decay origin moves forward (every count is
+    #: rescaled once): the growth factor 2^(t/HL) stays far below a double's 2^1024.
+    rebase_half_lives: float = 512.0
     #: Wall-clock TTL of an item's neighbour set, renewed whenever the item is learned.
     item_ttl_s: int = 0
     #: Session state lists distinct items (a re-click moves its item to the front): repeats
@@ -112,6 +115,8 @@ class RecConfig:
             raise InvalidConfig("window, score_items and neighbour bounds must be positive")
         if self.half_life_days <= 0:
             raise InvalidConfig("half_life_days must be positive")
+        if not 0 < self.rebase_half_lives <= 900:
+            raise InvalidConfig("rebase_half_lives must be in (0, 900]")
         bounds = (self.knn_items, self.knn_sessions, self.knn_neighbours, self.knn_keep,
                   self.knn_min_neighbours, self.two_hop_neighbours, self.two_hop_row)
         if min(bounds) <= 0:
@@ -148,6 +153,7 @@ class RecConfig:
             "item_ttl_ms": self.item_ttl_s * 1000,
             "score_neighbours": self.score_neighbours,
             "skiplist_neighbours": self.skiplist_neighbours,
+            "rebase_half_lives": self.rebase_half_lives,
             "dedup_sessions": self.dedup_sessions,
             "two_hop": self.two_hop,
             "two_hop_neighbours": self.two_hop_neighbours,
@@ -164,6 +170,17 @@ class RecConfig:
             "knn_item_decay": self.knn_item_decay,
             "knn_item_window": self.knn_item_window,
         })  # fmt: skip
+
+
+def guard(epoch: str, owners: Mapping[str, str]) -> bytes:
+    """The guard of a learn call: the store's epoch and the owner token of each
+    ``topic:partition`` the call writes for (see ``similarity.lua``, ``refused``).
+
+    >>> guard("e1", {"t:0": "7"}), guard("", {})
+    (b'{"epoch":"e1","owners":{"t:0":"7"}}', b'{"owners":{}}')
+    """
+    checks: dict[str, Any] = {"epoch": epoch} if epoch else {}
+    return orjson.dumps({**checks, "owners": dict(owners)})
 
 
 def key_base(prefix: str) -> str:
@@ -257,19 +274,21 @@ class SimilarityStore:
         """Learn ``records`` of one partition (offset order); see :meth:`apply_many`."""
         return await self.apply_many({(source, partition): records})
 
-    async def apply_many(self, groups: Groups) -> int:
+    async def apply_many(self, groups: Groups, guard: bytes = b"") -> int:
         """Learn the records of several partitions in one script call, each group fenced by
-        the offset stored for its ``topic:partition``.
+        the offset stored for its ``topic:partition`` (``topic`` names the source: the
+        worker appends the topic's incarnation, ``topic@id``).
 
         Returns how many records were past their fence (each moves the offset; only
-        view/add_to_cart/purchase with an item teach co-occurrence).
+        view/add_to_cart/purchase with an item teach co-occurrence). ``guard``
+        (:func:`guard`) makes the call refuse with an ``EPOCH`` or ``FENCED`` error.
         """
         if not any(groups.values()):
             return 0
-        return int(await self._call("learn", [encode_groups(groups)]))
+        return int(await self._call("learn", [guard, encode_groups(groups)]))
 
     async def learn_and_recommend(
-        self, groups: Groups, requests: Sequence[tuple[str, str]], k: int
+        self, groups: Groups, requests: Sequence[tuple[str, str]], k: int, guard: bytes = b""
     ) -> tuple[int, list[list[tuple[str, float]]]]:
         """:meth:`apply_many`, then :meth:`recommend` (purchased items excluded) for each
         ``(user_id, session_id)`` on the updated store, in one call.
@@ -278,9 +297,9 @@ class SimilarityStore:
         with the profile updates like the learning does.
         """
         if not requests or k <= 0:
-            return await self.apply_many(groups), [[] for _ in requests]
+            return await self.apply_many(groups, guard), [[] for _ in requests]
         want = orjson.dumps([k, requests])
-        applied, recs = await self._call("learn", [encode_groups(groups), want])
+        applied, recs = await self._call("learn", [guard, encode_groups(groups), want])
         return int(applied), [_pairs(r) for r in recs]
 
     async def evaluate_clicks(

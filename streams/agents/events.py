@@ -3,11 +3,13 @@
 Thin by design. Why it is shaped like this (faust-streaming's behaviours, docs/reliability.md):
 
 * ``take``/``take_events`` ack the whole batch when the loop body returns *or raises*; we use
-  ``noack_take`` and ack a batch only after all its effects are done. Nothing may raise in
-  processing: bad records go to the DLQ, Redis errors are retried until they succeed (the
-  batch is not acked meanwhile, so nothing is lost), and any other failure of one event sends
-  that event to the DLQ with reason ``processing_error``. On shutdown the current batch gets
-  a grace period to finish; otherwise it stays unacked and is redelivered (and fenced).
+  ``noack_take`` and ack a batch only after all its effects are done. Bad records go to the
+  DLQ, one user's failure sends that user's events there, retriable Redis errors are retried
+  until they succeed (the batch is not acked meanwhile, so nothing is lost). A batch that
+  fails otherwise is never dead-lettered (it may be half-applied): the worker stops at once
+  (:func:`streams.worker.stopping.stop_now`) and the batch is redelivered on restart, where
+  every effect is fenced. On shutdown the current batch gets a grace period to finish;
+  otherwise it stays unacked and is redelivered (and fenced).
 * ``concurrency=1``: a second instance could commit past an event still in flight.
 * Redis updates are fenced by the partition offset inside the Lua script, and user state by
   the offset kept in each profile envelope, so a redelivered batch changes nothing.
@@ -22,10 +24,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from streams.core.errors import Fenced, StateDiverged
 from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog, SkippedRecords
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
 from streams.worker.intake import to_record
+from streams.worker.stopping import stop_now
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,9 @@ async def run_batch(processor: BatchProcessor, batch: Sequence[Any], grace_s: fl
     """Process one batch; ``True`` when it may be acknowledged.
 
     A batch interrupted by shutdown gets ``grace_s`` seconds to finish; if it does not, it is
-    left unacknowledged and will be redelivered (and fenced) after restart. An unexpected
-    error sends the batch to the DLQ (so nothing is lost) and acks it.
+    left unacknowledged and will be redelivered (and fenced) after restart. Any error stops
+    the worker (the batch is redelivered on restart): a batch fenced off (its partition moved
+    to another worker while this one was paused), diverged state, or anything unexpected.
     """
     task = asyncio.ensure_future(processor.process(batch))
     try:
@@ -47,10 +52,16 @@ async def run_batch(processor: BatchProcessor, batch: Sequence[Any], grace_s: fl
             task.cancel()
             log.warning("batch not finished at shutdown; it will be redelivered")
         raise
-    except Exception:
-        log.exception("batch of %d failed unexpectedly; sending it to the DLQ", len(batch))
-        for rec in map(to_record, batch):
-            await processor.dead_letter(rec, "processing_error", "batch failed")
+    except Fenced as exc:  # a zombie: its in-memory state learned a batch it must not write
+        stop_now(f"batch of {len(batch)} abandoned, unacknowledged: {exc}; restarted, the "
+                 "worker rejoins its group with state from the changelog")  # fmt: skip
+    except StateDiverged as exc:
+        stop_now(str(exc))
+    except Exception as exc:  # noqa: BLE001 - never dead-letter a half-applied batch
+        processor.telemetry.on_batch_failure()
+        first = to_record(batch[0]) if batch else None
+        where = f" ({first.topic}[{first.partition}]@{first.offset}..)" if first else ""
+        stop_now(f"a batch of {len(batch)}{where} failed unexpectedly: {exc!r}", exc)
     return True
 
 

@@ -23,14 +23,14 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from streams.core.events import ITEM_TYPES, MAX_TS_MS, MIN_TS_MS, _Wire
+from streams.core.events import DEFAULT_LIMITS, ITEM_TYPES, MAX_TS_MS, MIN_TS_MS, _Wire
 
 SCHEMA_PATH: Final = "docs/schemas/shop-event.schema.json"
 _NOTES: Final = {
     "event_id": "Unique per event; outputs carry it as trigger_event_id.",
     "user_id": "Also the record's key (UTF-8), so a user's events stay in order.",
     "item_id": "Required for view, add_to_cart, remove_from_cart and purchase.",
-    "price": "Finite, not negative.",
+    "price": "Finite, not negative; price x quantity is bounded too (the allOf rules).",
 }
 
 
@@ -44,6 +44,42 @@ _ITEM_RULE: Final = {
 }
 
 
+def printable_class() -> str:
+    """A regex character class of the Basic Multilingual Plane characters that
+    :meth:`str.isprintable` accepts (what an id may hold; the worker also accepts printable
+    characters beyond the BMP, which the schema, being stricter, leaves out).
+
+    >>> import re
+    >>> ok = re.compile(f"^{printable_class()}*$")
+    >>> [bool(ok.match(t)) for t in ("sku-7 Größe", "a\u202eb", "tab\\t", "\u00ad")]
+    [True, False, False, False]
+    """
+    ranges, start = [], None
+    for c in range(0x10001):
+        if c < 0x10000 and chr(c).isprintable():
+            start = c if start is None else start
+        elif start is not None:
+            ranges.append(f"\\u{start:04x}" + ("" if c - 1 == start else f"-\\u{c - 1:04x}"))
+            start = None
+    return "[" + "".join(ranges) + "]"
+
+
+def _line_value_rules() -> list[dict[str, Any]]:
+    """price x quantity at most ``max_line_value``, as rules JSON Schema can state (it cannot
+    multiply): above each price tier (x10 from max_line_value / max_quantity up to
+    max_price), a lower quantity bound. Stricter than the worker, never looser."""
+    lim = DEFAULT_LIMITS
+    rules, low = [], lim.max_line_value / lim.max_quantity
+    while low < lim.max_price:
+        high = min(low * 10, lim.max_price)
+        rules.append({
+            "if": {"properties": {"price": {"exclusiveMinimum": low}}, "required": ["price"]},
+            "then": {"properties": {"quantity": {"maximum": int(lim.max_line_value // high)}}},
+        })  # fmt: skip
+        low = high
+    return rules
+
+
 def event_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one record value of the events topic."""
     generated = msgspec.json.schema(_Wire)
@@ -51,6 +87,14 @@ def event_schema() -> dict[str, Any]:
     props: dict[str, Any] = {k: dict(v) for k, v in body["properties"].items()}
     for name, note in _NOTES.items():
         props[name]["description"] = note
+    printable = f"^{printable_class()}*$"  # ids and category: printable characters only
+    for name in ("event_id", "user_id", "session_id"):
+        props[name]["pattern"] = printable
+    for name in ("item_id", "category"):
+        props[name]["anyOf"][0]["pattern"] = printable
+    props["query"]["anyOf"][0]["pattern"] = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    props["price"]["anyOf"][0]["maximum"] = DEFAULT_LIMITS.max_price
+    props["quantity"]["anyOf"][0]["maximum"] = DEFAULT_LIMITS.max_quantity
     props["ts"] = {
         "description": "Event time: epoch milliseconds, or ISO-8601 with a zone; between "
         "2000-01-01 and 2100-01-01 UTC.",
@@ -68,7 +112,7 @@ def event_schema() -> dict[str, Any]:
         "type": "object",
         "properties": props,
         "required": body["required"],
-        "allOf": [_ITEM_RULE],
+        "allOf": [_ITEM_RULE, *_line_value_rules()],
     }
 
 

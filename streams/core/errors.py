@@ -27,6 +27,17 @@ class StateUnavailable(ShopstreamError):
     retriable = True
 
 
+class StateDiverged(ShopstreamError):
+    """Stored state and the log disagree in a way that processing on would hide (a topic
+    recreated, a broker that lost records, a Redis that lost its data): the worker stops
+    with this message instead of skipping or double-applying records silently."""
+
+
+class Fenced(ShopstreamError):
+    """This worker no longer owns the partition it is writing for (a zombie after a pause
+    or a network partition): the batch is abandoned unacknowledged, its new owner does it."""
+
+
 class BrokerUnavailable(ShopstreamError):
     """The Kafka broker could not be reached or has no leader for a topic; retry later."""
 

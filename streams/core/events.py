@@ -6,6 +6,14 @@ invalid one raises :class:`InvalidEvent` whose ``reason`` is a short machine-rea
 and whose ``detail`` says what exactly was wrong. The agent sends the original bytes of an
 invalid record to the dead-letter topic with that reason in the headers.
 
+Hostile input is bounded before anything is converted (docs/security.md, "Input limits"):
+the record's size, its nesting depth (:data:`MAX_DEPTH`, counted on the bytes before a
+decoder recurses), string lengths, the range of every number (a 4,300-digit integer is a
+``bad_ts``/``bad_number``, never an ``OverflowError``), upper bounds of price, quantity and
+their product (:class:`Limits`), and the characters of ids (printable, so no NUL, no
+separator of the Redis store and no control character can reach a key or a log line).
+Unknown fields are ignored (forward compatible), but they count towards size and depth.
+
 >>> e = parse_event(b'{"event_id":"e1","type":"view","user_id":"u1","session_id":"s1",'
 ...                 b'"item_id":"i9","ts":"2024-03-01T10:00:00+01:00"}')
 >>> e.type, e.item_id, e.ts_ms
@@ -19,6 +27,7 @@ streams.core.events.InvalidEvent: missing_field: missing required field 'event_i
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, get_args
@@ -27,6 +36,7 @@ import msgspec
 import orjson
 
 from streams.core.errors import ShopstreamError
+from streams.core.settings import Settings
 
 EventType = Literal[
     "view", "add_to_cart", "remove_from_cart", "purchase", "search", "session_start"
@@ -42,7 +52,12 @@ MIN_TS_MS: Final = 946_684_800_000
 MAX_TS_MS: Final = 4_102_444_800_000
 MAX_ID_LEN: Final = 256
 MAX_TEXT_LEN: Final = 1024
-DEFAULT_MAX_BYTES: Final = 64 * 1024
+#: Longest ISO-8601 ``ts`` string parsed (checked before parsing).
+MAX_TS_TEXT: Final = 64
+#: Deepest nesting of arrays/objects in a record (the contract itself is flat: depth 1).
+MAX_DEPTH: Final = 16
+#: C0 and C1 control characters: never accepted in free text (``query``).
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 _REQUIRED_STR: Final = ("event_id", "type", "user_id", "session_id")
 _OPTIONAL_STR: Final = ("item_id", "category", "query")
@@ -50,13 +65,73 @@ _OPTIONAL_STR: Final = ("item_id", "category", "query")
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed Kafka record, reduced to what processing needs (raw, not yet parsed)."""
+    """One consumed Kafka record, reduced to what processing needs (raw, not yet parsed).
+
+    ``timestamp_ms`` is the Kafka record timestamp (-1: unknown), the clock event time is
+    checked against (:func:`streams.worker.intake.split`); ``incarnation`` names the topic's
+    identity (the start of its Kafka topic id; "" unknown), so that an offset fence knows
+    where its offset came from (:attr:`fence_key`, :attr:`source`).
+
+    >>> r = Record("shop.events", 2, 7, b"u", b"{}", incarnation="f689bbe2")
+    >>> r.fence_key, r.source
+    ('f689bbe2:2', 'shop.events@f689bbe2')
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int = -1
+    incarnation: str = ""
+
+    @property
+    def fence_key(self) -> str:
+        """Where the offset comes from, for a user's fence: incarnation and partition."""
+        return f"{self.incarnation}:{self.partition}"
+
+    @property
+    def source(self) -> str:
+        """The topic with its incarnation (the similarity store's fence is per source and
+        partition)."""
+        return f"{self.topic}@{self.incarnation}" if self.incarnation else self.topic
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Upper bounds of a valid record; the values are settings (:meth:`from_settings`).
+
+    >>> Limits.from_settings(Settings()).max_price == Settings().max_price
+    True
+    """
+
+    max_bytes: int
+    max_price: float
+    max_quantity: int
+    max_line_value: float
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(
+            max_bytes=s.max_event_bytes, max_price=s.max_price, max_quantity=s.max_quantity,
+            max_line_value=s.max_line_value,
+        )  # fmt: skip
+
+
+DEFAULT_LIMITS: Final = Limits.from_settings(Settings())
+
+
+def safe_text(text: str, limit: int = 300) -> str:
+    r"""``text`` (cut to ``limit`` characters) with every non-printable character escaped,
+    for log lines and headers: a record can never forge a line or a terminal sequence.
+
+    >>> print(safe_text("u1\nERROR forged\x1b[31m"), safe_text("caf\u00e9 \u202e"))
+    u1\nERROR forged\x1b[31m café \u202e
+    """
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class InvalidEvent(ShopstreamError):
@@ -112,18 +187,27 @@ def parse_ts(value: object) -> int:
     """
     if isinstance(value, bool):
         raise InvalidEvent("bad_ts", f"timestamp must be a string or epoch ms, not {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, int):  # compared as an int: no float conversion of a huge one
+        if not MIN_TS_MS <= value < MAX_TS_MS:
+            raise InvalidEvent("absurd_ts", f"timestamp {_short(value)} is outside 2000..2100")
+        return value
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidEvent("bad_ts", f"timestamp {value!r} is not finite")
         ms = int(value)
     elif isinstance(value, str):
+        if len(value) > MAX_TS_TEXT:
+            raise InvalidEvent("bad_ts", f"timestamp text is longer than {MAX_TS_TEXT}")
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
-            raise InvalidEvent("bad_ts", f"timestamp {value[:64]!r} is not ISO-8601") from None
+            raise InvalidEvent("bad_ts", f"timestamp {value!r} is not ISO-8601") from None
         if dt.tzinfo is None:
-            raise InvalidEvent("bad_ts", f"timestamp {value[:64]!r} has no time zone")
-        ms = int(dt.timestamp() * 1000)
+            raise InvalidEvent("bad_ts", f"timestamp {value!r} has no time zone")
+        try:
+            ms = int(dt.timestamp() * 1000)
+        except (OverflowError, ValueError):  # a zone offset pushing year 9999 past the end
+            raise InvalidEvent("absurd_ts", f"timestamp {value!r} is out of range") from None
     else:
         raise InvalidEvent(
             "bad_ts", f"timestamp must be a string or epoch ms, not {type(value).__name__}"
@@ -133,7 +217,23 @@ def parse_ts(value: object) -> int:
     return ms
 
 
-def _str_field(obj: dict[str, Any], name: str, *, required: bool, limit: int) -> str | None:
+def _short(value: int) -> str:
+    """An int for a message, without converting a huge one to text in full.
+
+    >>> _short(5), _short(10**400)
+    ('5', 'an integer of 401 digits')
+    """
+    if -(10**18) < value < 10**18:
+        return str(value)
+    digits = len(str(abs(value))) if value.bit_length() < 14_000 else "over 4,000"
+    return f"an integer of {digits} digits"
+
+
+def _str_field(
+    obj: dict[str, Any], name: str, *, required: bool, limit: int, text: bool = False
+) -> str | None:
+    """A string field: type, length (before anything else), then its characters: ids must
+    be printable (:meth:`str.isprintable`), free ``text`` must hold no control character."""
     value = obj.get(name)
     if value is None:
         if required:
@@ -147,10 +247,16 @@ def _str_field(obj: dict[str, Any], name: str, *, required: bool, limit: int) ->
         raise InvalidEvent("missing_field", f"field {name!r} is empty")
     if len(value) > limit:
         raise InvalidEvent("too_long", f"field {name!r} is longer than {limit} characters")
+    if _CONTROL.search(value) if text else not value.isprintable():
+        bad = next(c for c in value if (_CONTROL.match(c) if text else not c.isprintable()))
+        raise InvalidEvent(
+            "bad_chars", f"field {name!r} holds the non-printable character {bad!r}"
+        )
     return value
 
 
-def _number(obj: dict[str, Any], name: str) -> float | None:
+def _number(obj: dict[str, Any], name: str, upper: float) -> float | None:
+    """A number in ``[0, upper]``; an int is compared as an int (no overflow)."""
     value = obj.get(name)
     if value is None:
         return None
@@ -158,15 +264,17 @@ def _number(obj: dict[str, Any], name: str) -> float | None:
         raise InvalidEvent(
             "wrong_type", f"field {name!r} must be a number, not {type(value).__name__}"
         )
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise InvalidEvent("bad_number", f"field {name!r} is not finite")
     if value < 0:
-        raise InvalidEvent("bad_number", f"field {name!r} is negative ({value})")
+        raise InvalidEvent("bad_number", f"field {name!r} is negative")
+    if value > upper:
+        raise InvalidEvent("bad_number", f"field {name!r} is above its limit {upper:g}")
     return float(value)
 
 
-def validate(obj: object) -> Event:
-    """Validate a decoded JSON value against the contract."""
+def validate(obj: object, limits: Limits = DEFAULT_LIMITS) -> Event:
+    """Validate a decoded JSON value against the contract and ``limits``."""
     if not isinstance(obj, dict):
         raise InvalidEvent("not_object", f"expected a JSON object, got {type(obj).__name__}")
     for name in _REQUIRED_STR:
@@ -177,9 +285,14 @@ def validate(obj: object) -> Event:
     if "ts" not in obj:
         raise InvalidEvent("missing_field", "missing required field 'ts'")
     item_id = _str_field(obj, "item_id", required=etype in ITEM_TYPES, limit=MAX_ID_LEN)
-    quantity = _number(obj, "quantity")
+    quantity = _number(obj, "quantity", limits.max_quantity)
     if quantity is not None and not quantity.is_integer():
         raise InvalidEvent("wrong_type", f"field 'quantity' must be an integer, not {quantity}")
+    price = _number(obj, "price", limits.max_price)
+    if price is not None and price * (quantity or 1) > limits.max_line_value:
+        raise InvalidEvent(
+            "bad_number", f"price x quantity is above its limit {limits.max_line_value:g}"
+        )
     return Event(
         event_id=obj["event_id"],
         type=etype,
@@ -188,9 +301,9 @@ def validate(obj: object) -> Event:
         ts_ms=parse_ts(obj["ts"]),
         item_id=item_id,
         category=_str_field(obj, "category", required=False, limit=MAX_ID_LEN),
-        price=_number(obj, "price"),
+        price=price,
         quantity=None if quantity is None else int(quantity),
-        query=_str_field(obj, "query", required=False, limit=MAX_TEXT_LEN),
+        query=_str_field(obj, "query", required=False, limit=MAX_TEXT_LEN, text=True),
     )
 
 
@@ -208,7 +321,9 @@ class _Wire(msgspec.Struct):
     type: EventType
     user_id: _Id
     session_id: _Id
-    ts: int | str
+    ts: Annotated[int, msgspec.Meta(ge=MIN_TS_MS, lt=MAX_TS_MS)] | Annotated[
+        str, msgspec.Meta(max_length=MAX_TS_TEXT)
+    ]
     item_id: _Opt = None
     category: _Opt = None
     price: Annotated[float, msgspec.Meta(ge=0)] | None = None
@@ -219,8 +334,11 @@ class _Wire(msgspec.Struct):
 _decode_wire = msgspec.json.Decoder(_Wire).decode
 
 
-def parse_fast(raw: bytes) -> Event | None:
+def parse_fast(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Event | None:
     """The event when ``raw`` fits the common well-formed shape, else ``None``.
+
+    Call it only on records whose nesting cannot exceed :data:`MAX_DEPTH` (msgspec recurses
+    on the C stack up to Python's recursion limit: :func:`parse_event` counts brackets first).
 
     >>> parse_fast(b'{"event_id": "e1", "type": "view", "user_id": "u", "session_id": "s",'
     ...            b' "ts": 1709283600000, "item_id": "i"}').item_id
@@ -231,9 +349,23 @@ def parse_fast(raw: bytes) -> Event | None:
     """
     try:
         w = _decode_wire(raw)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError, ValueError):  # the slow path says why
         return None
     if not w.item_id and w.type in ITEM_TYPES:
+        return None
+    if not (
+        w.event_id.isprintable() and w.user_id.isprintable() and w.session_id.isprintable()
+        and (w.item_id is None or w.item_id.isprintable())
+        and (w.category is None or w.category.isprintable())
+        and (w.query is None or not _CONTROL.search(w.query))
+    ):  # fmt: skip
+        return None
+    price, quantity = w.price, w.quantity
+    if quantity is not None and quantity > limits.max_quantity:
+        return None
+    if price is not None and (
+        price > limits.max_price or price * (quantity or 1) > limits.max_line_value
+    ):
         return None
     try:
         ts_ms = parse_ts(w.ts)
@@ -245,17 +377,35 @@ def parse_fast(raw: bytes) -> Event | None:
     )  # fmt: skip
 
 
-def parse_event(raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Event:
-    """Parse one raw Kafka record value; raise :class:`InvalidEvent` with a reason if bad."""
+def parse_event(
+    raw: bytes | None, *, max_bytes: int | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Event:
+    """Parse one raw Kafka record value; raise :class:`InvalidEvent` with a reason if bad.
+
+    ``max_bytes`` overrides ``limits.max_bytes``.
+
+    >>> deep = b'{"x":' * 40 + b'1' + b'}' * 40
+    >>> parse_event(deep)
+    Traceback (most recent call last):
+    ...
+    streams.core.events.InvalidEvent: too_deep: record nests deeper than 16 levels
+    """
     if not raw:
         raise InvalidEvent("empty", "record value is empty")
-    if len(raw) > max_bytes:
-        raise InvalidEvent("oversize", f"record is {len(raw)} bytes, limit is {max_bytes}")
-    event = parse_fast(raw)
-    return event if event is not None else parse_slow(raw)
+    limit = limits.max_bytes if max_bytes is None else max_bytes
+    if len(raw) > limit:
+        raise InvalidEvent("oversize", f"record is {len(raw)} bytes, limit is {limit}")
+    # Brackets bound the nesting depth (those inside strings only over-count): a record
+    # with few of them cannot make msgspec recurse deeply. The rest take the slow path,
+    # whose decoder (orjson) stops at 1024 levels by itself; the depth is checked there.
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        event = parse_fast(raw, limits)
+        if event is not None:
+            return event
+    return parse_slow(raw, limits)
 
 
-def parse_slow(raw: bytes) -> Event:
+def parse_slow(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Event:
     """orjson + :func:`validate`: every contract check in Python, with the reason."""
     try:
         obj = orjson.loads(raw)
@@ -264,5 +414,33 @@ def parse_slow(raw: bytes) -> Event:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidEvent("bad_utf8", "record value is not valid UTF-8") from None
-        raise InvalidEvent("not_json", f"record value is not JSON ({exc})") from None
-    return validate(obj)
+        msg = str(exc)
+        if "depth" in msg:
+            raise InvalidEvent("too_deep", f"record nests deeper than {MAX_DEPTH} levels") from None
+        if "infinity" in msg:  # valid JSON, but a number no double can hold
+            raise InvalidEvent("bad_number", f"a number is out of range ({msg})") from None
+        raise InvalidEvent("not_json", f"record value is not JSON ({msg})") from None
+    if depth(obj) > MAX_DEPTH:
+        raise InvalidEvent("too_deep", f"record nests deeper than {MAX_DEPTH} levels")
+    return validate(obj, limits)
+
+
+def depth(obj: object) -> int:
+    """Nesting depth of a decoded JSON value, without recursion (a scalar is 0).
+
+    >>> depth(1), depth({"a": [1, {"b": []}]}), depth([[[]]] * 3)
+    (0, 4, 3)
+    """
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH:  # deeper is rejected anyway: no need to walk further
+            stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -103,14 +103,28 @@ class Settings:
 
     # --- processing ---------------------------------------------------------------------
     max_event_bytes: int = _opt(65536, "Records larger than this go to the DLQ as 'oversize'.")
+    max_price: float = _opt(1_000_000.0, "Highest valid 'price'; above it: DLQ 'bad_number'.")
+    max_quantity: int = _opt(10_000, "Highest valid 'quantity'; above it: DLQ 'bad_number'.")
+    max_line_value: float = _opt(
+        10_000_000.0, "Highest valid price x quantity of one event; above it: DLQ 'bad_number'."
+    )
+    max_future_ms: int = _opt(
+        3_600_000, "Events dated more than this after their Kafka record time: DLQ 'future_ts'."
+    )
+    max_past_ms: int = _opt(
+        0, "Events dated more than this before their record time: DLQ 'stale_ts' (0 = off)."
+    )
     max_events_per_min: int = _opt(
-        600, "Per user and event-time minute; more go to the DLQ as 'rate_limited' (0 = off)."
+        600, "Per user and minute of Kafka record time; more: DLQ 'rate_limited' (0 = off)."
     )
     batch_size: int = _opt(500, "Most events processed together (one Redis round trip).")
     batch_within_ms: int = _opt(20, "Longest wait to fill a batch, in milliseconds.")
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
     commit_interval_s: float = _opt(1.0, "Kafka offset commit interval, in seconds.")
+    session_timeout_s: float = _opt(
+        60.0, "Kafka group session timeout: a worker silent this long loses its partitions."
+    )
     eager_handoff: bool = _opt(
         True, "Hand fetched messages to the agent without a task per message (patches/fastpath.py)."
     )
@@ -255,10 +269,13 @@ class Settings:
     def checked(self) -> Settings:
         """Reject values that cannot work, naming the variable."""
         positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window",
+                    "max_price", "max_quantity", "max_line_value", "max_future_ms",
                     "changelog_max_compaction_lag_ms", "dlq_retention_ms")  # fmt: skip
         for name in positive:
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:  # NaN is not positive either
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.max_past_ms < 0 or self.max_events_per_min < 0:
+            raise ConfigError(f"{PREFIX}MAX_PAST_MS and {PREFIX}MAX_EVENTS_PER_MIN must be >= 0")
         if self.rec_knn_weight < 0:
             raise ConfigError(f"{PREFIX}REC_KNN_WEIGHT must not be negative")
         if self.churn_model not in get_args(ChurnModelKind):

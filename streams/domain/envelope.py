@@ -1,19 +1,24 @@
 """What the profile table stores per user, and the per-user fence and de-duplication.
 
-A user's events all live on one partition (the record key is ``user_id``), so the
-:class:`Envelope` can fence them by offset: an event at or below ``offset`` was applied
-already (a redelivery). :func:`classify` tells every event of a batch apart — fresh,
-redelivered, duplicate (an ``event_id`` seen recently) or over the per-minute rate — reading
-only state that is written together with the effects it guards, so the answer is the same
-after a crash.
+A user's events live on one partition (the record key is ``user_id``; a record whose key
+is not its user id is refused at intake), so the :class:`Envelope` can fence them by offset:
+an event at or below the offset applied from *its* source — the topic's incarnation and the
+partition, :attr:`~streams.core.events.Record.fence_key` — was applied already (a
+redelivery). An event from another partition (after partitions were added) or another
+incarnation of the topic (recreated) is never taken for one. :func:`classify` tells every
+event of a batch apart — fresh, redelivered, duplicate (an ``event_id`` seen recently) or
+over the per-minute rate — reading only state that is written together with the effects it
+guards, so the answer is the same after a crash.
 
 >>> from streams.core.events import Event, Record
 >>> from streams.domain.profile import update_profile
 >>> ev = Event("e1", "view", "u1", "s1", 1_709_283_600_000, item_id="i1")
->>> env = Envelope(profile=update_profile(None, ev), offset=5, recent=[id_hash("e1")])
+>>> env = Envelope(profile=update_profile(None, ev), fences={":0": 5}, recent=[id_hash("e1")])
 >>> batch = [(Record("t", 0, o, b"u1", b""), ev) for o in (5, 6)]
 >>> classify(batch, {"u1": env}.get)
 ['redelivered', 'duplicate']
+>>> classify([(Record("t", 1, 5, b"u1", b""), ev)], {"u1": env}.get)  # another partition
+['duplicate']
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from streams.domain.profile import Profile
 
 #: Event ids remembered per user to drop producer duplicates (same ``event_id`` twice).
 RECENT_IDS: Final = 16
+#: Sources (incarnation:partition) whose fence a user's envelope keeps (the newest).
+MAX_FENCES: Final = 8
 
 Verdict = Literal["fresh", "redelivered", "duplicate", "rate_limited"]
 Load = Callable[[str], "Envelope | None"]
@@ -37,11 +44,14 @@ Load = Callable[[str], "Envelope | None"]
 
 @dataclass(slots=True, kw_only=True)
 class Envelope:
-    """One user's stored state: the profile, its offset fence and its context.
+    """One user's stored state: the profile, its offset fences and its context.
 
-    ``offset`` is the source offset of the last event applied; ``track`` is the user's churn
-    bookkeeping (:func:`streams.domain.churn_state.track_to_list`), stored here so it is
-    written, fenced and restored together with the profile.
+    ``fences`` maps each source the user's events came from (``incarnation:partition``) to
+    the offset of the last event applied from it; ``offset``/``partition`` are the last
+    event's (``partition`` is also the changelog partition the envelope is written to).
+    ``track`` is the user's churn bookkeeping
+    (:func:`streams.domain.churn_state.track_to_list`), stored here so it is written, fenced
+    and restored together with the profile.
     """
 
     profile: Profile
@@ -52,11 +62,27 @@ class Envelope:
     segment: str | None = None
     track: list[Any] | None = None
     recent: list[str] = field(default_factory=list)  # digests of the last event ids applied
-    rate: list[int] = field(default_factory=list)  # [event-time minute, events in it]
+    rate: list[int] = field(default_factory=list)  # [record-time minute, events in it]
+    fences: dict[str, int] = field(default_factory=dict)
+    #: the user's anomaly windows and bot flag (``models.anomaly.AnomalyDetector.export_user``)
+    anomaly: list[Any] | None = None
+    #: the partition count the user's partition was decided under: set when
+    #: ``shopstream repartition`` moved the user (0 before); the newer layout wins when the
+    #: table is recovered (``streams.patches.table``)
+    layout: int = 0
+
+    def fence(self, rec: Record) -> int:
+        """The offset applied from ``rec``'s source (-1: none). An envelope written before
+        fences named their source has only ``offset``/``partition``: taken as the current
+        incarnation's."""
+        if self.fences:
+            return self.fences.get(rec.fence_key, -1)
+        return self.offset if self.partition == rec.partition else -1
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
             {
+                "f": self.fences,
                 "o": self.offset,
                 "s": self.session_id,
                 "r": self.last_rec_ms,
@@ -65,6 +91,8 @@ class Envelope:
                 "t": self.track,
                 "e": self.recent,
                 "rt": self.rate,
+                "a": self.anomaly,
+                "g": self.layout,
                 "p": self.profile,  # orjson serialises the dataclass natively
             }
         )
@@ -82,18 +110,26 @@ class Envelope:
             track=d.get("t"),
             recent=d.get("e", []),
             rate=d.get("rt", []),
+            fences=d.get("f") or {},
+            anomaly=d.get("a"),
+            layout=d.get("g", 0),
         )
 
 
-def is_redelivery(env: Envelope | None, offset: int) -> bool:
-    """Whether the event at ``offset`` was already applied to this user's state.
+def is_redelivery(env: Envelope | None, rec: Record) -> bool:
+    """Whether the event of ``rec`` was already applied to this user's state: its offset is
+    at or below the fence of its own source (incarnation and partition).
 
     >>> from streams.domain.profile import update_profile
-    >>> env = Envelope(profile=update_profile(None, Event("e", "search", "u", "s", 0)), offset=5)
-    >>> is_redelivery(None, 0), is_redelivery(env, 5), is_redelivery(env, 6)
+    >>> env = Envelope(profile=update_profile(None, Event("e", "search", "u", "s", 0)),
+    ...                fences={"ab:0": 5})
+    >>> at = lambda p, o, inc="ab": Record("t", p, o, b"u", b"", incarnation=inc)
+    >>> is_redelivery(None, at(0, 0)), is_redelivery(env, at(0, 5)), is_redelivery(env, at(0, 6))
     (False, True, False)
+    >>> is_redelivery(env, at(1, 5)), is_redelivery(env, at(0, 5, inc="cd"))  # moved, recreated
+    (False, False)
     """
-    return env is not None and offset <= env.offset
+    return env is not None and rec.offset <= env.fence(rec)
 
 
 def classify(
@@ -103,14 +139,16 @@ def classify(
 
     *redelivered*: its offset is at or below the user's fence; *duplicate*: its ``event_id``
     is among the user's last :data:`RECENT_IDS` applied ones (or earlier in this batch);
-    *rate_limited*: the user already has ``limit_per_min`` events in that event-time minute;
+    *rate_limited*: the user already has ``limit_per_min`` events in that minute of Kafka
+    record time (:func:`rate_time`: the client's ``ts`` is not trusted here, it would let a
+    client spread a flood over invented minutes or lock a user out with a future one);
     *fresh* otherwise.
     """
     verdicts: list[Verdict] = []
     seen: dict[str, tuple[set[str], list[int]]] = {}
     for rec, event in valid:
         env = load(event.user_id)
-        if is_redelivery(env, rec.offset):
+        if is_redelivery(env, rec):
             verdicts.append("redelivered")
             continue
         if event.user_id not in seen:
@@ -120,7 +158,7 @@ def classify(
         if h in ids:
             verdicts.append("duplicate")
             continue
-        bumped = bump_rate(rate, event.ts_ms)
+        bumped = bump_rate(rate, rate_time(rec, event))
         if limit_per_min and bumped[1] > limit_per_min:
             verdicts.append("rate_limited")
             continue
@@ -135,14 +173,26 @@ def last_rec_ms(env: Envelope | None) -> int:
     return env.last_rec_ms if env is not None else -1
 
 
+def rate_time(rec: Record, event: Event) -> int:
+    """The instant a rate limit counts an event at: its Kafka record timestamp (the event's
+    own ``ts`` only for a record without one, e.g. in offline tools)."""
+    return rec.timestamp_ms if rec.timestamp_ms >= 0 else event.ts_ms
+
+
 def bump_rate(rate: list[int], ts_ms: int) -> list[int]:
-    """``[minute, events in it]`` after one more event (late events count in the current one).
+    """``[minute, events in it]`` after one more event at ``ts_ms`` (record time).
+
+    A record up to a minute older than the current window counts in it (producers' clocks
+    differ a little); a window further ahead than that is not credible (stored by an older
+    version from a client's ``ts``) and starts over, so it can never lock a user out.
 
     >>> bump_rate([], 120_000), bump_rate([2, 5], 150_000), bump_rate([2, 5], 200_000)
     ([2, 1], [2, 6], [3, 1])
+    >>> bump_rate([2, 5], 90_000), bump_rate([99_999_999, 600], 200_000)
+    ([2, 6], [3, 1])
     """
     minute = ts_ms // 60_000
-    if rate and minute <= rate[0]:
+    if rate and rate[0] - 1 <= minute <= rate[0]:
         return [rate[0], rate[1] + 1]
     return [minute, 1]
 
@@ -162,11 +212,17 @@ def applied(env: Envelope | None, rec: Record, event: Event, profile: Profile) -
         return Envelope(
             profile=profile, offset=rec.offset, session_id=event.session_id,
             partition=rec.partition, recent=[id_hash(event.event_id)],
-            rate=bump_rate([], event.ts_ms),
+            rate=bump_rate([], rate_time(rec, event)), fences={rec.fence_key: rec.offset},
         )  # fmt: skip
+    if not env.fences and env.offset >= 0:  # an envelope of a version without named sources
+        env.fences[f"{rec.incarnation}:{env.partition}"] = env.offset
+    env.fences.pop(rec.fence_key, None)  # re-inserted last: the newest source stays
+    env.fences[rec.fence_key] = rec.offset
+    while len(env.fences) > MAX_FENCES:
+        env.fences.pop(next(iter(env.fences)))
     env.profile, env.offset, env.session_id, env.partition = (
         profile, rec.offset, event.session_id, rec.partition,
     )  # fmt: skip
     env.recent = [*env.recent, id_hash(event.event_id)][-RECENT_IDS:]
-    env.rate = bump_rate(env.rate, event.ts_ms)
+    env.rate = bump_rate(env.rate, rate_time(rec, event))
     return env

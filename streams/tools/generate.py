@@ -117,6 +117,24 @@ def _session(
             t += 1_000
 
 
+def _bot(rng: random.Random, uid: str, start_ms: int, days: int) -> list[dict[str, Any]]:
+    """A scraper: a few bursts of 50-90 views of random items, under a second apart."""
+    out: list[dict[str, Any]] = []
+    for burst in range(rng.randint(3, 8)):
+        t = start_ms + int(rng.random() * days * DAY_MS)
+        sid = f"{uid}-s{burst:04d}"
+        out.append({"type": "session_start", "user_id": uid, "session_id": sid, "ts": t})
+        for _ in range(rng.randint(50, 90)):
+            t += rng.randint(200, 900)
+            c, j = rng.randrange(N_CATEGORIES), rng.randrange(ITEMS_PER_CATEGORY)
+            out.append({"type": "view", "user_id": uid, "session_id": sid, "ts": t,
+                        "item_id": f"i{c:02d}{j:03d}", "category": CATEGORY_NAMES[c]})  # fmt: skip
+    out.sort(key=lambda e: e["ts"])
+    for k, e in enumerate(out):
+        e["event_id"] = f"{uid}-{k:05d}"
+    return out
+
+
 def _cohorts(rng: random.Random, days: int) -> list[tuple[int, float]]:
     """Monthly acquisition waves: (first day, relative size)."""
     span = max(int(COHORT_SPAN * days), 1)
@@ -133,9 +151,13 @@ def _join_day(rng: random.Random, cohorts: list[tuple[int, float]], days: int) -
 
 
 def generate(
-    users: int, seed: int, start_ms: int = DEFAULT_START_MS, days: int = 120
+    users: int, seed: int, start_ms: int = DEFAULT_START_MS, days: int = 120, bots: int = 0
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Contract events (sorted by ``ts``, epoch ms) and one ground-truth row per user."""
+    """Contract events (sorted by ``ts``, epoch ms) and one ground-truth row per user.
+
+    ``bots`` adds scrapers (``bot000``...: bursts of fast views, which the anomaly detector
+    flags), from their own random stream: the users' events are the same with or without.
+    """
     rng = random.Random(seed)  # noqa: S311 -- simulation, not cryptography
     prices = _catalog(rng)
     cohorts = _cohorts(rng, days)
@@ -195,6 +217,11 @@ def generate(
                 "orders": n_orders,
             }
         )
+    bot_rng = random.Random(seed * 7_919 + 1)  # noqa: S311 -- simulation
+    for b in range(bots):
+        uid = f"bot{b:03d}"
+        events.extend(e for e in _bot(bot_rng, uid, start_ms, days) if e["ts"] < end_ms)
+        truth.append({"user_id": uid, "bot": True})
     events.sort(key=lambda e: (e["ts"], e["event_id"]))
     return events, truth
 

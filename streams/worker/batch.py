@@ -11,7 +11,8 @@ a redelivered batch changes nothing):
  5  learn+score  Redis similarity counts (one fenced Lua      :mod:`models.similarity`
                  call), concurrently with step 6
  6  users        profile, churn, segments → envelopes         :mod:`streams.worker.users`
- 7  publish      DLQ, segments, alerts, recommendations       this module
+ 7  publish      DLQ, segments, alerts, recommendations;      :mod:`streams.worker.publish`
+                 delivered, then the envelopes (the fence)
  8  account      metrics, checkpoint                          :mod:`streams.telemetry`,
                                                               :mod:`streams.worker.checkpoints`
 ==  ===========  ==========================================  ===================================
@@ -29,32 +30,45 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import orjson
+from redis.exceptions import ReadOnlyError, ResponseError
 
-from models.similarity import key_base
-from streams.core.events import Event, Record
-from streams.core.payloads import ChurnAlert
-from streams.domain.alerts import split_stale
+from models.similarity import guard
+from streams.core.errors import Fenced, StateDiverged
+from streams.core.events import Event, Limits, Record
 from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
-from streams.domain.profile import DAY_MS
-from streams.domain.recommendations import plan_recommendations, recommendation_message
+from streams.domain.recommendations import plan_recommendations
 from streams.telemetry import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
 from streams.worker.idle import advance_idle
-from streams.worker.intake import by_partition, dlq_headers, split, to_record
+from streams.worker.intake import Clock, by_partition, split, to_record
 from streams.worker.partitions import Partitions
+from streams.worker.publish import Outbox, Publisher
 from streams.worker.retention import Retention
-from streams.worker.retry import retry_forever
-from streams.worker.users import UserUpdates, update_users
+from streams.worker.retry import error_kind, retry_forever
+from streams.worker.users import UserUpdates, update_users, write
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ALERT_TTL_S = 400 * 86_400
 QUALITY_EVERY_S = 1.0
+
+
+def refusal(exc: ResponseError) -> Exception:
+    """The similarity store's refusal as our error (``EPOCH``: the store lost its data;
+    ``FENCED``: a partition moved on), or the error itself."""
+    text = str(exc)
+    if text.startswith("EPOCH"):
+        return StateDiverged(
+            f"Redis lost its data while the worker ran ({text}): restore it from its AOF/RDB, "
+            "or stop the workers and start over with `shopstream reset --yes` "
+            "(docs/reliability.md, 'Redis durability')"
+        )
+    if text.startswith("FENCED"):
+        return Fenced(text)
+    return exc
 #: Verdicts whose events stay in the batch (duplicates and rate-limited ones leave it).
 KEPT = frozenset({"fresh", "redelivered"})
 
@@ -66,13 +80,14 @@ class BatchProcessor:
         s = shop.settings
         self.shop, self.settings, self.telemetry = shop, s, shop.telemetry
         self.pseudo_key = s.pseudonymise_key.encode()
+        self.limits = Limits.from_settings(s)
         self.checkpointer = Checkpointer(s, on_refused=self.telemetry.on_state_refused)
         # Held while a batch runs, so that a hand-over or `forget` never races a batch.
         self.lock = asyncio.Lock()
         self.parts = Partitions(
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
-        self.alert_key = key_base(s.redis_prefix) + "alerted:"
+        self.out = Publisher(shop, self.retry)
         self.retention = Retention(self.parts)
         self.quality_at = -QUALITY_EVERY_S
 
@@ -85,23 +100,30 @@ class BatchProcessor:
     async def _process(self, batch: Sequence[Any]) -> None:
         started = time.perf_counter()
         clock = StageClock(started)
+        outbox = self.out.start_batch()
         await self.parts.settle()
+        incarnation = self.parts.sources.incarnation
+        records = [to_record(event, incarnation) for event in batch]
         valid, rejected = split(
-            map(to_record, batch), max_bytes=self.settings.max_event_bytes,
-            pseudonymise_key=self.pseudo_key,
+            records, Clock.from_settings(self.settings, round(time.time() * 1000)),
+            limits=self.limits, pseudonymise_key=self.pseudo_key,
         )  # fmt: skip
         for rec, reason, detail in rejected:
-            await self.dead_letter(rec, reason, detail)
+            await self.out.dead_letter(rec, reason, detail)
         clock.lap("validate")
+        users = UserUpdates(self.shop.profiles)
         if valid:
-            users = UserUpdates(self.shop.profiles)
+            valid, unreadable = users.admit(valid)
             verdicts = classify(valid, users.load, self.settings.max_events_per_min)
             await self.reject_unwanted(valid, verdicts)
             fresh = [rv for rv, v in zip(valid, verdicts, strict=True) if v == "fresh"]
             # redelivered events go to Redis too: its own fence decides there
             valid = [rv for rv, v in zip(valid, verdicts, strict=True) if v in KEPT]
             clock.lap("classify")
-            learnable = await self.detect_anomalies(valid, fresh)
+            applying = fresh
+            learnable = await self.detect_anomalies(valid, fresh, users)
+            if users.broken:  # an anomaly check failed: those users' events stay out
+                valid, fresh = users.without_broken(valid), users.without_broken(fresh)
             clock.lap("anomalies")
             due = plan_recommendations(
                 (e for _, e in fresh), lambda uid: last_rec_ms(users.load(uid)),
@@ -119,7 +141,11 @@ class BatchProcessor:
             finally:
                 scored = await learning
             clock.lap("similarity")
-            await self.publish(users, due, scored, clock)
+            for rec, event in [*unreadable, *applying]:
+                if event.user_id in users.broken:
+                    await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
+            await self.out.recommendations(due, users.triggers, scored)
+        await self.seal(outbox, users, {rec.partition for rec in records}, clock)
         self.account(batch, valid, started)
         clock.lap("telemetry")
         if self.checkpointer.due():
@@ -129,6 +155,25 @@ class BatchProcessor:
             await self.retention.sweep()
             clock.lap("retention")
         self.telemetry.on_stages(clock.laps)
+
+    async def seal(
+        self, outbox: Outbox, users: UserUpdates, partitions: set[int], clock: StageClock
+    ) -> None:
+        """The end of a batch (or of an idle advance): its segment changes and alerts join
+        the outbox; if the ``partitions`` are still ours (a worker paused while they moved
+        must not publish), every output is sent and delivered, then the envelopes (the
+        fence) are written and the alerts marked. A crash before the fence re-derives the
+        outputs with the same ids (at least once, docs/reliability.md)."""
+        await self.out.segments(users.segments, self.parts.models.segment_sizes())
+        sent_alerts = await self.out.alerts(users.alerts)
+        clock.lap("publish")
+        await self.still_ours(partitions)
+        await outbox.delivered()
+        clock.lap("deliver")
+        if users.serialised or sent_alerts:
+            await self.still_ours(partitions)
+            write(users)
+            await self.out.mark_alerts(sent_alerts)
 
     async def reject_unwanted(
         self, valid: Sequence[tuple[Record, Event]], verdicts: Sequence[str]
@@ -140,7 +185,8 @@ class BatchProcessor:
         limit = self.settings.max_events_per_min
         for (rec, _), verdict in zip(valid, verdicts, strict=True):
             if verdict == "rate_limited":
-                await self.dead_letter(rec, "rate_limited", f"user has over {limit} events/minute")
+                detail = f"user has over {limit} events/minute"
+                await self.out.dead_letter(rec, "rate_limited", detail)
 
     def account(
         self, batch: Sequence[Any], valid: Sequence[tuple[Record, Event]], started: float
@@ -157,37 +203,69 @@ class BatchProcessor:
             self.telemetry.set_churn_quality(self.parts.models.churn_metrics())
 
     async def checkpoint(self) -> None:
-        """A checkpoint of the models now (the producer is flushed first)."""
-        await self.checkpointer.save(self.parts.models, self.shop.app.producer.flush)
-
-    async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:
-        log.warning(
-            "rejected %s[%d]@%d: %s (%s)", rec.topic, rec.partition, rec.offset, reason, detail
-        )
-        headers = dlq_headers(rec, reason, detail)
-        await self.shop.dlq.send(key=rec.key, value=rec.value, headers=headers)
-        self.telemetry.on_dlq(reason)
+        """A checkpoint of the models now (the producer is flushed first). A failure (a full
+        disk, the broker away at shutdown) is logged and counted, never fails the batch:
+        the next one is tried an interval later."""
+        try:
+            await self.checkpointer.save(self.parts.models, self.shop.app.producer.flush)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation
+            self.checkpointer.postpone()
+            self.telemetry.on_checkpoint_failure()
+            log.error(  # noqa: TRY400 - one line; the cause is in the message
+                "model checkpoint failed (%r); the next one in %.0fs", exc,
+                self.settings.checkpoint_interval_s,
+            )  # fmt: skip
 
     async def retry(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Redis calls: retried with backoff until they succeed (the batch stays unacked)."""
+        """Redis calls: retried with backoff while the error is retriable
+        (:func:`~streams.worker.retry.is_retriable`; the batch stays unacked), each retry
+        logged and counted by error (``shopstream_redis_retries_total{error}``)."""
+
+        async def attempt() -> T:
+            try:
+                return await fn()
+            except ReadOnlyError:  # a failover made our master a replica: connect afresh
+                await self.shop.runtime.redis.connection_pool.disconnect()
+                raise
+
         return await retry_forever(
-            what, fn, should_stop=lambda: self.shop.app.should_stop,
-            on_retry=self.telemetry.on_redis_retry,
+            what, attempt, should_stop=lambda: self.shop.app.should_stop,
+            on_retry=lambda exc: self.telemetry.on_redis_retry(exc, error_kind(exc)),
         )  # fmt: skip
 
     # --- steps ----------------------------------------------------------------------------
     async def detect_anomalies(
-        self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]]
-    ) -> list[tuple[Record, Event]]:
+        self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]],
+        users: UserUpdates,
+    ) -> list[tuple[Record, Event]]:  # fmt: skip
         """Publish anomalies of the ``fresh`` events; return those of ``valid`` that may teach
-        the models (all but flagged bots')."""
+        the models (all but flagged bots'). A user whose check fails is broken in ``users``.
+
+        Each user's windows and bot flag come from their envelope and go back into it
+        (``users.anomaly``), so after a crash the same bots are flagged and kept out of
+        learning as in a run without one."""
+        detectors = {}
+        for rec, event in valid:
+            uid = event.user_id
+            if (rec.partition, uid) not in detectors and uid not in users.broken:
+                detector = self.parts.models_for(rec.partition).anomalies
+                env = users.load(uid)
+                detector.import_user(uid, env.anomaly if env is not None else None)
+                detectors[rec.partition, uid] = detector
+        flags = []
         for rec, event in fresh:
-            for flag in self.parts.models_for(rec.partition).anomalies.observe(event):
-                anomaly = anomaly_message(event, flag)
-                await self.shop.anomalies.send(
-                    key=event.user_id.encode(), value=orjson.dumps(anomaly)
-                )
-                self.telemetry.on_anomaly(anomaly)
+            if event.user_id in users.broken:
+                continue
+            try:
+                found = detectors[rec.partition, event.user_id].observe(event)
+            except Exception as exc:  # noqa: BLE001 - confined to this user
+                users.fail(event.user_id, "checking for anomalies", exc)
+                continue
+            flags += [anomaly_message(event, flag) for flag in found]
+        for (_, uid), detector in detectors.items():
+            users.anomaly[uid] = detector.export_user(uid)
+        await self.out.anomalies([a for a in flags if a["user_id"] not in users.broken])
+        valid = users.without_broken(valid) if users.broken else valid
         if not self.settings.exclude_bots:
             return valid
         models_for = self.parts.models_for
@@ -197,80 +275,35 @@ class BatchProcessor:
         self, learnable: list[tuple[Record, Event]], due: list[Event]
     ) -> list[list[tuple[str, float]]]:
         """All partitions of the batch in one fenced script call (retried until it succeeds),
-        which then scores the recommendations of the ``due`` trigger events (same order)."""
+        which then scores the recommendations of the ``due`` trigger events (same order).
+
+        The call is guarded: it refuses if the store lost its data (epoch) or a partition
+        moved to another worker (owner tokens): StateDiverged and Fenced."""
         groups = by_partition(learnable)
         requests = [(e.user_id, e.session_id) for e in due]
-        store, k = self.shop.runtime.store, self.settings.rec_k
-        _, scored = await self.retry(
-            "similarity update", lambda: store.learn_and_recommend(groups, requests, k)
-        )
+        runtime, k = self.shop.runtime, self.settings.rec_k
+        check = guard(runtime.epoch, self.parts.sources.owners({p for _, p in groups}))
+        try:
+            _, scored = await self.retry(
+                "similarity update",
+                lambda: runtime.store.learn_and_recommend(groups, requests, k, check),
+            )
+        except ResponseError as exc:
+            raise refusal(exc) from exc
         return scored
 
-    async def publish(
-        self,
-        out: UserUpdates,
-        due: list[Event],
-        scored: list[list[tuple[str, float]]],
-        clock: StageClock,
-    ) -> None:
-        """Outputs of the batch; ``scored``: the items of each ``due`` event, in order."""
-        for rec, detail in out.failed:
-            await self.dead_letter(rec, "processing_error", detail)
-        for seg in out.segments:
-            await self.shop.segments.send(key=seg["user_id"].encode(), value=orjson.dumps(seg))
-            self.telemetry.on_segment(seg)
-        # after on_segment: the model's sizes are authoritative and replace the tally
-        self.telemetry.set_segment_sizes(self.parts.models.segment_sizes())
-        await self.publish_alerts(out.alerts)
-        clock.lap("publish_segments_alerts")
-        await self.recommend(due, out.triggers, scored)
-        clock.lap("recommend_send")
+    async def still_ours(self, partitions: set[int]) -> None:
+        """Raise Fenced unless the batch's partitions are still this worker's (checked after
+        the outputs were delivered, right before the fence is written)."""
+        redis, sources = self.shop.runtime.redis, self.parts.sources
+        await self.retry("checking partition ownership",
+                         lambda: sources.check_owner(redis, partitions))  # fmt: skip
 
-    async def publish_alerts(self, alerts: list[ChurnAlert]) -> None:
-        """At most one alert per ``alert_id``: Redis remembers which ones were published.
-        Alerts older than ``SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS`` (a backfill of history)
-        are only counted."""
-        max_age_ms = int(self.settings.churn_alert_max_age_days * DAY_MS)
-        alerts, stale = split_stale(alerts, round(time.time() * 1000), max_age_ms)
-        if stale:
-            self.telemetry.on_stale_alerts(len(stale))
-        if not alerts:
-            return
-        redis = self.shop.runtime.redis
-
-        async def mark() -> list[Any]:
-            pipe = redis.pipeline(transaction=False)
-            for a in alerts:
-                pipe.set(self.alert_key + a["alert_id"], 1, nx=True, ex=ALERT_TTL_S)
-            return await pipe.execute()
-
-        fresh = await self.retry("alert de-duplication", mark)
-        for alert, new in zip(alerts, fresh, strict=True):
-            if not new:
-                log.info("alert %s was already published; not repeating it", alert["alert_id"])
-                continue
-            await self.shop.churn_alerts.send(
-                key=alert["user_id"].encode(), value=orjson.dumps(alert)
-            )
-            self.telemetry.on_alert(alert)
-
-    async def recommend(
-        self, due: list[Event], applied: dict[str, Event], scored: list[list[tuple[str, float]]]
-    ) -> None:
-        """Publish the scored items of the ``due`` events that were applied."""
-        sent = 0
-        for event, items in zip(due, scored, strict=True):
-            if applied.get(event.user_id) is event:
-                await self.shop.recommendations.send(
-                    key=event.user_id.encode(), value=recommendation_message(event, items)
-                )
-                sent += 1
-        if sent:
-            self.telemetry.on_recommendations(sent)
-
+    # --- next door ------------------------------------------------------------------------
     async def advance_idle(self) -> None:
         """The idle timer (``SHOPSTREAM_IDLE_ADVANCE_S``): move the clocks of the assigned
-        partitions that have been idle and publish what that fires (streams.worker.idle)."""
+        partitions that have been idle and publish what that fires (streams.worker.idle),
+        outputs before envelopes as in a batch (:meth:`seal`)."""
         app = self.shop.app
         if not self.shop.runtime.ready or app.in_recovery or app.rebalancing:
             return  # the table may be incomplete: no state is built from it now
@@ -280,14 +313,15 @@ class BatchProcessor:
             try:
                 await self.parts.settle()
                 users = UserUpdates(self.shop.profiles)
+                outbox = self.out.start_batch()
                 idle_s = self.settings.idle_advance_s
-                if advance_idle(self.parts, assigned, time.time(), idle_s, users):
-                    await self.publish(users, [], [], StageClock(time.perf_counter()))
+                moved = advance_idle(self.parts, assigned, time.time(), idle_s, users)
+                if moved:
+                    await self.seal(outbox, users, set(moved), StageClock(time.perf_counter()))
             except Exception:  # the timer goes on; the state in memory is rebuilt from the table
                 log.exception("advancing the clocks of idle partitions failed")
                 self.parts.on_revoked(assigned)
 
-    # --- next door ------------------------------------------------------------------------
     async def forget(self, uid: str) -> dict[str, int]:
         """Erase one user (:func:`streams.worker.erasure.forget`), between batches; if the
         models remembered the user, a checkpoint without them replaces the older ones."""

@@ -2,13 +2,13 @@
 
 The set is checkpointed atomically as plain JSON (:mod:`models.checkpoint`: HMAC-signed,
 parsed only after the signature is verified, rebuilt with the worker's configs; nothing is
-ever unpickled) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on shutdown, recording the
-stream time and the last source offset each bundle includes; on start the newest valid
-checkpoint is restored, so progressive metrics go on (a refused one -- an older pickle
-format, tampered -- is logged, counted and skipped; with none left, the models start
-fresh). Model learning is at-most-once across a crash: labels learned after the last
-checkpoint are not learned again (profiles and tracks, which decide the labels, are
-restored exactly).
+ever unpickled) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on shutdown, numbered in the
+order they are written and recording the stream time and the last source offset each bundle
+includes; on start the newest (last written) valid checkpoint is restored, so progressive
+metrics go on (a refused one -- an older pickle format, tampered -- is logged, counted and
+skipped; with none left, the models start fresh). Model learning is at-most-once across a
+crash: labels learned after the last checkpoint are not learned again (profiles and tracks,
+which decide the labels, are restored exactly).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from models.bundle import ModelSet
-from models.checkpoint import SUFFIX, checkpoint_path, latest_valid, prune, save_checkpoint
+from models.checkpoint import (
+    SUFFIX,
+    checkpoint_path,
+    latest_valid,
+    next_sequence,
+    prune,
+    save_checkpoint,
+)
 from streams.core.settings import Settings
 from streams.worker.configs import anomaly_config, segment_config
 
@@ -74,6 +81,10 @@ class Checkpointer:
     def due(self) -> bool:
         return bool(self.key) and self.clock() - self.last >= self.interval_s
 
+    def postpone(self) -> None:
+        """The next checkpoint an interval from now (after one failed)."""
+        self.last = self.clock()
+
     async def save(
         self, models: ModelSet, flush: Callable[[], Awaitable[None]], *, only: bool = False
     ) -> Path | None:
@@ -89,10 +100,12 @@ class Checkpointer:
             return None
         await flush()
         self.last = self.clock()
-        meta = {"stream_time_ms": models.stream_time_ms, "offsets": dict(models.offsets)}
+        sequence = next_sequence(self.dir)
+        meta = {"sequence": sequence, "stream_time_ms": models.stream_time_ms,
+                "offsets": dict(models.offsets)}  # fmt: skip
         older = sorted(self.dir.glob(f"*{SUFFIX}")) if only and self.dir.exists() else []
         path = save_checkpoint(
-            checkpoint_path(self.dir, models.stream_time_ms), models.to_dict(), meta, self.key
+            checkpoint_path(self.dir, sequence), models.to_dict(), meta, self.key
         )
         for old in older:
             if old != path:

@@ -33,7 +33,14 @@ from collections.abc import Iterable
 
 from streams.domain import churn
 from streams.worker.partitions import Partitions
-from streams.worker.users import UserUpdates, store_tracks, update_segments, write
+from streams.worker.users import (
+    UserUpdates,
+    drop_broken,
+    keep_triggers,
+    serialise,
+    store_tracks,
+    update_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +58,10 @@ def advance_idle(
     parts: Partitions, partitions: Iterable[int], now_s: float, idle_s: float, out: UserUpdates
 ) -> list[int]:
     """Advance the clock of every idle partition among ``partitions`` (the ones assigned
-    here); what fires is written to ``out`` as a batch would write it (tracks and segments to
-    the envelopes and changelog, alerts to ``out.alerts``). Returns the partitions advanced.
-    The caller holds the batch lock."""
+    here); what fires goes to ``out`` as a batch's would (tracks and segments into the
+    envelopes, serialised; alerts to ``out.alerts``). The caller holds the batch lock and
+    publishes the outputs before it writes the envelopes, as a batch does (issue 15: a crash
+    in between fires them again, with the same ids). Returns the partitions advanced."""
     moved = []
     for p in sorted(partitions):
         state = parts.state_for(p)
@@ -70,5 +78,7 @@ def advance_idle(
                       len(alerts), len(labelled))  # fmt: skip
     store_tracks(parts, set(moved), out)
     update_segments(parts, [], out)
-    write(out, [])
+    keep_triggers(out, [])
+    serialise(out)
+    drop_broken(parts, out)
     return moved

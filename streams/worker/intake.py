@@ -1,54 +1,129 @@
 """Intake: raw Kafka records in, valid events and dead letters out.
 
 >>> good = Record("shop.events", 0, 7, b"u1", b'{"event_id":"e","type":"search","user_id":"u1",'
-...               b'"session_id":"s","ts":1709283600000}')
+...               b'"session_id":"s","ts":1709283600000}', 1709283600000)
 >>> bad = Record("shop.events", 0, 8, b"u1", b"{oops")
->>> valid, rejected = split([good, bad], max_bytes=1000)
+>>> ahead = Record("shop.events", 0, 9, b"u1", good.value, 1709283600000 - 2 * 3_600_000)
+>>> clock = Clock(now_ms=1709283600000, max_future_ms=3_600_000)
+>>> valid, rejected = split([good, bad, ahead], clock)
 >>> [(r.offset, e.type) for r, e in valid], [(r.offset, reason) for r, reason, _ in rejected]
-([(7, 'search')], [(8, 'not_json')])
+([(7, 'search')], [(8, 'not_json'), (9, 'future_ts')])
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from streams.core.events import Event, InvalidEvent, Record, parse_event
+from streams.core.events import (
+    DEFAULT_LIMITS,
+    Event,
+    InvalidEvent,
+    Limits,
+    Record,
+    parse_event,
+    safe_text,
+)
+from streams.core.settings import Settings
 from streams.domain.privacy import pseudonymise_event
 
+log = logging.getLogger(__name__)
 
-def to_record(event: Any) -> Record:
-    """The parts of a Faust event that processing needs."""
+
+def to_record(event: Any, incarnation: str = "") -> Record:
+    """The parts of a Faust event that processing needs (Faust's timestamp is in seconds);
+    ``incarnation``: the topic's identity (:class:`streams.worker.sources.Sources`)."""
     msg = event.message
-    return Record(msg.topic, msg.partition, msg.offset, event.key, event.value)
+    ts = msg.timestamp
+    return Record(
+        msg.topic, msg.partition, msg.offset, event.key, event.value,
+        round(ts * 1000) if ts is not None and ts > 0 else -1, incarnation,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Clock:
+    """What event time is checked against: each record's Kafka timestamp (``now_ms``, the
+    worker's clock, stands in for a record without one), and how far an event may be
+    dated after it (``future_ts``) or before it (``stale_ts``; 0 = any age)."""
+
+    now_ms: int
+    max_future_ms: int
+    max_past_ms: int = 0
+
+    @classmethod
+    def from_settings(cls, s: Settings, now_ms: int) -> Clock:
+        return cls(now_ms=now_ms, max_future_ms=s.max_future_ms, max_past_ms=s.max_past_ms)
+
+    def check(self, rec: Record, event: Event) -> None:
+        """Raise ``future_ts``/``stale_ts`` when the event's time is not credible."""
+        ref = rec.timestamp_ms if rec.timestamp_ms >= 0 else self.now_ms
+        if event.ts_ms > ref + self.max_future_ms:
+            raise InvalidEvent(
+                "future_ts", f"event time is {event.ts_ms - ref} ms after the record's time "
+                f"(limit {self.max_future_ms})",
+            )  # fmt: skip
+        if self.max_past_ms and event.ts_ms < ref - self.max_past_ms:
+            raise InvalidEvent(
+                "stale_ts", f"event time is {ref - event.ts_ms} ms before the record's time "
+                f"(limit {self.max_past_ms})",
+            )  # fmt: skip
+
+
+def check_key(rec: Record, event: Event) -> None:
+    """A record's key must be its ``user_id`` (UTF-8): all of a user's events then share a
+    partition, which the per-user fence relies on (``key_mismatch`` otherwise)."""
+    if rec.key is None or rec.key != event.user_id.encode():
+        raise InvalidEvent(
+            "key_mismatch", "the record key is not the user_id (a user's events must share "
+            "a partition)",
+        )  # fmt: skip
 
 
 def split(
-    records: Iterable[Record], *, max_bytes: int, pseudonymise_key: bytes = b""
+    records: Iterable[Record],
+    clock: Clock,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    pseudonymise_key: bytes = b"",
 ) -> tuple[list[tuple[Record, Event]], list[tuple[Record, str, str]]]:
     """Parse every record: ``(valid [(record, event)], rejected [(record, reason, detail)])``.
 
-    With ``pseudonymise_key``, valid events carry the pseudonym instead of the user id.
+    No exception escapes: one a record causes beyond the contract's checks (a bug, or input
+    no check foresaw) makes that record a ``decode_error``, logged. With
+    ``pseudonymise_key``, valid events carry the pseudonym instead of the user id.
     """
     valid: list[tuple[Record, Event]] = []
     rejected: list[tuple[Record, str, str]] = []
     for rec in records:
         try:
-            event = parse_event(rec.value, max_bytes=max_bytes)
+            event = parse_event(rec.value, limits=limits)
+            check_key(rec, event)
+            clock.check(rec, event)
+            if pseudonymise_key:
+                event = pseudonymise_event(event, pseudonymise_key)
         except InvalidEvent as exc:
             rejected.append((rec, exc.reason, exc.detail))
             continue
-        if pseudonymise_key:
-            event = pseudonymise_event(event, pseudonymise_key)
+        except Exception as exc:  # noqa: BLE001 - one record's problem stays that record's
+            detail = safe_text(f"{type(exc).__name__}: {exc}")
+            log.error(  # noqa: TRY400 - the record's text never reaches a log unescaped
+                "decoding %s[%d]@%d failed: %s", rec.topic, rec.partition, rec.offset, detail
+            )
+            rejected.append((rec, "decode_error", detail))
+            continue
         valid.append((rec, event))
     return valid, rejected
 
 
 def dlq_headers(rec: Record, reason: str, detail: str) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter record: why, and where the original came from."""
+    """Headers of a dead-letter record: why, and where the original came from (the detail
+    with every non-printable character escaped)."""
     return [
         ("reason", reason.encode()),
-        ("detail", detail.encode("utf-8", "replace")[:1000]),
+        ("detail", safe_text(detail, 1000).encode("utf-8", "replace")[:1000]),
         ("source_topic", rec.topic.encode()),
         ("source_partition", str(rec.partition).encode()),
         ("source_offset", str(rec.offset).encode()),
@@ -58,10 +133,11 @@ def dlq_headers(rec: Record, reason: str, detail: str) -> list[tuple[str, bytes]
 def by_partition(
     valid: Sequence[tuple[Record, Event]],
 ) -> dict[tuple[str, int], list[tuple[int, Event]]]:
-    """Group valid events by source (topic, partition), keeping offset order."""
+    """Group valid events by source (topic with its incarnation, partition), keeping offset
+    order."""
     groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
     for rec, ev in valid:
-        groups.setdefault((rec.topic, rec.partition), []).append((rec.offset, ev))
+        groups.setdefault((rec.source, rec.partition), []).append((rec.offset, ev))
     for items in groups.values():
         items.sort(key=lambda pair: pair[0])
     return groups

@@ -14,12 +14,15 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from faust.types import TP
+
 from models.bundle import Models, ModelSet
 from streams.domain.churn_state import ChurnConfig, ChurnState, rebuild, track_from_list
 from streams.domain.envelope import Envelope
 from streams.worker.configs import model_factory
 from streams.worker.context import ShopApp
 from streams.worker.handover import Handover
+from streams.worker.sources import Sources
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +46,7 @@ class Partitions:
         #: partition -> (wall time, churn clock) at its last record (streams.worker.idle)
         self.anchors: dict[int, tuple[float, int]] = {}
         self.handover = Handover(shop.settings, on_refused=shop.telemetry.on_state_refused)
+        self.sources = Sources(shop.settings)
         self.lock, self.retry = lock, retry
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation
         # the source partitions of a new assignment, until the models are settled for them
@@ -73,6 +77,23 @@ class Partitions:
             self.states.pop(partition, None)
             self.anchors.pop(partition, None)
 
+    async def check_sources(self, assigned: set[int]) -> None:
+        """The topic's identity, fences against log ends, fresh owner tokens."""
+        redis, sources = self.shop.runtime.redis, self.sources
+        topic = self.shop.settings.topic_events
+        await self.retry("checking the topic's identity", lambda: sources.identify(redis))
+        if assigned:
+            tps = [TP(topic, p) for p in sorted(assigned)]
+            ends = await self.shop.app.consumer.highwaters(*tps)
+            highwaters = {tp.partition: int(end) for tp, end in ends.items()}
+            table = self.shop.profiles.data
+            await self.retry("checking the fences", lambda: sources.verify(redis, highwaters,
+                                                                           table))  # fmt: skip
+        await self.retry("claiming the partitions", lambda: sources.claim(redis, assigned))
+        log.info("partitions %s of %s (id %s) checked and claimed: owner tokens %s",
+                 sorted(assigned), topic, sources.topic_id or "unknown",
+                 sources.tokens)  # fmt: skip
+
     async def hand_over(self) -> None:
         """Giving partitions up (revocation, shutdown): store every bundle held for the
         partitions' next owners (an older one never replaces a newer stored one).
@@ -101,20 +122,24 @@ class Partitions:
 
     def on_assigned(self, partitions: set[int]) -> None:
         """At assignment: drop stored bundles we did not get back; settle before a batch."""
-        if not self.handover.enabled:
-            return
-        for p in self.given - partitions:
-            self.models.parts.pop(p, None)  # stored in Redis, at least as new as ours
-        self.given = set()
+        if self.handover.enabled:
+            for p in self.given - partitions:
+                self.models.parts.pop(p, None)  # stored in Redis, at least as new as ours
+            self.given = set()
         self.to_settle = set(partitions)
 
     async def settle(self) -> None:
-        """Before the first batch after an assignment (Redis is up by then): store and drop
-        the models of partitions we do not have, take newer stored ones of those we have."""
+        """Before the first batch after an assignment (Redis is up by then): check the
+        sources and claim the partitions (:class:`~streams.worker.sources.Sources`; raises
+        StateDiverged), then store and drop the models of partitions we do not have, take
+        newer stored ones of those we have."""
         if self.to_settle is None:
             return
         assigned, self.to_settle = self.to_settle, None
         redis = self.shop.runtime.redis
+        await self.check_sources(assigned)
+        if not self.handover.enabled:
+            return
         try:  # retried while Redis is unreachable; any other error must not fail the batch
             released, taken = await self.retry(
                 "settling the models of assigned partitions",

@@ -16,8 +16,16 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
@@ -25,23 +33,54 @@ T = TypeVar("T")
 
 #: Errors worth retrying: the server is unreachable or slow, the request itself is fine.
 RETRIABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Redis error replies that pass by themselves: a failover or resharding in progress
+#: (READONLY: we wrote to a master that became a replica — the next attempt reconnects;
+#: MASTERDOWN, TRYAGAIN, CLUSTERDOWN), a dataset still loading (LOADING: a ConnectionError in
+#: redis-py, above) or a script still running (BUSY, matched by its text).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    ReadOnlyError, MasterDownError, TryAgainError, ClusterDownError,
+)  # fmt: skip
+#: Redis error replies that an operator fixes (maxmemory reached with noeviction; an ACL
+#: refusing a command or key). Not a record's fault, and the batch may be half-applied: the
+#: worker waits and says why at every attempt rather than dead-letter good records.
+NEEDS_OPERATOR: tuple[type[BaseException], ...] = (OutOfMemoryError, NoPermissionError)
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """Whether retrying could help: an error that says so (``retriable``, the habit of
-    :class:`streams.core.errors.ShopstreamError`), a :data:`RETRIABLE` one, or Redis
-    answering ``BUSY``: a Lua script has run longer than ``busy-reply-threshold`` (5 s) —
-    e.g. one that was running when redis-server was paused — and every other command is
-    refused until it ends.
+    """Whether waiting and trying again could help: an error that says so (``retriable``,
+    the habit of :class:`streams.core.errors.ShopstreamError`), an unreachable or slow
+    server (:data:`RETRIABLE`), a Redis state that passes (:data:`TRANSIENT`, and ``BUSY``: a
+    Lua script has run longer than ``busy-reply-threshold``, e.g. one that was running when
+    redis-server was paused) or one an operator fixes (:data:`NEEDS_OPERATOR`).
 
     >>> from streams.core.errors import StateUnavailable
     >>> is_retriable(ResponseError("BUSY Redis is busy running a script.")), is_retriable(
     ...     ResponseError("NOSCRIPT No matching script.")), is_retriable(StateUnavailable())
     (True, False, True)
+    >>> is_retriable(OutOfMemoryError("command not allowed")), is_retriable(ReadOnlyError())
+    (True, True)
     """
-    if getattr(exc, "retriable", False) is True or isinstance(exc, RETRIABLE):
+    if getattr(exc, "retriable", False) is True:
+        return True
+    if isinstance(exc, RETRIABLE + TRANSIENT + NEEDS_OPERATOR):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith("BUSY")
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short label of an error for metrics: Redis's error code when it sent one.
+
+    >>> error_kind(OutOfMemoryError("x", status_code="OOM")), error_kind(TimeoutError())
+    ('OOM', 'TimeoutError')
+    >>> error_kind(ResponseError("BUSY Redis is busy"))
+    'BUSY'
+    """
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code:
+        return code
+    if type(exc) is ResponseError:
+        return str(exc).split(" ", 1)[0][:20] or "ResponseError"
+    return type(exc).__name__
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, jitter: bool = True) -> float:
@@ -74,9 +113,13 @@ async def retry_forever(
             if on_retry is not None:
                 on_retry(exc)
             delay = backoff_delay(attempt, base=base, cap=cap)
-            log.warning(
-                "%s failed (attempt %d: %r); retrying in %.2fs", what, attempt + 1, exc, delay
-            )
+            hint = " (an operator must act: see docs/reliability.md)" if isinstance(
+                exc, NEEDS_OPERATOR) else ""  # fmt: skip
+            log.log(
+                logging.ERROR if hint else logging.WARNING,
+                "%s failed (attempt %d: %r)%s; retrying in %.2fs", what, attempt + 1, exc, hint,
+                delay,
+            )  # fmt: skip
             attempt += 1
             await asyncio.sleep(delay)
         else:

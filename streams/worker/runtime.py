@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 import mode
@@ -11,10 +12,13 @@ import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from models.similarity import SimilarityStore
+from models.similarity import SimilarityStore, key_base
+from streams.core.errors import StateDiverged
 from streams.core.settings import Settings
+from streams.kafka import committed_offsets
 from streams.worker.configs import rec_config
 from streams.worker.retry import RETRIABLE, retry_forever
+from streams.worker.stopping import stop_now
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class Runtime(mode.Service):
         self._redis: aioredis.Redis | None = None
         self._store: SimilarityStore | None = None
         self._ready = asyncio.Event()
+        self.epoch = ""
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -67,8 +72,13 @@ class Runtime(mode.Service):
         self._store = SimilarityStore(
             self._redis, prefix=self.settings.redis_prefix, config=rec_config(self.settings)
         )
+        try:
+            self.epoch = await store_epoch(self._redis, self.settings)
+        except StateDiverged as exc:
+            stop_now(str(exc))
         self._ready.set()
-        log.info("connected to Redis; key prefix %r", self.settings.redis_prefix)
+        log.info("connected to Redis; key prefix %r, store epoch %s", self.settings.redis_prefix,
+                 self.epoch)  # fmt: skip
 
     @property
     def ready(self) -> bool:
@@ -86,3 +96,30 @@ class Runtime(mode.Service):
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+
+async def store_epoch(redis: aioredis.Redis, settings: Settings) -> str:
+    """The store's epoch: a random id written once, when the store is new.
+
+    A store without one whose consumer group has already committed offsets on the events
+    topic has lost its data (Redis restarted without persistence, was flushed, or failed
+    over to an empty replica): StateDiverged, the worker refuses to start. Every learn call
+    then checks the epoch is still there (``similarity.lua``), so a loss while running stops
+    the worker too (docs/reliability.md, "Redis durability").
+    """
+    key = key_base(settings.redis_prefix) + "epoch"
+    epoch = await redis.get(key)
+    if epoch is None:
+        committed = await committed_offsets(settings)
+        if any(offset > 0 for offset in committed.values()):
+            raise StateDiverged(
+                f"Redis at {settings.redis_url.rsplit('@', 1)[-1]} has no store epoch under "
+                f"prefix {settings.redis_prefix!r}, but consumer group {settings.app_id!r} has "
+                f"committed offsets {committed} on {settings.topic_events!r}: Redis lost its "
+                "data (no persistence, a flush, or a failover to an empty replica). Restore it "
+                "from its AOF/RDB, or stop the workers and start over with `shopstream reset "
+                "--yes` (docs/reliability.md, 'Redis durability')"
+            )
+        await redis.set(key, uuid.uuid4().hex, nx=True)
+        epoch = await redis.get(key)
+    return epoch.decode() if isinstance(epoch, bytes) else str(epoch)

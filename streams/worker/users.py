@@ -3,6 +3,14 @@
 Everything a user's events change is written back in the user's envelope, to the table and
 its changelog (naming the source partition), so it is fenced by the envelope's offset and
 restored with the table.
+
+An exception while applying one user's events (profile, churn, segment, track storage or
+the envelope write) is confined to that user: the user is *broken* for this batch
+(:attr:`UserUpdates.broken`), nothing of theirs is written or published, their events of
+the batch go to the DLQ (``processing_error``), and the churn state of their partition is
+rebuilt from the table, so memory never differs from what is stored. Other users go on.
+Validation (:mod:`streams.core.events`) is meant to make this impossible; it is the net
+under bugs.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from streams.core.events import Event, Record
+from streams.core.events import Event, Record, safe_text
 from streams.core.payloads import ChurnAlert, SegmentChange
 from streams.domain import churn
 from streams.domain.churn_state import TrackedUsers, track_to_list
@@ -36,7 +45,14 @@ class UserUpdates:
     alerts: list[ChurnAlert] = field(default_factory=list)
     segments: list[SegmentChange] = field(default_factory=list)
     triggers: dict[str, Event] = field(default_factory=dict)  # last applied trigger per user
-    failed: list[tuple[Record, str]] = field(default_factory=list)
+    #: users whose update failed in this batch -> why (their events go to the DLQ)
+    broken: dict[str, str] = field(default_factory=dict)
+    #: partitions whose churn state must be rebuilt from the table (a user update failed)
+    rebuild: set[int] = field(default_factory=set)
+    #: what :func:`write` writes: user -> (changelog partition, envelope bytes)
+    serialised: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    #: users' anomaly state after this batch (stored in their envelopes)
+    anomaly: dict[str, list[Any] | None] = field(default_factory=dict)
 
     def load(self, uid: str) -> Envelope | None:
         """The user's envelope: as changed in this batch, else as stored, else ``None``."""
@@ -52,6 +68,37 @@ class UserUpdates:
         env = self.load(uid)
         return env.profile if env is not None else None
 
+    def admit(
+        self, valid: Sequence[tuple[Record, Event]]
+    ) -> tuple[list[tuple[Record, Event]], list[tuple[Record, Event]]]:
+        """Load every user of ``valid``; ``(events of readable users, events of users whose
+        stored envelope cannot be read)`` (the latter are broken, never overwritten)."""
+        for uid in {e.user_id for _, e in valid}:
+            try:
+                self.load(uid)
+            except Exception as exc:  # noqa: BLE001 - one user's stored state
+                self.fail(uid, "reading the stored profile", exc)
+        if not self.broken:
+            return list(valid), []
+        return self.without_broken(valid), [(r, e) for r, e in valid if e.user_id in self.broken]
+
+    def fail(self, uid: str, stage: str, exc: BaseException, partition: int = -1) -> None:
+        """Mark ``uid`` broken for this batch (logged once per user)."""
+        if uid in self.broken:
+            return
+        detail = safe_text(f"{stage} failed: {exc!r}")
+        log.error("user %s: %s; their events of this batch go to the DLQ", safe_text(uid),
+                  detail, exc_info=(type(exc), exc, exc.__traceback__))  # fmt: skip
+        self.broken[uid] = detail
+        self.envelopes.pop(uid, None)  # the stored one is read again, if anyone asks
+        self.written.discard(uid)
+        self.serialised.pop(uid, None)
+        if partition >= 0:
+            self.rebuild.add(partition)
+
+    def without_broken(self, events: Sequence[tuple[Record, Event]]) -> list[tuple[Record, Event]]:
+        return [(r, e) for r, e in events if e.user_id not in self.broken]
+
 
 def update_users(
     parts: Partitions,
@@ -61,35 +108,59 @@ def update_users(
     due: Sequence[Event],
 ) -> None:
     """Profiles, churn and segments of the ``fresh`` events (only ``learnable`` ones teach
-    the churn model); the changed envelopes are written to the table."""
+    the churn model); the changed envelopes are written to the table. A user whose update
+    raises is broken (:meth:`UserUpdates.fail`), the others are unaffected."""
     teach = {id(e) for _, e in learnable}
     touched: set[int] = set()
+    cfg = parts.churn_cfg
     for rec, event in fresh:
-        env = out.load(event.user_id)
-        old = env.profile if env is not None else None
-        models = parts.models_for(rec.partition)
+        uid = event.user_id
+        if uid in out.broken:
+            continue
         try:
+            env = out.load(uid)
+            old = env.profile if env is not None else None
+            models = parts.models_for(rec.partition)
             if id(event) in teach:
                 state = parts.state_for(rec.partition)
                 touched.add(rec.partition)
-                profile, alerts, _ = churn.step(
-                    state, old, event, models.churn, parts.churn_cfg, out.lookup
-                )
+                timers = state.timers
+                if timers and timers[0][0] < event.ts_ms and event.ts_ms > state.clock_ms:
+                    # other users' timers first, so their alerts survive a failure of this
+                    # user's own update (step then fires nothing more: the same result)
+                    alerts, _ = churn.advance(state, event.ts_ms - 1, out.lookup, models.churn,
+                                              cfg)  # fmt: skip
+                    out.alerts += alerts
+                profile, alerts, _ = churn.step(state, old, event, models.churn, cfg, out.lookup)
                 out.alerts += alerts
             else:  # a flagged bot: profile only, no churn labels or training
                 profile = update_profile(old, event)
-        except Exception as exc:
-            log.exception("user update failed at %s[%d]@%d", rec.topic, rec.partition, rec.offset)
-            out.failed.append((rec, repr(exc)))
+            models.seen(rec.topic, rec.partition, rec.offset, event.ts_ms)
+            out.envelopes[uid] = applied(env, rec, event, profile)
+        except Exception as exc:  # noqa: BLE001 - confined to this user
+            out.fail(uid, f"applying {rec.topic}[{rec.partition}]@{rec.offset}", exc,
+                     rec.partition)  # fmt: skip
             continue
-        models.seen(rec.topic, rec.partition, rec.offset, event.ts_ms)
-        out.envelopes[event.user_id] = applied(env, rec, event, profile)
-        out.written.add(event.user_id)
+        out.written.add(uid)
         if is_trigger(event):
-            out.triggers[event.user_id] = event
+            out.triggers[uid] = event
     store_tracks(parts, touched, out)
     update_segments(parts, fresh, out)
-    write(out, due)
+    keep_triggers(out, due)
+    serialise(out)
+    drop_broken(parts, out)
+
+
+def drop_broken(parts: Partitions, out: UserUpdates) -> None:
+    """Nothing of a broken user is published; partitions where a user update failed get
+    their churn state rebuilt from the table before their next use."""
+    if not out.broken:
+        return
+    out.alerts = [a for a in out.alerts if a["user_id"] not in out.broken]
+    out.segments = [s for s in out.segments if s["user_id"] not in out.broken]
+    out.triggers = {u: e for u, e in out.triggers.items() if u not in out.broken}
+    for partition in out.rebuild:
+        parts.states.pop(partition, None)
 
 
 def store_tracks(parts: Partitions, partitions: set[int], out: UserUpdates) -> None:
@@ -98,10 +169,15 @@ def store_tracks(parts: Partitions, partitions: set[int], out: UserUpdates) -> N
         users = parts.states[partition].users
         assert isinstance(users, TrackedUsers)
         for uid in users.take_dirty():
-            env, track = out.load(uid), users.peek(uid)
-            if env is not None and track is not None:
-                env.track = track_to_list(track)
-                out.written.add(uid)
+            if uid in out.broken:
+                continue
+            try:
+                env, track = out.load(uid), users.peek(uid)
+                if env is not None and track is not None:
+                    env.track = track_to_list(track)
+                    out.written.add(uid)
+            except Exception as exc:  # noqa: BLE001 - confined to this user
+                out.fail(uid, "storing the churn track", exc, partition)
 
 
 def update_segments(
@@ -113,13 +189,17 @@ def update_segments(
         last_ts.setdefault(alert["user_id"], alert["ts"])
     for uid, ts in last_ts.items():
         env = out.envelopes.get(uid)
-        if env is None:
+        if env is None or uid in out.broken:
             continue
-        upd = parts.models_for(env.partition).segments.update(
-            env.profile, ts, previous=env.segment
-        )
-        if upd.changed:
-            out.segments.append(segment_change(uid, upd, ts))
+        try:
+            upd = parts.models_for(env.partition).segments.update(
+                env.profile, ts, previous=env.segment
+            )
+            if upd.changed:
+                out.segments.append(segment_change(uid, upd, ts))
+        except Exception as exc:  # noqa: BLE001 - confined to this user
+            out.fail(uid, "updating the segment", exc, env.partition)
+            continue
         if env.segment != upd.segment:
             env.segment = upd.segment
             out.written.add(uid)
@@ -128,18 +208,37 @@ def update_segments(
         alert["segment"] = env.segment if env and env.segment else alert["segment"]
 
 
-def write(out: UserUpdates, due: Sequence[Event]) -> None:
-    """Write changed envelopes, naming the changelog partition (the source partition).
-
-    ``out.triggers`` keeps the ``due`` events that were applied (an event whose update
-    failed went to the DLQ instead): the envelope remembers when they were published.
-    """
-    out.triggers = {e.user_id: e for e in due if out.triggers.get(e.user_id) is e}
+def keep_triggers(out: UserUpdates, due: Sequence[Event]) -> None:
+    """``out.triggers`` keeps the ``due`` events that were applied (an event whose update
+    failed went to the DLQ instead): the envelope remembers when they were published."""
+    out.triggers = {
+        e.user_id: e for e in due
+        if out.triggers.get(e.user_id) is e and e.user_id not in out.broken
+    }  # fmt: skip
     for event in out.triggers.values():
         out.envelopes[event.user_id].last_rec_ms = event.ts_ms
-    table = out.table
-    for uid in out.written:
+
+
+def serialise(out: UserUpdates) -> None:
+    """The bytes of every changed envelope, made before any output of the batch is sent (a
+    user whose envelope cannot be serialised is broken like any other failure)."""
+    for uid in list(out.written):
         env = out.envelopes[uid]
-        value = env.to_bytes()
-        put(table.data, env.partition, uid, value)  # any table store (patches/tablestore.py)
-        table.send_changelog(env.partition, uid, value)
+        if uid in out.anomaly:
+            env.anomaly = out.anomaly[uid]
+        try:
+            out.serialised[uid] = (env.partition, env.to_bytes())
+        except Exception as exc:  # noqa: BLE001 - confined to this user
+            out.fail(uid, "writing the profile", exc, env.partition)
+
+
+def write(out: UserUpdates) -> None:
+    """Write the changed envelopes to the table and its changelog, naming the changelog
+    partition (the source partition). Called once the batch's outputs were delivered: the
+    envelope is the fence, so a crash before it re-derives the outputs, never loses them."""
+    table = out.table
+    for uid, (partition, value) in out.serialised.items():
+        if uid in out.broken:
+            continue
+        table.send_changelog(partition, uid, value)
+        put(table.data, partition, uid, value)  # any table store (patches/tablestore.py)

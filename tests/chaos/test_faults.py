@@ -52,7 +52,7 @@ async def prepare(runs: list[Settings], records: list[tuple[bytes, bytes]]) -> N
 async def test_kill9_three_times_during_100k_events(settings: Settings, tmp_path: Path) -> None:
     chaos = chaos_settings(settings)
     clean = sibling(chaos, "clean")
-    records = workload(users=590, seed=71)
+    records = workload(users=590, seed=71, bots=6)
     assert len(records) >= 100_000
     await prepare([chaos, clean], records)
     rng = random.Random(int(os.environ.get("SHOPSTREAM_CHAOS_SEED", "71")))
@@ -60,7 +60,7 @@ async def test_kill9_three_times_during_100k_events(settings: Settings, tmp_path
         run_with_kills(chaos, len(records), tmp_path / "chaos.log", 3, rng, timeout_s=780),
         run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=780),
     )
-    line = compare(await outcome(clean), await outcome(chaos), len(records), alerts_equal=False)
+    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=False)
     checked = sum(n for _, n in kills)
     say(
         f"kill -9 x{len(kills)} at committed {[c for c, _ in kills]}: {line}; "
@@ -105,7 +105,7 @@ async def test_redis_paused_20s_mid_stream(
     (outage, retries), _ = await asyncio.gather(
         disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=400)
     )
-    line = compare(await outcome(clean), await outcome(chaos), total, alerts_equal=False)
+    line = compare(await outcome(clean), await outcome(chaos), total, models_exact=True)
     say(f"redis paused {outage:.0f}s mid-stream, {retries} retries logged, no crash: {line}")
 
 
@@ -140,7 +140,7 @@ async def test_kafka_broker_restart_mid_stream(
     (down, at), _ = await asyncio.gather(
         disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=400)
     )
-    line = compare(await outcome(clean), await outcome(chaos), total, alerts_equal=False)
+    line = compare(await outcome(clean), await outcome(chaos), total, models_exact=True)
     say(f"broker down {down:.0f}s at {at}/{total} committed, same worker pid resumed: {line}")
 
 

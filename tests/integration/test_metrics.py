@@ -37,7 +37,9 @@ async def test_metrics_are_scraped_and_parsed(settings: Settings, tmp_path: Path
                       "session_id": f"s{n % 7}", "item_id": f"i{n % 11}", "ts": T0 + n * 1000})
         for n in range(120)
     ]  # fmt: skip
-    records: list[tuple[bytes | None, bytes | None]] = [(b"u", v) for v in views]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (orjson.loads(v)["user_id"].encode(), v) for v in views  # keyed by user_id (contract)
+    ]
     records += [(b"x", b"not json"), (b"x", b"")]
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_healthy()

@@ -6,12 +6,13 @@ fresh topics: once by one worker, once by two worker processes sharing the parti
 consumer group (checked: the group has two stable members before the input is produced).
 Compared afterwards:
 
-* the Redis similarity store: a deterministic dump of every key under the run's prefix.
+* the Redis similarity store: a deterministic dump of every key under the run's prefix (but
+  the store's bookkeeping: its epoch, topic id and partition owner tokens).
   Co-occurrence scores are stored as ``w * 2**((ts - t0) / half_life)`` where ``t0`` is the
   first event time the store saw (which differs with the partition that happened to be
   processed first), so scores are compared after scaling by ``2**((t0 - ref) / half_life)``;
 * the profile table: the last changelog value of every user (byte for byte, minus the
-  model-dependent segment and churn track);
+  model-dependent segment and churn track, with each fence named by its partition only);
 * the outputs: the trigger events of the recommendations (batch size 1, so every trigger
   event gets one) and the DLQ records with their reasons;
 * with two workers sharing the partitions from the start: the churn alerts, the RFM
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -45,6 +47,7 @@ from models.similarity import delete_prefix, key_base
 from streams.core.settings import Settings
 from streams.kafka import client_options, ensure_topics
 from streams.tools.generate import generate
+from tests.support.chaos import BOOKKEEPING
 from tests.support.worker import WorkerProcess, committed, free_port, produce, secret
 
 DAY_MS = 86_400_000
@@ -159,6 +162,7 @@ async def redis_dump(s: Settings, ref_ms: int) -> dict[str, Any]:
     base = key_base(s.redis_prefix)
     hl_ms = s.rec_half_life_days * DAY_MS
     dump: dict[str, Any] = {}
+    source = re.escape(s.topic_events) + "(@[0-9a-f]{12})?"
     try:
         meta = await client.hgetall(base + "meta")
         t0 = float(meta[b"t0"])
@@ -168,16 +172,17 @@ async def redis_dump(s: Settings, ref_ms: int) -> dict[str, Any]:
             key = text(raw)[len(base) :]
             if key.startswith("pm:"):
                 continue  # partition models handed over at a rebalance: compared by effect
+            if key in BOOKKEEPING:
+                continue  # store epoch, topic id, owner tokens: differ by run and by workers
             kind = text(await client.type(raw))
             if kind == "zset":
                 rows: Any = await client.zrange(raw, 0, -1, withscores=True)
                 dump[key] = {text(m): float(score) * scale for m, score in rows}
             elif kind == "hash":
                 fields = (await client.hgetall(raw)).items()
-                # the offsets hash names the (run-specific) topic: "<topic>:<partition>"
-                dump[key] = {
-                    text(k).replace(s.topic_events, "<events>"): text(v) for k, v in fields
-                }
+                # the offsets hash names the (run-specific) topic and its id:
+                # "<topic>@<topic id>:<partition>"
+                dump[key] = {re.sub(source, "<events>", text(k)): text(v) for k, v in fields}
                 if key == "meta":
                     dump[key].pop("t0")
             elif kind == "set":
@@ -205,13 +210,19 @@ def assert_same_store(one: dict[str, Any], two: dict[str, Any]) -> None:
 #: over mid-stream starts afresh: the RFM segment, and the churn track, which records whether
 #: an idle episode was scored above the alert threshold.
 MODEL_FIELDS = ("sg", "t")
+#: Envelope fields in Kafka record time (when each run's records were produced): the
+#: rate-limit window.
+RUN_FIELDS = ("rt",)
 
 
 def without_model_fields(value: bytes) -> bytes:
-    """The profile envelope minus the fields that depend on the process-local models."""
+    """The profile envelope minus the fields that depend on the process-local models (and
+    on when the run's records were produced)."""
     env = orjson.loads(value)
-    for name in MODEL_FIELDS:
+    for name in (*MODEL_FIELDS, *RUN_FIELDS):
         env.pop(name, None)
+    # fences name their source "<topic id prefix>:<partition>": the id differs by run
+    env["f"] = {k.rpartition(":")[2]: v for k, v in env.get("f", {}).items()}
     return orjson.dumps(env, option=orjson.OPT_SORT_KEYS)
 
 
@@ -268,6 +279,7 @@ async def outcomes(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Out
         kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
         redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
         log_level="info",
+        max_events_per_min=0,  # history produced in seconds (tests/conftest.py)
     )
     data, ref_ms = records()
     results: dict[str, dict[str, Any]] = {}

@@ -22,6 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.core.settings import PREFIX, Settings
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def secret(name: str) -> str:
     """A test secret strong enough for the worker (>= 32 bytes, not a documented value)."""
@@ -40,9 +42,11 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """This process's environment, with ``settings`` as the only ``SHOPSTREAM_*`` variables."""
+    """This process's environment, with ``settings`` as the only ``SHOPSTREAM_*`` variables
+    and a fixed string hash seed: River's k-means sums distances over a *set* of feature
+    names, so the cluster in segment changes depends on it, and runs are compared."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-    return env | settings.to_env()
+    return env | settings.to_env() | {"PYTHONHASHSEED": "0"}
 
 
 def http_call(
@@ -62,21 +66,35 @@ def http_call(
 
 
 class WorkerProcess:
-    """``shopstream worker`` in a child process; stopped (by its pid) on exit."""
+    """``shopstream worker`` in a child process; stopped (by its pid) on exit.
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    ``crash_after_changelog=N`` starts it with the crash-point hook of
+    :mod:`tests.support.crashpoint` (it exits after its N-th changelog write, before the
+    next output); ``env`` adds variables.
+    """
+
+    def __init__(
+        self, settings: Settings, log_path: Path, *, crash_after_changelog: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.log_path = log_path
+        self.crash_after = crash_after_changelog
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        command = [sys.executable, "-m", "streams", "worker"]
+        env = settings_env(self.settings) | self.env
+        if self.crash_after:
+            hook = "import tests.support.crashpoint, runpy; runpy.run_module('streams', " \
+                   "run_name='__main__', alter_sys=True)"  # fmt: skip
+            command = [sys.executable, "-c", hook, "worker"]
+            env["SHOPSTREAM_TEST_CRASH_AFTER_CHANGELOG"] = str(self.crash_after)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
-            env=settings_env(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
         return self
 

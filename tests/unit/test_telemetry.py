@@ -58,7 +58,7 @@ def busy(t: Telemetry, clock: Clock) -> None:
     )
     t.on_segment({"user_id": "u1", "segment": "loyal", "previous": None})
     t.on_segment({"user_id": "u1", "segment": "at_risk", "previous": "loyal"})
-    t.on_redis_retry(ConnectionError("down"))
+    t.on_redis_retry(ConnectionError("down"), "ConnectionError")
     t.set_lag(42)
     t.set_model_quality(0.81, 0.45)
 
@@ -79,7 +79,7 @@ def test_metrics_parse_as_prometheus_text_with_the_expected_values() -> None:
     assert s[("shopstream_anomalies_total", (("kind", "bot"),))] == 1
     assert s[("shopstream_segment_users", (("segment", "at_risk"),))] == 1
     assert s[("shopstream_segment_users", (("segment", "loyal"),))] == 0
-    assert s[("shopstream_redis_retries_total", ())] == 1
+    assert s[("shopstream_redis_retries_total", (("error", "ConnectionError"),))] == 1
     t.on_state_refused("checkpoint")
     t.on_state_refused("handover")
     t.on_state_refused("handover")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import jsonschema
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.core.contract import SCHEMA_PATH, event_schema, schema_text
@@ -63,7 +63,7 @@ _fields = ("event_id", "type", "user_id", "session_id", "ts", "item_id", "catego
            "price", "quantity", "query", "extra")  # fmt: skip
 
 
-@settings(max_examples=600)
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])  # under load
 @given(st.dictionaries(st.sampled_from(_fields), _values, max_size=11), st.booleans())
 def test_what_the_schema_accepts_the_worker_accepts(
     changes: dict[str, object], valid: bool

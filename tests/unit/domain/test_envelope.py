@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import orjson
+
 from streams.core.events import Event, Record
 from streams.domain.envelope import Envelope, classify, id_hash, is_redelivery
 from streams.domain.profile import update_profile
@@ -78,9 +80,37 @@ def envelope(offset: int, *events: Event) -> Envelope:
     )  # fmt: skip
 
 
+def at(offset: int, partition: int = 0, incarnation: str = "") -> Record:
+    return Record("t", partition, offset, b"u1", b"", incarnation=incarnation)
+
+
 def test_user_state_is_fenced_by_offset() -> None:
     env = envelope(2, ev(1), ev(2, ts=1_709_283_700_000))
     # Redelivery of offsets 1 and 2 after a crash: recognised, so nothing is applied twice.
-    assert is_redelivery(env, 1) and is_redelivery(env, 2)
-    assert not is_redelivery(env, 3) and not is_redelivery(None, 0)
+    assert is_redelivery(env, at(1)) and is_redelivery(env, at(2))
+    assert not is_redelivery(env, at(3)) and not is_redelivery(None, at(0))
     assert Envelope.from_bytes(env.to_bytes()) == env
+
+
+def test_a_fence_knows_its_source() -> None:
+    """Issue 15, hole 1: the fence compared offsets only, so the user's next purchase on
+    another partition (partitions added) or a recreated topic (offsets start over) was taken
+    for a redelivery and silently skipped."""
+    from streams.domain.envelope import applied
+
+    env = applied(None, at(5000, 0, "ab"), ev(1), update_profile(None, ev(1)))
+    assert is_redelivery(env, at(5000, 0, "ab")) and is_redelivery(env, at(7, 0, "ab"))
+    assert not is_redelivery(env, at(7, 1, "ab")), "another partition"
+    assert not is_redelivery(env, at(7, 0, "cd")), "another incarnation of the topic"
+    env = applied(env, at(7, 1, "ab"), ev(2), env.profile)
+    assert env.fences == {"ab:0": 5000, "ab:1": 7} and env.partition == 1
+    assert is_redelivery(env, at(4000, 0, "ab")) and is_redelivery(env, at(7, 1, "ab"))
+    assert Envelope.from_bytes(env.to_bytes()) == env
+
+
+def test_an_envelope_of_the_previous_version_keeps_its_fence() -> None:
+    old = orjson.loads(envelope(9, ev(1)).to_bytes())
+    del old["f"]
+    env = Envelope.from_bytes(orjson.dumps(old))
+    assert is_redelivery(env, at(9, 0, "ab")) and not is_redelivery(env, at(10, 0, "ab"))
+    assert not is_redelivery(env, at(3, 1, "ab"))

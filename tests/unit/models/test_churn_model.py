@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import pickle
 import random
@@ -283,3 +284,45 @@ def test_restart_from_checkpoint_continues_exactly(tmp_path: Path) -> None:
     assert whole and first + second == whole
     assert restored.model.n_learned == whole_scorer.model.n_learned > n_before
     assert restored.to_dict() == whole_scorer.to_dict()
+
+
+# --- poison (issue 13) ------------------------------------------------------------------
+def _trained() -> ChurnModel:
+    m = ChurnModel(seed=3)
+    for i in range(60):
+        m.learn_one({"recency_days": float(i % 30), "log_orders": 1.0 + i % 3}, i % 30 > 14)
+    return m
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1e300])
+def test_a_non_finite_or_absurd_feature_is_never_learned(bad: float) -> None:
+    m = _trained()
+    before = pickle.dumps(m.pipeline)
+    m.learn_one({"recency_days": bad, "log_orders": 1.0}, True)
+    assert pickle.dumps(m.pipeline) == before and m.n_refused == 1 and m.n_learned == 60
+    p = m.predict_proba_one({"recency_days": 3.0, "log_orders": 1.0})
+    assert 0.0 <= p <= 1.0
+
+
+def test_a_step_that_would_turn_the_model_nan_is_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = _trained()
+    before = pickle.dumps(m.pipeline)
+    learn = m.pipeline.learn_one
+
+    def poisoned(x: dict[str, float], y: bool) -> None:
+        learn(x, y)
+        m.estimator._weights["recency_days"] = math.nan  # what an overflow would leave
+
+    monkeypatch.setattr(m.pipeline, "learn_one", poisoned)
+    m.learn_one({"recency_days": 2.0, "log_orders": 1.0}, False)
+    monkeypatch.undo()
+    assert pickle.dumps(m.pipeline) == before, "the model did not keep its last good state"
+    assert (m.n_learned, m.n_refused) == (60, 1)
+
+
+def test_a_poisoned_model_answers_nan_not_a_default() -> None:
+    """Before: a NaN model predicted 0.5, which meets the default threshold (0.5): every idle
+    buyer got a coupon. A nan raises no alert (tests/unit/domain/test_churn.py)."""
+    m = _trained()
+    m.estimator._weights["recency_days"] = math.nan  # a model poisoned before this version
+    assert math.isnan(m.predict_proba_one({"recency_days": 20.0, "log_orders": 1.0}))

@@ -34,6 +34,12 @@ def test_compose_wires_kafka_redis_and_the_worker() -> None:
     assert Settings.from_env({k: str(v) for k, v in env.items() if "${" not in str(v)})
 
 
+def test_the_local_stack_runs_redis_with_the_append_only_file() -> None:
+    text = (ROOT / "scripts/stack.sh").read_text()
+    assert '--appendonly "${SHOPSTREAM_REDIS_APPENDONLY:-yes}"' in text
+    assert "--appendfsync everysec" in text
+
+
 def test_dockerfile_runs_the_worker() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["shopstream", "worker"]' in text
@@ -82,5 +88,6 @@ def test_compose_redis_is_persistent_and_password_protected() -> None:
     redis = _compose()["services"]["redis"]
     command = " ".join(redis["command"])
     assert "--appendonly yes" in command and "--requirepass" in command
+    assert "--appendfsync everysec" in command  # issue 15: at most ~1 s lost on a crash
     assert "redis-data:/data" in redis["volumes"]
     assert "-a" in " ".join(redis["healthcheck"]["test"])  # the health check authenticates

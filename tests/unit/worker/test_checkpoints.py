@@ -125,3 +125,25 @@ async def test_a_saved_model_set_comes_back_with_every_partition(tmp_path: Path)
     assert sorted(back.parts) == [2]
     assert back.labels_learned == 3
     assert back.offsets == {"events:2": 41}
+
+
+async def test_the_last_written_checkpoint_is_restored_whatever_its_stream_time(
+    tmp_path: Path,
+) -> None:
+    """Issue 13, case 4: checkpoints were named by stream time, so one written after an
+    event dated 2099 stayed the "newest" for good (later ones, with sane times, lost)."""
+    settings = Settings(data_dir=str(tmp_path), checkpoint_key="k")
+    pointer = Checkpointer(settings)
+    poisoned, later = ModelSet(), ModelSet()
+    poisoned.get(0, FRESH).stream_time_ms = 4_070_908_800_000  # 2099
+    later.get(0, FRESH).stream_time_ms = T0
+    teach(later.get(0, FRESH), [True, False, True])
+
+    async def flush() -> None:
+        return None
+
+    await pointer.save(poisoned, flush)
+    await pointer.save(later, flush)
+    restored = Checkpointer(settings).restore()
+    assert restored.get(0, FRESH).churn.model.n_learned == 3
+    assert restored.stream_time_ms == T0

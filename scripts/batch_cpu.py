@@ -1,0 +1,76 @@
+"""CPU per event of the batch code, offline: the real BatchProcessor, in-memory I/O.
+
+Generates a storefront (``streams.tools.generate``), feeds it through
+``BatchProcessor.process`` in batches of ``--batch`` records (one partition per user hash,
+like Kafka), with the Kafka topics, the profile table and Redis replaced by the in-memory
+fakes of ``tests/support/fakes.py``, and prints the process CPU time per event (µs) of
+several repeats (the best is the least disturbed by other work on the machine).
+
+    .venv/bin/python scripts/batch_cpu.py --users 300 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streams.core.settings import Settings
+from streams.tools.generate import generate
+from tests.support.fakes import fake_shop, message, new_processor
+
+
+def records(users: int, seed: int, partitions: int) -> list[tuple[int, bytes, bytes]]:
+    events, _ = generate(users=users, seed=seed, days=120)
+    return [
+        (zlib.crc32(e["user_id"].encode()) % partitions, e["user_id"].encode(), orjson.dumps(e))
+        for e in events
+    ]
+
+
+async def one_run(recs: list[tuple[int, bytes, bytes]], batch: int, partitions: int) -> float:
+    shop = fake_shop(Settings(max_events_per_min=0, partitions=partitions))
+    proc = new_processor(shop)
+    offsets = [0] * partitions
+    msgs = []
+    now = time.time()
+    for p, key, value in recs:
+        msgs.append(message("events", p, offsets[p], key, value, now))
+        offsets[p] += 1
+    started = time.process_time()
+    for i in range(0, len(msgs), batch):
+        await proc.process(msgs[i : i + batch])
+    return (time.process_time() - started) / len(msgs) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    recs = records(args.users, args.seed, args.partitions)
+    runs = [
+        asyncio.run(one_run(recs, args.batch, args.partitions)) for _ in range(args.repeat)
+    ]
+    print(
+        f"{len(recs)} events, batches of {args.batch}, {args.partitions} partitions: "
+        f"CPU per event best {min(runs):.1f} us, median {statistics.median(runs):.1f} us "
+        f"(runs: {', '.join(f'{r:.1f}' for r in runs)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
