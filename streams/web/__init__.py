@@ -10,7 +10,7 @@ from typing import cast
 from faust.web.drivers import aiohttp as aiohttp_driver
 
 from streams.patches.webpages import without_builtin_pages
-from streams.web import api, dashboard, guard
+from streams.web import api, collector, dashboard, guard
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
 
@@ -23,3 +23,4 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     web.web_app.middlewares.append(guard.middleware(guard.Policy.from_settings(shop.settings)))
     api.register(shop, processor)
     dashboard.register(shop, shop.telemetry)
+    collector.register(shop)

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from streams.core.contract import event_schema
+
 Scope = Literal["open", "public", "admin"]
 MAX_EXCLUDE: Final = 100
 
@@ -72,6 +74,13 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/dashboard", "admin", "The shop owner's live page (HTML)",
           content="text/html"),
     Route("GET", "/api/dashboard", "admin", "The dashboard's data"),
+    Route("POST", "/v1/events", "public",
+          "The collector: a JSON array of contract events (and identify calls), each "
+          "validated, produced to the events topic (or dead-lettered) and answered",
+          body="EventBatch", ok="Collected",
+          responses={"413": "Body or event count over the limits (nothing produced)",
+                     "429": "Rate limit of this client (Retry-After)",
+                     "503": "Kafka or Redis unavailable, or some events not produced: retry"}),
 )  # fmt: skip
 
 _SCOPES: Final = {(r.method, r.path): r.scope for r in ROUTES}
@@ -101,6 +110,7 @@ _PARAMS: Final[dict[str, dict[str, Any]]] = {
 
 _ITEMS = {"type": "array", "items": {"$ref": "#/components/schemas/ScoredItem"}}
 _STR, _BOOL, _OBJ = {"type": "string"}, {"type": "boolean"}, {"type": "object"}
+_INT = {"type": "integer", "minimum": 0}
 
 
 def _object(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
@@ -121,6 +131,15 @@ _SCHEMAS: Final[dict[str, Any]] = {
     "Forgotten": _object({"user_id": _STR, "removed": {
         "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}),
     "Models": _object({"churn": _OBJ, "partitions": _OBJ, "segments": _OBJ}),
+    "ShopEvent": {k: v for k, v in event_schema().items() if k != "$schema"},
+    "EventBatch": {"type": "array", "items": {"oneOf": [
+        {"$ref": "#/components/schemas/ShopEvent"},
+        _object({"type": {"const": "identify"}, "anonymous_id": _STR, "user_id": _STR})]}},
+    "Collected": _object({
+        "accepted": _INT, "rejected": _INT, "failed": _INT, "identified": _INT,
+        "results": {"type": "array", "items": _object(
+            {"index": _INT, "status": {"enum": ["accepted", "rejected", "identify", "failed"]}},
+            event_id=_STR, reason=_STR, detail=_STR, anonymous_id=_STR, user_id=_STR)}}),
 }  # fmt: skip
 _SCHEMES: Final = {
     "publicKey": {"type": "http", "scheme": "bearer",
