@@ -33,7 +33,7 @@ status:  ## show whether Kafka and Redis are running
 worker: install up  ## run the worker in the foreground
 	@$(VENV)/bin/shopstream worker
 
-demo: install  ## install, start everything, replay a generated clickstream, show the outputs
+demo: install  ## install, start everything, replay a generated clickstream, show the outputs and the demo shop URL
 	@scripts/demo.sh
 
 test: install-dev  ## unit + integration tests (real Kafka and Redis), + unit tests on 3.13

@@ -74,6 +74,10 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/dashboard", "admin", "The shop owner's live page (HTML)",
           content="text/html"),
     Route("GET", "/api/dashboard", "admin", "The dashboard's data"),
+    Route("GET", "/tracker.js", "open", "The browser tracker (docs/storefront.md)",
+          content="application/javascript"),
+    Route("GET", "/demo/shop", "open", "The demo storefront (HTML), when SHOPSTREAM_DEMO_SHOP "
+          "is on", content="text/html", responses={"404": "The demo shop is off"}),
     Route("POST", "/v1/events", "public",
           "The collector: a JSON array of contract events (and identify calls), each "
           "validated, produced to the events topic (or dead-lettered) and answered",
