@@ -161,12 +161,15 @@ async def replay(
     seed: int = 0,
     on_send: Callable[[bytes, float], None] | None = None,
     linger_ms: int = 5,
+    records: Iterable[tuple[int, bytes | None, bytes | None]] | None = None,
 ) -> ReplaySummary:
     """Publish the file to ``topic`` (default: the events topic).
 
     Open-loop at ``rate`` events/s, or at ``speed`` times event time, or as fast as possible.
     ``limit`` counts records read from the file (injected duplicates come on top).
     ``on_send(value, wall_time_s)`` is called as each record is handed to the producer.
+    ``records`` (``(line, key, value)``, as :func:`read_records` yields them) are sent
+    instead of the file's (``shopstream import orders`` hands its converted events here).
     """
     if rate and speed:
         raise ValueError("use either rate or speed, not both")
@@ -198,7 +201,7 @@ async def replay(
 
     def readable() -> Iterator[tuple[bytes, bytes]]:
         read = 0
-        for n, key, value in read_records(path):
+        for n, key, value in read_records(path) if records is None else records:
             if limit is not None and read >= limit:
                 return
             read += 1
