@@ -1,9 +1,11 @@
 """The collector's pure part: a ``POST /v1/events`` body in, one verdict per element out.
 
-The body is a JSON array. Each element is either a contract event (validated by the very
-code the worker's intake runs, :func:`streams.core.events.parse_event`, on the element's
-JSON) or an ``identify`` call that links a visitor's anonymous id to the customer id it
-logged in as (see :func:`parse_identify`). A body that is not a JSON array, too large or with
+The body is a JSON array (or Segment's ``{"batch": [...]}``). Each element is a contract
+event (validated by the very code the worker's intake runs,
+:func:`streams.core.events.parse_event`, on the element's JSON), an ``identify`` call that
+links a visitor's anonymous id to the customer id it logged in as (:func:`parse_identify`),
+or a Segment/RudderStack call (:mod:`streams.domain.segment`: mapped onto the contract, then
+validated the same way, or ignored). A body that is not a JSON array, too large or with
 too many elements is refused as a whole (:class:`BodyError`); otherwise every element gets
 its own verdict, and bad elements never cost good ones.
 
@@ -28,8 +30,9 @@ import orjson
 
 from streams.core.errors import ShopstreamError
 from streams.core.events import MAX_ID_LEN, Event, InvalidEvent, parse_event
+from streams.domain.segment import from_segment, is_segment
 
-Status = Literal["accepted", "rejected", "identify"]
+Status = Literal["accepted", "rejected", "identify", "ignored"]
 IDENTIFY: Final = "identify"
 
 
@@ -45,15 +48,15 @@ class BodyError(ShopstreamError):
 class Verdict:
     """What became of one element of the body.
 
-    ``raw`` is the element as JSON (what goes to the DLQ when rejected); ``event`` the
-    validated event when accepted; ``link`` the ``(anonymous_id, customer_id)`` of an
-    identify call.
+    ``raw`` is the element as JSON (what goes to the DLQ when rejected); ``events`` the
+    validated events when accepted (several for a Segment ``Order Completed``); ``link`` the
+    ``(anonymous_id, customer_id)`` of an identify call.
     """
 
     index: int
     status: Status
     raw: bytes
-    event: Event | None = None
+    events: tuple[Event, ...] = ()
     link: tuple[str, str] | None = None
     reason: str | None = None
     detail: str | None = None
@@ -61,12 +64,16 @@ class Verdict:
     def answer(self) -> dict[str, Any]:
         """This element's part of the HTTP answer."""
         out: dict[str, Any] = {"index": self.index, "status": self.status}
-        if self.event is not None:
-            out["event_id"] = self.event.event_id
+        if len(self.events) == 1:
+            out["event_id"] = self.events[0].event_id
+        elif self.events:
+            out["event_ids"] = [e.event_id for e in self.events]
         if self.link is not None:
             out["anonymous_id"], out["user_id"] = self.link
         if self.reason is not None:
-            out["reason"], out["detail"] = self.reason, self.detail
+            out["reason"] = self.reason
+        if self.detail is not None:
+            out["detail"] = self.detail
         return out
 
 
@@ -102,11 +109,24 @@ def parse_element(index: int, element: object, max_bytes: int) -> Verdict:
     except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
         return Verdict(index, "rejected", b"", reason="too_deep", detail="nested too deeply")
     try:
+        if is_segment(element):
+            return _segment(index, element, raw, max_bytes)
         if isinstance(element, dict) and element.get("type") == IDENTIFY:
             return Verdict(index, "identify", raw, link=parse_identify(element))
-        return Verdict(index, "accepted", raw, event=parse_event(raw, max_bytes=max_bytes))
+        return Verdict(index, "accepted", raw, events=(parse_event(raw, max_bytes=max_bytes),))
     except InvalidEvent as exc:
         return Verdict(index, "rejected", raw, reason=exc.reason, detail=exc.detail)
+
+
+def _segment(index: int, call: dict[str, Any], raw: bytes, max_bytes: int) -> Verdict:
+    """A Segment/RudderStack call (:mod:`streams.domain.segment`)."""
+    mapped = from_segment(call)
+    if mapped.link is not None:
+        return Verdict(index, "identify", raw, link=mapped.link)
+    if mapped.ignored is not None:
+        return Verdict(index, "ignored", raw, detail=mapped.ignored[:200])
+    events = tuple(parse_event(orjson.dumps(e), max_bytes=max_bytes) for e in mapped.events)
+    return Verdict(index, "accepted", raw, events=events)
 
 
 def parse_body(body: bytes, *, max_events: int, max_bytes: int) -> list[Verdict]:
@@ -121,6 +141,8 @@ def parse_body(body: bytes, *, max_events: int, max_bytes: int) -> list[Verdict]
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BodyError(400, "not_json", f"the body is not JSON ({str(exc)[:200]})") from None
+    if isinstance(value, dict) and isinstance(value.get("batch"), list):
+        value = value["batch"]  # Segment's and RudderStack's batch call
     if not isinstance(value, list):
         raise BodyError(400, "not_array", "the body must be a JSON array of events")
     if len(value) > max_events:

@@ -3,6 +3,8 @@
 Input formats:
 
 * contract JSONL (``*.jsonl``): one event object per line, sent unchanged;
+* Segment/RudderStack calls in JSON lines (``{"type": "track", "event": "Product Viewed",
+  ...}``): mapped onto the contract (:mod:`streams.domain.segment`), ignored calls skipped;
 * session TSV (``SessionId ItemId Time``, epoch seconds, as in the YOOCHOOSE files): each
   click becomes a ``view`` event of user = session (these data sets have no user ids).
 
@@ -39,7 +41,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.core.errors import InputError
+from streams.core.events import InvalidEvent
 from streams.core.settings import Settings
+from streams.domain.segment import from_segment, is_segment
 from streams.kafka import client_options
 from streams.tools.faults import Faults, Outgoing, inject
 
@@ -113,10 +117,28 @@ def read_records(path: Path) -> Iterator[tuple[int, bytes | None, bytes | None]]
             if not raw:
                 continue
             try:
-                user = orjson.loads(raw)["user_id"]
-                yield n, str(user).encode(), raw
+                obj = orjson.loads(raw)
+                if is_segment(obj):
+                    yield from _segment_records(n, obj)
+                    continue
+                yield n, str(obj["user_id"]).encode(), raw
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 yield n, None, None
+
+
+FileRecord = tuple[int, bytes | None, bytes | None]
+
+
+def _segment_records(n: int, call: dict[str, Any]) -> Iterator[FileRecord]:
+    """The contract events of a Segment/RudderStack call (none for an ignored call; an
+    identify link needs the collector: it is ignored here)."""
+    try:
+        events = from_segment(call).events
+    except InvalidEvent:
+        yield n, None, None
+        return
+    for event in events:
+        yield n, str(event["user_id"]).encode(), orjson.dumps(event)
 
 
 def check_format(path: Path, sample: int = 20) -> None:

@@ -125,8 +125,8 @@ class Collector(mode.Service):
 
     async def collect(self, verdicts: list[Verdict]) -> tuple[int, dict[str, Any]]:
         """Produce, dead-letter and link; the HTTP status and the answer."""
-        accepted = [v for v in verdicts if v.event is not None]
-        events = await self.link(verdicts, [v.event for v in accepted if v.event is not None])
+        owners = [v.index for v in verdicts for _ in v.events]
+        events = await self.link(verdicts, [e for v in verdicts for e in v.events])
         producer, s = await self.producer(), self.settings
         sends: list[Any] = [
             await producer.send(s.topic_events, e.to_json(), key=e.user_id.encode())
@@ -141,20 +141,20 @@ class Collector(mode.Service):
         results = await asyncio.wait_for(
             asyncio.gather(*sends, return_exceptions=True), SEND_TIMEOUT_S
         )
-        answers = [v.answer() for v in verdicts]
-        failed = 0
-        for result in results[len(accepted) :]:
+        for result in results[len(events) :]:
             if isinstance(result, BaseException):
                 log.warning("collector: a rejected element not dead-lettered: %r", result)
-        for v, result in zip(accepted, results, strict=False):
-            if isinstance(result, BaseException):
-                failed += 1
-                log.warning("collector: event %s not produced: %r", v.index, result)
-                detail = f"not produced ({type(result).__name__}): retry"
-                answers[v.index] |= {"status": "failed", "reason": "broker", "detail": detail}
+        answers = [v.answer() for v in verdicts]
+        failed = {i for i, r in zip(owners, results, strict=False) if isinstance(r, BaseException)}
+        for i in failed:
+            log.warning("collector: element %d not (wholly) produced", i)
+            detail = "not produced (the broker did not acknowledge it): retry"
+            answers[i] |= {"status": "failed", "reason": "broker", "detail": detail}
         counts = {
-            "accepted": len(accepted) - failed, "rejected": len(rejected), "failed": failed,
+            "accepted": sum(v.status == "accepted" for v in verdicts) - len(failed),
+            "rejected": len(rejected), "failed": len(failed),
             "identified": sum(v.link is not None for v in verdicts),
+            "ignored": sum(v.status == "ignored" for v in verdicts),
         }  # fmt: skip
         return (503 if failed else 200), {**counts, "results": answers}
 

@@ -136,14 +136,18 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}),
     "Models": _object({"churn": _OBJ, "partitions": _OBJ, "segments": _OBJ}),
     "ShopEvent": {k: v for k, v in event_schema().items() if k != "$schema"},
-    "EventBatch": {"type": "array", "items": {"oneOf": [
+    "EventBatch": {"type": "array", "items": {"anyOf": [
         {"$ref": "#/components/schemas/ShopEvent"},
-        _object({"type": {"const": "identify"}, "anonymous_id": _STR, "user_id": _STR})]}},
+        _object({"type": {"const": "identify"}, "anonymous_id": _STR, "user_id": _STR}),
+        {**_object({"type": {"enum": ["track", "identify", "page", "screen", "group", "alias"]}}),
+         "description": "A Segment/RudderStack call (docs/storefront.md)"}]}},
     "Collected": _object({
-        "accepted": _INT, "rejected": _INT, "failed": _INT, "identified": _INT,
+        "accepted": _INT, "rejected": _INT, "failed": _INT, "identified": _INT, "ignored": _INT,
         "results": {"type": "array", "items": _object(
-            {"index": _INT, "status": {"enum": ["accepted", "rejected", "identify", "failed"]}},
-            event_id=_STR, reason=_STR, detail=_STR, anonymous_id=_STR, user_id=_STR)}}),
+            {"index": _INT, "status": {"enum": ["accepted", "rejected", "identify", "ignored",
+                                                "failed"]}},
+            event_id=_STR, event_ids={"type": "array", "items": _STR}, reason=_STR,
+            detail=_STR, anonymous_id=_STR, user_id=_STR)}}),
 }  # fmt: skip
 _SCHEMES: Final = {
     "publicKey": {"type": "http", "scheme": "bearer",

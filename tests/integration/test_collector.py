@@ -71,16 +71,24 @@ async def test_collector_produces_dead_letters_links_and_limits(
         assert status == 200 and answer["identified"] == 1, answer
         status, _, answer = post(worker, [view("anon-view", "anon-7", "i1", 30)])
         assert answer["accepted"] == 1, answer
+        # a Segment batch, as a shop's existing tracking sends it
+        segment = {"type": "track", "event": "Product Viewed", "messageId": "seg-1",
+                   "userId": "erin", "timestamp": "2024-03-01T09:01:00Z",
+                   "properties": {"product_id": "i2", "price": 5}}  # fmt: skip
+        status, _, answer = post(worker, {"batch": [segment, {"type": "page", "userId": "erin"}]})
+        assert (answer["accepted"], answer["ignored"]) == (1, 1), answer
 
         recs = await consume(
             settings.topic_recommendations, settings,
-            done=lambda out: {"b5", "anon-view"} <= {
+            done=lambda out: {"b5", "anon-view", "seg-1"} <= {
                 orjson.loads(r.value)["trigger_event_id"] for r in out},
         )  # fmt: skip
         messages = [orjson.loads(r.value) for r in recs]
         triggers = {m["trigger_event_id"] for m in messages}
         # one recommendation per user and batch, for its last event; never for a bad one
-        assert {"a5", "b5"} <= triggers <= {e["event_id"] for e in good} | {"anon-view"}
+        assert {"a5", "b5"} <= triggers <= {e["event_id"] for e in good} | {"anon-view", "seg-1"}
+        seg = next(m for m in messages if m["trigger_event_id"] == "seg-1")
+        assert seg["user_id"] == "erin" and seg["items"]
         last_bob = next(m for m in messages if m["trigger_event_id"] == "b5")
         assert last_bob["items"], last_bob  # learned from alice's walk
         linked = next(m for m in messages if m["trigger_event_id"] == "anon-view")
@@ -108,7 +116,8 @@ async def test_collector_produces_dead_letters_links_and_limits(
         @given(st.binary(max_size=200) | st.builds(
             orjson.dumps, st.lists(st.dictionaries(
                 st.sampled_from(["event_id", "type", "user_id", "session_id", "ts", "item_id"]),
-                st.none() | st.integers() | st.text(max_size=8) | st.just("view")),
+                st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8)
+                | st.just("view")),
                 max_size=3)))  # fmt: skip
         def fuzz(body: bytes) -> None:
             status, _, answer = post(worker, body)
