@@ -53,10 +53,11 @@ lint: install-dev  ## ruff + mypy + the import-layer contracts (pyproject [tool.
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
 
-bench: install-dev  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json
+bench: install-dev  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json; the collector -> collector.json
 	@$(VENV)/bin/pip install -q -e '.[bench]'
 	@scripts/stack.sh up
 	@$(PY) scripts/bench.py $(BENCH_ARGS)
+	@$(PY) scripts/bench_collector.py
 
 soak: install-dev  ## bounded soak: a long generated history under retention; memory figures
 	@scripts/stack.sh up
