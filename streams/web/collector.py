@@ -38,12 +38,13 @@ from aiokafka.errors import KafkaError
 from faust.web import View
 from redis.exceptions import RedisError
 
-from models.similarity import key_base
 from streams.core.events import Event, Record
 from streams.domain.collect import BodyError, TokenBuckets, Verdict, parse_body
+from streams.domain.privacy import pseudonymise
 from streams.domain.profile import DAY_MS
 from streams.kafka import client_options
 from streams.worker.context import ShopApp
+from streams.worker.identity import Identities
 from streams.worker.intake import dlq_headers
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,6 @@ class Collector(mode.Service):
         self.buckets = TokenBuckets(
             s.collector_events_per_s, max(s.collector_events_per_s, s.collector_max_events)
         )
-        self.alias_key = key_base(s.redis_prefix) + "alias:"
         self.alias_ttl_ms = int(s.identity_ttl_days * DAY_MS)
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
@@ -107,21 +107,16 @@ class Collector(mode.Service):
     async def link(self, verdicts: Sequence[Verdict], events: list[Event]) -> list[Event]:
         """Store the request's identify links, then put every event whose user is a linked
         anonymous id under the customer id (one Redis round trip each way)."""
-        redis = self.shop.runtime.redis
-        links = [v.link for v in verdicts if v.link is not None]
-        if links:
-            pipe = redis.pipeline(transaction=False)
-            for anonymous, customer in links:
-                pipe.set(self.alias_key + anonymous, customer.encode(), px=self.alias_ttl_ms)
-            await pipe.execute()
-        if not events:
-            return events
-        users = sorted({e.user_id for e in events})
-        found = await redis.mget([self.alias_key + u for u in users])
-        aliases = {u: c.decode() if isinstance(c, bytes) else str(c)
-                   for u, c in zip(users, found, strict=True) if c}  # fmt: skip
+        ids = Identities(self.shop.runtime.redis, self.settings.redis_prefix, self.alias_ttl_ms)
+        await ids.link([(a, c, self.state_id(c)) for a, c in (v.link for v in verdicts if v.link)])
+        aliases = await ids.resolve(sorted({e.user_id for e in events}))
         return [replace(e, user_id=aliases[e.user_id]) if e.user_id in aliases else e
                 for e in events]  # fmt: skip
+
+    def state_id(self, customer: str) -> str:
+        """The id the worker keeps the customer under (what ``forget`` is given)."""
+        key = self.settings.pseudonymise_key.encode()
+        return pseudonymise(customer, key) if key else customer
 
     async def collect(self, verdicts: list[Verdict]) -> tuple[int, dict[str, Any]]:
         """Produce, dead-letter and link; the HTTP status and the answer."""

@@ -102,6 +102,14 @@ async def test_collector_produces_dead_letters_links_and_limits(
                            "bad-item": b"missing_field"}  # fmt: skip
         assert all(dict(r.headers)["source_topic"] == b"http:/v1/events" for r in dlq)
 
+        # forgetting the customer removes the link: the anonymous id is anonymous again
+        status, _, body = worker.call("DELETE", "/users/cust-7", token=ADMIN_TOKEN)
+        assert status == 200 and orjson.loads(body)["removed"]["identity_links"] == 1
+        post(worker, [view("anon-after", "anon-7", "i1", 31)])
+        after = await consume(settings.topic_recommendations, settings, done=lambda out: any(
+            orjson.loads(r.value)["trigger_event_id"] == "anon-after" for r in out))  # fmt: skip
+        assert {r.key for r in after if b"anon-after" in r.value} == {b"anon-7"}
+
         status, _, answer = post(worker, b"[" + b" " * 20_001 + b"]")
         assert status == 413 and answer["reason"] == "too_large"
         status, _, answer = post(worker, [good[0]] * 41)
