@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -396,50 +396,74 @@ def _churn_report(r: dict[str, Any], horizon_days: float) -> None:
 
 
 def _recs_table(r: dict[str, Any]) -> Table:
-    t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions)")
-    for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}"):
+    t = Table(title=f"next-click evaluation @ {r['k']} ({r['n']} predictions; {r['split']})")
+    for col in ("method", f"HR@{r['k']}", f"MRR@{r['k']}", "store - it: HR [95% CI]", "MRR"):
         t.add_column(col)
-    t.add_row("similarity store (Redis)", f"{r['hr']:.4f}", f"{r['mrr']:.4f}")
-    if r["baseline"]:
-        b = r["baseline"]
-        t.add_row(f"baseline {b['name']}", f"{b['hr']:.4f}", f"{b['mrr']:.4f}")
+    t.add_row("similarity store (Redis)", f"{r['hr']:.4f}", f"{r['mrr']:.4f}", "", "")
+
+    def ci(v: list[float]) -> str:
+        return f"{100 * v[0]:+.2f} [{100 * v[1]:+.2f}, {100 * v[2]:+.2f}]"
+
+    for b in r["baselines"]:
+        gain = b.get("store_gain")
+        t.add_row(f"baseline {b['name']}", f"{b['hr']:.4f}", f"{b['mrr']:.4f}",
+                  ci(gain["hr"]) if gain else "", ci(gain["mrr"]) if gain else "")
     t.caption = (
-        f"coverage {r['coverage']:.3f} · {r['clicks_per_s']:,.0f} clicks/s overall · "
-        f"{r['test_clicks_per_s']:,.0f} clicks/s score-then-learn"
+        f"points (x100), paired bootstrap · coverage {r['coverage']:.3f} · "
+        f"{r['clicks_per_s']:,.0f} clicks/s overall · "
+        f"{r['test_clicks_per_s']:,.0f} clicks/s score-then-learn · redis CPU "
+        f"{r['redis_cpu_us_per_train_click']:.0f} / {r['redis_cpu_us_per_test_click']:.0f} "
+        "us per train / test click"
     )
     return t
 
 
 @evaluate.command("recs")
 def evaluate_recs(
-    train: Annotated[Path, typer.Option(help="Train TSV: SessionId ItemId Time.")],
-    test: Annotated[Path, typer.Option(help="Test TSV: SessionId ItemId Time.")],
+    train: Annotated[Path | None, typer.Option(help="Train TSV: SessionId ItemId Time.")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test TSV: SessionId ItemId Time.")] = None,
+    holdout: Annotated[float | None, typer.Option(
+        min=0.01, max=0.99, help="No --test: the last share of TRAIN's sessions is the test."
+    )] = None,
+    diginetica: Annotated[Path | None, typer.Option(
+        help="Diginetica item views (CSV): its documented time split instead of TRAIN/TEST."
+    )] = None,
+    min_support: Annotated[int, typer.Option(
+        min=1, help="--diginetica: keep items with at least this many clicks."
+    )] = 5,
     k: Annotated[int, typer.Option(min=1, help="Length of the ranked list.")] = 20,
-    baseline: Annotated[
-        str, typer.Option(help="Baseline in the same run: pop, ar or none.")
-    ] = "ar",
+    baseline: Annotated[list[str] | None, typer.Option(
+        help="Baselines in the same run (repeat or comma-separate): pop, ar, vstan-hr, "
+        "vstan-mrr, vstan (both), vsknn, all, none."
+    )] = None,
     redis_url: Annotated[
         str, typer.Option(help="Redis to replay against [default: SHOPSTREAM_REDIS_URL].")
     ] = "",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Next-click HR@k/MRR@k of the similarity store, with the worker's configuration, vs a
-    baseline: replay TRAIN then TEST through the store."""
+    """Next-click HR@k/MRR@k of the similarity store, with the worker's configuration, vs
+    baselines in the same run: replay TRAIN then TEST through the store."""
+    from streams.tools.baselines import baseline_names
     from streams.tools.evaluate_recs import evaluate as run_evaluate
+    from streams.tools.evaluate_recs import load_split
     from streams.worker.configs import rec_config
 
-    if baseline not in ("pop", "ar", "none"):
-        raise typer.BadParameter("must be pop, ar or none", param_hint="--baseline")
-    chosen: Literal["pop", "ar"] | None = None if baseline == "none" else baseline  # type: ignore[assignment]
+    try:
+        names = baseline_names(baseline or ["ar"])
+        clicks = load_split(train, test, diginetica=diginetica, holdout=holdout,
+                            min_support=min_support)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     settings = _settings()
     if redis_url:
         settings = settings.with_(redis_url=redis_url)
         _State.loaded = config.Loaded(settings)  # so an error names the Redis in use
     with _progress("replay", show=not json_out) as update:
         result = run_evaluate(
-            train, test, k=k, baseline=chosen, redis_url=settings.redis_url,
+            clicks[0], clicks[1], k=k, baselines=names, redis_url=settings.redis_url,
             config=rec_config(settings), progress=update,
         )  # fmt: skip
+    result["split"] = clicks[2]
     if json_out:
         sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
     else:

@@ -133,31 +133,53 @@ async def ensure_topics(settings: Settings, wait_s: float = 30.0) -> list[str]:
         await admin.close()
 
 
-async def align_configs(admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]]) -> None:
+async def align_configs(
+    admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]], wait_s: float = 15.0
+) -> None:
     """Give existing topics the configs of ``wanted`` (topics created before a setting
     changed, or by an older version), keeping every other config set on them.
 
     Kafka's AlterConfigs replaces all of a topic's own configs, so the values set on the
-    topic now are read first and sent back with ours.
+    topic now are read first and sent back with ours. The broker applies a change a moment
+    after it answers (KRaft: once the metadata record is replayed), so this waits, up to
+    ``wait_s``, until it describes the new values: what ``shopstream topics`` reports is then
+    in effect.
     """
-    names = sorted(wanted)
+    pending = await _differing(admin, wanted)
+    if not pending:
+        return
+    for name in pending:
+        log.info("topic %s: setting %s", name, wanted[name])
+    for resp in await admin.alter_configs([
+        ConfigResource(ConfigResourceType.TOPIC, name, configs=merged)
+        for name, merged in pending.items()
+    ]):  # fmt: skip
+        for error_code, message, _, name in resp.resources:
+            if error_code:
+                raise for_code(error_code)(f"altering the configs of {name}: {message}")
+    deadline = time.monotonic() + wait_s
+    while pending := await _differing(admin, {n: wanted[n] for n in pending}):
+        if time.monotonic() > deadline:
+            log.warning("topics %s: the broker does not show the new configs yet", sorted(pending))
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _differing(
+    admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """The topics whose own configs differ from ``wanted``: name -> own configs | wanted."""
     [resp] = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in sorted(wanted)]
     )
-    changes = []
+    out = {}
     for error_code, _, _, name, entries in resp.resources:
         if error_code:
             raise for_code(error_code)(f"describing the configs of {name}")
         own = {e[0]: e[1] for e in entries if _set_on_topic(resp.API_VERSION, e[3])}
         if any(own.get(k) != v for k, v in wanted[name].items()):
-            log.info("topic %s: setting %s", name, wanted[name])
-            merged = own | wanted[name]
-            changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=merged))
-    if changes:
-        for resp in await admin.alter_configs(changes):
-            for error_code, message, _, name in resp.resources:
-                if error_code:
-                    raise for_code(error_code)(f"altering the configs of {name}: {message}")
+            out[name] = own | wanted[name]
+    return out
 
 
 def _set_on_topic(version: int, source_or_default: Any) -> bool:

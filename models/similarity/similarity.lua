@@ -1,4 +1,7 @@
 -- shopstream similarity store: one script, several commands (docs/recommendations.md).
+-- The `-- #include FILE` lines are replaced by the files next to this one when the script is
+-- loaded (models/similarity/store.py load_lua), so Redis runs one script; line numbers in Redis
+-- errors count lines of that assembled script.
 -- KEYS[1] = <base>meta where <base> = "{prefix}:" (one hash tag: every key is in one slot).
 -- ARGV[1] = command (see COMMANDS at the end), ARGV[2] = <base>,
 -- ARGV[3] = the configuration as one JSON object (models/similarity/store.py RecConfig.as_json),
@@ -24,6 +27,22 @@ local STTL, UTTL = cfg.session_ttl_ms, cfg.user_ttl_ms -- key retention (0 = for
 local ITTL = cfg.item_ttl_ms or 0     -- an item's neighbour set expires unless it is seen again
 local L = cfg.score_neighbours        -- heaviest neighbours read per session item
 local SKIP = cfg.skiplist_neighbours
+-- DEDUP: a session's state lists distinct items (a re-click moves the item to the front), so
+-- repeats fill neither the pairing window nor the scoring window.
+local DEDUP = cfg.dedup_sessions
+-- Two hops from the current item: H2 weight (0 = off), H2B heaviest neighbours followed, H2L
+-- heaviest read from each of their rows; RB4 flat boost (times RB) of the session items older
+-- than the W scored ones.
+local H2, H2B, H2L, RB4 = cfg.two_hop, cfg.two_hop_neighbours, cfg.two_hop_row, cfg.older_boost
+-- Session-neighbourhood signal (STAN-like, see knn()): KW its weight (0 = off), KI query items
+-- whose recent-session lists are read, KS sessions read per such item, KK neighbours kept,
+-- KKEEP sessions remembered per item (bound; KSLACK extra before a trim), KSPW / KSNH (ms) /
+-- KINH the position, recency and item-distance decays, KMIN fewest neighbours for the signal
+-- to count (a handful is noise), KWIN widest distance of a scored item from the matched one.
+local KW, KI, KS, KK = cfg.knn_weight, cfg.knn_items, cfg.knn_sessions, cfg.knn_neighbours
+local KKEEP, KSPW, KSNH, KINH = cfg.knn_keep, cfg.knn_position_decay, cfg.knn_recency_ms, cfg.knn_item_decay
+local KMIN, KWIN = cfg.knn_min_neighbours, cfg.knn_item_window
+local KSLACK = math.max(1, math.floor(KKEEP / 10))
 -- Every neighbour set holds this member (score 0, below every real weight). At 80 bytes it is
 -- longer than zset-max-listpack-value (64), so Redis keeps the set as a skiplist: O(log n)
 -- ZINCRBY instead of a listpack scan that parses every float score (10-30x slower).
@@ -64,12 +83,21 @@ end
 -- Session state: the last max(N, W) items, most recent first, stored as one string
 -- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
 local SESS, DIRTY, CARD = {}, {}, {}
+-- Rows read during this call, parsed: ROWS[a] = {members, scores, n} of the n heaviest of n:a,
+-- ISC[i] = {sessions, times} of the KS most recent of is:<i>. Learning drops the entry of every
+-- key it writes, so a read always sees the current key (exact, like PC).
+local ROWS, ISC = {}, {}
+-- A stored session value (or nil) -> its items.
+local function split_items(raw)
+  local items = {}
+  if raw then for it in string.gmatch(raw, '[^%z]+') do items[#items + 1] = it end end
+  return items
+end
+
 local function session_items(sk)
   local items = SESS[sk]
   if items then return items end
-  items = {}
-  local raw = redis.call('GET', sk)
-  if raw then for it in string.gmatch(raw, '[^%z]+') do items[#items + 1] = it end end
+  items = split_items(redis.call('GET', sk))
   SESS[sk] = items
   return items
 end
@@ -81,6 +109,8 @@ local function flush_sessions()
     if STTL > 0 then redis.call('SET', sk, value, 'PX', STTL) else redis.call('SET', sk, value) end
   end
 end
+
+-- #include neighbourhood.lua
 
 local function learn(etype, user, session, item, category, ts)
   local w = TW[etype]
@@ -106,8 +136,10 @@ local function learn(etype, user, session, item, category, ts)
     end
   end
   local touched = {}
+  if #border > 0 then ROWS[item] = nil end
   for j = 1, #order do
     local a = order[j]
+    ROWS[a] = nil
     local na = base .. 'n:' .. a
     -- a new member comes back with exactly its increment: only then can the set grow
     if tonumber(redis.call('ZINCRBY', na, fwd[a], item)) == fwd[a] then
@@ -159,9 +191,23 @@ local function learn(etype, user, session, item, category, ts)
   if ITTL > 0 then redis.call('PEXPIRE', ni, ITTL) end
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
   local fresh = #prev == 0
+  if DEDUP then
+    for j = 1, #prev do
+      if prev[j] == item then table.remove(prev, j); break end
+    end
+  end
   table.insert(prev, 1, item)
   local keep = math.max(N, W)
-  while #prev > keep do prev[#prev] = nil end
+  while #prev > keep do
+    local gone = prev[#prev]
+    prev[#prev] = nil
+    if KW > 0 then
+      local still = false
+      for j = 1, #prev do if prev[j] == gone then still = true; break end end
+      if not still then unlist(session, gone) end
+    end
+  end
+  if KW > 0 then list_click(user, session, item, ts) end
   if fresh then  -- a new session: remember it for forget_user
     local us = base .. 'us:' .. user
     redis.call('SADD', us, session)
@@ -171,126 +217,7 @@ local function learn(etype, user, session, item, category, ts)
 end
 
 -- == scoring ==================================================================================
-local function always() return true end
-
--- [hidden items] Catalog control, separate from the scoring: items in the set <base>hidden
--- (PUT /items/{id} {"hidden": true}) are dropped by every keep predicate that score() uses,
--- so no recommendation (live or published) and no similar-items list ever shows them.
-local HIDDEN, HID = base .. 'hidden', nil
-local function unhidden(keep)
-  if HID == nil then HID = redis.call('SCARD', HIDDEN) > 0 and {} or false end
-  if not HID then return keep end
-  return function(c)
-    local h = HID[c]
-    if h == nil then h = redis.call('SISMEMBER', HIDDEN, c) == 1; HID[c] = h end
-    return not h and keep(c)
-  end
-end
--- [/hidden items]
-
--- Keep the k best (score desc, item asc) in a sorted array by insertion.
-local function topk(acc, cands, k, keep)
-  local top = {}
-  for j = 1, #cands do
-    local c = cands[j]
-    local s = acc[c]
-    if keep(c) then
-      local n = #top
-      if n < k or s > top[n][2] or (s == top[n][2] and c < top[n][1]) then
-        local pos = n + 1
-        while pos > 1 and (top[pos - 1][2] < s or (top[pos - 1][2] == s and top[pos - 1][1] > c)) do
-          pos = pos - 1
-        end
-        table.insert(top, pos, {c, s})
-        if #top > k then top[#top] = nil end
-      end
-    end
-  end
-  return top
-end
-
--- score(c) = sum_p r_p * sim(a_p, c) / (cnt(a_p)^ALPHA * cnt(c)^BETA) + RB * sum_{p: a_p = c} r_p,
--- r_p = 1 / p^RD over the W most recent session items a_1 (latest) .. a_W; counts decayed to now;
--- only the L heaviest neighbours of each a_p are read.
-local function score(items, gnow, k, keep, boost)
-  keep = unhidden(keep)  -- [hidden items]
-  local acc, cands = {}, {}
-  local nw = math.min(W, #items)
-  local rw, distinct = {}, {}
-  for p = 1, nw do
-    local a = items[p]
-    if not rw[a] then rw[a] = 0; distinct[#distinct + 1] = a end
-    rw[a] = rw[a] + 1 / p ^ RD
-  end
-  local counts = pop_counts(distinct, 1, #distinct)
-  for q = 1, #distinct do
-    local a, ca = distinct[q], counts[q]
-    if ca then
-      local f = rw[a] / ((ca / gnow) ^ ALPHA * gnow)
-      local row = redis.call('ZRANGE', base .. 'n:' .. a, 0, L - 1, 'REV', 'WITHSCORES')
-      for j = 1, #row, 2 do
-        local c = row[j]
-        if c ~= SENT then
-          local v = tonumber(row[j + 1]) * f
-          local old = acc[c]
-          if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
-        end
-      end
-    end
-  end
-  for i = 1, #cands, 500 do
-    local last = math.min(i + 499, #cands)
-    local cc = pop_counts(cands, i, last)
-    for j = i, last do
-      local n = cc[j - i + 1]
-      if n then acc[cands[j]] = acc[cands[j]] / (n / gnow) ^ BETA end
-    end
-  end
-  if boost then
-    for q = 1, #distinct do
-      local a = distinct[q]
-      local b = RB * rw[a]
-      if acc[a] then acc[a] = acc[a] + b else acc[a] = b; cands[#cands + 1] = a end
-    end
-  end
-  local top = topk(acc, cands, k, keep)
-  if #top < k then  -- cold start: fill with decayed popularity, score 0
-    local seen = {}
-    for j = 1, #top do seen[top[j][1]] = true end
-    local want = k + #top - 1
-    if keep ~= always then want = 3 * k + 20 + #top end
-    local popular = redis.call('ZRANGE', POP, 0, want, 'REV')
-    for j = 1, #popular do
-      local c = popular[j]
-      if #top >= k then break end
-      if not seen[c] and keep(c) then top[#top + 1] = {c, 0}; seen[c] = true end
-    end
-  end
-  return top
-end
-
-local function flat(top)
-  local out = {}
-  for j = 1, #top do out[#out + 1] = top[j][1]; out[#out + 1] = tostring(top[j][2]) end
-  return out
-end
-
-
--- Top k for a user's session (flat item, score list): excl = '1' drops items the user bought,
--- category ~= '' keeps only that category's items.
-local function recommend(user, session, excl, category, k, gnow)
-  local items = session_items(base .. 's:' .. session)
-  local bought = {}
-  if excl == '1' then
-    for _, b in ipairs(redis.call('SMEMBERS', base .. 'ub:' .. user)) do bought[b] = true end
-  end
-  local keep = function(c)
-    if bought[c] then return false end
-    if category ~= '' and redis.call('HGET', CAT, c) ~= category then return false end
-    return true
-  end
-  return flat(score(items, gnow, k, keep, true))
-end
+-- #include scoring.lua
 
 -- Learn records {offset, type, user, session, item, category, ts[, target]} of one
 -- topic:partition in offset order, past the stored offset only (the fence). With k, first
@@ -307,10 +234,14 @@ local function run(field, records, k, ranks, covered, cov)
       if not t0 then t0 = ts; redis.call('HSET', meta, 't0', ts) end
       if not clock or ts > clock then clock = ts end
       if k and target ~= '' then
-        local items = {item}
+        -- the session as learning will leave it: this click first, then the stored list
+        local items, keep = {item}, math.max(N, W)
         local prev = session_items(base .. 's:' .. session)
-        for j = 1, math.min(#prev, W - 1) do items[#items + 1] = prev[j] end
-        local top = score(items, growth(clock), k, always, true)
+        for j = 1, #prev do
+          if #items >= keep then break end
+          if not (DEDUP and prev[j] == item) then items[#items + 1] = prev[j] end
+        end
+        local top = score(items, growth(clock), k, always, true, session, ts)
         local rank = 0
         for j = 1, #top do
           local c = top[j][1]
@@ -397,15 +328,18 @@ function COMMANDS.pop()
   return rows
 end
 
--- forget: user: delete the user's session and purchase keys; returns how many.
+-- forget: user: delete the user's session and purchase keys and take the user's sessions out
+-- of the item -> sessions index; returns how many keys were deleted.
 function COMMANDS.forget()
   local user = ARGV[A0]
   local us = base .. 'us:' .. user
-  local n = 0
-  for _, s in ipairs(redis.call('SMEMBERS', us)) do n = n + redis.call('DEL', base .. 's:' .. s) end
+  local sessions = redis.call('SMEMBERS', us)
+  local n = forget_listings(user, sessions)
+  for _, s in ipairs(sessions) do n = n + redis.call('DEL', base .. 's:' .. s) end
   return n + redis.call('DEL', us, base .. 'ub:' .. user)
 end
 
 local handler = COMMANDS[cmd]
 if not handler then return redis.error_reply('unknown command ' .. tostring(cmd)) end
 return handler()
+

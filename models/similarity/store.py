@@ -1,13 +1,14 @@
 """The Redis similarity store: incremental, decayed, bounded, exactly-once item co-occurrence.
 
-All logic runs inside one Lua script (``similarity.lua`` next to this file) so that a batch of
+All logic runs inside one Lua script (``similarity.lua`` next to this file, with the parts it
+includes: ``neighbourhood.lua``, ``scoring.lua``) so that a batch of
 events is learned atomically and fenced by its Kafka offset, and so that live recommendations
 and the offline evaluation use exactly the same scoring code. The formula and the key design are in
 ``docs/recommendations.md``.
 
->>> c = RecConfig(session_window=5, half_life_days=30.0, max_neighbours=200)
->>> c.weights, c.score_items
-((1.0, 2.0, 3.0), 3)
+>>> c = RecConfig(session_window=10, half_life_days=30.0, max_neighbours=200, knn_weight=0.0)
+>>> c.weights, c.score_items, c.two_hop
+((1.0, 2.0, 3.0), 3, 0.3)
 >>> key_base("ss")
 '{ss}:'
 """
@@ -15,6 +16,7 @@ and the offline evaluation use exactly the same scoring code. The formula and th
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -37,7 +39,8 @@ SENTINEL = b"\0shopstream:skiplist" + b"." * 60
 class RecConfig:
     """Parameters of learning and scoring (defaults tuned on the YOOCHOOSE split, see docs).
 
-    The first three are the application's settings, which hold their defaults.
+    The fields without a default are the application's settings, which hold their defaults
+    (``streams/core/settings.py``, built by ``streams/worker/configs.py``).
     """
 
     #: Last N interactions of a session that a new click is paired with.
@@ -46,6 +49,9 @@ class RecConfig:
     half_life_days: float
     #: Neighbours kept per item (pruning keeps the heaviest ones).
     max_neighbours: int
+    #: Session-neighbourhood signal: share of the item-to-item mass of non-session candidates
+    #: re-distributed by neighbourhood scores (0 = off, and no ``is:``/``ui:`` keys are written).
+    knn_weight: float
     #: Extra neighbours tolerated before a prune, as a fraction of ``max_neighbours``.
     prune_slack: float = 0.1
     #: Event-type weights: view, add_to_cart, purchase.
@@ -74,6 +80,31 @@ class RecConfig:
     user_ttl_s: int = 90 * 86_400
     #: Wall-clock TTL of an item's neighbour set, renewed whenever the item is learned.
     item_ttl_s: int = 0
+    #: Session state lists distinct items (a re-click moves its item to the front): repeats
+    #: fill neither the pairing window nor the scoring window.
+    dedup_sessions: bool = True
+    #: Weight of two-hop candidates: neighbours of the ``two_hop_neighbours`` heaviest
+    #: neighbours of the current item (0 = off); ``two_hop_row`` heaviest read from each.
+    two_hop: float = 0.3
+    two_hop_neighbours: int = 3
+    two_hop_row: int = 10
+    #: Flat boost (times ``repeat_boost``) of session items older than the ``score_items``
+    #: most recent ones (0 = off).
+    older_boost: float = 0.1
+    #: Most recent session items whose recent-session lists give the candidate neighbours,
+    #: sessions read per such item, neighbours kept, fewest neighbours for the signal to count.
+    knn_items: int = 2
+    knn_sessions: int = 25
+    knn_neighbours: int = 50
+    knn_min_neighbours: int = 10
+    #: Sessions remembered per item in ``is:<item>`` (bound; the oldest go first).
+    knn_keep: int = 50
+    #: Decays: position of a query item, neighbour recency (days), distance of a candidate to
+    #: the matched item inside the neighbour; only candidates within ``knn_item_window`` of it.
+    knn_position_decay: float = 4.0
+    knn_recency_days: float = 5.0
+    knn_item_decay: float = 4.0
+    knn_item_window: int = 2
 
     def __post_init__(self) -> None:
         sizes = (self.session_window, self.score_items, self.max_neighbours, self.score_neighbours)
@@ -81,12 +112,20 @@ class RecConfig:
             raise InvalidConfig("window, score_items and neighbour bounds must be positive")
         if self.half_life_days <= 0:
             raise InvalidConfig("half_life_days must be positive")
+        bounds = (self.knn_items, self.knn_sessions, self.knn_neighbours, self.knn_keep,
+                  self.knn_min_neighbours, self.two_hop_neighbours, self.two_hop_row)
+        if min(bounds) <= 0:
+            raise InvalidConfig("knn and two-hop bounds must be positive")
+        if min(self.knn_weight, self.two_hop, self.older_boost, self.knn_item_window) < 0:
+            raise InvalidConfig("knn_weight, two_hop, older_boost, knn_item_window must be >= 0")
+        if min(self.knn_position_decay, self.knn_recency_days, self.knn_item_decay) <= 0:
+            raise InvalidConfig("knn decays must be positive")
 
     def as_json(self) -> bytes:
         """The script's configuration argument: one JSON object, names as in the script.
 
-        >>> orjson.loads(RecConfig(session_window=5, half_life_days=1.0, max_neighbours=10)
-        ...              .as_json())["half_life_ms"]
+        >>> orjson.loads(RecConfig(session_window=5, half_life_days=1.0, max_neighbours=10,
+        ...                        knn_weight=0.0).as_json())["half_life_ms"]
         86400000.0
         """
         return orjson.dumps({
@@ -109,6 +148,21 @@ class RecConfig:
             "item_ttl_ms": self.item_ttl_s * 1000,
             "score_neighbours": self.score_neighbours,
             "skiplist_neighbours": self.skiplist_neighbours,
+            "dedup_sessions": self.dedup_sessions,
+            "two_hop": self.two_hop,
+            "two_hop_neighbours": self.two_hop_neighbours,
+            "two_hop_row": self.two_hop_row,
+            "older_boost": self.older_boost,
+            "knn_weight": self.knn_weight,
+            "knn_items": self.knn_items,
+            "knn_sessions": self.knn_sessions,
+            "knn_neighbours": self.knn_neighbours,
+            "knn_min_neighbours": self.knn_min_neighbours,
+            "knn_keep": self.knn_keep,
+            "knn_position_decay": self.knn_position_decay,
+            "knn_recency_ms": self.knn_recency_days * _DAY_MS,
+            "knn_item_decay": self.knn_item_decay,
+            "knn_item_window": self.knn_item_window,
         })  # fmt: skip
 
 
@@ -119,9 +173,22 @@ def key_base(prefix: str) -> str:
     return "{" + prefix + "}:"
 
 
+_INCLUDE = re.compile(r"^-- #include ([\w.]+\.lua)$", re.MULTILINE)
+
+
 def load_lua() -> str:
-    """Source of the similarity script (shipped as package data)."""
-    return resources.files("models.similarity").joinpath("similarity.lua").read_text("utf-8")
+    """Source of the similarity script (package data): ``similarity.lua`` with each
+    ``-- #include FILE`` line replaced by that file (one level).
+
+    >>> src = load_lua()
+    >>> any(line.startswith("-- #include") for line in src.splitlines())
+    False
+    >>> "local function knn(" in src, src.count("local COMMANDS = {}")
+    (True, 1)
+    """
+    files = resources.files("models.similarity")
+    main = files.joinpath("similarity.lua").read_text("utf-8")
+    return _INCLUDE.sub(lambda m: files.joinpath(m.group(1)).read_text("utf-8"), main)
 
 
 def _s(value: Any) -> str:

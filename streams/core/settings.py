@@ -145,7 +145,7 @@ class Settings:
     # --- recommendations ----------------------------------------------------------------
     rec_k: int = _opt(10, "Items per published recommendation.")
     rec_session_window: int = _opt(
-        5, "Last N interactions of a session paired with a new click (the evaluated value)."
+        10, "Last N distinct items of a session paired with a new click (the evaluated value)."
     )
     rec_throttle_ms: int = _opt(
         0, "Publish at most one recommendation per user per this many ms (event time)."
@@ -156,6 +156,9 @@ class Settings:
         180.0,
         "Items not seen for this long are forgotten: neighbour keys expire (wall clock), "
         "popularity and category entries are evicted (event time); 0 = keep forever.",
+    )
+    rec_knn_weight: float = _opt(
+        0.0, "Weight of the session-neighbourhood signal (0 = off; costs Redis CPU, see docs)."
     )
 
     # --- churn --------------------------------------------------------------------------
@@ -267,6 +270,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
+        if self.rec_knn_weight < 0:
+            raise ConfigError(f"{PREFIX}REC_KNN_WEIGHT must not be negative")
         if self.churn_model not in get_args(ChurnModelKind):
             raise ConfigError(f"{PREFIX}CHURN_MODEL must be logistic or forest")
         if not 0 < self.churn_threshold <= 1:

@@ -27,6 +27,7 @@ def rec_config(settings: Settings) -> RecConfig:
         session_window=settings.rec_session_window,
         half_life_days=settings.rec_half_life_days,
         max_neighbours=settings.rec_max_neighbours,
+        knn_weight=settings.rec_knn_weight,
         item_ttl_s=round(settings.rec_item_ttl_days * 86_400),
     )
 

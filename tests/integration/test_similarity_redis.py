@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from models.similarity import SENTINEL, SimilarityStore
-from models.similarity.reference import pair_increments, score
+from models.similarity.reference import (
+    Index,
+    growth,
+    index_click,
+    neighbourhood,
+    pair_increments,
+    score,
+    session_update,
+    top_k,
+)
 from streams.core.events import Event
 from streams.core.settings import Settings
 from streams.worker.configs import rec_config
@@ -89,14 +98,15 @@ async def test_fencing_by_offset(make_store: StoreFactory) -> None:
                           st.integers(0, 6), st.integers(0, 2), st.integers(0, 3 * DAY),
                           st.sampled_from([None, "shoes", "hats"])),
                 min_size=1, max_size=40))
-def test_redelivered_batch_leaves_redis_byte_identical(
+def test_redelivered_batch_leaves_redis_byte_identical(  # every key kind, is: and ui: too
     batch: list[tuple[str, int, int, int, str | None]],
 ) -> None:
     async def run() -> None:
         client = aioredis.Redis.from_url(redis_url(), decode_responses=False)
         store = SimilarityStore(client, prefix=f"t-{uuid.uuid4().hex[:10]}",
                                 config=replace(rec_config(Settings()), max_neighbours=3,
-                                               session_window=4))
+                                               session_window=4, knn_weight=0.5, knn_keep=2,
+                                               knn_min_neighbours=1))
         try:
             records = [
                 ev(n, None if t == "search" else f"i{i}", session=f"s{s}", user=f"u{s}",
@@ -118,27 +128,99 @@ def test_redelivered_batch_leaves_redis_byte_identical(
     asyncio.run(run())
 
 
-async def test_learning_and_scoring_match_the_python_reference(make_store: StoreFactory) -> None:
-    store = await make_store(repeat_boost=0.5)
-    clicks = ["a", "b", "a", "c", "b"]
-    await store.apply_batch("events", 0, [ev(n, i, ts=T0) for n, i in enumerate(clicks)])
+def replay_reference(
+    store: SimilarityStore, clicks: list[tuple[str, str, int]],
+) -> tuple[dict[str, dict[str, float]], dict[str, float], Index, dict[str, list[str]], int]:
+    """The store's state after ``clicks`` (session, item, ts), computed by the reference:
+    decayed rows and counts, the item -> sessions index, the session lists, and the clock."""
+    c = store.config
+    keep = max(c.session_window, c.score_items)
+    hl = c.half_life_days * DAY
     rows: dict[str, dict[str, float]] = {}
-    prev: list[str] = []
-    for item in clicks:
-        fwd, bwd = pair_increments(prev, item, g=1.0, window=store.config.session_window)
+    counts: dict[str, float] = {}
+    index: Index = {}
+    lists: dict[str, list[str]] = {}
+    t0 = clicks[0][2]
+    for session, item, ts in clicks:
+        g = growth(ts, t0, hl)
+        prev = lists.get(session, [])
+        fwd, bwd = pair_increments(prev, item, g=g, window=c.session_window)
         for a, v in fwd.items():
             rows.setdefault(a, {})[item] = rows.get(a, {}).get(item, 0.0) + v
         for a, v in bwd.items():
             rows.setdefault(item, {})[a] = rows.get(item, {}).get(a, 0.0) + v
-        prev.insert(0, item)
+        counts[item] = counts.get(item, 0.0) + g
+        lists[session], gone = session_update(prev, item, keep=keep, dedup=c.dedup_sessions)
+        if c.knn_weight > 0:
+            index_click(index, session, item, ts, gone, keep=c.knn_keep)
+    clock = max(ts for _, _, ts in clicks)
+    now = growth(clock, t0, hl)
+    rows = {a: {b: v / now for b, v in row.items()} for a, row in rows.items()}
+    return rows, {i: v / now for i, v in counts.items()}, index, lists, clock
+
+
+def reference_scores(
+    store: SimilarityStore, clicks: list[tuple[str, str, int]], session: str
+) -> tuple[dict[str, float], dict[str, float] | None]:
+    """The reference's scores of ``session`` after ``clicks``, and its neighbourhood scores."""
+    c = store.config
+    rows, counts, index, lists, clock = replay_reference(store, clicks)
+    kn = None
+    if c.knn_weight > 0:
+        kn = neighbourhood(
+            lists[session], index, lists, clock, self=session, items=c.knn_items,
+            sessions=c.knn_sessions, keep=max(c.session_window, c.score_items),
+            position_decay=c.knn_position_decay, recency_ms=c.knn_recency_days * DAY,
+            item_decay=c.knn_item_decay, item_window=c.knn_item_window,
+            neighbours=c.knn_neighbours, min_neighbours=c.knn_min_neighbours,
+        )  # fmt: skip
+    return score(
+        lists[session], rows, counts, score_items=c.score_items, recency_decay=c.recency_decay,
+        alpha=c.alpha, beta=c.beta, repeat_boost=c.repeat_boost, neighbours=c.score_neighbours,
+        two_hop=c.two_hop, two_hop_neighbours=c.two_hop_neighbours, two_hop_row=c.two_hop_row,
+        older_boost=c.older_boost, knn=kn, knn_weight=c.knn_weight,
+    ), kn  # fmt: skip
+
+
+async def test_learning_and_scoring_match_the_python_reference(make_store: StoreFactory) -> None:
+    store = await make_store(repeat_boost=0.5)
+    clicks = [("s1", i, T0) for i in "abacbdeb"]
+    await store.apply_batch("events", 0, [ev(n, i, ts=T0) for n, (_, i, _) in enumerate(clicks)])
+    rows = replay_reference(store, clicks)[0]
     for a, row in rows.items():
         got = await store.redis.zrange(f"{store.base}n:{a}", 0, -1, withscores=True)
         assert (SENTINEL, 0.0) in got
         assert {k.decode(): v for k, v in got if k != SENTINEL} == pytest.approx(row)
-    counts = {i: float(clicks.count(i)) for i in set(clicks)}
-    expected = score(list(reversed(clicks)), rows, counts, repeat_boost=0.5)
-    got_recs = dict(await store.recommend("u1", "s1", 10))
+    expected, _ = reference_scores(store, clicks, "s1")
+    got_recs = dict(await store.recommend("u1", "s1", len(expected)))
     assert got_recs == pytest.approx(expected)
+    assert "e" in got_recs  # older than the 3 scored items: still boosted
+
+
+@pytest.mark.parametrize("knn_weight", [0.0, 0.5])
+async def test_many_sessions_score_as_the_reference(
+    make_store: StoreFactory, knn_weight: float
+) -> None:
+    """Two-hop candidates, decay over days and (with ``knn_weight``) the neighbourhood signal,
+    its index trimmed to ``knn_keep`` sessions per item, against the Python statement."""
+    store = await make_store(knn_weight=knn_weight, knn_min_neighbours=2, knn_keep=4,
+                             knn_sessions=3, knn_neighbours=3)
+    rng = random.Random(5)
+    clicks = []
+    for n in range(240):  # 40 sessions of 6 clicks over 8 days, items follow loose chains
+        step = rng.choice([1, 1, 2, 5])
+        item = rng.randrange(12) if n % 6 == 0 else int(clicks[-1][1][1:]) + step
+        clicks.append((f"s{n // 6}", f"i{item % 15}", T0 + n * (DAY // 30)))
+    records = [ev(n, i, session=s, user=f"u{s}", ts=ts) for n, (s, i, ts) in enumerate(clicks)]
+    for j in range(0, len(records), 50):
+        await store.apply_batch("events", 0, records[j : j + 50])
+    for session in ("s39", "s20"):
+        expected, kn = reference_scores(store, clicks, session)
+        assert (kn is not None) == (knn_weight > 0)
+        k = min(len(expected), 12)
+        got = await store.recommend(f"u{session}", session, k)
+        assert [i for i, _ in got] == [i for i, _ in top_k(expected, k)]
+        assert dict(got) == pytest.approx(dict(top_k(expected, k)))
 
 
 async def test_session_recommendations_follow_the_session(make_store: StoreFactory) -> None:
@@ -201,6 +283,72 @@ async def test_purchases_categories_similar_and_forget(make_store: StoreFactory)
     assert "a" not in [i for i, _ in await store.similar("a", 5)]
     assert await store.forget_user("u1") == 3  # session, purchases, session index
     assert await store.forget_user("u1") == 0
+
+
+async def test_forget_erases_the_user_from_every_key(make_store: StoreFactory) -> None:
+    """Also from the item -> sessions index when a session's own key has already expired."""
+    store = await make_store(knn_weight=0.5)
+    records = [ev(n, f"i{n % 5}", session=f"{u}-{n // 2 % 2}", user=u, ts=T0 + n)
+               for n, u in enumerate(["me", "other"] * 12)]  # fmt: skip
+    await store.apply_batch("events", 0, records)
+    mine = {"me-0", "me-1"}
+
+    async def listed() -> set[str]:
+        out: set[str] = set()
+        async for key in store.redis.scan_iter(match=store.base + "is:*"):
+            out |= {m.decode() for m in await store.redis.zrange(key, 0, -1)}
+        return out
+
+    assert mine <= await listed() and {"other-0", "other-1"} <= await listed()
+    await store.redis.delete(store.base + "s:me-0")  # as if its TTL had run out
+    assert await store.forget_user("me") == 3  # ui:, s:me-1, us: (no purchases: no ub:)
+    assert not mine & await listed()
+    assert {"other-0", "other-1"} <= await listed()
+    names = [k.decode() for k in await keys_of(store)]
+    assert not [k for k in names if k.endswith((":me", ":me-0", ":me-1"))]
+    assert await store.forget_user("me") == 0
+
+
+async def test_session_index_bounded_with_ttls(make_store: StoreFactory) -> None:
+    store = await make_store(knn_weight=0.5, knn_keep=10)
+    rng = random.Random(3)
+    records = [ev(n, f"i{rng.randrange(30)}", session=f"s{n // 7}", user=f"u{n // 21}",
+                  ts=T0 + n * 1000) for n in range(3_000)]  # fmt: skip
+    for j in range(0, len(records), 500):
+        await store.apply_batch("events", 0, records[j : j + 500])
+    keep = max(store.config.session_window, store.config.score_items)
+    kinds: dict[str, int] = {}
+    for key in await keys_of(store):
+        kind = key.decode().removeprefix(store.base).split(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind in ("is", "ui", "s", "us"):
+            assert await store.redis.pttl(key) > 0, key
+        if kind == "is":
+            assert await store.redis.zcard(key) <= 10 + 1
+        if kind == "s":
+            items = (await store.redis.get(key)).split(b"\0")
+            assert len(items) == len(set(items)) <= keep
+    assert kinds["is"] == 30 and kinds["ui"] == 3_000 // 21 + 1
+
+
+@pytest.mark.parametrize("knn_weight", [0.0, 0.5])
+async def test_evaluation_ranks_do_not_depend_on_the_batch_size(
+    make_store: StoreFactory, knn_weight: float
+) -> None:
+    rng = random.Random(11)
+    clicks, targets = [], []
+    for n in range(1_200):
+        clicks.append((f"s{n // 6}", f"i{rng.randrange(40)}", T0 + n * 60_000))
+        targets.append(f"i{rng.randrange(40)}" if n % 6 != 5 else "")
+    ranks = []
+    for batch in (1_000, 37):
+        store = await make_store(knn_weight=knn_weight, knn_min_neighbours=2)
+        got: list[int] = []
+        for j in range(0, len(clicks), batch):
+            got += (await store.evaluate_clicks("t", j, clicks[j : j + batch],
+                                                targets[j : j + batch], 20))[1]
+        ranks.append(got)
+    assert ranks[0] == ranks[1] and any(ranks[0])
 
 
 async def test_popular_is_decayed_in_event_time(make_store: StoreFactory) -> None:

@@ -11,7 +11,18 @@ from hypothesis import strategies as st
 
 from models.errors import InvalidConfig
 from models.similarity import RecConfig, key_base
-from models.similarity.reference import decayed, growth, pair_increments, prune, score, top_k
+from models.similarity.reference import (
+    Index,
+    decayed,
+    growth,
+    index_click,
+    neighbourhood,
+    pair_increments,
+    prune,
+    score,
+    session_update,
+    top_k,
+)
 
 DAY = 86_400_000
 
@@ -64,7 +75,7 @@ def test_prune_bounds_row_and_keeps_heaviest(row: dict[str, float], m: int, slac
 def test_score_recent_items_weigh_more() -> None:
     rows = {"a": {"x": 1.0}, "b": {"y": 1.0}}
     counts = {"a": 1.0, "b": 1.0, "x": 1.0, "y": 1.0}
-    s = score(["a", "b"], rows, counts)  # a is the most recent
+    s = score(["a", "b"], rows, counts, two_hop=0.0)  # a is the most recent
     assert s["x"] == pytest.approx(4 * s["y"])  # recency 1/p**2
 
 
@@ -74,9 +85,64 @@ def test_score_damps_popular_candidates() -> None:
     assert s["niche"] > s["pop"]
 
 
-def test_score_boosts_session_items() -> None:
-    s = score(["a", "b"], {}, {"a": 1.0, "b": 1.0}, repeat_boost=1.0)
-    assert s == {"a": 1.0, "b": 0.25}
+def test_score_boosts_session_items_older_ones_flat() -> None:
+    s = score(["a", "b", "c", "d", "e"], {}, dict.fromkeys("abcde", 1.0), repeat_boost=2.0)
+    assert s == pytest.approx({"a": 2.0, "b": 0.5, "c": 2 / 9, "d": 0.2, "e": 0.2})
+    assert "d" not in score(list("abcd"), {}, dict.fromkeys("abcd", 1.0), older_boost=0.0)
+
+
+def test_two_hops_reach_items_never_paired_with_the_current_one() -> None:
+    rows = {"a": {"b": 3.0, "x": 1.0}, "b": {"c": 2.0}, "x": {"y": 8.0}}
+    counts = dict.fromkeys("abcxy", 1.0)
+    s = score(["a"], rows, counts, two_hop=0.5, repeat_boost=0.0)
+    # a's neighbours b (3/4 of its weight) and x (1/4) lead to c and y
+    assert s["c"] == pytest.approx(0.5 * 0.75 * 2.0)
+    assert s["y"] == pytest.approx(0.5 * 0.25 * 8.0)
+    assert "c" not in score(["a"], rows, counts, two_hop=0.0)
+    one = score(["a"], rows, counts, two_hop=0.5, two_hop_neighbours=1, repeat_boost=0.0)
+    assert "y" not in one and one["c"] == pytest.approx(0.5 * 2.0)
+
+
+def test_session_lists_are_distinct_and_bounded() -> None:
+    items: list[str] = []
+    for click in "abcabdc":
+        items, _ = session_update(items, click, keep=3)
+    assert items == ["c", "d", "b"]
+    assert session_update(["c", "d", "b"], "e", keep=3) == (["e", "c", "d"], ["b"])
+    assert session_update(["x", "x", "y"], "z", keep=2, dedup=False) == (["z", "x"], ["y"])
+
+
+def test_index_lists_a_session_only_while_the_item_is_in_its_list() -> None:
+    ix: Index = {}
+    items: list[str] = []
+    for ts, click in enumerate("abcd"):
+        items, gone = session_update(items, click, keep=2)
+        index_click(ix, "s", click, ts, gone, keep=50)
+    assert {i for i, sessions in ix.items() if "s" in sessions} == set(items) == {"c", "d"}
+    for n in range(60):  # bounded: trimmed to the 5 most recent past 5 + 1
+        index_click(ix, f"n{n}", "z", n, [], keep=5)
+        assert len(ix["z"]) <= 6
+    assert set(ix["z"]) == {f"n{n}" for n in range(54, 60)}  # 6 after an odd count
+
+
+def test_neighbourhood_prefers_recent_similar_sessions() -> None:
+    day = 86_400_000
+    ix = {"a": {"n1": 10 * day, "n2": 10 * day, "old": 0}}
+    lists = {"n1": ["x", "a"], "n2": ["y", "z", "a"], "old": ["w", "a"]}
+    kn = neighbourhood(["a"], ix, lists, 10 * day, self="q", min_neighbours=1)
+    assert kn is not None
+    assert kn["x"] > kn["y"] > kn["w"] > 0  # shorter session more similar; old decays
+    assert "z" in kn and kn["a"] > kn["x"]
+    assert neighbourhood(["a"], ix, lists, 10 * day, self="q", min_neighbours=4) is None
+    assert neighbourhood(["a"], ix, lists, 10 * day, self="n1", min_neighbours=3) is None
+
+
+def test_neighbourhood_redistributes_a_share_of_the_item_mass() -> None:
+    rows = {"a": {"b": 1.0}}
+    counts = {"a": 1.0, "b": 1.0}
+    s = score(["a"], rows, counts, knn={"a": 9.0, "c": 1.0, "d": 3.0}, knn_weight=0.5,
+              repeat_boost=0.0)
+    assert s == pytest.approx({"b": 1.0, "c": 0.125, "d": 0.375, "a": 0.0})
 
 
 def test_score_reads_only_top_neighbours() -> None:
@@ -91,15 +157,18 @@ def test_top_k_orders_by_score_then_id() -> None:
 
 
 def test_config_validation_and_the_script_argument() -> None:
-    config = RecConfig(session_window=5, half_life_days=30.0, max_neighbours=200)
+    config = RecConfig(session_window=5, half_life_days=30.0, max_neighbours=200, knn_weight=0)
     args = orjson.loads(config.as_json())
-    assert len(args) == 19 and args["half_life_ms"] == 30 * 86_400_000
+    assert len(args) == 34 and args["half_life_ms"] == 30 * 86_400_000
+    assert args["knn_recency_ms"] == 5 * 86_400_000 and args["dedup_sessions"] is True
     assert args["item_ttl_ms"] == 0  # no TTL unless asked (the worker sets it from settings)
     assert args["weights"] == {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
     with pytest.raises(InvalidConfig):
-        RecConfig(session_window=5, half_life_days=30.0, max_neighbours=0)
+        RecConfig(session_window=5, half_life_days=30.0, max_neighbours=0, knn_weight=0)
     with pytest.raises(InvalidConfig):
-        RecConfig(session_window=5, half_life_days=0, max_neighbours=200)
+        RecConfig(session_window=5, half_life_days=0, max_neighbours=200, knn_weight=0)
+    with pytest.raises(InvalidConfig):
+        RecConfig(session_window=5, half_life_days=1, max_neighbours=200, knn_weight=-1)
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "x*", "p]"])

@@ -1,8 +1,8 @@
-"""make bench reads the worker's batch counters from /metrics (scripts/bench.py)."""
+"""make bench reads the worker's batch counters from /metrics (scripts/bench_probe.py)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,13 +11,11 @@ from streams.telemetry import Telemetry
 
 
 def load_bench() -> Any:
-    path = Path(__file__).resolve().parents[3] / "scripts" / "bench.py"
-    spec = importlib.util.spec_from_file_location("bench", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """scripts/bench_probe.py (make bench's probes), with scripts/ importable as when run."""
+    scripts = str(Path(__file__).resolve().parents[3] / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    return importlib.import_module("bench_probe")
 
 
 def test_batch_counters_read_what_the_worker_exports() -> None:
