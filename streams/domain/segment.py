@@ -61,10 +61,15 @@ def is_segment(obj: object) -> TypeGuard[dict[str, Any]]:
     False
     >>> is_segment({"type": "identify", "anonymousId": "a", "userId": "c"})
     True
+    >>> is_segment({"type": {}})  # any JSON value may come
+    False
     """
-    if not isinstance(obj, dict) or obj.get("type") not in CALL_TYPES:
+    if not isinstance(obj, dict):
         return False
-    return obj["type"] != "identify" or "userId" in obj or "anonymousId" in obj
+    kind = obj.get("type")
+    if not isinstance(kind, str) or kind not in CALL_TYPES:
+        return False
+    return kind != "identify" or "userId" in obj or "anonymousId" in obj
 
 
 def _text(value: object) -> str | None:

@@ -80,6 +80,13 @@ def _check(body: bytes) -> None:
         orjson.dumps(v.answer())
 
 
+def test_a_type_of_any_json_value_is_rejected_not_raised() -> None:
+    # found by schemathesis against the worker: [{"type": {}}] was a 500
+    for value in ({}, [], 1.5, None, True):
+        [verdict] = parse([{"type": value}])
+        assert verdict.status == "rejected" and verdict.reason in ("wrong_type", "missing_field")
+
+
 def test_deep_nesting_is_rejected_not_raised() -> None:
     deep = b"[" + b"[" * 300 + b"]" * 300 + b"," + orjson.dumps(GOOD) + b"]"
     verdicts = parse_body(deep, max_events=5, max_bytes=4096)
@@ -104,7 +111,7 @@ JSON = st.recursive(
 )  # fmt: skip
 FIELDS = st.fixed_dictionaries(
     {}, optional={k: JSON | st.just(v) for k, v in GOOD.items()}
-    | {"type": st.sampled_from(["view", "purchase", "search", "identify", "x", "track"]),
+    | {"type": st.sampled_from(["view", "purchase", "search", "identify", "x", "track"]) | JSON,
        "anonymous_id": JSON, "quantity": JSON, "price": JSON, "anonymousId": JSON,
        "userId": JSON, "messageId": JSON, "properties": JSON, "context": JSON,
        "event": st.sampled_from(["Product Viewed", "Order Completed", "Products Searched"])
