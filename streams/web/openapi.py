@@ -136,11 +136,14 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}),
     "Models": _object({"churn": _OBJ, "partitions": _OBJ, "segments": _OBJ}),
     "ShopEvent": {k: v for k, v in event_schema().items() if k != "$schema"},
-    "EventBatch": {"type": "array", "items": {"anyOf": [
-        {"$ref": "#/components/schemas/ShopEvent"},
-        _object({"type": {"const": "identify"}, "anonymous_id": _STR, "user_id": _STR}),
-        {**_object({"type": {"enum": ["track", "identify", "page", "screen", "group", "alias"]}}),
-         "description": "A Segment/RudderStack call (docs/storefront.md)"}]}},
+    # any array is taken (up to the limits): each element is answered on its own, so an
+    # element that fits none of these is "rejected" with its reason, not a 4xx
+    "EventBatch": {"type": "array", "items": {"description": "A contract event (ShopEvent), "
+                   "an identify call (Identify) or a Segment/RudderStack call (SegmentCall)"}},
+    "Identify": _object({"type": {"const": "identify"}, "anonymous_id": _STR, "user_id": _STR}),
+    "SegmentCall": {**_object({"type": {"enum": ["track", "identify", "page", "screen", "group",
+                                                  "alias"]}}),
+                    "description": "A Segment/RudderStack call (docs/storefront.md)"},
     "Collected": _object({
         "accepted": _INT, "rejected": _INT, "failed": _INT, "identified": _INT, "ignored": _INT,
         "results": {"type": "array", "items": _object(
