@@ -33,7 +33,7 @@ status:  ## show whether Kafka and Redis are running
 worker: install up  ## run the worker in the foreground
 	@$(VENV)/bin/shopstream worker
 
-demo: install  ## install, start everything, replay a generated clickstream, show the outputs
+demo: install  ## install, start everything, replay a generated clickstream, show the outputs and the demo shop URL
 	@scripts/demo.sh
 
 test: install-dev  ## unit + integration tests (real Kafka and Redis), + unit tests on 3.13
@@ -53,10 +53,11 @@ lint: install-dev  ## ruff + mypy + the import-layer contracts (pyproject [tool.
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
 
-bench: install-dev  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json
+bench: install-dev  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json; the collector -> collector.json
 	@$(VENV)/bin/pip install -q -e '.[bench]'
 	@scripts/stack.sh up
 	@$(PY) scripts/bench.py $(BENCH_ARGS)
+	@$(PY) scripts/bench_collector.py
 
 soak: install-dev  ## bounded soak: a long generated history under retention; memory figures
 	@scripts/stack.sh up

@@ -21,10 +21,11 @@ else
   # The demo replays four months of generated 2024 history in seconds: a per-user rate limit
   # in record time would refuse the busiest users' events (docs/security.md, "Rate limit"),
   # and its churn alerts are published however old (a real backfill keeps the default age
-  # limit: docs/churn.md "Backfills").
+  # limit: docs/churn.md "Backfills"); it serves the demo storefront at /demo/shop
+  # (off unless SHOPSTREAM_DEMO_SHOP is set).
   SHOPSTREAM_MAX_EVENTS_PER_MIN="${SHOPSTREAM_MAX_EVENTS_PER_MIN:-0}" \
   SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS="${SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS:-0}" \
-    nohup $SS worker >"$DEMO/worker.log" 2>&1 &
+    SHOPSTREAM_DEMO_SHOP="${SHOPSTREAM_DEMO_SHOP:-1}" nohup $SS worker >"$DEMO/worker.log" 2>&1 &
   echo $! >"$DEMO/worker.pid"
   started_worker=1
 fi
@@ -50,7 +51,9 @@ say "5/5 what came out"
 
 if [ "${DEMO_KEEP:-1}" = 1 ]; then
   say "the worker keeps running: open http://127.0.0.1:$PORT/dashboard (metrics: /metrics)."
+  echo "   demo shop (browse it, watch the recommendations change): http://127.0.0.1:$PORT/demo/shop"
   echo "   'make down' stops the worker, Kafka and Redis; DEMO_KEEP=0 make demo stops the worker at the end."
 else
+  echo "demo shop was at http://127.0.0.1:$PORT/demo/shop while the worker ran"
   say "done. Kafka and Redis are still running: 'make worker' to run the worker again, 'make down' to stop them"
 fi

@@ -37,6 +37,8 @@ cli = typer.Typer(
 )
 evaluate = typer.Typer(no_args_is_help=True, help="Offline evaluations on recorded data.")
 cli.add_typer(evaluate, name="evaluate")
+imports = typer.Typer(no_args_is_help=True, help="Import a shop's history as contract events.")
+cli.add_typer(imports, name="import")
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -301,6 +303,44 @@ def replay(
             f"(first: {', '.join(map(str, summary.error_lines[:10]))})"
         )
         raise typer.Exit(2)
+
+
+@imports.command("orders")
+def import_orders(
+    file: Annotated[Path, typer.Argument(help="CSV: order lines, order totals or Online Retail.")],
+    tz: Annotated[str, typer.Option(help="Time zone of times without one.")] = "UTC",
+    limit: Annotated[int, typer.Option(help="Only the first N events in event time.")] = 0,
+    allow_alerts: Annotated[
+        bool, typer.Option("--allow-alerts", help="Run even if alerts of any age are published.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Send an order history to shop.events in event-time order (docs/storefront.md)."""
+    from streams.tools.import_orders import import_orders as run_import
+
+    settings = _settings()
+    _logging("warning", settings)
+    if not settings.churn_alert_max_age_days and not allow_alerts:
+        _fail_line("SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS=0 publishes every churn alert: an import "
+                   "would send coupons for silences that ended long ago; keep the default (7) "
+                   "for the worker, or pass --allow-alerts")  # fmt: skip
+        raise typer.Exit(2)
+    with _progress("import", show=not json_out) as update:
+        s = asyncio.run(run_import(settings, file, tz=tz, limit=limit or None, progress=update))
+    if json_out:
+        sys.stdout.write(orjson.dumps(s.as_dict()).decode() + "\n")
+    else:
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "none"
+        err.print(
+            f"imported [bold]{s.events}[/bold] purchase events ({s.shape}: {s.rows} rows, "
+            f"{s.orders} orders, {s.customers} customers, {s.first} .. {s.last}) in "
+            f"{s.seconds:.1f}s ({s.events_per_s:,.0f} events/s); skipped: {skipped}; "
+            f"{s.send_errors} send errors. Churn alerts older than "
+            f"{settings.churn_alert_max_age_days:g} days are counted, not published."
+        )
+    if s.send_errors:
+        _fail_line(f"{s.send_errors} events could not be delivered to Kafka")
+        raise typer.Exit(1)
 
 
 @cli.command()

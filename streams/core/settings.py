@@ -83,6 +83,21 @@ class Settings:
         "", "Browser origins allowed to call the API, comma-separated (* = any, public calls)."
     )
 
+    # --- storefront: collector, tracker, demo shop (README "From a storefront") ----------
+    collector_max_events: int = _opt(500, "Most events in one POST /v1/events request.")
+    collector_max_bytes: int = _opt(
+        1_048_576, "Largest POST /v1/events body, in bytes (larger: 413, nothing produced)."
+    )
+    collector_events_per_s: float = _opt(
+        100.0,
+        "Events per second one client (peer address) may send to POST /v1/events, with "
+        "bursts up to a full request; more: 429 (0 = off).",
+    )
+    identity_ttl_days: float = _opt(
+        30.0, "How long an identify call's link anonymous id -> customer id is kept (Redis)."
+    )
+    demo_shop: bool = _opt(False, "Serve the demo storefront at /demo/shop (make demo sets it).")
+
     # --- topics -------------------------------------------------------------------------
     topic_events: str = _opt("shop.events", "Input topic of storefront events.")
     topic_dlq: str = _opt("shop.events.dlq", "Dead-letter topic for rejected input records.")
@@ -270,7 +285,8 @@ class Settings:
         """Reject values that cannot work, naming the variable."""
         positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window",
                     "max_price", "max_quantity", "max_line_value", "max_future_ms",
-                    "changelog_max_compaction_lag_ms", "dlq_retention_ms")  # fmt: skip
+                    "changelog_max_compaction_lag_ms", "dlq_retention_ms", "collector_max_events",
+                    "collector_max_bytes", "identity_ttl_days")  # fmt: skip
         for name in positive:
             if not getattr(self, name) > 0:  # NaN is not positive either
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")
@@ -286,7 +302,7 @@ class Settings:
         if self.churn_guard not in get_args(ChurnGuard):
             raise ConfigError(f"{PREFIX}CHURN_GUARD must be auto, analytic or model")
         for name in ("churn_min_labels", "churn_min_customers", "churn_alert_max_age_days",
-                     "idle_advance_s"):  # fmt: skip
+                     "idle_advance_s", "collector_events_per_s"):  # fmt: skip
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
         if self.churn_idle_days >= self.churn_horizon_days:

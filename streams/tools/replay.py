@@ -3,6 +3,8 @@
 Input formats:
 
 * contract JSONL (``*.jsonl``): one event object per line, sent unchanged;
+* Segment/RudderStack calls in JSON lines (``{"type": "track", "event": "Product Viewed",
+  ...}``): mapped onto the contract (:mod:`streams.domain.segment`), ignored calls skipped;
 * session TSV (``SessionId ItemId Time``, epoch seconds, as in the YOOCHOOSE files): each
   click becomes a ``view`` event of user = session (these data sets have no user ids).
 
@@ -39,7 +41,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.core.errors import InputError
+from streams.core.events import InvalidEvent
 from streams.core.settings import Settings
+from streams.domain.segment import from_segment, is_segment
 from streams.kafka import client_options
 from streams.tools.faults import Faults, Outgoing, inject
 
@@ -113,10 +117,28 @@ def read_records(path: Path) -> Iterator[tuple[int, bytes | None, bytes | None]]
             if not raw:
                 continue
             try:
-                user = orjson.loads(raw)["user_id"]
-                yield n, str(user).encode(), raw
+                obj = orjson.loads(raw)
+                if is_segment(obj):
+                    yield from _segment_records(n, obj)
+                    continue
+                yield n, str(obj["user_id"]).encode(), raw
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 yield n, None, None
+
+
+FileRecord = tuple[int, bytes | None, bytes | None]
+
+
+def _segment_records(n: int, call: dict[str, Any]) -> Iterator[FileRecord]:
+    """The contract events of a Segment/RudderStack call (none for an ignored call; an
+    identify link needs the collector: it is ignored here)."""
+    try:
+        events = from_segment(call).events
+    except InvalidEvent:
+        yield n, None, None
+        return
+    for event in events:
+        yield n, str(event["user_id"]).encode(), orjson.dumps(event)
 
 
 def check_format(path: Path, sample: int = 20) -> None:
@@ -161,12 +183,15 @@ async def replay(
     seed: int = 0,
     on_send: Callable[[bytes, float], None] | None = None,
     linger_ms: int = 5,
+    records: Iterable[tuple[int, bytes | None, bytes | None]] | None = None,
 ) -> ReplaySummary:
     """Publish the file to ``topic`` (default: the events topic).
 
     Open-loop at ``rate`` events/s, or at ``speed`` times event time, or as fast as possible.
     ``limit`` counts records read from the file (injected duplicates come on top).
     ``on_send(value, wall_time_s)`` is called as each record is handed to the producer.
+    ``records`` (``(line, key, value)``, as :func:`read_records` yields them) are sent
+    instead of the file's (``shopstream import orders`` hands its converted events here).
     """
     if rate and speed:
         raise ValueError("use either rate or speed, not both")
@@ -198,7 +223,7 @@ async def replay(
 
     def readable() -> Iterator[tuple[bytes, bytes]]:
         read = 0
-        for n, key, value in read_records(path):
+        for n, key, value in read_records(path) if records is None else records:
             if limit is not None and read >= limit:
                 return
             read += 1

@@ -15,7 +15,8 @@ One aiohttp middleware (:func:`middleware`) decides, before any view runs:
    needs: ``Authorization: Bearer <token>`` (or HTTP Basic with the token as password, what a
    browser sends for the dashboard), compared in constant time. The admin token also opens
    public routes. A scope whose token is not configured is open (the worker then serves
-   loopback only: :func:`streams.core.access.check_access`).
+   loopback only: :func:`streams.core.access.check_access`). On public routes the public key
+   may also come as ``?key=`` (what the browser tracker sends).
 
 >>> p = Policy.from_settings(Settings(admin_token="a" * 16 + "b" * 16, cors_origins="*"))
 >>> p.host_allowed("localhost:6066"), p.host_allowed("10.1.2.3"), p.host_allowed("evil.test")
@@ -171,6 +172,16 @@ def _same_origin(origin: str, host: str | None) -> bool:
     return url.host is not None and (url.host, url.port) == (sent_to.host, sent_to.port)
 
 
+def _authorization(request: web.Request, scope: Scope) -> str | None:
+    """The ``Authorization`` header; on public routes, ``?key=`` stands for a missing one:
+    ``navigator.sendBeacon`` and CORS-simple ``fetch`` calls of the tracker cannot send
+    headers, and the public key is in the page anyway (docs/security.md)."""
+    header = request.headers.get("Authorization")
+    if header is None and scope == "public" and request.query.get("key"):
+        return f"Bearer {request.query['key']}"
+    return header
+
+
 def _scope(request: web.Request, method: str) -> Scope:
     route = request.match_info.route
     resource = route.resource if route is not None else None
@@ -196,7 +207,7 @@ def middleware(policy: Policy) -> Any:
         cross = origin is not None and not _same_origin(origin, request.headers.get("Host"))
         if cross and origin is not None and not policy.origin_allowed(origin, scope):
             return _error(403, f"origin {origin[:100]!r} is not allowed (SHOPSTREAM_CORS_ORIGINS)")
-        if not policy.grants(scope, request.headers.get("Authorization")):
+        if not policy.grants(scope, _authorization(request, scope)):
             challenge = 'Basic realm="shopstream"' if request.path == "/dashboard" else \
                 'Bearer realm="shopstream"'  # fmt: skip
             token = "the admin token" if scope == "admin" else "the public key or the admin token"

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from streams.core.contract import event_schema
+
 Scope = Literal["open", "public", "admin"]
 MAX_EXCLUDE: Final = 100
 
@@ -72,6 +74,17 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/dashboard", "admin", "The shop owner's live page (HTML)",
           content="text/html"),
     Route("GET", "/api/dashboard", "admin", "The dashboard's data"),
+    Route("GET", "/tracker.js", "open", "The browser tracker (docs/storefront.md)",
+          content="application/javascript"),
+    Route("GET", "/demo/shop", "open", "The demo storefront (HTML), when SHOPSTREAM_DEMO_SHOP "
+          "is on", content="text/html", responses={"404": "The demo shop is off"}),
+    Route("POST", "/v1/events", "public",
+          "The collector: a JSON array of contract events (and identify calls), each "
+          "validated, produced to the events topic (or dead-lettered) and answered",
+          body="EventBatch", ok="Collected",
+          responses={"413": "Body or event count over the limits (nothing produced)",
+                     "429": "Rate limit of this client (Retry-After)",
+                     "503": "Kafka or Redis unavailable, or some events not produced: retry"}),
 )  # fmt: skip
 
 _SCOPES: Final = {(r.method, r.path): r.scope for r in ROUTES}
@@ -101,6 +114,7 @@ _PARAMS: Final[dict[str, dict[str, Any]]] = {
 
 _ITEMS = {"type": "array", "items": {"$ref": "#/components/schemas/ScoredItem"}}
 _STR, _BOOL, _OBJ = {"type": "string"}, {"type": "boolean"}, {"type": "object"}
+_INT = {"type": "integer", "minimum": 0}
 
 
 def _object(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
@@ -121,6 +135,22 @@ _SCHEMAS: Final[dict[str, Any]] = {
     "Forgotten": _object({"user_id": _STR, "removed": {
         "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}),
     "Models": _object({"churn": _OBJ, "partitions": _OBJ, "segments": _OBJ}),
+    "ShopEvent": {k: v for k, v in event_schema().items() if k != "$schema"},
+    # any array is taken (up to the limits): each element is answered on its own, so an
+    # element that fits none of these is "rejected" with its reason, not a 4xx
+    "EventBatch": {"type": "array", "items": {"description": "A contract event (ShopEvent), "
+                   "an identify call (Identify) or a Segment/RudderStack call (SegmentCall)"}},
+    "Identify": _object({"type": {"const": "identify"}, "anonymous_id": _STR, "user_id": _STR}),
+    "SegmentCall": {**_object({"type": {"enum": ["track", "identify", "page", "screen", "group",
+                                                  "alias"]}}),
+                    "description": "A Segment/RudderStack call (docs/storefront.md)"},
+    "Collected": _object({
+        "accepted": _INT, "rejected": _INT, "failed": _INT, "identified": _INT, "ignored": _INT,
+        "results": {"type": "array", "items": _object(
+            {"index": _INT, "status": {"enum": ["accepted", "rejected", "identify", "ignored",
+                                                "failed"]}},
+            event_id=_STR, event_ids={"type": "array", "items": _STR}, reason=_STR,
+            detail=_STR, anonymous_id=_STR, user_id=_STR)}}),
 }  # fmt: skip
 _SCHEMES: Final = {
     "publicKey": {"type": "http", "scheme": "bearer",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from streams.domain.envelope import Envelope
+from streams.domain.profile import DAY_MS
+from streams.worker.identity import Identities
 from streams.worker.partitions import Partitions
 
 log = logging.getLogger(__name__)
@@ -12,14 +14,15 @@ log = logging.getLogger(__name__)
 
 async def forget(parts: Partitions, uid: str) -> dict[str, int]:
     """Erase one user: profile (with a changelog tombstone), churn track (so no pending alert
-    fires), model memories, and the Redis session/purchase keys. Returns counts.
+    fires), model memories, the Redis session/purchase keys and the identity links to the
+    user (:mod:`streams.worker.identity`). Returns counts.
 
     The caller holds the batch lock, so no batch holding the user runs meanwhile, and
     writes a checkpoint when model memories were removed (:meth:`BatchProcessor.forget`).
     """
     shop = parts.shop
     removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0,
-               "stored_models": 0}  # fmt: skip
+               "stored_models": 0, "identity_links": 0}  # fmt: skip
     table = shop.profiles
     raw = table.get(uid)
     if raw is not None:
@@ -34,6 +37,9 @@ async def forget(parts: Partitions, uid: str) -> dict[str, int]:
     store = shop.runtime.store
     # one script call; deletes nothing (writes nothing) when the user has no keys
     removed["redis_keys"] = await parts.retry("forget", lambda: store.forget_user(uid))
+    s = shop.settings
+    ids = Identities(shop.runtime.redis, s.redis_prefix, int(s.identity_ttl_days * DAY_MS))
+    removed["identity_links"] = await parts.retry("forget links", lambda: ids.forget(uid))
     if removed["profile"] or removed["model_memory"]:
         # stored partition models may remember the user: our copies (now without the user)
         # replace stored ones as new as them; newer ones are their owner's. An unknown user

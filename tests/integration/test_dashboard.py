@@ -18,16 +18,8 @@ from playwright.async_api import async_playwright
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from streams.tools.generate import generate
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 from tests.support.worker import ADMIN_TOKEN, PUBLIC_KEY, WorkerProcess, produce
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 def storefront() -> list[dict[str, Any]]:

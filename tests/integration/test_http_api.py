@@ -95,7 +95,7 @@ def api(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worke
         redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
         web_port=free_port(), data_dir=str(tmp / "worker"), partitions=2, batch_within_ms=20,
         public_key=PUBLIC_KEY, admin_token=ADMIN_TOKEN, checkpoint_key=secret("http-api"),
-        checkpoint_interval_s=3600.0, cors_origins="https://shop.example",
+        checkpoint_interval_s=3600.0, cors_origins="https://shop.example", demo_shop=True,
     ).namespaced(f"t{uuid.uuid4().hex[:10]}")  # fmt: skip
     asyncio.run(ensure_topics(settings))
     with WorkerProcess(settings, tmp / "worker.log") as worker:
@@ -123,7 +123,7 @@ def test_faust_pages_are_gone_and_every_route_needs_its_token(api: WorkerProcess
         assert status == 404, (path, body)
     for route in ROUTES:
         path = concrete(route)
-        body = b'{"hidden": false}' if route.method == "PUT" else None
+        body = {"PUT": b'{"hidden": false}', "POST": b"[]"}.get(route.method)
         good = [ADMIN_TOKEN] + ([PUBLIC_KEY] if route.scope == "public" else [])
         bad = [None, "wrong", ADMIN_TOKEN + "x"] + ([PUBLIC_KEY] if route.scope == "admin" else [])
         for token in good + ([] if route.scope != "open" else bad):
