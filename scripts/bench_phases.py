@@ -202,7 +202,7 @@ def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
 
 
 GENERIC = ("<frozen", "asyncio/", "selectors.py", "typer/", "runpy", "mode/worker.py",
-           "mode/threads.py", "threading.py", "streams/__main__", "streams/cli.py")  # fmt: skip
+           "mode/threads.py", "threading.py", "streams/__main__", "streams/cli/")  # fmt: skip
 
 
 def fold_summary(path: Path, top: int = 25) -> list[str]:

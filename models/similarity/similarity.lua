@@ -223,9 +223,12 @@ local function learn(etype, user, session, item, category, ts)
       card = card + added
     else
       card = redis.call('ZCARD', key)
-      if card == added and SKIP then  -- the set was just created: add the sentinel
-        redis.call('ZADD', key, 0, SENT)
-        card = card + 1
+      if card == added then  -- the set was just created: its TTL, and the sentinel
+        if ITTL > 0 then redis.call('PEXPIRE', key, ITTL) end
+        if SKIP then
+          redis.call('ZADD', key, 0, SENT)
+          card = card + 1
+        end
       end
     end
     local extra = 0

@@ -406,3 +406,13 @@ async def test_memory_per_item_stays_bounded(make_store: StoreFactory, skiplist:
     bound = m + slack + int(skiplist)  # + the sentinel
     assert top_small <= bound and top_big <= bound
     assert per_item_big <= 1.25 * per_item_small, (per_item_small, per_item_big)
+
+
+async def test_every_neighbour_set_gets_the_item_ttl(make_store: StoreFactory) -> None:
+    """A neighbour set created by a later click (n:a when b follows a) expires too: before,
+    only n:<clicked item> got the TTL, so n:a of an item never clicked again lived forever."""
+    store = await make_store(item_ttl_s=3600)
+    await store.apply_batch("events", 0, [ev(1, "a", ts=T0), ev(2, "b", ts=T0 + 1000)])
+    for item in ("a", "b"):
+        ttl = await store.redis.pttl(f"{store.base}n:{item}")
+        assert 0 < ttl <= 3_600_000, (item, ttl)
