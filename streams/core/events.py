@@ -1,10 +1,10 @@
 """The input contract of ``shop.events``: raw records, typed events and strict validation.
 
-Every record a storefront publishes is parsed by :func:`streams.core.wire.parse_event`. A valid record becomes
-an immutable :class:`Event` with its timestamp normalised to UTC epoch milliseconds; an
-invalid one raises :class:`InvalidEvent` whose ``reason`` is a short machine-readable code
-and whose ``detail`` says what exactly was wrong. The agent sends the original bytes of an
-invalid record to the dead-letter topic with that reason in the headers.
+Every record a storefront publishes is parsed by :func:`streams.core.wire.parse_event`. A
+valid record becomes an immutable :class:`Event` with its timestamp normalised to UTC epoch
+milliseconds; an invalid one raises :class:`InvalidEvent` whose ``reason`` is a short
+machine-readable code and whose ``detail`` says what exactly was wrong. The agent sends the
+original bytes of an invalid record to the dead-letter topic with that reason in the headers.
 
 Hostile input is bounded before anything is converted (docs/security.md, "Input limits"):
 the record's size, its nesting depth (:data:`MAX_DEPTH`, counted on the bytes before a
