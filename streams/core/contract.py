@@ -23,7 +23,8 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from streams.core.events import DEFAULT_LIMITS, ITEM_TYPES, MAX_TS_MS, MIN_TS_MS, _Wire
+from streams.core.events import DEFAULT_LIMITS, ITEM_TYPES, MAX_TS_MS, MIN_TS_MS
+from streams.core.wire import _Wire
 
 SCHEMA_PATH: Final = "docs/schemas/shop-event.schema.json"
 _NOTES: Final = {

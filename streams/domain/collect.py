@@ -29,7 +29,8 @@ from typing import Any, Final, Literal
 import orjson
 
 from streams.core.errors import ShopstreamError
-from streams.core.events import MAX_ID_LEN, Event, InvalidEvent, parse_event
+from streams.core.events import MAX_ID_LEN, Event, InvalidEvent
+from streams.core.wire import parse_event
 from streams.domain.segment import from_segment, is_segment
 
 Status = Literal["accepted", "rejected", "identify", "ignored"]

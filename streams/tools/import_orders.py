@@ -43,8 +43,9 @@ import orjson
 
 from models.similarity import SimilarityStore
 from streams.core.errors import InputError
-from streams.core.events import InvalidEvent, parse_event
+from streams.core.events import InvalidEvent
 from streams.core.settings import Settings
+from streams.core.wire import parse_event
 from streams.tools.replay import replay
 from streams.worker.configs import rec_config
 from streams.worker.runtime import redis_client

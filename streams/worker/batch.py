@@ -39,7 +39,7 @@ from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
 from streams.domain.recommendations import plan_recommendations
-from streams.telemetry import StageClock, partition_lags
+from streams.telemetry.measure import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp

@@ -17,16 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streams.core.events import (
-    DEFAULT_LIMITS,
-    Event,
-    InvalidEvent,
-    Limits,
-    Record,
-    parse_event,
-    safe_text,
-)
+from streams.core.events import DEFAULT_LIMITS, Event, InvalidEvent, Limits, Record, safe_text
 from streams.core.settings import Settings
+from streams.core.wire import parse_event
 from streams.domain.privacy import pseudonymise_event
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.telemetry import CONTENT_TYPE, Telemetry, consumer_lag
+from streams.telemetry import CONTENT_TYPE, Telemetry
+from streams.telemetry.measure import consumer_lag
 from streams.web import dashboard
 
 

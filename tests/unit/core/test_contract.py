@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.core.contract import SCHEMA_PATH, event_schema, schema_text
-from streams.core.events import InvalidEvent, parse_event
+from streams.core.events import InvalidEvent
+from streams.core.wire import parse_event
 from streams.tools.generate import generate
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.core.events import Event, InvalidEvent, parse_event, parse_ts
+from streams.core.events import Event, InvalidEvent, parse_ts
+from streams.core.wire import parse_event
 
 BASE = {
     "event_id": "e1",
@@ -137,7 +138,7 @@ def test_the_fast_path_accepts_only_what_validate_accepts_with_the_same_result(
 ) -> None:
     """Whenever ``parse_fast`` returns an event, the Python path returns the same one; when
     it declines, ``parse_event`` is exactly the Python path (reason included)."""
-    from streams.core.events import parse_fast, parse_slow
+    from streams.core.wire import parse_fast, parse_slow
 
     obj = {**(_VALID if start_valid else {}), **changes}
     raw = json.dumps(obj).encode()  # stdlib: integers beyond 64 bits too
@@ -152,7 +153,7 @@ def test_the_fast_path_accepts_only_what_validate_accepts_with_the_same_result(
 
 
 def test_the_fast_path_takes_the_common_shapes() -> None:
-    from streams.core.events import parse_fast
+    from streams.core.wire import parse_fast
 
     purchase = {**_VALID, "type": "purchase", "price": 19.9, "quantity": 2, "category": "c"}
     search = {**_VALID, "type": "search", "query": "red socks", "item_id": None}

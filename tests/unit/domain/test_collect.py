@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.events import InvalidEvent, parse_event
+from streams.core.events import InvalidEvent
+from streams.core.wire import parse_event
 from streams.domain.collect import BodyError, TokenBuckets, parse_body
 
 GOOD = {"event_id": "e1", "type": "view", "user_id": "u1", "session_id": "s1",

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.core.events import InvalidEvent, parse_event
+from streams.core.events import InvalidEvent
+from streams.core.wire import parse_event
 from streams.domain.collect import parse_body
 from streams.domain.segment import from_segment, is_segment
 from streams.tools.replay import read_records

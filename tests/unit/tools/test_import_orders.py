@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from streams.core.errors import InputError
-from streams.core.events import parse_event
 from streams.core.settings import Settings
+from streams.core.wire import parse_event
 from streams.tools.import_orders import TOTAL_ITEM, import_orders, read_rows, shape_of
 
 LINES = """order_id,customer_id,timestamp,item_id,quantity,price,category

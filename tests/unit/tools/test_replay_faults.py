@@ -8,7 +8,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from streams.core.events import InvalidEvent, parse_event
+from streams.core.events import InvalidEvent
+from streams.core.wire import parse_event
 from streams.tools.faults import Faults, inject, malformed, shift_back
 from streams.tools.generate import generate
 from streams.tools.replay import ReplaySummary, task_of
