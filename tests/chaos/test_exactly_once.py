@@ -79,7 +79,7 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
     owner token is stale, so it writes nothing and stops itself."""
     chaos = chaos_settings(settings).with_(session_timeout_s=6.0)
     clean = sibling(chaos_settings(settings), "clean")
-    records = workload(users=60, seed=81, days=120, bots=2)
+    records = workload(users=100, seed=81, days=120, bots=2)
     await prepare([clean], records)
     await ensure_topics(chaos)
     total = len(records)
@@ -102,6 +102,7 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
             assert zombie.proc is not None
             zombie.proc.send_signal(signal.SIGSTOP)
             paused_at = await committed_total(chaos)
+            assert paused_at + 1000 < total, f"paused at {paused_at} of {total}: too late"
             try:  # the other worker takes the partition over and goes on
                 await wait_until("the new owner going on",
                                  lambda: past(chaos, paused_at + 1000), 240, 0.2)  # fmt: skip
