@@ -338,16 +338,21 @@ async def test_redis_losing_its_data_stops_the_worker_and_reset_starts_over(
                                                 session_timeout_s=6.0)  # fmt: skip
         clean = sibling(chaos_settings(settings), "clean")
         records = workload(users=40, seed=85, days=90, bots=2)
-        await prepare([chaos, clean], records)
+        await prepare([clean], records)
+        await ensure_topics(chaos)
         total = len(records)
+        # the loss comes while there is work left: the rest of the input only after it
+        first = max(total // 3 // CHAOS_BATCH, 1) * CHAOS_BATCH
 
         async def disturbed() -> str:
+            await produce(chaos.kafka_bootstrap, chaos.topic_events, records[:first])
             worker = WorkerProcess(chaos, tmp_path / "chaos.log").start()
             try:
                 await asyncio.to_thread(worker.wait_healthy)
-                await wait_until("a third", lambda: past(chaos, total // 3), 240, 0.1)
+                await wait_until("a third", lambda: past(chaos, first), 240, 0.1)
                 await asyncio.to_thread(private.run, "redis-down")
                 await asyncio.to_thread(private.run, "redis-up")  # empty: no persistence
+                await produce(chaos.kafka_bootstrap, chaos.topic_events, records[first:])
                 assert worker.proc is not None
                 status = await asyncio.to_thread(worker.proc.wait, 120)
                 assert status == EXIT_STOPPED, worker.logs()
