@@ -222,7 +222,7 @@ async def test_redis_refusing_writes_is_waited_out(
         replica.run("redis-up")
         chaos = chaos_settings(settings).with_(redis_url=primary.redis_url)
         clean = sibling(chaos_settings(settings), "clean")
-        records = workload(users=60, seed=83, days=120, bots=2)
+        records = workload(users=140, seed=83, days=120, bots=2)  # work left at the failover
         await prepare([chaos, clean], records)
         total = len(records)
 
