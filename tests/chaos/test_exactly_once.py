@@ -222,24 +222,32 @@ async def test_redis_refusing_writes_is_waited_out(
         replica.run("redis-up")
         chaos = chaos_settings(settings).with_(redis_url=primary.redis_url)
         clean = sibling(chaos_settings(settings), "clean")
-        records = workload(users=140, seed=83, days=120, bots=2)  # work left at the failover
-        await prepare([chaos, clean], records)
+        records = workload(users=60, seed=83, days=120, bots=2)
+        await prepare([clean], records)
+        await ensure_topics(chaos)
         total = len(records)
+        # each fault finds work: the next part of the input is produced once it is on
+        quarter = max(total // 4 // CHAOS_BATCH, 1) * CHAOS_BATCH
+        half = max(total // 2 // CHAOS_BATCH, 2) * CHAOS_BATCH
 
         async def disturbed() -> str:
+            await produce(chaos.kafka_bootstrap, chaos.topic_events, records[:quarter])
             with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
                 await asyncio.to_thread(worker.wait_healthy)
-                await wait_until("a quarter", lambda: past(chaos, total // 4), 240, 0.1)
+                await wait_until("a quarter", lambda: past(chaos, quarter), 240, 0.1)
                 a = aioredis.from_url(primary.redis_url)
                 b = aioredis.from_url(replica.redis_url)
                 try:
                     used = int((await a.info("memory"))["used_memory"])
                     await a.config_set("maxmemory", used)
                     await a.config_set("maxmemory-policy", "noeviction")
+                    await produce(chaos.kafka_bootstrap, chaos.topic_events,
+                                  records[quarter:half])  # fmt: skip
                     await asyncio.sleep(6)
                     await a.config_set("maxmemory", 0)
-                    await wait_until("half", lambda: past(chaos, total // 2), 240, 0.1)
+                    await wait_until("half", lambda: past(chaos, half), 240, 0.1)
                     await _failover_to_replica(a, b, replica.redis_port)
+                    await produce(chaos.kafka_bootstrap, chaos.topic_events, records[half:])
                     await asyncio.sleep(6)  # READONLY (and LOADING) for the worker
                     await a.execute_command("REPLICAOF", "NO", "ONE")
                 finally:
