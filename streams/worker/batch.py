@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ReadOnlyError, ResponseError
 
-from models.similarity import guard
+from models.similarity import guard, key_base
 from streams.core.errors import Fenced, StateDiverged
 from streams.core.events import Event, Limits, Record
 from streams.domain.churn_state import ChurnConfig
@@ -56,16 +56,21 @@ T = TypeVar("T")
 QUALITY_EVERY_S = 1.0
 
 
+def lost(text: str) -> StateDiverged:
+    """Redis lost its data while the worker ran (``text`` says how it was seen)."""
+    return StateDiverged(
+        f"Redis lost its data while the worker ran ({text}): restore it from its AOF/RDB, "
+        "or stop the workers and start over with `shopstream reset --yes` "
+        "(docs/reliability.md, 'Redis durability')"
+    )
+
+
 def refusal(exc: ResponseError) -> Exception:
     """The similarity store's refusal as our error (``EPOCH``: the store lost its data;
     ``FENCED``: a partition moved on), or the error itself."""
     text = str(exc)
     if text.startswith("EPOCH"):
-        return StateDiverged(
-            f"Redis lost its data while the worker ran ({text}): restore it from its AOF/RDB, "
-            "or stop the workers and start over with `shopstream reset --yes` "
-            "(docs/reliability.md, 'Redis durability')"
-        )
+        return lost(text)
     if text.startswith("FENCED"):
         return Fenced(text)
     return exc
@@ -296,8 +301,15 @@ class BatchProcessor:
         """Raise Fenced unless the batch's partitions are still this worker's (checked after
         the outputs were delivered, right before the fence is written)."""
         redis, sources = self.shop.runtime.redis, self.parts.sources
-        await self.retry("checking partition ownership",
-                         lambda: sources.check_owner(redis, partitions))  # fmt: skip
+        try:
+            await self.retry("checking partition ownership",
+                             lambda: sources.check_owner(redis, partitions))  # fmt: skip
+        except Fenced:  # or was every token lost with the rest of Redis?
+            epoch, key = self.shop.runtime.epoch, key_base(self.settings.redis_prefix) + "epoch"
+            stored = await self.retry("checking the store epoch", lambda: redis.get(key))
+            if epoch and stored != epoch.encode():
+                raise lost(f"the store epoch {epoch} is gone") from None
+            raise
 
     # --- next door ------------------------------------------------------------------------
     async def advance_idle(self) -> None:

@@ -79,7 +79,7 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
     owner token is stale, so it writes nothing and stops itself."""
     chaos = chaos_settings(settings).with_(session_timeout_s=6.0)
     clean = sibling(chaos_settings(settings), "clean")
-    records = workload(users=60, seed=81, days=120, bots=2)
+    records = workload(users=100, seed=81, days=120, bots=2)
     await prepare([clean], records)
     await ensure_topics(chaos)
     total = len(records)
@@ -102,6 +102,7 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
             assert zombie.proc is not None
             zombie.proc.send_signal(signal.SIGSTOP)
             paused_at = await committed_total(chaos)
+            assert paused_at + 1000 < total, f"paused at {paused_at} of {total}: too late"
             try:  # the other worker takes the partition over and goes on
                 await wait_until("the new owner going on",
                                  lambda: past(chaos, paused_at + 1000), 240, 0.2)  # fmt: skip
@@ -222,23 +223,31 @@ async def test_redis_refusing_writes_is_waited_out(
         chaos = chaos_settings(settings).with_(redis_url=primary.redis_url)
         clean = sibling(chaos_settings(settings), "clean")
         records = workload(users=60, seed=83, days=120, bots=2)
-        await prepare([chaos, clean], records)
+        await prepare([clean], records)
+        await ensure_topics(chaos)
         total = len(records)
+        # each fault finds work: the next part of the input is produced once it is on
+        quarter = max(total // 4 // CHAOS_BATCH, 1) * CHAOS_BATCH
+        half = max(total // 2 // CHAOS_BATCH, 2) * CHAOS_BATCH
 
         async def disturbed() -> str:
+            await produce(chaos.kafka_bootstrap, chaos.topic_events, records[:quarter])
             with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
                 await asyncio.to_thread(worker.wait_healthy)
-                await wait_until("a quarter", lambda: past(chaos, total // 4), 240, 0.1)
+                await wait_until("a quarter", lambda: past(chaos, quarter), 240, 0.1)
                 a = aioredis.from_url(primary.redis_url)
                 b = aioredis.from_url(replica.redis_url)
                 try:
                     used = int((await a.info("memory"))["used_memory"])
                     await a.config_set("maxmemory", used)
                     await a.config_set("maxmemory-policy", "noeviction")
+                    await produce(chaos.kafka_bootstrap, chaos.topic_events,
+                                  records[quarter:half])  # fmt: skip
                     await asyncio.sleep(6)
                     await a.config_set("maxmemory", 0)
-                    await wait_until("half", lambda: past(chaos, total // 2), 240, 0.1)
+                    await wait_until("half", lambda: past(chaos, half), 240, 0.1)
                     await _failover_to_replica(a, b, replica.redis_port)
+                    await produce(chaos.kafka_bootstrap, chaos.topic_events, records[half:])
                     await asyncio.sleep(6)  # READONLY (and LOADING) for the worker
                     await a.execute_command("REPLICAOF", "NO", "ONE")
                 finally:
@@ -337,16 +346,21 @@ async def test_redis_losing_its_data_stops_the_worker_and_reset_starts_over(
                                                 session_timeout_s=6.0)  # fmt: skip
         clean = sibling(chaos_settings(settings), "clean")
         records = workload(users=40, seed=85, days=90, bots=2)
-        await prepare([chaos, clean], records)
+        await prepare([clean], records)
+        await ensure_topics(chaos)
         total = len(records)
+        # the loss comes while there is work left: the rest of the input only after it
+        first = max(total // 3 // CHAOS_BATCH, 1) * CHAOS_BATCH
 
         async def disturbed() -> str:
+            await produce(chaos.kafka_bootstrap, chaos.topic_events, records[:first])
             worker = WorkerProcess(chaos, tmp_path / "chaos.log").start()
             try:
                 await asyncio.to_thread(worker.wait_healthy)
-                await wait_until("a third", lambda: past(chaos, total // 3), 240, 0.1)
+                await wait_until("a third", lambda: past(chaos, first), 240, 0.1)
                 await asyncio.to_thread(private.run, "redis-down")
                 await asyncio.to_thread(private.run, "redis-up")  # empty: no persistence
+                await produce(chaos.kafka_bootstrap, chaos.topic_events, records[first:])
                 assert worker.proc is not None
                 status = await asyncio.to_thread(worker.proc.wait, 120)
                 assert status == EXIT_STOPPED, worker.logs()
