@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from streams.core.payloads import AlertGroup, ChurnAlert
-from streams.core.settings import Settings, coupon_tiers
+from streams.core.settings import Settings
+from streams.core.values import coupon_tiers
 from streams.domain.profile import Profile
 
 
