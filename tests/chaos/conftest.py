@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from streams.core.settings import Settings
-from tests.support.chaos import PrivateStack
+from tests.support.chaos_run import PrivateStack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

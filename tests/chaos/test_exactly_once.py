@@ -27,21 +27,17 @@ from streams.kafka import ensure_topics
 from streams.worker.stopping import EXIT_STOPPED
 from tests.chaos.test_short import CHAOS_BATCH, chaos_settings
 from tests.support.chaos import (
-    PrivateStack,
     committed_total,
     compare,
-    drain,
     note,
     outcome,
     produce,
     profile_table,
-    progress,
-    run_clean,
     say,
     sibling,
-    wait_until,
     workload,
 )
+from tests.support.chaos_run import PrivateStack, drain, progress, run_clean, wait_until
 from tests.support.worker import WorkerProcess, free_port, settings_env
 
 pytestmark = pytest.mark.chaos

@@ -21,21 +21,23 @@ from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from tests.chaos.test_short import chaos_settings
 from tests.support.chaos import (
-    PrivateStack,
     check_checkpoints,
     committed_total,
     compare,
-    drain,
     note,
     outcome,
     produce,
+    say,
+    sibling,
+    workload,
+)
+from tests.support.chaos_run import (
+    PrivateStack,
+    drain,
     rss_kb,
     run_clean,
     run_with_kills,
-    say,
-    sibling,
     wait_until,
-    workload,
 )
 from tests.support.worker import WorkerProcess
 

@@ -18,17 +18,15 @@ from streams.kafka import ensure_topics
 from streams.tools.faults import Faults, inject
 from tests.support.chaos import (
     compare,
-    drain,
     outcome,
     produce,
     profile_table,
     read_all,
-    run_clean,
-    run_with_kills,
     say,
     sibling,
     workload,
 )
+from tests.support.chaos_run import drain, run_clean, run_with_kills
 from tests.support.worker import WorkerProcess, secret
 
 #: Reasons the DLQ may carry (README, "What goes in").

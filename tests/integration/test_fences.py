@@ -23,7 +23,8 @@ from models.similarity import key_base
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics, topic_ids
 from streams.worker.stopping import EXIT_STOPPED
-from tests.support.chaos import drain, profile_table
+from tests.support.chaos import profile_table
+from tests.support.chaos_run import drain
 from tests.support.worker import WorkerProcess, produce, settings_env
 
 T0 = 1_709_283_600_000

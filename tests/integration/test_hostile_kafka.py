@@ -20,7 +20,8 @@ import orjson
 
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from tests.support.chaos import drain, produce, profile_table, read_all, redis_state, sibling
+from tests.support.chaos import produce, profile_table, read_all, redis_state, sibling
+from tests.support.chaos_run import drain
 from tests.support.hostile import HOSTILE, good_traffic
 from tests.support.worker import WorkerProcess
 
