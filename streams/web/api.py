@@ -104,7 +104,9 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         except Exception:  # noqa: BLE001 - health reports, never raises
             redis_ok = False
         kafka_ok = bool(app.consumer is not None and not app.consumer.should_stop)
-        ok = redis_ok and kafka_ok
+        # ready: Redis connected *and* its store epoch checked; until then the batch and the
+        # collector refuse work (503 "starting"), so the worker is not healthy either
+        ok = redis_ok and kafka_ok and runtime.ready
         return web.json(
             {"status": "ok" if ok else "degraded", "redis": redis_ok, "kafka": kafka_ok},
             status=200 if ok else 503,
