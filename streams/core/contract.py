@@ -18,6 +18,7 @@ Regenerate with ``python -m streams.core.contract > docs/schemas/shop-event.sche
 from __future__ import annotations
 
 import sys
+import unicodedata
 from typing import Any, Final
 
 import msgspec
@@ -107,6 +108,7 @@ def event_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "shop.events record",
+        "$comment": f"ids: the printable characters of Unicode {unicodedata.unidata_version}",
         "description": "One storefront event: the value of a record of the events topic "
         "(JSON, UTF-8). A record that does not fit goes to the dead-letter topic with a "
         "reason. Other fields are ignored.",
