@@ -3,7 +3,8 @@
 
 Everything is read from the KPI store in Redis (:mod:`streams.worker.kpi_store`), so it
 survives restarts and every worker answers the same. A date range is two ISO dates
-(``?from=2024-03-01&to=2024-03-31``, both included); without one, the 30 days up to the
+(``?from=2024-03-01&to=2024-03-31``, both included; ``from`` after ``to`` is an empty
+range); without one, the 30 days up to the
 latest event-time day the shop has seen.
 
 >>> parse_range({"from": "2024-03-01", "to": "2024-03-31"})
@@ -44,15 +45,14 @@ def _valid_date(value: str) -> bool:
 
 
 def parse_range(query: Mapping[str, str]) -> tuple[str, str]:
-    """``(from, to)`` of a query string ('' where not given); ValueError if malformed."""
+    """``(from, to)`` of a query string ('' where not given); ValueError if malformed
+    (an empty value too: leave the parameter out)."""
     out = []
     for name in ("from", "to"):
-        value = query.get(name) or ""
-        if value and not _valid_date(value):
+        value = query.get(name)
+        if value is not None and not _valid_date(value):
             raise ValueError(f"{name} must be a date YYYY-MM-DD")
-        out.append(value)
-    if out[0] and out[1] and out[0] > out[1]:
-        raise ValueError("from must not be after to")
+        out.append(value or "")
     return out[0], out[1]
 
 

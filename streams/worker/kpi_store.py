@@ -5,8 +5,9 @@ per ``topic@incarnation:partition``, past the offset already stored for it
 (``<prefix>kpi:off``, the fence), so a redelivered batch changes nothing; it refuses, like
 the similarity store, when the store epoch is gone or a partition moved to another worker.
 It answers with the counters of every day the batch touched (applied or not), which the
-batch publishes to ``shop.kpis`` (one snapshot per day, keyed by the day; ``version``
-grows with every batch that changed the day, so a consumer keeps the highest).
+batch publishes to ``shop.kpis`` (one snapshot per day, keyed by the day; ``version`` is
+the number of events the day counts, which grows with every batch that changed it, so a
+consumer keeps the highest).
 
 Keys (all under the store's hash tag ``{prefix}:``):
 
@@ -114,7 +115,6 @@ for gi = 1, #groups do
       if ts > clock then clock = ts end
       if not touched['+' .. day] then
         touched['+' .. day] = true
-        redis.call('HINCRBY', key, 'version', 1)
         redis.call('ZADD', DAYS, 0, day)
       end
       applied, last = applied + 1, offset
@@ -181,7 +181,8 @@ class KpiStore:
         for i in range(1, len(res), 2):
             flat = res[i + 1]
             counters = {_text(flat[j]): int(flat[j + 1]) for j in range(0, len(flat), 2)}
-            out.append(figures(_text(res[i]), counters) | {"version": counters.get("version", 0)})
+            day = figures(_text(res[i]), counters)
+            out.append(day | {"version": day["views"] + day["carts"] + day["purchases"]})
         return int(res[0]), out
 
     async def days(self, first: str = "", last: str = "") -> list[dict[str, Any]]:
