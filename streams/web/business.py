@@ -17,11 +17,12 @@ ValueError: from must be a date YYYY-MM-DD
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar, cast
 
 from models.forecast import DAY_MS, iso_day
 from streams.domain.business import forecast_panel, uplift_panel
@@ -30,6 +31,7 @@ from streams.worker.context import ShopApp
 from streams.worker.kpi_store import KpiStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_DAYS: Final = 30
 CACHE_S: Final = 2.0
@@ -68,14 +70,42 @@ async def figures_in(kpis: KpiStore, first: str, last: str) -> dict[str, Any]:
     return {"from": first, "to": last, "today": today, "days": days, "totals": totals(days)}
 
 
-async def campaigns(kpis: KpiStore) -> dict[str, Any]:
-    """The churn coupons' uplift, overall and per coupon tier."""
-    alerts = await kpis.alerts()
+def uplift_by_tier(alerts: list[dict[str, Any]]) -> dict[str, Any]:
     tiers = sorted({a["tier"] for a in alerts})
     return uplift_panel(alerts) | {
-        "tiers": {t: uplift_panel([a for a in alerts if a["tier"] == t]) for t in tiers},
-        "horizon_days": kpis.horizon_ms / DAY_MS,
+        "tiers": {t: uplift_panel([a for a in alerts if a["tier"] == t]) for t in tiers}
     }
+
+
+async def campaigns(kpis: KpiStore, memo: Memo | None = None) -> dict[str, Any]:
+    """The churn coupons' uplift, overall and per coupon tier."""
+    alerts = sorted(await kpis.alerts(), key=lambda a: a["alert_id"])
+    key = tuple((a["alert_id"], a["resolved"], a["revenue"]) for a in alerts)
+    panel = await (memo or Memo()).get(key, uplift_by_tier, alerts)
+    return panel | {"horizon_days": kpis.horizon_ms / DAY_MS}
+
+
+class Memo:
+    """The last result of a pure panel function, recomputed (in a thread: a bootstrap or a
+    forecast fit takes a few hundred ms) only when its input changed.
+
+    >>> import asyncio
+    >>> m, calls = Memo(), []
+    >>> def f(x):
+    ...     calls.append(x)
+    ...     return x * 2
+    >>> asyncio.run(m.get((1,), f, 1)), asyncio.run(m.get((1,), f, 1)), calls
+    (2, 2, [1])
+    """
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.value: Any = None
+
+    async def get(self, key: Any, fn: Callable[..., T], *args: Any) -> T:
+        if self.key != key:
+            self.value, self.key = await asyncio.to_thread(fn, *args), key
+        return cast(T, self.value)
 
 
 class BusinessData:
@@ -84,6 +114,7 @@ class BusinessData:
     def __init__(self, shop: ShopApp, *, cache_s: float = CACHE_S) -> None:
         self.shop, self.cache_s = shop, cache_s
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self.forecasts, self.uplifts = Memo(), Memo()
 
     async def get(self, first: str, last: str) -> dict[str, Any]:
         now = time.monotonic()
@@ -93,9 +124,13 @@ class BusinessData:
         try:
             kpis = self.shop.runtime.kpis
             value = await figures_in(kpis, first, last)
-            history = await kpis.days("", value["today"]) if value["today"] else []
-            value["forecast"] = forecast_panel(history, value["today"]) if history else None
-            value["uplift"] = await campaigns(kpis)
+            history = await kpis.series(value["today"]) if value["today"] else []
+            key = (value["today"], tuple((d["day"], d["revenue"], d["orders"]) for d in history))
+            value["forecast"] = (
+                await self.forecasts.get(key, forecast_panel, history, value["today"])
+                if history else None
+            )  # fmt: skip
+            value["uplift"] = await campaigns(kpis, self.uplifts)
         except Exception as exc:  # noqa: BLE001 - the dashboard reports, never fails
             log.warning("dashboard could not read the business figures: %r", exc)
             value = {"error": repr(exc)[:200]}

@@ -196,6 +196,18 @@ class KpiStore:
         rows = await pipe.execute() if names else []
         return [figures(d, c) for d, c in zip(names, rows, strict=True)]
 
+    async def series(self, last: str) -> list[dict[str, Any]]:
+        """``[{day, revenue, orders}]`` of every stored day up to ``last`` (the forecast's
+        history: two fields per day instead of the whole day)."""
+        names = [_text(d) for d in await self.redis.zrange(self.base + "kpi:days", "-",
+                                                            f"[{last}", bylex=True)]  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        for d in names:
+            pipe.hmget(self.base + "kpi:d:" + d, "revenue", "s_purchase")
+        rows = await pipe.execute() if names else []
+        return [{"day": d, "revenue": int(r or 0) / 100, "orders": int(o or 0)}
+                for d, (r, o) in zip(names, rows, strict=True)]  # fmt: skip
+
     async def clock(self) -> int:
         """The latest event time applied (-1 before any)."""
         raw = await self.redis.hget(self.base + "kpi:meta", "clock")

@@ -68,6 +68,9 @@ async def test_script_matches_the_reference_and_a_redelivery_changes_nothing(
         d: f["revenue"] for d, f in stored.items()
     }
     assert {f["day"]: f for f in await kpis.days()} == expected
+    series = await kpis.series(sorted(expected)[-2])
+    assert series == [{"day": d, "revenue": f["revenue"], "orders": f["orders"]}
+                      for d, f in sorted(expected.items())[:-1]]  # fmt: skip
     first, last = sorted(expected)[3], sorted(expected)[5]
     assert [f["day"] for f in await kpis.days(first, last)] == sorted(expected)[3:6]
 
