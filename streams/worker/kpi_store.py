@@ -77,6 +77,14 @@ for i = 1, #alerts do
 end
 local clock = tonumber(redis.call('HGET', META, 'clock') or '-1')
 local touched, days, applied = {}, {}, 0
+-- counters are summed here and written once per field at the end; a session's SADD is
+-- sent once per batch (SEEN), the sets' EXPIRE once per set
+local INC, SEEN, SETS = {}, {}, {}
+local function add(key, field, n)
+  local h = INC[key]
+  if not h then h = {}; INC[key] = h end
+  h[field] = (h[field] or 0) + n
+end
 local groups = cjson.decode(ARGV[3])
 for gi = 1, #groups do
   local field, records = groups[gi][1], groups[gi][2]
@@ -91,21 +99,25 @@ for gi = 1, #groups do
       local etype, session, cat, cents, qty, ts = r[3], r[4], r[5], r[6], r[7], r[9]
       local key, stage, name = base .. 'kpi:d:' .. day, STAGE[etype], NAME[etype]
       local sk = base .. 'kpi:s:' .. day .. ':' .. stage
-      if redis.call('SADD', sk, session) == 1 then
-        if ttl > 0 then redis.call('EXPIRE', sk, ttl) end
-        redis.call('HINCRBY', key, 's_' .. stage, 1)
-        local other = OTHER[stage]
-        local both = other and base .. 'kpi:s:' .. day .. ':' .. other
-        if both and redis.call('SISMEMBER', both, session) == 1 then
-          redis.call('HINCRBY', key, 's_cart_purchase', 1)
+      local mark = sk .. '\0' .. session
+      if not SEEN[mark] then
+        SEEN[mark] = true
+        SETS[sk] = true
+        if redis.call('SADD', sk, session) == 1 then
+          add(key, 's_' .. stage, 1)
+          local other = OTHER[stage]
+          local both = other and base .. 'kpi:s:' .. day .. ':' .. other
+          if both and redis.call('SISMEMBER', both, session) == 1 then
+            add(key, 's_cart_purchase', 1)
+          end
         end
       end
-      redis.call('HINCRBY', key, name, 1)
-      redis.call('HINCRBY', key, name .. '@' .. cat, 1)
+      add(key, name, 1)
+      add(key, name .. '@' .. cat, 1)
       if stage == 'purchase' then
-        redis.call('HINCRBY', key, 'revenue', cents)
-        redis.call('HINCRBY', key, 'revenue@' .. cat, cents)
-        redis.call('HINCRBY', key, 'items', qty)
+        add(key, 'revenue', cents)
+        add(key, 'revenue@' .. cat, cents)
+        add(key, 'items', qty)
         local aid = redis.call('HGET', OF, r[8])
         if aid then
           local a = cjson.decode(redis.call('HGET', ALERTS, aid))
@@ -121,6 +133,12 @@ for gi = 1, #groups do
     end
   end
   if last > stored then redis.call('HSET', OFF, field, last) end
+end
+for key, h in pairs(INC) do
+  for f, n in pairs(h) do redis.call('HINCRBY', key, f, n) end
+end
+if ttl > 0 then
+  for sk in pairs(SETS) do redis.call('EXPIRE', sk, ttl) end
 end
 if applied > 0 then redis.call('HSET', META, 'clock', clock) end
 local out = {applied}
