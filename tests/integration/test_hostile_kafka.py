@@ -45,7 +45,8 @@ async def outputs(settings: Settings) -> dict[str, Any]:
         u: {k: v for k, v in env.items() if k not in ("o", "f")} for u, env in table.items()
     }
     redis = await redis_state(settings.redis_url, settings)
-    redis.pop("off", None)  # the offset fence: hostile records shift the offsets
+    for fence in ("off", "kpi:off"):  # the offset fences: hostile records shift the offsets
+        redis.pop(fence, None)
     out["redis"] = redis
     return out
 
