@@ -54,7 +54,7 @@ async def prepare(runs: list[Settings], records: list[tuple[bytes, bytes]]) -> N
 async def test_kill9_three_times_during_100k_events(settings: Settings, tmp_path: Path) -> None:
     chaos = chaos_settings(settings)
     clean = sibling(chaos, "clean")
-    records = workload(users=590, seed=71, bots=6)
+    records = workload(users=1080, seed=71, bots=6)  # 101,500 events (generator of db8294e)
     assert len(records) >= 100_000
     await prepare([chaos, clean], records)
     rng = random.Random(int(os.environ.get("SHOPSTREAM_CHAOS_SEED", "71")))
