@@ -19,6 +19,7 @@ import pytest
 
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
+from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, WATCHDOG_STRIKES
 from tests.chaos.test_short import chaos_settings
 from tests.support.chaos import (
     check_checkpoints,
@@ -130,7 +131,9 @@ async def test_kafka_broker_restart_mid_stream(
             at = await committed_total(chaos)
             started = time.monotonic()
             await asyncio.to_thread(private_stack.run, "kafka-down")
-            await asyncio.sleep(5)
+            # longer than the commit watchdog's strikes (3 x 5 s): an outage is not a commit
+            # stall, and seeking back would cut the later batches elsewhere than a clean run
+            await asyncio.sleep(WATCHDOG_STRIKES * WATCHDOG_INTERVAL_S + 5)
             assert worker.alive(), f"worker exited while the broker was down:\n{worker.logs()}"
             await asyncio.to_thread(private_stack.run, "kafka-up")
             down = time.monotonic() - started
