@@ -22,9 +22,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from models.checkpoint import SUFFIX, load_checkpoint
 from models.similarity import key_base
 from streams.core.settings import Settings
+from streams.kafka import committed_offsets
 from streams.tools.generate import generate
 from tests.support.outputs import Outputs, compare_outputs, read_outputs
-from tests.support.worker import committed_by_partition, free_port
+from tests.support.worker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 Records = list[tuple[bytes, bytes]]
@@ -89,7 +90,7 @@ async def produce(
 # --- Kafka reads ------------------------------------------------------------------------
 async def committed_total(settings: Settings) -> int:
     try:
-        return sum((await committed_by_partition(settings)).values())
+        return sum((await committed_offsets(settings)).values())
     except Exception:
         return -1
 
@@ -305,7 +306,7 @@ async def check_checkpoints(settings: Settings) -> tuple[int, int]:
     Durable = the committed offset (exclusive) or, higher, the offset fence of the profiles
     in the changelog (effects already written). Returns (checkpoints, offsets checked).
     """
-    committed = await committed_by_partition(settings)
+    committed = await committed_offsets(settings)
     fence: dict[int, int] = {}
     for env in (await profile_table(settings)).values():
         fence[env["pt"]] = max(fence.get(env["pt"], -1), env["o"])
