@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from models.checkpoint import SUFFIX, load_checkpoint
 from models.similarity import key_base
 from streams.core.settings import Settings
-from streams.kafka import committed_offsets
+from streams.kafka import committed_offsets, ensure_topics
 from streams.tools.generate import generate
 from tests.support.outputs import Outputs, compare_outputs, read_outputs
 from tests.support.worker import free_port
@@ -87,12 +87,24 @@ async def produce(
         await producer.stop()
 
 
+async def prepare(runs: list[Settings], records: Records) -> None:
+    """Create the topics of each run and produce all of ``records`` to its events topic."""
+    for s in runs:
+        await ensure_topics(s)
+        await produce(s.kafka_bootstrap, s.topic_events, list(records))
+
+
 # --- Kafka reads ------------------------------------------------------------------------
 async def committed_total(settings: Settings) -> int:
     try:
         return sum((await committed_offsets(settings)).values())
     except Exception:
         return -1
+
+
+async def past(settings: Settings, n: int) -> bool:
+    """Whether the worker's group has committed at least ``n`` records."""
+    return await committed_total(settings) >= n
 
 
 async def read_all(
