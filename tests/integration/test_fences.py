@@ -48,8 +48,10 @@ async def run_until_drained(settings: Settings, total: int, log: Path) -> None:
 
 async def one_partition_drained(settings: Settings, n: int, log: Path) -> Settings:
     """``settings`` on one partition, after a worker applied ``n`` events of 5 users and
-    stopped: the stored state that the refusals are checked against."""
-    settings = settings.with_(partitions=1)
+    stopped: the stored state that the refusals are checked against. A refusing worker
+    exits without leaving the consumer group, so the next one waits for its session to
+    expire: 10 s here, not the default 60 s."""
+    settings = settings.with_(partitions=1, session_timeout_s=10.0)
     await ensure_topics(settings)
     await produce(settings, events(5, n))
     await run_until_drained(settings, n, log)
