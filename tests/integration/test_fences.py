@@ -122,7 +122,8 @@ async def test_a_redis_that_lost_its_data_is_refused(
     settings: Settings, tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
     settings = await one_partition_drained(settings, 30, tmp_path / "a.log")
-    keys = [k async for k in redis_client.scan_iter(match=key_base(settings.redis_prefix) + "*")]
+    pattern = key_base(settings.redis_prefix) + "*"
+    keys = [k async for k in redis_client.scan_iter(match=pattern, count=2000)]
     await redis_client.unlink(*keys)  # what a restart without persistence leaves
     log = refusal(settings, tmp_path / "b.log")
     assert "lost its data" in log

@@ -219,7 +219,8 @@ async def alert_markers(url: str, settings: Settings) -> set[str]:
     client = aioredis.from_url(url)
     pattern = key_base(settings.redis_prefix) + "alerted:*"
     try:
-        return {k.decode().rsplit("alerted:", 1)[1] async for k in client.scan_iter(match=pattern)}
+        keys = client.scan_iter(match=pattern, count=2000)
+        return {k.decode().rsplit("alerted:", 1)[1] async for k in keys}
     finally:
         await client.aclose()
 
@@ -227,7 +228,8 @@ async def alert_markers(url: str, settings: Settings) -> set[str]:
 async def drop_prefix(url: str, settings: Settings) -> None:
     client = aioredis.from_url(url)
     try:
-        keys = [k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*")]
+        pattern = key_base(settings.redis_prefix) + "*"
+        keys = [k async for k in client.scan_iter(match=pattern, count=2000)]
         for i in range(0, len(keys), 1000):
             await client.unlink(*keys[i : i + 1000])
     finally:
