@@ -27,6 +27,8 @@ from tests.support.chaos import (
     compare,
     note,
     outcome,
+    past,
+    prepare,
     produce,
     say,
     sibling,
@@ -43,12 +45,6 @@ from tests.support.chaos_run import (
 from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.chaos
-
-
-async def prepare(runs: list[Settings], records: list[tuple[bytes, bytes]]) -> None:
-    for s in runs:
-        await ensure_topics(s)
-        await produce(s.kafka_bootstrap, s.topic_events, list(records))
 
 
 @pytest.mark.timeout(900)
@@ -85,7 +81,7 @@ async def test_redis_paused_20s_mid_stream(
     async def disturbed() -> tuple[float, int]:
         with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
             await asyncio.to_thread(worker.wait_healthy)
-            await wait_until("a quarter processed", lambda: _past(chaos, total // 4), 240, 0.2)
+            await wait_until("a quarter processed", lambda: past(chaos, total // 4), 240, 0.2)
             pid = private_stack.redis_pid()
             os.kill(pid, signal.SIGSTOP)
             started = time.monotonic()
@@ -127,7 +123,7 @@ async def test_kafka_broker_restart_mid_stream(
         with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
             await asyncio.to_thread(worker.wait_healthy)
             pid = worker.proc.pid if worker.proc else -1
-            await wait_until("a quarter processed", lambda: _past(chaos, total // 4), 240, 0.2)
+            await wait_until("a quarter processed", lambda: past(chaos, total // 4), 240, 0.2)
             at = await committed_total(chaos)
             started = time.monotonic()
             await asyncio.to_thread(private_stack.run, "kafka-down")
@@ -197,10 +193,6 @@ async def test_slow_consumer_memory_bounded_and_lag_drains(
     )
 
 
-async def _past(settings: Settings, n: int) -> bool:
-    return await committed_total(settings) >= n
-
-
 @pytest.mark.timeout(400)
 async def test_checkpoint_not_ahead_when_worker_dies_during_a_broker_freeze(
     settings: Settings, private_stack: PrivateStack, tmp_path: Path
@@ -221,7 +213,7 @@ async def test_checkpoint_not_ahead_when_worker_dies_during_a_broker_freeze(
     await prepare([chaos], records)
     with WorkerProcess(chaos, tmp_path / "chaos.log") as worker:
         await asyncio.to_thread(worker.wait_healthy)
-        await wait_until("2000 processed", lambda: _past(chaos, 2000), 240, 0.2)
+        await wait_until("2000 processed", lambda: past(chaos, 2000), 240, 0.2)
         broker = private_stack.kafka_pid()
         os.kill(broker, signal.SIGSTOP)
         try:
