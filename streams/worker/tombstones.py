@@ -154,3 +154,26 @@ class Tombstones:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+Saved = list[tuple[bytes, list[tuple[bytes, float]]]]
+
+
+async def save_fences(redis: Any, prefix: str) -> Saved:
+    """Every erasure fence under ``prefix`` (``shopstream reset`` keeps them: it replays the
+    events topic from its start, where the forgotten users' records still are)."""
+    pattern = key_base(prefix) + "erased:*"  # key_base refuses glob characters
+    saved: Saved = []
+    async for key in redis.scan_iter(match=pattern, count=500):
+        saved.append((key, list(await redis.zrange(key, 0, -1, withscores=True))))
+    return saved
+
+
+async def restore_fences(redis: Any, saved: Saved) -> int:
+    """Write back what :func:`save_fences` read; returns how many fences."""
+    pipe = redis.pipeline(transaction=False)
+    for key, pairs in saved:
+        if pairs:
+            pipe.zadd(key, {member: score for member, score in pairs}, gt=True)
+    await pipe.execute()
+    return sum(len(pairs) for _, pairs in saved)

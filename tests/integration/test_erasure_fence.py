@@ -13,6 +13,8 @@ recommendation for the redelivered trigger and the rejected record in the DLQ.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from models.similarity import key_base
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from tests.support.worker import WorkerProcess, committed, consume, produce
+from tests.support.worker import (
+    WorkerProcess,
+    committed,
+    committed_by_partition,
+    consume,
+    produce,
+    settings_env,
+)
 
 T0 = 1_709_283_600_000  # 2024-03-01T09:00:00Z
 GONE = "gone-user"
@@ -91,14 +100,31 @@ async def redis_keys_about(settings: Settings, user: str) -> list[bytes]:
         await client.aclose()
 
 
+async def erasure_fences(settings: Settings) -> dict[str, dict[bytes, float]]:
+    """The erasure fences in Redis: ``incarnation:partition`` -> {user digest: offset}."""
+    client = aioredis.from_url(settings.redis_url)
+    base = key_base(settings.redis_prefix) + "erased:"
+    try:
+        return {k.decode().removeprefix(base): dict(await client.zrange(k, 0, -1, withscores=True))
+                async for k in client.scan_iter(match=base + "*")}  # fmt: skip
+    finally:
+        await client.aclose()
+
+
+def trigger_ids(values: list[bytes]) -> set[str]:
+    return {orjson.loads(v)["trigger_event_id"] for v in values}
+
+
 async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_come_back(
     settings: Settings, tmp_path: Path
 ) -> None:
     await ensure_topics(settings)
     others = [(f"o{u}".encode(), event(f"o{u}", n, item))
               for u in range(6) for n, item in enumerate(["a", "b", "c"])]  # fmt: skip
-    gone = [(GONE.encode(), event(GONE, n, item, t))
-            for n, (t, item) in enumerate([("view", "a"), ("view", "b"), ("purchase", "b")])]
+    gone = [
+        (GONE.encode(), event(GONE, n, item, t))
+        for n, (t, item) in enumerate([("view", "a"), ("view", "b"), ("purchase", "b")])
+    ]
     bad = [(GONE.encode(), b'{"event_id": "gone-x", "type": "view", oops')]  # a dead letter
     records = [*others, *gone, *bad]
     log = tmp_path / "worker.log"
@@ -117,6 +143,12 @@ async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_
         removed = orjson.loads(body)["removed"]
         assert removed["profile"] == 1, removed
     assert not await redis_keys_about(settings, GONE)
+    # the fence is the log end of the user's partition at the erasure (lag was 0 here)
+    ends = await committed_by_partition(settings)
+    ((source, fence),) = (await erasure_fences(settings)).items()
+    assert "gone-user" not in str(fence) and list(fence.values()) == [
+        ends[int(source.rsplit(":", 1)[1])] - 1
+    ]
 
     await set_group_back(settings)  # every record is delivered again
     assert await committed(settings) == 0
@@ -144,3 +176,21 @@ async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_
                                                   == f"{GONE}-10" for r in out))  # fmt: skip
         assert any(orjson.loads(r.value)["trigger_event_id"] == f"{GONE}-10" for r in recs)
     assert removed.get("erasure_fences") == 1, removed  # the user's one partition
+
+    # `shopstream reset` replays the whole topic: the fence is kept, so only the event after
+    # the erasure is the user's again
+    cli = subprocess.run([sys.executable, "-m", "streams", "reset", "--yes"],
+                         env=settings_env(settings), capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert cli.returncode == 0 and "erasure fences of 1 forgotten users kept" in cli.stdout, (
+        cli.stdout + cli.stderr
+    )
+    with WorkerProcess(settings, log) as worker:
+        worker.wait_healthy()
+        await wait_committed(settings, len(records) + 1, worker)
+        status, _, body = worker.call("GET", f"/users/{GONE}")
+        assert status == 200 and orjson.loads(body)["profile"]["n_events"] == 1, body
+        recs = (await everything_about(settings, GONE))[settings.topic_recommendations]
+        assert trigger_ids(recs) == trigger_ids(before[settings.topic_recommendations]) | {
+            f"{GONE}-10"
+        }
