@@ -46,7 +46,12 @@ def user_digest(uid: str) -> str:
     >>> user_digest("u42")
     '01769d714d53517cb1237c9878c06f96'
     """
-    return hashlib.blake2b(uid.encode(), digest_size=16, person=b"shopstream-erase").hexdigest()
+    h = _DIGEST.copy()  # half the cost of a new hasher with its parameters
+    h.update(uid.encode())
+    return h.hexdigest()
+
+
+_DIGEST = hashlib.blake2b(digest_size=16, person=b"shopstream-erase")
 
 
 def source_incarnation(source: str) -> str:
@@ -92,18 +97,22 @@ class ErasureFences:
     """The erasure fences of the sources a worker holds: source -> {user digest: offset}."""
 
     by_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: every digest of ``by_source`` (made again after a change)
+    _digests: set[str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return sum(len(fences) for fences in self.by_source.values())
 
     def add(self, digest: str, offsets: Mapping[str, int]) -> None:
         """Record a user's fences (a fence never moves back)."""
+        self._digests = None
         for source, offset in offsets.items():
             fences = self.by_source.setdefault(source, {})
             fences[digest] = max(fences.get(digest, -1), offset)
 
     def hold(self, loaded: Mapping[str, Mapping[str, int]]) -> None:
         """Keep exactly the ``loaded`` sources (an assignment: what Redis holds for them)."""
+        self._digests = None
         self.by_source = {s: dict(f) for s, f in loaded.items() if f}
 
     def purge(self, source: str, log_start: int) -> int:
@@ -114,6 +123,7 @@ class ErasureFences:
         >>> f.purge("ab:0", 5), f.by_source
         (1, {'ab:0': {'y': 9}})
         """
+        self._digests = None
         fences = self.by_source.get(source, {})
         gone = [d for d, offset in fences.items() if offset < log_start]
         for digest in gone:
@@ -122,29 +132,36 @@ class ErasureFences:
             self.by_source.pop(source, None)
         return len(gone)
 
-    def covers(self, rec: Record, uid: str, digests: dict[str, str] | None = None) -> bool:
-        """Whether ``rec`` (an event of ``uid``) is at or below the user's erasure fence of
-        its source (``digests``: a cache of digests by user id)."""
-        fences = self.by_source.get(rec.fence_key)
-        if not fences:
-            return False
-        if digests is None:
-            digest = user_digest(uid)
-        elif (digest := digests.get(uid, "")) == "":
-            digest = digests[uid] = user_digest(uid)
-        return rec.offset <= fences.get(digest, -1)
+    def fence_of(self, source: str, uid: str) -> int:
+        """The erasure fence of ``uid`` on ``source`` (-1: none)."""
+        fences = self.by_source.get(source)
+        return fences.get(user_digest(uid), -1) if fences else -1
+
+    def covers(self, rec: Record, uid: str) -> bool:
+        """Whether ``rec`` (a record of ``uid``) is at or below the user's erasure fence of
+        its source."""
+        return rec.offset <= self.fence_of(rec.fence_key, uid)
 
     def screen(
         self, valid: Sequence[tuple[Record, Event]]
     ) -> tuple[list[tuple[Record, Event]], list[tuple[Record, Event]]]:
-        """``(events to apply, events of erased users to drop)``, each in order."""
+        """``(events to apply, events of erased users to drop)``, each in order. One digest
+        per distinct user of the batch; the events are looked at one by one only when one of
+        the users has a fence."""
         if not self.by_source:
+            return list(valid), []
+        if self._digests is None:
+            self._digests = {d for fences in self.by_source.values() for d in fences}
+        digests = self._digests
+        erased = {u for u in {e.user_id for _, e in valid} if user_digest(u) in digests}
+        if not erased:
             return list(valid), []
         kept: list[tuple[Record, Event]] = []
         dropped: list[tuple[Record, Event]] = []
-        digests: dict[str, str] = {}
         for rec, event in valid:
-            (dropped if self.covers(rec, event.user_id, digests) else kept).append((rec, event))
+            uid = event.user_id
+            gone = uid in erased and rec.offset <= self.fence_of(rec.fence_key, uid)
+            (dropped if gone else kept).append((rec, event))
         return kept, dropped
 
     def screen_rejected(
