@@ -13,6 +13,7 @@ recommendation for the redelivered trigger and the rejected record in the DLQ.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -111,6 +112,14 @@ async def erasure_fences(settings: Settings) -> dict[str, dict[bytes, float]]:
         await client.aclose()
 
 
+def dropped(worker: WorkerProcess, kind: str) -> float:
+    """``shopstream_erased_dropped_total{kind}`` of the worker."""
+    metrics = worker.call("GET", "/metrics")[2].decode()
+    found = re.search(rf'^shopstream_erased_dropped_total{{kind="{kind}"}} (\S+)$', metrics, re.M)
+    assert found, metrics[-3000:]
+    return float(found.group(1))
+
+
 def trigger_ids(values: list[bytes]) -> set[str]:
     return {orjson.loads(v)["trigger_event_id"] for v in values}
 
@@ -160,9 +169,8 @@ async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_
         assert not await redis_keys_about(settings, GONE)
         after = await everything_about(settings, GONE)
         assert after == before, "outputs about the forgotten user were published again"
-        metrics = worker.call("GET", "/metrics")[2].decode()
-        assert 'shopstream_erased_dropped_total{kind="event"} 3.0' in metrics, metrics[-3000:]
-        assert 'shopstream_erased_dropped_total{kind="rejected"} 1.0' in metrics
+        # (at least: a worker under load may seek back and get records once more)
+        assert dropped(worker, "event") >= 3 and dropped(worker, "rejected") >= 1
 
         # the user comes back after the erasure: a new event is applied as a new user's
         back = event(GONE, 10, "c")
