@@ -117,6 +117,12 @@ class Telemetry:
             "Offset commits found stalled (and repaired by seeking back); should stay 0.",
             registry=r,
         )
+        self.m_erased = PCounter(
+            p + "erased_dropped",
+            "Records of forgotten users delivered again and dropped at their erasure fence "
+            "(kind: event, or rejected: a record that would have gone to the DLQ again).",
+            ["kind"], registry=r,
+        )  # fmt: skip
         self.m_auc = Gauge(p + "model_auc", "Online (prequential) ROC AUC.", ["model"], registry=r)
         self.m_logloss = Gauge(p + "model_log_loss", "Online log loss.", ["model"], registry=r)
         self.m_brier = Gauge(p + "model_brier", "Online Brier score.", ["model"], registry=r)
@@ -326,6 +332,10 @@ class Telemetry:
 
     def on_commit_stall(self) -> None:
         self.m_stalls.inc()
+
+    def on_erased_dropped(self, events: int, rejected: int) -> None:
+        self.m_erased.labels("event").inc(events)
+        self.m_erased.labels("rejected").inc(rejected)
 
     def set_model_quality(
         self, auc: float | None, logloss: float | None, model: str = "churn"

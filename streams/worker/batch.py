@@ -113,6 +113,7 @@ class BatchProcessor:
             records, Clock.from_settings(self.settings, round(time.time() * 1000)),
             limits=self.limits, pseudonymise_key=self.pseudo_key,
         )  # fmt: skip
+        valid, rejected = self.parts.tombstones.screen(valid, rejected)  # forgotten users
         for rec, reason, detail in rejected:
             await self.out.dead_letter(rec, reason, detail)
         clock.lap("validate")

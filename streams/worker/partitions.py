@@ -23,6 +23,7 @@ from streams.worker.configs import model_factory
 from streams.worker.context import ShopApp
 from streams.worker.handover import Handover
 from streams.worker.sources import Sources
+from streams.worker.tombstones import Tombstones
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class Partitions:
         self.anchors: dict[int, tuple[float, int]] = {}
         self.handover = Handover(shop.settings, on_refused=shop.telemetry.on_state_refused)
         self.sources = Sources(shop.settings)
+        self.tombstones = Tombstones(shop, retry)  # erasure fences of forgotten users
         self.lock, self.retry = lock, retry
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation
         # the source partitions of a new assignment, until the models are settled for them
@@ -138,6 +140,7 @@ class Partitions:
         assigned, self.to_settle = self.to_settle, None
         redis = self.shop.runtime.redis
         await self.check_sources(assigned)
+        await self.tombstones.settle(self.sources.incarnation, assigned)
         if not self.handover.enabled:
             return
         try:  # retried while Redis is unreachable; any other error must not fail the batch
