@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> ShopApp:
         churn_alerts=raw_topic(settings.topic_churn_alerts),
         segments=raw_topic(settings.topic_segments),
         anomalies=raw_topic(settings.topic_anomalies),
+        kpis=raw_topic(settings.topic_kpis),
         profiles=profiles,
         runtime=runtime,
         telemetry=Telemetry(bucket_s=settings.dashboard_bucket_s),

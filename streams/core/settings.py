@@ -105,6 +105,9 @@ class Settings:
     topic_churn_alerts: str = _opt("shop.churn-alerts", "Output topic of churn alerts.")
     topic_segments: str = _opt("shop.segments", "Output topic of segment changes.")
     topic_anomalies: str = _opt("shop.anomalies", "Output topic of anomaly flags.")
+    topic_kpis: str = _opt(
+        "shop.kpis", "Output topic of the daily business figures (one snapshot per day)."
+    )
     partitions: int = _opt(4, "Partitions of every topic the app creates.")
     replication_factor: int = _opt(1, "Replication factor of the topics the app creates.")
     changelog_max_compaction_lag_ms: int = _opt(
@@ -230,6 +233,11 @@ class Settings:
         True, "Keep flagged bots out of similarity counts and model training."
     )
     dashboard_bucket_s: float = _opt(2.0, "Seconds per point of the dashboard's time series.")
+    kpi_session_ttl_days: float = _opt(
+        3.0,
+        "How long (wall clock) the sessions of a day are kept to count each once in the "
+        "funnel; a later event of the day may count its session again (0 = forever).",
+    )
 
     # --- privacy ------------------------------------------------------------------------
     pseudonymise_key: str = _opt(
@@ -302,7 +310,8 @@ class Settings:
         if self.churn_guard not in get_args(ChurnGuard):
             raise ConfigError(f"{PREFIX}CHURN_GUARD must be auto, analytic or model")
         for name in ("churn_min_labels", "churn_min_customers", "churn_alert_max_age_days",
-                     "idle_advance_s", "collector_events_per_s"):  # fmt: skip
+                     "idle_advance_s", "collector_events_per_s",
+                     "kpi_session_ttl_days"):  # fmt: skip
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
         if self.churn_idle_days >= self.churn_horizon_days:
@@ -353,6 +362,7 @@ class Settings:
             topic_churn_alerts=f"{tag}.churn-alerts",
             topic_segments=f"{tag}.segments",
             topic_anomalies=f"{tag}.anomalies",
+            topic_kpis=f"{tag}.kpis",
         )
 
     @property
@@ -363,6 +373,7 @@ class Settings:
             self.topic_churn_alerts,
             self.topic_segments,
             self.topic_anomalies,
+            self.topic_kpis,
         )
 
 

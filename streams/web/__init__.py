@@ -1,6 +1,7 @@
 """What the worker serves over HTTP: the API (:mod:`.api`, answers from :mod:`.queries`, for
 one user from its owner :mod:`.owner`), the shop owner's dashboard with ``/metrics``
-(:mod:`.dashboard`), the collector ``POST /v1/events`` (:mod:`.collector`), the tracker
+(:mod:`.dashboard`), the business figures ``/kpis`` and ``/campaigns`` (:mod:`.business`),
+the collector ``POST /v1/events`` (:mod:`.collector`), the tracker
 and the demo shop (:mod:`.storefront`), all behind the access guard (:mod:`.guard`: Host,
 CORS, tokens) and described by :mod:`.openapi`."""
 
@@ -11,7 +12,7 @@ from typing import cast
 from faust.web.drivers import aiohttp as aiohttp_driver
 
 from streams.patches.webpages import without_builtin_pages
-from streams.web import api, collector, dashboard, guard, storefront
+from streams.web import api, business, collector, dashboard, guard, storefront
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
 
@@ -24,5 +25,6 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     web.web_app.middlewares.append(guard.middleware(guard.Policy.from_settings(shop.settings)))
     api.register(shop, processor)
     dashboard.register(shop, shop.telemetry)
+    business.register(shop)
     collector.register(shop)
     storefront.register(shop)

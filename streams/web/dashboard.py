@@ -4,7 +4,9 @@ The page is self-contained (inline CSS + JS, SVG charts, no CDN). It polls
 ``GET /api/dashboard``, which merges the telemetry snapshot with what only the shop's data
 can say: trending items and the strongest similar-item pairs, read from the Redis similarity
 store by :class:`ShopData` (cached for a couple of seconds, never raising: a Redis outage
-shows as ``store_error``). ``GET /metrics`` is the same telemetry in Prometheus' format.
+shows as ``store_error``), and the business panels (``business``: revenue, the funnel, the
+forecast, the coupons' uplift, for the date range ``?from=&to=``; :mod:`.business`).
+``GET /metrics`` is the same telemetry in Prometheus' format.
 
 >>> pairs = top_pairs({"a": [("b", 0.9), ("c", 0.2)], "b": [("a", 0.7)]}, k=5)
 >>> [(p["a"], p["b"], p["score"]) for p in pairs]
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 from models.segments import LABELS
 from streams.telemetry import CONTENT_TYPE, Telemetry
+from streams.web.business import BusinessData, parse_range
 from streams.worker.context import ShopApp
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,7 @@ class ShopData:
 
 def register(shop: ShopApp, telemetry: Telemetry) -> None:
     """Add ``GET /dashboard``, ``GET /api/dashboard`` and ``GET /metrics``."""
-    data = ShopData(shop)
+    data, business = ShopData(shop), BusinessData(shop)
 
     @shop.app.page("/dashboard")
     async def dashboard(web: Any, request: Any) -> Any:
@@ -97,6 +100,11 @@ def register(shop: ShopApp, telemetry: Telemetry) -> None:
 
     @shop.app.page("/api/dashboard")
     async def dashboard_api(web: Any, request: Any) -> Any:
+        try:  # ?from=&to=: the date range of the business panels
+            first, last = parse_range(request.query)
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
         snap = telemetry.snapshot()
         snap.update(await data.get())
+        snap["business"] = await business.get(first, last)
         return web.json(snap, headers={"Cache-Control": "no-store"})

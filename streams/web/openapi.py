@@ -73,7 +73,14 @@ ROUTES: Final[tuple[Route, ...]] = (
           ok="Models"),
     Route("GET", "/dashboard", "admin", "The shop owner's live page (HTML)",
           content="text/html"),
-    Route("GET", "/api/dashboard", "admin", "The dashboard's data"),
+    Route("GET", "/api/dashboard", "admin", "The dashboard's data",
+          params=("from", "to"), responses={"400": "A malformed date range"}),
+    Route("GET", "/kpis", "admin", "Business figures per event-time day (revenue, orders, "
+          "AOV, funnel, cart abandonment, categories) of a date range, with its totals",
+          params=("from", "to"), ok="Kpis", responses={"400": "A malformed date range"}),
+    Route("GET", "/campaigns", "admin", "The churn coupons' uplift: return rate and revenue "
+          "of treatment against holdout alerts, with intervals, overall and per tier",
+          ok="Campaigns"),
     Route("GET", "/tracker.js", "open", "The browser tracker (docs/storefront.md)",
           content="application/javascript"),
     Route("GET", "/demo/shop", "open", "The demo storefront (HTML), when SHOPSTREAM_DEMO_SHOP "
@@ -104,6 +111,10 @@ _PARAMS: Final[dict[str, dict[str, Any]]] = {
             "schema": {"type": "string", "minLength": 1}},
     "k": {"in": "query", "description": "How many items",
           "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+    "from": {"in": "query", "description": "First day (YYYY-MM-DD, event time, UTC); "
+             "default: 29 days before to", "schema": {"type": "string", "format": "date"}},
+    "to": {"in": "query", "description": "Last day (YYYY-MM-DD), included; default: the "
+           "latest day the shop has seen", "schema": {"type": "string", "format": "date"}},
     "category": {"in": "query", "description": "Only items of this category (empty: any)",
                  "schema": {"type": "string"}},
     "exclude": {"in": "query", "description": "Items never to return (repeat the parameter "
@@ -135,6 +146,10 @@ _SCHEMAS: Final[dict[str, Any]] = {
     "Forgotten": _object({"user_id": _STR, "removed": {
         "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}),
     "Models": _object({"churn": _OBJ, "partitions": _OBJ, "segments": _OBJ}),
+    "Kpis": _object({"from": _STR, "to": _STR, "today": _STR,
+                     "days": {"type": "array", "items": _OBJ}, "totals": _OBJ}),
+    "Campaigns": _object({"treatment": _OBJ, "holdout": _OBJ,
+                          "uplift": {"type": ["number", "null"]}, "tiers": _OBJ}),
     "ShopEvent": {k: v for k, v in event_schema().items() if k != "$schema"},
     # any array is taken (up to the limits): each element is answered on its own, so an
     # element that fits none of these is "rejected" with its reason, not a 4xx

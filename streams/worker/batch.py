@@ -45,6 +45,7 @@ from streams.worker.checkpoints import Checkpointer
 from streams.worker.context import ShopApp
 from streams.worker.idle import advance_idle
 from streams.worker.intake import Clock, by_partition, split, to_record
+from streams.worker.kpis import KpiWriter
 from streams.worker.partitions import Partitions
 from streams.worker.publish import Outbox, Publisher
 from streams.worker.retention import Retention
@@ -93,6 +94,7 @@ class BatchProcessor:
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
         self.out = Publisher(shop, self.retry)
+        self.kpis = KpiWriter(shop, self.parts.sources, self.retry, refusal)
         self.retention = Retention(self.parts)
         self.quality_at = -QUALITY_EVERY_S
 
@@ -150,6 +152,7 @@ class BatchProcessor:
             for rec, event in [*unreadable, *applying]:
                 if event.user_id in users.broken:
                     await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
+            await self.kpis.record(users.without_broken(valid), users.alerts, outbox)
             await self.out.recommendations(due, users.triggers, scored)
         await self.seal(outbox, users, {rec.partition for rec in records}, clock)
         self.account(batch, valid, started)

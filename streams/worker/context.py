@@ -50,6 +50,7 @@ class ShopApp:
     churn_alerts: Topic
     segments: Topic
     anomalies: Topic
+    kpis: Topic
     profiles: ProfileTable
     runtime: Runtime
     telemetry: Telemetry

@@ -17,6 +17,7 @@ from streams.core.errors import StateDiverged
 from streams.core.settings import Settings
 from streams.kafka import committed_offsets
 from streams.worker.configs import rec_config
+from streams.worker.kpi_store import KpiStore, kpi_store
 from streams.worker.retry import RETRIABLE, retry_forever
 from streams.worker.stopping import stop_now
 
@@ -55,6 +56,11 @@ class Runtime(mode.Service):
         if self._redis is None:
             raise RuntimeError("Runtime is not started")
         return self._redis
+
+    @property
+    def kpis(self) -> KpiStore:
+        """The business figures (:mod:`streams.worker.kpis`)."""
+        return kpi_store(self.redis, self.settings)
 
     @property
     def store(self) -> SimilarityStore:

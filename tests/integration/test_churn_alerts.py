@@ -96,6 +96,11 @@ async def test_customers_who_stop_buying_get_exactly_one_alert(
         assert ledger.count() == sum(g == "treatment" for g in groups.values())
         user = worker.get_json(f"/users/{STOPPERS[0]}")
         assert user["churn_probability"] > 0.5
+        # every published alert is tallied for the uplift, in its group (GET /campaigns)
+        tally = worker.get_json("/campaigns")
+        for g in ("treatment", "holdout"):
+            counted = tally[g]["n"] + tally[g]["pending"]
+            assert counted == sum(v == g for v in groups.values()), (g, tally)
         print(
             f"verified: {len(alerts)} alerts, {len(ids)} distinct ids, duplicates: 0; "
             f"stoppers alerted {[per_user[u] for u in STOPPERS]}, "

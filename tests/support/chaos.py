@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 Records = list[tuple[bytes, bytes]]
 #: Keys of the store's own bookkeeping (streams/worker/sources.py, runtime.py).
 BOOKKEEPING = frozenset({"epoch", "sources", "owners", "owner-seq"})
+#: the uplift tally of churn alerts: which alerts there are depends on the churn model,
+#: learned at most once across a crash (like the alerts topic, compared on its own)
+ALERT_TALLY = frozenset({"kpi:alerts", "kpi:alert-of", "kpi:returned"})
 
 
 def say(line: str) -> None:
@@ -173,13 +176,15 @@ async def alert_ids(settings: Settings) -> list[str]:
 
 # --- Redis reads ------------------------------------------------------------------------
 async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
-    """Every similarity key under the prefix, type-aware, with prefix and topic names stripped.
+    """Every similarity and business-figure key under the prefix, type-aware, with prefix
+    and topic names stripped.
 
-    Alert de-duplication markers (``alerted:*``), handed-over partition models (``pm:*``)
-    and the store's bookkeeping (its epoch, the topic id it was built from, partition owner
-    tokens) are not similarity state and are left out; TTLs are wall-clock and are left out
-    too. Values are compared exactly; a fence names its source ``topic@<topic id>``, which
-    differs between runs: it becomes ``<events>``.
+    Alert de-duplication markers (``alerted:*``), the alerts' uplift tally
+    (:data:`ALERT_TALLY`), handed-over partition models (``pm:*``) and the store's
+    bookkeeping (its epoch, the topic id it was built from, partition owner tokens) are not
+    similarity state and are left out; TTLs are wall-clock and are left out too. Values are
+    compared exactly; a fence names its source ``topic@<topic id>``, which differs between
+    runs: it becomes ``<events>``.
     """
     base = key_base(settings.redis_prefix)
     topic = re.escape(settings.topic_events.encode())
@@ -193,7 +198,7 @@ async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
         keys = [k async for k in client.scan_iter(match=base + "*", count=2000)]
         for raw in keys:
             name = raw.decode()[len(base) :]
-            if name.startswith(("alerted:", "pm:")) or name in BOOKKEEPING:
+            if name.startswith(("alerted:", "pm:")) or name in BOOKKEEPING | ALERT_TALLY:
                 continue  # pm: partition models handed over (learning is at most once)
             kind = (await client.type(raw)).decode()
             if kind == "string":

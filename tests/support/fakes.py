@@ -8,6 +8,7 @@ recommendation = the session's items, most recent first), not its scoring.
 
 >>> import asyncio
 >>> from streams.core.settings import Settings
+from streams.domain.kpis import KpiState, figures, kpi_record, step
 >>> shop = fake_shop(Settings(max_events_per_min=0))
 >>> proc = new_processor(shop)
 >>> raw = b'{"event_id":"e1","type":"view","user_id":"u1","session_id":"s","item_id":"i",'
@@ -26,6 +27,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.core.settings import Settings
+from streams.domain.kpis import KpiState, figures, kpi_record, step
 from streams.telemetry import Telemetry
 from streams.worker.context import ShopApp
 
@@ -96,6 +98,33 @@ class FakeStore:
         return 0
 
 
+class FakeKpis:
+    """The KPI store's contract (streams.worker.kpi_store): the reference arithmetic of
+    :func:`streams.domain.kpis.step`, fenced per ``source:partition``; alerts registered."""
+
+    def __init__(self) -> None:
+        self.state = KpiState()
+        self.offsets: dict[str, int] = {}
+        self.alerts: dict[str, Any] = {}
+
+    async def apply(
+        self, valid: Any, alerts: Any = (), *, epoch: str = "", owners: Any = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        for a in alerts:
+            self.alerts.setdefault(a["alert_id"], a)
+        applied, days = 0, set()
+        for rec, e in sorted(valid, key=lambda re: (re[0].source, re[0].partition, re[0].offset)):
+            fence, row = f"{rec.source}:{rec.partition}", kpi_record(rec.offset, e)
+            if row is None:
+                continue
+            days.add(row[1])
+            if rec.offset > self.offsets.get(fence, -1):
+                self.offsets[fence] = rec.offset
+                step(self.state, row)
+                applied += 1
+        return applied, [figures(d, self.state.days.get(d, {})) for d in sorted(days)]
+
+
 class FakePipeline:
     def __init__(self, redis: FakeRedis) -> None:
         self.redis, self.ops = redis, []  # type: list[tuple[str, bool]]
@@ -133,6 +162,7 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.store = FakeStore()
         self.redis = FakeRedis()
+        self.kpis = FakeKpis()
 
     async def wait_ready(self) -> None:
         return None
@@ -149,12 +179,14 @@ def fake_shop(settings: Settings) -> ShopApp:
     app = SimpleNamespace(producer=FakeProducer(), should_stop=False, consumer=consumer)
     topics = {
         name: FakeTopic(name)
-        for name in ("events", "dlq", "recommendations", "churn_alerts", "segments", "anomalies")
+        for name in (
+            "events", "dlq", "recommendations", "churn_alerts", "segments", "anomalies", "kpis"
+        )
     }
     return ShopApp(
         settings=settings, app=app, events=topics["events"], dlq=topics["dlq"],  # type: ignore[arg-type]
         recommendations=topics["recommendations"], churn_alerts=topics["churn_alerts"],
-        segments=topics["segments"], anomalies=topics["anomalies"],
+        segments=topics["segments"], anomalies=topics["anomalies"], kpis=topics["kpis"],
         profiles=FakeTable(), runtime=FakeRuntime(),  # type: ignore[arg-type]
         telemetry=Telemetry(bucket_s=settings.dashboard_bucket_s),
     )  # fmt: skip

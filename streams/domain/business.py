@@ -1,0 +1,112 @@
+"""What the shop owner reads from the stored figures: the sales forecast with its recent
+error, and the uplift of churn coupons against the holdout (pure functions).
+
+* :func:`forecast_panel` fits :class:`models.forecast.SalesForecaster` on the daily revenue
+  and orders of :mod:`streams.domain.kpis` (a day without figures is a day without sales),
+  up to the last complete event-time day; before learning each day it notes the forecast
+  the model made for it, so the recent error is measured on days the model had not seen,
+  next to the seasonal-naive forecast (the same weekday a week before).
+* :func:`uplift_panel` compares the return rate of resolved treatment alerts with the
+  holdout's (Newcombe's interval of the difference, Wilson intervals of each rate, from
+  :mod:`models.uplift`), and the revenue per alerted customer (seeded bootstrap interval).
+
+>>> days = [{"day": f"2024-01-{d:02d}", "revenue": 100.0 + 50 * (d % 7 == 5), "orders": 2}
+...         for d in range(1, 29)]
+>>> p = forecast_panel(days, today="2024-01-29")
+>>> [r["day"] for r in p["forecast"]][:2], round(p["forecast"][4]["revenue"])
+(['2024-01-29', '2024-01-30'], 150)
+>>> p["mae"] < 1.0, p["baseline_mae"]
+(True, 0.0)
+>>> u = uplift_panel([{"group": "treatment", "resolved": True, "returned": True, "revenue": 20.0},
+...                   {"group": "holdout", "resolved": True, "returned": False, "revenue": 0.0},
+...                   {"group": "holdout", "resolved": False, "returned": False, "revenue": 0.0}])
+>>> u["treatment"]["n"], u["holdout"]["n"], u["holdout"]["pending"], u["uplift"]
+(1, 1, 1, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from statistics import fmean
+from typing import Any, Final
+
+from models.forecast import DAY_MS, SalesForecaster, iso_day
+from models.uplift import bootstrap_diff, newcombe, wilson
+from streams.domain.kpis import day_number
+
+HORIZON_DAYS: Final = 7
+ERROR_DAYS: Final = 28  # the recent error: forecasts of the last four weeks
+GROUPS: Final = ("treatment", "holdout")
+
+
+def _finite(v: float, digits: int = 4) -> float | None:
+    return round(v, digits) if math.isfinite(v) else None
+
+
+def forecast_panel(
+    days: Sequence[Mapping[str, Any]], today: str, horizon: int = HORIZON_DAYS,
+    error_days: int = ERROR_DAYS,
+) -> dict[str, Any]:  # fmt: skip
+    """``{"forecast": [{day, revenue, orders}], "recent": [{day, revenue, forecast, naive}],
+    "mae", "baseline_mae", "n"}``: the next ``horizon`` days from ``today`` (the current
+    event-time day, not complete: it is forecast, not learned), and the one-day-ahead
+    forecasts of the last ``error_days`` complete days with their errors."""
+    out: dict[str, Any] = {"forecast": [], "recent": [], "mae": None, "baseline_mae": None,
+                           "n": 0}  # fmt: skip
+    if not days:
+        return out
+    by_day = {day_number(d["day"]): d for d in days}
+    first, end = min(by_day), day_number(today)
+    f = SalesForecaster(horizon)
+    actual: dict[int, float] = {}
+    recent = []
+    for n in range(first, end):
+        row = by_day.get(n, {})
+        revenue, orders = float(row.get("revenue", 0.0)), int(row.get("orders", 0))
+        f.advance(n * DAY_MS)
+        guess = f.forecast()[0]["revenue"] if f.metrics["revenue"].ready else None
+        actual[n] = revenue
+        if guess is not None and n - 7 in actual:
+            recent.append({"day": iso_day(n), "revenue": revenue, "forecast": round(guess, 2),
+                           "naive": actual[n - 7]})  # fmt: skip
+        f.observe(n * DAY_MS, revenue, orders)
+    f.advance(end * DAY_MS)
+    recent = recent[-error_days:]
+    out["recent"], out["n"] = recent, len(recent)
+    if recent:
+        out["mae"] = round(fmean(abs(r["forecast"] - r["revenue"]) for r in recent), 2)
+        out["baseline_mae"] = round(fmean(abs(r["naive"] - r["revenue"]) for r in recent), 2)
+    if f.metrics["revenue"].ready:
+        out["forecast"] = [{"day": p["day"], "revenue": round(p["revenue"], 2),
+                            "orders": round(p["orders"], 2)} for p in f.forecast()]  # fmt: skip
+    return out
+
+
+def uplift_panel(alerts: Sequence[Mapping[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """Per group: alerts ``n`` resolved (bought again, or the horizon passed), ``pending``,
+    ``returned``, ``rate`` with its Wilson interval, ``revenue_per_customer``; then the
+    ``uplift`` (treatment rate minus holdout rate) with Newcombe's 95% interval, and the
+    revenue difference per alerted customer with a bootstrap interval."""
+    out: dict[str, Any] = {}
+    revenues: dict[str, list[float]] = {}
+    for g in GROUPS:
+        mine = [a for a in alerts if a["group"] == g]
+        done = [a for a in mine if a["resolved"]]
+        k = sum(1 for a in done if a["returned"])
+        lo, hi = wilson(k, len(done))
+        revenues[g] = [float(a["revenue"]) for a in done]
+        out[g] = {
+            "n": len(done), "pending": len(mine) - len(done), "returned": k,
+            "rate": round(k / len(done), 4) if done else None,
+            "rate_low": round(lo, 4), "rate_high": round(hi, 4),
+            "revenue_per_customer": round(fmean(revenues[g]), 2) if done else None,
+        }  # fmt: skip
+    t, h = out["treatment"], out["holdout"]
+    d, lo, hi = newcombe(t["returned"], t["n"], h["returned"], h["n"])
+    out |= {"uplift": _finite(d), "ci_low": _finite(lo), "ci_high": _finite(hi)}
+    rd, rlo, rhi = bootstrap_diff(revenues["treatment"], revenues["holdout"], seed=seed,
+                                  resamples=500)  # fmt: skip
+    out |= {"revenue_uplift": _finite(rd, 2), "revenue_ci_low": _finite(rlo, 2),
+            "revenue_ci_high": _finite(rhi, 2)}  # fmt: skip
+    return out

@@ -1,0 +1,261 @@
+"""Business figures and alert outcomes in Redis, exactly once (issue 18): the store.
+
+One Lua script (:data:`SCRIPT`) applies a batch's KPI records (:mod:`streams.domain.kpis`)
+per ``topic@incarnation:partition``, past the offset already stored for it
+(``<prefix>kpi:off``, the fence), so a redelivered batch changes nothing; it refuses, like
+the similarity store, when the store epoch is gone or a partition moved to another worker.
+It answers with the counters of every day the batch touched (applied or not), which the
+batch publishes to ``shop.kpis`` (one snapshot per day, keyed by the day; ``version`` is
+the number of events the day counts, which grows with every batch that changed it, so a
+consumer keeps the highest).
+
+Keys (all under the store's hash tag ``{prefix}:``):
+
+* ``kpi:d:<day>`` (hash): the day's counters; ``kpi:days`` (sorted set, by name): the days;
+* ``kpi:s:<day>:<stage>`` (set): sessions that reached a funnel stage on the day, kept for
+  ``SHOPSTREAM_KPI_SESSION_TTL_DAYS`` (wall clock) after the last new one;
+* ``kpi:meta`` (hash): ``clock``, the latest event time applied;
+* the uplift tally of churn alerts (docs/marketing.md): ``kpi:alerts`` (alert id -> JSON
+  ``{u, ts, g, tier}``, written once), ``kpi:alert-of`` (user -> their latest alert id),
+  ``kpi:returned`` (alert id -> revenue in cents of the customer's purchases within
+  ``SHOPSTREAM_CHURN_HORIZON_DAYS`` of the alert, present once they bought). A purchase is
+  fenced by its offset like every record; an alert is registered at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from models.similarity import guard, key_base
+from streams.core.events import Event, Record
+from streams.core.payloads import ChurnAlert
+from streams.core.settings import Settings
+from streams.domain.kpis import figures, kpi_record
+from streams.domain.profile import DAY_MS
+
+log = logging.getLogger(__name__)
+
+SCRIPT = """
+local base = ARGV[1]
+local OFF, DAYS, META = base .. 'kpi:off', base .. 'kpi:days', base .. 'kpi:meta'
+local ALERTS, OF, RET = base .. 'kpi:alerts', base .. 'kpi:alert-of', base .. 'kpi:returned'
+if ARGV[2] ~= '' then
+  local g = cjson.decode(ARGV[2])
+  if g.epoch and redis.call('GET', base .. 'epoch') ~= g.epoch then
+    return redis.error_reply('EPOCH the store epoch ' .. g.epoch .. ' is gone: Redis lost its data')
+  end
+  for field, token in pairs(g.owners or {}) do
+    local owner = redis.call('HGET', base .. 'owners', field)
+    if owner ~= token then
+      return redis.error_reply('FENCED ' .. field .. ' now belongs to ' .. tostring(owner) ..
+                               ', not ' .. token)
+    end
+  end
+end
+local ttl, horizon = tonumber(ARGV[4]), tonumber(ARGV[5])
+local NAME = {view = 'views', add_to_cart = 'carts', purchase = 'purchases'}
+local STAGE = {view = 'view', add_to_cart = 'cart', purchase = 'purchase'}
+local OTHER = {cart = 'purchase', purchase = 'cart'}
+-- alerts first: [alert_id, user, ts, group, tier]; registered once
+local alerts = cjson.decode(ARGV[6])
+for i = 1, #alerts do
+  local a = alerts[i]
+  local rec = cjson.encode({u = a[2], ts = a[3], g = a[4], tier = a[5]})
+  if redis.call('HSETNX', ALERTS, a[1], rec) == 1 then
+    local prev = redis.call('HGET', OF, a[2])
+    local older = true
+    if prev then
+      local p = redis.call('HGET', ALERTS, prev)
+      older = (not p) or cjson.decode(p).ts <= a[3]
+    end
+    if older then redis.call('HSET', OF, a[2], a[1]) end
+  end
+end
+local clock = tonumber(redis.call('HGET', META, 'clock') or '-1')
+local touched, days, applied = {}, {}, 0
+-- counters are summed here and written once per field at the end; a session's SADD is
+-- sent once per batch (SEEN), the sets' EXPIRE once per set
+local INC, SEEN, SETS = {}, {}, {}
+local function add(key, field, n)
+  local h = INC[key]
+  if not h then h = {}; INC[key] = h end
+  h[field] = (h[field] or 0) + n
+end
+local groups = cjson.decode(ARGV[3])
+for gi = 1, #groups do
+  local field, records = groups[gi][1], groups[gi][2]
+  local stored = tonumber(redis.call('HGET', OFF, field) or '-1')
+  local last = stored
+  for i = 1, #records do
+    -- [offset, day, type, session, category, cents, quantity, user, ts]
+    local r = records[i]
+    local offset, day = tonumber(r[1]), r[2]
+    if not touched[day] then touched[day] = true; days[#days + 1] = day end
+    if offset > last then
+      local etype, session, cat, cents, qty, ts = r[3], r[4], r[5], r[6], r[7], r[9]
+      local key, stage, name = base .. 'kpi:d:' .. day, STAGE[etype], NAME[etype]
+      local sk = base .. 'kpi:s:' .. day .. ':' .. stage
+      local mark = sk .. '\0' .. session
+      if not SEEN[mark] then
+        SEEN[mark] = true
+        SETS[sk] = true
+        if redis.call('SADD', sk, session) == 1 then
+          add(key, 's_' .. stage, 1)
+          local other = OTHER[stage]
+          local both = other and base .. 'kpi:s:' .. day .. ':' .. other
+          if both and redis.call('SISMEMBER', both, session) == 1 then
+            add(key, 's_cart_purchase', 1)
+          end
+        end
+      end
+      add(key, name, 1)
+      add(key, name .. '@' .. cat, 1)
+      if stage == 'purchase' then
+        add(key, 'revenue', cents)
+        add(key, 'revenue@' .. cat, cents)
+        add(key, 'items', qty)
+        local aid = redis.call('HGET', OF, r[8])
+        if aid then
+          local a = cjson.decode(redis.call('HGET', ALERTS, aid))
+          if ts >= a.ts and ts <= a.ts + horizon then redis.call('HINCRBY', RET, aid, cents) end
+        end
+      end
+      if ts > clock then clock = ts end
+      if not touched['+' .. day] then
+        touched['+' .. day] = true
+        redis.call('ZADD', DAYS, 0, day)
+      end
+      applied, last = applied + 1, offset
+    end
+  end
+  if last > stored then redis.call('HSET', OFF, field, last) end
+end
+for key, h in pairs(INC) do
+  for f, n in pairs(h) do redis.call('HINCRBY', key, f, n) end
+end
+if ttl > 0 then
+  for sk in pairs(SETS) do redis.call('EXPIRE', sk, ttl) end
+end
+if applied > 0 then redis.call('HSET', META, 'clock', clock) end
+local out = {applied}
+for i = 1, #days do
+  out[#out + 1] = days[i]
+  out[#out + 1] = redis.call('HGETALL', base .. 'kpi:d:' .. days[i])
+end
+return out
+"""
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def encode(valid: Sequence[tuple[Record, Event]]) -> bytes:
+    """The script's groups: ``[[source:partition, [record + [user, ts]]]]``, offset order."""
+    groups: dict[str, list[list[Any]]] = {}
+    for rec, ev in sorted(valid, key=lambda re: (re[0].source, re[0].partition, re[0].offset)):
+        row = kpi_record(rec.offset, ev)
+        if row is not None:
+            groups.setdefault(f"{rec.source}:{rec.partition}", []).append(
+                [*row, ev.user_id, ev.ts_ms]
+            )
+    return orjson.dumps(list(groups.items()))
+
+
+def alert_rows(alerts: Sequence[ChurnAlert]) -> bytes:
+    return orjson.dumps([[a["alert_id"], a["user_id"], a["ts"], a["group"],
+                          a["action"].get("value_tier", "")] for a in alerts])  # fmt: skip
+
+
+class KpiStore:
+    """The figures in Redis: :meth:`apply` (the batch's fenced write), :meth:`days` and
+    :meth:`alerts` (what the API and the dashboard read)."""
+
+    def __init__(self, redis: Any, prefix: str, *, session_ttl_s: int, horizon_ms: int) -> None:
+        self.redis, self.base = redis, key_base(prefix)
+        self.session_ttl_s, self.horizon_ms = session_ttl_s, horizon_ms
+
+    async def apply(
+        self,
+        valid: Sequence[tuple[Record, Event]],
+        alerts: Sequence[ChurnAlert] = (),
+        *,
+        epoch: str = "",
+        owners: dict[str, str] | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Apply the records past each partition's fence and register ``alerts``; returns
+        ``(records applied, figures of every day the batch touched)``. Raises ResponseError
+        ``EPOCH``/``FENCED`` like the similarity store."""
+        check = guard(epoch, owners) if owners is not None else b""
+        res = await self.redis.eval(
+            SCRIPT, 1, self.base + "kpi:off", self.base, check, encode(valid),
+            self.session_ttl_s, self.horizon_ms, alert_rows(alerts),
+        )  # fmt: skip
+        out = []
+        for i in range(1, len(res), 2):
+            flat = res[i + 1]
+            counters = {_text(flat[j]): int(flat[j + 1]) for j in range(0, len(flat), 2)}
+            day = figures(_text(res[i]), counters)
+            out.append(day | {"version": day["views"] + day["carts"] + day["purchases"]})
+        return int(res[0]), out
+
+    async def days(self, first: str = "", last: str = "") -> list[dict[str, Any]]:
+        """The figures of every stored day in ``[first, last]`` (ISO dates; '' = open)."""
+        lo, hi = (f"[{first}" if first else "-"), (f"[{last}" if last else "+")
+        names = [_text(d) for d in await self.redis.zrange(self.base + "kpi:days", lo, hi,
+                                                            bylex=True)]  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        for d in names:
+            pipe.hgetall(self.base + "kpi:d:" + d)
+        rows = await pipe.execute() if names else []
+        return [figures(d, c) for d, c in zip(names, rows, strict=True)]
+
+    async def series(self, last: str) -> list[dict[str, Any]]:
+        """``[{day, revenue, orders}]`` of every stored day up to ``last`` (the forecast's
+        history: two fields per day instead of the whole day)."""
+        names = [_text(d) for d in await self.redis.zrange(self.base + "kpi:days", "-",
+                                                            f"[{last}", bylex=True)]  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        for d in names:
+            pipe.hmget(self.base + "kpi:d:" + d, "revenue", "s_purchase")
+        rows = await pipe.execute() if names else []
+        return [{"day": d, "revenue": int(r or 0) / 100, "orders": int(o or 0)}
+                for d, (r, o) in zip(names, rows, strict=True)]  # fmt: skip
+
+    async def clock(self) -> int:
+        """The latest event time applied (-1 before any)."""
+        raw = await self.redis.hget(self.base + "kpi:meta", "clock")
+        return int(raw) if raw is not None else -1
+
+    async def alerts(self) -> list[dict[str, Any]]:
+        """Every registered alert: ``{alert_id, user_id, ts, group, tier, returned,
+        revenue, resolved}`` (resolved: the customer bought, or the horizon has passed in
+        event time)."""
+        raw = await self.redis.hgetall(self.base + "kpi:alerts")
+        returned = await self.redis.hgetall(self.base + "kpi:returned")
+        back = {_text(k): int(v) for k, v in returned.items()}
+        clock = await self.clock()
+        out = []
+        for k, v in raw.items():
+            a, aid = orjson.loads(v), _text(k)
+            cents = back.get(aid)
+            out.append({
+                "alert_id": aid, "user_id": a["u"], "ts": a["ts"], "group": a["g"],
+                "tier": a["tier"], "returned": cents is not None,
+                "revenue": (cents or 0) / 100,
+                "resolved": cents is not None or clock > a["ts"] + self.horizon_ms,
+            })  # fmt: skip
+        return out
+
+
+def kpi_store(redis: Any, settings: Settings) -> KpiStore:
+    """The store of ``settings`` (prefix, session TTL, the churn horizon for outcomes)."""
+    return KpiStore(
+        redis, settings.redis_prefix,
+        session_ttl_s=round(settings.kpi_session_ttl_days * 86_400),
+        horizon_ms=int(settings.churn_horizon_days * DAY_MS),
+    )  # fmt: skip

@@ -1,0 +1,130 @@
+"""The KPI store's fenced script against the real redis-server (streams.worker.kpis).
+
+The script must agree with the Python reference (:func:`streams.domain.kpis.step`) on a
+generated shop, apply a redelivered batch zero times (revenue is not counted twice), refuse
+a zombie, and tally churn alerts and the customers who came back within the horizon.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from models.similarity import key_base
+from streams.core.events import Event, Record, validate
+from streams.core.settings import Settings
+from streams.domain.kpis import KpiState, figures, kpi_record, step
+from streams.tools.generate import generate
+from streams.worker.kpi_store import KpiStore
+
+DAY = 86_400_000
+
+
+def batch(
+    rows: list[dict[str, Any]], start: int = 0, partition: int = 0
+) -> list[tuple[Record, Event]]:
+    out = []
+    for i, row in enumerate(rows):
+        ev = validate(row)
+        out.append((Record("t.events", partition, start + i, None, None, incarnation="abc"), ev))
+    return out
+
+
+def store(redis: aioredis.Redis, settings: Settings) -> KpiStore:
+    return KpiStore(redis, settings.redis_prefix, session_ttl_s=3600, horizon_ms=30 * DAY)
+
+
+async def test_script_matches_the_reference_and_a_redelivery_changes_nothing(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    rows, _ = generate(users=60, seed=5, days=20)
+    recs = batch(rows)
+    kpis = store(redis_client, settings)
+    ref = KpiState()
+    for rec, ev in recs:
+        r = kpi_record(rec.offset, ev)
+        if r is not None:
+            step(ref, r)
+    half = len(recs) // 2
+    applied1, _ = await kpis.apply(recs[:half])
+    applied2, touched = await kpis.apply(recs[half - 50 :])  # overlaps: a partial redelivery
+    counted = sum(kpi_record(0, e) is not None for _, e in recs)
+    assert applied1 + applied2 == counted
+    stored = {f["day"]: f for f in await kpis.days()}
+    expected = {d: figures(d, c) for d, c in ref.days.items()}
+    assert stored == expected
+    revenue = sum(f["revenue"] for f in stored.values())
+    assert revenue == pytest.approx(
+        sum(r.get("price", 0) * r.get("quantity", 1) for r in rows if r["type"] == "purchase")
+    )
+    assert revenue > 0 and {f["day"] for f in touched} <= set(stored)
+    # the whole input again (a redelivered batch): nothing applied, the same figures returned
+    again, snapshots = await kpis.apply(recs)
+    assert again == 0
+    assert {f["day"]: f["revenue"] for f in snapshots} == {
+        d: f["revenue"] for d, f in stored.items()
+    }
+    assert {f["day"]: f for f in await kpis.days()} == expected
+    series = await kpis.series(sorted(expected)[-2])
+    assert series == [{"day": d, "revenue": f["revenue"], "orders": f["orders"]}
+                      for d, f in sorted(expected.items())[:-1]]  # fmt: skip
+    first, last = sorted(expected)[3], sorted(expected)[5]
+    assert [f["day"] for f in await kpis.days(first, last)] == sorted(expected)[3:6]
+
+
+async def test_a_moved_partition_or_lost_store_is_refused(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    base = key_base(settings.redis_prefix)
+    await redis_client.hset(base + "owners", "t.events:0", "7")
+    await redis_client.set(base + "epoch", "e1")
+    kpis = store(redis_client, settings)
+    rows = [{"event_id": "p", "type": "purchase", "user_id": "u", "session_id": "s",
+             "item_id": "i", "price": 10.0, "ts": 1_709_251_200_000}]  # fmt: skip
+    with pytest.raises(ResponseError, match="FENCED"):
+        await kpis.apply(batch(rows), epoch="e1", owners={"t.events:0": "6"})
+    with pytest.raises(ResponseError, match="EPOCH"):
+        await kpis.apply(batch(rows), epoch="gone", owners={"t.events:0": "7"})
+    assert await kpis.days() == []
+    applied, _ = await kpis.apply(batch(rows), epoch="e1", owners={"t.events:0": "7"})
+    assert applied == 1
+
+
+def alert(aid: str, uid: str, ts: int, group: str) -> Any:
+    return {"alert_id": aid, "user_id": uid, "ts": ts, "group": group,
+            "action": {"value_tier": "gold"}}  # fmt: skip
+
+
+async def test_alert_outcomes_count_purchases_within_the_horizon_once(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    t0 = 1_709_251_200_000
+    kpis = store(redis_client, settings)
+
+    def buy(n: int, uid: str, ts: int, price: float) -> dict[str, Any]:
+        return {"event_id": f"b{n}", "type": "purchase", "user_id": uid, "session_id": f"s{n}",
+                "item_id": "i", "price": price, "ts": ts}  # fmt: skip
+
+    alerts = [alert("a1", "u1", t0, "treatment"), alert("a2", "u2", t0, "holdout"),
+              alert("a3", "u3", t0, "treatment")]  # fmt: skip
+    await kpis.apply([], alerts)
+    await kpis.apply([], alerts)  # registered once
+    rows = [
+        buy(1, "u1", t0 + DAY, 20.0),
+        buy(2, "u1", t0 + 2 * DAY, 5.0),
+        buy(3, "u2", t0 + 31 * DAY, 50.0),  # after the horizon: not a return
+        buy(4, "u9", t0 + 40 * DAY, 1.0),
+    ]  # moves the clock past every horizon
+    await kpis.apply(batch(rows))
+    await kpis.apply(batch(rows))  # redelivered: the revenue is not counted twice
+    got = {a["alert_id"]: a for a in await kpis.alerts()}
+    assert {
+        k: (a["group"], a["returned"], a["revenue"], a["resolved"]) for k, a in got.items()
+    } == {
+        "a1": ("treatment", True, 25.0, True),
+        "a2": ("holdout", False, 0.0, True),
+        "a3": ("treatment", False, 0.0, True),
+    }
