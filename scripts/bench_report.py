@@ -18,7 +18,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-TARGETS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
+TARGETS = (ROOT / "README.md", ROOT / "docs" / "performance.md", ROOT / "docs" / "operations.md")
 
 # headline keys of latest.json: the issue-20 contract of `make bench`
 NUMBER = (int, float)
@@ -133,7 +133,8 @@ def readme_table(latest: dict[str, Any]) -> str:
          f"{_n(sh['p50_ms'])} / {_n(sh['p95_ms'])} / {_n(sh['p99_ms'])} ms"),
         (f"the same, dedicated, at {_n(de['latency_rate_eps'])} events/s",
          f"{_n(de['p50_ms'])} / {_n(de['p95_ms'])} / {_n(de['p99_ms'])} ms"),
-        ("load generator CPU per event offered (shared / dedicated)",
+        ("load generator CPU per event: flat out (preload) / latency run shared / dedicated",
+         f"{latest['detail']['preload']['cpu_us_per_event']:.1f} / "
          f"{sh['loadgen_cpu_us_per_event']:.1f} / {de['loadgen_cpu_us_per_event']:.1f} µs"),
         ("worker RSS (max)", f"{_n(latest['rss_mb'])} MB"),
         ("Redis memory per item / per user", f"{_n(latest['redis_bytes_per_item'])} B / "
@@ -167,9 +168,38 @@ STAGES = {
 }
 
 
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def targets(latest: dict[str, Any]) -> list[str]:
+    """Issue 20's "done when" and the goal beyond it, against this run."""
+    sh, de = latest["configs"]["shared"], latest["configs"]["dedicated"]
+    worker, noop = sh["worker_cpu_us_per_event"], latest["faust_noop_eps"]
+    best_ratio = max(sh["ratio"], de["ratio"])
+    best_eps = max(sh["pipeline_eps"], de["pipeline_eps"])
+    rows = [
+        ("worker CPU ≤ 100 µs per event while draining", _met(worker <= 100),
+         f"{_n(worker)} µs (shared), {_n(de['worker_cpu_us_per_event'])} µs (dedicated)"),
+        ("worker CPU ≤ 66 µs per event (≥ 15,000 events/s per core)", _met(worker <= 66),
+         f"{_n(worker)} µs"),
+        ("pipeline ≥ 20% of the raw ceiling, same run", _met(best_ratio >= 0.2),
+         f"{sh['ratio']:.0%} shared, {de['ratio']:.0%} dedicated"),
+        ("p99 ≤ 100 ms at half the measured drain rate",
+         _met(min(sh["p99_ms"], de["p99_ms"]) <= 100),
+         f"{_n(sh['p99_ms'])} ms shared, {_n(de['p99_ms'])} ms dedicated"),
+        ("pipeline drains faster than the stock Faust no-op agent", _met(best_eps > noop),
+         f"{_n(best_eps)} vs {_n(noop)} events/s"),
+        ("profile ≤ 2 KB per active user", _met(latest["profile_bytes_per_user"] <= 2048),
+         f"{_n(latest['profile_bytes_per_user'])} B"),
+    ]  # fmt: skip
+    return ["| target | status | this run |", "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in rows)]  # fmt: skip
+
+
 def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None) -> str:
     cf = latest["configs"]
-    lines = [
+    lines = [*targets(latest), "", 
         "| configuration | pipeline events/s | / ceiling | worker / Redis / Kafka CPU µs per "
         "event | p50 / p99 ms (rate) | load generator µs/event | worker RSS |",
         "|---|---|---|---|---|---|---|",
@@ -212,11 +242,67 @@ def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None)
     return "\n".join(lines)
 
 
+def sizing(latest: dict[str, Any]) -> str:
+    """docs/operations.md "Sizing": the figures of the run and what follows from them."""
+    m, sh = latest["machine"], latest["configs"]["shared"]
+    worker, redis = sh["worker_cpu_us_per_event"], sh["redis_cpu_us_per_event"]
+    kafka = sh["broker_cpu_us_per_event"]
+    per_core = 1e6 / worker
+    profile, r_user = latest["profile_bytes_per_user"], latest["redis_bytes_per_user"]
+    r_item = latest["redis_bytes_per_item"]
+    rows = [
+        ("worker CPU per event", f"**{_n(worker)} µs** (`worker_cpu_us_per_event`)",
+         f"events/s per core ≈ 1 s / {_n(worker)} µs ≈ {_n(per_core)}"),
+        ("Redis / Kafka CPU per event", f"{_n(redis)} / {_n(kafka)} µs "
+         "(`redis_cpu_us_per_event`, `broker_cpu_us_per_event`)",
+         "cores of the Redis shard and of the brokers"),
+        ("pipeline throughput", f"{_n(sh['pipeline_eps'])} events/s (`pipeline_eps`)",
+         "what one worker drained with everything on the same 2 cores"),
+        ("worker RSS", f"{latest['rss_mb']} MB (`rss_mb`) after {latest['events']:,} events",
+         "the baseline of one worker"),
+        ("profile bytes per user", f"{_n(profile)} B (`profile_bytes_per_user`)",
+         "table memory (memory store) or disk (RocksDB)"),
+        ("Redis bytes per user", f"{_n(r_user)} B (`redis_bytes_per_user`)",
+         "session and purchase keys"),
+        ("Redis bytes per item", f"{_n(r_item)} B (`redis_bytes_per_item`)",
+         "neighbour set (≤ 200 neighbours) and popularity"),
+    ]  # fmt: skip
+    lines = [
+        f"The committed `make bench` run (`bench/results/latest.json`, "
+        f"{latest['measured_at'][:10]}, {latest['partitions']} partitions, {m['cores']}-core "
+        f"{m['cpu']} shared with Kafka, Redis, the load generator and other work: load average "
+        f"{m.get('loadavg_1m_start', '?')} to {m.get('loadavg_1m', '?')}) measured:",
+        "",
+        "| figure | value | use it for |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        "",
+        "Rules of thumb derived from those figures (not separately measured):",
+        "",
+        f"- **CPU.** Peak events/s × {_n(worker)} µs = worker cores needed; keep each worker "  # noqa: RUF001
+        "under ~70% of a core so a rebalance or a burst catches up. A shop with 500 events/s "
+        f"at peak needs ~{500 * worker / 1e6:.2f} cores; 10,000 events/s needs "
+        f"~{10_000 * worker / 1e6:.1f} cores, i.e. {-(-10_000 * worker // 700_000):.0f} "
+        "workers (and at least as many partitions). Redis needs peak events/s × "  # noqa: RUF001
+        f"{_n(redis)} µs, Kafka × {_n(kafka)} µs.",  # noqa: RUF001
+        f"- **Memory.** RSS ≈ {_n(latest['rss_mb'], '.0f')} MB + profiles. With the memory store "
+        "every profile of the worker's partitions is in RAM: 1 million active customers ≈ "
+        f"{profile / 1e3:.1f} GB over all workers. Above a few hundred thousand customers per "
+        "worker, use `SHOPSTREAM_TABLE_STORE=rocksdb` (below).",
+        f"- **Redis.** ≈ {r_user / 1e3:.1f} KB per active customer + {r_item / 1e3:.1f} KB per "
+        "live item: 1 million customers and 50,000 items ≈ "
+        f"{(1e6 * r_user + 5e4 * r_item) / 1e9:.1f} GB. Retention (below) is what keeps "
+        "\"active\" bounded.",
+    ]
+    return "\n".join(lines)
+
+
 def blocks() -> dict[str, str]:
     latest = orjson.loads((RESULTS / "latest.json").read_bytes())
     scale_path = RESULTS / "scale-out.json"
     scale = orjson.loads(scale_path.read_bytes()) if scale_path.exists() else None
-    return {"readme": readme_table(latest), "performance": performance_tables(latest, scale)}
+    return {"readme": readme_table(latest), "performance": performance_tables(latest, scale),
+            "sizing": sizing(latest)}  # fmt: skip
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -224,12 +310,14 @@ def replace_block(text: str, name: str, body: str) -> str:
 
     >>> replace_block("a\\n<!-- bench:x -->\\nold\\n<!-- /bench:x -->\\nb", "x", "new")
     'a\\n<!-- bench:x -->\\nnew\\n<!-- /bench:x -->\\nb'
+    >>> replace_block("<!-- bench:x -->\\n<!-- /bench:x -->", "x", "new")
+    '<!-- bench:x -->\\nnew\\n<!-- /bench:x -->'
     """
-    start, end = f"<!-- bench:{name} -->\n", f"\n<!-- /bench:{name} -->"
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     if start not in text:
         return text
     head, rest = text.split(start, 1)
-    return head + start + body + end + rest.split(end, 1)[1]
+    return f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
 
 
 def main() -> None:
