@@ -186,7 +186,13 @@ async def scale_out(args: argparse.Namespace) -> dict[str, Any]:
         try:
             loaded = await preload(s, pre)
             say(f"scale-out: {n} worker(s)")
-            runs.append(await scale_out_drain(s, n, args.timeout))
+            try:
+                runs.append(await scale_out_drain(s, n, args.timeout))
+            except SystemExit as exc:  # a stalled drain is a result too: say so, go on
+                runs.append({"workers": n, "eps": None, "cpu_us_per_event": {},
+                             "error": str(exc)})  # fmt: skip
+                say(f"scale-out: {n} worker(s) failed: {exc}")
+                continue
             say(f"scale-out: {n} worker(s) {runs[-1]['eps']:,.0f} events/s, "
                 f"{runs[-1]['cpu_us_per_event'].get('workers', 0):,.0f} µs per event")  # fmt: skip
         finally:

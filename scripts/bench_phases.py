@@ -118,7 +118,9 @@ async def drain(
         if sample.end and sample.committed >= sample.end:
             return sample
         await asyncio.sleep(0.5)
-    raise SystemExit(f"worker did not drain within {limit_s}s (last sample {run.samples[-1]})")
+    last = run.samples[-1]
+    raise SystemExit(f"did not drain within {limit_s:.0f} s (committed {last.committed:,} of "
+                     f"{last.end:,} events)")  # fmt: skip
 
 
 def pipeline_rate(samples: list[Sample], until: Sample) -> dict[str, Any]:

@@ -237,6 +237,9 @@ def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None)
                   "|---|---|---|---|---|"]  # fmt: skip
         for r in scale_out["runs"]:
             cpu = r["cpu_us_per_event"]
+            if r.get("error"):
+                lines.append(f"| {r['workers']} | did not drain: {r['error']} | | | |")
+                continue
             lines.append(f"| {r['workers']} | {_n(r['eps'])} | {_n(cpu.get('workers'))} | "
                          f"{_n(cpu.get('redis'))} | {_n(cpu.get('kafka'))} |")  # fmt: skip
     return "\n".join(lines)
