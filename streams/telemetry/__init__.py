@@ -93,7 +93,7 @@ class Telemetry:
         self.m_batch_s = Histogram(p + "batch_processing_seconds", "Processing time of one batch.",
                                    buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.m_stage = PCounter(
-            p + "batch_stage_seconds", "Wall time inside batch processing, by stage.",
+            p + "batch_stage_seconds", "Thread CPU time inside batch processing, by stage.",
             ["stage"], registry=r,
         )  # fmt: skip
         self.m_e2e = Histogram(p + "end_to_end_latency_seconds",
@@ -205,7 +205,8 @@ class Telemetry:
 
     # --- what the agent calls -----------------------------------------------------------
     def on_stages(self, seconds: Mapping[str, float]) -> None:
-        """Wall time of each stage of one batch (``shopstream_batch_stage_seconds_total``)."""
+        """Thread CPU time of each stage of one batch (``shopstream_batch_stage_seconds_total``;
+        :class:`streams.telemetry.measure.StageClock`)."""
         for stage, secs in seconds.items():
             self.m_stage.labels(stage).inc(secs)
 
