@@ -177,7 +177,7 @@ class BatchProcessor:
         clock.lap("deliver")
         if users.serialised or sent_alerts:
             await self.still_ours(partitions)
-            write(users)
+            await write(users, self.settings.batch_produce)
             await self.out.mark_alerts(sent_alerts)
 
     async def reject_unwanted(

@@ -232,13 +232,18 @@ def serialise(out: UserUpdates) -> None:
             out.fail(uid, "writing the profile", exc, env.partition)
 
 
-def write(out: UserUpdates) -> None:
+async def write(out: UserUpdates, batched: bool = True) -> None:
     """Write the changed envelopes to the table and its changelog, naming the changelog
-    partition (the source partition). Called once the batch's outputs were delivered: the
-    envelope is the fence, so a crash before it re-derives the outputs, never loses them."""
+    partition (the source partition): ``batched``, one producer batch per partition
+    (``SHOPSTREAM_BATCH_PRODUCE``), else one ``send_changelog`` each. Called once the batch's
+    outputs were delivered: the envelope is the fence, so a crash before it re-derives the
+    outputs, never loses them. Faust flushes the changelog before it commits offsets."""
     table = out.table
-    for uid, (partition, value) in out.serialised.items():
-        if uid in out.broken:
-            continue
-        table.send_changelog(partition, uid, value)
+    records = [(p, uid, v) for uid, (p, v) in out.serialised.items() if uid not in out.broken]
+    if batched:
+        await table.send_changelog_batch(records)
+    else:
+        for partition, uid, value in records:
+            table.send_changelog(partition, uid, value)
+    for partition, uid, value in records:
         put(table.data, partition, uid, value)  # any table store (patches/tablestore.py)
