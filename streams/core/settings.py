@@ -148,6 +148,11 @@ class Settings:
         "Produce a batch's outputs and changelog records in one aiokafka batch per topic "
         "partition (patches/produce.py); off: one Faust send per record.",
     )
+    live_envelopes: int = _opt(
+        200_000,
+        "Most users whose decoded profile envelope is kept between batches (a few KB each); "
+        "0: decoded from the table's bytes in every batch.",
+    )
     producer_linger_ms: int = _opt(5, "Producer linger before a produce request, in ms.")
     producer_max_batch_bytes: int = _opt(
         524288, "Producer batch size per partition, in bytes (a full batch makes sends wait)."

@@ -116,7 +116,7 @@ class BatchProcessor:
         for rec, reason, detail in rejected:
             await self.out.dead_letter(rec, reason, detail)
         clock.lap("validate")
-        users = UserUpdates(self.shop.profiles)
+        users = self.user_updates()
         if valid:
             valid, unreadable = users.admit(valid)
             verdicts = classify(valid, users.load, self.settings.max_events_per_min)
@@ -238,6 +238,11 @@ class BatchProcessor:
             on_retry=lambda exc: self.telemetry.on_redis_retry(exc, error_kind(exc)),
         )  # fmt: skip
 
+    def user_updates(self) -> UserUpdates:
+        """A batch's user state, with the envelopes kept live between batches."""
+        live_max = self.settings.live_envelopes
+        return UserUpdates(self.shop.profiles, live=self.parts.envelopes, live_max=live_max)
+
     # --- steps ----------------------------------------------------------------------------
     async def detect_anomalies(
         self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]],
@@ -324,7 +329,7 @@ class BatchProcessor:
         async with self.lock:
             try:
                 await self.parts.settle()
-                users = UserUpdates(self.shop.profiles)
+                users = self.user_updates()
                 outbox = self.out.start_batch()
                 idle_s = self.settings.idle_advance_s
                 moved = advance_idle(self.parts, assigned, time.time(), idle_s, users)
