@@ -149,9 +149,9 @@ class Settings:
         "partition (patches/produce.py); off: one Faust send per record.",
     )
     live_envelopes: int = _opt(
-        200_000,
-        "Most users whose decoded profile envelope is kept between batches (a few KB each); "
-        "0: decoded from the table's bytes in every batch.",
+        50_000,
+        "Most users whose decoded profile envelope is kept between batches (a few KB of "
+        "memory each); 0: decoded from the table's bytes in every batch.",
     )
     producer_linger_ms: int = _opt(5, "Producer linger before a produce request, in ms.")
     producer_max_batch_bytes: int = _opt(
