@@ -25,6 +25,10 @@ from streams.worker.handover import Handover
 from streams.worker.sources import Sources
 from streams.worker.tombstones import Tombstones
 
+#: user -> (the table's bytes, the envelope they decode to), for users whose envelope is
+#: unchanged since a batch decoded or wrote it: reused while the table holds those very bytes
+LiveEnvelopes = dict[str, tuple[bytes, Envelope]]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Retry = Callable[[str, Callable[[], Awaitable[T]]], Awaitable[T]]
@@ -46,6 +50,8 @@ class Partitions:
         self.states: dict[int, ChurnState] = {}
         #: partition -> (wall time, churn clock) at its last record (streams.worker.idle)
         self.anchors: dict[int, tuple[float, int]] = {}
+        #: decoded envelopes kept between batches (:class:`streams.worker.users.UserUpdates`)
+        self.envelopes: LiveEnvelopes = {}
         self.handover = Handover(shop.settings, on_refused=shop.telemetry.on_state_refused)
         self.sources = Sources(shop.settings)
         self.tombstones = Tombstones(shop, retry)  # erasure fences of forgotten users
@@ -75,6 +81,7 @@ class Partitions:
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Another worker may own these next: rebuild their state from the table if they
         come back."""
+        self.envelopes.clear()  # rebuilt from the table's bytes (a rebalance is rare)
         for partition in partitions:
             self.states.pop(partition, None)
             self.anchors.pop(partition, None)
