@@ -26,11 +26,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.similarity import key_base
 from streams.core.settings import Settings
-from streams.kafka import ensure_topics
+from streams.kafka import committed_offsets, ensure_topics
 from tests.support.worker import (
     WorkerProcess,
     committed,
-    committed_by_partition,
     consume,
     produce,
     settings_env,
@@ -153,7 +152,7 @@ async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_
         assert removed["profile"] == 1, removed
     assert not await redis_keys_about(settings, GONE)
     # the fence is the log end of the user's partition at the erasure (lag was 0 here)
-    ends = await committed_by_partition(settings)
+    ends = await committed_offsets(settings)
     ((source, fence),) = (await erasure_fences(settings)).items()
     assert "gone-user" not in str(fence) and list(fence.values()) == [
         ends[int(source.rsplit(":", 1)[1])] - 1

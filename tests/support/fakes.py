@@ -8,7 +8,6 @@ recommendation = the session's items, most recent first), not its scoring.
 
 >>> import asyncio
 >>> from streams.core.settings import Settings
-from streams.domain.kpis import KpiState, figures, kpi_record, step
 >>> shop = fake_shop(Settings(max_events_per_min=0))
 >>> proc = new_processor(shop)
 >>> raw = b'{"event_id":"e1","type":"view","user_id":"u1","session_id":"s","item_id":"i",'
