@@ -230,9 +230,11 @@ def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None)
     total = f"| **all stages** | **{sum(stages.values()):.1f}** | of {worker} µs of worker CPU |"
     lines.append(total)
     if scale_out:
-        lines += ["", f"Scale-out drain ({scale_out['measured_at'][:10]}, `make bench "
-                  "BENCH_ARGS=--scale-out`, all workers unpinned, "
-                  f"{scale_out['events']:,} events):", "",
+        sm = scale_out["machine"]
+        lines += ["", f"Scale-out drain ({scale_out['measured_at'][:10]}, commit "
+                  f"{scale_out.get('commit', '?')}, `make bench BENCH_ARGS=--scale-out`, all "
+                  f"workers unpinned, {scale_out['events']:,} events, load average "
+                  f"{sm.get('loadavg_1m_start', '?')} to {sm.get('loadavg_1m', '?')}):", "",
                   "| workers | events/s | worker CPU µs per event, all workers | Redis | Kafka |",
                   "|---|---|---|---|---|"]  # fmt: skip
         for r in scale_out["runs"]:
