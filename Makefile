@@ -53,11 +53,12 @@ lint: install-dev  ## ruff + mypy + the import-layer contracts (pyproject [tool.
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
 
-bench: install-dev  ## benchmark: raw aiokafka ceiling vs the full worker -> bench/results/latest.json; the collector -> collector.json
+bench: install-dev  ## benchmark: ceiling, Faust no-op peer, the worker shared/dedicated, CPU per event -> bench/results/latest.json, README/docs tables; the collector -> collector.json (BENCH_ARGS=--scale-out: 1, 2, 4 workers -> scale-out.json)
 	@$(VENV)/bin/pip install -q -e '.[bench]'
 	@scripts/stack.sh up
-	@$(PY) scripts/bench.py $(BENCH_ARGS)
-	@$(PY) scripts/bench_collector.py
+	@PYTHONPATH=$(CURDIR) $(PY) scripts/bench.py $(BENCH_ARGS)
+	@$(PY) scripts/bench_report.py
+	@if [[ "$(BENCH_ARGS)" != *--scale-out* ]]; then $(PY) scripts/bench_collector.py; fi
 
 soak: install-dev  ## bounded soak: a long generated history under retention; memory figures
 	@scripts/stack.sh up

@@ -1,78 +1,69 @@
-"""make bench: the full worker against the raw aiokafka ceiling, on the local stack, one run.
+"""make bench: the full worker against the raw aiokafka ceiling and a stock Faust agent doing
+nothing, on the local stack, in one run (issue 20: CPU per event of every process).
 
 Steps (every figure is measured here, none is typed in):
 
 1. ``shopstream generate`` writes the event file (cached in ``.stack/bench``); its first part
-   is preloaded into a fresh input topic, the rest feeds the latency run.
+   is preloaded into a fresh input topic per configuration (scripts/bench_loadgen.py, flat
+   out), the rest feeds the latency runs.
 2. **ceiling**: a raw aiokafka consume → orjson decode → orjson encode → produce loop drains
    the preloaded topic into a scratch topic (its own consumer group).
-3. **pipeline**: the real worker process (all agents, real Redis) starts on the same
-   preloaded topic; its consumer group's committed offsets are sampled every 0.5 s (the lag
-   curve) together with its RSS (``/proc/PID/status``); events/s = events drained between the
-   first commit and lag 0, divided by that time (start-up and rebalancing are excluded).
-4. **latency**: the rest of the file is replayed open-loop at half the measured pipeline rate;
-   each recommendation's ``trigger_event_id`` is matched to the send time of its input event,
-   and latency = the output record's Kafka timestamp - that send time.
-5. memory: Redis ``MEMORY USAGE`` of sampled keys per key kind (see models/similarity/store.py),
+3. **peer**: a stock Faust agent that does nothing (scripts/bench_noop.py) drains it too.
+4. **pipeline**, once per configuration (*shared*: no pinning; *dedicated*: the worker alone on
+   the last core, the rest on the others, scripts/bench_pipeline.py): the real worker process
+   (all agents, real Redis) drains the preloaded topic; its consumer group's committed offsets
+   are sampled every 0.5 s (the lag curve) with its RSS and the CPU of the worker, Redis and
+   the broker (``/proc/PID/stat``); events/s and CPU µs per event are taken between the first
+   commit and lag 0 (start-up and rebalancing excluded). Stage timings: the worker's
+   ``/metrics`` (thread CPU time per batch stage).
+5. **latency**: the rest of the file is offered open-loop at half the measured drain rate by
+   scripts/bench_loadgen.py in its own process (its CPU per event reported); each
+   recommendation's ``trigger_event_id`` is matched to the send time of its input event, and
+   latency = the output record's Kafka timestamp - that send time.
+6. memory: Redis ``MEMORY USAGE`` of sampled keys per key kind (see models/similarity/store.py),
    per item and per user; the serialized profile size per user, read back from the profile
-   table's changelog topic.
+   table's changelog topic (shared configuration).
 
-Writes ``bench/results/latest.json`` and ``bench/results/latest.png``; with ``--profile``,
-py-spy samples the worker during the drain and during the latency run
-(``.stack/bench/profile-*.folded``, collapsed stacks for flame graph tools) and
-``bench/results/profile.txt`` summarises both.
-Everything it creates (topics, Redis keys, the worker) is removed at the end.
+Writes ``bench/results/latest.json`` (schema: scripts/bench_report.py) and
+``bench/results/latest.png``; then ``python scripts/bench_report.py`` regenerates the README
+and docs/performance.md tables. ``--scale-out`` instead drains the preloaded topic with 1, 2
+and 4 workers and writes ``bench/results/scale-out.json``. With ``--profile``, py-spy samples
+the worker (``.stack/bench/profile-*.folded``; ``bench/results/profile.txt`` summarises).
+Everything it creates (topics, Redis keys, processes) is removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka.admin import AIOKafkaAdminClient
-from bench_phases import (
-    ceiling,
-    drain,
-    latency_run,
-    match_latencies,
-    pipeline_rate,
-    prepare_events,
-    sample_lag,
-    start_spy,
-    stop_spy,
-    write_profile_summary,
-)
+from bench_loadgen import send_file
+from bench_phases import ceiling, prepare_events
+from bench_pipeline import configuration, faust_noop, scale_out_drain
 from bench_probe import (
     RESULTS,
     ROOT,
     WORK,
     Run,
-    batch_stats,
     cleanup,
-    cpu_util,
-    end_offsets,
     free_port,
     machine,
     percentile,
     profile_sizes,
     redis_memory,
     say,
-    scrape_batches,
-    service_pids,
-    settings_env,
 )
+from bench_report import check, config_summary, readme_table, stage_cpu
 
 from streams.core.settings import Settings
-from streams.kafka import client_options, ensure_topics
-from streams.tools.replay import replay
+from streams.kafka import ensure_topics
 
 # --- chart ---------------------------------------------------------------------------------
 
@@ -130,178 +121,124 @@ def chart(run: Run, ceiling_eps: float, lat: list[tuple[float, float]], out: Pat
 # --- main ----------------------------------------------------------------------------------
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    pre, rest, n_pre = prepare_events(args.users, args.seed, args.events)
-    tag = uuid.uuid4().hex[:8]
-    s = Settings.from_env().namespaced(f"bench{tag}").with_(
+def fresh_settings(tag: str, partitions: int) -> Settings:
+    return Settings.from_env().namespaced(tag).with_(
         web_port=free_port(),
         data_dir=str(WORK / tag / "worker"),
-        partitions=args.partitions,
+        partitions=partitions,
         # the file is produced in seconds: a per-user limit in record time would refuse the
         # heavy users' events (docs/security.md, "Rate limit")
         max_events_per_min=0,
     )
-    run = Run(settings=s, ceiling_topic=f"bench{tag}.ceiling")
-    result: dict[str, Any] = {"run_id": tag}
-    proc: subprocess.Popen[bytes] | None = None
+
+
+async def preload(s: Settings, pre: Path) -> dict[str, Any]:
+    await ensure_topics(s)
+    loaded = await send_file(s, pre, s.topic_events)
+    loaded.pop("sent")
+    if loaded["send_errors"]:
+        raise SystemExit(f"preload failed: {loaded}")
+    say(f"preloaded {loaded['events']} events into {s.topic_events} ({s.partitions} partitions)")
+    return loaded
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    pre, rest, _ = prepare_events(args.users, args.seed, args.events)
+    tag = uuid.uuid4().hex[:8]
+    made: list[Settings] = []
+    result: dict[str, Any] = {"run_id": tag, "configs": {}}
+    ceiling_topic = f"bench{tag}.ceiling"
     try:
-        await ensure_topics(s)
-        await ensure_topics(s.with_(topic_events=run.ceiling_topic))
-        say(f"preloading {n_pre} events into {s.topic_events} ({s.partitions} partitions)")
-        loaded = await replay(s, pre)
-        if loaded.send_errors or loaded.events != n_pre:
-            raise SystemExit(f"preload failed: {loaded.as_dict()}")
-        result["preload"] = loaded.as_dict()
-
-        say("ceiling: raw aiokafka consume -> orjson decode -> produce")
-        result["ceiling"] = await ceiling(s, run.ceiling_topic, n_pre)
-        say(f"ceiling: {result['ceiling']['eps']:,.0f} events/s")
-
-        say("pipeline: starting the worker on the preloaded topic")
-        cmd = [sys.executable, "-m", "streams", "worker"]
-        log_path = WORK / tag / "worker.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(cmd, env=settings_env(s), stdout=log, stderr=log)  # noqa: ASYNC220
-        t0 = time.monotonic()
-        spies: list[subprocess.Popen[bytes] | None] = []
-        run.pids = await service_pids(s)
-        admin = AIOKafkaAdminClient(**client_options(s))
-        await admin.start()
-        try:
-            pid = proc.pid
-
-            def first_commit() -> None:
-                spies.append(start_spy(args, pid, "drain"))
-                run.first_batches = scrape_batches(s.web_port)
-
-            done = await drain(
-                run,
-                pid,
-                t0,
-                admin,
-                args.timeout,
-                first_commit,
-            )
-            rate = pipeline_rate(run.samples, done)
-            drained = scrape_batches(s.web_port)
-            rate["batches"] = batch_stats(run.first_batches or drained, drained)
-            first = next(x for x in run.samples if x.committed > 0)
-            rate["cpu_cores_used"] = cpu_util(run.samples, first, done)
-            result["pipeline"] = rate
-            say(f"pipeline: {rate['eps']:,.0f} events/s over {rate['seconds']}s")
-            run.phase_marks["drained"] = done.t
-            for spy in spies:
-                stop_spy(spy)
-            spies = [start_spy(args, pid, "live")]
-
-            lat_rate = max(50.0, rate["eps"] * args.latency_fraction)
-            say(f"latency: fixed rate {lat_rate:,.0f} events/s for {args.latency_seconds}s")
-            run.phase_marks["latency run"] = time.monotonic() - t0
-            rec_start = await end_offsets(s, s.topic_recommendations)
-            sent_at: dict[str, float] = {}
-            sampler = asyncio.create_task(_sample_forever(run, proc.pid, t0, admin))
-            live_first, own_cpu = len(run.samples), time.process_time()
-            try:
-                sent = await latency_run(s, rest, lat_rate, args.latency_seconds, sent_at)
-            finally:
-                sampler.cancel()
-            # CPU shares while the load is offered: the load generator (this process) shares
-            # the two cores with the worker, Kafka and Redis.
-            live_cpu = cpu_util(run.samples, run.samples[live_first], run.samples[-1])
-            live_cpu["load_generator"] = round(
-                (time.process_time() - own_cpu) / max(sent["seconds"], 1e-9), 2
-            )
-            await drain(run, proc.pid, t0, admin, limit_s=60)
-            live_batches = batch_stats(drained, scrape_batches(s.web_port))
-            for spy in spies:
-                stop_spy(spy)
-            if args.profile:
-                write_profile_summary(args.out.with_name("profile.txt"))
-            await asyncio.sleep(1.0)  # outputs of the last batch
-            lat = await match_latencies(s, rec_start, sent_at)
-        finally:
-            await admin.close()
-        ms = [d * 1000 for _, d in lat]
-        result["latency"] = {
-            "rate_eps": round(lat_rate, 1),
-            "replay": sent,
-            "recommendations_matched": len(ms),
-            "p50_ms": round(percentile(ms, 50), 1),
-            "p95_ms": round(percentile(ms, 95), 1),
-            "p99_ms": round(percentile(ms, 99), 1),
-            "max_ms": round(max(ms), 1) if ms else None,
-            "batches": live_batches,
-            "cpu_cores_used": live_cpu,
-        }
-        say(f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
-        result["rss_mb_max"] = round(max(x.rss_mb for x in run.samples), 1)
-        result["rss_mb_end"] = round(run.samples[-1].rss_mb, 1)
-        result["redis"] = await redis_memory(s, args.users)
-        result["profiles"] = await profile_sizes(s)
-        result["lag_curve"] = [
-            [round(x.t, 2), x.end - x.committed, round(x.rss_mb, 1)] for x in run.samples
-        ]
-        result["chart"] = args.out.with_suffix(".png").name
-        chart(run, result["ceiling"]["eps"], lat, args.out.with_suffix(".png"))
+        for i, name in enumerate(("shared", "dedicated")):
+            s = fresh_settings(f"bench{tag}{name[0]}", args.partitions)
+            made.append(s)
+            loaded = await preload(s, pre)
+            if i == 0:
+                result["preload"] = loaded
+                await ensure_topics(s.with_(topic_events=ceiling_topic))
+                say("ceiling: raw aiokafka consume -> orjson decode -> produce")
+                result["ceiling"] = await ceiling(s, ceiling_topic, loaded["events"])
+                say(f"ceiling: {result['ceiling']['eps']:,.0f} events/s")
+                say("peer: a stock Faust agent doing nothing")
+                result["faust_noop"] = await faust_noop(s, loaded["events"], args.timeout)
+                say(f"peer: {result['faust_noop']['eps']:,.0f} events/s")
+            say(f"pipeline ({name}): the worker on the preloaded topic")
+            detail, run, lat = await configuration(s, args, rest, dedicated=name == "dedicated")
+            result["configs"][name] = detail
+            if i == 0:
+                result["redis"] = await redis_memory(s, args.users)
+                result["profiles"] = await profile_sizes(s)
+                result["chart"] = args.out.with_suffix(".png").name
+                chart(run, result["ceiling"]["eps"], lat, args.out.with_suffix(".png"))
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
         if not args.keep:
-            await cleanup(s, [run.ceiling_topic])
+            for s in made:
+                await cleanup(s, [ceiling_topic])
     return result
 
 
-async def _sample_forever(run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient) -> None:
-    while True:
-        await sample_lag(run, pid, t0, admin)
-        await asyncio.sleep(0.5)
+async def scale_out(args: argparse.Namespace) -> dict[str, Any]:
+    pre, _, _ = prepare_events(args.users, args.seed, args.events)
+    tag = uuid.uuid4().hex[:8]
+    runs = []
+    for n in (1, 2, 4):
+        s = fresh_settings(f"bench{tag}x{n}", args.partitions)
+        try:
+            loaded = await preload(s, pre)
+            say(f"scale-out: {n} worker(s)")
+            try:
+                runs.append(await scale_out_drain(s, n, args.timeout))
+            except SystemExit as exc:  # a stalled drain is a result too: say so, go on
+                runs.append({"workers": n, "eps": None, "cpu_us_per_event": {},
+                             "error": str(exc)})  # fmt: skip
+                say(f"scale-out: {n} worker(s) failed: {exc}")
+                continue
+            say(f"scale-out: {n} worker(s) {runs[-1]['eps']:,.0f} events/s, "
+                f"{runs[-1]['cpu_us_per_event'].get('workers', 0):,.0f} µs per event")  # fmt: skip
+        finally:
+            if not args.keep:
+                await cleanup(s, [])
+    return {"events": loaded["events"], "partitions": args.partitions, "runs": runs}
 
 
-def markdown(latest: dict[str, Any]) -> str:
-    """The README's performance table, from a ``latest.json`` (no number typed by hand)."""
-    m = latest["machine"]
-    live = latest.get("detail", {}).get("latency", {}).get("cpu_cores_used", {})
-    rows = [
-        ("raw aiokafka ceiling (consume → decode → produce)",
-         f"{latest['ceiling_eps']:,.0f} events/s"),
-        ("full pipeline, one worker process", f"{latest['pipeline_eps']:,.0f} events/s"),
-        ("pipeline / ceiling", f"{latest['ratio']:.0%}"),
-        (f"end-to-end latency at {latest['latency_rate_eps']:,.0f} events/s (p50 / p95 / p99)",
-         f"{latest['p50_ms']:,.0f} / {latest['p95_ms']:,.0f} / {latest['p99_ms']:,.0f} ms"),
-        ("worker CPU per event while draining",
-         f"{latest.get('worker_cpu_us_per_event', 0):,.0f} µs"),
-        ("CPU cores used in the latency run: worker / load generator / Kafka / Redis",
-         " / ".join(f"{live.get(k, float('nan')):.2f}"
-                    for k in ("worker", "load_generator", "kafka", "redis"))),
-        ("worker RSS (max)", f"{latest['rss_mb']:.0f} MB"),
-        ("Redis memory per item / per user", f"{latest['redis_bytes_per_item']:,.0f} B / "
-         f"{latest['redis_bytes_per_user']:,.0f} B"),
-        ("serialized profile per user (mean)", f"{latest['profile_bytes_per_user']:,.0f} B"),
-    ]  # fmt: skip
-    lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
-    lines.append(
-        f"\nMeasured by `make bench` on {latest['measured_at'][:10]}: {latest['events']:,} events, "
-        f"{latest['partitions']} partitions; {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, "
-        f"Python {m['python']}, Kafka {m['kafka']}, Redis {m['redis']}; {m['note']} "
-        f"(load average {m.get('loadavg_1m', '?')} at the end of the run)."
-    )
-    return "\n".join(lines)
+def commit() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    return out.stdout.strip() or "?"
+
+
+HEADLINE_FROM_SHARED = ("pipeline_eps", "ratio", "p50_ms", "p95_ms", "p99_ms", "latency_rate_eps",
+                        "rss_mb", "worker_cpu_us_per_event", "redis_cpu_us_per_event",
+                        "broker_cpu_us_per_event", "loadgen_cpu_us_per_event")  # fmt: skip
+
+
+def headline(detail: dict[str, Any]) -> dict[str, Any]:
+    """The top of latest.json (scripts/bench_report.py SCHEMA): the shared configuration."""
+    ceiling_eps = detail["ceiling"]["eps"]
+    configs = {k: config_summary(v, ceiling_eps) for k, v in detail["configs"].items()}
+    shared = configs["shared"]
+    return {
+        "ceiling_eps": ceiling_eps,
+        **{k: shared[k] for k in HEADLINE_FROM_SHARED},
+        "faust_noop_eps": detail["faust_noop"]["eps"],
+        "faust_noop_cpu_us_per_event": detail["faust_noop"]["cpu_us_per_event"],
+        "stage_cpu_us_per_event": stage_cpu(detail["configs"]["shared"]["batches"]),
+        "configs": configs,
+        "redis_bytes_per_item": detail["redis"]["bytes_per_item"],
+        "redis_bytes_per_user": detail["redis"]["bytes_per_user"],
+        "profile_bytes_per_user": detail["profiles"]["mean_bytes"],
+        "events": detail["configs"]["shared"]["events"],
+    }  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--users", type=int, default=800, help="users to generate")
+    parser.add_argument("--users", type=int, default=1200, help="users to generate")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--events", type=int, default=100_000, help="events to preload")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--timeout", type=float, default=300.0, help="pipeline drain limit")
+    parser.add_argument("--timeout", type=float, default=300.0, help="drain limit")
     parser.add_argument("--profile", action="store_true", help="sample the worker with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep topics and Redis keys")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -309,46 +246,49 @@ def main() -> None:
         "--latency-fraction", type=float, default=0.5, help="latency-run rate / pipeline max"
     )
     parser.add_argument(
+        "--no-pin-services", dest="pin_services", action="store_false",
+        help="dedicated configuration: leave Kafka and Redis where they are",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scale-out", action="store_true",
+        help="drain with 1, 2, 4 workers -> bench/results/scale-out.json",
+    )  # fmt: skip
+    parser.add_argument(
         "--markdown", action="store_true", help="print the README table of --out and exit"
     )
     args = parser.parse_args()
     if args.markdown:
-        print(markdown(orjson.loads(args.out.read_bytes())))
+        print(readme_table(orjson.loads(args.out.read_bytes())))
         return
 
     subprocess.run([str(ROOT / "scripts/stack.sh"), "up"], check=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, load_start = time.time(), round(os.getloadavg()[0], 2)
+    stamp = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+             "commit": commit()}  # fmt: skip
+    if args.scale_out:
+        out = RESULTS / "scale-out.json"
+        body = {**asyncio.run(scale_out(args)), **stamp, "machine": machine()}
+        body["machine"]["loadavg_1m_start"] = load_start
+        out.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+        say(f"wrote {out}")
+        return
     detail = asyncio.run(bench(args))
-    ceiling_eps = detail["ceiling"]["eps"]
-    pipeline_eps = detail["pipeline"]["eps"]
     latest = {
-        "ceiling_eps": ceiling_eps,
-        "pipeline_eps": pipeline_eps,
-        "ratio": round(pipeline_eps / ceiling_eps, 3),
-        "p50_ms": detail["latency"]["p50_ms"],
-        "p95_ms": detail["latency"]["p95_ms"],
-        "p99_ms": detail["latency"]["p99_ms"],
-        "latency_rate_eps": detail["latency"]["rate_eps"],
-        "rss_mb": detail["rss_mb_max"],
-        "worker_cpu_us_per_event": round(
-            1e6 * detail["pipeline"]["cpu_cores_used"]["worker"] * detail["pipeline"]["seconds"]
-            / max(detail["pipeline"]["events"], 1)
-        ),
-        "redis_bytes_per_item": detail["redis"]["bytes_per_item"],
-        "redis_bytes_per_user": detail["redis"]["bytes_per_user"],
-        "profile_bytes_per_user": detail["profiles"]["mean_bytes"],
-        "events": detail["pipeline"]["events"],
+        **headline(detail),
         "partitions": args.partitions,
         "profiled": bool(args.profile),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        **stamp,
         "bench_seconds": round(time.time() - started, 1),
-        "machine": machine(),
+        "machine": machine() | {"loadavg_1m_start": load_start},
         "detail": detail,
     }
+    problems = check(latest)
+    if problems:
+        raise SystemExit(f"latest.json would not match its schema: {problems}")
     args.out.write_bytes(orjson.dumps(latest, option=orjson.OPT_INDENT_2) + b"\n")
     say(f"wrote {args.out} and {args.out.with_suffix('.png')}")
-    summary = {k: v for k, v in latest.items() if k not in {"detail", "machine"}}
+    summary = {k: v for k, v in latest.items() if k not in {"detail", "machine", "configs"}}
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
 
 

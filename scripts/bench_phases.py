@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from bench_probe import ROOT, WORK, Run, Sample, cpu_seconds, end_offsets, rss_m
 
 from streams.core.settings import Settings
 from streams.kafka import client_options
-from streams.tools.replay import replay
 
 
 def prepare_events(users: int, seed: int, preload_n: int) -> tuple[Path, Path, int]:
@@ -118,7 +118,9 @@ async def drain(
         if sample.end and sample.committed >= sample.end:
             return sample
         await asyncio.sleep(0.5)
-    raise SystemExit(f"worker did not drain within {limit_s}s (last sample {run.samples[-1]})")
+    last = run.samples[-1]
+    raise SystemExit(f"did not drain within {limit_s:.0f} s (committed {last.committed:,} of "
+                     f"{last.end:,} events)")  # fmt: skip
 
 
 def pipeline_rate(samples: list[Sample], until: Sample) -> dict[str, Any]:
@@ -131,17 +133,29 @@ def pipeline_rate(samples: list[Sample], until: Sample) -> dict[str, Any]:
 
 
 async def latency_run(
-    s: Settings, path: Path, rate: float, seconds: float, sent: dict[str, float]
+    s: Settings,
+    path: Path,
+    rate: float,
+    seconds: float,
+    sent: dict[str, float],
+    env: dict[str, str],
+    cpus: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Fixed-rate open-loop replay; records the send time of every event id in ``sent``."""
-
-    def on_send(value: bytes, at: float) -> None:
-        sent[orjson.loads(value)["event_id"]] = at
-
-    summary = await replay(
-        s, path, rate=rate, limit=max(1, int(rate * seconds)), on_send=on_send, linger_ms=0
-    )
-    return summary.as_dict()
+    """Open-loop at ``rate`` by scripts/bench_loadgen.py in its own process (on ``cpus`` if
+    given), for ``seconds`` or as many events as ``path`` has; records the send time of
+    every event id in ``sent`` and returns the generator's summary (its CPU included)."""
+    cmd = [sys.executable, str(ROOT / "scripts/bench_loadgen.py"), str(path),
+           "--topic", s.topic_events, "--partitions", str(s.partitions),
+           "--rate", str(rate), "--limit", str(max(1, int(rate * seconds)))]  # fmt: skip
+    if cpus:
+        cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"the load generator failed ({proc.returncode})")
+    summary: dict[str, Any] = orjson.loads(out)
+    sent.update((event_id, at) for event_id, at in summary.pop("sent"))
+    return summary
 
 
 async def match_latencies(
@@ -169,11 +183,6 @@ async def match_latencies(
     finally:
         await consumer.stop()
     return sorted(out)
-
-
-GLOBAL_KINDS = {"n", "pop", "cat", "meta", "off"}  # per item (n) or one key per store
-
-
 
 
 # --- profiling (py-spy, out of process: the worker runs unmodified) -------------------------

@@ -8,6 +8,8 @@ import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,13 +77,45 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def stat_cpu_ticks(stat: str) -> int:
+    """utime + stime (clock ticks) from the text of ``/proc/PID/stat``; the command name in
+    parentheses may contain spaces and parentheses, so fields are counted after the last ``)``.
+
+    >>> stat_cpu_ticks("42 (my (odd) name) S 1 42 42 0 -1 4194304 9 0 0 0 150 25 0 0 20 0")
+    175
+    """
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (``/proc/PID/stat``)."""
+    """User + system CPU seconds of a process so far (``/proc/PID/stat``); 0 if it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        return stat_cpu_ticks(Path(f"/proc/{pid}/stat").read_text()) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def cpu_us_per_event(first: Sample, last: Sample, events: int) -> dict[str, float]:
+    """CPU µs per event of each sampled process between two samples: the scale-free figure
+    (it does not depend on how many cores the process got). Processes whose names start
+    with ``worker`` are also summed as ``workers`` (several workers in the scale-out run).
+
+    >>> a = Sample(0.0, 0, 0, 0.0, {"worker": 1.0, "worker-2": 0.5, "redis": 2.0})
+    >>> b = Sample(9.0, 0, 0, 0.0, {"worker": 1.5, "worker-2": 0.75, "redis": 2.1})
+    >>> cpu_us_per_event(a, b, 1000)
+    {'redis': 100.0, 'worker': 500.0, 'worker-2': 250.0, 'workers': 750.0}
+    """
+    if events <= 0:
+        return {}
+    out = {
+        name: round(1e6 * (last.cpu_s[name] - first.cpu_s.get(name, 0.0)) / events, 1)
+        for name in sorted(last.cpu_s)
+    }
+    workers = [v for k, v in out.items() if k.startswith("worker")]
+    if workers:
+        out["workers"] = round(sum(workers), 1)
+    return out
 
 
 async def service_pids(s: Settings) -> dict[str, int]:
@@ -181,7 +215,7 @@ def batch_counters(text: str) -> dict[str, float]:
     return out
 
 
-def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     """Mean batch size and processing time between two scrapes, and the share of wall time
     the worker spent inside batch processing (the rest: Faust, fetching, waiting)."""
     batches = max(after["batches"] - before["batches"], 1.0)
@@ -314,3 +348,31 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+
+
+# --- CPU placement (the "dedicated" configuration) ------------------------------------------
+
+
+def cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+@contextmanager
+def pinned(pids: dict[str, int], cpus: list[int]) -> Iterator[None]:
+    """Every thread of each process (``taskset -a``) on ``cpus`` while inside; the former
+    affinity back afterwards (the shared Kafka and Redis of other people's tests too)."""
+    saved: dict[int, set[int]] = {}
+    cpu_list = ",".join(map(str, cpus))
+    try:
+        for pid in pids.values():
+            try:
+                saved[pid] = os.sched_getaffinity(pid)
+            except OSError:
+                continue
+            subprocess.run(["taskset", "-a", "-p", "-c", cpu_list, str(pid)],
+                           stdout=subprocess.DEVNULL, check=False)  # fmt: skip
+        yield
+    finally:
+        for pid, was in saved.items():
+            subprocess.run(["taskset", "-a", "-p", "-c", ",".join(map(str, sorted(was))),
+                            str(pid)], stdout=subprocess.DEVNULL, check=False)  # fmt: skip

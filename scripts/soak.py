@@ -39,6 +39,8 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_probe import rss_mb  # noqa: E402  (the script's folder is on sys.path)
+
 from streams.core.settings import Settings  # noqa: E402
 from streams.kafka import client_options, ensure_topics  # noqa: E402
 from tests.support.worker import free_port, settings_env  # noqa: E402
@@ -70,16 +72,6 @@ def history(days: int, per_day: int, active_days: int, seed: int) -> list[dict[s
                                 "price": 20.0, "ts": base + k * 30_000})  # fmt: skip
     out.sort(key=lambda e: e["ts"])
     return out
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def metric(port: int, name: str) -> float | None:

@@ -25,8 +25,7 @@ for version in "$@"; do
     continue
   fi
   if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
-    PYTHON="$python" scripts/install.sh "$venv" run
-    "$venv/bin/python" -m pip install -q -e ".[dev]"
+    PYTHON="$python" scripts/install.sh "$venv" unit  # one pip run: shopstream + test tools
     touch "$venv/.installed"
   fi
   echo "[versions] unit suite on $("$venv/bin/python" --version)" >&2

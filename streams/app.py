@@ -72,7 +72,8 @@ def create_app(settings: Settings) -> ShopApp:
             partitions=settings.partitions,
         )
 
-    profiles = app.Table(
+    # an instance of Table=table.Table (below): with send_changelog_batch
+    profiles: table.Table = app.Table(  # type: ignore[assignment]
         "profiles",
         # Faust derives the changelog serializers from the types: str keys are JSON,
         # bytes values are raw (our orjson envelope). (faust-streaming 0.15 ignores schema=.)

@@ -326,8 +326,8 @@ async def committed_offsets(settings: Settings) -> dict[int, int]:
     """The offsets the worker's consumer group committed on the events topic, by partition
     (``{}`` for a new group)."""
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
-    await admin.start()
-    try:
+    try:  # start inside: a caller's timeout that cancels the start still closes the client
+        await admin.start()
         offsets = await admin.list_consumer_group_offsets(settings.app_id)
     finally:
         await admin.close()

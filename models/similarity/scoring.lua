@@ -62,6 +62,10 @@ end
 local function score(items, gnow, k, keep, boost, self, now)
   keep = unhidden(keep)  -- [hidden items]
   local acc, cands = {}, {}
+  local function add(c, v)  -- acc[c] += v; c becomes a candidate with its first score
+    local old = acc[c]
+    if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+  end
   local nw = math.min(W, #items)
   local rw, distinct = {}, {}
   for p = 1, nw do
@@ -78,10 +82,7 @@ local function score(items, gnow, k, keep, boost, self, now)
       local row = row_of(a, L)
       local ms, ws = row[1], row[2]
       for j = 1, #ms do
-        local c = ms[j]
-        local v = ws[j] * f
-        local old = acc[c]
-        if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+        add(ms[j], ws[j] * f)
       end
       if q == 1 then row1, ca1 = row, ca end
     end
@@ -115,10 +116,7 @@ local function score(items, gnow, k, keep, boost, self, now)
           local rb = row_of(first[j][1], H2L)
           local ms, ws = rb[1], rb[2]
           for m = 1, math.min(#ms, H2L) do
-            local c = ms[m]
-            local v = ws[m] * fb
-            local old = acc[c]
-            if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+            add(ms[m], ws[m] * fb)
           end
         end
       end
@@ -149,9 +147,7 @@ local function score(items, gnow, k, keep, boost, self, now)
         for j = 1, #order do
           local c = order[j]
           if not insess[c] then
-            local v = f * kn[c]
-            local old = acc[c]
-            if old then acc[c] = old + v else acc[c] = v; cands[#cands + 1] = c end
+            add(c, f * kn[c])
           end
         end
       end
@@ -160,15 +156,14 @@ local function score(items, gnow, k, keep, boost, self, now)
   if boost then
     for q = 1, #distinct do
       local a = distinct[q]
-      local b = RB * rw[a]
-      if acc[a] then acc[a] = acc[a] + b else acc[a] = b; cands[#cands + 1] = a end
+      add(a, RB * rw[a])
     end
     if RB4 > 0 then  -- the older session items (beyond the W scored ones): a flat boost
       local b = RB * RB4
       for p = W + 1, #items do
         local a = items[p]
         if not rw[a] then
-          if acc[a] then acc[a] = acc[a] + b else acc[a] = b; cands[#cands + 1] = a end
+          add(a, b)
         end
       end
     end

@@ -6,7 +6,8 @@ events is learned atomically and fenced by its Kafka offset, and so that live re
 and the offline evaluation use exactly the same scoring code. The formula and the key design are in
 ``docs/recommendations.md``.
 
->>> c = RecConfig(session_window=10, half_life_days=30.0, max_neighbours=200, knn_weight=0.0)
+>>> c = RecConfig(session_window=10, half_life_days=30.0, max_neighbours=200, knn_weight=0.0,
+...               item_ttl_s=0)
 >>> c.weights, c.score_items, c.two_hop
 ((1.0, 2.0, 3.0), 3, 0.3)
 >>> key_base("ss")
@@ -52,6 +53,9 @@ class RecConfig:
     #: Session-neighbourhood signal: share of the item-to-item mass of non-session candidates
     #: re-distributed by neighbourhood scores (0 = off, and no ``is:``/``ui:`` keys are written).
     knn_weight: float
+    #: Wall-clock TTL of an item's neighbour set, renewed whenever the item is learned
+    #: (0 = none).
+    item_ttl_s: int
     #: Extra neighbours tolerated before a prune, as a fraction of ``max_neighbours``.
     prune_slack: float = 0.1
     #: Event-type weights: view, add_to_cart, purchase.
@@ -81,8 +85,6 @@ class RecConfig:
     #: Half-lives of event time after which the decay origin moves forward (every count is
     #: rescaled once): the growth factor 2^(t/HL) stays far below a double's 2^1024.
     rebase_half_lives: float = 512.0
-    #: Wall-clock TTL of an item's neighbour set, renewed whenever the item is learned.
-    item_ttl_s: int = 0
     #: Session state lists distinct items (a re-click moves its item to the front): repeats
     #: fill neither the pairing window nor the scoring window.
     dedup_sessions: bool = True
@@ -130,7 +132,7 @@ class RecConfig:
         """The script's configuration argument: one JSON object, names as in the script.
 
         >>> orjson.loads(RecConfig(session_window=5, half_life_days=1.0, max_neighbours=10,
-        ...                        knn_weight=0.0).as_json())["half_life_ms"]
+        ...                        knn_weight=0.0, item_ttl_s=0).as_json())["half_life_ms"]
         86400000.0
         """
         return orjson.dumps({

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.core.errors import Fenced, StateDiverged
+from streams.kafka import committed_offsets
 from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog, SkippedRecords
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
@@ -70,7 +71,10 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     settings = shop.settings
     topic = settings.topic_events
     skipped = SkippedRecords()
-    watchdog = CommitWatchdog(shop.app, on_stall=shop.telemetry.on_commit_stall)
+    watchdog = CommitWatchdog(
+        shop.app, on_stall=shop.telemetry.on_commit_stall,
+        probe=lambda: committed_offsets(settings),
+    )  # fmt: skip
     shop.app.timer(interval=WATCHDOG_INTERVAL_S)(watchdog.check)
     if settings.idle_advance_s > 0:  # quiet partitions: clocks follow the wall clock
         interval = min(max(settings.idle_advance_s / 4, 0.25), 15.0)

@@ -29,8 +29,13 @@ def evaluate_churn(
     ],
     cutoff: Annotated[str, typer.Option("--cutoff", help="Last day of history, YYYY-MM-DD.")],
     horizon_days: Annotated[
-        float, typer.Option("--horizon-days", help="Churn = no purchase within H days.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            "--horizon-days",
+            help="Churn = no purchase within H days [default: the worker's "
+            "SHOPSTREAM_CHURN_HORIZON_DAYS].",
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON object.")
     ] = False,
@@ -48,17 +53,18 @@ def evaluate_churn(
     from streams.tools.evaluate_churn import evaluate
 
     settings = _settings()
+    horizon = settings.churn_horizon_days if horizon_days is None else horizon_days
     try:
         day = date.fromisoformat(cutoff)
     except ValueError:
         raise InputError(f"--cutoff {cutoff!r} is not a YYYY-MM-DD date") from None
     with _progress("replaying") as update:
-        result = evaluate(transactions, day, horizon_days, update, partitions=partitions,
+        result = evaluate(transactions, day, horizon, update, partitions=partitions,
                           settings=settings)  # fmt: skip
     if json_out:
         typer.echo(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode())
         return
-    _churn_report(result, horizon_days)
+    _churn_report(result, horizon)
 
 
 def _f(v: float, digits: int = 4) -> str:

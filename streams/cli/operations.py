@@ -127,8 +127,9 @@ def reset(
     except ShopstreamError as exc:
         err.print(f"[red]reset refused:[/red] {exc}")
         raise typer.Exit(1) from None
-    typer.echo(f"reset: {summary['redis_keys']} Redis keys deleted, changelog and group offsets "
-               "deleted; the workers start over from the beginning of the events topic")
+    typer.echo(f"reset: {summary['redis_keys']} Redis keys deleted (the erasure fences of "
+               f"{summary['erasure_fences_kept']} forgotten users kept), changelog and group "
+               "offsets deleted; the workers start over from the beginning of the events topic")
     if summary["lost_to_retention"]:
         typer.echo(f"warning: retention already deleted the start of partitions "
                    f"{summary['lost_to_retention']}: those events are not derived again")

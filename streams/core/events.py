@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, get_args
 
 import orjson
@@ -175,6 +175,21 @@ class Event:
         return orjson.dumps(self.to_dict())
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+
+
+def epoch_ms(dt: datetime) -> int:
+    """Epoch milliseconds of a zone-aware datetime, exactly: ``int(dt.timestamp() * 1000)``
+    loses a millisecond to float rounding for some times after 2038.
+
+    >>> t = datetime.fromisoformat("2039-07-06T01:24:33.693+00:00")
+    >>> epoch_ms(t), int(t.timestamp() * 1000)
+    (2193528273693, 2193528273692)
+    """
+    return (dt - _EPOCH) // _MS
+
+
 def parse_ts(value: object) -> int:
     """Normalise an ISO-8601 string with zone, or epoch milliseconds, to UTC epoch ms.
 
@@ -205,7 +220,7 @@ def parse_ts(value: object) -> int:
         if dt.tzinfo is None:
             raise InvalidEvent("bad_ts", f"timestamp {value!r} has no time zone")
         try:
-            ms = int(dt.timestamp() * 1000)
+            ms = epoch_ms(dt)
         except (OverflowError, ValueError):  # a zone offset pushing year 9999 past the end
             raise InvalidEvent("absurd_ts", f"timestamp {value!r} is out of range") from None
     else:

@@ -146,6 +146,16 @@ class Settings:
     eager_handoff: bool = _opt(
         True, "Hand fetched messages to the agent without a task per message (patches/fastpath.py)."
     )
+    batch_produce: bool = _opt(
+        True,
+        "Produce a batch's outputs and changelog records in one aiokafka batch per topic "
+        "partition (patches/produce.py); off: one Faust send per record.",
+    )
+    live_envelopes: int = _opt(
+        50_000,
+        "Most users whose decoded profile envelope is kept between batches (a few KB of "
+        "memory each); 0: decoded from the table's bytes in every batch.",
+    )
     producer_linger_ms: int = _opt(5, "Producer linger before a produce request, in ms.")
     producer_max_batch_bytes: int = _opt(
         524288, "Producer batch size per partition, in bytes (a full batch makes sends wait)."

@@ -5,8 +5,9 @@ the commit stall repaired) instead of silent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class SkippedRecords:
 
 WATCHDOG_INTERVAL_S = 5.0
 WATCHDOG_STRIKES = 3
+#: how long the broker may take to answer the watchdog's probe
+PROBE_TIMEOUT_S = 4.0
 
 
 class CommitWatchdog:
@@ -63,11 +66,21 @@ class CommitWatchdog:
     processed offsets ahead of a committed offset that does not move, the watchdog logs an
     error and seeks the consumer back to the committed offsets: the records since then are
     delivered and acked again (their effects are fenced), which lets commits resume.
+
+    Commits also stop while the broker is unreachable; that is not the stall above, and
+    seeking back then only replays records (and cuts the following batches elsewhere than a
+    run without the outage would). So a strike counts only when ``probe`` -- a request to
+    the broker, e.g. the group's committed offsets -- answers within ``PROBE_TIMEOUT_S``;
+    a probe that fails starts the count again.
     """
 
-    def __init__(self, app: Any, on_stall: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, app: Any, on_stall: Callable[[], None] = lambda: None,
+        probe: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:  # fmt: skip
         self.app = app  # the faust.App
         self.on_stall = on_stall  # counts the stall (shopstream_commit_stalls_total)
+        self.probe = probe  # None: every check counts (unit tests of the counting)
         self.acked: dict[Any, int] = {}
         self.last: dict[Any, int | None] = {}
         self.strikes = 0
@@ -89,6 +102,9 @@ class CommitWatchdog:
                 if self.last.get(tp) == committed:
                     stalled[tp] = (committed, acked)
             self.last[tp] = committed
+        if stalled and not await self.broker_answers():
+            log.info("offset commits wait for the broker (unreachable); not a commit stall")
+            stalled = {}
         self.strikes = self.strikes + 1 if stalled else 0
         if self.strikes >= WATCHDOG_STRIKES:
             log.error(
@@ -102,3 +118,13 @@ class CommitWatchdog:
                 await consumer.perform_seek()
             except Exception:  # e.g. the broker is unreachable: try again next time
                 log.exception("seeking back to the committed offsets failed")
+
+    async def broker_answers(self) -> bool:
+        """Whether the broker answered ``probe`` in time (``True`` without a probe)."""
+        if self.probe is None:
+            return True
+        try:
+            await asyncio.wait_for(self.probe(), PROBE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - unreachable, timed out, refused: all "no"
+            return False
+        return True

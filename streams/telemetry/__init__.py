@@ -93,7 +93,7 @@ class Telemetry:
         self.m_batch_s = Histogram(p + "batch_processing_seconds", "Processing time of one batch.",
                                    buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.m_stage = PCounter(
-            p + "batch_stage_seconds", "Wall time inside batch processing, by stage.",
+            p + "batch_stage_seconds", "Thread CPU time inside batch processing, by stage.",
             ["stage"], registry=r,
         )  # fmt: skip
         self.m_e2e = Histogram(p + "end_to_end_latency_seconds",
@@ -117,6 +117,12 @@ class Telemetry:
             "Offset commits found stalled (and repaired by seeking back); should stay 0.",
             registry=r,
         )
+        self.m_erased = PCounter(
+            p + "erased_dropped",
+            "Records of forgotten users delivered again and dropped at their erasure fence "
+            "(kind: event, or rejected: a record that would have gone to the DLQ again).",
+            ["kind"], registry=r,
+        )  # fmt: skip
         self.m_auc = Gauge(p + "model_auc", "Online (prequential) ROC AUC.", ["model"], registry=r)
         self.m_logloss = Gauge(p + "model_log_loss", "Online log loss.", ["model"], registry=r)
         self.m_brier = Gauge(p + "model_brier", "Online Brier score.", ["model"], registry=r)
@@ -199,7 +205,8 @@ class Telemetry:
 
     # --- what the agent calls -----------------------------------------------------------
     def on_stages(self, seconds: Mapping[str, float]) -> None:
-        """Wall time of each stage of one batch (``shopstream_batch_stage_seconds_total``)."""
+        """Thread CPU time of each stage of one batch (``shopstream_batch_stage_seconds_total``;
+        :class:`streams.telemetry.measure.StageClock`)."""
         for stage, secs in seconds.items():
             self.m_stage.labels(stage).inc(secs)
 
@@ -326,6 +333,10 @@ class Telemetry:
 
     def on_commit_stall(self) -> None:
         self.m_stalls.inc()
+
+    def on_erased_dropped(self, events: int, rejected: int) -> None:
+        self.m_erased.labels("event").inc(events)
+        self.m_erased.labels("rejected").inc(rejected)
 
     def set_model_quality(
         self, auc: float | None, logloss: float | None, model: str = "churn"

@@ -29,6 +29,7 @@ duplicate. Rows that cannot be read are counted by reason, never sent.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import time
 from collections import Counter
@@ -43,7 +44,7 @@ import orjson
 
 from models.similarity import SimilarityStore
 from streams.core.errors import InputError
-from streams.core.events import InvalidEvent
+from streams.core.events import MAX_ID_LEN, InvalidEvent, epoch_ms
 from streams.core.settings import Settings
 from streams.core.wire import parse_event
 from streams.tools.replay import replay
@@ -114,7 +115,21 @@ def parse_time(text: str, tz: tzinfo = UTC) -> int:
             raise Skip("bad_timestamp") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
-    return int(dt.timestamp() * 1000)
+    return epoch_ms(dt)
+
+
+def derived_id(*parts: str) -> str:
+    """``order-<part>-<part>...``, the id of an event or session made from the row's ids;
+    one longer than the contract's :data:`MAX_ID_LEN` (long order and item ids) is
+    ``order-<digest>`` instead, so that a row of valid ids always gives valid ids.
+
+    >>> derived_id("o1", "sku-2", "0"), derived_id("o" * 300, "0")
+    ('order-o1-sku-2-0', 'order-he20f2b510126f736be7ff3fce9175e7f')
+    """
+    text = "-".join(("order", *parts))
+    if len(text) <= MAX_ID_LEN:
+        return text
+    return "order-h" + hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def _number(text: str | None, reason: str) -> float:
@@ -151,12 +166,12 @@ def _line_event(rec: dict[str, str], seen: Counter[str], tz: tzinfo) -> dict[str
         raise Skip("cancelled")
     if price < 0:
         raise Skip("negative_price")
-    if not quantity.is_integer():
+    if not quantity.is_integer() or quantity >= 2**63:  # 2**63: no JSON integer carries it
         raise Skip("bad_quantity")
     n = seen[f"{order}\0{item}"]
     seen[f"{order}\0{item}"] += 1
-    event = {"event_id": f"order-{order}-{item}-{n}", "type": "purchase", "user_id": user,
-             "session_id": f"order-{order}", "item_id": item, "quantity": int(quantity),
+    event = {"event_id": derived_id(order, item, str(n)), "type": "purchase", "user_id": user,
+             "session_id": derived_id(order), "item_id": item, "quantity": int(quantity),
              "price": price, "ts": parse_time(rec.get("timestamp") or "", tz)}  # fmt: skip
     category = (rec.get("category") or "").strip()
     return event | {"category": category} if category else event
@@ -172,9 +187,16 @@ def _total_event(rec: dict[str, str], seen: Counter[str], tz: tzinfo) -> dict[st
     ts = parse_time(rec.get("timestamp") or "", tz)
     n = seen[f"{user}\0{ts}"]
     seen[f"{user}\0{ts}"] += 1
-    return {"event_id": f"order-{user}-{ts}-{n}", "type": "purchase", "user_id": user,
-            "session_id": f"order-{user}-{ts}-{n}", "item_id": TOTAL_ITEM, "quantity": 1,
+    order = derived_id(user, str(ts), str(n))
+    return {"event_id": order, "type": "purchase", "user_id": user,
+            "session_id": order, "item_id": TOTAL_ITEM, "quantity": 1,
             "price": amount, "ts": ts}  # fmt: skip
+
+
+def _readable(rec: dict[str, str] | None) -> dict[str, str]:
+    if rec is None:
+        raise Skip("bad_csv")
+    return rec
 
 
 def read_rows(lines: Iterable[str], tz: tzinfo = UTC) -> Rows:
@@ -184,12 +206,18 @@ def read_rows(lines: Iterable[str], tz: tzinfo = UTC) -> Rows:
     out = Rows(shape=shape_of(reader.fieldnames or ()))
     seen: Counter[str] = Counter()
     make = _total_event if out.shape == "totals" else _line_event
-    for rec in reader:
+    while True:
+        try:
+            rec: dict[str, str] | None = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # e.g. a field over csv.field_size_limit(): this row only
+            rec = None
         out.rows += 1
-        if out.shape == "online_retail":
+        if rec is not None and out.shape == "online_retail":
             rec = {RETAIL.get(k.strip(), k): v for k, v in rec.items() if k is not None}
         try:
-            event = make(rec, seen, tz)
+            event = make(_readable(rec), seen, tz)
             parse_event(orjson.dumps(event))
         except Skip as exc:
             out.skipped[exc.reason] += 1

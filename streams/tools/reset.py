@@ -5,10 +5,11 @@ events topic. When a part of that state is lost and cannot be restored from a ba
 without its AOF), the worker refuses to go on (docs/reliability.md, "Redis durability");
 this command makes it start over instead, with the workers stopped: it deletes the consumer
 group's committed offsets, the profile changelog (created again, empty), every Redis key
-under the prefix and the local model checkpoints. The restarted workers then process the
-events topic from its beginning and derive everything again. Outputs are published again
-with their deterministic ids (consumers de-duplicate); what the topic no longer retains
-(retention) is gone for good, and the command says so.
+under the prefix but the erasure fences (:mod:`streams.worker.tombstones`: forgotten users'
+records are still in the topic) and the local model checkpoints. The restarted workers then
+process the events topic from its beginning and derive everything again. Outputs are
+published again with their deterministic ids (consumers de-duplicate); what the topic no
+longer retains (retention) is gone for good, and the command says so.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from streams.core.errors import ConfigError
 from streams.core.settings import Settings
 from streams.kafka import client_options, describe, ensure_topics
 from streams.tools.repartition import changelog_topic, group_members
+from streams.worker.tombstones import restore_fences, save_fences
 
 
 async def earliest_offsets(settings: Settings) -> dict[int, int]:
@@ -57,14 +59,16 @@ async def reset(settings: Settings) -> dict[str, Any]:
     await _delete_group(settings)
     await ensure_topics(settings, wait_s=60)  # the changelog again, empty
     client = aioredis.from_url(settings.redis_url)
-    try:
-        deleted = await delete_prefix(client, key_base(settings.redis_prefix))
+    try:  # the erasure fences stay: forgotten users' records are still in the topic
+        fences = await save_fences(client, settings.redis_prefix)
+        deleted = await delete_prefix(client, key_base(settings.redis_prefix)) - len(fences)
+        kept = await restore_fences(client, fences)
     finally:
         await client.aclose()
     checkpoints = Path(settings.data_dir) / "checkpoints"
     shutil.rmtree(checkpoints, ignore_errors=True)
     lost = {p: o for p, o in (await earliest_offsets(settings)).items() if o > 0}
-    return {"redis_keys": deleted, "lost_to_retention": lost}
+    return {"redis_keys": deleted, "erasure_fences_kept": kept, "lost_to_retention": lost}
 
 
 async def _delete_group(settings: Settings) -> None:

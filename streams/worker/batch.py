@@ -115,10 +115,11 @@ class BatchProcessor:
             records, Clock.from_settings(self.settings, round(time.time() * 1000)),
             limits=self.limits, pseudonymise_key=self.pseudo_key,
         )  # fmt: skip
+        valid, rejected = self.parts.tombstones.screen(valid, rejected)  # forgotten users
         for rec, reason, detail in rejected:
             await self.out.dead_letter(rec, reason, detail)
         clock.lap("validate")
-        users = UserUpdates(self.shop.profiles)
+        users = self.user_updates()
         if valid:
             valid, unreadable = users.admit(valid)
             verdicts = classify(valid, users.load, self.settings.max_events_per_min)
@@ -180,7 +181,7 @@ class BatchProcessor:
         clock.lap("deliver")
         if users.serialised or sent_alerts:
             await self.still_ours(partitions)
-            write(users)
+            await write(users, self.settings.batch_produce)
             await self.out.mark_alerts(sent_alerts)
 
     async def reject_unwanted(
@@ -240,6 +241,11 @@ class BatchProcessor:
             what, attempt, should_stop=lambda: self.shop.app.should_stop,
             on_retry=lambda exc: self.telemetry.on_redis_retry(exc, error_kind(exc)),
         )  # fmt: skip
+
+    def user_updates(self) -> UserUpdates:
+        """A batch's user state, with the envelopes kept live between batches."""
+        live_max = self.settings.live_envelopes
+        return UserUpdates(self.shop.profiles, live=self.parts.envelopes, live_max=live_max)
 
     # --- steps ----------------------------------------------------------------------------
     async def detect_anomalies(
@@ -327,7 +333,7 @@ class BatchProcessor:
         async with self.lock:
             try:
                 await self.parts.settle()
-                users = UserUpdates(self.shop.profiles)
+                users = self.user_updates()
                 outbox = self.out.start_batch()
                 idle_s = self.settings.idle_advance_s
                 moved = advance_idle(self.parts, assigned, time.time(), idle_s, users)

@@ -7,7 +7,7 @@ depends on that, not on the concrete app.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,8 @@ class Topic(Protocol):
         headers: list[tuple[str, bytes]] | None = ...,
     ) -> Any: ...  # fmt: skip
 
+    def get_topic_name(self) -> str: ...
+
 
 class ProfileTable(Protocol):
     """The Faust table of profile envelopes: ``user_id`` -> envelope bytes."""
@@ -36,6 +38,7 @@ class ProfileTable(Protocol):
     def send_changelog(
         self, partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any
     ) -> Any: ...
+    async def send_changelog_batch(self, records: Sequence[tuple[int, str, bytes]]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

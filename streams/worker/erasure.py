@@ -13,20 +13,25 @@ log = logging.getLogger(__name__)
 
 
 async def forget(parts: Partitions, uid: str) -> dict[str, int]:
-    """Erase one user: profile (with a changelog tombstone), churn track (so no pending alert
-    fires), model memories, the Redis session/purchase keys and the identity links to the
-    user (:mod:`streams.worker.identity`). Returns counts.
+    """Erase one user: an erasure fence (so events of the user delivered again stay
+    forgotten, :mod:`streams.worker.tombstones`), profile (with a changelog tombstone), churn
+    track (so no pending alert fires), model memories, the Redis session/purchase keys and
+    the identity links to the user (:mod:`streams.worker.identity`). Returns counts.
 
     The caller holds the batch lock, so no batch holding the user runs meanwhile, and
     writes a checkpoint when model memories were removed (:meth:`BatchProcessor.forget`).
     """
     shop = parts.shop
     removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0,
-               "stored_models": 0, "identity_links": 0}  # fmt: skip
+               "stored_models": 0, "identity_links": 0, "erasure_fences": 0}  # fmt: skip
     table = shop.profiles
     raw = table.get(uid)
     if raw is not None:
         env = Envelope.from_bytes(raw)
+        # the fence first (streams.worker.tombstones): redelivered events stay forgotten; a
+        # crash right after it leaves the profile, and forgetting again is harmless
+        incarnation = parts.sources.incarnation
+        removed["erasure_fences"] = await parts.tombstones.erase(uid, env, incarnation)
         del table.data[uid]
         table.send_changelog(env.partition, uid, None, value_serializer="raw")
         removed["profile"] = 1

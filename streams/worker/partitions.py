@@ -23,6 +23,11 @@ from streams.worker.configs import model_factory
 from streams.worker.context import ShopApp
 from streams.worker.handover import Handover
 from streams.worker.sources import Sources
+from streams.worker.tombstones import Tombstones
+
+#: user -> (the table's bytes, the envelope they decode to), for users whose envelope is
+#: unchanged since a batch decoded or wrote it: reused while the table holds those very bytes
+LiveEnvelopes = dict[str, tuple[bytes, Envelope]]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,8 +50,11 @@ class Partitions:
         self.states: dict[int, ChurnState] = {}
         #: partition -> (wall time, churn clock) at its last record (streams.worker.idle)
         self.anchors: dict[int, tuple[float, int]] = {}
+        #: decoded envelopes kept between batches (:class:`streams.worker.users.UserUpdates`)
+        self.envelopes: LiveEnvelopes = {}
         self.handover = Handover(shop.settings, on_refused=shop.telemetry.on_state_refused)
         self.sources = Sources(shop.settings)
+        self.tombstones = Tombstones(shop, retry)  # erasure fences of forgotten users
         self.lock, self.retry = lock, retry
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation
         # the source partitions of a new assignment, until the models are settled for them
@@ -73,6 +81,7 @@ class Partitions:
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Another worker may own these next: rebuild their state from the table if they
         come back."""
+        self.envelopes.clear()  # rebuilt from the table's bytes (a rebalance is rare)
         for partition in partitions:
             self.states.pop(partition, None)
             self.anchors.pop(partition, None)
@@ -138,6 +147,7 @@ class Partitions:
         assigned, self.to_settle = self.to_settle, None
         redis = self.shop.runtime.redis
         await self.check_sources(assigned)
+        await self.tombstones.settle(self.sources.incarnation, assigned)
         if not self.handover.enabled:
             return
         try:  # retried while Redis is unreachable; any other error must not fail the batch

@@ -31,6 +31,7 @@ from streams.core.payloads import Anomaly, ChurnAlert, SegmentChange
 from streams.domain.alerts import split_stale
 from streams.domain.profile import DAY_MS
 from streams.domain.recommendations import recommendation_message
+from streams.patches.produce import send_batches
 from streams.telemetry import Telemetry
 from streams.worker.context import ShopApp, Topic
 from streams.worker.intake import dlq_headers
@@ -58,7 +59,10 @@ class Outbox:
     0
     """
 
-    def __init__(self) -> None:
+    def __init__(self, app: Any = None) -> None:
+        #: with the Faust app: sent per (topic, partition) in aiokafka batches
+        #: (:func:`streams.patches.produce.send_batches`); without: one ``Topic.send`` each
+        self.app = app
         self.queued: list[Message] = []
         self.pending: list[asyncio.Future[Any]] = []
         self.sent = 0
@@ -78,6 +82,12 @@ class Outbox:
     async def send_all(self) -> None:
         """Hand every queued message to the producer."""
         queued, self.queued = self.queued, []
+        if self.app is not None:
+            out = [(t.get_topic_name(), None, key, value, h) for t, key, value, h in queued]
+            for delivery, _, _, count in await send_batches(self.app, out):
+                self.pending.append(delivery)
+                self.sent += count
+            return
         for topic, key, value, headers in queued:
             self.track(await topic.send(key=key, value=value, headers=headers))
 
@@ -97,10 +107,11 @@ class Publisher:
         self.shop, self.retry = shop, retry
         self.telemetry: Telemetry = shop.telemetry
         self.alert_key = key_base(shop.settings.redis_prefix) + "alerted:"
+        self.batched = shop.settings.batch_produce  # SHOPSTREAM_BATCH_PRODUCE
         self.outbox = Outbox()
 
     def start_batch(self) -> Outbox:
-        self.outbox = Outbox()
+        self.outbox = Outbox(self.shop.app if self.batched else None)
         return self.outbox
 
     async def dead_letter(self, rec: Record, reason: str, detail: str) -> None:

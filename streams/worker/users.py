@@ -30,7 +30,7 @@ from streams.domain.profile import Profile, update_profile
 from streams.domain.recommendations import is_trigger
 from streams.patches.tablestore import put
 from streams.worker.context import ProfileTable
-from streams.worker.partitions import Partitions
+from streams.worker.partitions import LiveEnvelopes, Partitions
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,28 @@ class UserUpdates:
     serialised: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     #: users' anomaly state after this batch (stored in their envelopes)
     anomaly: dict[str, list[Any] | None] = field(default_factory=dict)
+    #: decoded envelopes kept between batches (``Partitions.envelopes``): an entry is taken
+    #: out when this batch loads the user (the batch may change it), and put back only with
+    #: the bytes it serialises to, once they are in the table (:func:`serialise`, :func:`write`)
+    live: LiveEnvelopes = field(default_factory=dict)
+    #: at most this many live envelopes (``SHOPSTREAM_LIVE_ENVELOPES``; 0: none)
+    live_max: int = 0
 
     def load(self, uid: str) -> Envelope | None:
-        """The user's envelope: as changed in this batch, else as stored, else ``None``."""
+        """The user's envelope: as changed in this batch, else as stored, else ``None``.
+
+        The stored one is the live envelope if the table still holds the very bytes it was
+        kept with, else decoded from the table's bytes."""
         env = self.envelopes.get(uid)
         if env is None:
             raw = self.table.get(uid)
+            kept = self.live.pop(uid, None)
             if raw is None:
                 return None
-            env = self.envelopes[uid] = Envelope.from_bytes(raw)
+            if kept is not None and kept[0] is raw:
+                env = self.envelopes[uid] = kept[1]
+            else:
+                env = self.envelopes[uid] = Envelope.from_bytes(raw)
         return env
 
     def lookup(self, uid: str) -> Profile | None:
@@ -221,24 +234,45 @@ def keep_triggers(out: UserUpdates, due: Sequence[Event]) -> None:
 
 def serialise(out: UserUpdates) -> None:
     """The bytes of every changed envelope, made before any output of the batch is sent (a
-    user whose envelope cannot be serialised is broken like any other failure)."""
+    user whose envelope cannot be serialised is broken like any other failure). An
+    envelope that serialises to the bytes the table holds is not written again (a churn
+    track read but not changed): it is live again at once."""
+    table = out.table
     for uid in list(out.written):
         env = out.envelopes[uid]
         if uid in out.anomaly:
             env.anomaly = out.anomaly[uid]
         try:
-            out.serialised[uid] = (env.partition, env.to_bytes())
+            raw = env.to_bytes()
         except Exception as exc:  # noqa: BLE001 - confined to this user
             out.fail(uid, "writing the profile", exc, env.partition)
-
-
-def write(out: UserUpdates) -> None:
-    """Write the changed envelopes to the table and its changelog, naming the changelog
-    partition (the source partition). Called once the batch's outputs were delivered: the
-    envelope is the fence, so a crash before it re-derives the outputs, never loses them."""
-    table = out.table
-    for uid, (partition, value) in out.serialised.items():
-        if uid in out.broken:
             continue
-        table.send_changelog(partition, uid, value)
+        stored = table.get(uid)
+        if raw == stored:
+            out.written.discard(uid)
+            if out.live_max:
+                out.live[uid] = (stored, env)
+        else:
+            out.serialised[uid] = (env.partition, raw)
+
+
+async def write(out: UserUpdates, batched: bool = True) -> None:
+    """Write the changed envelopes to the table and its changelog, naming the changelog
+    partition (the source partition): ``batched``, one producer batch per partition
+    (``SHOPSTREAM_BATCH_PRODUCE``), else one ``send_changelog`` each. Called once the batch's
+    outputs were delivered: the envelope is the fence, so a crash before it re-derives the
+    outputs, never loses them. Faust flushes the changelog before it commits offsets."""
+    table = out.table
+    records = [(p, uid, v) for uid, (p, v) in out.serialised.items() if uid not in out.broken]
+    if batched:
+        await table.send_changelog_batch(records)
+    else:
+        for partition, uid, value in records:
+            table.send_changelog(partition, uid, value)
+    live, envelopes = out.live, out.envelopes
+    for partition, uid, value in records:
         put(table.data, partition, uid, value)  # any table store (patches/tablestore.py)
+        if out.live_max:
+            live[uid] = (value, envelopes[uid])
+    while len(live) > out.live_max:  # the least recently used first
+        del live[next(iter(live))]

@@ -40,7 +40,8 @@ async def drop_test_keys(settings: Settings) -> AsyncIterator[None]:
     yield
     client = aioredis.from_url(settings.redis_url)
     try:
-        keys = [k async for k in client.scan_iter(match="{" + settings.redis_prefix + "*")]
+        pattern = "{" + settings.redis_prefix + "*"
+        keys = [k async for k in client.scan_iter(match=pattern, count=2000)]
         for i in range(0, len(keys), 1000):
             await client.unlink(*keys[i : i + 1000])
     finally:

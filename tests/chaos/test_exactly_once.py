@@ -27,10 +27,13 @@ from streams.kafka import ensure_topics
 from streams.worker.stopping import EXIT_STOPPED
 from tests.chaos.test_short import CHAOS_BATCH, chaos_settings
 from tests.support.chaos import (
+    Records,
     committed_total,
     compare,
     note,
     outcome,
+    past,
+    prepare,
     produce,
     profile_table,
     say,
@@ -43,14 +46,13 @@ from tests.support.worker import WorkerProcess, free_port, settings_env
 pytestmark = pytest.mark.chaos
 
 
-async def prepare(runs: list[Settings], records: list[tuple[bytes, bytes]]) -> None:
-    for s in runs:
-        await ensure_topics(s)
-        await produce(s.kafka_bootstrap, s.topic_events, list(records))
-
-
-async def past(settings: Settings, n: int) -> bool:
-    return await committed_total(settings) >= n
+async def clean_input(settings: Settings, chaos: Settings, records: Records) -> Settings:
+    """The clean run beside ``chaos``, with all of ``records`` on its topic; ``chaos``'s
+    topics are created empty: the disturbed run produces its input in parts."""
+    clean = sibling(chaos_settings(settings), "clean")
+    await prepare([clean], records)
+    await ensure_topics(chaos)
+    return clean
 
 
 def second(settings: Settings, tag: str) -> Settings:
@@ -74,10 +76,8 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
     A then wrote its stale envelopes over B's newer ones (and its outputs again); now its
     owner token is stale, so it writes nothing and stops itself."""
     chaos = chaos_settings(settings).with_(session_timeout_s=6.0)
-    clean = sibling(chaos_settings(settings), "clean")
     records = workload(users=100, seed=81, days=120, bots=2)
-    await prepare([clean], records)
-    await ensure_topics(chaos)
+    clean = await clean_input(settings, chaos, records)
     total = len(records)
 
     async def disturbed() -> str:
@@ -152,10 +152,8 @@ async def test_kill9_during_a_rebalance(settings: Settings, tmp_path: Path) -> N
     the rest of the input comes only then, so B has work to take over. (With the whole
     input produced first, A once finished it all before B's join began: a vacuous kill.)"""
     chaos = chaos_settings(settings).with_(session_timeout_s=6.0)
-    clean = sibling(chaos_settings(settings), "clean")
     records = workload(users=60, seed=82, days=120, bots=2)
-    await prepare([clean], records)
-    await ensure_topics(chaos)
+    clean = await clean_input(settings, chaos, records)
     total = len(records)
     first = total // 3 // CHAOS_BATCH * CHAOS_BATCH + CHAOS_BATCH // 2  # half a batch more
 
@@ -217,10 +215,8 @@ async def test_redis_refusing_writes_is_waited_out(
         primary.run("redis-up")
         replica.run("redis-up")
         chaos = chaos_settings(settings).with_(redis_url=primary.redis_url)
-        clean = sibling(chaos_settings(settings), "clean")
         records = workload(users=60, seed=83, days=120, bots=2)
-        await prepare([clean], records)
-        await ensure_topics(chaos)
+        clean = await clean_input(settings, chaos, records)
         total = len(records)
         # each fault finds work: the next part of the input is produced once it is on
         quarter = max(total // 4 // CHAOS_BATCH, 1) * CHAOS_BATCH
@@ -340,10 +336,8 @@ async def test_redis_losing_its_data_stops_the_worker_and_reset_starts_over(
         private.run("redis-up")
         chaos = chaos_settings(settings).with_(redis_url=private.redis_url,
                                                 session_timeout_s=6.0)  # fmt: skip
-        clean = sibling(chaos_settings(settings), "clean")
         records = workload(users=40, seed=85, days=90, bots=2)
-        await prepare([clean], records)
-        await ensure_topics(chaos)
+        clean = await clean_input(settings, chaos, records)
         total = len(records)
         # the loss comes while there is work left: the rest of the input only after it
         first = max(total // 3 // CHAOS_BATCH, 1) * CHAOS_BATCH

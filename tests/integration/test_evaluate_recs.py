@@ -54,7 +54,7 @@ def test_evaluate_beats_popularity_and_cleans_up(tmp_path: Path) -> None:
     assert 0 < result["coverage"] <= 1
     assert result["clicks_per_s"] > 0
     client = redis.Redis.from_url(url)
-    assert list(client.scan_iter(match="{eval-*")) == []
+    assert list(client.scan_iter(match="{eval-*", count=2000)) == []
     client.close()
 
 

@@ -46,6 +46,18 @@ async def run_until_drained(settings: Settings, total: int, log: Path) -> None:
         await drain(settings, total, worker, timeout_s=120)
 
 
+async def one_partition_drained(settings: Settings, n: int, log: Path) -> Settings:
+    """``settings`` on one partition, after a worker applied ``n`` events of 5 users and
+    stopped: the stored state that the refusals are checked against. A refusing worker
+    exits without leaving the consumer group, so the next one waits for its session to
+    expire: 10 s here, not the default 60 s."""
+    settings = settings.with_(partitions=1, session_timeout_s=10.0)
+    await ensure_topics(settings)
+    await produce(settings, events(5, n))
+    await run_until_drained(settings, n, log)
+    return settings
+
+
 def refusal(settings: Settings, log: Path) -> str:
     """Start a worker that must refuse: its exit status and log."""
     worker = WorkerProcess(settings, log).start()
@@ -69,10 +81,7 @@ async def n_events(settings: Settings) -> int:
 async def test_a_recreated_topic_stops_the_worker_until_accepted(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.with_(partitions=1)
-    await ensure_topics(settings)
-    await produce(settings, events(5, 40))
-    await run_until_drained(settings, 40, tmp_path / "a.log")
+    settings = await one_partition_drained(settings, 40, tmp_path / "a.log")
     old = (await topic_ids(settings, [settings.topic_events]))[settings.topic_events]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -98,10 +107,7 @@ async def test_fences_ahead_of_the_log_stop_the_worker(
 ) -> None:
     """Records lost on the broker look like this: the store has applied offsets the log
     no longer has."""
-    settings = settings.with_(partitions=1)
-    await ensure_topics(settings)
-    await produce(settings, events(5, 30))
-    await run_until_drained(settings, 30, tmp_path / "a.log")
+    settings = await one_partition_drained(settings, 30, tmp_path / "a.log")
     off = key_base(settings.redis_prefix) + "off"
     field = next(iter(await redis_client.hkeys(off)))
     await redis_client.hset(off, field, 500)  # the log ends at 30
@@ -115,11 +121,9 @@ async def test_fences_ahead_of_the_log_stop_the_worker(
 async def test_a_redis_that_lost_its_data_is_refused(
     settings: Settings, tmp_path: Path, redis_client: aioredis.Redis
 ) -> None:
-    settings = settings.with_(partitions=1)
-    await ensure_topics(settings)
-    await produce(settings, events(5, 30))
-    await run_until_drained(settings, 30, tmp_path / "a.log")
-    keys = [k async for k in redis_client.scan_iter(match=key_base(settings.redis_prefix) + "*")]
+    settings = await one_partition_drained(settings, 30, tmp_path / "a.log")
+    pattern = key_base(settings.redis_prefix) + "*"
+    keys = [k async for k in redis_client.scan_iter(match=pattern, count=2000)]
     await redis_client.unlink(*keys)  # what a restart without persistence leaves
     log = refusal(settings, tmp_path / "b.log")
     assert "lost its data" in log
@@ -129,10 +133,7 @@ async def test_a_redis_that_lost_its_data_is_refused(
 async def test_partitions_added_without_moving_state_stop_the_worker(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.with_(partitions=1)
-    await ensure_topics(settings)
-    await produce(settings, events(5, 20))
-    await run_until_drained(settings, 20, tmp_path / "a.log")
+    settings = await one_partition_drained(settings, 20, tmp_path / "a.log")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:

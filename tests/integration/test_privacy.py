@@ -37,7 +37,8 @@ async def test_pseudonyms_everywhere_and_forget_erases_the_user(
         assert worker.get_json("/users/dave")["user_id"] == pseudo  # storefront asks by its id
 
         client = aioredis.from_url(settings.redis_url)
-        keys = [k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*")]
+        pattern = key_base(settings.redis_prefix) + "*"
+        keys = [k async for k in client.scan_iter(match=pattern, count=2000)]
         assert not any(b"dave" in k for k in keys)  # the raw id is stored nowhere
         assert any(pseudo.encode() in k for k in keys)
 
@@ -48,7 +49,7 @@ async def test_pseudonyms_everywhere_and_forget_erases_the_user(
         assert cli.returncode == 0, cli.stderr
         assert f"forgot {pseudo}: profile 1, churn_track 1" in cli.stdout, cli.stdout
         print("verified:", cli.stdout.strip())
-        keys = [k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*")]
+        keys = [k async for k in client.scan_iter(match=pattern, count=2000)]
         assert not any(pseudo.encode() in k for k in keys), keys
         await client.aclose()
         try:

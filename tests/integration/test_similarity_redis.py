@@ -295,7 +295,7 @@ async def test_forget_erases_the_user_from_every_key(make_store: StoreFactory) -
 
     async def listed() -> set[str]:
         out: set[str] = set()
-        async for key in store.redis.scan_iter(match=store.base + "is:*"):
+        async for key in store.redis.scan_iter(match=store.base + "is:*", count=2000):
             out |= {m.decode() for m in await store.redis.zrange(key, 0, -1)}
         return out
 

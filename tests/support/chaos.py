@@ -22,9 +22,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from models.checkpoint import SUFFIX, load_checkpoint
 from models.similarity import key_base
 from streams.core.settings import Settings
+from streams.kafka import committed_offsets, ensure_topics
 from streams.tools.generate import generate
 from tests.support.outputs import Outputs, compare_outputs, read_outputs
-from tests.support.worker import committed_by_partition, free_port
+from tests.support.worker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 Records = list[tuple[bytes, bytes]]
@@ -89,12 +90,24 @@ async def produce(
         await producer.stop()
 
 
+async def prepare(runs: list[Settings], records: Records) -> None:
+    """Create the topics of each run and produce all of ``records`` to its events topic."""
+    for s in runs:
+        await ensure_topics(s)
+        await produce(s.kafka_bootstrap, s.topic_events, list(records))
+
+
 # --- Kafka reads ------------------------------------------------------------------------
 async def committed_total(settings: Settings) -> int:
     try:
-        return sum((await committed_by_partition(settings)).values())
+        return sum((await committed_offsets(settings)).values())
     except Exception:
         return -1
+
+
+async def past(settings: Settings, n: int) -> bool:
+    """Whether the worker's group has committed at least ``n`` records."""
+    return await committed_total(settings) >= n
 
 
 async def read_all(
@@ -211,7 +224,8 @@ async def alert_markers(url: str, settings: Settings) -> set[str]:
     client = aioredis.from_url(url)
     pattern = key_base(settings.redis_prefix) + "alerted:*"
     try:
-        return {k.decode().rsplit("alerted:", 1)[1] async for k in client.scan_iter(match=pattern)}
+        keys = client.scan_iter(match=pattern, count=2000)
+        return {k.decode().rsplit("alerted:", 1)[1] async for k in keys}
     finally:
         await client.aclose()
 
@@ -219,7 +233,8 @@ async def alert_markers(url: str, settings: Settings) -> set[str]:
 async def drop_prefix(url: str, settings: Settings) -> None:
     client = aioredis.from_url(url)
     try:
-        keys = [k async for k in client.scan_iter(match=key_base(settings.redis_prefix) + "*")]
+        pattern = key_base(settings.redis_prefix) + "*"
+        keys = [k async for k in client.scan_iter(match=pattern, count=2000)]
         for i in range(0, len(keys), 1000):
             await client.unlink(*keys[i : i + 1000])
     finally:
@@ -310,7 +325,7 @@ async def check_checkpoints(settings: Settings) -> tuple[int, int]:
     Durable = the committed offset (exclusive) or, higher, the offset fence of the profiles
     in the changelog (effects already written). Returns (checkpoints, offsets checked).
     """
-    committed = await committed_by_partition(settings)
+    committed = await committed_offsets(settings)
     fence: dict[int, int] = {}
     for env in (await profile_table(settings)).values():
         fence[env["pt"]] = max(fence.get(env["pt"], -1), env["o"])

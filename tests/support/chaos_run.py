@@ -18,9 +18,10 @@ import redis.asyncio as aioredis
 
 from models.similarity import key_base
 from streams.core.settings import Settings
+from streams.kafka import committed_offsets
 from streams.worker.retry import retry_forever
 from tests.support.chaos import ROOT, check_checkpoints, committed_total, note
-from tests.support.worker import WorkerProcess, committed_by_partition, free_port
+from tests.support.worker import WorkerProcess, free_port
 
 
 # --- the worker -------------------------------------------------------------------------
@@ -76,7 +77,7 @@ async def drain(
             stalled_since = stalled_since or time.monotonic()
             assert time.monotonic() - stalled_since < stall_s, (
                 f"all {total} records processed (Redis fences {await fences(settings)}) but "
-                f"committed offsets stuck at {await committed_by_partition(settings)} for "
+                f"committed offsets stuck at {await committed_offsets(settings)} for "
                 f"{stall_s:.0f}s (commit interval {settings.commit_interval_s}s)"
             )
         return False
@@ -95,7 +96,7 @@ async def drain(
 async def progress(settings: Settings, total: int, worker: WorkerProcess) -> str:
     """Where a drain stands, for assertion messages: commits, Redis fences, the worker log."""
     try:
-        committed: object = await committed_by_partition(settings)
+        committed: object = await committed_offsets(settings)
     except Exception as exc:  # a report, never raises
         committed = f"unreadable ({exc!r})"
     return (

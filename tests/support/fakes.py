@@ -8,7 +8,6 @@ recommendation = the session's items, most recent first), not its scoring.
 
 >>> import asyncio
 >>> from streams.core.settings import Settings
-from streams.domain.kpis import KpiState, figures, kpi_record, step
 >>> shop = fake_shop(Settings(max_events_per_min=0))
 >>> proc = new_processor(shop)
 >>> raw = b'{"event_id":"e1","type":"view","user_id":"u1","session_id":"s","item_id":"i",'
@@ -48,6 +47,9 @@ class FakeTopic:
         done.set_result(None)
         return done  # the delivery, already acknowledged
 
+    def get_topic_name(self) -> str:
+        return self.name
+
 
 @dataclass
 class FakeTable:
@@ -63,6 +65,9 @@ class FakeTable:
         self, partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any
     ) -> None:
         self.changelog.append((partition, key, value))
+
+    async def send_changelog_batch(self, records: Sequence[tuple[int, str, bytes]]) -> None:
+        self.changelog.extend(records)
 
 
 class FakeStore:
@@ -174,7 +179,9 @@ class FakeProducer:
 
 
 def fake_shop(settings: Settings) -> ShopApp:
-    """A :class:`ShopApp` whose topics, table and Redis are in memory."""
+    """A :class:`ShopApp` whose topics, table and Redis are in memory (outputs go through
+    the fake topics' ``send``: ``batch_produce`` off, there is no aiokafka producer)."""
+    settings = settings.with_(batch_produce=False)
     consumer = SimpleNamespace(highwater=lambda tp: None)
     app = SimpleNamespace(producer=FakeProducer(), should_stop=False, consumer=consumer)
     topics = {

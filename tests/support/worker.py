@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.core.settings import PREFIX, Settings
+from streams.kafka import committed_offsets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,19 +212,7 @@ async def consume(
     return out
 
 
-async def committed_by_partition(settings: Settings) -> dict[int, int]:
-    """Offsets the worker's consumer group committed on the events topic, per partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
-    return {
-        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == settings.topic_events
-    }
-
-
 async def committed(settings: Settings) -> int:
-    """Sum of the offsets the worker's consumer group committed on the events topic."""
-    return sum((await committed_by_partition(settings)).values())
+    """Sum of the offsets the worker's consumer group committed on the events topic
+    (:func:`streams.kafka.committed_offsets`: partitions without a commit count 0)."""
+    return sum((await committed_offsets(settings)).values())

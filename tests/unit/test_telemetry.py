@@ -184,6 +184,9 @@ def fake_shop(store: FakeStore) -> Any:
     return SimpleNamespace(app=FakeApp(), runtime=SimpleNamespace(store=store))
 
 
+NO_QUERY = SimpleNamespace(query={})  # a request without ?from=&to=
+
+
 async def test_views_serve_metrics_dashboard_json_and_page() -> None:
     clock = Clock()
     t = Telemetry(clock=clock)
@@ -196,7 +199,7 @@ async def test_views_serve_metrics_dashboard_json_and_page() -> None:
     assert any(
         f.name == "shopstream_events_in" for f in text_string_to_metric_families(body.decode())
     )
-    kind, snap, _ = await shop.app.pages["/api/dashboard"](web, SimpleNamespace(query={}))
+    kind, snap, _ = await shop.app.pages["/api/dashboard"](web, NO_QUERY)
     assert snap["trending"][0] == {"item_id": "a", "score": 9.0}
     assert snap["pairs"][0] == {"a": "a", "b": "b", "score": 0.8}
     assert snap["segment_labels"]["cant_lose"] == "Can't lose them"
@@ -209,7 +212,7 @@ async def test_dashboard_api_survives_a_redis_outage() -> None:
     t = Telemetry()
     shop = fake_shop(FakeStore(fail=True))
     dashboard.register(shop, t)
-    _, snap, _ = await shop.app.pages["/api/dashboard"](FakeWeb(), SimpleNamespace(query={}))
+    _, snap, _ = await shop.app.pages["/api/dashboard"](FakeWeb(), NO_QUERY)
     assert snap["trending"] == [] and "redis down" in snap["store_error"]
     assert "error" in snap["business"]  # the business panels say so too, never raise
 

@@ -157,18 +157,20 @@ def test_top_k_orders_by_score_then_id() -> None:
 
 
 def test_config_validation_and_the_script_argument() -> None:
-    config = RecConfig(session_window=5, half_life_days=30.0, max_neighbours=200, knn_weight=0)
+    base = {"session_window": 5, "half_life_days": 30.0, "max_neighbours": 200,
+            "knn_weight": 0.0, "item_ttl_s": 0}  # fmt: skip
+    config = RecConfig(**base)
     args = orjson.loads(config.as_json())
     assert len(args) == 35 and args["half_life_ms"] == 30 * 86_400_000
     assert args["knn_recency_ms"] == 5 * 86_400_000 and args["dedup_sessions"] is True
-    assert args["item_ttl_ms"] == 0  # no TTL unless asked (the worker sets it from settings)
+    assert args["item_ttl_ms"] == 0  # no TTL when given 0 (the worker sets it from settings)
     assert args["weights"] == {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
     with pytest.raises(InvalidConfig):
-        RecConfig(session_window=5, half_life_days=30.0, max_neighbours=0, knn_weight=0)
+        RecConfig(**base | {"max_neighbours": 0})
     with pytest.raises(InvalidConfig):
-        RecConfig(session_window=5, half_life_days=0, max_neighbours=200, knn_weight=0)
+        RecConfig(**base | {"half_life_days": 0})
     with pytest.raises(InvalidConfig):
-        RecConfig(session_window=5, half_life_days=1, max_neighbours=200, knn_weight=-1)
+        RecConfig(**base | {"half_life_days": 1, "knn_weight": -1})
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "x*", "p]"])

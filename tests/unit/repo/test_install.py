@@ -25,13 +25,18 @@ def test_demo_needs_only_the_run_install_and_test_the_dev_one() -> None:
     assert "install-dev" in prerequisites("test")
     make = (ROOT / "Makefile").read_text()
     assert "scripts/install.sh $(VENV) run" in make and "scripts/install.sh $(VENV) dev" in make
-    script = (ROOT / "scripts/install.sh").read_text()
-    run_part = script[: script.index('if [ "$KIND" = run ]')]
-    dev_part = script[script.index('if [ "$KIND" = run ]') :]
-    run_branch = dev_part[: dev_part.index("exit 0")]
-    assert "pip install -q -e .\n" in run_branch and "[dev]" not in run_branch
-    assert "apt" not in run_part.split("set -euo pipefail", 1)[1] + run_branch
-    assert "apt_install chromium" in dev_part and "apt_install prometheus" in dev_part
+    script = (ROOT / "scripts/install.sh").read_text().split("set -euo pipefail", 1)[1]
+    before, kinds = script.split('case "$KIND" in', 1)
+    run_branch = kinds[kinds.index("  run)") : kinds.index(";;")]
+    unit_branch = kinds[kinds.index("  unit|dev)") :].split(";;", 1)[0]
+    after = kinds.split("esac", 1)[1]
+    assert "pip install -q --no-compile -e .\n" in run_branch and "[dev]" not in run_branch
+    assert "exit 0" in run_branch and '[ "$KIND" = dev ] || exit 0' in unit_branch
+    assert 'pip install -q --no-compile -e ".[dev]"' in unit_branch
+    assert "apt" not in before + run_branch + unit_branch  # only `dev` reaches the apt part
+    assert "apt_install chromium" in after and "apt_install prometheus" in after
+    versions = (ROOT / "scripts/test_versions.sh").read_text()
+    assert 'scripts/install.sh "$venv" unit' in versions  # the unit suite: no Chromium
 
 
 def test_python_versions_supported_and_tested() -> None:

@@ -228,3 +228,20 @@ def test_users_land_on_the_partition_the_producer_gives_them() -> None:
         for i in range(300):
             uid = f"u{i:05d}"
             assert partition_of(uid, n) == kafka(uid.encode(), list(range(n)), list(range(n)))
+
+
+def test_the_default_horizon_is_the_workers_setting(
+    small_tx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One default per setting (issue 20): without --horizon-days the evaluation uses the
+    horizon the worker runs (SHOPSTREAM_CHURN_HORIZON_DAYS), not a second default of its own."""
+    from streams.cli import base
+
+    monkeypatch.setenv("SHOPSTREAM_CHURN_HORIZON_DAYS", "45")
+    monkeypatch.setattr(base._State, "loaded", None)
+    out = CliRunner().invoke(
+        _app(), ["--transactions", str(small_tx), "--cutoff", "2024-03-30", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert orjson.loads(out.stdout)["horizon_days"] == 45.0
+    monkeypatch.setattr(base._State, "loaded", None)

@@ -1,0 +1,92 @@
+"""The hot path of issue 20 changes no byte of what consumers and a restart see.
+
+The same input, run by the real worker once as before issue 20 (one Faust send per record,
+``SHOPSTREAM_BATCH_PRODUCE=0``; envelopes decoded in every batch,
+``SHOPSTREAM_LIVE_ENVELOPES=0``) and once with a producer batch per (topic, partition) and
+live envelopes: every output topic must hold the same records (partition, order, key,
+value, headers; only the Kafka timestamps may differ), and the profile changelog the same
+last envelope per user (the fast run skips envelopes that did not change, so it writes
+fewer records; the envelopes' fence keys name the input topic and are compared by
+partition). One partition and full batches, as in the fault suite, so both runs cut the
+same batches (tests/support/outputs.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.core.settings import Settings
+from streams.kafka import ensure_topics
+from tests.support.chaos import changelog_topic, produce, read_all, say, sibling, workload
+from tests.support.chaos_run import run_clean
+
+BATCH = 500
+OUTPUTS = (
+    "topic_dlq", "topic_recommendations", "topic_churn_alerts", "topic_segments",
+    "topic_anomalies",
+)  # fmt: skip
+
+
+async def everything(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every record of the outputs and the changelog; the run's own input topic name (in
+    the DLQ's ``source_topic`` header) reads ``<events>``."""
+    name = settings.topic_events.encode()
+
+    def same(raw: bytes | None) -> bytes | None:
+        return raw.replace(name, b"<events>") if raw is not None else None
+
+    async def records(topic: str) -> list[tuple[Any, ...]]:
+        return [
+            (r.partition, r.offset, r.key, r.value, tuple((h, same(v)) for h, v in r.headers))
+            for r in await read_all(settings.kafka_bootstrap, topic, settings.partitions)
+        ]  # fmt: skip
+
+    out = {name: await records(getattr(settings, name)) for name in OUTPUTS}
+    out["changelog"] = [(*r[:3], fence_named(r[3]), r[4]) for r in
+                        await records(changelog_topic(settings))]  # fmt: skip
+    return out
+
+
+def last_per_key(records: list[tuple[Any, ...]]) -> dict[Any, tuple[Any, ...]]:
+    return {(r[0], r[2]): (r[3], r[4]) for r in records}
+
+
+def fence_named(envelope: bytes | None) -> Any:
+    """An envelope, its offset fences keyed by partition only (their keys name the input
+    topic's identity, which differs between the two runs' topics)."""
+    if envelope is None:
+        return None
+    env = orjson.loads(envelope)
+    env["f"] = {key.rsplit(":", 1)[1]: offset for key, offset in env.get("f", {}).items()}
+    return env
+
+
+async def test_batch_produce_writes_the_same_bytes_as_one_send_per_record(
+    settings: Settings, tmp_path: Path
+) -> None:
+    base = settings.with_(partitions=1, batch_size=BATCH, batch_within_ms=120_000)
+    one_by_one = sibling(base, "sends", batch_produce=False, live_envelopes=0)
+    batched = sibling(base, "batches", batch_produce=True, live_envelopes=1000)
+    records = workload(users=60, seed=29, bots=2, whole=BATCH)
+    records[7] = (records[7][0], b"{not json")  # a dead letter (with headers)
+    for s in (one_by_one, batched):
+        await ensure_topics(s)
+        await produce(s.kafka_bootstrap, s.topic_events, list(records))
+    await asyncio.gather(
+        run_clean(one_by_one, len(records), tmp_path / "sends.log", timeout_s=200),
+        run_clean(batched, len(records), tmp_path / "batches.log", timeout_s=200),
+    )
+    before, after = await everything(one_by_one), await everything(batched)
+    counts = {name: len(rs) for name, rs in before.items()}
+    assert counts["changelog"] > 0 and counts["topic_recommendations"] > 0, counts
+    assert counts["topic_dlq"] == 1 and counts["topic_segments"] > 0, counts
+    for name in OUTPUTS:
+        assert after[name] == before[name], f"{name} differs"
+    assert last_per_key(after["changelog"]) == last_per_key(before["changelog"])
+    assert len(after["changelog"]) <= counts["changelog"]
+    counts["changelog (fast)"] = len(after["changelog"])
+    say(f"{len(records)} events: identical records on every output and the changelog {counts}")
