@@ -23,7 +23,7 @@ from streams.tools.generate import generate
 from tests.support.worker import WorkerProcess, consume, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = ROOT.parent.parent / "shared" / "data" / "online_retail_invoices.csv"
+REAL = ROOT.parent / "shared" / "data" / "online_retail_invoices.csv"
 
 
 def order_lines(users: int, days: int) -> str:
