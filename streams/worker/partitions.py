@@ -35,6 +35,8 @@ Retry = Callable[[str, Callable[[], Awaitable[T]]], Awaitable[T]]
 
 #: Longest a revocation or a clean stop waits to store the partition models in Redis.
 HANDOVER_TIMEOUT_S = 10.0
+#: how long one request for the log ends may take before it is asked again
+LOG_ENDS_TIMEOUT_S = 15.0
 
 
 class Partitions:
@@ -93,7 +95,7 @@ class Partitions:
         await self.retry("checking the topic's identity", lambda: sources.identify(redis))
         if assigned:
             tps = [TP(topic, p) for p in sorted(assigned)]
-            ends = await self.shop.app.consumer.highwaters(*tps)
+            ends = await log_ends(self.shop.app.consumer, tps)
             highwaters = {tp.partition: int(end) for tp, end in ends.items()}
             table = self.shop.profiles.data
             await self.retry("checking the fences", lambda: sources.verify(redis, highwaters,
@@ -145,6 +147,7 @@ class Partitions:
         if self.to_settle is None:
             return
         assigned, self.to_settle = self.to_settle, None
+        log.info("settling the assigned partitions %s before their first batch", sorted(assigned))
         redis = self.shop.runtime.redis
         await self.check_sources(assigned)
         await self.tombstones.settle(self.sources.incarnation, assigned)
@@ -170,3 +173,31 @@ class Partitions:
             state = self.states.get(p)
             if state is not None:
                 self.anchors[p] = (wall_s, state.clock_ms)
+
+
+async def log_ends(consumer: Any, tps: list[TP], timeout_s: float | None = None) -> Any:
+    """The log ends of ``tps`` (the consumer's ``highwaters``), asked again with a warning
+    each time the broker does not answer within ``timeout_s`` (default
+    :data:`LOG_ENDS_TIMEOUT_S`): the first batch after an assignment waits for them, and an
+    unanswered request must not hold it up silently (a clean-clone CI run once saw a
+    restarted worker process nothing for 90 s, before any of this step's log lines).
+
+    >>> class Slow:
+    ...     calls = 0
+    ...     async def highwaters(self, *tps):
+    ...         Slow.calls += 1
+    ...         await asyncio.sleep(3600 if Slow.calls == 1 else 0)
+    ...         return {tp: 7 for tp in tps}
+    >>> asyncio.run(log_ends(Slow(), [TP("t", 0)], timeout_s=0.01)), Slow.calls
+    ({TP(topic='t', partition=0): 7}, 2)
+    """
+    timeout = LOG_ENDS_TIMEOUT_S if timeout_s is None else timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await asyncio.wait_for(consumer.highwaters(*tps), timeout)
+        except TimeoutError:
+            log.warning("the broker did not tell the log ends of partitions %s within %.0f s "
+                        "(attempt %d); asking again", [tp.partition for tp in tps], timeout,
+                        attempt)  # fmt: skip
