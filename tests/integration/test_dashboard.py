@@ -8,7 +8,6 @@ driven by Playwright, checks that the charts and tables are drawn with data, and
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +33,6 @@ def storefront() -> list[dict[str, Any]]:
     return sorted(events + bot, key=lambda e: (e["ts"], e["event_id"]))
 
 
-def wait_for(worker: WorkerProcess, ok: Any, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    snap: Any = None
-    while time.monotonic() < deadline:
-        assert worker.alive(), worker.logs()
-        snap = worker.get_json("/api/dashboard")
-        if ok(snap):
-            return snap
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached in {timeout}s; last snapshot: {snap}")
-
-
 async def test_dashboard_renders_live_charts_in_chromium(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -58,10 +45,10 @@ async def test_dashboard_renders_live_charts_in_chromium(
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_healthy()
         await produce(settings, records)
-        snap = wait_for(
-            worker,
+        snap = worker.poll_json(
+            "/api/dashboard",
             lambda s: s["totals"]["events_in"] >= len(rows) and len(s["series"]["t"]) >= 3,
-            "all events processed and three closed buckets",
+            "all events processed and three closed buckets", timeout=90.0,
         )
         assert snap["trending"], snap.get("store_error")
         assert sum(snap["segments"].values()) == len({e["user_id"] for e in rows})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -97,17 +96,6 @@ async def read_panels(page: Page) -> dict[str, Any]:
     }
 
 
-def wait_for(worker: WorkerProcess, ok: Any, what: str, path: str, timeout: float = 120) -> Any:
-    deadline, snap = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        assert worker.alive(), worker.logs()
-        snap = worker.get_json(path)
-        if ok(snap):
-            return snap
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached in {timeout}s; last: {snap}")
-
-
 async def test_dashboard_shows_revenue_funnel_forecast_and_uplift_in_chromium(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -152,8 +140,8 @@ async def test_dashboard_shows_revenue_funnel_forecast_and_uplift_in_chromium(
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             with WorkerProcess(settings, tmp_path / "worker.log") as worker:
                 worker.wait_healthy()
-                wait_for(worker, lambda s: s["business"].get("totals", {}).get("orders") ==
-                         want["orders"], "every order counted", query)  # fmt: skip
+                worker.poll_json(query, lambda s: s["business"].get("totals", {}).get("orders")
+                                 == want["orders"], "every order counted")  # fmt: skip
                 await page.goto(worker.url("/dashboard"), timeout=30_000)
                 await page.wait_for_function("document.body.dataset.loaded === '1'")
                 await page.fill("#from", first)

@@ -10,7 +10,7 @@ import orjson
 
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
-from tests.integration.test_dashboard import storefront, wait_for
+from tests.integration.test_dashboard import storefront
 from tests.support.worker import WorkerProcess, consume, produce
 
 
@@ -25,7 +25,8 @@ async def test_segments_and_anomalies_reach_their_topics_and_bots_are_not_learne
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         worker.wait_healthy()
         await produce(settings, records)
-        wait_for(worker, lambda s: s["totals"]["events_in"] >= len(rows), "all events processed")
+        worker.poll_json("/api/dashboard", lambda s: s["totals"]["events_in"] >= len(rows),
+                         "all events processed", timeout=90.0)
         anomalies = [
             orjson.loads(r.value)
             for r in await consume(settings.topic_anomalies, settings, until=1, wait_s=30)

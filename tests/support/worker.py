@@ -110,6 +110,18 @@ class WorkerProcess:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return orjson.loads(resp.read())
 
+    def poll_json(self, path: str, ok: Any, what: str, timeout: float = 120.0) -> Any:
+        """GET ``path`` every 0.5 s until ``ok(answer)``; the last answer. Fails if the
+        worker dies or ``what`` is not reached within ``timeout`` seconds."""
+        deadline, snap = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            assert self.alive(), self.logs()
+            snap = self.get_json(path)
+            if ok(snap):
+                return snap
+            time.sleep(0.5)
+        raise AssertionError(f"{what} not reached in {timeout}s; last: {snap}")
+
     def call(
         self, method: str, path: str, *, token: str | None = None, body: bytes | None = None,
         headers: dict[str, str] | None = None, timeout: float = 30.0,
