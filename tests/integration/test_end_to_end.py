@@ -92,8 +92,8 @@ async def test_storefront_events_yield_recommendations_and_bad_records_reach_the
 
         similar = worker.get_json("/items/b/similar?k=3")
         assert similar["items"][0]["item_id"] == "c"
-        profile = worker.get_json("/users/alice")
-        assert profile["session_id"] == "as1"
+        profile = worker.poll_json("/users/alice", lambda p: p["session_id"] == "as1",
+                                   "alice's profile", timeout=30, absent_ok=True)
         assert profile["segment"]["name"] and 0 <= profile["churn_probability"] <= 1
         assert worker.get_json("/recommendations/alice?k=2")["items"]
 
@@ -111,10 +111,8 @@ async def test_profiles_survive_a_restart_and_redelivery_changes_nothing(
         await produce(settings, first)
         recs = await consume(settings.topic_recommendations, settings, until=1)
         assert recs, worker.logs()
-        for _ in range(50):
-            if worker.get_json("/users/bob")["profile"]["n_events"] == 5:
-                break
-            await asyncio.sleep(0.2)
+        worker.poll_json("/users/bob", lambda p: p["profile"]["n_events"] == 5,
+                         "bob's first five events", timeout=30, absent_ok=True)
     # The first worker committed what it processed (acks are manual: noack_take).
     assert await committed(settings) == len(first)
     with WorkerProcess(settings, tmp_path / "w2.log") as worker:

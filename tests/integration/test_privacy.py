@@ -34,7 +34,8 @@ async def test_pseudonyms_everywhere_and_forget_erases_the_user(
         assert recs, worker.logs()
         out = orjson.loads(recs[-1].value)
         assert out["user_id"] == pseudo and recs[-1].key == pseudo.encode()
-        assert worker.get_json("/users/dave")["user_id"] == pseudo  # storefront asks by its id
+        dave = worker.poll_json("/users/dave", bool, "dave's profile", timeout=30, absent_ok=True)
+        assert dave["user_id"] == pseudo  # the storefront asks by its own id
 
         client = aioredis.from_url(settings.redis_url)
         pattern = key_base(settings.redis_prefix) + "*"

@@ -110,14 +110,23 @@ class WorkerProcess:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return orjson.loads(resp.read())
 
-    def poll_json(self, path: str, ok: Any, what: str, timeout: float = 120.0) -> Any:
+    def poll_json(
+        self, path: str, ok: Any, what: str, timeout: float = 120.0, *, absent_ok: bool = False
+    ) -> Any:
         """GET ``path`` every 0.5 s until ``ok(answer)``; the last answer. Fails if the
-        worker dies or ``what`` is not reached within ``timeout`` seconds."""
+        worker dies or ``what`` is not reached within ``timeout`` seconds. ``absent_ok``: a 404
+        means "not yet" (a batch publishes its outputs before it writes the profiles, so a
+        profile can be missing for a moment after its recommendation arrived)."""
         deadline, snap = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
             assert self.alive(), self.logs()
-            snap = self.get_json(path)
-            if ok(snap):
+            try:
+                snap = self.get_json(path)
+            except urllib.error.HTTPError as exc:
+                if not (absent_ok and exc.code == 404):
+                    raise
+                snap = None
+            if snap is not None and ok(snap):
                 return snap
             time.sleep(0.5)
         raise AssertionError(f"{what} not reached in {timeout}s; last: {snap}")
