@@ -31,7 +31,7 @@ status:  ## show whether Kafka and Redis are running
 	@scripts/stack.sh status
 
 worker: install up  ## run the worker in the foreground
-	@$(VENV)/bin/shopstream worker
+	@. scripts/stack-env.sh && $(VENV)/bin/shopstream worker
 
 demo: install  ## install, start everything, replay a generated clickstream, show the outputs and the demo shop URL
 	@scripts/demo.sh

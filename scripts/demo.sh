@@ -7,6 +7,7 @@ DEMO=.stack/demo
 PORT="${SHOPSTREAM_WEB_PORT:-6066}"
 USERS="${DEMO_USERS:-300}"
 mkdir -p "$DEMO"
+. scripts/stack-env.sh
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "1/5 starting Kafka and Redis (first run downloads the Kafka jars once)"

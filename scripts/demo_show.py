@@ -14,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.core.settings import Settings
-from streams.kafka import client_options
+from streams.kafka import client_options, committed_offsets
 from streams.tools.tail import read_topic, stop_quietly
 
 
@@ -50,24 +50,46 @@ async def end_offsets(consumer: AIOKafkaConsumer, topics: list[str]) -> dict[str
     return out
 
 
-async def wait_quiet(
-    settings: Settings, topics: list[str], quiet_s: float = 4, cap_s: float = 180
-) -> dict[str, int]:
-    """Wait until no output topic grows for ``quiet_s`` seconds (the worker caught up)."""
-    consumer = AIOKafkaConsumer(*topics, **client_options(settings))
-    await consumer.start()
-    start, last, since = time.monotonic(), None, time.monotonic()
+def worker_alive(port: int) -> bool:
     try:
-        while time.monotonic() - start < cap_s:
+        return bool(get(port, "/healthz")["status"] == "ok")
+    except OSError:
+        return False
+
+
+async def wait_caught_up(
+    settings: Settings, topics: list[str], port: int, cap_s: float = 600
+) -> dict[str, int]:
+    """Wait until the worker has committed every record of the events topic (its consumer
+    group's offsets reach the log end), printing progress; then until no output topic grows
+    for two seconds (the last batch's sends). Exits with an error if the worker stops."""
+    consumer = AIOKafkaConsumer(*topics, settings.topic_events, **client_options(settings))
+    await consumer.start()
+    await consumer.topics()  # the cluster's metadata: every topic's partitions
+    start, shown = time.monotonic(), 0.0
+    try:
+        while True:
+            total = (await end_offsets(consumer, [settings.topic_events]))[settings.topic_events]
+            done = sum((await committed_offsets(settings)).values())
+            if done >= total:
+                break
+            if not worker_alive(port):
+                sys.exit("the worker stopped before it caught up; see .stack/demo/worker.log")
+            if time.monotonic() - start > cap_s:
+                sys.exit(f"the worker committed {done:,} of {total:,} events in {cap_s:.0f}s")
+            if time.monotonic() - shown >= 5:
+                print(f"  worker: {done:,} of {total:,} events committed", flush=True)
+                shown = time.monotonic()
+            await asyncio.sleep(1)
+        last, since = await end_offsets(consumer, topics), time.monotonic()
+        while time.monotonic() - since < 2:
+            await asyncio.sleep(0.5)
             now = await end_offsets(consumer, topics)
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet_s:
-                break
-            await asyncio.sleep(1)
+        return last
     finally:
         await stop_quietly(consumer)
-    return last or {}
 
 
 def outputs(port: int) -> None:
@@ -79,7 +101,7 @@ def outputs(port: int) -> None:
         settings.topic_segments,
         settings.topic_anomalies,
     ]
-    counts = asyncio.run(wait_quiet(settings, topics))
+    counts = asyncio.run(wait_caught_up(settings, topics, port))
     print("records on the output topics:")
     for topic, n in counts.items():
         print(f"  {topic:28s} {n:>8d}")
