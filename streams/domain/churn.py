@@ -301,7 +301,8 @@ def step(
         t = state.users[uid] = Track(anchor_ms=ts, last_seen_ms=ts)
     if event.type == "purchase" and t.watched:
         amount = (event.price or 0.0) * (event.quantity or 1)
-        count_purchase(t.watched, ts_ms=ts, amount=amount, horizon_ms=cfg.horizon_ms)
+        count_purchase(t.watched, ts_ms=ts, amount=amount, horizon_ms=cfg.horizon_ms,
+                       coupon=bool(event.coupon_code))  # fmt: skip
     is_activity = cfg.label_mode == "activity" or event.type == "purchase"
     horizon = cfg.horizon_ms
     if is_activity and t.pending:  # mark snapshots whose window holds this activity

@@ -12,11 +12,13 @@ same stored track, so a repeat is the same record.
 
 >>> w = watch({"alert_id": "a1", "ts": 0, "group": "treatment",
 ...            "action": {"value_tier": "gold", "discount_pct": 20.0}})
->>> count_purchase([w], ts_ms=3 * DAY_MS, amount=40.0, horizon_ms=90 * DAY_MS)
+>>> count_purchase([w], ts_ms=3 * DAY_MS, amount=40.0, horizon_ms=90 * DAY_MS, coupon=True)
 >>> count_purchase([w], ts_ms=91 * DAY_MS, amount=99.0, horizon_ms=90 * DAY_MS)  # too late
 >>> o = outcome("u1", w, 90 * DAY_MS)
 >>> o["returned"], o["orders"], o["revenue"], o["days_to_return"]
 (True, 1, 40.0, 3.0)
+>>> o["redeemed"], o["discount_cost"]         # 40 paid at 20 % off: a 50 price, 10 off
+(True, 10.0)
 >>> watched_from_list(watched_to_list(w)) == w
 True
 """
@@ -43,6 +45,8 @@ class Watched:
     orders: int = 0
     revenue_cents: int = 0
     first_order_ms: int = -1
+    coupon_orders: int = 0  # purchases in the window that carried a ``coupon_code``
+    discount_cents: int = 0  # what those coupons cost the shop (at the alert's discount)
 
 
 def watch(alert: Mapping[str, Any]) -> Watched:
@@ -55,9 +59,12 @@ def watch(alert: Mapping[str, Any]) -> Watched:
 
 
 def count_purchase(
-    watched: Sequence[Watched], *, ts_ms: int, amount: float, horizon_ms: int
-) -> None:
-    """Count a purchase of ``amount`` at ``ts_ms`` in every open window that holds it."""
+    watched: Sequence[Watched], *, ts_ms: int, amount: float, horizon_ms: int,
+    coupon: bool = False,
+) -> None:  # fmt: skip
+    """Count a purchase of ``amount`` (what the customer paid) at ``ts_ms`` in every open
+    window that holds it; with a ``coupon``, also the discount it cost: the alert's
+    ``discount_pct`` of the full price, ``amount * pct / (100 - pct)``."""
     cents = round(amount * 100)
     for w in watched:
         if w.ts_ms < ts_ms <= w.ts_ms + horizon_ms:
@@ -65,6 +72,10 @@ def count_purchase(
             w.revenue_cents += cents
             if w.first_order_ms < 0 or ts_ms < w.first_order_ms:
                 w.first_order_ms = ts_ms
+            if coupon:
+                w.coupon_orders += 1
+                pct = min(max(w.discount_pct, 0.0), 99.0)
+                w.discount_cents += round(cents * pct / (100.0 - pct))
 
 
 def outcome(user_id: str, w: Watched, horizon_ms: int) -> AlertOutcome:
@@ -82,16 +93,19 @@ def outcome(user_id: str, w: Watched, horizon_ms: int) -> AlertOutcome:
         "orders": w.orders,
         "revenue": w.revenue_cents / 100,
         "days_to_return": None if back is None else round(back, 4),
+        "redeemed": w.coupon_orders > 0,
+        "coupon_orders": w.coupon_orders,
+        "discount_cost": w.discount_cents / 100,
     }
 
 
 def watched_to_list(w: Watched) -> list[Any]:
     """Compact JSON form, stored in the churn track (``track_to_list``)."""
     return [w.alert_id, w.ts_ms, w.group, w.tier, w.discount_pct, w.orders, w.revenue_cents,
-            w.first_order_ms]  # fmt: skip
+            w.first_order_ms, w.coupon_orders, w.discount_cents]  # fmt: skip
 
 
 def watched_from_list(v: Sequence[Any]) -> Watched:
-    aid, ts, group, tier, pct, orders, cents, first = v
+    aid, ts, group, tier, pct, orders, cents, first, coupons, discount = v
     return Watched(str(aid), int(ts), group, str(tier), float(pct), int(orders), int(cents),
-                   int(first))  # fmt: skip
+                   int(first), int(coupons), int(discount))  # fmt: skip

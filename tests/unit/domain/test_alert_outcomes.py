@@ -38,9 +38,11 @@ def scorer() -> GuardedChurn:
     return GuardedChurn.new(horizon_days=30.0, kind="logistic", min_customers=1, guard=guard)
 
 
-def buy(n: int, user: str, day: float, price: float = 10.0, qty: int = 1) -> Event:
+def buy(
+    n: int, user: str, day: float, price: float = 10.0, qty: int = 1, coupon: str | None = None
+) -> Event:
     return Event(f"{user}-{n}", "purchase", user, f"{user}-s{n}", T0 + int(day * DAY_MS),
-                 item_id="i1", price=price, quantity=qty)  # fmt: skip
+                 item_id="i1", price=price, quantity=qty, coupon_code=coupon)  # fmt: skip
 
 
 class Run:
@@ -82,7 +84,7 @@ def test_an_alert_is_resolved_once_after_its_horizon_with_the_purchases_in_its_w
     alert = run.until_alert(5.0)  # silent: alerted on an idle check
     a_day = (alert["ts"] - T0) / DAY_MS
     assert run.outcomes == []  # the window is open
-    run.event(buy(2, "u1", a_day + 2, price=25.0, qty=2))  # in the window: counted
+    run.event(buy(2, "u1", a_day + 2, price=25.0, qty=2, coupon="SAVE-1"))  # in the window
     run.event(buy(3, "u1", a_day + 29, price=5.0))  # in the window
     run.clock(a_day + 29.9)
     assert run.outcomes == []  # not before the window's end (plus the allowed lateness)
@@ -92,6 +94,9 @@ def test_an_alert_is_resolved_once_after_its_horizon_with_the_purchases_in_its_w
     assert o["alert_id"] == alert["alert_id"] and o["group"] == alert["group"]
     assert (o["returned"], o["orders"], o["revenue"]) == (True, 2, 55.0)
     assert o["days_to_return"] == 2.0
+    pct = alert["action"]["discount_pct"]  # 50 paid with the coupon
+    assert (o["redeemed"], o["coupon_orders"]) == (True, 1)
+    assert o["discount_cost"] == round(50.0 * pct / (100 - pct), 2)
     assert o["window_end_ts"] == alert["ts"] + 30 * DAY_MS
     assert o["tier"] == alert["action"]["value_tier"]
     run.clock(a_day + 400)  # (silent again after the last purchase: a second episode)
@@ -107,6 +112,7 @@ def test_a_customer_who_stays_away_is_resolved_as_not_returned() -> None:
     assert len(run.alerts) == 1
     [o] = run.outcomes
     assert (o["returned"], o["orders"], o["revenue"], o["days_to_return"]) == (False, 0, 0.0, None)
+    assert (o["redeemed"], o["discount_cost"]) == (False, 0.0)
 
 
 def test_an_open_window_survives_a_restart_from_the_stored_tracks() -> None:
@@ -133,7 +139,7 @@ def test_an_open_window_survives_a_restart_from_the_stored_tracks() -> None:
 def test_tracks_without_open_windows_keep_their_layout() -> None:
     t = Track(anchor_ms=5, last_seen_ms=9)
     assert len(track_to_list(t)) == 8  # envelopes written before this change read the same
-    t.watched.append(Watched("a", 1, "holdout", "gold", 20.0, 1, 250, 3))
+    t.watched.append(Watched("a", 1, "holdout", "gold", 20.0, 1, 250, 3, 1, 63))
     assert track_from_list(track_to_list(t)) == t
     assert track_from_list(track_to_list(t)[:8]).watched == []
 
