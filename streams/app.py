@@ -94,6 +94,7 @@ def create_app(settings: Settings) -> ShopApp:
         segments=raw_topic(settings.topic_segments),
         anomalies=raw_topic(settings.topic_anomalies),
         kpis=raw_topic(settings.topic_kpis),
+        alert_outcomes=raw_topic(settings.topic_alert_outcomes),
         profiles=profiles,
         runtime=runtime,
         telemetry=Telemetry(bucket_s=settings.dashboard_bucket_s),

@@ -33,6 +33,8 @@ _NOTES: Final = {
     "user_id": "Also the record's key (UTF-8), so a user's events stay in order.",
     "item_id": "Required for view, add_to_cart, remove_from_cart and purchase.",
     "price": "Finite, not negative; price x quantity is bounded too (the allOf rules).",
+    "coupon_code": "On a purchase paid with a coupon: counts as the redemption of a churn "
+    "coupon in the alert's outcome (shop.alert-outcomes).",
 }
 
 
@@ -92,7 +94,7 @@ def event_schema() -> dict[str, Any]:
     printable = f"^{printable_class()}*$"  # ids and category: printable characters only
     for name in ("event_id", "user_id", "session_id"):
         props[name]["pattern"] = printable
-    for name in ("item_id", "category"):
+    for name in ("item_id", "category", "coupon_code"):
         props[name]["anyOf"][0]["pattern"] = printable
     props["query"]["anyOf"][0]["pattern"] = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
     props["price"]["anyOf"][0]["maximum"] = DEFAULT_LIMITS.max_price

@@ -62,6 +62,27 @@ class ChurnAlert(TypedDict):
     group: AlertGroup  # by a hash of alert_id (SHOPSTREAM_ALERT_HOLDOUT_SHARE)
 
 
+class AlertOutcome(TypedDict):
+    """``shop.alert-outcomes``: what a churn-alerted customer did within the horizon after
+    the alert (treatment and holdout alike), published once the window is over in event
+    time; ``alert_id`` joins it to the alert (its segment, reasons, probability)."""
+
+    alert_id: str
+    user_id: str
+    group: AlertGroup
+    tier: str  # the coupon's value tier
+    discount_pct: float  # the coupon's discount (a holdout customer was not sent it)
+    alert_ts: int  # event time of the alert (epoch ms)
+    window_end_ts: int  # alert_ts + the churn horizon
+    returned: bool  # bought at least once in (alert_ts, window_end_ts]
+    orders: int
+    revenue: float  # sum of price x quantity of those purchases
+    days_to_return: float | None  # to the first of them
+    redeemed: bool  # one of them carried a coupon_code
+    coupon_orders: int
+    discount_cost: float  # those purchases' discount at the alert's discount_pct
+
+
 class Rfm(TypedDict):
     r: int
     f: int

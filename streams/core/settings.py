@@ -108,6 +108,10 @@ class Settings:
     topic_kpis: str = _opt(
         "shop.kpis", "Output topic of the daily business figures (one snapshot per day)."
     )
+    topic_alert_outcomes: str = _opt(
+        "shop.alert-outcomes",
+        "Output topic of churn alert outcomes: did the customer buy within the horizon.",
+    )
     partitions: int = _opt(4, "Partitions of every topic the app creates.")
     replication_factor: int = _opt(1, "Replication factor of the topics the app creates.")
     changelog_max_compaction_lag_ms: int = _opt(
@@ -373,6 +377,7 @@ class Settings:
             topic_segments=f"{tag}.segments",
             topic_anomalies=f"{tag}.anomalies",
             topic_kpis=f"{tag}.kpis",
+            topic_alert_outcomes=f"{tag}.alert-outcomes",
         )
 
     @property
@@ -384,6 +389,7 @@ class Settings:
             self.topic_segments,
             self.topic_anomalies,
             self.topic_kpis,
+            self.topic_alert_outcomes,
         )
 
 

@@ -52,6 +52,7 @@ class _Wire(msgspec.Struct):
     price: Annotated[float, msgspec.Meta(ge=0)] | None = None
     quantity: Annotated[int, msgspec.Meta(ge=0, le=2**53)] | None = None  # exact as a float
     query: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LEN)] | None = None
+    coupon_code: _Opt = None
 
 
 _decode_wire = msgspec.json.Decoder(_Wire).decode
@@ -80,6 +81,7 @@ def parse_fast(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Event | None:
         w.event_id.isprintable() and w.user_id.isprintable() and w.session_id.isprintable()
         and (w.item_id is None or w.item_id.isprintable())
         and (w.category is None or w.category.isprintable())
+        and (w.coupon_code is None or w.coupon_code.isprintable())
         and (w.query is None or not _CONTROL.search(w.query))
     ):  # fmt: skip
         return None
@@ -96,7 +98,7 @@ def parse_fast(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Event | None:
         return None
     return Event(
         w.event_id, w.type, w.user_id, w.session_id, ts_ms,
-        w.item_id, w.category, w.price, w.quantity, w.query,
+        w.item_id, w.category, w.price, w.quantity, w.query, w.coupon_code,
     )  # fmt: skip
 
 

@@ -66,12 +66,14 @@ from streams.domain.alerts import build_alert
 from streams.domain.churn_state import (
     IDLE,
     LABEL,
+    OUTCOME,
     PROBE,
     ChurnConfig,
     ChurnState,
     Pending,
     Track,
 )
+from streams.domain.outcomes import count_purchase, outcome, watch
 from streams.domain.profile import DAY_MS, FEATURE_NAMES, Profile, features, update_profile
 
 Labelled = tuple[dict[str, float], bool]
@@ -198,6 +200,12 @@ def _fire(
                 heapq.heappush(timers, (nxt, PROBE, uid, 0))
             else:
                 t.probe_armed = False
+        elif kind == OUTCOME:
+            for i, w in enumerate(t.watched):
+                if w.ts_ms == ref:
+                    del t.watched[i]
+                    state.outcomes.append(outcome(uid, w, cfg.horizon_ms))
+                    break
         elif due == t.idle_due_ms:  # IDLE (a superseded idle timer is dropped)
             _idle(state, uid, t, due, lookup, scorer, cfg, alerts)
 
@@ -231,12 +239,15 @@ def _idle(
     if scorer is not None and scorer.can_alert:
         prob, version, xf, reasons = alert_score(scorer, p, due)
         if math.isfinite(prob) and prob >= cfg.threshold:  # nan: cannot say, no alert
-            alerts.append(
-                build_alert(
-                    uid, p, xf, prob, episode_start_ms=t.last_seen_ms, now_ms=due,
-                    contributions=reasons, model_version=version, policy=cfg.alert_policy,
-                )
-            )
+            alert = build_alert(
+                uid, p, xf, prob, episode_start_ms=t.last_seen_ms, now_ms=due,
+                contributions=reasons, model_version=version, policy=cfg.alert_policy,
+            )  # fmt: skip
+            alerts.append(alert)
+            if all(w.ts_ms != due for w in t.watched):  # its outcome window opens
+                t.watched.append(watch(alert))
+                lateness = cfg.horizon_ms + cfg.allowed_lateness_ms
+                heapq.heappush(state.timers, (due + lateness, OUTCOME, uid, due))
             t.scored_episode_ms = t.last_seen_ms
             return
     if k + 1 < cfg.idle_checks:
@@ -288,6 +299,10 @@ def step(
     new = t is None
     if t is None:
         t = state.users[uid] = Track(anchor_ms=ts, last_seen_ms=ts)
+    if event.type == "purchase" and t.watched:
+        amount = (event.price or 0.0) * (event.quantity or 1)
+        count_purchase(t.watched, ts_ms=ts, amount=amount, horizon_ms=cfg.horizon_ms,
+                       coupon=bool(event.coupon_code))  # fmt: skip
     is_activity = cfg.label_mode == "activity" or event.type == "purchase"
     horizon = cfg.horizon_ms
     if is_activity and t.pending:  # mark snapshots whose window holds this activity

@@ -21,12 +21,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from streams.core.payloads import AlertOutcome
 from streams.core.settings import Settings
 from streams.domain.alerts import DEFAULT_TIERS, AlertPolicy, Tier, tiers
+from streams.domain.outcomes import Watched, watched_from_list, watched_to_list
 from streams.domain.profile import DAY_MS
 
 #: Timer kinds, in the order they fire at the same instant.
-LABEL, PROBE, IDLE = 0, 1, 2
+LABEL, PROBE, IDLE, OUTCOME = 0, 1, 2, 3
 STATE_VERSION = 2
 #: ``Track.idle_due_ms`` of a track whose idle timer is armed for its episode's first check
 #: (tracks of the older layout stored only a flag).
@@ -120,6 +122,8 @@ class Track:
     scored_episode_ms: int = -1  # idle episode (its start) done with: alerted, or checks over
     last_snapshot_ms: int = -1
     pending: list[Pending] = field(default_factory=list)
+    #: alerts whose outcome window is open (:mod:`streams.domain.outcomes`)
+    watched: list[Watched] = field(default_factory=list)
 
 
 def track_to_list(t: Track) -> list[Any]:
@@ -135,10 +139,13 @@ def track_to_list(t: Track) -> list[Any]:
     True
     """
     pending = [[ts, x, s, int(neg)] for ts, x, s, neg in t.pending]
-    return [
+    out = [
         t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_due_ms,
         t.scored_episode_ms, t.last_snapshot_ms, pending,
     ]  # fmt: skip
+    if t.watched:  # only then: a track without open alert windows keeps its older layout
+        out.append([watched_to_list(w) for w in t.watched])
+    return out
 
 
 def track_from_list(v: list[Any]) -> Track:
@@ -152,15 +159,16 @@ def track_from_list(v: list[Any]) -> Track:
     >>> t.probe_k, t.pending
     (1, [])
     """
-    a, s, k, pa, idle, ep, snap, pend = v
+    a, s, k, pa, idle, ep, snap, pend = v[:8]
+    watched = [watched_from_list(w) for w in v[8]] if len(v) > 8 else []
     if isinstance(idle, bool):  # the older layout's flag
         idle = ARMED if idle else -1
     if any(len(p) != 4 for p in pend):
-        return Track(a, s, 1, pa, idle, ep, snap, [])
+        return Track(a, s, 1, pa, idle, ep, snap, [], watched)
     pending: list[Pending] = [
         (int(ts), list(x), None if sm is None else list(sm), bool(neg)) for ts, x, sm, neg in pend
     ]
-    return Track(a, s, k, pa, idle, ep, snap, pending)
+    return Track(a, s, k, pa, idle, ep, snap, pending, watched)
 
 
 class TrackedUsers(dict[str, Track]):
@@ -199,6 +207,13 @@ class ChurnState:
     clock_ms: int = 0
     users: dict[str, Track] = field(default_factory=dict)
     timers: list[tuple[int, int, str, int]] = field(default_factory=list)
+    #: outcomes resolved by the timers since the caller last took them (not stored: the
+    #: worker publishes them with the batch that resolved them)
+    outcomes: list[AlertOutcome] = field(default_factory=list)
+
+    def take_outcomes(self) -> list[AlertOutcome]:
+        out, self.outcomes = self.outcomes, []
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         users = {u: track_to_list(t) for u, t in self.users.items()}
@@ -228,6 +243,7 @@ def rebuild(tracks: dict[str, Track] | Iterable[tuple[str, Track]], cfg: ChurnCo
     for uid, t in users.items():
         clock = max(clock, t.last_seen_ms)
         timers.extend((ts + lateness, LABEL, uid, ts) for ts, *_ in t.pending)
+        timers.extend((w.ts_ms + lateness, OUTCOME, uid, w.ts_ms) for w in t.watched)
         if t.probe_armed and t.probe_k < len(cfg.probe_days):
             timers.append((t.anchor_ms + int(cfg.probe_days[t.probe_k] * DAY_MS), PROBE, uid, 0))
         if t.idle_due_ms == ARMED:

@@ -10,6 +10,7 @@ spec. The e-commerce events of the spec (v2) map as follows; every other call is
 ``Product Viewed``, ``Product Clicked``    ``view`` of ``properties.product_id`` (or ``sku``)
 ``Product Added`` / ``Product Removed``    ``add_to_cart`` / ``remove_from_cart`` (``quantity``)
 ``Order Completed``                        one ``purchase`` per ``properties.products[]``
+                                           (``properties.coupon``: their ``coupon_code``)
 ``Products Searched``                      ``search`` of ``properties.query``
 ``identify`` with both ids                 the collector's identify link
 =========================================  =====================================================
@@ -123,5 +124,8 @@ def from_segment(call: dict[str, Any]) -> Mapped:
     products = props.get("products")
     if not isinstance(products, list) or not products:
         raise InvalidEvent("missing_field", "Order Completed needs properties.products")
+    coupon = _text(props.get("coupon"))  # the spec's order-level coupon code
+    if coupon is not None:
+        base["coupon_code"] = coupon
     return Mapped(events=[base | {"event_id": f"{message}-{n}"} | _product(_dict(p))
                           for n, p in enumerate(products)])  # fmt: skip

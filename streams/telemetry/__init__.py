@@ -141,6 +141,10 @@ class Telemetry:
             "Churn alerts not published: older than SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS "
             "(history being imported).", registry=r,
         )  # fmt: skip
+        self.m_outcomes = PCounter(
+            p + "alert_outcomes", "Churn alert outcomes published, by group and whether the "
+            "customer bought again within the horizon.", ["group", "returned"], registry=r,
+        )  # fmt: skip
         self.m_anom = PCounter(p + "anomalies", "Anomalies flagged, by kind.", ["kind"], registry=r)
         self.m_seg = PCounter(p + "segment_changes", "Segment changes, by new segment.",
                               ["segment"], registry=r)  # fmt: skip
@@ -258,6 +262,11 @@ class Telemetry:
         row = {k: alert.get(k) for k in keep}
         row["reasons"] = list(alert.get("reasons") or [])[:3]
         self.latest_alerts.appendleft(row)
+
+    def on_outcome(self, o: Mapping[str, Any]) -> None:
+        """A published alert outcome (the ``shop.alert-outcomes`` payload)."""
+        self.m_outcomes.labels(str(o.get("group")), str(bool(o.get("returned"))).lower()).inc()
+        self.m_out.labels("alert_outcomes").inc()
 
     def on_stale_alerts(self, n: int) -> None:
         """Alerts too old to publish (``shopstream_churn_alerts_stale_total``)."""

@@ -175,6 +175,7 @@ class BatchProcessor:
         outputs with the same ids (at least once, docs/reliability.md)."""
         await self.out.segments(users.segments, self.parts.models.segment_sizes())
         sent_alerts = await self.out.alerts(users.alerts)
+        await self.out.outcomes(users.outcomes)
         clock.lap("publish")
         await self.still_ours(partitions)
         await outbox.delivered()

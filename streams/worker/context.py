@@ -54,6 +54,7 @@ class ShopApp:
     segments: Topic
     anomalies: Topic
     kpis: Topic
+    alert_outcomes: Topic
     profiles: ProfileTable
     runtime: Runtime
     telemetry: Telemetry

@@ -72,6 +72,7 @@ def advance_idle(
         models = parts.models_for(p)
         alerts, labelled = churn.advance(state, target, out.lookup, models.churn, parts.churn_cfg)
         out.alerts += alerts
+        out.outcomes += state.take_outcomes()
         moved.append(p)
         if alerts or labelled:
             log.debug("partition %d idle: clock to %d, %d alerts, %d labels", p, target,

@@ -27,7 +27,7 @@ import orjson
 
 from models.similarity import key_base
 from streams.core.events import Event, Record
-from streams.core.payloads import Anomaly, ChurnAlert, SegmentChange
+from streams.core.payloads import AlertOutcome, Anomaly, ChurnAlert, SegmentChange
 from streams.domain.alerts import split_stale
 from streams.domain.profile import DAY_MS
 from streams.domain.recommendations import recommendation_message
@@ -159,6 +159,19 @@ class Publisher:
             self.telemetry.on_alert(alert)
             sent.append(alert)
         return sent
+
+    async def outcomes(self, outcomes: list[AlertOutcome]) -> None:
+        """Send the resolved alert outcomes. Those whose window ended more than
+        ``SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS`` ago (history being imported, whose alerts
+        were not published either) are not."""
+        max_age_ms = int(self.shop.settings.churn_alert_max_age_days * DAY_MS)
+        now_ms = round(time.time() * 1000)
+        for o in outcomes:
+            if max_age_ms > 0 and now_ms - o["window_end_ts"] > max_age_ms:
+                continue
+            await self.outbox.send(self.shop.alert_outcomes, o["user_id"].encode(),
+                                   orjson.dumps(o))  # fmt: skip
+            self.telemetry.on_outcome(o)
 
     async def mark_alerts(self, alerts: list[ChurnAlert]) -> None:
         if not alerts:

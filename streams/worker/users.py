@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.core.events import Event, Record, safe_text
-from streams.core.payloads import ChurnAlert, SegmentChange
+from streams.core.payloads import AlertOutcome, ChurnAlert, SegmentChange
 from streams.domain import churn
 from streams.domain.churn_state import TrackedUsers, track_to_list
 from streams.domain.envelope import Envelope, applied
@@ -43,6 +43,7 @@ class UserUpdates:
     envelopes: dict[str, Envelope] = field(default_factory=dict)  # loaded or changed
     written: set[str] = field(default_factory=set)
     alerts: list[ChurnAlert] = field(default_factory=list)
+    outcomes: list[AlertOutcome] = field(default_factory=list)  # alert windows that closed
     segments: list[SegmentChange] = field(default_factory=list)
     triggers: dict[str, Event] = field(default_factory=dict)  # last applied trigger per user
     #: users whose update failed in this batch -> why (their events go to the DLQ)
@@ -157,6 +158,8 @@ def update_users(
         out.written.add(uid)
         if is_trigger(event):
             out.triggers[uid] = event
+    for partition in sorted(touched):
+        out.outcomes += parts.states[partition].take_outcomes()
     store_tracks(parts, touched, out)
     update_segments(parts, fresh, out)
     keep_triggers(out, due)
@@ -170,6 +173,7 @@ def drop_broken(parts: Partitions, out: UserUpdates) -> None:
     if not out.broken:
         return
     out.alerts = [a for a in out.alerts if a["user_id"] not in out.broken]
+    out.outcomes = [o for o in out.outcomes if o["user_id"] not in out.broken]
     out.segments = [s for s in out.segments if s["user_id"] not in out.broken]
     out.triggers = {u: e for u, e in out.triggers.items() if u not in out.broken}
     for partition in out.rebuild:

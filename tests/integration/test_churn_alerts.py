@@ -60,6 +60,33 @@ async def wait_consumed(settings: Settings, n: int, worker: WorkerProcess, limit
         await asyncio.sleep(1)
 
 
+async def check_outcomes(
+    settings: Settings, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What a consumer of ``shop.alert-outcomes`` receives: one outcome per alert whose
+    window closed (two days of slack for the partitions' clocks), with the customer's
+    purchases in the window as the raw events say."""
+    records = await consume(settings.topic_alert_outcomes, settings, until=10**6, wait_s=3)
+    outcomes = [orjson.loads(r.value) for r in records]
+    by_id = {o["alert_id"]: o for o in outcomes}
+    assert len(by_id) == len(outcomes), "an outcome was published twice"
+    horizon, end = int(settings.churn_horizon_days * DAY), max(e["ts"] for e in events)
+    closed = {a["alert_id"] for a in alerts if a["ts"] + horizon + 2 * DAY < end}
+    assert closed, "no alert window closed: the check would prove nothing"
+    assert closed <= set(by_id) <= {a["alert_id"] for a in alerts}, closed - set(by_id)
+    for a in alerts:
+        o = by_id.get(a["alert_id"])
+        if o is None:
+            continue
+        mine = [e["price"] * e.get("quantity", 1) for e in events if e["user_id"] == a["user_id"]
+                and e["type"] == "purchase" and a["ts"] < e["ts"] <= a["ts"] + horizon]  # fmt: skip
+        assert (o["orders"], o["group"]) == (len(mine), a["group"]), (a, o)
+        assert abs(o["revenue"] - sum(mine)) <= 0.01 * max(1, len(mine)), (a, o)
+    stopped = [by_id[a["alert_id"]] for a in alerts if a["user_id"] in STOPPERS]
+    assert stopped and not any(o["returned"] for o in stopped)  # they never came back
+    return outcomes
+
+
 async def test_customers_who_stop_buying_get_exactly_one_alert(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -101,8 +128,10 @@ async def test_customers_who_stop_buying_get_exactly_one_alert(
         for g in ("treatment", "holdout"):
             counted = tally[g]["n"] + tally[g]["pending"]
             assert counted == sum(v == g for v in groups.values()), (g, tally)
+        outcomes = await check_outcomes(settings, events, alerts)
         print(
             f"verified: {len(alerts)} alerts, {len(ids)} distinct ids, duplicates: 0; "
+            f"{len(outcomes)} outcomes ({sum(o['returned'] for o in outcomes)} returned), "
             f"stoppers alerted {[per_user[u] for u in STOPPERS]}, "
             f"active {[per_user[u] for u in ACTIVE]}"
         )

@@ -187,14 +187,15 @@ def fake_shop(settings: Settings) -> ShopApp:
     topics = {
         name: FakeTopic(name)
         for name in (
-            "events", "dlq", "recommendations", "churn_alerts", "segments", "anomalies", "kpis"
+            "events", "dlq", "recommendations", "churn_alerts", "segments", "anomalies", "kpis",
+            "alert_outcomes",
         )
     }
     return ShopApp(
         settings=settings, app=app, events=topics["events"], dlq=topics["dlq"],  # type: ignore[arg-type]
         recommendations=topics["recommendations"], churn_alerts=topics["churn_alerts"],
         segments=topics["segments"], anomalies=topics["anomalies"], kpis=topics["kpis"],
-        profiles=FakeTable(), runtime=FakeRuntime(),  # type: ignore[arg-type]
+        alert_outcomes=topics["alert_outcomes"], profiles=FakeTable(), runtime=FakeRuntime(),  # type: ignore[arg-type]
         telemetry=Telemetry(bucket_s=settings.dashboard_bucket_s),
     )  # fmt: skip
 

@@ -127,12 +127,12 @@ _scalar = st.one_of(
     st.sampled_from([1_709_283_600_000, 1_709_283_600_000.5, 3.0, 2.5, -0.0, 0]),
 )  # fmt: skip
 _fields = ("event_id", "type", "user_id", "session_id", "ts", "item_id", "category",
-           "price", "quantity", "query", "extra")  # fmt: skip
+           "price", "quantity", "query", "coupon_code", "extra")  # fmt: skip
 _VALID = {"event_id": "e1", "type": "view", "user_id": "u1", "session_id": "s1",
           "ts": 1_709_283_600_000, "item_id": "i1"}  # fmt: skip
 
 
-@given(st.dictionaries(st.sampled_from(_fields), _scalar, max_size=11), st.booleans())
+@given(st.dictionaries(st.sampled_from(_fields), _scalar, max_size=12), st.booleans())
 def test_the_fast_path_accepts_only_what_validate_accepts_with_the_same_result(
     changes: dict[str, object], start_valid: bool
 ) -> None:
@@ -155,8 +155,12 @@ def test_the_fast_path_accepts_only_what_validate_accepts_with_the_same_result(
 def test_the_fast_path_takes_the_common_shapes() -> None:
     from streams.core.wire import parse_fast
 
-    purchase = {**_VALID, "type": "purchase", "price": 19.9, "quantity": 2, "category": "c"}
+    purchase = {**_VALID, "type": "purchase", "price": 19.9, "quantity": 2, "category": "c",
+                "coupon_code": "SAVE-1F2E"}
     search = {**_VALID, "type": "search", "query": "red socks", "item_id": None}
     iso = {**_VALID, "ts": "2024-03-01T10:00:00+01:00"}
     for obj in (_VALID, purchase, search, iso):
         assert parse_fast(orjson.dumps(obj)) == parse_event(orjson.dumps(obj))
+    assert parse_event(orjson.dumps(purchase)).coupon_code == "SAVE-1F2E"
+    with pytest.raises(InvalidEvent, match="coupon_code"):  # ids' rules: printable, <= 256
+        parse_event(orjson.dumps({**purchase, "coupon_code": "a\u202eb"}))

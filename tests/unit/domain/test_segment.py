@@ -29,7 +29,7 @@ CALLS = [
     track("Product Added", {"sku": "p2", "price": 10, "quantity": 2}, userId="c-9"),
     track("Product Removed", {"product_id": 3}, context={"sessionId": 1709283600}),
     track("Products Searched", {"query": "red shoes"}),
-    track("Order Completed", {"order_id": "o1", "products": [
+    track("Order Completed", {"order_id": "o1", "coupon": "SAVE-1F2E", "products": [
         {"product_id": "p1", "price": 59.0, "quantity": 1}, {"sku": "p2", "price": 10}]},
         userId="c-9"),
 ]  # fmt: skip
@@ -46,6 +46,7 @@ def test_the_ecommerce_spec_maps_onto_valid_contract_events() -> None:
     assert parsed[2].session_id == "1709283600"  # RudderStack's context.sessionId
     assert parsed[0].session_id == "anon-1" and parsed[3].query == "red shoes"
     assert [p.event_id for p in parsed[4:]] == ["m-Order C-0", "m-Order C-1"]
+    assert [p.coupon_code for p in parsed] == [None] * 4 + ["SAVE-1F2E"] * 2
     assert {p.ts_ms for p in parsed} == {1709287200000}
 
 
