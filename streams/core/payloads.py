@@ -78,6 +78,7 @@ class AlertOutcome(TypedDict):
     orders: int
     revenue: float  # sum of price x quantity of those purchases
     days_to_return: float | None  # to the first of them
+    segment: str  # the segment the alert named
     redeemed: bool  # one of them carried a coupon_code
     coupon_orders: int
     discount_cost: float  # those purchases' discount at the alert's discount_pct

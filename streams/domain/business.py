@@ -83,30 +83,62 @@ def forecast_panel(
     return out
 
 
+def with_outcome(alert: Mapping[str, Any], outcome: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A tallied alert with its published outcome, when there is one (authoritative: the
+    purchases in the whole window, the coupon's cost, the alert's segment); before it, the
+    tally's view (``discount`` 0, ``segment`` unknown).
+
+    >>> a = {"alert_id": "a", "group": "treatment", "resolved": False, "returned": True,
+    ...      "revenue": 5.0}
+    >>> with_outcome(a, None)["discount"], with_outcome(a, None)["segment"]
+    (0.0, '')
+    >>> o = {"returned": True, "revenue": 30.0, "discount_cost": 6.0, "segment": "loyal",
+    ...      "redeemed": True}
+    >>> r = with_outcome(a, o); r["resolved"], r["revenue"], r["discount"], r["segment"]
+    (True, 30.0, 6.0, 'loyal')
+    """
+    if outcome is None:
+        return {**alert, "discount": 0.0, "segment": "", "redeemed": False}
+    return {
+        **alert, "resolved": True, "returned": bool(outcome["returned"]),
+        "revenue": float(outcome["revenue"]), "discount": float(outcome["discount_cost"]),
+        "segment": str(outcome.get("segment", "")), "redeemed": bool(outcome["redeemed"]),
+    }  # fmt: skip
+
+
 def uplift_panel(alerts: Sequence[Mapping[str, Any]], *, seed: int = 0) -> dict[str, Any]:
     """Per group: alerts ``n`` resolved (bought again, or the horizon passed), ``pending``,
-    ``returned``, ``rate`` with its Wilson interval, ``revenue_per_customer``; then the
-    ``uplift`` (treatment rate minus holdout rate) with Newcombe's 95% interval, and the
-    revenue difference per alerted customer with a bootstrap interval."""
+    ``returned``, ``rate`` with its Wilson interval, ``revenue_per_customer``, the coupons'
+    ``discount_per_customer`` and ``net_revenue_per_customer`` (revenue minus discount),
+    ``redeemed``; then the ``uplift`` (treatment rate minus holdout rate) with Newcombe's 95%
+    interval, and the revenue and net revenue differences per alerted customer with
+    bootstrap intervals (``discount`` is 0 for rows without it)."""
     out: dict[str, Any] = {}
     revenues: dict[str, list[float]] = {}
+    nets: dict[str, list[float]] = {}
     for g in GROUPS:
         mine = [a for a in alerts if a["group"] == g]
         done = [a for a in mine if a["resolved"]]
         k = sum(1 for a in done if a["returned"])
         lo, hi = wilson(k, len(done))
         revenues[g] = [float(a["revenue"]) for a in done]
+        costs = [float(a.get("discount", 0.0)) for a in done]
+        nets[g] = [r - c for r, c in zip(revenues[g], costs, strict=True)]
         out[g] = {
             "n": len(done), "pending": len(mine) - len(done), "returned": k,
             "rate": round(k / len(done), 4) if done else None,
             "rate_low": round(lo, 4), "rate_high": round(hi, 4),
             "revenue_per_customer": round(fmean(revenues[g]), 2) if done else None,
+            "discount_per_customer": round(fmean(costs), 2) if done else None,
+            "net_revenue_per_customer": round(fmean(nets[g]), 2) if done else None,
+            "redeemed": sum(1 for a in done if a.get("redeemed")),
         }  # fmt: skip
     t, h = out["treatment"], out["holdout"]
     d, lo, hi = newcombe(t["returned"], t["n"], h["returned"], h["n"])
     out |= {"uplift": _finite(d), "ci_low": _finite(lo), "ci_high": _finite(hi)}
-    rd, rlo, rhi = bootstrap_diff(revenues["treatment"], revenues["holdout"], seed=seed,
-                                  resamples=500)  # fmt: skip
-    out |= {"revenue_uplift": _finite(rd, 2), "revenue_ci_low": _finite(rlo, 2),
-            "revenue_ci_high": _finite(rhi, 2)}  # fmt: skip
+    for name, values in (("revenue", revenues), ("net_revenue", nets)):
+        rd, rlo, rhi = bootstrap_diff(values["treatment"], values["holdout"], seed=seed,
+                                      resamples=500)  # fmt: skip
+        out |= {f"{name}_uplift": _finite(rd, 2), f"{name}_ci_low": _finite(rlo, 2),
+                f"{name}_ci_high": _finite(rhi, 2)}  # fmt: skip
     return out

@@ -47,6 +47,7 @@ class Watched:
     first_order_ms: int = -1
     coupon_orders: int = 0  # purchases in the window that carried a ``coupon_code``
     discount_cents: int = 0  # what those coupons cost the shop (at the alert's discount)
+    segment: str = ""  # the customer's segment the alert named
 
 
 def watch(alert: Mapping[str, Any]) -> Watched:
@@ -55,6 +56,7 @@ def watch(alert: Mapping[str, Any]) -> Watched:
     return Watched(
         alert_id=str(alert["alert_id"]), ts_ms=int(alert["ts"]), group=alert["group"],
         tier=str(action.get("value_tier", "")), discount_pct=float(action.get("discount_pct", 0)),
+        segment=str(alert.get("segment", "")),
     )  # fmt: skip
 
 
@@ -93,6 +95,7 @@ def outcome(user_id: str, w: Watched, horizon_ms: int) -> AlertOutcome:
         "orders": w.orders,
         "revenue": w.revenue_cents / 100,
         "days_to_return": None if back is None else round(back, 4),
+        "segment": w.segment,
         "redeemed": w.coupon_orders > 0,
         "coupon_orders": w.coupon_orders,
         "discount_cost": w.discount_cents / 100,
@@ -102,10 +105,19 @@ def outcome(user_id: str, w: Watched, horizon_ms: int) -> AlertOutcome:
 def watched_to_list(w: Watched) -> list[Any]:
     """Compact JSON form, stored in the churn track (``track_to_list``)."""
     return [w.alert_id, w.ts_ms, w.group, w.tier, w.discount_pct, w.orders, w.revenue_cents,
-            w.first_order_ms, w.coupon_orders, w.discount_cents]  # fmt: skip
+            w.first_order_ms, w.coupon_orders, w.discount_cents, w.segment]  # fmt: skip
 
 
 def watched_from_list(v: Sequence[Any]) -> Watched:
-    aid, ts, group, tier, pct, orders, cents, first, coupons, discount = v
+    aid, ts, group, tier, pct, orders, cents, first, coupons, discount, segment = v
     return Watched(str(aid), int(ts), group, str(tier), float(pct), int(orders), int(cents),
-                   int(first), int(coupons), int(discount))  # fmt: skip
+                   int(first), int(coupons), int(discount), str(segment))  # fmt: skip
+
+
+def name_segment(watched: Sequence[Watched], alert_id: str, segment: str) -> bool:
+    """Record the segment the (just published) alert ``alert_id`` named; whether it changed."""
+    for w in watched:
+        if w.alert_id == alert_id and w.segment != segment:
+            w.segment = segment
+            return True
+    return False

@@ -145,6 +145,11 @@ class Telemetry:
             p + "alert_outcomes", "Churn alert outcomes published, by group and whether the "
             "customer bought again within the horizon.", ["group", "returned"], registry=r,
         )  # fmt: skip
+        self.m_outcome_money = PCounter(
+            p + "alert_outcome_money", "Alert outcomes: revenue of the alerted customers' "
+            "purchases within the horizon, and the discount their coupons cost, by group.",
+            ["group", "kind"], registry=r,
+        )  # fmt: skip
         self.m_anom = PCounter(p + "anomalies", "Anomalies flagged, by kind.", ["kind"], registry=r)
         self.m_seg = PCounter(p + "segment_changes", "Segment changes, by new segment.",
                               ["segment"], registry=r)  # fmt: skip
@@ -265,7 +270,10 @@ class Telemetry:
 
     def on_outcome(self, o: Mapping[str, Any]) -> None:
         """A published alert outcome (the ``shop.alert-outcomes`` payload)."""
-        self.m_outcomes.labels(str(o.get("group")), str(bool(o.get("returned"))).lower()).inc()
+        group = str(o.get("group"))
+        self.m_outcomes.labels(group, str(bool(o.get("returned"))).lower()).inc()
+        self.m_outcome_money.labels(group, "revenue").inc(float(o.get("revenue") or 0.0))
+        self.m_outcome_money.labels(group, "discount").inc(float(o.get("discount_cost") or 0.0))
         self.m_out.labels("alert_outcomes").inc()
 
     def on_stale_alerts(self, n: int) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, cast
 
 from models.forecast import DAY_MS, iso_day
-from streams.domain.business import forecast_panel, uplift_panel
+from streams.domain.business import forecast_panel, uplift_panel, with_outcome
 from streams.domain.kpis import day_number, totals
 from streams.worker.context import ShopApp
 from streams.worker.kpi_store import KpiStore
@@ -71,16 +71,25 @@ async def figures_in(kpis: KpiStore, first: str, last: str) -> dict[str, Any]:
 
 
 def uplift_by_tier(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Overall, per coupon tier and per segment (alerts with their outcome: the segment is
+    the one the alert named)."""
     tiers = sorted({a["tier"] for a in alerts})
+    segments = sorted({a["segment"] for a in alerts if a["segment"]})
     return uplift_panel(alerts) | {
-        "tiers": {t: uplift_panel([a for a in alerts if a["tier"] == t]) for t in tiers}
+        "tiers": {t: uplift_panel([a for a in alerts if a["tier"] == t]) for t in tiers},
+        "segments": {
+            s: uplift_panel([a for a in alerts if a["segment"] == s]) for s in segments
+        },
     }
 
 
 async def campaigns(kpis: KpiStore, memo: Memo | None = None) -> dict[str, Any]:
-    """The churn coupons' uplift, overall and per coupon tier."""
-    alerts = sorted(await kpis.alerts(), key=lambda a: a["alert_id"])
-    key = tuple((a["alert_id"], a["resolved"], a["revenue"]) for a in alerts)
+    """The churn coupons' uplift, overall, per coupon tier and per segment: the tally's
+    alerts, each with its outcome (``shop.alert-outcomes``) once it was published."""
+    outcomes = await kpis.outcomes()
+    alerts = [with_outcome(a, outcomes.get(a["alert_id"]))
+              for a in sorted(await kpis.alerts(), key=lambda a: a["alert_id"])]  # fmt: skip
+    key = tuple((a["alert_id"], a["resolved"], a["revenue"], a["discount"]) for a in alerts)
     panel = await (memo or Memo()).get(key, uplift_by_tier, alerts)
     return panel | {"horizon_days": kpis.horizon_ms / DAY_MS}
 

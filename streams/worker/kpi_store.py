@@ -15,6 +15,8 @@ Keys (all under the store's hash tag ``{prefix}:``):
 * ``kpi:s:<day>:<stage>`` (set): sessions that reached a funnel stage on the day, kept for
   ``SHOPSTREAM_KPI_SESSION_TTL_DAYS`` (wall clock) after the last new one;
 * ``kpi:meta`` (hash): ``clock``, the latest event time applied;
+* ``kpi:outcomes`` (alert id -> its ``shop.alert-outcomes`` JSON), written by the publisher
+  (:meth:`KpiStore.keep_outcomes`) with the outcomes it sends;
 * the uplift tally of churn alerts (docs/marketing.md): ``kpi:alerts`` (alert id -> JSON
   ``{u, ts, g, tier}``, written once), ``kpi:alert-of`` (user -> their latest alert id),
   ``kpi:returned`` (alert id -> revenue in cents of the customer's purchases within
@@ -32,7 +34,7 @@ import orjson
 
 from models.similarity import guard, key_base
 from streams.core.events import Event, Record
-from streams.core.payloads import ChurnAlert
+from streams.core.payloads import AlertOutcome, ChurnAlert
 from streams.core.settings import Settings
 from streams.domain.kpis import figures, kpi_record
 from streams.domain.profile import DAY_MS
@@ -250,6 +252,19 @@ class KpiStore:
                 "resolved": cents is not None or clock > a["ts"] + self.horizon_ms,
             })  # fmt: skip
         return out
+
+
+    async def keep_outcomes(self, outcomes: Sequence[AlertOutcome]) -> None:
+        """Store resolved alert outcomes (``kpi:outcomes``: alert id -> the published JSON);
+        idempotent: a repeated outcome is the same record."""
+        if outcomes:
+            await self.redis.hset(self.base + "kpi:outcomes",
+                                  mapping={o["alert_id"]: orjson.dumps(o) for o in outcomes})
+
+    async def outcomes(self) -> dict[str, dict[str, Any]]:
+        """The stored outcomes by alert id."""
+        raw = await self.redis.hgetall(self.base + "kpi:outcomes")
+        return {_text(k): orjson.loads(v) for k, v in raw.items()}
 
 
 def kpi_store(redis: Any, settings: Settings) -> KpiStore:

@@ -166,12 +166,15 @@ class Publisher:
         were not published either) are not."""
         max_age_ms = int(self.shop.settings.churn_alert_max_age_days * DAY_MS)
         now_ms = round(time.time() * 1000)
+        if max_age_ms > 0:
+            outcomes = [o for o in outcomes if now_ms - o["window_end_ts"] <= max_age_ms]
         for o in outcomes:
-            if max_age_ms > 0 and now_ms - o["window_end_ts"] > max_age_ms:
-                continue
             await self.outbox.send(self.shop.alert_outcomes, o["user_id"].encode(),
                                    orjson.dumps(o))  # fmt: skip
             self.telemetry.on_outcome(o)
+        if outcomes:  # for GET /campaigns and the dashboard (survives restarts)
+            kpis = self.shop.runtime.kpis
+            await self.retry("storing alert outcomes", lambda: kpis.keep_outcomes(outcomes))
 
     async def mark_alerts(self, alerts: list[ChurnAlert]) -> None:
         if not alerts:

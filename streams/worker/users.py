@@ -25,6 +25,7 @@ from streams.core.payloads import AlertOutcome, ChurnAlert, SegmentChange
 from streams.domain import churn
 from streams.domain.churn_state import TrackedUsers, track_to_list
 from streams.domain.envelope import Envelope, applied
+from streams.domain.outcomes import name_segment
 from streams.domain.outputs import segment_change
 from streams.domain.profile import Profile, update_profile
 from streams.domain.recommendations import is_trigger
@@ -221,8 +222,16 @@ def update_segments(
             env.segment = upd.segment
             out.written.add(uid)
     for alert in out.alerts:
-        env = out.envelopes.get(alert["user_id"])
+        uid = alert["user_id"]
+        env = out.envelopes.get(uid)
         alert["segment"] = env.segment if env and env.segment else alert["segment"]
+        state = parts.states.get(env.partition) if env is not None else None
+        track = dict.get(state.users, uid) if state is not None else None  # (not dirty)
+        if env is not None and track is not None and uid not in out.broken:
+            # the alert's outcome window (in the track, stored already) gets its segment
+            if name_segment(track.watched, alert["alert_id"], alert["segment"]):
+                env.track = track_to_list(track)
+                out.written.add(uid)
 
 
 def keep_triggers(out: UserUpdates, due: Sequence[Event]) -> None:

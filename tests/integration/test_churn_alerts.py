@@ -129,6 +129,12 @@ async def test_customers_who_stop_buying_get_exactly_one_alert(
             counted = tally[g]["n"] + tally[g]["pending"]
             assert counted == sum(v == g for v in groups.values()), (g, tally)
         outcomes = await check_outcomes(settings, events, alerts)
+        # the outcomes reach GET /campaigns: resolved by them, known by the alert's segment
+        tally = worker.get_json("/campaigns")
+        named = {o["segment"] for o in outcomes}
+        assert named and set(tally["segments"]) == named - {""}, (named, tally["segments"])
+        assert sum(tally["segments"][s][g]["n"] for s in named for g in ("treatment", "holdout")
+                   ) == len(outcomes)  # fmt: skip
         print(
             f"verified: {len(alerts)} alerts, {len(ids)} distinct ids, duplicates: 0; "
             f"{len(outcomes)} outcomes ({sum(o['returned'] for o in outcomes)} returned), "

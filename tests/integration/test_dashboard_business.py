@@ -177,6 +177,7 @@ async def test_dashboard_shows_revenue_funnel_forecast_and_uplift_in_chromium(
     for g, (n, came_back) in truth.items():
         row = shown["uplift_rows"][g]
         assert (number(row[1]), number(row[2]), number(row[3])) == (n, 0, came_back), row
+        assert row[6] == "0" and row[7] == row[5], row  # no coupon cost: net = revenue
     (nt, kt), (nh, kh) = truth["treatment"], truth["holdout"]
     d, _, _ = newcombe(kt, nt, kh, nh)
     estimate = re.search(r"(-?[\d.]+) points", shown["uplift_estimate"] or "")

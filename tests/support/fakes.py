@@ -111,6 +111,13 @@ class FakeKpis:
         self.state = KpiState()
         self.offsets: dict[str, int] = {}
         self.alerts: dict[str, Any] = {}
+        self.kept: dict[str, Any] = {}
+
+    async def keep_outcomes(self, outcomes: Any) -> None:
+        self.kept.update({o["alert_id"]: o for o in outcomes})
+
+    async def outcomes(self) -> dict[str, Any]:
+        return dict(self.kept)
 
     async def apply(
         self, valid: Any, alerts: Any = (), *, epoch: str = "", owners: Any = None

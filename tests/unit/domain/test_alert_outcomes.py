@@ -139,7 +139,7 @@ def test_an_open_window_survives_a_restart_from_the_stored_tracks() -> None:
 def test_tracks_without_open_windows_keep_their_layout() -> None:
     t = Track(anchor_ms=5, last_seen_ms=9)
     assert len(track_to_list(t)) == 8  # envelopes written before this change read the same
-    t.watched.append(Watched("a", 1, "holdout", "gold", 20.0, 1, 250, 3, 1, 63))
+    t.watched.append(Watched("a", 1, "holdout", "gold", 20.0, 1, 250, 3, 1, 63, "champions"))
     assert track_from_list(track_to_list(t)) == t
     assert track_from_list(track_to_list(t)[:8]).watched == []
 
@@ -180,6 +180,7 @@ def test_every_alert_of_a_generated_shop_gets_the_outcome_its_events_say() -> No
             continue
         mine = [v for ts, v in buys[a["user_id"]] if a["ts"] < ts <= a["ts"] + horizon]
         assert (o["orders"], o["returned"]) == (len(mine), bool(mine)), (a, o)
+        assert o["segment"] == a["segment"] != "", (a, o)  # the segment the alert named
         assert abs(o["revenue"] - sum(mine)) < 0.01 * max(1, len(mine)), (a, o)
     returned = sum(o["returned"] for o in outcomes)
     assert 0 < returned < len(outcomes), "all or none returned: the check would be weak"

@@ -67,3 +67,27 @@ def test_uplift_without_a_holdout_says_nothing() -> None:
     u = uplift_panel(alerts("treatment", 3, 1, 0))
     assert u["uplift"] is None and u["holdout"]["n"] == 0 and u["holdout"]["rate"] is None
     assert u["revenue_uplift"] is None
+
+
+def test_outcomes_bring_the_coupons_cost_and_the_segment() -> None:
+    """An alert with its published outcome: resolved by it, its discount cost counted, the
+    net revenue per customer is revenue minus that cost, and it is known by segment."""
+    from streams.domain.business import with_outcome
+
+    rows = [{**a, "alert_id": f"a{i}"}
+            for i, a in enumerate(alerts("treatment", 4, 4, 0) + alerts("holdout", 4, 4, 0))]
+    out = {}
+    for i, a in enumerate(rows):  # every returned treatment customer used a coupon worth 5
+        coupon = a["group"] == "treatment" and a["returned"]
+        out[a["alert_id"]] = {"returned": a["returned"], "revenue": a["revenue"],
+                              "discount_cost": 5.0 if coupon else 0.0, "redeemed": coupon,
+                              "segment": "loyal" if i % 2 else "at_risk"}  # fmt: skip
+    merged = [with_outcome(a, out[a["alert_id"]]) for a in rows]
+    u = uplift_panel(merged)
+    t = u["treatment"]
+    assert t["discount_per_customer"] == 2.5 and t["redeemed"] == 4
+    assert t["net_revenue_per_customer"] == t["revenue_per_customer"] - 2.5
+    assert u["net_revenue_uplift"] == round(u["revenue_uplift"] - 2.5, 2)
+    assert {m["segment"] for m in merged} == {"loyal", "at_risk"}
+    pending = with_outcome({**rows[0], "resolved": False}, None)
+    assert (pending["resolved"], pending["discount"], pending["segment"]) == (False, 0.0, "")
