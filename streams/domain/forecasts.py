@@ -9,8 +9,8 @@ the worker"):
 * a partition's watermark is the **second largest** event time it has applied
   (:func:`push`), so one outlier, a single event dated days ahead, cannot drag it;
 * the low watermark (:func:`low_watermark`) is the smallest over the partitions that have
-  seen a counted event and are not idle (no record applied for
-  ``SHOPSTREAM_IDLE_ADVANCE_S`` of wall time); when all are idle, the largest;
+  seen a counted event and are not idle (no record applied for a while of wall time:
+  :mod:`streams.worker.forecasts` says how long); when all are idle, the largest;
 * the due origins (:func:`due_origins`) are the days whose start it has passed, after the
   last origin sent, at most :data:`CATCH_UP` of them (the newest): a backfill of history
   does not refit every day of it;

@@ -5,8 +5,8 @@ A timer (``SHOPSTREAM_FORECAST_INTERVAL_S``) on every worker reads the partition
 watermarks that the business figures' script keeps (fenced with the figures,
 :mod:`streams.worker.kpi_store`), finds the origin days due, and for each, oldest first:
 
-1. works out its forecasts from the stored days before it (in a thread: a refit of every
-   scope takes ~0.3 s per scope on 26 weeks of days);
+1. works out its forecasts from the stored days before it (in a thread: a refit takes
+   ~0.6 s per scope on 26 weeks of days, docs/marketing.md);
 2. keeps them in Redis (``fc:o:<origin>``, ``HSETNX`` per scope): the first forecast of
    an origin is the one every later send repeats, even if a late event changed a day
    before it meanwhile (a duplicate is always the same record);
@@ -14,7 +14,9 @@ watermarks that the business figures' script keeps (fenced with the figures,
 4. marks the origin sent (``fc:sent``, compare-and-set: it only moves forward).
 
 A crash between 3 and 4 sends the origin again (same ids, same values); so may two
-workers whose timers run at once. Nothing is fenced by partition: the forecasts belong
+workers whose timers run at once. A partition is idle (left out of the low watermark)
+after ``max(SHOPSTREAM_IDLE_ADVANCE_S, IDLE_FLOOR_S)`` without a record, judged only once
+this worker has run that long. Nothing is fenced by partition: the forecasts belong
 to no partition, and every effect is idempotent.
 """
 
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 Retry = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 #: How long (wall clock) an origin's kept forecasts stay in Redis.
 KEEP_S = 35 * 86_400
+#: A partition is idle for the forecasts after no record for this long at least (and
+#: ``SHOPSTREAM_IDLE_ADVANCE_S``): a backlog or a restart must not look like a quiet shop.
+IDLE_FLOOR_S = 900.0
 
 KEEP = """
 local key, ttl = KEYS[1], tonumber(ARGV[1])
@@ -63,6 +68,7 @@ class ForecastEmitter:
     def __init__(self, shop: ShopApp, topic: Topic, sources: Sources, retry: Retry) -> None:
         self.shop, self.topic, self.sources, self.retry = shop, topic, sources, retry
         self.base = key_base(shop.settings.redis_prefix)
+        self.started_s: float | None = None  # the first tick with the runtime ready
 
     def register(self) -> None:
         interval = self.shop.settings.forecast_interval_s
@@ -73,18 +79,28 @@ class ForecastEmitter:
         """Send what is due; a failure is logged and tried again at the next tick."""
         if not self.shop.runtime.ready:
             return
+        if self.started_s is None:
+            self.started_s = time.time()
         try:
             await self.publish_due()
         except Exception:
             log.exception("publishing the sales forecasts failed; trying again later")
+
+    def idle_s(self) -> float:
+        """How long a partition must be quiet to be left out (0: never)."""
+        idle = self.shop.settings.idle_advance_s
+        return max(idle, IDLE_FLOOR_S) if idle > 0 else 0.0
 
     async def due(self) -> list[int]:
         """The origin days due now."""
         kpis, redis = self.shop.runtime.kpis, self.shop.runtime.redis
         source = self.sources.fence_field(0).rpartition(":")[0]
         marks, seen = await kpis.watermarks(source)
-        idle_ms = round(self.shop.settings.idle_advance_s * 1000)
-        low = low_watermark(marks, seen, now_ms=round(time.time() * 1000), idle_ms=idle_ms)
+        now_s, idle_s = time.time(), self.idle_s()
+        # idleness is judged only after this worker has watched for that long
+        if self.started_s is None or now_s - self.started_s < idle_s:
+            idle_s = 0.0
+        low = low_watermark(marks, seen, now_ms=round(now_s * 1000), idle_ms=round(idle_s * 1000))
         first = [d.decode() if isinstance(d, bytes) else str(d)
                  for d in await redis.zrange(self.base + "kpi:days", 0, 0)]  # fmt: skip
         sent = await redis.get(self.base + "fc:sent")
