@@ -8,9 +8,10 @@ the worker"):
 
 * a partition's watermark is the **second largest** event time it has applied
   (:func:`push`), so one outlier, a single event dated days ahead, cannot drag it;
-* the low watermark (:func:`low_watermark`) is the smallest over the partitions that have
-  seen a counted event and are not idle (no record applied for a while of wall time:
-  :mod:`streams.worker.forecasts` says how long); when all are idle, the largest;
+* the low watermark (:func:`low_watermark`) is the smallest over the topic's partitions
+  that are not idle (no record applied for a while of wall time:
+  :mod:`streams.worker.forecasts` says how long); one without a watermark yet holds it
+  back; when all are idle, the largest;
 * the due origins (:func:`due_origins`) are the days whose start it has passed, after the
   last origin sent, at most :data:`CATCH_UP` of them (the newest): a backfill of history
   does not refit every day of it;
@@ -61,20 +62,20 @@ def push(top2: tuple[int, int], ts: int) -> tuple[int, int]:
 def low_watermark(
     marks: Mapping[str, int], seen_ms: Mapping[str, int], *, now_ms: int, idle_ms: int
 ) -> int | None:
-    """The low watermark over the partitions in ``marks`` (partition -> watermark), leaving
-    out those idle (``seen_ms``: wall time their last record was applied; ``idle_ms`` 0 =
-    never idle); all idle: the largest. ``None`` before any partition has a watermark."""
-    known = {k: v for k, v in marks.items() if v >= 0}
-    if not known:
+    """The low watermark over the partitions in ``marks`` (every partition of the topic ->
+    its watermark, -1 while it has none: it holds the others back), leaving out those idle
+    (``seen_ms``: wall time their last record was applied, none = long ago; ``idle_ms`` 0 =
+    never idle); all idle: the largest. ``None`` without partitions."""
+    if not marks:
         return None
-    busy = [v for k, v in known.items() if idle_ms <= 0 or now_ms - seen_ms.get(k, 0) < idle_ms]
-    return min(busy) if busy else max(known.values())
+    busy = [v for k, v in marks.items() if idle_ms <= 0 or now_ms - seen_ms.get(k, 0) < idle_ms]
+    return min(busy) if busy else max(marks.values())
 
 
 def due_origins(low_ms: int | None, *, first_day: int | None, sent: int) -> list[int]:
     """Origin days (days since the epoch) whose start the low watermark passed, after the
     first stored day and the last origin ``sent``: the newest :data:`CATCH_UP`."""
-    if low_ms is None or first_day is None:
+    if low_ms is None or low_ms < 0 or first_day is None:
         return []
     last = low_ms // DAY_MS
     start = max(sent + 1, first_day + 1, last - CATCH_UP + 1)

@@ -96,6 +96,10 @@ class ForecastEmitter:
         kpis, redis = self.shop.runtime.kpis, self.shop.runtime.redis
         source = self.sources.fence_field(0).rpartition(":")[0]
         marks, seen = await kpis.watermarks(source)
+        topic = self.shop.settings.topic_events
+        count = self.shop.app.consumer.topic_partitions(topic) or self.shop.settings.partitions
+        for p in range(count):  # a partition without a watermark yet holds the others back
+            marks.setdefault(self.sources.fence_field(p), -1)
         now_s, idle_s = time.time(), self.idle_s()
         # idleness is judged only after this worker has watched for that long
         if self.started_s is None or now_s - self.started_s < idle_s:

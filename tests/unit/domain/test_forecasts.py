@@ -50,8 +50,9 @@ def test_the_low_watermark_waits_for_the_slowest_busy_partition() -> None:
     assert low_watermark(marks, seen, now_ms=2_000, idle_ms=0) == 3 * DAY_MS  # idleness off
     # all idle: everything there is has arrived
     assert low_watermark(marks, {}, now_ms=10**9, idle_ms=60_000) == 10 * DAY_MS
-    # a partition with one event only has no watermark yet, and none at all gives None
-    assert low_watermark({"a": -1}, {}, now_ms=0, idle_ms=0) is None
+    # a partition without a watermark yet (no event, or one) holds the others back
+    assert low_watermark(marks | {"t@x:2": -1}, seen, now_ms=2_000, idle_ms=0) == -1
+    assert due_origins(-1, first_day=FIRST, sent=-1) == []
     assert low_watermark({}, {}, now_ms=0, idle_ms=0) is None
 
 
