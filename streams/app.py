@@ -21,6 +21,7 @@ from streams.patches import fastpath, recovery, table
 from streams.telemetry import Telemetry
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
+from streams.worker.forecasts import ForecastEmitter
 from streams.worker.runtime import Runtime
 
 
@@ -101,5 +102,9 @@ def create_app(settings: Settings) -> ShopApp:
     )
     processor = BatchProcessor(shop)
     events_agent.register(shop, processor)
+    forecasts = ForecastEmitter(  # shop.forecasts: a timer, next to the agent
+        shop, raw_topic(settings.topic_forecasts), processor.parts.sources, processor.retry
+    )
+    forecasts.register()
     web.register(shop, processor)
     return shop

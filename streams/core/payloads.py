@@ -111,3 +111,24 @@ class Anomaly(TypedDict):
     reason: str
     event_id: str
     ts: int
+
+
+class ForecastDay(TypedDict):
+    day: str  # ISO date (UTC, event time)
+    revenue: float
+    orders: float
+
+
+class Forecast(TypedDict):
+    """``shop.forecasts``: daily revenue and orders of one scope for the 7 days from
+    ``origin``, made from the complete days before it (keyed by ``scope``)."""
+
+    forecast_id: str  # "forecast:<scope>:<origin>"
+    scope: str  # "shop" or "category:<name>"
+    origin: str  # ISO date: the first day forecast; every earlier day was complete
+    days: list[ForecastDay]
+    mae: float | None  # recent error: one-day-ahead revenue forecasts of the last 28 days
+    baseline_mae: float | None  # seasonal naive (same weekday a week before), same days
+    n: int  # days the recent error is measured on
+    history_days: int  # days learned (at most HISTORY_DAYS before the origin)
+    model: str

@@ -112,6 +112,10 @@ class Settings:
         "shop.alert-outcomes",
         "Output topic of churn alert outcomes: did the customer buy within the horizon.",
     )
+    topic_forecasts: str = _opt(
+        "shop.forecasts",
+        "Output topic of the sales forecasts (one per origin day and scope: shop, category).",
+    )
     partitions: int = _opt(4, "Partitions of every topic the app creates.")
     replication_factor: int = _opt(1, "Replication factor of the topics the app creates.")
     changelog_max_compaction_lag_ms: int = _opt(
@@ -252,6 +256,16 @@ class Settings:
         "How long (wall clock) the sessions of a day are kept to count each once in the "
         "funnel; a later event of the day may count its session again (0 = forever).",
     )
+    forecast_categories: int = _opt(
+        5,
+        "Categories forecast besides the shop: the top ones by revenue over the 28 days "
+        "before each origin day (0 = the shop only).",
+    )
+    forecast_interval_s: float = _opt(
+        5.0,
+        "Seconds between the worker's checks for days that every partition has passed, "
+        "whose forecasts go to the forecasts topic (0 = no forecasts published).",
+    )
 
     # --- privacy ------------------------------------------------------------------------
     pseudonymise_key: str = _opt(
@@ -325,7 +339,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}CHURN_GUARD must be auto, analytic or model")
         for name in ("churn_min_labels", "churn_min_customers", "churn_alert_max_age_days",
                      "idle_advance_s", "collector_events_per_s",
-                     "kpi_session_ttl_days"):  # fmt: skip
+                     "kpi_session_ttl_days", "forecast_categories",
+                     "forecast_interval_s"):  # fmt: skip
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
         if self.churn_idle_days >= self.churn_horizon_days:
@@ -378,6 +393,7 @@ class Settings:
             topic_anomalies=f"{tag}.anomalies",
             topic_kpis=f"{tag}.kpis",
             topic_alert_outcomes=f"{tag}.alert-outcomes",
+            topic_forecasts=f"{tag}.forecasts",
         )
 
     @property
@@ -390,6 +406,7 @@ class Settings:
             self.topic_anomalies,
             self.topic_kpis,
             self.topic_alert_outcomes,
+            self.topic_forecasts,
         )
 
 

@@ -17,6 +17,10 @@ Keys (all under the store's hash tag ``{prefix}:``):
 * ``kpi:meta`` (hash): ``clock``, the latest event time applied;
 * ``kpi:outcomes`` (alert id -> its ``shop.alert-outcomes`` JSON), written by the publisher
   (:meth:`KpiStore.keep_outcomes`) with the outcomes it sends;
+* ``kpi:wmax``, ``kpi:wm`` (hashes, per ``topic@incarnation:partition``): the two largest
+  event times the partition applied; ``kpi:wm`` is its watermark for the forecasts
+  (:mod:`streams.domain.forecasts`: one outlier cannot drag it); ``fc:seen``: the wall
+  time (ms) its last record was applied (idle partitions; not event-time state);
 * the uplift tally of churn alerts (docs/marketing.md): ``kpi:alerts`` (alert id -> JSON
   ``{u, ts, g, tier}``, written once), ``kpi:alert-of`` (user -> their latest alert id),
   ``kpi:returned`` (alert id -> revenue in cents of the customer's purchases within
@@ -27,6 +31,7 @@ Keys (all under the store's hash tag ``{prefix}:``):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +50,7 @@ SCRIPT = """
 local base = ARGV[1]
 local OFF, DAYS, META = base .. 'kpi:off', base .. 'kpi:days', base .. 'kpi:meta'
 local ALERTS, OF, RET = base .. 'kpi:alerts', base .. 'kpi:alert-of', base .. 'kpi:returned'
+local WM, WMAX, SEENWALL = base .. 'kpi:wm', base .. 'kpi:wmax', base .. 'fc:seen'
 if ARGV[2] ~= '' then
   local g = cjson.decode(ARGV[2])
   if g.epoch and redis.call('GET', base .. 'epoch') ~= g.epoch then
@@ -92,6 +98,9 @@ for gi = 1, #groups do
   local field, records = groups[gi][1], groups[gi][2]
   local stored = tonumber(redis.call('HGET', OFF, field) or '-1')
   local last = stored
+  -- the partition's two largest event times; the second is its watermark (forecasts)
+  local m1 = tonumber(redis.call('HGET', WMAX, field) or '-1')
+  local m2 = tonumber(redis.call('HGET', WM, field) or '-1')
   for i = 1, #records do
     -- [offset, day, type, session, category, cents, quantity, user, ts]
     local r = records[i]
@@ -127,6 +136,7 @@ for gi = 1, #groups do
         end
       end
       if ts > clock then clock = ts end
+      if ts > m1 then m2 = m1; m1 = ts elseif ts > m2 then m2 = ts end
       if not touched['+' .. day] then
         touched['+' .. day] = true
         redis.call('ZADD', DAYS, 0, day)
@@ -134,7 +144,12 @@ for gi = 1, #groups do
       applied, last = applied + 1, offset
     end
   end
-  if last > stored then redis.call('HSET', OFF, field, last) end
+  if last > stored then
+    redis.call('HSET', OFF, field, last)
+    redis.call('HSET', WMAX, field, m1)
+    redis.call('HSET', WM, field, m2)
+    redis.call('HSET', SEENWALL, field, ARGV[7])
+  end
 end
 for key, h in pairs(INC) do
   for f, n in pairs(h) do redis.call('HINCRBY', key, f, n) end
@@ -195,7 +210,7 @@ class KpiStore:
         check = guard(epoch, owners) if owners is not None else b""
         res = await self.redis.eval(
             SCRIPT, 1, self.base + "kpi:off", self.base, check, encode(valid),
-            self.session_ttl_s, self.horizon_ms, alert_rows(alerts),
+            self.session_ttl_s, self.horizon_ms, alert_rows(alerts), round(time.time() * 1000),
         )  # fmt: skip
         out = []
         for i in range(1, len(res), 2):
@@ -227,6 +242,18 @@ class KpiStore:
         rows = await pipe.execute() if names else []
         return [{"day": d, "revenue": int(r or 0) / 100, "orders": int(o or 0)}
                 for d, (r, o) in zip(names, rows, strict=True)]  # fmt: skip
+
+    async def watermarks(self, source: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Per partition of ``source`` (``topic@incarnation``): its watermark, and the wall
+        time its last record was applied (:mod:`streams.domain.forecasts`)."""
+        marks = await self.redis.hgetall(self.base + "kpi:wm")
+        seen = await self.redis.hgetall(self.base + "fc:seen")
+
+        def mine(h: dict[Any, Any]) -> dict[str, int]:
+            return {_text(k): int(float(v)) for k, v in h.items()
+                    if _text(k).rpartition(":")[0] == source}  # fmt: skip
+
+        return mine(marks), mine(seen)
 
     async def clock(self) -> int:
         """The latest event time applied (-1 before any)."""
