@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from models.similarity import key_base
 from streams.core.settings import Settings
 from streams.kafka import committed_offsets, ensure_topics
+from tests.support.chaos import read_all
 from tests.support.worker import (
     WorkerProcess,
     committed,
@@ -59,13 +60,15 @@ def outputs_of(records: list[Any], user: str) -> list[bytes]:
 
 
 async def everything_about(settings: Settings, user: str) -> dict[str, list[bytes]]:
-    """What a consumer of each output topic has seen about ``user``."""
+    """What a consumer of each output topic has seen about ``user``: every record up to the
+    topic's log end. Called once the worker committed every input record, and the worker
+    flushes its producer before it commits, so every output of those records is there."""
     s = settings
     topics = [s.topic_recommendations, s.topic_churn_alerts, s.topic_segments,
               s.topic_anomalies, s.topic_dlq]  # fmt: skip
     out = {}
     for topic in topics:
-        records = await consume(topic, s, done=lambda _: False, wait_s=3.0)
+        records = await read_all(s.kafka_bootstrap, topic, s.partitions, timeout_s=60)
         out[topic] = outputs_of(records, user)
     return out
 
@@ -95,7 +98,9 @@ async def redis_keys_about(settings: Settings, user: str) -> list[bytes]:
     client = aioredis.from_url(settings.redis_url)
     try:
         base = key_base(settings.redis_prefix)
-        return [k async for k in client.scan_iter(match=base + "*") if user.encode() in k]
+        # count: SCAN's default (10 keys a call) takes ~10 s on a Redis of 300k keys
+        keys = client.scan_iter(match=base + "*", count=2000)
+        return [k async for k in keys if user.encode() in k]
     finally:
         await client.aclose()
 
@@ -106,7 +111,7 @@ async def erasure_fences(settings: Settings) -> dict[str, dict[bytes, float]]:
     base = key_base(settings.redis_prefix) + "erased:"
     try:
         return {k.decode().removeprefix(base): dict(await client.zrange(k, 0, -1, withscores=True))
-                async for k in client.scan_iter(match=base + "*")}  # fmt: skip
+                async for k in client.scan_iter(match=base + "*", count=2000)}  # fmt: skip
     finally:
         await client.aclose()
 
