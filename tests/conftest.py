@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from hypothesis import settings as hypothesis_settings
 
@@ -48,10 +49,13 @@ def stack() -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(stack: None, tmp_path: Path) -> Settings:
-    """Settings private to one test: unique topics, group, Redis prefix, port, data dir."""
+def settings(stack: None, tmp_path: Path) -> Iterator[Settings]:
+    """Settings private to one test: unique topics, group, Redis prefix, port, data dir.
+    The test's Redis keys are deleted afterwards: left behind, they made every SCAN of the
+    shared development Redis slower (430k keys after a day of runs: ~10 s for a SCAN with
+    the default COUNT, 0.3 s with COUNT 2000)."""
     tag = uuid.uuid4().hex[:10]
-    return Settings(
+    private = Settings(
         kafka_bootstrap=os.environ["SHOPSTREAM_TEST_KAFKA"],
         redis_url=os.environ["SHOPSTREAM_TEST_REDIS_URL"],
         web_port=free_port(),
@@ -67,6 +71,14 @@ def settings(stack: None, tmp_path: Path) -> Settings:
         idle_advance_s=0.0,
         churn_alert_max_age_days=0.0,
     ).namespaced(f"t{tag}")
+    yield private
+    client = redis.Redis.from_url(private.redis_url)
+    try:
+        keys = list(client.scan_iter(match=key_base(private.redis_prefix) + "*", count=2000))
+        for i in range(0, len(keys), 1000):
+            client.unlink(*keys[i : i + 1000])
+    finally:
+        client.close()
 
 
 @pytest.fixture
