@@ -29,7 +29,7 @@ from faust.types import TP
 
 from streams.core.errors import Fenced, StateDiverged
 from streams.kafka import committed_offsets
-from streams.patches.order import GuardedConsumer, RecordOrder
+from streams.patches.order import RESEEK_S, GuardedConsumer, RecordOrder
 from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
@@ -129,6 +129,15 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             await consumer.accept_gap(TP(topic, partition), start, end - 1)
         order.accepted.clear()
         return kept
+
+    async def reseek() -> None:
+        """A seek back to a hole that brought nothing (yet) is made again (seen: the first
+        seek of a partition's first batch fetched nothing more)."""
+        for partition, start in order.overdue(time.monotonic()):
+            log.warning("re-reading %s[%d] from %d again", topic, partition, start)
+            await guarded().rewind(TP(topic, partition), start)
+
+    shop.app.timer(interval=RESEEK_S / 2, name="reseek")(reseek)
 
     @shop.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:

@@ -108,6 +108,22 @@ class RecordOrder:
             kept.append(item)
         return kept, seek
 
+    def overdue(self, now: float) -> list[tuple[int, int]]:
+        """``(partition, first missing offset)`` of the holes whose last seek is
+        :data:`RESEEK_S` old (nothing of the partition may arrive to trigger another one):
+        to seek again, now.
+
+        >>> order = RecordOrder(lambda p: 3)
+        >>> order.admit([(0, 9)], 0.0, ["r9"]), order.overdue(1.0), order.overdue(RESEEK_S)
+        (([], [(0, 3, 9)]), [], [(0, 3)])
+        """
+        out = []
+        for partition, hole in self.holes.items():
+            if now - hole.sought_at >= RESEEK_S:
+                hole.sought_at = now
+                out.append((partition, hole.start))
+        return out
+
     def _accept(
         self, partition: int, want: int, offset: int, now: float, seek: list[tuple[int, int, int]]
     ) -> bool:
