@@ -74,7 +74,15 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     """Attach the agent and its rebalance and shutdown hooks to the app."""
     settings = shop.settings
     topic = settings.topic_events
-    order = RecordOrder(lambda p: guarded().committed_offset(TP(topic, p)))
+    #: where a partition without a committed offset starts (``earliest``: its log start,
+    #: asked at each assignment; 0 until known)
+    log_starts: dict[int, int] = {}
+
+    def start(partition: int) -> int:
+        committed = guarded().committed_offset(TP(topic, partition))
+        return committed if committed is not None else log_starts.get(partition, 0)
+
+    order = RecordOrder(start)
 
     def guarded() -> GuardedConsumer:
         """The consumer, committing only what the agent processed (streams/patches/order.py)."""
@@ -150,8 +158,15 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
 
     @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
-        guarded()  # before the generation's first record
-        processor.parts.on_assigned({tp.partition for tp in assigned if tp.topic == topic})
+        consumer = guarded()  # before the generation's first record
+        mine = [tp for tp in assigned if tp.topic == topic]
+        processor.parts.on_assigned({tp.partition for tp in mine})
+        if mine:  # a new group (or a recreated topic) starts at the log start: a head
+            try:  # record dropped there must be seen as a hole too
+                earliest = await asyncio.wait_for(consumer.earliest_offsets(*mine), 15.0)
+                log_starts.update({tp.partition: int(off) for tp, off in earliest.items()})
+            except Exception as exc:  # noqa: BLE001 - 0 is assumed: a trimmed head costs re-reads
+                log.warning("could not read the log start of %s: %r", topic, exc)
 
     @shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:

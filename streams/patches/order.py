@@ -64,8 +64,8 @@ class RecordOrder:
     """The next offset expected of each partition; the holes being re-read.
 
     ``start(partition)``: the offset the worker starts a newly assigned partition at (the
-    group's committed offset), ``None`` if unknown (no commit yet): then the first record
-    sets it.
+    group's committed offset, or the log start for a partition without one), ``None`` if
+    unknown: then the first record sets it.
     """
 
     start: Callable[[int], int | None]

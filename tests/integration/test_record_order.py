@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 
 from streams.core.settings import Settings
 from streams.kafka import committed_offsets, ensure_topics
@@ -25,7 +26,9 @@ from tests.support.chaos import changelog_topic, read_all
 from tests.support.worker import WorkerProcess, produce
 
 T0 = 1_709_283_600_000
-DROP = (0, 5, 12)  # partition, first offset, end offset
+#: partition, first offset, end offset: in the middle, and at the head of a new group's
+#: partition (no committed offset: the partition starts at its log start)
+DROPS = [(0, 5, 12), (0, 0, 3)]
 
 
 def events(n: int, users: int = 6) -> list[tuple[bytes | None, bytes | None]]:
@@ -38,13 +41,14 @@ def events(n: int, users: int = 6) -> list[tuple[bytes | None, bytes | None]]:
     return out
 
 
+@pytest.mark.parametrize("drop", DROPS, ids=["middle", "head"])
 async def test_dropped_records_are_read_again_not_committed_past(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, drop: tuple[int, int, int]
 ) -> None:
     data = events(120)
     await ensure_topics(settings)
     await produce(settings, data)
-    spec = ":".join(str(x) for x in DROP)
+    spec = ":".join(str(x) for x in drop)
     worker = WorkerProcess(settings, tmp_path / "worker.log", preload="tests.support.droppoint",
                            env={"SHOPSTREAM_TEST_DROP": spec})  # fmt: skip
     with worker:
@@ -55,7 +59,7 @@ async def test_dropped_records_are_read_again_not_committed_past(
             await asyncio.sleep(0.25)
         await asyncio.sleep(1.0)  # the last batch's changelog writes
         log = worker.full_log()
-    assert log.count("droppoint: dropped") == DROP[2] - DROP[1], "the hook must drop records"
+    assert log.count("droppoint: dropped") == drop[2] - drop[1], "the hook must drop records"
     changelog = await read_all(settings.kafka_bootstrap, changelog_topic(settings), 2)
     last = {r.key: r.value for r in sorted(changelog, key=lambda r: (r.partition, r.offset))}
     produced = Counter(k.decode() for k, _ in data if k)
