@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
-
 from streams import web
 from streams.agents import events as events_agent
 from streams.core.settings import Settings
 from streams.kafka import broker_credentials
-from streams.patches import fastpath, recovery, table
+from streams.patches import fastpath, order, recovery, table
 from streams.telemetry import Telemetry
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
@@ -27,7 +25,7 @@ from streams.worker.runtime import Runtime
 
 def create_app(settings: Settings) -> ShopApp:
     """Build the app. Topics are created beforehand by :func:`streams.kafka.ensure_topics`."""
-    app_class = fastpath.App if settings.eager_handoff else faust.App
+    app_class = fastpath.App if settings.eager_handoff else order.App
     app = app_class(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],

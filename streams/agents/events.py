@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from faust.types import TP
+
 from streams.core.errors import Fenced, StateDiverged
 from streams.kafka import committed_offsets
-from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog, SkippedRecords
+from streams.patches.order import RESEEK_S, GuardedConsumer, RecordOrder
+from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
 from streams.worker.intake import to_record
@@ -70,7 +74,24 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     """Attach the agent and its rebalance and shutdown hooks to the app."""
     settings = shop.settings
     topic = settings.topic_events
-    skipped = SkippedRecords()
+    #: where a partition without a committed offset starts (``earliest``: its log start,
+    #: asked at each assignment; 0 until known)
+    log_starts: dict[int, int] = {}
+
+    def start(partition: int) -> int:
+        committed = guarded().committed_offset(TP(topic, partition))
+        return committed if committed is not None else log_starts.get(partition, 0)
+
+    order = RecordOrder(start)
+
+    def guarded() -> GuardedConsumer:
+        """The consumer, committing only what the agent processed (streams/patches/order.py)."""
+        consumer = shop.app.consumer
+        assert isinstance(consumer, GuardedConsumer), "streams.app.create_app makes one"
+        if topic not in consumer.guarded:
+            consumer.guard(topic)
+        return consumer
+
     watchdog = CommitWatchdog(
         shop.app, on_stall=shop.telemetry.on_commit_stall,
         probe=lambda: committed_offsets(settings),
@@ -86,29 +107,66 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         async for batch in stream.noack_take(
             settings.batch_size, within=settings.batch_within_ms / 1000
         ):
-            for partition, want, got in skipped.check(batch):
-                log.error(
-                    "records skipped by the consumer: %s[%d] offsets %d..%d never reached "
-                    "the agent (their effects are missing unless an earlier owner applied "
-                    "them)", topic, partition, want, got - 1,
-                )  # fmt: skip
-                shop.telemetry.on_skipped_records(got - want)
-            if await run_batch(processor, batch, settings.shutdown_grace_s):
-                for event in batch:
-                    await stream.ack(event)
-                watchdog.processed(batch)
+            kept = await in_order(order, batch)
+            if kept and await run_batch(processor, kept, settings.shutdown_grace_s):
+                consumer = guarded()
+                for event in kept:
+                    consumer.confirm(event.message)
+                watchdog.processed(kept)
+            for event in batch:  # those left out are released, not committed (FastConsumer)
+                await stream.ack(event)
+
+    async def in_order(order: RecordOrder, batch: Sequence[Any]) -> list[Any]:
+        """The records of ``batch`` that follow the last ones processed without a hole; a
+        partition with a hole is sought back to re-read the missing records
+        (streams/patches/order.py)."""
+        offsets = [(ev.message.partition, ev.message.offset) for ev in batch]
+        kept, holes = order.admit(offsets, time.monotonic(), batch)
+        consumer = guarded()
+        for tp in [tp for tp in consumer.rewinding() if tp.partition not in order.holes]:
+            consumer.rewound(tp)
+        for partition, want, got in holes:
+            log.error(
+                "records skipped by the consumer: %s[%d] offsets %d..%d never reached the "
+                "agent; nothing after them is processed until they are re-read (seeking "
+                "back to %d)", topic, partition, want, got - 1, want,
+            )  # fmt: skip
+            shop.telemetry.on_skipped_records(got - want)
+            await consumer.rewind(TP(topic, partition), want)
+        for partition, start, end in order.accepted:
+            await consumer.accept_gap(TP(topic, partition), start, end - 1)
+        order.accepted.clear()
+        return kept
+
+    async def reseek() -> None:
+        """A seek back to a hole that brought nothing (yet) is made again (seen: the first
+        seek of a partition's first batch fetched nothing more)."""
+        for partition, start in order.overdue(time.monotonic()):
+            log.warning("re-reading %s[%d] from %d again", topic, partition, start)
+            await guarded().rewind(TP(topic, partition), start)
+
+    shop.app.timer(interval=RESEEK_S / 2, name="reseek")(reseek)
 
     @shop.app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         partitions = [tp.partition for tp in revoked if tp.topic == topic]
         processor.parts.on_revoked(partitions)
         for partition in partitions:
-            skipped.forget(partition)
+            order.forget(partition)
+            guarded().rewound(TP(topic, partition))
         await processor.parts.hand_over()
 
     @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
-        processor.parts.on_assigned({tp.partition for tp in assigned if tp.topic == topic})
+        consumer = guarded()  # before the generation's first record
+        mine = [tp for tp in assigned if tp.topic == topic]
+        processor.parts.on_assigned({tp.partition for tp in mine})
+        if mine:  # a new group (or a recreated topic) starts at the log start: a head
+            try:  # record dropped there must be seen as a hole too
+                earliest = await asyncio.wait_for(consumer.earliest_offsets(*mine), 15.0)
+                log_starts.update({tp.partition: int(off) for tp, off in earliest.items()})
+            except Exception as exc:  # noqa: BLE001 - 0 is assumed: a trimmed head costs re-reads
+                log.warning("could not read the log start of %s: %r", topic, exc)
 
     @shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from mode.services import WaitResults
+
+from streams.patches import order
 
 
 async def resume(coro: Any, yielded: Any) -> Any:
@@ -66,8 +67,9 @@ async def resume(coro: Any, yielded: Any) -> Any:
             return stop.value
 
 
-class FastConsumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer with an eager first step for the per-message callback."""
+class FastConsumer(order.GuardedConsumer):
+    """The guarded consumer (:mod:`streams.patches.order`) with an eager first step for the
+    per-message callback."""
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:  # noqa: ASYNC109
         if len(coros) != 2 or timeout is not None or self.suspend_flow.is_set():
@@ -90,7 +92,7 @@ class FastTransport(aiokafka_driver.Transport):
     Consumer = FastConsumer
 
 
-class App(faust.App):
+class App(order.App):
     """``faust.App`` whose consumer is :class:`FastConsumer` (the producer is unchanged)."""
 
     def _new_transport(self) -> Any:

@@ -382,8 +382,11 @@ def test_a_worker_joining_mid_stream_changes_nothing(outcomes: Outcomes) -> None
     print(f"second worker joined at {join['share_at_join']:.0%} committed")
     assert join["share_at_join"] < 0.95, "the join must happen while records are in flight"
     # Before streams/patches/recovery.py, records fetched during the end-of-rebalance seek were
-    # dropped: in ~2 of 7 runs effects went missing, in others commits stalled.
-    assert join["skipped"] == 0, "the consumer skipped records (see the worker logs)"
+    # dropped: in ~2 of 7 runs effects went missing, in others commits stalled. Faust can
+    # still drop a record at a rebalance now and then; since streams/patches/order.py the
+    # worker re-reads it (logged as "records skipped by the consumer") instead of moving its
+    # fences and the commit past it (a CI run lost a whole session and a day's figures so).
+    print(f"records re-read after the consumer skipped them: {join['skipped']} time(s)")
     assert join["watchdog_repairs"] == 0, "offset commits stalled after the rebalance"
     assert_same_store(one["store"], join["store"])
     assert one["profiles"] == join["profiles"]

@@ -70,17 +70,19 @@ class WorkerProcess:
 
     ``crash_after_changelog=N`` starts it with the crash-point hook of
     :mod:`tests.support.crashpoint` (it exits after its N-th changelog write, before the
-    next output); ``env`` adds variables.
+    next output); ``preload`` imports another test hook module first (e.g.
+    :mod:`tests.support.droppoint`); ``env`` adds variables.
     """
 
     def __init__(
         self, settings: Settings, log_path: Path, *, crash_after_changelog: int = 0,
-        env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, preload: str = "",
     ) -> None:  # fmt: skip
         self.settings = settings
         self.log_path = log_path
         self.crash_after = crash_after_changelog
         self.env = env or {}
+        self.preload = preload  # a test hook module imported before the worker runs
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -88,10 +90,12 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         command = [sys.executable, "-m", "streams", "worker"]
         env = settings_env(self.settings) | self.env
-        if self.crash_after:
-            hook = "import tests.support.crashpoint, runpy; runpy.run_module('streams', " \
+        preload = self.preload or ("tests.support.crashpoint" if self.crash_after else "")
+        if preload:
+            hook = f"import {preload}, runpy; runpy.run_module('streams', " \
                    "run_name='__main__', alter_sys=True)"  # fmt: skip
             command = [sys.executable, "-c", hook, "worker"]
+        if self.crash_after:
             env["SHOPSTREAM_TEST_CRASH_AFTER_CHANGELOG"] = str(self.crash_after)
         self.proc = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT

@@ -1,0 +1,254 @@
+"""Records reach the batch in offset order, without holes: the offset fences rely on it.
+
+Every fence of shopstream is a high-water mark per source partition (the similarity and KPI
+stores' offsets in Redis, the per-user envelope fence): a record at or below it counts as
+applied. That is exactly-once only if no record is ever skipped on the way up. Faust can skip
+one without a trace: records dropped between its fetcher and the agent (a rebalance racing a
+delivery; faust-streaming 0.15.3 then even acks the dropped record, or marks the jump as a
+"gap" to commit past). A later record of the partition moved every fence past the skipped
+ones, so when they came back (a seek to the committed offset, a restart) they were taken for
+redeliveries and their effects were lost for good: tests/integration/test_scale_out.py, a
+worker joining mid-stream, lost a whole session's effects that way (docs/reliability.md).
+
+:class:`RecordOrder` holds the next offset the batch expects of each partition (from the
+committed offset the worker started the partition at, then from every record it admits). A
+record past it is a hole: it is not processed, nor are the partition's later records, and the
+caller seeks the partition back to the first missing offset, so the missing records come
+again, in order. A hole that stays after :data:`MAX_REREADS` seeks is in the log itself (a
+transactional producer's markers, compaction): it is accepted, with an error in the log.
+
+>>> order = RecordOrder(lambda p: {0: 10}.get(p))
+>>> admit = lambda recs, now: order.admit(recs, now, recs)
+>>> admit([(0, 9), (0, 10), (0, 13), (0, 14), (1, 4)], now=0.0)
+([(0, 9), (0, 10), (1, 4)], [(0, 11, 13)])
+>>> admit([(0, 14)], now=1.0)  # a record fetched before the seek: no second seek yet
+([], [])
+>>> admit([(0, 11), (0, 12), (0, 13)], now=1.5)
+([(0, 11), (0, 12), (0, 13)], [])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+from faust.types.tuples import ack_lock
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Seconds a partition waits for its missing records after a seek before it seeks again.
+RESEEK_S = 2.0
+#: Seeks of one hole before it is taken to be in the log itself.
+MAX_REREADS = 3
+
+
+@dataclass(slots=True)
+class Hole:
+    """A partition waiting for its records from ``start`` (seen up to ``seen`` instead)."""
+
+    start: int
+    seen: int
+    sought_at: float
+    seeks: int = 1
+
+
+@dataclass
+class RecordOrder:
+    """The next offset expected of each partition; the holes being re-read.
+
+    ``start(partition)``: the offset the worker starts a newly assigned partition at (the
+    group's committed offset, or the log start for a partition without one), ``None`` if
+    unknown: then the first record sets it.
+    """
+
+    start: Callable[[int], int | None]
+    expected: dict[int, int] = field(default_factory=dict)
+    holes: dict[int, Hole] = field(default_factory=dict)
+    #: holes accepted as part of the log: (partition, first missing, first present)
+    accepted: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def forget(self, partition: int) -> None:
+        """The partition was revoked: its next owner (maybe us again) starts afresh."""
+        self.expected.pop(partition, None)
+        self.holes.pop(partition, None)
+
+    def admit(
+        self, records: Sequence[tuple[int, int]], now: float, items: Sequence[T]
+    ) -> tuple[list[T], list[tuple[int, int, int]]]:
+        """``(records to process, holes to seek back to)`` of a batch of ``(partition,
+        offset)``, as the ``items`` they stand for (same order).
+
+        A hole is ``(partition, first missing offset, offset seen)``; the caller seeks the
+        partition to the first missing offset. Records at or below the expected offset are
+        redeliveries (fenced downstream) and are kept."""
+        kept: list[T] = []
+        seek: list[tuple[int, int, int]] = []
+        blocked: set[int] = set()
+        for (partition, offset), item in zip(records, items, strict=True):
+            if partition in blocked:
+                continue
+            want = self.expected.get(partition)
+            if want is None:
+                want = self.start(partition)
+                want = offset if want is None or want < 0 else want
+                self.expected[partition] = want
+            if offset > want and not self._accept(partition, want, offset, now, seek):
+                blocked.add(partition)
+                continue
+            if offset >= self.expected[partition]:
+                self.expected[partition] = offset + 1
+                self.holes.pop(partition, None)
+            kept.append(item)
+        return kept, seek
+
+    def overdue(self, now: float) -> list[tuple[int, int]]:
+        """``(partition, first missing offset)`` of the holes whose last seek is
+        :data:`RESEEK_S` old (nothing of the partition may arrive to trigger another one):
+        to seek again, now.
+
+        >>> order = RecordOrder(lambda p: 3)
+        >>> order.admit([(0, 9)], 0.0, ["r9"]), order.overdue(1.0), order.overdue(RESEEK_S)
+        (([], [(0, 3, 9)]), [], [(0, 3)])
+        """
+        out = []
+        for partition, hole in self.holes.items():
+            if now - hole.sought_at >= RESEEK_S:
+                hole.sought_at = now
+                out.append((partition, hole.start))
+        return out
+
+    def _accept(
+        self, partition: int, want: int, offset: int, now: float, seek: list[tuple[int, int, int]]
+    ) -> bool:
+        """Whether a record past the expected offset is processed (the hole is accepted as
+        part of the log); otherwise the hole is noted and maybe sought."""
+        hole = self.holes.get(partition)
+        if hole is None or hole.start != want:
+            self.holes[partition] = Hole(want, offset, now)
+            seek.append((partition, want, offset))
+            return False
+        if now - hole.sought_at < RESEEK_S:
+            return False  # fetched before the seek, or the seek is under way
+        if hole.seeks >= MAX_REREADS:
+            log.error("offsets %d..%d of partition %d are not in the log (re-read %d times): "
+                      "going on from %d", want, offset - 1, partition, hole.seeks,
+                      offset)  # fmt: skip
+            self.accepted.append((partition, want, offset))
+            del self.holes[partition]
+            return True
+        hole.seeks, hole.sought_at, hole.seen = hole.seeks + 1, now, offset
+        seek.append((partition, want, offset))
+        return False
+
+
+class GuardedConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer that, for the ``guarded`` topics (the events topic), commits
+    only what the agent processed:
+
+    * an ack counts only for a message the agent confirmed (:meth:`confirm`). Faust also acks the
+      messages its stream *skips* (fetched in an older generation, or while flow control is
+      suspended), which moved the commit past records nothing processed; such a message is
+      released (nothing waits for it any more) and left for a re-read;
+    * a jump in the fetched offsets is not marked as a "gap" to commit past (Faust's handling
+      of compacted or transactional topics): the agent re-reads the missing records
+      (:class:`RecordOrder`) and marks a hole that really is in the log
+      (:meth:`accept_gap`).
+    """
+
+    guarded: frozenset[str] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.confirmed: set[tuple[TP, int]] = set()
+        self.read_offsets = ReadOffsets(self._read_offset)
+        self._read_offset = self.read_offsets  # the one Faust's fetch loop reads and sets
+
+    async def rewind(self, tp: TP, offset: int) -> None:
+        """Fetch ``tp`` again from ``offset``: records fetched before (later offsets) may
+        still be delivered, they must not move Faust's read offset past the re-read ones."""
+        self.read_offsets.rewinding[tp] = offset
+        await self.seek_wait({tp: offset})
+        self._read_offset[tp] = offset
+
+    def rewinding(self) -> list[TP]:
+        return list(self.read_offsets.rewinding)
+
+    def rewound(self, tp: TP) -> None:
+        """The re-read of ``tp`` reached its first missing record (or was given up)."""
+        self.read_offsets.rewinding.pop(tp, None)
+
+    def guard(self, *topics: str) -> None:
+        self.guarded = frozenset(topics)
+
+    def committed_offset(self, tp: TP) -> int | None:
+        """The committed offset Faust started ``tp`` at (set at every assignment); ``None``:
+        none known (a new group; Faust also keeps offset 0 as ``None``)."""
+        offset: int | None = self._committed_offset.get(tp)
+        return offset
+
+    def confirm(self, message: Any) -> None:
+        """The agent processed ``message``: its ack (next) counts for the commit."""
+        self.confirmed.add((message.tp, message.offset))
+
+    def ack(self, message: Any) -> bool:
+        if message.topic not in self.guarded:
+            return bool(super().ack(message))
+        key = (message.tp, message.offset)
+        if key in self.confirmed:
+            self.confirmed.discard(key)
+            return bool(super().ack(message))
+        with ack_lock:
+            message.acked = True
+            self._unacked_messages.discard(message)
+        return False
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic not in self.guarded:
+            await super()._add_gap(tp, offset_from, offset_to)
+
+    async def accept_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Offsets ``offset_from..offset_to`` of ``tp`` are not in the log: commit past them."""
+        await super()._add_gap(tp, offset_from, offset_to)
+
+
+class ReadOffsets(defaultdict[TP, "int | None"]):
+    """Faust's read offsets (the last offset its fetch loop handed on, per partition), which
+    hold while a partition is re-read (:meth:`GuardedConsumer.rewind`): the fetch loop
+    drops every fetched record below the read offset, so records fetched before the seek
+    must not move it past the records asked for again.
+
+    >>> offsets = ReadOffsets({})
+    >>> offsets.rewinding["tp"] = 5
+    >>> offsets["tp"] = 5; offsets["tp"] = 12; offsets["tp"]
+    5
+    >>> del offsets.rewinding["tp"]; offsets["tp"] = 12; offsets["tp"]
+    12
+    """
+
+    def __init__(self, offsets: Any) -> None:
+        super().__init__(lambda: None, offsets)
+        self.rewinding: dict[TP, int] = {}
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        floor = self.rewinding.get(tp)
+        if floor is not None and (offset is None or offset > floor):
+            return
+        super().__setitem__(tp, offset)
+
+
+class GuardedTransport(aiokafka_driver.Transport):
+    Consumer = GuardedConsumer
+
+
+class App(faust.App):
+    """``faust.App`` whose consumer is a :class:`GuardedConsumer`."""
+
+    def _new_transport(self) -> Any:
+        return GuardedTransport(self.conf.broker_consumer, self)

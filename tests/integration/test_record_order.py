@@ -1,0 +1,68 @@
+"""A record the consumer drops before the agent is re-read, never committed past.
+
+tests/integration/test_scale_out.py (a worker joining mid-stream) once lost every effect of
+a user's session and of a day's figures, with the group drained and nothing logged: Faust
+dropped records between its fetcher and the agent at the rebalance, the next records of the
+partition moved every offset fence past them, and Faust committed past them (it acks the
+records its stream skips, and commits over a jump in the fetched offsets). Here the
+droppoint hook (tests/support/droppoint.py) makes that drop happen on purpose: offsets 5..11
+of partition 0 are dropped the first time they are fetched. Every event must still be
+applied exactly once (each user's profile counts all of their events) and the group must
+drain. Before streams/patches/order.py, the 7 records were committed unprocessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streams.core.settings import Settings
+from streams.kafka import committed_offsets, ensure_topics
+from tests.support.chaos import changelog_topic, read_all
+from tests.support.worker import WorkerProcess, produce
+
+T0 = 1_709_283_600_000
+#: partition, first offset, end offset: in the middle, and at the head of a new group's
+#: partition (no committed offset: the partition starts at its log start)
+DROPS = [(0, 5, 12), (0, 0, 3)]
+
+
+def events(n: int, users: int = 6) -> list[tuple[bytes | None, bytes | None]]:
+    out: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(n):
+        uid = f"u{i % users}"
+        out.append((uid.encode(), orjson.dumps({
+            "event_id": f"e{i}", "type": "view", "user_id": uid, "session_id": f"s{i % users}",
+            "item_id": f"i{i % 13}", "ts": T0 + i * 1000})))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("drop", DROPS, ids=["middle", "head"])
+async def test_dropped_records_are_read_again_not_committed_past(
+    settings: Settings, tmp_path: Path, drop: tuple[int, int, int]
+) -> None:
+    data = events(120)
+    await ensure_topics(settings)
+    await produce(settings, data)
+    spec = ":".join(str(x) for x in drop)
+    worker = WorkerProcess(settings, tmp_path / "worker.log", preload="tests.support.droppoint",
+                           env={"SHOPSTREAM_TEST_DROP": spec})  # fmt: skip
+    with worker:
+        await asyncio.to_thread(worker.wait_healthy)
+        for _ in range(240):  # until the group committed every record (at most 60 s)
+            if sum((await committed_offsets(settings)).values()) >= len(data):
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(1.0)  # the last batch's changelog writes
+        log = worker.full_log()
+    assert log.count("droppoint: dropped") == drop[2] - drop[1], "the hook must drop records"
+    changelog = await read_all(settings.kafka_bootstrap, changelog_topic(settings), 2)
+    last = {r.key: r.value for r in sorted(changelog, key=lambda r: (r.partition, r.offset))}
+    produced = Counter(k.decode() for k, _ in data if k)
+    counted = {orjson.loads(k): orjson.loads(v)["p"]["n_events"] for k, v in last.items()}
+    assert counted == dict(produced), "events lost or applied twice (user -> events counted)"
+    assert sum((await committed_offsets(settings)).values()) == len(data), log[-3000:]
