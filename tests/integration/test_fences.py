@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from models.similarity import key_base
 from streams.core.settings import Settings
-from streams.kafka import ensure_topics, topic_ids
+from streams.kafka import committed_offsets, ensure_topics, topic_ids
 from streams.worker.stopping import EXIT_STOPPED
 from tests.support.chaos import profile_table
 from tests.support.chaos_run import drain
@@ -87,6 +87,15 @@ async def test_a_recreated_topic_stops_the_worker_until_accepted(
     await admin.start()
     try:
         await admin.delete_topics([settings.topic_events])
+        # Deletion completes asynchronously (the topic leaves the metadata, the coordinator
+        # drops the group's offsets of it): recreating it before that raced the deletion.
+        for _ in range(60):
+            gone = settings.topic_events not in await admin.list_topics()
+            if gone and not await committed_offsets(settings):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError("the events topic or its offsets outlived the deletion")
         await asyncio.sleep(2)
     finally:
         await admin.close()
