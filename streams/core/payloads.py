@@ -16,6 +16,7 @@ from typing import Literal, TypedDict
 
 #: A churn alert's experiment group: ``treatment`` gets the coupon, ``holdout`` does not.
 AlertGroup = Literal["treatment", "holdout"]
+RecArm = Literal["A", "B"]
 
 
 class ScoredItem(TypedDict):
@@ -31,7 +32,9 @@ class Recommendation(TypedDict):
     items: list[ScoredItem]
     trigger_event_id: str
     ts: str  # ISO-8601 UTC with milliseconds: the trigger event's time
-    model: str
+    model: str  # the scorer and, in arm B, its setting's overrides
+    rec_id: str  # hash of user and trigger event; feedback events carry it back
+    arm: RecArm  # the user's experiment arm (SHOPSTREAM_REC_ARM_B_SHARE)
 
 
 class Reason(TypedDict):
