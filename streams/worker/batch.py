@@ -154,7 +154,9 @@ class BatchProcessor:
             for rec, event in [*unreadable, *applying]:
                 if event.user_id in users.broken:
                     await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
-            await self.kpis.record(users.without_broken(valid), users.alerts, outbox)
+            shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
+            await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
+                                   self.arms.arm, shown)  # fmt: skip
             await self.out.recommendations(due, users.triggers, scored)
         await self.seal(outbox, users, {rec.partition for rec in records}, clock)
         self.account(batch, valid, started)
