@@ -155,6 +155,7 @@ class BatchProcessor:
                 if event.user_id in users.broken:
                     await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
             shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
+            self.count_feedback(users.without_broken(fresh))
             await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
                                    self.arms.arm, shown)  # fmt: skip
             await self.out.recommendations(due, users.triggers, scored)
@@ -321,6 +322,15 @@ class BatchProcessor:
             lambda: runtime.store.recommend_many(b_requests, k, b_config)))  # fmt: skip
         a_scored = iter(scored)
         return [next(b_scored) if b else next(a_scored) for b in in_b]
+
+    def count_feedback(self, fresh: list[tuple[Record, Event]]) -> None:
+        """``/metrics``: the batch's fresh events carrying a ``rec_id``, by arm."""
+        for _, e in fresh:
+            if e.rec_id and e.type in ("view", "add_to_cart", "purchase"):
+                paid = (e.price or 0.0) * (1 if e.quantity is None else e.quantity)
+                self.telemetry.on_rec_feedback(
+                    self.arms.arm(e.user_id), e.type, paid if e.type == "purchase" else 0.0
+                )
 
     async def still_ours(self, partitions: set[int]) -> None:
         """Raise Fenced unless the batch's partitions are still this worker's (checked after

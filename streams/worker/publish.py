@@ -200,6 +200,7 @@ class Publisher:
             if applied.get(event.user_id) is event:
                 arm = self.arms.arm(event.user_id)
                 value = recommendation_message(event, items, arm, self.arms.models[arm])
+                self.telemetry.on_rec_arm(arm)
                 await self.outbox.send(self.shop.recommendations, event.user_id.encode(), value)
                 sent += 1
         if sent:
