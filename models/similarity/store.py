@@ -382,16 +382,20 @@ class SimilarityStore:
         exclude_purchased: bool = True,
         category: str | None = None,
         exclude: Collection[str] = (),
+        config: RecConfig | None = None,
     ) -> list[tuple[str, float]]:
         """Top ``k`` (item, score) for the session; popular items fill a cold start.
 
         ``exclude``: items never to return (the top ``k + len(exclude)`` without them is the
         top ``k`` of the rest). Hidden items (:meth:`set_hidden`) are never returned.
+        ``config``: score with this :func:`scoring_variant` (an experiment arm).
         """
         if k <= 0:
             return []
         req = [[user_id, session_id, int(exclude_purchased), category or ""]]
-        res = await self._call("rec", [k + len(exclude), orjson.dumps(req)])
+        cfg = self._cfg if config is None else config.as_json()
+        res = await self._script(keys=[self._meta], args=[
+            "rec", self.base, cfg, k + len(exclude), orjson.dumps(req)])  # fmt: skip
         return _without(_pairs(res[0]), exclude, k)
 
     async def similar(
