@@ -14,6 +14,8 @@ Keys (all under the store's hash tag ``{prefix}:``):
 * ``kpi:d:<day>`` (hash): the day's counters; ``kpi:days`` (sorted set, by name): the days;
 * ``kpi:s:<day>:<stage>`` (set): sessions that reached a funnel stage on the day, kept for
   ``SHOPSTREAM_KPI_SESSION_TTL_DAYS`` (wall clock) after the last new one;
+* ``kpi:s:<day>:rclick``, ``kpi:s:<day>:rbuy`` (sets, same TTL): the ``rec_id`` s clicked
+  and bought on the day (recommendation feedback: ``rec_*@<arm>`` counters of the day);
 * ``kpi:meta`` (hash): ``clock``, the latest event time applied;
 * ``kpi:outcomes`` (alert id -> its ``shop.alert-outcomes`` JSON), written by the publisher
   (:meth:`KpiStore.keep_outcomes`) with the outcomes it sends;
