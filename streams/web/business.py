@@ -142,6 +142,8 @@ class BusinessData:
                 if history else None
             )  # fmt: skip
             value["uplift"] = await campaigns(kpis, self.uplifts)
+            arms = rec_arms(self.shop.settings)
+            value["experiment"] = rec_experiment(value["days"], arms.models, arms.share)
         except Exception as exc:  # noqa: BLE001 - the dashboard reports, never fails
             log.warning("dashboard could not read the business figures: %r", exc)
             value = {"error": repr(exc)[:200]}

@@ -1,7 +1,8 @@
 """Recommendation feedback and the live A/B test with the real worker (issue 18, Build 4):
 ``shop.recommendations`` carry ``rec_id`` and the user's ``arm``; views and purchases sent
 back with those ids give exactly the clicks, buys and attributed revenue per arm in
-``GET /experiments``, and its impressions are the recommendations a consumer received.
+``GET /experiments`` and on the dashboard (headless Chromium), and its impressions are the
+recommendations a consumer received.
 (A redelivered batch adds nothing: tests/integration/test_kpi_store.py, the same script.)"""
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from playwright.async_api import async_playwright
 
 from streams.core.settings import Settings
 from streams.domain.kpis import day_of
 from streams.domain.recommendations import rec_arm, rec_id
 from streams.kafka import ensure_topics
 from streams.worker.configs import rec_arms
-from tests.support.worker import WorkerProcess, committed, consume, produce
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from tests.support.worker import ADMIN_TOKEN, WorkerProcess, committed, consume, produce
 
 
 def event(eid: str, etype: str, user: str, ts: int, **extra: Any) -> dict[str, Any]:
@@ -37,11 +40,35 @@ async def caught_up(settings: Settings, n: int, worker: WorkerProcess) -> None:
         await asyncio.sleep(0.3)
 
 
+async def dashboard_panel(worker: WorkerProcess, shot: Path) -> list[list[str]]:
+    """The rows of the dashboard's experiment panel, read in headless Chromium."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000
+        )
+        try:
+            page = await browser.new_page(
+                viewport={"width": 1400, "height": 1600}, bypass_csp=True,
+                http_credentials={"username": "owner", "password": ADMIN_TOKEN},
+            )  # fmt: skip
+            await page.goto(worker.url("/dashboard"), timeout=30_000)
+            await page.wait_for_function("document.querySelectorAll('#experiment tr').length === 3")
+            await page.screenshot(path=str(shot), full_page=True)
+            rows: list[list[str]] = await page.eval_on_selector_all(
+                "#experiment tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
+            )
+        finally:
+            await browser.close()
+    return rows
+
+
 async def test_feedback_with_rec_ids_gives_exact_clicks_and_revenue_per_arm(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.with_(batch_size=16, rec_arm_b_share=0.5, rec_arm_b='{"two_hop": 0}')
-    models = rec_arms(settings).models
+    assert HAVE_CHROMIUM, "install Debian's chromium: apt-get install -y chromium"
+    settings = settings.with_(batch_size=16, rec_arm_b_share=0.5, rec_arm_b='{"two_hop": 0}',
+                              admin_token=ADMIN_TOKEN)  # fmt: skip
+    models: dict[str, str] = {str(a): m for a, m in rec_arms(settings).models.items()}
     t0 = int(time.time() * 1000) - 120_000
     users = [f"u{i:02d}" for i in range(24)]
     views = [event(f"v-{u}", "view", u, t0 + i) for i, u in enumerate(users)]
@@ -71,6 +98,7 @@ async def test_feedback_with_rec_ids_gives_exact_clicks_and_revenue_per_arm(
         await caught_up(settings, len(views) + len(feedback), worker)
         days = sorted({day_of(e["ts"]) for e in views + feedback})
         got = worker.get_json(f"/experiments?from={days[0]}&to={days[-1]}")
+        panel = await dashboard_panel(worker, tmp_path / "dashboard-experiment.png")
     arms = got["arms"]
     shown = sum(a["impressions"] for a in arms.values())
     received = [orjson.loads(r.value) for r in await consume(
@@ -92,4 +120,10 @@ async def test_feedback_with_rec_ids_gives_exact_clicks_and_revenue_per_arm(
         assert arms[a]["revenue"] == round(want[a]["revenue"], 2), a
         assert arms[a]["model"] == models[a]
     assert got["difference"]["ctr"]["low"] <= got["difference"]["ctr"]["estimate"]
+    # the dashboard's panel (default range: the last 30 days) shows the same figures
+    shown = {r[0]: r for r in panel[1:]}
+    for a in "AB":
+        row, x = shown[a], arms[a]
+        assert row[1] == x["model"] and row[2:4] == [str(x["impressions"]), str(x["clicks"])]
+        assert row[5] == str(x["buys"]) and f"{100 * x['ctr']:.1f}%" in row[4], row
     print(f"verified: {len(received)} recommendations ({shown} distinct), arms {arms}")
