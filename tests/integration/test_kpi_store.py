@@ -137,10 +137,15 @@ async def test_recommendation_feedback_per_arm_matches_the_reference_once(
     """Impressions, distinct clicked and bought rec ids and attributed revenue per arm: the
     script equals the reference, and a redelivered batch adds nothing."""
     rows, _ = generate(users=60, seed=7, days=10)
-    for i, row in enumerate(rows):  # every 3rd counted event follows one of a few recs
-        if row["type"] in ("view", "add_to_cart", "purchase") and i % 3 == 0:
-            row["rec_id"] = f"r-{row['user_id']}-{i % 4}"
+    for i, row in enumerate(rows):  # every 3rd counted event and every purchase follows a
+        # rec: two per user, so one id comes back several times a day (counted once)
+        if row["type"] == "purchase" or (row["type"] in ("view", "add_to_cart") and i % 3 == 0):
+            row["rec_id"] = f"r-{row['user_id']}-{i % 2}"
     recs = batch(rows)
+    per_day = [(ev.ts_ms // DAY, ev.rec_id, ev.type == "purchase") for _, ev in recs if ev.rec_id]
+    assert len(set(per_day)) < len(per_day)  # repeats: clicks and buys must be distinct
+    bought = [(d, r) for d, r, p in per_day if p]
+    assert len(set(bought)) < len(bought)
     shown = {ev.event_id for _, ev in recs[::5]}
 
     def arm_of(uid: str) -> str:
