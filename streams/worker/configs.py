@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 from models.anomaly import AnomalyConfig, AnomalyDetector
 from models.bundle import Models
+from models.errors import InvalidConfig
 from models.guard import GuardConfig
 from models.guarded import GuardedChurn
 from models.segments import SegmentConfig, SegmentModel
 from models.similarity import RecConfig, scoring_variant
+from streams.core.errors import ConfigError
 from streams.core.payloads import RecArm
 from streams.core.settings import Settings
-from streams.core.values import rec_overrides
+from streams.core.values import PREFIX, rec_overrides
 from streams.domain.recommendations import arm_model, rec_arm
 
 
@@ -55,12 +57,16 @@ class RecArms:
 
 
 def rec_arms(settings: Settings) -> RecArms:
-    """The arms of ``SHOPSTREAM_REC_ARM_B_SHARE`` and ``SHOPSTREAM_REC_ARM_B`` (InvalidConfig
-    if arm B overrides a learning parameter)."""
+    """The arms of ``SHOPSTREAM_REC_ARM_B_SHARE`` and ``SHOPSTREAM_REC_ARM_B`` (ConfigError
+    if arm B overrides a learning parameter: the worker does not start)."""
     a, overrides = rec_config(settings), rec_overrides(settings.rec_arm_b)
+    try:
+        b = scoring_variant(a, overrides)
+    except InvalidConfig as exc:
+        raise ConfigError(f"{PREFIX}REC_ARM_B: {exc}") from exc
     return RecArms(
         share=settings.rec_arm_b_share,
-        configs={"A": a, "B": scoring_variant(a, overrides)},
+        configs={"A": a, "B": b},
         models={"A": arm_model({}), "B": arm_model(overrides)},
     )
 
