@@ -15,15 +15,17 @@ log = logging.getLogger(__name__)
 async def forget(parts: Partitions, uid: str) -> dict[str, int]:
     """Erase one user: an erasure fence (so events of the user delivered again stay
     forgotten, :mod:`streams.worker.tombstones`), profile (with a changelog tombstone), churn
-    track (so no pending alert fires), model memories, the Redis session/purchase keys and
-    the identity links to the user (:mod:`streams.worker.identity`). Returns counts.
+    track (so no pending alert fires), model memories, the Redis session/purchase keys,
+    the identity links to the user (:mod:`streams.worker.identity`) and their name in the
+    campaign tally and stored alert outcomes (:meth:`KpiStore.forget_user`). Returns counts.
 
     The caller holds the batch lock, so no batch holding the user runs meanwhile, and
     writes a checkpoint when model memories were removed (:meth:`BatchProcessor.forget`).
     """
     shop = parts.shop
     removed = {"profile": 0, "churn_track": 0, "model_memory": 0, "redis_keys": 0,
-               "stored_models": 0, "identity_links": 0, "erasure_fences": 0}  # fmt: skip
+               "stored_models": 0, "identity_links": 0, "erasure_fences": 0,
+               "campaign_entries": 0}  # fmt: skip
     table = shop.profiles
     raw = table.get(uid)
     if raw is not None:
@@ -45,6 +47,9 @@ async def forget(parts: Partitions, uid: str) -> dict[str, int]:
     s = shop.settings
     ids = Identities(shop.runtime.redis, s.redis_prefix, int(s.identity_ttl_days * DAY_MS))
     removed["identity_links"] = await parts.retry("forget links", lambda: ids.forget(uid))
+    kpis = shop.runtime.kpis  # their alerts and outcomes stay counted, naming nobody
+    removed["campaign_entries"] = await parts.retry("forget in the campaign tally",
+                                                    lambda: kpis.forget_user(uid))  # fmt: skip
     if removed["profile"] or removed["model_memory"]:
         # stored partition models may remember the user: our copies (now without the user)
         # replace stored ones as new as them; newer ones are their owner's. An unknown user

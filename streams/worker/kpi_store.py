@@ -318,6 +318,23 @@ class KpiStore:
             await self.redis.hset(self.base + "kpi:outcomes",
                                   mapping={o["alert_id"]: orjson.dumps(o) for o in outcomes})
 
+    async def forget_user(self, uid: str) -> int:
+        """Erase ``uid`` from the uplift tally and the stored outcomes: their alerts and
+        outcomes stay counted (the campaign figures do not change) but name nobody. Returns
+        how many entries named them. One pass over the alerts and outcomes (HSCAN): an
+        erasure is rare; the caller holds the batch lock, so no batch writes meanwhile."""
+        n = int(await self.redis.hdel(self.base + "kpi:alert-of", uid))
+        for key, field in (("kpi:alerts", "u"), ("kpi:outcomes", "user_id")):
+            name, changed = self.base + key, {}
+            async for aid, raw in self.redis.hscan_iter(name, count=1000):
+                row = orjson.loads(raw)
+                if row.get(field) == uid:
+                    changed[aid] = orjson.dumps(row | {field: ""})
+            if changed:
+                await self.redis.hset(name, mapping=changed)
+            n += len(changed)
+        return n
+
     async def outcomes(self) -> dict[str, dict[str, Any]]:
         """The stored outcomes by alert id."""
         raw = await self.redis.hgetall(self.base + "kpi:outcomes")

@@ -178,3 +178,29 @@ async def test_recommendation_feedback_per_arm_matches_the_reference_once(
         assert arms[a]["rec_revenue"] == pytest.approx(
             sum((ev.price or 0) * (1 if ev.quantity is None else ev.quantity) for ev in bought)
         )
+
+
+async def test_an_erased_customer_stays_counted_but_named_nowhere(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """``forget``: the campaign tally and the stored outcomes keep the customer's alert and
+    outcome (the figures do not change) without their id, in keys or values."""
+    t0 = 1_709_251_200_000
+    kpis = store(redis_client, settings)
+    await kpis.apply([], [alert("a1", "u1", t0, "treatment"), alert("a2", "u2", t0, "holdout")])
+    await kpis.keep_outcomes([{"alert_id": "a1", "user_id": "u1", "returned": True,
+                               "revenue": 5.0}])  # fmt: skip
+    before = sorted((a["alert_id"], a["group"], a["resolved"]) for a in await kpis.alerts())
+    assert await kpis.forget_user("u1") == 3  # alert-of, the alert, the outcome
+    assert await kpis.forget_user("u1") == 0
+    after = await kpis.alerts()
+    assert sorted((a["alert_id"], a["group"], a["resolved"]) for a in after) == before
+    assert {a["alert_id"]: a["user_id"] for a in after} == {"a1": "", "a2": "u2"}
+    assert (await kpis.outcomes())["a1"] == {"alert_id": "a1", "user_id": "", "returned": True,
+                                              "revenue": 5.0}  # fmt: skip
+    base = key_base(settings.redis_prefix)
+    async for key in redis_client.scan_iter(match=base + "kpi:*", count=2000):
+        kind = await redis_client.type(key)
+        if kind == b"hash":
+            dump = await redis_client.hgetall(key)
+            assert not any(b"u1" in k or b'"u1"' in v for k, v in dump.items()), (key, dump)

@@ -170,8 +170,9 @@ async def redis_dump(s: Settings, ref_ms: int) -> dict[str, Any]:
         pattern = base.replace("{", "\\{").replace("}", "\\}") + "*"
         async for raw in client.scan_iter(match=pattern, count=1000):
             key = text(raw)[len(base) :]
-            if key.startswith("pm:"):
-                continue  # partition models handed over at a rebalance: compared by effect
+            if key.startswith(("pm:", "fc:")):
+                continue  # partition models handed over at a rebalance: compared by effect;
+                # the forecasts' bookkeeping: sent when a timer fires, wall times
             if key in BOOKKEEPING:
                 continue  # store epoch, topic id, owner tokens: differ by run and by workers
             kind = text(await client.type(raw))

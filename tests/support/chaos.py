@@ -33,7 +33,7 @@ Records = list[tuple[bytes, bytes]]
 BOOKKEEPING = frozenset({"epoch", "sources", "owners", "owner-seq"})
 #: the uplift tally of churn alerts: which alerts there are depends on the churn model,
 #: learned at most once across a crash (like the alerts topic, compared on its own)
-ALERT_TALLY = frozenset({"kpi:alerts", "kpi:alert-of", "kpi:returned"})
+ALERT_TALLY = frozenset({"kpi:alerts", "kpi:alert-of", "kpi:returned", "kpi:outcomes"})
 
 
 def say(line: str) -> None:

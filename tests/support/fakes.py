@@ -119,6 +119,12 @@ class FakeKpis:
     async def outcomes(self) -> dict[str, Any]:
         return dict(self.kept)
 
+    async def forget_user(self, uid: str) -> int:
+        named = [k for k, o in self.kept.items() if o["user_id"] == uid]
+        for k in named:
+            self.kept[k] = self.kept[k] | {"user_id": ""}
+        return len(named)
+
     async def apply(
         self, valid: Any, alerts: Any = (), *, epoch: str = "", owners: Any = None,
         arm_of: Any = lambda _: "", shown: Any = (),
