@@ -40,7 +40,7 @@ test: install-dev  ## unit + integration tests (real Kafka and Redis), + unit te
 	@scripts/test.sh
 
 test-unit: install-dev  ## unit tests only (no services)
-	@$(PY) -m pytest -m "not integration and not chaos" -q
+	@$(PY) -m pytest -m "not integration and not chaos" -q -n auto
 
 test-versions:  ## the unit suite on Python 3.12 and 3.13, each in its own .venv-3.x
 	@scripts/test_versions.sh 3.12 3.13

@@ -30,6 +30,7 @@ for version in "$@"; do
   fi
   echo "[versions] unit suite on $("$venv/bin/python" --version)" >&2
   "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not integration and not chaos" \
+    -n "${SHOPSTREAM_TEST_CPUS:-auto}" \
     tests/unit streams models examples || rc=1
 done
 exit $rc

@@ -21,7 +21,8 @@ from streams.core.settings import Settings
 from streams.domain.alerts import alert_group
 from streams.kafka import ensure_topics
 from streams.tools.generate import DEFAULT_START_MS, generate
-from tests.support.worker import WorkerProcess, committed, consume, produce
+from tests.support.chaos import read_all
+from tests.support.worker import WorkerProcess, committed, produce
 
 DAY = 86_400_000
 STOPPERS = [f"stop{i}" for i in range(5)]
@@ -102,7 +103,8 @@ async def test_customers_who_stop_buying_get_exactly_one_alert(
         worker.wait_healthy()
         await produce(settings, [(e["user_id"].encode(), orjson.dumps(e)) for e in events])
         await wait_consumed(settings, len(events), worker, limit_s=240)
-        records = await consume(settings.topic_churn_alerts, settings, until=10**6, wait_s=5)
+        records = await read_all(settings.kafka_bootstrap, settings.topic_churn_alerts,
+                                 settings.partitions)  # fmt: skip
         alerts = [orjson.loads(r.value) for r in records]
         ids = Counter(a["alert_id"] for a in alerts)
         assert max(ids.values()) == 1, "an alert_id was published twice"

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from models.similarity import key_base
 from streams.core.settings import Settings
 from streams.kafka import committed_offsets, ensure_topics
+from tests.support.chaos import read_all
 from tests.support.worker import (
     WorkerProcess,
     committed,
@@ -59,21 +60,32 @@ def outputs_of(records: list[Any], user: str) -> list[bytes]:
 
 
 async def everything_about(settings: Settings, user: str) -> dict[str, list[bytes]]:
-    """What a consumer of each output topic has seen about ``user``."""
+    """What a consumer of each output topic has seen about ``user``: every record up to the
+    topic's log end. Called once the worker committed every input record, and the worker
+    flushes its producer before it commits, so every output of those records is there."""
     s = settings
     topics = [s.topic_recommendations, s.topic_churn_alerts, s.topic_segments,
               s.topic_anomalies, s.topic_dlq]  # fmt: skip
     out = {}
     for topic in topics:
-        records = await consume(topic, s, done=lambda _: False, wait_s=3.0)
+        records = await read_all(s.kafka_bootstrap, topic, s.partitions, timeout_s=60)
         out[topic] = outputs_of(records, user)
     return out
 
 
-async def wait_committed(settings: Settings, n: int, worker: WorkerProcess) -> None:
+async def wait_committed(
+    settings: Settings, n: int, worker: WorkerProcess, before: WorkerProcess | None = None
+) -> None:
+    """Until the group committed ``n`` records. On a timeout the message has the stack of
+    every task of the worker (a CI run once saw a restarted worker process nothing for 90 s)
+    and how the worker ``before`` it ended (killed after the stop timeout: it never left the
+    group, and the broker waits for it for the session timeout before it assigns)."""
     deadline = time.monotonic() + 90
     while await committed(settings) < n:
-        assert time.monotonic() < deadline, f"not all {n} records committed\n{worker.logs()}"
+        if time.monotonic() > deadline:
+            ended = before.proc.returncode if before and before.proc else None
+            raise AssertionError(f"not all {n} records committed (the worker before ended "
+                                 f"with {ended})\n{worker.stuck_report()}")  # fmt: skip
         assert worker.alive(), worker.logs()
         await asyncio.sleep(0.3)
 
@@ -95,7 +107,9 @@ async def redis_keys_about(settings: Settings, user: str) -> list[bytes]:
     client = aioredis.from_url(settings.redis_url)
     try:
         base = key_base(settings.redis_prefix)
-        return [k async for k in client.scan_iter(match=base + "*") if user.encode() in k]
+        # count: SCAN's default (10 keys a call) takes ~10 s on a Redis of 300k keys
+        keys = client.scan_iter(match=base + "*", count=2000)
+        return [k async for k in keys if user.encode() in k]
     finally:
         await client.aclose()
 
@@ -106,7 +120,7 @@ async def erasure_fences(settings: Settings) -> dict[str, dict[bytes, float]]:
     base = key_base(settings.redis_prefix) + "erased:"
     try:
         return {k.decode().removeprefix(base): dict(await client.zrange(k, 0, -1, withscores=True))
-                async for k in client.scan_iter(match=base + "*")}  # fmt: skip
+                async for k in client.scan_iter(match=base + "*", count=2000)}  # fmt: skip
     finally:
         await client.aclose()
 
@@ -126,6 +140,8 @@ def trigger_ids(values: list[bytes]) -> set[str]:
 async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_come_back(
     settings: Settings, tmp_path: Path
 ) -> None:
+    # a worker that does not leave the group cleanly holds its partitions this long
+    settings = settings.with_(session_timeout_s=10.0)
     await ensure_topics(settings)
     others = [(f"o{u}".encode(), event(f"o{u}", n, item))
               for u in range(6) for n, item in enumerate(["a", "b", "c"])]  # fmt: skip
@@ -136,10 +152,11 @@ async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_
     bad = [(GONE.encode(), b'{"event_id": "gone-x", "type": "view", oops')]  # a dead letter
     records = [*others, *gone, *bad]
     log = tmp_path / "worker.log"
-    with WorkerProcess(settings, log) as worker:
-        worker.wait_healthy()
+    with WorkerProcess(settings, log) as first:
+        first.wait_healthy()
         await produce(settings, records)
-        await wait_committed(settings, len(records), worker)
+        await wait_committed(settings, len(records), first)
+        worker = first
         assert worker.call("GET", f"/users/{GONE}")[0] == 200, worker.logs()
         before = await everything_about(settings, GONE)
         assert before[settings.topic_recommendations], "the user had recommendations"
@@ -162,7 +179,7 @@ async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_
     assert await committed(settings) == 0
     with WorkerProcess(settings, log) as worker:
         worker.wait_healthy()
-        await wait_committed(settings, len(records), worker)
+        await wait_committed(settings, len(records), worker, before=first)
         status, _, body = worker.call("GET", f"/users/{GONE}")
         assert status == 404, f"the forgotten user came back: {body!r}\n{worker.logs()}"
         assert not await redis_keys_about(settings, GONE)
@@ -192,9 +209,10 @@ async def test_redelivered_events_of_a_forgotten_user_stay_forgotten_until_they_
     assert cli.returncode == 0 and "erasure fences of 1 forgotten users kept" in cli.stdout, (
         cli.stdout + cli.stderr
     )
+    second = worker
     with WorkerProcess(settings, log) as worker:
         worker.wait_healthy()
-        await wait_committed(settings, len(records) + 1, worker)
+        await wait_committed(settings, len(records) + 1, worker, before=second)
         status, _, body = worker.call("GET", f"/users/{GONE}")
         assert status == 200 and orjson.loads(body)["profile"]["n_events"] == 1, body
         recs = (await everything_about(settings, GONE))[settings.topic_recommendations]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -35,13 +36,19 @@ async def test_recommendations_change_as_the_session_goes_on(
         async def live(n: int, item: str) -> list[str]:
             await produce(settings, [view("eve", "es1", item, 100 + n)])
             trigger = f"eve-{100 + n}"
-            for _ in range(20):
-                records = await consume(settings.topic_recommendations, settings, until=10**6,
-                                        wait_s=1.5)  # fmt: skip
-                mine = [orjson.loads(r.value) for r in records if r.key == b"eve"]
-                if mine and mine[-1]["trigger_event_id"] == trigger:
-                    return [i["item_id"] for i in mine[-1]["items"]]
-            raise AssertionError(f"no recommendation for {trigger}:\n{worker.logs()}")
+
+            def eves(records: list[Any]) -> list[Any]:
+                return [orjson.loads(r.value) for r in records if r.key == b"eve"]
+
+            records = await consume(
+                settings.topic_recommendations, settings, wait_s=30,
+                done=lambda out: any(m["trigger_event_id"] == trigger for m in eves(out)),
+            )  # fmt: skip
+            mine = eves(records)
+            assert mine and mine[-1]["trigger_event_id"] == trigger, (
+                f"no recommendation for {trigger}:\n{worker.logs()}"
+            )
+            return [i["item_id"] for i in mine[-1]["items"]]
 
         after_a = await live(0, "a")
         after_y = await live(1, "y")
