@@ -1,13 +1,13 @@
 """The output contract: one typed payload per output topic (README "What comes out").
 
 The worker builds these with keyword arguments and publishes them as JSON (orjson), keyed by
-``user_id``. Every payload carries a deterministic id of what caused it (``trigger_event_id``,
-``alert_id``, ``anomaly_id``, or user + ``ts`` for a segment change), so a consumer can drop
-the duplicates that at-least-once delivery may bring.
+``user_id``. Every payload carries a deterministic id of what caused it (``trigger_event_id``
+and ``rec_id``, ``alert_id``, ``anomaly_id``, or user + ``ts`` for a segment change), so a
+consumer can drop the duplicates that at-least-once delivery may bring.
 
 >>> item: ScoredItem = {"item_id": "sku-7", "score": 0.5}
 >>> sorted(Recommendation.__annotations__)
-['items', 'model', 'session_id', 'trigger_event_id', 'ts', 'user_id']
+['arm', 'items', 'model', 'rec_id', 'session_id', 'trigger_event_id', 'ts', 'user_id']
 """
 
 from __future__ import annotations
