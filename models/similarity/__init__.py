@@ -2,6 +2,7 @@
 (``similarity.lua``) and the script's math stated in Python (:mod:`.reference`)."""
 
 from models.similarity.store import (
+    SCORING_FIELDS,
     SENTINEL,
     Groups,
     RecConfig,
@@ -10,9 +11,11 @@ from models.similarity.store import (
     guard,
     key_base,
     load_lua,
+    scoring_variant,
 )
 
 __all__ = [
+    "SCORING_FIELDS",
     "SENTINEL",
     "Groups",
     "RecConfig",
@@ -21,4 +24,5 @@ __all__ = [
     "guard",
     "key_base",
     "load_lua",
+    "scoring_variant",
 ]

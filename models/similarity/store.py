@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from redis.asyncio import Redis
@@ -174,6 +174,43 @@ class RecConfig:
         })  # fmt: skip
 
 
+#: RecConfig fields that change only how candidates are scored, never what is learned or
+#: kept: what a second recommendation setting (an experiment's arm B) may override.
+SCORING_FIELDS: Final = frozenset({
+    "recency_decay", "alpha", "beta", "repeat_boost", "score_neighbours", "two_hop",
+    "two_hop_neighbours", "two_hop_row", "older_boost", "knn_weight", "knn_items",
+    "knn_sessions", "knn_neighbours", "knn_min_neighbours", "knn_position_decay",
+    "knn_recency_days", "knn_item_decay", "knn_item_window",
+})  # fmt: skip
+
+
+def scoring_variant(config: RecConfig, overrides: Mapping[str, float]) -> RecConfig:
+    """``config`` with other scoring parameters (:data:`SCORING_FIELDS`), for scoring only:
+    the store keeps learning with ``config``.
+
+    >>> base = RecConfig(session_window=5, half_life_days=1.0, max_neighbours=10,
+    ...                  knn_weight=0.0, item_ttl_s=0)
+    >>> scoring_variant(base, {"two_hop": 0, "score_neighbours": 30.0}).score_neighbours
+    30
+    >>> scoring_variant(base, {"half_life_days": 2})
+    Traceback (most recent call last):
+    ...
+    models.errors.InvalidConfig: not scoring parameters (learning must not differ): half_life_days
+    """
+    unknown = sorted(set(overrides) - SCORING_FIELDS)
+    if unknown:
+        raise InvalidConfig(
+            "not scoring parameters (learning must not differ): " + ", ".join(unknown)
+        )
+    if overrides.get("knn_weight", 0) > 0 and config.knn_weight <= 0:
+        raise InvalidConfig("knn_weight > 0 needs it > 0 in the learning setting (no keys)")
+    ints = {f.name for f in fields(RecConfig) if f.type in ("int", int)}
+    values: dict[str, Any] = {
+        k: (round(v) if k in ints else float(v)) for k, v in overrides.items()
+    }
+    return replace(config, **values)
+
+
 def guard(epoch: str, owners: Mapping[str, str]) -> bytes:
     """The guard of a learn call: the store's epoch and the owner token of each
     ``topic:partition`` the call writes for (see ``similarity.lua``, ``refused``).
@@ -304,6 +341,19 @@ class SimilarityStore:
         applied, recs = await self._call("learn", [guard, encode_groups(groups), want])
         return int(applied), [_pairs(r) for r in recs]
 
+    async def recommend_many(
+        self, requests: Sequence[tuple[str, str]], k: int, config: RecConfig | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top ``k`` for each ``(user_id, session_id)`` (purchased items excluded, as in
+        :meth:`learn_and_recommend`), scored with ``config`` (default: the store's own; a
+        :func:`scoring_variant` of it for an experiment arm) in one read-only call."""
+        if not requests or k <= 0:
+            return [[] for _ in requests]
+        cfg = self._cfg if config is None else config.as_json()
+        req = orjson.dumps([[u, s, 1, ""] for u, s in requests])
+        res = await self._script(keys=[self._meta], args=["rec", self.base, cfg, k, req])
+        return [_pairs(r) for r in res]
+
     async def evaluate_clicks(
         self, source: str, start: int, clicks: Sequence[tuple[str, str, int]],
         targets: Sequence[str], k: int,
@@ -332,16 +382,20 @@ class SimilarityStore:
         exclude_purchased: bool = True,
         category: str | None = None,
         exclude: Collection[str] = (),
+        config: RecConfig | None = None,
     ) -> list[tuple[str, float]]:
         """Top ``k`` (item, score) for the session; popular items fill a cold start.
 
         ``exclude``: items never to return (the top ``k + len(exclude)`` without them is the
         top ``k`` of the rest). Hidden items (:meth:`set_hidden`) are never returned.
+        ``config``: score with this :func:`scoring_variant` (an experiment arm).
         """
         if k <= 0:
             return []
         req = [[user_id, session_id, int(exclude_purchased), category or ""]]
-        res = await self._call("rec", [k + len(exclude), orjson.dumps(req)])
+        cfg = self._cfg if config is None else config.as_json()
+        res = await self._script(keys=[self._meta], args=[
+            "rec", self.base, cfg, k + len(exclude), orjson.dumps(req)])  # fmt: skip
         return _without(_pairs(res[0]), exclude, k)
 
     async def similar(

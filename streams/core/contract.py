@@ -35,6 +35,8 @@ _NOTES: Final = {
     "price": "Finite, not negative; price x quantity is bounded too (the allOf rules).",
     "coupon_code": "On a purchase paid with a coupon: counts as the redemption of a churn "
     "coupon in the alert's outcome (shop.alert-outcomes).",
+    "rec_id": "The rec_id of a shop.recommendations message this view, cart or purchase "
+    "followed: a click on it, and the revenue it led to, per experiment arm.",
 }
 
 
@@ -94,7 +96,7 @@ def event_schema() -> dict[str, Any]:
     printable = f"^{printable_class()}*$"  # ids and category: printable characters only
     for name in ("event_id", "user_id", "session_id"):
         props[name]["pattern"] = printable
-    for name in ("item_id", "category", "coupon_code"):
+    for name in ("item_id", "category", "coupon_code", "rec_id"):
         props[name]["anyOf"][0]["pattern"] = printable
     props["query"]["anyOf"][0]["pattern"] = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
     props["price"]["anyOf"][0]["maximum"] = DEFAULT_LIMITS.max_price

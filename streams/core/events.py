@@ -60,7 +60,7 @@ MAX_DEPTH: Final = 16
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 _REQUIRED_STR: Final = ("event_id", "type", "user_id", "session_id")
-_OPTIONAL_STR: Final = ("item_id", "category", "query", "coupon_code")
+_OPTIONAL_STR: Final = ("item_id", "category", "query", "coupon_code", "rec_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +162,9 @@ class Event:
     #: a purchase paid with a coupon (its code): counts as the redemption of the customer's
     #: churn coupon in an alert's outcome (streams.domain.outcomes)
     coupon_code: str | None = None
+    #: the ``rec_id`` of a recommendation this event followed (a click on it, or a cart or
+    #: purchase it led to): counted per experiment arm in the business figures
+    rec_id: str | None = None
 
     @property
     def ts(self) -> datetime:
@@ -323,4 +326,5 @@ def validate(obj: object, limits: Limits = DEFAULT_LIMITS) -> Event:
         quantity=None if quantity is None else int(quantity),
         query=_str_field(obj, "query", required=False, limit=MAX_TEXT_LEN, text=True),
         coupon_code=_str_field(obj, "coupon_code", required=False, limit=MAX_ID_LEN),
+        rec_id=_str_field(obj, "rec_id", required=False, limit=MAX_ID_LEN),
     )

@@ -1,13 +1,13 @@
 """The output contract: one typed payload per output topic (README "What comes out").
 
 The worker builds these with keyword arguments and publishes them as JSON (orjson), keyed by
-``user_id``. Every payload carries a deterministic id of what caused it (``trigger_event_id``,
-``alert_id``, ``anomaly_id``, or user + ``ts`` for a segment change), so a consumer can drop
-the duplicates that at-least-once delivery may bring.
+``user_id``. Every payload carries a deterministic id of what caused it (``trigger_event_id``
+and ``rec_id``, ``alert_id``, ``anomaly_id``, or user + ``ts`` for a segment change), so a
+consumer can drop the duplicates that at-least-once delivery may bring.
 
 >>> item: ScoredItem = {"item_id": "sku-7", "score": 0.5}
 >>> sorted(Recommendation.__annotations__)
-['items', 'model', 'session_id', 'trigger_event_id', 'ts', 'user_id']
+['arm', 'items', 'model', 'rec_id', 'session_id', 'trigger_event_id', 'ts', 'user_id']
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Literal, TypedDict
 
 #: A churn alert's experiment group: ``treatment`` gets the coupon, ``holdout`` does not.
 AlertGroup = Literal["treatment", "holdout"]
+RecArm = Literal["A", "B"]
 
 
 class ScoredItem(TypedDict):
@@ -31,7 +32,9 @@ class Recommendation(TypedDict):
     items: list[ScoredItem]
     trigger_event_id: str
     ts: str  # ISO-8601 UTC with milliseconds: the trigger event's time
-    model: str
+    model: str  # the scorer and, in arm B, its setting's overrides
+    rec_id: str  # hash of user and trigger event; feedback events carry it back
+    arm: RecArm  # the user's experiment arm (SHOPSTREAM_REC_ARM_B_SHARE)
 
 
 class Reason(TypedDict):

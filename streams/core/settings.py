@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 
 from streams.core.errors import ConfigError
 from streams.core.values import PREFIX as PREFIX  # re-exported: the prefix of every variable
-from streams.core.values import coerce, coupon_tiers, tiers_text
+from streams.core.values import coerce, coupon_tiers, rec_overrides, tiers_text
 
 ChurnModelKind = Literal["logistic"]
 ChurnGuard = Literal["auto", "analytic", "model"]
@@ -195,6 +195,16 @@ class Settings:
     rec_knn_weight: float = _opt(
         0.0, "Weight of the session-neighbourhood signal (0 = off; costs Redis CPU, see docs)."
     )
+    rec_arm_b_share: float = _opt(
+        0.0,
+        "Share of users in recommendation arm B (a salted hash of user_id decides), scored "
+        "with SHOPSTREAM_REC_ARM_B; 0 = no experiment (docs/recommendations.md).",
+    )
+    rec_arm_b: str = _opt(
+        "",
+        'Arm B\'s scoring parameters as JSON overrides of arm A\'s, e.g. {"two_hop": 0}; '
+        "only scoring parameters (docs/recommendations.md).",
+    )
 
     # --- churn --------------------------------------------------------------------------
     churn_horizon_days: float = _opt(30.0, "Churn = no purchase within this many days.")
@@ -352,6 +362,9 @@ class Settings:
         coupon_tiers(self.coupon_tiers)
         if not 0 <= self.alert_holdout_share < 1:
             raise ConfigError(f"{PREFIX}ALERT_HOLDOUT_SHARE must be in [0, 1)")
+        if not 0 <= self.rec_arm_b_share <= 1:
+            raise ConfigError(f"{PREFIX}REC_ARM_B_SHARE must be in [0, 1]")
+        rec_overrides(self.rec_arm_b)
         if self.retention_days and self.retention_days <= self.churn_horizon_days:
             raise ConfigError(
                 f"{PREFIX}RETENTION_DAYS must be 0 (off) or above {PREFIX}CHURN_HORIZON_DAYS"

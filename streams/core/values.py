@@ -4,6 +4,8 @@ the coupon tiers, with errors that name the variable (used by :mod:`streams.core
 from __future__ import annotations
 
 import itertools
+import json
+import math
 from typing import Any
 
 from streams.core.errors import ConfigError
@@ -59,6 +61,31 @@ def coupon_tiers(text: str) -> tuple[tuple[str, float, float], ...]:
     if tiers[-1][1] != 0:
         raise ConfigError(f"{var}: the last tier must start at 0")
     return tuple(tiers)
+
+
+def rec_overrides(text: str) -> dict[str, float]:
+    """The recommendation arm B's setting (``SHOPSTREAM_REC_ARM_B``): a JSON object of
+    scoring parameters and their numbers ('' = no overrides).
+
+    >>> rec_overrides('{"two_hop": 0, "recency_decay": 1.5}'), rec_overrides("")
+    ({'two_hop': 0.0, 'recency_decay': 1.5}, {})
+    >>> rec_overrides('{"two_hop": "x"}')
+    Traceback (most recent call last):
+    ...
+    streams.core.errors.ConfigError: SHOPSTREAM_REC_ARM_B must be a JSON object of numbers
+    """
+    if not text.strip():
+        return {}
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in obj.values()
+    ):
+        raise ConfigError(f"{PREFIX}REC_ARM_B must be a JSON object of numbers")
+    return {str(k): float(v) for k, v in obj.items()}
 
 
 def _parse_bool(raw: str) -> bool:

@@ -53,6 +53,7 @@ class _Wire(msgspec.Struct):
     quantity: Annotated[int, msgspec.Meta(ge=0, le=2**53)] | None = None  # exact as a float
     query: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LEN)] | None = None
     coupon_code: _Opt = None
+    rec_id: _Opt = None
 
 
 _decode_wire = msgspec.json.Decoder(_Wire).decode
@@ -82,6 +83,7 @@ def parse_fast(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Event | None:
         and (w.item_id is None or w.item_id.isprintable())
         and (w.category is None or w.category.isprintable())
         and (w.coupon_code is None or w.coupon_code.isprintable())
+        and (w.rec_id is None or w.rec_id.isprintable())
         and (w.query is None or not _CONTROL.search(w.query))
     ):  # fmt: skip
         return None
@@ -98,7 +100,7 @@ def parse_fast(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Event | None:
         return None
     return Event(
         w.event_id, w.type, w.user_id, w.session_id, ts_ms,
-        w.item_id, w.category, w.price, w.quantity, w.query, w.coupon_code,
+        w.item_id, w.category, w.price, w.quantity, w.query, w.coupon_code, w.rec_id,
     )  # fmt: skip
 
 

@@ -11,7 +11,11 @@ speed yields the same figures. Per day:
   per order;
 * ``cart_abandonment``: the share of carting sessions without a purchase on the day
   (``1 - s_cart_purchase / s_cart``);
-* per category: ``views``, ``carts``, ``purchases``, ``revenue``.
+* per category: ``views``, ``carts``, ``purchases``, ``revenue``;
+* per recommendation arm (``A``/``B``, docs/recommendations.md): ``rec_shown`` (trigger
+  events that got a recommendation), ``rec_clicks`` (distinct ``rec_id`` s that a view, cart
+  or purchase of the day carried), ``rec_buys`` (distinct ``rec_id`` s a purchase carried)
+  and ``rec_revenue`` (the revenue of purchases carrying a ``rec_id``).
 
 Each event becomes one *record* (:func:`kpi_record`), which the worker applies in Redis in a
 script fenced by the partition's offset (:mod:`streams.worker.kpis`): a redelivered batch
@@ -50,7 +54,12 @@ STAGES: Final = {"view": "view", "add_to_cart": "cart", "purchase": "purchase"}
 #: Per-category counters (field ``<name>@<category>``).
 CATEGORY_FIELDS: Final = ("views", "carts", "purchases", "revenue")
 
-#: ``[offset, day, type, session_id, category, cents, quantity]``: what the store applies.
+#: Per-arm counters of recommendation feedback (field ``<name>@<arm>``).
+REC_FIELDS: Final = ("rec_shown", "rec_clicks", "rec_buys", "rec_revenue")
+
+#: ``[offset, day, type, session_id, category, cents, quantity, shown, rec_id, rec_arm]``:
+#: what the store applies (``shown``: the arm of the recommendation this trigger event got,
+#: ''; ``rec_arm``: the arm the event's ``rec_id`` is counted in, '' if none).
 KpiRecord = list[Any]
 
 
@@ -72,16 +81,22 @@ def day_number(day: str) -> int:
     return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) // 86_400
 
 
-def kpi_record(offset: int, event: Event) -> KpiRecord | None:
-    """The record of one event, or ``None`` if its type counts for nothing."""
+def kpi_record(
+    offset: int, event: Event, arm: str = "", *, shown: bool = False
+) -> KpiRecord | None:
+    """The record of one event, or ``None`` if its type counts for nothing. ``arm``: the
+    experiment arm of the event's user ('' = none: its ``rec_id`` is not counted);
+    ``shown``: the event triggered a published recommendation."""
     if event.type not in STAGES:
         return None
     qty = 1 if event.quantity is None else event.quantity
     cents = 0
     if event.type == "purchase" and event.price is not None:
         cents = round(event.price * qty * 100)
+    rid = (event.rec_id or "") if arm else ""
     return [offset, day_of(event.ts_ms), event.type, event.session_id, event.category or "",
-            cents, qty if event.type == "purchase" else 0]  # fmt: skip
+            cents, qty if event.type == "purchase" else 0, arm if shown else "", rid,
+            arm if rid else ""]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -94,11 +109,17 @@ class KpiState:
 
 def step(state: KpiState, record: KpiRecord) -> str:
     """Apply one record to ``state`` (what the store's script does); returns its day."""
-    _, day, etype, session, category, cents, qty = record
+    _, day, etype, session, category, cents, qty, shown, rid, arm = record
     c = state.days.setdefault(day, {})
 
     def add(name: str, n: int) -> None:
         c[name] = c.get(name, 0) + n
+
+    def first(kind: str, member: str) -> bool:
+        seen = state.sessions.setdefault((day, kind), set())
+        new = member not in seen
+        seen.add(member)
+        return new
 
     stage = STAGES[etype]
     seen = state.sessions.setdefault((day, stage), set())
@@ -115,6 +136,15 @@ def step(state: KpiState, record: KpiRecord) -> str:
         add("revenue", cents)
         add(f"revenue@{category}", cents)
         add("items", qty)
+    if shown:
+        add(f"rec_shown@{shown}", 1)
+    if rid:
+        if first("rclick", rid):
+            add(f"rec_clicks@{arm}", 1)
+        if stage == "purchase":
+            add(f"rec_revenue@{arm}", cents)
+            if first("rbuy", rid):
+                add(f"rec_buys@{arm}", 1)
     return str(day)
 
 
@@ -133,6 +163,12 @@ def figures(day: str, counters: Mapping[str, int | str | bytes]) -> dict[str, An
         if sep and name in CATEGORY_FIELDS:
             row = categories.setdefault(category, dict.fromkeys(CATEGORY_FIELDS, 0))
             row[name] = v / 100 if name == "revenue" else v
+    recs: dict[str, dict[str, float]] = {}
+    for key, v in c.items():
+        name, sep, arm = key.partition("@")
+        if sep and name in REC_FIELDS:
+            row = recs.setdefault(arm, dict.fromkeys(REC_FIELDS, 0))
+            row[name] = v / 100 if name == "rec_revenue" else v
     abandoned = _ratio(carts - c.get("s_cart_purchase", 0), carts)
     return {
         "day": day,
@@ -147,6 +183,7 @@ def figures(day: str, counters: Mapping[str, int | str | bytes]) -> dict[str, An
         "cart_purchase": c.get("s_cart_purchase", 0),
         "cart_abandonment": abandoned,
         "categories": categories,
+        "recs": recs,
     }
 
 

@@ -150,6 +150,19 @@ class Telemetry:
             "purchases within the horizon, and the discount their coupons cost, by group.",
             ["group", "kind"], registry=r,
         )  # fmt: skip
+        self.m_rec_arm = PCounter(
+            p + "recommendations_by_arm", "Recommendations published, by experiment arm.",
+            ["arm"], registry=r,
+        )  # fmt: skip
+        self.m_rec_feedback = PCounter(
+            p + "rec_feedback", "Events carrying a rec_id (feedback on a recommendation) "
+            "this worker applied, by arm and event type; exact figures: GET /experiments.",
+            ["arm", "type"], registry=r,
+        )  # fmt: skip
+        self.m_rec_revenue = PCounter(
+            p + "rec_attributed_revenue", "Revenue of purchases carrying a rec_id this "
+            "worker applied, by arm.", ["arm"], registry=r,
+        )  # fmt: skip
         self.m_anom = PCounter(p + "anomalies", "Anomalies flagged, by kind.", ["kind"], registry=r)
         self.m_seg = PCounter(p + "segment_changes", "Segment changes, by new segment.",
                               ["segment"], registry=r)  # fmt: skip
@@ -267,6 +280,16 @@ class Telemetry:
         row = {k: alert.get(k) for k in keep}
         row["reasons"] = list(alert.get("reasons") or [])[:3]
         self.latest_alerts.appendleft(row)
+
+    def on_rec_arm(self, arm: str) -> None:
+        """A published recommendation of ``arm``."""
+        self.m_rec_arm.labels(arm).inc()
+
+    def on_rec_feedback(self, arm: str, etype: str, revenue: float) -> None:
+        """An applied event carrying a ``rec_id`` (``revenue``: a purchase's)."""
+        self.m_rec_feedback.labels(arm, etype).inc()
+        if revenue:
+            self.m_rec_revenue.labels(arm).inc(revenue)
 
     def on_outcome(self, o: Mapping[str, Any]) -> None:
         """A published alert outcome (the ``shop.alert-outcomes`` payload)."""

@@ -21,6 +21,7 @@ from streams.web.openapi import MAX_EXCLUDE, document
 from streams.web.owner import Owners
 from streams.web.queries import describe, model_status
 from streams.worker.batch import BatchProcessor
+from streams.worker.configs import rec_arms
 from streams.worker.context import ShopApp
 
 MAX_K = 100
@@ -94,6 +95,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
 
     runtime = shop.runtime
     default_k = shop.settings.rec_k
+    arms = rec_arms(shop.settings)
     openapi = document(package_version())
 
     @app.page("/healthz")
@@ -127,10 +129,13 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             uid = shop_id(user_id)
             raw = shop.profiles.get(uid)
             session_id = Envelope.from_bytes(raw).session_id if raw is not None else ""
+            arm = arms.arm(uid)  # the user's experiment arm scores with its setting
             items = await runtime.store.recommend(
-                uid, session_id, k, category=category, exclude=exclude
-            )
-            return web.json({"user_id": uid, "session_id": session_id, "items": _items(items)})
+                uid, session_id, k, category=category, exclude=exclude,
+                config=arms.configs[arm] if arm == "B" else None,
+            )  # fmt: skip
+            return web.json({"user_id": uid, "session_id": session_id, "items": _items(items),
+                             "arm": arm, "model": arms.models[arm]})  # fmt: skip
 
         return await owners.serve(web, request, user_id, here)
 

@@ -1,5 +1,5 @@
-"""The business figures over HTTP: ``GET /kpis`` and ``GET /campaigns`` (admin), and the
-``business`` part of ``GET /api/dashboard``.
+"""The business figures over HTTP: ``GET /kpis``, ``GET /campaigns`` and
+``GET /experiments`` (admin), and the ``business`` part of ``GET /api/dashboard``.
 
 Everything is read from the KPI store in Redis (:mod:`streams.worker.kpi_store`), so it
 survives restarts and every worker answers the same. A date range is two ISO dates
@@ -26,7 +26,9 @@ from typing import Any, Final, TypeVar, cast
 
 from models.forecast import DAY_MS, iso_day
 from streams.domain.business import forecast_panel, uplift_panel, with_outcome
+from streams.domain.experiments import rec_experiment
 from streams.domain.kpis import day_number, totals
+from streams.worker.configs import rec_arms
 from streams.worker.context import ShopApp
 from streams.worker.kpi_store import KpiStore
 
@@ -140,6 +142,8 @@ class BusinessData:
                 if history else None
             )  # fmt: skip
             value["uplift"] = await campaigns(kpis, self.uplifts)
+            arms = rec_arms(self.shop.settings)
+            value["experiment"] = rec_experiment(value["days"], arms.models, arms.share)
         except Exception as exc:  # noqa: BLE001 - the dashboard reports, never fails
             log.warning("dashboard could not read the business figures: %r", exc)
             value = {"error": repr(exc)[:200]}
@@ -147,8 +151,25 @@ class BusinessData:
         return value
 
 
+async def experiment_in(shop: ShopApp, first: str, last: str) -> dict[str, Any]:
+    """The recommendation A/B test over a range of days (default: the last 30)."""
+    value = await figures_in(shop.runtime.kpis, first, last)
+    arms = rec_arms(shop.settings)
+    return {"from": value["from"], "to": value["to"]} | rec_experiment(
+        value["days"], arms.models, arms.share
+    )
+
+
 def register(shop: ShopApp) -> None:
-    """Add ``GET /kpis`` and ``GET /campaigns``."""
+    """Add ``GET /kpis``, ``GET /campaigns`` and ``GET /experiments``."""
+
+    @shop.app.page("/experiments")
+    async def experiments(web: Any, request: Any) -> Any:
+        try:
+            first, last = parse_range(request.query)
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        return web.json(await experiment_in(shop, first, last))
 
     @shop.app.page("/kpis")
     async def kpis(web: Any, request: Any) -> Any:

@@ -81,6 +81,10 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/campaigns", "admin", "The churn coupons' uplift: return rate and revenue "
           "of treatment against holdout alerts, with intervals, overall and per tier",
           ok="Campaigns"),
+    Route("GET", "/experiments", "admin", "The live A/B test of two recommendation settings: "
+          "per arm impressions, CTR and conversion (Wilson intervals), attributed revenue; "
+          "A - B with Newcombe's interval, over a date range",
+          params=("from", "to"), ok="Experiment", responses={"400": "A malformed date range"}),
     Route("GET", "/tracker.js", "open", "The browser tracker (docs/storefront.md)",
           content="application/javascript"),
     Route("GET", "/demo/shop", "open", "The demo storefront (HTML), when SHOPSTREAM_DEMO_SHOP "
@@ -138,7 +142,8 @@ _SCHEMAS: Final[dict[str, Any]] = {
     "ScoredItem": _object({"item_id": _STR, "score": {"type": "number"}}),
     "ItemUpdate": {**_object({"hidden": _BOOL}), "additionalProperties": False},
     "ItemState": _object({"item_id": _STR, "hidden": _BOOL, "changed": _BOOL}),
-    "Recommendations": _object({"user_id": _STR, "session_id": _STR, "items": _ITEMS}),
+    "Recommendations": _object({"user_id": _STR, "session_id": _STR, "items": _ITEMS},
+                               arm={"enum": ["A", "B"]}, model=_STR),
     "Similar": _object({"item_id": _STR, "items": _ITEMS}),
     "User": _object({"user_id": _STR, "session_id": _STR, "segment": _OBJ,
                      "churn_probability": {"type": ["number", "null"]}, "as_of": _STR,
@@ -150,6 +155,8 @@ _SCHEMAS: Final[dict[str, Any]] = {
                      "days": {"type": "array", "items": _OBJ}, "totals": _OBJ}),
     "Campaigns": _object({"treatment": _OBJ, "holdout": _OBJ,
                           "uplift": {"type": ["number", "null"]}, "tiers": _OBJ}),
+    "Experiment": _object({"from": _STR, "to": _STR, "b_share": {"type": "number"},
+                           "arms": _OBJ, "difference": _OBJ}),
     "ShopEvent": {k: v for k, v in event_schema().items() if k != "$schema"},
     # any array is taken (up to the limits): each element is answered on its own, so an
     # element that fits none of these is "rejected" with its reason, not a 4xx

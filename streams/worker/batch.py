@@ -42,6 +42,7 @@ from streams.domain.recommendations import plan_recommendations
 from streams.telemetry.measure import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
+from streams.worker.configs import rec_arms
 from streams.worker.context import ShopApp
 from streams.worker.idle import advance_idle
 from streams.worker.intake import Clock, by_partition, split, to_record
@@ -93,7 +94,8 @@ class BatchProcessor:
         self.parts = Partitions(
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
-        self.out = Publisher(shop, self.retry)
+        self.arms = rec_arms(s)
+        self.out = Publisher(shop, self.retry, self.arms)
         self.kpis = KpiWriter(shop, self.parts.sources, self.retry, refusal)
         self.retention = Retention(self.parts)
         self.quality_at = -QUALITY_EVERY_S
@@ -152,7 +154,10 @@ class BatchProcessor:
             for rec, event in [*unreadable, *applying]:
                 if event.user_id in users.broken:
                     await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
-            await self.kpis.record(users.without_broken(valid), users.alerts, outbox)
+            shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
+            self.count_feedback(users.without_broken(fresh))
+            await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
+                                   self.arms.arm, shown)  # fmt: skip
             await self.out.recommendations(due, users.triggers, scored)
         await self.seal(outbox, users, {rec.partition for rec in records}, clock)
         self.account(batch, valid, started)
@@ -295,7 +300,10 @@ class BatchProcessor:
         The call is guarded: it refuses if the store lost its data (epoch) or a partition
         moved to another worker (owner tokens): StateDiverged and Fenced."""
         groups = by_partition(learnable)
-        requests = [(e.user_id, e.session_id) for e in due]
+        # arm B's users (an experiment, docs/recommendations.md) are scored with arm B's
+        # setting in a second, read-only call on the updated store
+        in_b = [bool(self.arms.share) and self.arms.arm(e.user_id) == "B" for e in due]
+        requests = [(e.user_id, e.session_id) for e, b in zip(due, in_b, strict=True) if not b]
         runtime, k = self.shop.runtime, self.settings.rec_k
         check = guard(runtime.epoch, self.parts.sources.owners({p for _, p in groups}))
         try:
@@ -305,7 +313,24 @@ class BatchProcessor:
             )
         except ResponseError as exc:
             raise refusal(exc) from exc
-        return scored
+        if not any(in_b):
+            return scored
+        b_requests = [(e.user_id, e.session_id) for e, b in zip(due, in_b, strict=True) if b]
+        b_config = self.arms.configs["B"]
+        b_scored = iter(await self.retry(
+            "arm B recommendations",
+            lambda: runtime.store.recommend_many(b_requests, k, b_config)))  # fmt: skip
+        a_scored = iter(scored)
+        return [next(b_scored) if b else next(a_scored) for b in in_b]
+
+    def count_feedback(self, fresh: list[tuple[Record, Event]]) -> None:
+        """``/metrics``: the batch's fresh events carrying a ``rec_id``, by arm."""
+        for _, e in fresh:
+            if e.rec_id and e.type in ("view", "add_to_cart", "purchase"):
+                paid = (e.price or 0.0) * (1 if e.quantity is None else e.quantity)
+                self.telemetry.on_rec_feedback(
+                    self.arms.arm(e.user_id), e.type, paid if e.type == "purchase" else 0.0
+                )
 
     async def still_ours(self, partitions: set[int]) -> None:
         """Raise Fenced unless the batch's partitions are still this worker's (checked after

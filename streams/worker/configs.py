@@ -12,14 +12,20 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from models.anomaly import AnomalyConfig, AnomalyDetector
 from models.bundle import Models
+from models.errors import InvalidConfig
 from models.guard import GuardConfig
 from models.guarded import GuardedChurn
 from models.segments import SegmentConfig, SegmentModel
-from models.similarity import RecConfig
+from models.similarity import RecConfig, scoring_variant
+from streams.core.errors import ConfigError
+from streams.core.payloads import RecArm
 from streams.core.settings import Settings
+from streams.core.values import PREFIX, rec_overrides
+from streams.domain.recommendations import arm_model, rec_arm
 
 
 def rec_config(settings: Settings) -> RecConfig:
@@ -29,6 +35,39 @@ def rec_config(settings: Settings) -> RecConfig:
         max_neighbours=settings.rec_max_neighbours,
         knn_weight=settings.rec_knn_weight,
         item_ttl_s=round(settings.rec_item_ttl_days * 86_400),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecArms:
+    """The recommendation experiment (docs/recommendations.md): which arm a user is in, and
+    each arm's scoring setting and ``model`` name. Arm A is the store's own setting.
+
+    >>> arms = rec_arms(Settings(rec_arm_b_share=1.0, rec_arm_b='{"two_hop": 0}'))
+    >>> arms.arm("u1"), arms.models["B"], arms.configs["B"].two_hop
+    ('B', 'cooc-session-v1+two_hop=0', 0.0)
+    """
+
+    share: float
+    configs: dict[RecArm, RecConfig]
+    models: dict[RecArm, str]
+
+    def arm(self, user_id: str) -> RecArm:
+        return rec_arm(user_id, self.share)
+
+
+def rec_arms(settings: Settings) -> RecArms:
+    """The arms of ``SHOPSTREAM_REC_ARM_B_SHARE`` and ``SHOPSTREAM_REC_ARM_B`` (ConfigError
+    if arm B overrides a learning parameter: the worker does not start)."""
+    a, overrides = rec_config(settings), rec_overrides(settings.rec_arm_b)
+    try:
+        b = scoring_variant(a, overrides)
+    except InvalidConfig as exc:
+        raise ConfigError(f"{PREFIX}REC_ARM_B: {exc}") from exc
+    return RecArms(
+        share=settings.rec_arm_b_share,
+        configs={"A": a, "B": b},
+        models={"A": arm_model({}), "B": arm_model(overrides)},
     )
 
 

@@ -14,6 +14,8 @@ Keys (all under the store's hash tag ``{prefix}:``):
 * ``kpi:d:<day>`` (hash): the day's counters; ``kpi:days`` (sorted set, by name): the days;
 * ``kpi:s:<day>:<stage>`` (set): sessions that reached a funnel stage on the day, kept for
   ``SHOPSTREAM_KPI_SESSION_TTL_DAYS`` (wall clock) after the last new one;
+* ``kpi:s:<day>:rclick``, ``kpi:s:<day>:rbuy`` (sets, same TTL): the ``rec_id`` s clicked
+  and bought on the day (recommendation feedback: ``rec_*@<arm>`` counters of the day);
 * ``kpi:meta`` (hash): ``clock``, the latest event time applied;
 * ``kpi:outcomes`` (alert id -> its ``shop.alert-outcomes`` JSON), written by the publisher
   (:meth:`KpiStore.keep_outcomes`) with the outcomes it sends;
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import orjson
@@ -93,6 +95,11 @@ local function add(key, field, n)
   if not h then h = {}; INC[key] = h end
   h[field] = (h[field] or 0) + n
 end
+-- whether member is new to the set sk (kept with the sessions' TTL)
+local function first_of(sk, member)
+  SETS[sk] = true
+  return redis.call('SADD', sk, member) == 1
+end
 local groups = cjson.decode(ARGV[3])
 for gi = 1, #groups do
   local field, records = groups[gi][1], groups[gi][2]
@@ -102,12 +109,13 @@ for gi = 1, #groups do
   local m1 = tonumber(redis.call('HGET', WMAX, field) or '-1')
   local m2 = tonumber(redis.call('HGET', WM, field) or '-1')
   for i = 1, #records do
-    -- [offset, day, type, session, category, cents, quantity, user, ts]
+    -- [offset, day, type, session, category, cents, quantity, shown, rec_id, rec_arm,
+    --  user, ts]
     local r = records[i]
     local offset, day = tonumber(r[1]), r[2]
     if not touched[day] then touched[day] = true; days[#days + 1] = day end
     if offset > last then
-      local etype, session, cat, cents, qty, ts = r[3], r[4], r[5], r[6], r[7], r[9]
+      local etype, session, cat, cents, qty, ts = r[3], r[4], r[5], r[6], r[7], r[12]
       local key, stage, name = base .. 'kpi:d:' .. day, STAGE[etype], NAME[etype]
       local sk = base .. 'kpi:s:' .. day .. ':' .. stage
       local mark = sk .. '\0' .. session
@@ -129,10 +137,24 @@ for gi = 1, #groups do
         add(key, 'revenue', cents)
         add(key, 'revenue@' .. cat, cents)
         add(key, 'items', qty)
-        local aid = redis.call('HGET', OF, r[8])
+        local aid = redis.call('HGET', OF, r[11])
         if aid then
           local a = cjson.decode(redis.call('HGET', ALERTS, aid))
           if ts >= a.ts and ts <= a.ts + horizon then redis.call('HINCRBY', RET, aid, cents) end
+        end
+      end
+      -- recommendation feedback per arm: distinct rec ids clicked / bought on the day
+      if r[8] ~= '' then add(key, 'rec_shown@' .. r[8], 1) end
+      local rid, arm = r[9], r[10]
+      if rid ~= '' then
+        if first_of(base .. 'kpi:s:' .. day .. ':rclick', rid) then
+          add(key, 'rec_clicks@' .. arm, 1)
+        end
+        if stage == 'purchase' then
+          add(key, 'rec_revenue@' .. arm, cents)
+          if first_of(base .. 'kpi:s:' .. day .. ':rbuy', rid) then
+            add(key, 'rec_buys@' .. arm, 1)
+          end
         end
       end
       if ts > clock then clock = ts end
@@ -171,11 +193,17 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def encode(valid: Sequence[tuple[Record, Event]]) -> bytes:
-    """The script's groups: ``[[source:partition, [record + [user, ts]]]]``, offset order."""
+def encode(
+    valid: Sequence[tuple[Record, Event]],
+    arm_of: Callable[[str], str] = lambda _: "",
+    shown: Collection[str] = (),
+) -> bytes:
+    """The script's groups: ``[[source:partition, [record + [user, ts]]]]``, offset order.
+    ``arm_of``: a user's recommendation arm ('' = feedback not counted); ``shown``: the ids
+    of the trigger events whose recommendation is published."""
     groups: dict[str, list[list[Any]]] = {}
     for rec, ev in sorted(valid, key=lambda re: (re[0].source, re[0].partition, re[0].offset)):
-        row = kpi_record(rec.offset, ev)
+        row = kpi_record(rec.offset, ev, arm_of(ev.user_id), shown=ev.event_id in shown)
         if row is not None:
             groups.setdefault(f"{rec.source}:{rec.partition}", []).append(
                 [*row, ev.user_id, ev.ts_ms]
@@ -203,13 +231,15 @@ class KpiStore:
         *,
         epoch: str = "",
         owners: dict[str, str] | None = None,
+        arm_of: Callable[[str], str] = lambda _: "",
+        shown: Collection[str] = (),
     ) -> tuple[int, list[dict[str, Any]]]:
         """Apply the records past each partition's fence and register ``alerts``; returns
         ``(records applied, figures of every day the batch touched)``. Raises ResponseError
         ``EPOCH``/``FENCED`` like the similarity store."""
         check = guard(epoch, owners) if owners is not None else b""
         res = await self.redis.eval(
-            SCRIPT, 1, self.base + "kpi:off", self.base, check, encode(valid),
+            SCRIPT, 1, self.base + "kpi:off", self.base, check, encode(valid, arm_of, shown),
             self.session_ttl_s, self.horizon_ms, alert_rows(alerts), round(time.time() * 1000),
         )  # fmt: skip
         out = []

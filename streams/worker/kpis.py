@@ -4,7 +4,7 @@ fenced, and their ``shop.kpis`` snapshots queued in the batch's outbox."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -34,10 +34,13 @@ class KpiWriter:
         self.shop, self.sources, self.retry, self.refusal = shop, sources, retry, refusal
 
     async def record(
-        self, valid: Sequence[tuple[Record, Event]], alerts: Sequence[ChurnAlert], outbox: Sink
-    ) -> None:
+        self, valid: Sequence[tuple[Record, Event]], alerts: Sequence[ChurnAlert], outbox: Sink,
+        arm_of: Callable[[str], str] = lambda _: "", shown: Collection[str] = (),
+    ) -> None:  # fmt: skip
         """``valid``: the batch's applied and redelivered events (the store's fence decides);
-        ``alerts``: its churn alerts (stale ones, never sent, are not tallied)."""
+        ``alerts``: its churn alerts (stale ones, never sent, are not tallied); ``arm_of``:
+        a user's recommendation arm; ``shown``: ids of the events whose recommendation the
+        batch publishes (impressions, counted with their event behind the same fence)."""
         max_age_ms = int(self.shop.settings.churn_alert_max_age_days * DAY_MS)
         alerts = split_stale(list(alerts), round(time.time() * 1000), max_age_ms)[0]
         if not valid and not alerts:
@@ -46,7 +49,8 @@ class KpiWriter:
         owners = self.sources.owners({rec.partition for rec, _ in valid})
         try:
             _, days = await self.retry("business figures", lambda: runtime.kpis.apply(
-                valid, alerts, epoch=runtime.epoch, owners=owners))  # fmt: skip
+                valid, alerts, epoch=runtime.epoch, owners=owners, arm_of=arm_of,
+                shown=shown))  # fmt: skip
         except ResponseError as exc:
             raise self.refusal(exc) from exc
         for day in days:

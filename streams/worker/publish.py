@@ -33,6 +33,7 @@ from streams.domain.profile import DAY_MS
 from streams.domain.recommendations import recommendation_message
 from streams.patches.produce import send_batches
 from streams.telemetry import Telemetry
+from streams.worker.configs import RecArms, rec_arms
 from streams.worker.context import ShopApp, Topic
 from streams.worker.intake import dlq_headers
 
@@ -103,8 +104,9 @@ class Outbox:
 class Publisher:
     """Sends a batch's outputs through its :class:`Outbox` and keeps the metrics."""
 
-    def __init__(self, shop: ShopApp, retry: Retry) -> None:
+    def __init__(self, shop: ShopApp, retry: Retry, arms: RecArms | None = None) -> None:
         self.shop, self.retry = shop, retry
+        self.arms = arms or rec_arms(shop.settings)
         self.telemetry: Telemetry = shop.telemetry
         self.alert_key = key_base(shop.settings.redis_prefix) + "alerted:"
         self.batched = shop.settings.batch_produce  # SHOPSTREAM_BATCH_PRODUCE
@@ -196,7 +198,9 @@ class Publisher:
         sent = 0
         for event, items in zip(due, scored, strict=True):
             if applied.get(event.user_id) is event:
-                value = recommendation_message(event, items)
+                arm = self.arms.arm(event.user_id)
+                value = recommendation_message(event, items, arm, self.arms.models[arm])
+                self.telemetry.on_rec_arm(arm)
                 await self.outbox.send(self.shop.recommendations, event.user_id.encode(), value)
                 sent += 1
         if sent:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from models.similarity import SENTINEL, SimilarityStore
+from models.similarity import SENTINEL, SimilarityStore, scoring_variant
 from models.similarity.reference import (
     Index,
     growth,
@@ -416,3 +416,31 @@ async def test_every_neighbour_set_gets_the_item_ttl(make_store: StoreFactory) -
     for item in ("a", "b"):
         ttl = await store.redis.pttl(f"{store.base}n:{item}")
         assert 0 < ttl <= 3_600_000, (item, ttl)
+
+
+async def test_an_experiment_arm_scores_with_its_setting_on_the_same_counts(
+    make_store: StoreFactory,
+) -> None:
+    """``recommend_many`` with a scoring variant (arm B, streams.worker.configs.rec_arms)
+    reads the counts arm A learned and scores them as the reference does with B's setting;
+    without one it equals ``recommend``."""
+    store = await make_store()
+    rng = random.Random(9)
+    clicks = []
+    for n in range(180):
+        item = rng.randrange(12) if n % 6 == 0 else int(clicks[-1][1][1:]) + rng.choice([1, 2])
+        clicks.append((f"s{n // 6}", f"i{item % 15}", T0 + n * (DAY // 30)))
+    await store.apply_batch("events", 0, [ev(n, i, session=s, user=f"u{s}", ts=ts)
+                                          for n, (s, i, ts) in enumerate(clicks)])  # fmt: skip
+    requests = [("us29", "s29"), ("us12", "s12")]
+    assert await store.recommend_many(requests, 8) == [
+        await store.recommend(u, s, 8) for u, s in requests
+    ]
+    variant = scoring_variant(store.config, {"two_hop": 0.0, "recency_decay": 0.5})
+    b = SimilarityStore(store.redis, prefix=store.base[1:-2], config=variant)
+    got = await store.recommend_many(requests, 8, variant)
+    assert got != await store.recommend_many(requests, 8)
+    for (_, session), recs in zip(requests, got, strict=True):
+        expected, _ = reference_scores(b, clicks, session)
+        assert [i for i, _ in recs] == [i for i, _ in top_k(expected, 8)]
+        assert dict(recs) == pytest.approx(dict(top_k(expected, 8)))

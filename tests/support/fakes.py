@@ -126,13 +126,15 @@ class FakeKpis:
         return len(named)
 
     async def apply(
-        self, valid: Any, alerts: Any = (), *, epoch: str = "", owners: Any = None
-    ) -> tuple[int, list[dict[str, Any]]]:
+        self, valid: Any, alerts: Any = (), *, epoch: str = "", owners: Any = None,
+        arm_of: Any = lambda _: "", shown: Any = (),
+    ) -> tuple[int, list[dict[str, Any]]]:  # fmt: skip
         for a in alerts:
             self.alerts.setdefault(a["alert_id"], a)
         applied, days = 0, set()
         for rec, e in sorted(valid, key=lambda re: (re[0].source, re[0].partition, re[0].offset)):
-            fence, row = f"{rec.source}:{rec.partition}", kpi_record(rec.offset, e)
+            fence = f"{rec.source}:{rec.partition}"
+            row = kpi_record(rec.offset, e, arm_of(e.user_id), shown=e.event_id in shown)
             if row is None:
                 continue
             days.add(row[1])

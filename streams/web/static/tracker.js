@@ -52,7 +52,8 @@
   w.addEventListener("pagehide", function () { flush(true); });
   function item(id, o) {
     o = o || {};
-    return { item_id: String(id), category: o.category, price: o.price, quantity: o.quantity };
+    // o.rec_id: the rec_id of the recommendation this view, cart or purchase followed
+    return { item_id: String(id), category: o.category, price: o.price, quantity: o.quantity, rec_id: o.rec_id };
   }
   function esc(s) {
     return String(s).replace(/[&<>"']/g, function (c) { return "&#" + c.charCodeAt(0) + ";"; });

@@ -67,11 +67,11 @@ _values = st.one_of(
                      1_709_283_600_000.0, 0, -1]),
 )  # fmt: skip
 _fields = ("event_id", "type", "user_id", "session_id", "ts", "item_id", "category",
-           "price", "quantity", "query", "coupon_code", "extra")  # fmt: skip
+           "price", "quantity", "query", "coupon_code", "rec_id", "extra")  # fmt: skip
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])  # under load
-@given(st.dictionaries(st.sampled_from(_fields), _values, max_size=12), st.booleans())
+@given(st.dictionaries(st.sampled_from(_fields), _values, max_size=13), st.booleans())
 def test_what_the_schema_accepts_the_worker_accepts(
     changes: dict[str, object], valid: bool
 ) -> None:

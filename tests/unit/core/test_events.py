@@ -127,12 +127,12 @@ _scalar = st.one_of(
     st.sampled_from([1_709_283_600_000, 1_709_283_600_000.5, 3.0, 2.5, -0.0, 0]),
 )  # fmt: skip
 _fields = ("event_id", "type", "user_id", "session_id", "ts", "item_id", "category",
-           "price", "quantity", "query", "coupon_code", "extra")  # fmt: skip
+           "price", "quantity", "query", "coupon_code", "rec_id", "extra")  # fmt: skip
 _VALID = {"event_id": "e1", "type": "view", "user_id": "u1", "session_id": "s1",
           "ts": 1_709_283_600_000, "item_id": "i1"}  # fmt: skip
 
 
-@given(st.dictionaries(st.sampled_from(_fields), _scalar, max_size=12), st.booleans())
+@given(st.dictionaries(st.sampled_from(_fields), _scalar, max_size=13), st.booleans())
 def test_the_fast_path_accepts_only_what_validate_accepts_with_the_same_result(
     changes: dict[str, object], start_valid: bool
 ) -> None:
@@ -162,5 +162,10 @@ def test_the_fast_path_takes_the_common_shapes() -> None:
     for obj in (_VALID, purchase, search, iso):
         assert parse_fast(orjson.dumps(obj)) == parse_event(orjson.dumps(obj))
     assert parse_event(orjson.dumps(purchase)).coupon_code == "SAVE-1F2E"
+    clicked = {**_VALID, "rec_id": "ae86a5c351f039b34f045d659f3d64b4"}
+    assert parse_fast(orjson.dumps(clicked)) == parse_event(orjson.dumps(clicked))
+    assert parse_event(orjson.dumps(clicked)).rec_id == clicked["rec_id"]
+    with pytest.raises(InvalidEvent, match="rec_id"):  # ids' rules: printable, <= 256
+        parse_event(orjson.dumps({**clicked, "rec_id": "r" * 257}))
     with pytest.raises(InvalidEvent, match="coupon_code"):  # ids' rules: printable, <= 256
         parse_event(orjson.dumps({**purchase, "coupon_code": "a\u202eb"}))
