@@ -29,7 +29,7 @@ from faust.types import TP
 
 from streams.core.errors import Fenced, StateDiverged
 from streams.kafka import committed_offsets
-from streams.patches.order import RESEEK_S, GuardedConsumer, RecordOrder
+from streams.patches.order import FIRST_RECORD_S, RESEEK_S, GuardedConsumer, RecordOrder
 from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
@@ -138,12 +138,41 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         order.accepted.clear()
         return kept
 
+    #: assigned partitions whose first record has not arrived yet -> since when (monotonic)
+    waiting: dict[int, float] = {}
+
     async def reseek() -> None:
         """A seek back to a hole that brought nothing (yet) is made again (seen: the first
-        seek of a partition's first batch fetched nothing more)."""
-        for partition, start in order.overdue(time.monotonic()):
+        seek of a partition's first batch fetched nothing more). A partition assigned
+        :data:`FIRST_RECORD_S` ago whose log holds records past its start but that delivered
+        none is sought to its start again (seen: a worker assigned a partition of a
+        recreated topic received nothing for minutes)."""
+        now = time.monotonic()
+        for partition, start in order.overdue(now):
             log.warning("re-reading %s[%d] from %d again", topic, partition, start)
             await guarded().rewind(TP(topic, partition), start)
+        for partition, since in list(waiting.items()):
+            if partition in order.expected:
+                del waiting[partition]  # its records arrive
+            elif now - since >= FIRST_RECORD_S:
+                waiting[partition] = now
+                await kick(partition)
+
+    async def kick(partition: int) -> None:
+        tp, begin = TP(topic, partition), start(partition)
+        try:
+            ends = await asyncio.wait_for(guarded().highwaters(tp), 10.0)
+        except Exception as exc:  # noqa: BLE001 - asked again at the next tick
+            log.warning("could not read the log end of %s: %r", tp, exc)
+            return
+        end = ends.get(tp)
+        if end is None or end <= begin:
+            del waiting[partition]  # nothing to read yet: new records come the usual way
+            return
+        log.warning("%s[%d]: no record arrived in %.0f s although the log holds offsets "
+                    "%d..%d: fetching from %d again", topic, partition, FIRST_RECORD_S, begin,
+                    end - 1, begin)  # fmt: skip
+        await guarded().rewind(tp, begin)
 
     shop.app.timer(interval=RESEEK_S / 2, name="reseek")(reseek)
 
@@ -153,6 +182,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         processor.parts.on_revoked(partitions)
         for partition in partitions:
             order.forget(partition)
+            waiting.pop(partition, None)
             guarded().rewound(TP(topic, partition))
         await processor.parts.hand_over()
 
@@ -161,6 +191,8 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         consumer = guarded()  # before the generation's first record
         mine = [tp for tp in assigned if tp.topic == topic]
         processor.parts.on_assigned({tp.partition for tp in mine})
+        now = time.monotonic()
+        waiting.update({tp.partition: now for tp in mine if tp.partition not in order.expected})
         if mine:  # a new group (or a recreated topic) starts at the log start: a head
             try:  # record dropped there must be seen as a hole too
                 earliest = await asyncio.wait_for(consumer.earliest_offsets(*mine), 15.0)

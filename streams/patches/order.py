@@ -47,6 +47,9 @@ T = TypeVar("T")
 RESEEK_S = 2.0
 #: Seeks of one hole before it is taken to be in the log itself.
 MAX_REREADS = 3
+#: Seconds an assigned partition with records in its log may deliver none before it is
+#: sought to its start again (streams.agents.events).
+FIRST_RECORD_S = 10.0
 
 
 @dataclass(slots=True)
