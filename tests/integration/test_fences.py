@@ -62,7 +62,11 @@ def refusal(settings: Settings, log: Path) -> str:
     """Start a worker that must refuse: its exit status and log."""
     worker = WorkerProcess(settings, log).start()
     assert worker.proc is not None
-    status = worker.proc.wait(120)
+    try:
+        status = worker.proc.wait(120)
+    except subprocess.TimeoutExpired:
+        worker.stop()  # a worker that never refused must not outlive the test
+        raise AssertionError(f"the worker did not stop in 120 s:\n{worker.logs()}") from None
     assert status == EXIT_STOPPED, f"exit status {status}:\n{worker.logs()}"
     return worker.full_log()
 
