@@ -41,7 +41,7 @@ tested against, and what the unit tests run).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -152,23 +152,25 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
 
+def _grouped(
+    c: Mapping[str, int], fields: Sequence[str], *, money: str
+) -> dict[str, dict[str, float]]:
+    """``{group: {field: value}}`` of the ``field@group`` counters (``money`` in cents)."""
+    out: dict[str, dict[str, float]] = {}
+    for key, v in c.items():
+        name, sep, group = key.partition("@")
+        if sep and name in fields:
+            out.setdefault(group, dict.fromkeys(fields, 0))[name] = v / 100 if name == money else v
+    return out
+
+
 def figures(day: str, counters: Mapping[str, int | str | bytes]) -> dict[str, Any]:
     """The figures of one day from its stored counters (cents become money)."""
     c = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in counters.items()}
     revenue, orders = c.get("revenue", 0) / 100, c.get("s_purchase", 0)
     carts = c.get("s_cart", 0)
-    categories: dict[str, dict[str, float]] = {}
-    for key, v in c.items():
-        name, sep, category = key.partition("@")
-        if sep and name in CATEGORY_FIELDS:
-            row = categories.setdefault(category, dict.fromkeys(CATEGORY_FIELDS, 0))
-            row[name] = v / 100 if name == "revenue" else v
-    recs: dict[str, dict[str, float]] = {}
-    for key, v in c.items():
-        name, sep, arm = key.partition("@")
-        if sep and name in REC_FIELDS:
-            row = recs.setdefault(arm, dict.fromkeys(REC_FIELDS, 0))
-            row[name] = v / 100 if name == "rec_revenue" else v
+    categories = _grouped(c, CATEGORY_FIELDS, money="revenue")
+    recs = _grouped(c, REC_FIELDS, money="rec_revenue")
     abandoned = _ratio(carts - c.get("s_cart_purchase", 0), carts)
     return {
         "day": day,

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar, cast
 
 from models.forecast import DAY_MS, iso_day
@@ -163,21 +163,21 @@ async def experiment_in(shop: ShopApp, first: str, last: str) -> dict[str, Any]:
 def register(shop: ShopApp) -> None:
     """Add ``GET /kpis``, ``GET /campaigns`` and ``GET /experiments``."""
 
-    @shop.app.page("/experiments")
-    async def experiments(web: Any, request: Any) -> Any:
+    async def ranged(web: Any, request: Any, answer: Callable[[str, str], Awaitable[Any]]) -> Any:
+        """``answer(from, to)`` of the request's date range, or 400 naming what is wrong."""
         try:
             first, last = parse_range(request.query)
         except ValueError as exc:
             return web.json({"error": str(exc)}, status=400)
-        return web.json(await experiment_in(shop, first, last))
+        return web.json(await answer(first, last))
+
+    @shop.app.page("/experiments")
+    async def experiments(web: Any, request: Any) -> Any:
+        return await ranged(web, request, lambda a, b: experiment_in(shop, a, b))
 
     @shop.app.page("/kpis")
     async def kpis(web: Any, request: Any) -> Any:
-        try:
-            first, last = parse_range(request.query)
-        except ValueError as exc:
-            return web.json({"error": str(exc)}, status=400)
-        return web.json(await figures_in(shop.runtime.kpis, first, last))
+        return await ranged(web, request, lambda a, b: figures_in(shop.runtime.kpis, a, b))
 
     @shop.app.page("/campaigns")
     async def campaigns_view(web: Any, request: Any) -> Any:
