@@ -82,7 +82,9 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         committed = guarded().committed_offset(TP(topic, partition))
         return committed if committed is not None else log_starts.get(partition, 0)
 
-    order = RecordOrder(start)
+    order = RecordOrder(
+        start, lambda partition, offset: guarded().first_after_seek(TP(topic, partition), offset)
+    )
 
     def guarded() -> GuardedConsumer:
         """The consumer, committing only what the agent processed (streams/patches/order.py)."""

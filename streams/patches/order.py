@@ -14,8 +14,10 @@ worker joining mid-stream, lost a whole session's effects that way (docs/reliabi
 committed offset the worker started the partition at, then from every record it admits). A
 record past it is a hole: it is not processed, nor are the partition's later records, and the
 caller seeks the partition back to the first missing offset, so the missing records come
-again, in order. A hole that stays after :data:`MAX_REREADS` seeks is in the log itself (a
-transactional producer's markers, compaction): it is accepted, with an error in the log.
+again, in order. If the first fetch made after that seek starts past the hole
+(:meth:`GuardedConsumer.first_after_seek`), the hole is in the log itself (a transactional
+producer's commit markers, compaction): it is accepted at once. A hole that stays after
+:data:`MAX_REREADS` seeks without such proof is accepted too, with an error in the log.
 
 >>> order = RecordOrder(lambda p: {0: 10}.get(p))
 >>> admit = lambda recs, now: order.admit(recs, now, recs)
@@ -72,6 +74,9 @@ class RecordOrder:
     """
 
     start: Callable[[int], int | None]
+    #: ``verified(partition, offset)``: the first offset fetched after the last seek of the
+    #: partition to ``offset`` (``None``: no fetch since, or another seek)
+    verified: Callable[[int, int], int | None] = lambda partition, offset: None
     expected: dict[int, int] = field(default_factory=dict)
     holes: dict[int, Hole] = field(default_factory=dict)
     #: holes accepted as part of the log: (partition, first missing, first present)
@@ -123,7 +128,7 @@ class RecordOrder:
         out = []
         for partition, hole in self.holes.items():
             if now - hole.sought_at >= RESEEK_S:
-                hole.sought_at = now
+                hole.sought_at, hole.seeks = now, hole.seeks + 1
                 out.append((partition, hole.start))
         return out
 
@@ -137,6 +142,15 @@ class RecordOrder:
             self.holes[partition] = Hole(want, offset, now)
             seek.append((partition, want, offset))
             return False
+        first = self.verified(partition, want)
+        if first is not None and want < first <= offset:
+            log.info("partition %d: offsets %d..%d are not in the log: the fetch after the "
+                     "seek started at %d (a transaction marker, compaction)", partition, want,
+                     first - 1, first)  # fmt: skip
+            self.accepted.append((partition, want, first))
+            del self.holes[partition]
+            self.expected[partition] = first
+            return offset == first or self._accept(partition, first, offset, now, seek)
         if now - hole.sought_at < RESEEK_S:
             return False  # fetched before the seek, or the seek is under way
         if hole.seeks >= MAX_REREADS:
@@ -170,6 +184,10 @@ class GuardedConsumer(aiokafka_driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.confirmed: set[tuple[TP, int]] = set()
+        #: partitions sought back, whose first fetch after the seek has not come (-> offset)
+        self.sought: dict[TP, int] = {}
+        #: partition -> (offset sought, first offset fetched after that seek)
+        self.fetched_after_seek: dict[TP, tuple[int, int]] = {}
         self.read_offsets = ReadOffsets(self._read_offset)
         self._read_offset = self.read_offsets  # the one Faust's fetch loop reads and sets
 
@@ -177,8 +195,30 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         """Fetch ``tp`` again from ``offset``: records fetched before (later offsets) may
         still be delivered, they must not move Faust's read offset past the re-read ones."""
         self.read_offsets.rewinding[tp] = offset
+        self.fetched_after_seek.pop(tp, None)
         await self.seek_wait({tp: offset})
         self._read_offset[tp] = offset
+        self.sought[tp] = offset
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        """Faust's fetch, noting for each partition sought back (:meth:`rewind`) the first
+        offset of the first fetch that *began* after the seek was done: aiokafka drops what
+        it buffered at a seek, so that fetch starts at the first record at or after the
+        offset asked for. If it is past that offset, the offsets between are not in the log."""
+        sought = dict(self.sought)
+        records = await super()._getmany(active_partitions, timeout)
+        for tp, offset in sought.items():
+            fetched = records.get(tp) if records else None
+            if fetched and self.sought.get(tp) == offset:
+                del self.sought[tp]
+                self.fetched_after_seek[tp] = (offset, fetched[0].offset)
+        return records
+
+    def first_after_seek(self, tp: TP, offset: int) -> int | None:
+        """The first offset fetched after the last seek of ``tp`` to ``offset`` (``None``:
+        nothing fetched since, or ``tp`` was sought elsewhere since)."""
+        seen = self.fetched_after_seek.get(tp)
+        return seen[1] if seen is not None and seen[0] == offset else None
 
     def rewinding(self) -> list[TP]:
         return list(self.read_offsets.rewinding)
@@ -186,6 +226,8 @@ class GuardedConsumer(aiokafka_driver.Consumer):
     def rewound(self, tp: TP) -> None:
         """The re-read of ``tp`` reached its first missing record (or was given up)."""
         self.read_offsets.rewinding.pop(tp, None)
+        self.sought.pop(tp, None)
+        self.fetched_after_seek.pop(tp, None)
 
     def guard(self, *topics: str) -> None:
         self.guarded = frozenset(topics)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from streams.core.settings import Settings
 from streams.kafka import committed_offsets, ensure_topics
@@ -70,3 +71,42 @@ async def test_dropped_records_are_read_again_not_committed_past(
     counted = {orjson.loads(k): orjson.loads(v)["p"]["n_events"] for k, v in last.items()}
     assert counted == dict(produced), "events lost or applied twice (user -> events counted)"
     assert sum((await committed_offsets(settings)).values()) == len(data), log[-3000:]
+
+
+async def test_a_transactional_producers_commit_markers_cost_one_re_read_each(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A storefront that produces with Kafka transactions leaves a commit marker after each
+    transaction: an offset no consumer ever receives. The worker sees a hole there, seeks
+    back once, and the fetch after the seek starts past the marker, which proves the hole is
+    in the log: it is accepted at once. Before, each marker was re-read three times, 2 s
+    apart (about 6 s per transaction and partition: a transactional storefront stalled)."""
+    transactions, per_tx = 4, 10
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+                                transactional_id=f"shop-{settings.topic_events}")  # fmt: skip
+    await producer.start()
+    data = events(transactions * per_tx)
+    try:
+        for t in range(transactions):
+            async with producer.transaction():
+                for key, value in data[t * per_tx : (t + 1) * per_tx]:
+                    await producer.send(settings.topic_events, value, key=key, partition=0)
+    finally:
+        await producer.stop()
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    with worker:
+        await asyncio.to_thread(worker.wait_healthy)
+        for _ in range(240):  # until every record before the last marker is committed (60 s)
+            if (await committed_offsets(settings)).get(0, 0) >= transactions * (per_tx + 1) - 1:
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(1.0)  # the last batch's changelog writes
+        log = worker.full_log()
+    changelog = await read_all(settings.kafka_bootstrap, changelog_topic(settings), 2)
+    last = {r.key: r.value for r in sorted(changelog, key=lambda r: (r.partition, r.offset))}
+    counted = {orjson.loads(k): orjson.loads(v)["p"]["n_events"] for k, v in last.items()}
+    assert counted == dict(Counter(k.decode() for k, _ in data if k)), log[-3000:]
+    # the markers between transactions (the last one has nothing after it to show a hole)
+    assert log.count("not in the log: the fetch after") == transactions - 1, log[-3000:]
+    assert "re-read 3 times" not in log, "a marker was re-read until given up"

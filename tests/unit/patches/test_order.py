@@ -55,3 +55,39 @@ def test_a_revoked_partition_starts_again_from_the_committed_offset() -> None:
 def test_without_a_committed_offset_the_first_record_starts_the_partition() -> None:
     order = RecordOrder(lambda p: None)
     assert admit(order, [(0, 4), (0, 5)], now=0.0) == ([(0, 4), (0, 5)], [])
+
+
+def test_a_hole_the_fetch_after_the_seek_skips_is_accepted_at_once() -> None:
+    """A transaction's commit marker: the first fetch after the seek back to it starts one
+    offset later, which proves the offset is not in the log; no second re-read."""
+    after_seek: dict[tuple[int, int], int] = {}
+    order = RecordOrder(lambda p: 0, lambda p, o: after_seek.get((p, o)))
+    assert admit(order, [(0, 0), (0, 1), (0, 3)], now=0.0) == ([(0, 0), (0, 1)], [(0, 2, 3)])
+    assert admit(order, [(0, 4)], now=0.1) == ([], [])  # fetched before the seek
+    after_seek[0, 2] = 3
+    assert admit(order, [(0, 3), (0, 4)], now=0.2) == ([(0, 3), (0, 4)], [])
+    assert order.accepted == [(0, 2, 3)] and not order.holes and order.expected[0] == 5
+
+
+def test_a_verified_hole_followed_by_a_second_one_is_sought_again() -> None:
+    after_seek = {(0, 2): 3}
+    order = RecordOrder(lambda p: 2, lambda p, o: after_seek.get((p, o)))
+    assert admit(order, [(0, 6)], now=0.0) == ([], [(0, 2, 6)])
+    # 3 is in the log (the fetch began there), 4..5 not yet seen: a new hole from 3
+    assert admit(order, [(0, 6)], now=0.1) == ([], [(0, 3, 6)])
+    assert order.accepted == [(0, 2, 3)]
+
+
+def test_re_reads_made_by_the_timer_count_towards_giving_up() -> None:
+    """Without proof from a fetch, a hole is re-read MAX_REREADS times, whoever seeks: the
+    timer's re-reads count too (before, the timer re-read such a hole forever)."""
+    order = RecordOrder(lambda p: 0)
+    assert admit(order, [(0, 5)], now=0.0)[1] == [(0, 0, 5)]
+    now = 0.0
+    for _ in range(MAX_REREADS - 1):
+        now += RESEEK_S
+        assert order.overdue(now) == [(0, 0)]
+        assert admit(order, [(0, 5)], now=now + 0.1) == ([], [])  # right after the seek
+    # the last re-read has its RESEEK_S to bring the records, then the hole is given up
+    assert admit(order, [(0, 5), (0, 6)], now=now + RESEEK_S) == ([(0, 5), (0, 6)], [])
+    assert order.accepted == [(0, 0, 5)]
