@@ -27,6 +27,7 @@ from typing import Any
 
 from faust.types import TP
 
+from streams.agents.probe import GapProbe
 from streams.core.errors import Fenced, StateDiverged
 from streams.kafka import committed_offsets
 from streams.patches.order import FIRST_RECORD_S, RESEEK_S, GuardedConsumer, RecordOrder
@@ -80,11 +81,12 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
 
     def start(partition: int) -> int:
         committed = guarded().committed_offset(TP(topic, partition))
-        return committed if committed is not None else log_starts.get(partition, 0)
+        begin = committed if committed is not None else log_starts.get(partition, 0)
+        again = processor.parts.replay_from.get(partition)  # after a restart: the checkpoint
+        return begin if again is None else min(begin, again)
 
-    order = RecordOrder(
-        start, lambda partition, offset: guarded().first_after_seek(TP(topic, partition), offset)
-    )
+    probe = GapProbe(settings, topic)
+    order = RecordOrder(start, probe.proven)
 
     def guarded() -> GuardedConsumer:
         """The consumer, committing only what the agent processed (streams/patches/order.py)."""
@@ -92,6 +94,9 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         assert isinstance(consumer, GuardedConsumer), "streams.app.create_app makes one"
         if topic not in consumer.guarded:
             consumer.guard(topic)
+            # after a restart, partitions whose envelopes go back to the model checkpoint
+            # are read again from it (streams.worker.undo)
+            consumer.start_at = lambda tp: processor.parts.replay_from.get(tp.partition)
         return consumer
 
     watchdog = CommitWatchdog(
@@ -128,12 +133,21 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         for tp in [tp for tp in consumer.rewinding() if tp.partition not in order.holes]:
             consumer.rewound(tp)
         for partition, want, got in holes:
-            log.error(
-                "records skipped by the consumer: %s[%d] offsets %d..%d never reached the "
-                "agent; nothing after them is processed until they are re-read (seeking "
-                "back to %d)", topic, partition, want, got - 1, want,
-            )  # fmt: skip
-            shop.telemetry.on_skipped_records(got - want)
+            first = await probe.probe(partition, want)  # in the log at all?
+            if first is not None and want < first <= got:
+                log.info("%s[%d]: offsets %d..%d are not in the log (a transaction marker, "
+                         "compaction): going on from %d", topic, partition, want, first - 1,
+                         first)  # fmt: skip
+            elif processor.parts.replay_from.get(partition) == want:
+                log.info("%s[%d]: reading offsets %d..%d again, after the restored model "
+                         "checkpoint", topic, partition, want, got - 1)  # fmt: skip
+            else:
+                log.error(
+                    "records skipped by the consumer: %s[%d] offsets %d..%d never reached the "
+                    "agent; nothing after them is processed until they are re-read (seeking "
+                    "back to %d)", topic, partition, want, got - 1, want,
+                )  # fmt: skip
+                shop.telemetry.on_skipped_records(got - want)
             await consumer.rewind(TP(topic, partition), want)
         for partition, start, end in order.accepted:
             await consumer.accept_gap(TP(topic, partition), start, end - 1)
@@ -184,6 +198,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         processor.parts.on_revoked(partitions)
         for partition in partitions:
             order.forget(partition)
+            probe.forget(partition)
             waiting.pop(partition, None)
             guarded().rewound(TP(topic, partition))
         await processor.parts.hand_over()
@@ -209,3 +224,4 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         await processor.parts.hand_over()
         async with processor.lock:  # not in the middle of a batch
             await processor.checkpoint()
+        await probe.stop()

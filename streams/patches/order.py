@@ -14,10 +14,11 @@ worker joining mid-stream, lost a whole session's effects that way (docs/reliabi
 committed offset the worker started the partition at, then from every record it admits). A
 record past it is a hole: it is not processed, nor are the partition's later records, and the
 caller seeks the partition back to the first missing offset, so the missing records come
-again, in order. If the first fetch made after that seek starts past the hole
-(:meth:`GuardedConsumer.first_after_seek`), the hole is in the log itself (a transactional
-producer's commit markers, compaction): it is accepted at once. A hole that stays after
-:data:`MAX_REREADS` seeks without such proof is accepted too, with an error in the log.
+again, in order. If a fetch of its own from the first missing offset
+(``streams.agents.probe``) shows that the log's next record comes after the hole, the hole is
+in the log itself (a transactional producer's commit markers, compaction, retention): it is
+accepted at once. A hole that stays after :data:`MAX_REREADS` seeks without such proof is
+accepted too, with an error in the log.
 
 >>> order = RecordOrder(lambda p: {0: 10}.get(p))
 >>> admit = lambda recs, now: order.admit(recs, now, recs)
@@ -74,8 +75,8 @@ class RecordOrder:
     """
 
     start: Callable[[int], int | None]
-    #: ``verified(partition, offset)``: the first offset fetched after the last seek of the
-    #: partition to ``offset`` (``None``: no fetch since, or another seek)
+    #: ``verified(partition, offset)``: the first offset at or after ``offset`` in the
+    #: partition's log, as an independent fetch found it (``None``: not known)
     verified: Callable[[int, int], int | None] = lambda partition, offset: None
     expected: dict[int, int] = field(default_factory=dict)
     holes: dict[int, Hole] = field(default_factory=dict)
@@ -144,9 +145,9 @@ class RecordOrder:
             return False
         first = self.verified(partition, want)
         if first is not None and want < first <= offset:
-            log.info("partition %d: offsets %d..%d are not in the log: the fetch after the "
-                     "seek started at %d (a transaction marker, compaction)", partition, want,
-                     first - 1, first)  # fmt: skip
+            log.debug("partition %d: offsets %d..%d are not in the log: a fetch from %d got "
+                     "%d first (a transaction marker, compaction)", partition, want, first - 1,
+                     want, first)  # fmt: skip
             self.accepted.append((partition, want, first))
             del self.holes[partition]
             self.expected[partition] = first
@@ -184,10 +185,9 @@ class GuardedConsumer(aiokafka_driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.confirmed: set[tuple[TP, int]] = set()
-        #: partitions sought back, whose first fetch after the seek has not come (-> offset)
-        self.sought: dict[TP, int] = {}
-        #: partition -> (offset sought, first offset fetched after that seek)
-        self.fetched_after_seek: dict[TP, tuple[int, int]] = {}
+        #: where a guarded partition starts after an assignment, if not at the committed
+        #: offset (``None``); an earlier offset only
+        self.start_at: Callable[[TP], int | None] = lambda tp: None
         self.read_offsets = ReadOffsets(self._read_offset)
         self._read_offset = self.read_offsets  # the one Faust's fetch loop reads and sets
 
@@ -195,30 +195,19 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         """Fetch ``tp`` again from ``offset``: records fetched before (later offsets) may
         still be delivered, they must not move Faust's read offset past the re-read ones."""
         self.read_offsets.rewinding[tp] = offset
-        self.fetched_after_seek.pop(tp, None)
         await self.seek_wait({tp: offset})
         self._read_offset[tp] = offset
-        self.sought[tp] = offset
 
-    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
-        """Faust's fetch, noting for each partition sought back (:meth:`rewind`) the first
-        offset of the first fetch that *began* after the seek was done: aiokafka drops what
-        it buffered at a seek, so that fetch starts at the first record at or after the
-        offset asked for. If it is past that offset, the offsets between are not in the log."""
-        sought = dict(self.sought)
-        records = await super()._getmany(active_partitions, timeout)
-        for tp, offset in sought.items():
-            fetched = records.get(tp) if records else None
-            if fetched and self.sought.get(tp) == offset:
-                del self.sought[tp]
-                self.fetched_after_seek[tp] = (offset, fetched[0].offset)
-        return records
-
-    def first_after_seek(self, tp: TP, offset: int) -> int | None:
-        """The first offset fetched after the last seek of ``tp`` to ``offset`` (``None``:
-        nothing fetched since, or ``tp`` was sought elsewhere since)."""
-        seen = self.fetched_after_seek.get(tp)
-        return seen[1] if seen is not None and seen[0] == offset else None
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets (after each assignment's recovery), then
+        the guarded partitions that :attr:`start_at` names to that offset instead (a partition
+        read again from the restored model checkpoint, streams.worker.undo)."""
+        await super().perform_seek()
+        for tp in self.assignment():
+            offset = self.start_at(tp) if tp.topic in self.guarded else None
+            committed = self._committed_offset.get(tp)
+            if offset is not None and (committed is None or offset < committed):
+                await self.seek(tp, offset)
 
     def rewinding(self) -> list[TP]:
         return list(self.read_offsets.rewinding)
@@ -226,8 +215,6 @@ class GuardedConsumer(aiokafka_driver.Consumer):
     def rewound(self, tp: TP) -> None:
         """The re-read of ``tp`` reached its first missing record (or was given up)."""
         self.read_offsets.rewinding.pop(tp, None)
-        self.sought.pop(tp, None)
-        self.fetched_after_seek.pop(tp, None)
 
     def guard(self, *topics: str) -> None:
         self.guarded = frozenset(topics)
@@ -248,7 +235,11 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         key = (message.tp, message.offset)
         if key in self.confirmed:
             self.confirmed.discard(key)
-            return bool(super().ack(message))
+            if super().ack(message):
+                return True
+            with ack_lock:  # below the committed offset (a partition read again): nothing
+                self._unacked_messages.discard(message)  # to commit, nothing to wait for
+            return False
         with ack_lock:
             message.acked = True
             self._unacked_messages.discard(message)

@@ -51,6 +51,7 @@ from streams.worker.partitions import Partitions
 from streams.worker.publish import Outbox, Publisher
 from streams.worker.retention import Retention
 from streams.worker.retry import error_kind, retry_forever
+from streams.worker.undo import UndoLog
 from streams.worker.users import UserUpdates, update_users, write
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class BatchProcessor:
         self.parts = Partitions(
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
+        self.undo = UndoLog(self.checkpointer.dir, self.checkpointer.key)
+        self.parts.plan_replay(self.undo.begin(self.checkpointer.sequence))
         self.arms = rec_arms(s)
         self.out = Publisher(shop, self.retry, self.arms)
         self.kpis = KpiWriter(shop, self.parts.sources, self.retry, refusal)
@@ -113,6 +116,12 @@ class BatchProcessor:
         await self.parts.settle()
         incarnation = self.parts.sources.incarnation
         records = [to_record(event, incarnation) for event in batch]
+        replaying = self.parts.replay_until
+        if replaying:  # after a restart: batches that sent their outputs before it
+            outbox.muted = all(self.parts.replayed(r.partition, r.offset) for r in records)
+            for r in records:
+                if not self.parts.replayed(r.partition, r.offset):
+                    replaying.pop(r.partition, None)
         valid, rejected = split(
             records, Clock.from_settings(self.settings, round(time.time() * 1000)),
             limits=self.limits, pseudonymise_key=self.pseudo_key,
@@ -158,6 +167,10 @@ class BatchProcessor:
             self.count_feedback(users.without_broken(fresh))
             await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
                                    self.arms.arm, shown)  # fmt: skip
+            if self.parts.replay_until and not outbox.muted:  # a batch across the restart point
+                sent = {id(e) for rec, e in fresh if self.parts.replayed(rec.partition, rec.offset)}
+                keep = [i for i, e in enumerate(due) if id(e) not in sent]
+                due, scored = [due[i] for i in keep], [scored[i] for i in keep]
             await self.out.recommendations(due, users.triggers, scored)
         await self.seal(outbox, users, {rec.partition for rec in records}, clock)
         self.account(batch, valid, started)
@@ -187,7 +200,7 @@ class BatchProcessor:
         clock.lap("deliver")
         if users.serialised or sent_alerts:
             await self.still_ours(partitions)
-            await write(users, self.settings.batch_produce)
+            await write(users, self.settings.batch_produce, self.undo)
             await self.out.mark_alerts(sent_alerts)
 
     async def reject_unwanted(
@@ -223,6 +236,7 @@ class BatchProcessor:
         the next one is tried an interval later."""
         try:
             await self.checkpointer.save(self.parts.models, self.shop.app.producer.flush)
+            self.undo.begin(self.checkpointer.sequence)
         except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation
             self.checkpointer.postpone()
             self.telemetry.on_checkpoint_failure()
@@ -374,10 +388,12 @@ class BatchProcessor:
         models remembered the user, a checkpoint without them replaces the older ones."""
         async with self.lock:
             removed = await erasure.forget(self.parts, uid)
+            self.undo.forget(uid)  # never put back after a crash
             if removed["model_memory"]:
                 await self.checkpointer.save(
                     self.parts.models, self.shop.app.producer.flush, only=True
                 )
+                self.undo.begin(self.checkpointer.sequence)
             return removed
 
     def report_lag(self, batch: Sequence[Any]) -> None:

@@ -6,9 +6,9 @@ ever unpickled) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on shutdown, numb
 order they are written and recording the stream time and the last source offset each bundle
 includes; on start the newest (last written) valid checkpoint is restored, so progressive
 metrics go on (a refused one -- an older pickle format, tampered -- is logged, counted and
-skipped; with none left, the models start fresh). Model learning is at-most-once across a
-crash: labels learned after the last checkpoint are not learned again (profiles and tracks,
-which decide the labels, are restored exactly).
+skipped; with none left, the models start fresh). After a crash, the undo log of the
+restored checkpoint (:mod:`streams.worker.undo`) puts the envelopes back as they were at the
+checkpoint and the events after it are read again, so the models learn every event once.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class Checkpointer:
         self.clock = clock
         self.last = clock()
         self.last_path: str | None = None
+        #: the number of the checkpoint the models are at (0: none, the models as they start)
+        self.sequence = 0
         if not self.key:
             log.warning(
                 "SHOPSTREAM_CHECKPOINT_KEY is not set: model checkpoints are disabled, "
@@ -72,6 +74,7 @@ class Checkpointer:
         models: ModelSet = found[0]
         meta, path = found[1], found[2]
         self.last_path = str(path)
+        self.sequence = int(meta.get("sequence", 0))
         log.info(
             "models restored from %s (stream time %s, partitions %s, %d labels learned)",
             path.name, meta.get("stream_time_ms"), sorted(models.parts), models.labels_learned,
@@ -111,6 +114,6 @@ class Checkpointer:
             if old != path:
                 old.unlink(missing_ok=True)
         prune(self.dir, keep=3)
-        self.last_path = str(path)
+        self.last_path, self.sequence = str(path), sequence
         log.info("checkpoint written: %s", path.name)
         return path

@@ -17,13 +17,16 @@ from typing import Any, TypeVar
 from faust.types import TP
 
 from models.bundle import Models, ModelSet
+from streams.core.events import Record
 from streams.domain.churn_state import ChurnConfig, ChurnState, rebuild, track_from_list
 from streams.domain.envelope import Envelope
+from streams.patches.tablestore import put
 from streams.worker.configs import model_factory
 from streams.worker.context import ShopApp
 from streams.worker.handover import Handover
 from streams.worker.sources import Sources
 from streams.worker.tombstones import Tombstones
+from streams.worker.undo import Entries
 
 #: user -> (the table's bytes, the envelope they decode to), for users whose envelope is
 #: unchanged since a batch decoded or wrote it: reused while the table holds those very bytes
@@ -61,6 +64,67 @@ class Partitions:
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation
         # the source partitions of a new assignment, until the models are settled for them
         self.to_settle: set[int] | None = None
+        #: envelopes as they were at the restored checkpoint (streams.worker.undo), put back
+        #: at the first settle after the start, for the partitions then assigned
+        self.rollback: Entries = {}
+        #: partition -> offset to read it again from (the checkpoint's offset + 1), until the
+        #: partition is revoked: the start of its first assignment after a restart
+        self.replay_from: dict[int, int] = {}
+        #: partition -> the highest offset whose batch delivered its outputs before the
+        #: crash: batches up to it are read again to learn, and send nothing again
+        self.replay_until: dict[int, int] = {}
+
+    def plan_replay(self, rollback: Entries) -> None:
+        """At start: the undo log of the restored checkpoint; each partition it names is
+        read again from the checkpoint's offset + 1."""
+        self.rollback = rollback
+        topic = self.shop.settings.topic_events
+        offsets = self.models.offsets
+        for partition in sorted({p for p, _ in rollback.values()}):
+            self.replay_from[partition] = offsets.get(f"{topic}:{partition}", -1) + 1
+        if self.replay_from:
+            log.info("after a restart: %d envelopes changed since the checkpoint; partitions "
+                     "will be read again from %s", len(rollback), self.replay_from)  # fmt: skip
+
+    def roll_back(self, assigned: set[int], taken: set[int]) -> None:
+        """Put the envelopes of ``assigned`` partitions back as they were at the checkpoint
+        (in the table and its changelog), unless their models came from another worker
+        (``taken``); note up to where their outputs were already sent."""
+        rollback, self.rollback = self.rollback, {}
+        table = self.shop.profiles
+        topic, incarnation = self.shop.settings.topic_events, self.sources.incarnation
+        put_back: dict[int, int] = {}
+        for uid, (partition, before) in rollback.items():
+            if partition not in assigned or partition in taken:
+                continue
+            now = table.data.get(uid)
+            if now == before:
+                continue
+            if now is not None:
+                here = Record(topic, partition, 0, None, None, incarnation=incarnation)
+                sent = Envelope.from_bytes(now).fence(here)
+                self.replay_until[partition] = max(self.replay_until.get(partition, -1), sent)
+            if before is None:
+                if now is not None:
+                    del table.data[uid]
+            else:
+                put(table.data, partition, uid, before)
+            table.send_changelog(partition, uid, before, value_serializer="raw")
+            put_back[partition] = put_back.get(partition, 0) + 1
+        for partition in taken:
+            self.replay_from.pop(partition, None)
+        if put_back:
+            self.envelopes.clear()
+            for partition in put_back:
+                self.states.pop(partition, None)
+                self.anchors.pop(partition, None)
+            log.info("envelopes put back as they were at the checkpoint, per partition: %s; "
+                     "read again from %s; outputs already sent up to %s", put_back,
+                     self.replay_from, self.replay_until)  # fmt: skip
+
+    def replayed(self, partition: int, offset: int) -> bool:
+        """Whether the record's batch delivered its outputs before the restart."""
+        return offset <= self.replay_until.get(partition, -1)
 
     def models_for(self, partition: int) -> Models:
         """The models of one source partition (each learns only from its partition)."""
@@ -87,6 +151,8 @@ class Partitions:
         for partition in partitions:
             self.states.pop(partition, None)
             self.anchors.pop(partition, None)
+            self.replay_from.pop(partition, None)
+            self.replay_until.pop(partition, None)
 
     async def check_sources(self, assigned: set[int]) -> None:
         """The topic's identity, fences against log ends, fresh owner tokens."""
@@ -152,6 +218,7 @@ class Partitions:
         await self.check_sources(assigned)
         await self.tombstones.settle(self.sources.incarnation, assigned)
         if not self.handover.enabled:
+            self.roll_back(assigned, set())
             return
         try:  # retried while Redis is unreachable; any other error must not fail the batch
             released, taken = await self.retry(
@@ -160,7 +227,9 @@ class Partitions:
             )
         except Exception:
             log.exception("settling the partition models failed; going on with our copies")
+            self.roll_back(assigned, set())
             return
+        self.roll_back(assigned, set(taken))
         if released:
             log.info("partitions %s: models of partitions owned elsewhere released", released)
         if taken:

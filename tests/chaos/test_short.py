@@ -77,7 +77,7 @@ async def test_kill9_once_equals_a_clean_run(settings: Settings, tmp_path: Path)
         run_with_kills(chaos, len(records), tmp_path / "chaos.log", 1, rng, timeout_s=200),
         run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200),
     )
-    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=False)
+    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=True)
     say(f"kill -9 x{len(kills)} at {[c for c, _ in kills]}: {line}, checkpoints never ahead")
 
 
@@ -114,7 +114,7 @@ async def test_kill_between_the_changelog_write_and_the_publish_loses_no_output(
     status, _ = await asyncio.gather(
         crashed(), run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200)
     )
-    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=False)
+    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=True)
     say(f"killed (status {status}) after {crash_at} of {writes} changelog writes, before the "
         f"next publish: {line}")
 
