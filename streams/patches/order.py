@@ -206,8 +206,8 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         for tp in self.assignment():
             offset = self.start_at(tp) if tp.topic in self.guarded else None
             committed = self._committed_offset.get(tp)
-            if offset is not None and (committed is None or offset < committed):
-                await self.seek(tp, offset)
+            if offset is not None and committed is not None and offset < committed:
+                await self.seek(tp, offset)  # (no commit yet: it starts at the log start)
 
     def rewinding(self) -> list[TP]:
         return list(self.read_offsets.rewinding)
