@@ -8,10 +8,10 @@ the same input:
   message (items and scores); a trigger published more than once is a *duplicate* — allowed
   (docs/reliability.md: outputs are at least once) and counted;
 * DLQ: the same source offsets with the same reasons (duplicates counted);
-* churn alerts, segment changes, anomalies: these come from the online models, and a worker
-  that dies restores its models from the last checkpoint (learning is at most once across
-  a crash: docs/reliability.md), so they are compared exactly only when ``models_exact``
-  (no process died and no partition moved without its models); otherwise the differences are
+* churn alerts, segment changes, anomalies, alert outcomes (each message whole): these come
+  from the online models; a worker that restarts on its data dir learns every event once
+  (the undo log, docs/reliability.md), so they are compared exactly when ``models_exact``;
+  only where a partition moved to another worker without its models are the differences
   counted and reported, and what must hold anyway is checked: no alert_id published twice
   beyond the documented duplicates, every alert marked sent in Redis is on the topic, bot
   flags (decided by per-user state in the envelopes) equal.
@@ -40,12 +40,14 @@ class Outputs:
     anomalies: list[str]  # anomaly ids
     bot_flags: list[str]  # anomaly ids of kind "bot"
     dlq: list[tuple[int, int, str]]  # (partition, source offset, reason)
+    outcomes: list[bytes]  # each alert outcome message (alert_id and every figure)
 
     def counts(self) -> str:
         return (
             f"{len(self.recs)} trigger_event_ids, {len(self.alerts)} alerts, "
             f"{len(self.segments)} segment changes, {len(self.anomalies)} anomalies "
-            f"({len(self.bot_flags)} bot flags), {len(self.dlq)} dead letters"
+            f"({len(self.bot_flags)} bot flags), {len(self.dlq)} dead letters, "
+            f"{len(self.outcomes)} alert outcomes"
         )
 
 
@@ -74,7 +76,8 @@ async def read_outputs(settings: Settings) -> Outputs:
     for r in await values(settings.topic_dlq):
         h = {k: v.decode() for k, v in r.headers}
         dlq.append((int(h["source_partition"]), int(h["source_offset"]), h["reason"]))
-    return Outputs(recs, alerts, segments, anomalies, bots, dlq)
+    outcomes = [r.value for r in await values(settings.topic_alert_outcomes)]
+    return Outputs(recs, alerts, segments, anomalies, bots, dlq, outcomes)
 
 
 def _extra(items: list[Any]) -> int:
@@ -110,14 +113,16 @@ def compare_outputs(
         ("alert_ids", set(clean.alerts), set(chaos.alerts)),
         ("segment changes", set(clean.segments), set(chaos.segments)),
         ("anomaly_ids", set(clean.anomalies), set(chaos.anomalies)),
+        ("alert outcomes", set(clean.outcomes), set(chaos.outcomes)),
     )
     if models_exact:
         for name, a, b in model_sets:
             assert a == b, f"{name}: {len(a - b)} missing, {len(b - a)} not in the clean run"
         assert replayed or alert_dups == 0, f"{alert_dups} duplicate alert_ids"
         return (
-            f"{line}, {len(clean.alerts)} alert_ids, {len(clean.segments)} segment changes "
-            f"and {len(clean.anomalies)} anomaly_ids equal, alert duplicates: {alert_dups}"
+            f"{line}, {len(clean.alerts)} alert_ids, {len(clean.segments)} segment changes, "
+            f"{len(clean.anomalies)} anomaly_ids and {len(set(clean.outcomes))} alert outcomes "
+            f"equal, alert duplicates: {alert_dups}"
         )
     diffs = ", ".join(f"{name} {len(b & a)}/{len(a)} as clean (+{len(b - a)} other)"
                       for name, a, b in model_sets)  # fmt: skip
