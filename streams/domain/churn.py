@@ -133,6 +133,8 @@ def _learn(
     state: ChurnState, scorer: Scorer | None, out: list[Labelled], pend: Pending, y: bool
 ) -> None:
     _, x, sm, _ = pend
+    if len(x) != len(MODEL_FEATURES):  # taken before the feature list changed: not learned
+        return
     xd = dict(zip(MODEL_FEATURES, x, strict=True))
     out.append((xd, y))
     if scorer is not None:

@@ -367,3 +367,18 @@ def test_a_track_of_the_older_layout_restarts_its_labels() -> None:
     assert state.clock_ms == T0 + DAY_MS
     assert sorted(kind for _, kind, _, _ in state.timers) == [1, 2]  # a probe and an idle timer
     assert t.idle_due_ms == T0 + DAY_MS + int(cfg().idle_days * DAY_MS)  # the old flag, placed
+
+
+def test_a_snapshot_taken_with_another_feature_list_is_not_learned() -> None:
+    """Pending snapshots stored before a feature was added (envelopes of an older release)
+    are dropped when their window closes; the others are learned."""
+    r, intact = Run(), Run()
+    for run in (r, intact):
+        run.feed("u1", "purchase", 0)
+    t = r.state.users["u1"]
+    assert len(t.pending) == 1
+    t.pending = [(ts, x[:-1], sm, neg) for ts, x, sm, neg in t.pending]  # one feature short
+    for run in (r, intact):
+        run.advance(120)
+    assert len(r.labelled) == len(intact.labelled) - 1 == len(r.model.learned) > 0
+    assert r.labelled == intact.labelled[1:]
