@@ -7,8 +7,8 @@ they can be unit-tested and compared with the script (tests/integration).
 2.0
 >>> decayed(stored=4.0, now_factor=2.0)            # a count of 4 one half-life ago is 2 now
 2.0
->>> fwd, bwd = pair_increments(["b", "a"], "c", g=1.0)   # session: a then b, new click c
->>> fwd, bwd
+>>> fwd, bwd = pair_increments(["b", "a"], "c", g=1.5**0.5)   # session: a then b, new click c
+>>> {a: round(v, 9) for a, v in fwd.items()}, {a: round(v, 9) for a, v in bwd.items()}
 ({'b': 1.0, 'a': 0.5}, {'b': 0.5, 'a': 0.25})
 >>> session_update(["b", "a"], "a", keep=10)       # a re-click moves the item to the front
 (['a', 'b'], [])
@@ -41,20 +41,29 @@ def decayed(stored: float, now_factor: float) -> float:
 def pair_increments(
     prev: Sequence[str], item: str, *, g: float, window: int = 10, forward: float = 1.0,
     forward_decay: float = 1.0, backward: float = 0.5, backward_decay: float = 1.0,
+    norm: float = 0.5,
 ) -> tuple[Row, Row]:
     """Increments of a new click ``item`` against the session's earlier items ``prev``
     (the stored list, most recent first): ``fwd[a]`` adds to sim(a, item), ``bwd[a]`` to
     sim(item, a).
 
     Distance d = 1 for the previous item; a re-click pairs an item with itself (forward
-    only).
+    only). Every increment is scaled by ``1 / H**norm``, ``H = sum_d forward /
+    d**forward_decay`` over the paired distances (``pair_norm``): a click paired with many
+    earlier items spreads less weight per pair.
 
-    >>> pair_increments(["a", "x", "a"], "a", g=2.0, window=2)
+    >>> pair_increments(["a", "x", "a"], "a", g=2.0, window=2, norm=0.0)
     ({'a': 2.0, 'x': 1.0}, {'x': 0.5})
+    >>> pair_increments(["a", "x", "a"], "a", g=1.5, window=2, norm=1.0)   # H = 1 + 1/2
+    ({'a': 1.0, 'x': 0.5}, {'x': 0.25})
     """
     fwd: Row = {}
     bwd: Row = {}
-    for d, a in enumerate(prev[:window], 1):
+    paired = prev[:window]
+    h = sum(forward / d**forward_decay for d in range(1, len(paired) + 1))
+    if norm > 0 and h > 0:
+        g = g / h**norm
+    for d, a in enumerate(paired, 1):
         fwd[a] = fwd.get(a, 0.0) + forward / d**forward_decay * g
         if a != item and backward > 0:
             bwd[a] = bwd.get(a, 0.0) + backward / d**backward_decay * g

@@ -20,6 +20,7 @@ local M, SLACK = cfg.max_neighbours, cfg.prune_slack   -- neighbours kept (+ sla
 local TW = cfg.weights                -- event-type weights: view, add_to_cart, purchase
 local FW, FD = cfg.forward, cfg.forward_decay     -- sim(a, b) += FW / d^FD, a before b
 local BW, BD = cfg.backward, cfg.backward_decay   -- sim(b, a) += BW / d^BD
+local PN = cfg.pair_norm               -- a click's pair increments are divided by H^PN (learn)
 local RD = cfg.recency_decay          -- weight of the p-th most recent session item: 1 / p^RD
 local ALPHA, BETA = cfg.alpha, cfg.beta           -- asymmetric cosine normalisation
 local RB = cfg.repeat_boost           -- boost of an item already in the session
@@ -173,15 +174,23 @@ local function learn(etype, user, session, item, category, ts)
   local sk = base .. 's:' .. session
   local prev = session_items(sk)
   -- sim(a, item) += FW / d^FD (forward) and sim(item, a) += BW / d^BD (backward), for the
-  -- earlier items a at distance d <= N, summed per distinct a (one call per key)
+  -- earlier items a at distance d <= N, summed per distinct a (one call per key), all times
+  -- g / H^PN with H = sum_d FW / d^FD over those d: the click's pair mass is bounded
   local fwd, order, bwd, border = {}, {}, {}, {}
-  for d = 1, counted and math.min(#prev, N) or 0 do
+  local npair = counted and math.min(#prev, N) or 0
+  local gp = g
+  if PN > 0 and npair > 0 then
+    local h = 0
+    for d = 1, npair do h = h + FW / d ^ FD end
+    if h > 0 then gp = g / h ^ PN end
+  end
+  for d = 1, npair do
     local a = prev[d]
     if not fwd[a] then fwd[a] = 0; order[#order + 1] = a end
-    fwd[a] = fwd[a] + FW / d ^ FD * g
+    fwd[a] = fwd[a] + FW / d ^ FD * gp
     if a ~= item and BW > 0 then
       if not bwd[a] then bwd[a] = 0; border[#border + 1] = a end
-      bwd[a] = bwd[a] + BW / d ^ BD * g
+      bwd[a] = bwd[a] + BW / d ^ BD * gp
     end
   end
   local touched = {}

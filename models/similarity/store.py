@@ -66,6 +66,11 @@ class RecConfig:
     #: ... and ``backward / d**backward_decay`` to sim(b, a).
     backward: float = 0.5
     backward_decay: float = 1.0
+    #: A click's pair increments (both directions) are divided by ``H**pair_norm``, where
+    #: ``H = sum_d forward / d**forward_decay`` over the earlier items it is paired with: a
+    #: click deep in a long session spreads less evidence per pair than one early in a short
+    #: one (0 = off, 1 = every click teaches one unit of forward weight).
+    pair_norm: float = 0.5
     #: Most recent session items that score candidates.
     score_items: int = 3
     #: Recency weight of the p-th most recent session item is ``1 / p**recency_decay``.
@@ -123,8 +128,11 @@ class RecConfig:
                   self.knn_min_neighbours, self.two_hop_neighbours, self.two_hop_row)
         if min(bounds) <= 0:
             raise InvalidConfig("knn and two-hop bounds must be positive")
-        if min(self.knn_weight, self.two_hop, self.older_boost, self.knn_item_window) < 0:
-            raise InvalidConfig("knn_weight, two_hop, older_boost, knn_item_window must be >= 0")
+        if min(self.knn_weight, self.two_hop, self.older_boost, self.knn_item_window,
+               self.pair_norm) < 0:
+            raise InvalidConfig(
+                "knn_weight, two_hop, older_boost, knn_item_window, pair_norm must be >= 0"
+            )
         if min(self.knn_position_decay, self.knn_recency_days, self.knn_item_decay) <= 0:
             raise InvalidConfig("knn decays must be positive")
 
@@ -146,6 +154,7 @@ class RecConfig:
             "forward_decay": self.forward_decay,
             "backward": self.backward,
             "backward_decay": self.backward_decay,
+            "pair_norm": self.pair_norm,
             "recency_decay": self.recency_decay,
             "alpha": self.alpha,
             "beta": self.beta,

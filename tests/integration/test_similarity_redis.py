@@ -144,7 +144,7 @@ def replay_reference(
     for session, item, ts in clicks:
         g = growth(ts, t0, hl)
         prev = lists.get(session, [])
-        fwd, bwd = pair_increments(prev, item, g=g, window=c.session_window)
+        fwd, bwd = pair_increments(prev, item, g=g, window=c.session_window, norm=c.pair_norm)
         for a, v in fwd.items():
             rows.setdefault(a, {})[item] = rows.get(a, {}).get(item, 0.0) + v
         for a, v in bwd.items():

@@ -57,6 +57,16 @@ def test_pairs_count_repeat_clicks_forward_only() -> None:
     assert bwd == {}
 
 
+@given(st.integers(1, 12), st.sampled_from([0.0, 0.5, 1.0]))
+def test_pair_norm_bounds_a_clicks_forward_mass(n: int, norm: float) -> None:
+    prev = [f"i{j}" for j in range(n)]
+    fwd, _ = pair_increments(prev, "x", g=1.0, window=10, norm=norm)
+    h = sum(1.0 / d for d in range(1, min(n, 10) + 1))
+    assert math.isclose(sum(fwd.values()), h ** (1.0 - norm), rel_tol=1e-12)
+    # the first pair of a session is never scaled: H = 1
+    assert pair_increments(prev[:1], "x", g=2.0, norm=norm)[0] == {"i0": 2.0}
+
+
 def test_pairs_respect_window() -> None:
     fwd, _ = pair_increments(list("abcdefg"), "x", g=1.0, window=3)
     assert set(fwd) == {"a", "b", "c"}
@@ -161,7 +171,8 @@ def test_config_validation_and_the_script_argument() -> None:
             "knn_weight": 0.0, "item_ttl_s": 0}  # fmt: skip
     config = RecConfig(**base)
     args = orjson.loads(config.as_json())
-    assert len(args) == 35 and args["half_life_ms"] == 30 * 86_400_000
+    assert len(args) == 36 and args["half_life_ms"] == 30 * 86_400_000
+    assert args["pair_norm"] == 0.5
     assert args["knn_recency_ms"] == 5 * 86_400_000 and args["dedup_sessions"] is True
     assert args["item_ttl_ms"] == 0  # no TTL when given 0 (the worker sets it from settings)
     assert args["weights"] == {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
@@ -171,6 +182,8 @@ def test_config_validation_and_the_script_argument() -> None:
         RecConfig(**base | {"half_life_days": 0})
     with pytest.raises(InvalidConfig):
         RecConfig(**base | {"half_life_days": 1, "knn_weight": -1})
+    with pytest.raises(InvalidConfig):
+        RecConfig(**base | {"pair_norm": -0.5})
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "x*", "p]"])
