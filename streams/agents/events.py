@@ -214,6 +214,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             try:  # record dropped there must be seen as a hole too
                 earliest = await asyncio.wait_for(consumer.earliest_offsets(*mine), 15.0)
                 log_starts.update({tp.partition: int(off) for tp, off in earliest.items()})
+                processor.parts.keep_replays_in(log_starts)
             except Exception as exc:  # noqa: BLE001 - 0 is assumed: a trimmed head costs re-reads
                 log.warning("could not read the log start of %s: %r", topic, exc)
 

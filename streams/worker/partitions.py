@@ -95,7 +95,7 @@ class Partitions:
         topic, incarnation = self.shop.settings.topic_events, self.sources.incarnation
         put_back: dict[int, int] = {}
         for uid, (partition, before) in rollback.items():
-            if partition not in assigned or partition in taken:
+            if partition not in assigned or partition in taken or partition not in self.replay_from:
                 continue
             now = table.data.get(uid)
             if now == before:
@@ -121,6 +121,18 @@ class Partitions:
             log.info("envelopes put back as they were at the checkpoint, per partition: %s; "
                      "read again from %s; outputs already sent up to %s", put_back,
                      self.replay_from, self.replay_until)  # fmt: skip
+
+    def keep_replays_in(self, log_starts: dict[int, int]) -> None:
+        """A partition whose log no longer holds every record after the checkpoint (a
+        checkpoint restored from an old backup, retention) is not read again and its
+        envelopes are not put back: that would lose the events of the deleted records."""
+        for partition, start in log_starts.items():
+            again = self.replay_from.get(partition)
+            if again is not None and start > again:
+                log.warning("partition %d: records %d..%d after the model checkpoint are no "
+                            "longer in the log; its envelopes stay as they are and the models "
+                            "go on without those events", partition, again, start - 1)  # fmt: skip
+                del self.replay_from[partition]
 
     def replayed(self, partition: int, offset: int) -> bool:
         """Whether the record's batch delivered its outputs before the restart."""

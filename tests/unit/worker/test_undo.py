@@ -100,3 +100,27 @@ def test_without_a_key_nothing_is_logged(tmp_path: Path) -> None:
     assert log.begin(1) == {}
     log.stash([("a", 0, None)])
     assert not list(tmp_path.iterdir())
+
+
+async def test_no_roll_back_when_the_log_lost_the_records_after_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint restored from an old backup, or retention past it: reading the partition
+    again cannot bring back the deleted records, so putting envelopes back would lose their
+    events for good. The envelopes stay; only the models miss those events."""
+    batches = workload()
+    settings = Settings(max_events_per_min=0, checkpoint_key="k", checkpoint_interval_s=1e9,
+                        data_dir=str(tmp_path))  # fmt: skip
+    shop = fake_shop(settings)
+    proc = new_processor(shop)
+    for n, batch in enumerate(batches[:5]):
+        await proc.process(batch)
+        if n == 1:
+            await proc.checkpoint()
+    proc.undo.close()
+    before = dict(shop.profiles.data)
+    again = new_processor(shop)
+    again.parts.keep_replays_in({0: batches[3][0].message.offset})  # the log starts later
+    assert again.parts.replay_from == {}
+    again.parts.roll_back({0}, set())
+    assert dict(shop.profiles.data) == before
