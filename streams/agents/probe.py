@@ -47,9 +47,11 @@ class GapProbe:
 
     async def probe(self, partition: int, offset: int) -> int | None:
         """Fetch ``partition`` from ``offset`` and note the first offset delivered."""
+        # the first probe also connects: more time for it
+        timeout = PROBE_TIMEOUT_S if self.consumer is not None else 3 * PROBE_TIMEOUT_S
         try:
             async with self.lock:
-                first = await asyncio.wait_for(self._first(partition, offset), PROBE_TIMEOUT_S)
+                first = await asyncio.wait_for(self._first(partition, offset), timeout)
         except Exception as exc:  # noqa: BLE001 - the partition is re-read instead
             log.warning("could not probe %s[%d] from %d: %r", self.topic, partition, offset, exc)
             return None
@@ -64,8 +66,13 @@ class GapProbe:
                 group_id=None, auto_offset_reset="earliest",
                 client_id=f"{self.settings.app_id}-gap-probe",
             )  # fmt: skip
-            await consumer.start()
             self.consumer = consumer
+            try:
+                await consumer.start()
+            except BaseException:  # a timeout too: no half-started client is kept
+                self.consumer = None
+                await consumer.stop()
+                raise
         tp = TopicPartition(self.topic, partition)
         self.consumer.assign([tp])
         self.consumer.seek(tp, offset)

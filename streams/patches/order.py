@@ -209,6 +209,15 @@ class GuardedConsumer(aiokafka_driver.Consumer):
             if offset is not None and committed is not None and offset < committed:
                 await self.seek(tp, offset)  # (no commit yet: it starts at the log start)
 
+    async def commit_back(self, offsets: dict[TP, int]) -> None:
+        """Commit ``offsets`` below the committed ones (a partition read again from a model
+        checkpoint, streams.worker.undo): Faust's own commits only move forward, and its
+        acks below the committed offset are ignored. From here the commits follow the
+        re-read, so a stop, a crash or a rebalance in the middle of it resumes it, never
+        skips what is left of it."""
+        if offsets and await self._commit(offsets):
+            self._committed_offset.update(offsets)
+
     def rewinding(self) -> list[TP]:
         return list(self.read_offsets.rewinding)
 

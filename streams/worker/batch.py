@@ -116,12 +116,12 @@ class BatchProcessor:
         await self.parts.settle()
         incarnation = self.parts.sources.incarnation
         records = [to_record(event, incarnation) for event in batch]
-        replaying = self.parts.replay_until
-        if replaying:  # after a restart: batches that sent their outputs before it
+        if self.parts.replay_until:  # after a restart: batches that sent their outputs
             outbox.muted = all(self.parts.replayed(r.partition, r.offset) for r in records)
-            for r in records:
-                if not self.parts.replayed(r.partition, r.offset):
-                    replaying.pop(r.partition, None)
+            passed = {r.partition for r in records if r.partition in self.parts.replay_until
+                      and not self.parts.replayed(r.partition, r.offset)}  # fmt: skip
+            if passed:
+                await self.parts.replay_passed(passed)
         valid, rejected = split(
             records, Clock.from_settings(self.settings, round(time.time() * 1000)),
             limits=self.limits, pseudonymise_key=self.pseudo_key,
@@ -381,14 +381,15 @@ class BatchProcessor:
                     await self.seal(outbox, users, set(moved), StageClock(time.perf_counter()))
             except Exception:  # the timer goes on; the state in memory is rebuilt from the table
                 log.exception("advancing the clocks of idle partitions failed")
-                self.parts.on_revoked(assigned)
+                self.parts.reset_state(assigned)
 
     async def forget(self, uid: str) -> dict[str, int]:
         """Erase one user (:func:`streams.worker.erasure.forget`), between batches; if the
         models remembered the user, a checkpoint without them replaces the older ones."""
         async with self.lock:
+            self.undo.forget(uid)  # never put back after a crash: first, in case of one
+            self.parts.rollback.pop(uid, None)
             removed = await erasure.forget(self.parts, uid)
-            self.undo.forget(uid)  # never put back after a crash
             if removed["model_memory"]:
                 await self.checkpointer.save(
                     self.parts.models, self.shop.app.producer.flush, only=True

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from faust.types import TP
 
 from models.bundle import Models, ModelSet
+from models.similarity import key_base
 from streams.core.events import Record
 from streams.domain.churn_state import ChurnConfig, ChurnState, rebuild, track_from_list
 from streams.domain.envelope import Envelope
@@ -71,8 +72,11 @@ class Partitions:
         #: partition is revoked: the start of its first assignment after a restart
         self.replay_from: dict[int, int] = {}
         #: partition -> the highest offset whose batch delivered its outputs before the
-        #: crash: batches up to it are read again to learn, and send nothing again
+        #: crash: batches up to it are read again to learn, and send nothing again (kept in
+        #: Redis too, for whoever reads the partition next: :meth:`start_replays`)
         self.replay_until: dict[int, int] = {}
+        #: partition -> its log start, asked at assignment (a replay needs it known)
+        self.log_starts: dict[int, int] = {}
 
     def plan_replay(self, rollback: Entries) -> None:
         """At start: the undo log of the restored checkpoint; each partition it names is
@@ -86,23 +90,28 @@ class Partitions:
             log.info("after a restart: %d envelopes changed since the checkpoint; partitions "
                      "will be read again from %s", len(rollback), self.replay_from)  # fmt: skip
 
-    def roll_back(self, assigned: set[int], taken: set[int]) -> None:
+    def roll_back(self, assigned: set[int], taken: set[int]) -> set[int]:
         """Put the envelopes of ``assigned`` partitions back as they were at the checkpoint
         (in the table and its changelog), unless their models came from another worker
-        (``taken``); note up to where their outputs were already sent."""
+        (``taken``), or whose log start is unknown or past the checkpoint; note up to where
+        their outputs were already sent. Returns the partitions put back."""
         rollback, self.rollback = self.rollback, {}
         table = self.shop.profiles
         topic, incarnation = self.shop.settings.topic_events, self.sources.incarnation
         put_back: dict[int, int] = {}
+        replayable = {p for p in self.replay_from if p in self.log_starts} - taken
         for uid, (partition, before) in rollback.items():
-            if partition not in assigned or partition in taken or partition not in self.replay_from:
+            if partition not in assigned or partition not in replayable:
                 continue
             now = table.data.get(uid)
             if now == before:
                 continue
             if now is not None:
+                env = Envelope.from_bytes(now)
+                if env.partition != partition:  # moved by `shopstream repartition` since
+                    continue
                 here = Record(topic, partition, 0, None, None, incarnation=incarnation)
-                sent = Envelope.from_bytes(now).fence(here)
+                sent = env.fence(here)
                 self.replay_until[partition] = max(self.replay_until.get(partition, -1), sent)
             if before is None:
                 if now is not None:
@@ -111,8 +120,6 @@ class Partitions:
                 put(table.data, partition, uid, before)
             table.send_changelog(partition, uid, before, value_serializer="raw")
             put_back[partition] = put_back.get(partition, 0) + 1
-        for partition in taken:
-            self.replay_from.pop(partition, None)
         if put_back:
             self.envelopes.clear()
             for partition in put_back:
@@ -121,11 +128,50 @@ class Partitions:
             log.info("envelopes put back as they were at the checkpoint, per partition: %s; "
                      "read again from %s; outputs already sent up to %s", put_back,
                      self.replay_from, self.replay_until)  # fmt: skip
+        return set(put_back)
+
+    def until_key(self, partition: int) -> str:
+        topic = self.shop.settings.topic_events
+        return key_base(self.shop.settings.redis_prefix) + f"replay-until:{topic}:{partition}"
+
+    async def start_replays(self, assigned: set[int], taken: set[int]) -> None:
+        """The first settle after a start: put envelopes back (:meth:`roll_back`) and commit
+        the partitions' offsets back to the checkpoint, so that a stop, a crash or a
+        rebalance during the re-read resumes it; and, for every assigned partition, take
+        the highest offset whose outputs were already sent from Redis (set by whoever put
+        envelopes back before), so the batches up to it send nothing again here too."""
+        put_back = self.roll_back(assigned, taken) if self.rollback else set()
+        again, self.replay_from = self.replay_from, {}
+        redis, parts = self.shop.runtime.redis, sorted(assigned)
+        if not parts or redis is None:
+            return
+        keys = [self.until_key(p) for p in parts]
+        stored = await self.retry("reading the replays under way", lambda: redis.mget(keys))
+        for p, raw in zip(parts, stored, strict=True):
+            if raw is not None:
+                self.replay_until[p] = max(self.replay_until.get(p, -1), int(raw))
+        mine = {self.until_key(p): self.replay_until[p] for p in put_back if p in self.replay_until}
+        if mine:
+            await self.retry("noting the replays under way", lambda: redis.mset(mine))
+        consumer = self.shop.app.consumer
+        commit_back = getattr(consumer, "commit_back", None)
+        if put_back and commit_back is not None:
+            topic = self.shop.settings.topic_events
+            await commit_back({TP(topic, p): again[p] for p in put_back})
+
+    async def replay_passed(self, partitions: set[int]) -> None:
+        """The re-read of ``partitions`` went past the outputs already sent."""
+        for p in partitions:
+            self.replay_until.pop(p, None)
+        redis = self.shop.runtime.redis
+        keys = [self.until_key(p) for p in sorted(partitions)]
+        await self.retry("ending the replays", lambda: redis.delete(*keys))
 
     def keep_replays_in(self, log_starts: dict[int, int]) -> None:
         """A partition whose log no longer holds every record after the checkpoint (a
         checkpoint restored from an old backup, retention) is not read again and its
         envelopes are not put back: that would lose the events of the deleted records."""
+        self.log_starts.update(log_starts)
         for partition, start in log_starts.items():
             again = self.replay_from.get(partition)
             if again is not None and start > again:
@@ -159,12 +205,18 @@ class Partitions:
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Another worker may own these next: rebuild their state from the table if they
         come back."""
+        partitions = list(partitions)
+        self.reset_state(partitions)
+        for partition in partitions:
+            self.replay_from.pop(partition, None)
+            self.replay_until.pop(partition, None)  # the next owner reads it from Redis
+
+    def reset_state(self, partitions: Iterable[int]) -> None:
+        """Drop what memory holds of ``partitions``: rebuilt from the table on next use."""
         self.envelopes.clear()  # rebuilt from the table's bytes (a rebalance is rare)
         for partition in partitions:
             self.states.pop(partition, None)
             self.anchors.pop(partition, None)
-            self.replay_from.pop(partition, None)
-            self.replay_until.pop(partition, None)
 
     async def check_sources(self, assigned: set[int]) -> None:
         """The topic's identity, fences against log ends, fresh owner tokens."""
@@ -230,7 +282,7 @@ class Partitions:
         await self.check_sources(assigned)
         await self.tombstones.settle(self.sources.incarnation, assigned)
         if not self.handover.enabled:
-            self.roll_back(assigned, set())
+            await self.start_replays(assigned, set())
             return
         try:  # retried while Redis is unreachable; any other error must not fail the batch
             released, taken = await self.retry(
@@ -239,9 +291,9 @@ class Partitions:
             )
         except Exception:
             log.exception("settling the partition models failed; going on with our copies")
-            self.roll_back(assigned, set())
+            await self.start_replays(assigned, set())
             return
-        self.roll_back(assigned, set(taken))
+        await self.start_replays(assigned, set(taken))
         if released:
             log.info("partitions %s: models of partitions owned elsewhere released", released)
         if taken:

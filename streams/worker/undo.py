@@ -77,7 +77,7 @@ class UndoLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         entries = self.read(sequence)
         self.sequence, self.stashed = sequence, set(entries)
-        self.file = self.path(sequence).open("ab")
+        self._rewrite(entries)  # without a torn last line, after which nothing would be read
         for old in self.dir.glob("undo-*.log"):
             if old != self.path(sequence):
                 old.unlink(missing_ok=True)
@@ -101,17 +101,20 @@ class UndoLog:
     def forget(self, uid: str) -> None:
         """An erased user must never come back from the log: their entry becomes "did not
         exist" (the log is rewritten, atomically)."""
-        if self.file is None:
-            return
+        if self.file is None or uid not in self.stashed:
+            return  # not changed since the checkpoint: nothing of theirs to put back
         entries = self.read(self.sequence)
-        entries[uid] = (entries.get(uid, (0, None))[0], None)
+        entries[uid] = (entries[uid][0], None) if uid in entries else (0, None)
         self.close()
+        self._rewrite(entries)
+
+    def _rewrite(self, entries: Entries) -> None:
+        """The log of :attr:`sequence` holding ``entries`` (atomically), open to append."""
         path = self.path(self.sequence)
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as out:
             out.write(b"".join(self._line(u, p, raw) for u, (p, raw) in entries.items()))
         tmp.replace(path)
-        self.stashed = set(entries)
         self.file = path.open("ab")
 
     def read(self, sequence: int) -> Entries:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from streams.core.settings import Settings
 from streams.kafka import ensure_topics
 from streams.tools.faults import Faults, inject
 from tests.support.chaos import (
+    committed_total,
     compare,
     outcome,
     produce,
@@ -117,6 +119,54 @@ async def test_kill_between_the_changelog_write_and_the_publish_loses_no_output(
     line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=True)
     say(f"killed (status {status}) after {crash_at} of {writes} changelog writes, before the "
         f"next publish: {line}")
+
+
+async def test_a_stop_while_reading_again_after_a_crash_loses_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """After a kill -9 the restarted worker puts envelopes back to its model checkpoint and
+    reads the partition again (streams/worker/undo.py). An orchestrator stopping it in the
+    middle of that (SIGTERM: a final checkpoint and commit) must leave a worker that goes on
+    with the re-read, not past it: the re-read lived in memory only, and the next start
+    resumed at the old committed offset, the envelopes put back missing the events in
+    between for good (found by review). Then it must equal a clean run, outputs included."""
+    chaos = killed_settings(settings)
+    clean = sibling(chaos, "clean")
+    records = workload(users=115, seed=63, bots=3)
+    for s in (chaos, clean):
+        await ensure_topics(s)
+        await produce(s.kafka_bootstrap, s.topic_events, list(records))
+    log = tmp_path / "chaos.log"
+
+    async def disturbed() -> int:
+        first = WorkerProcess(chaos, log).start()
+        try:
+            await asyncio.to_thread(first.wait_healthy)
+            while await committed_total(chaos) < len(records) // 2:
+                assert first.alive(), first.logs()
+                await asyncio.sleep(0.1)
+        finally:
+            first.stop(signal.SIGKILL)
+        second = WorkerProcess(chaos, log).start()
+        try:
+            await asyncio.to_thread(second.wait_healthy)
+            for _ in range(600):  # until the envelopes are put back (60 s)
+                if second.full_log().count("envelopes put back") >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert "envelopes put back" in second.full_log(), second.logs()
+        finally:
+            status = second.stop()
+        with WorkerProcess(chaos, log) as third:
+            await asyncio.to_thread(third.wait_healthy)
+            await drain(chaos, len(records), third, timeout_s=200)
+        return status or 0
+
+    status, _ = await asyncio.gather(
+        disturbed(), run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200)
+    )
+    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=True)
+    say(f"kill -9 at half, stopped (status {status}) while reading again: {line}")
 
 
 def crafted(settings: Settings) -> list[tuple[bytes | None, bytes | None, str]]:

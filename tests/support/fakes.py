@@ -174,6 +174,11 @@ class FakeRedis:
     async def mget(self, keys: list[str]) -> list[bytes | None]:
         return [b"1" if k in self.keys else None for k in keys]
 
+    async def delete(self, *keys: str) -> int:
+        gone = [k for k in keys if k in self.keys]
+        self.keys.difference_update(gone)
+        return len(gone)
+
 
 class FakeRuntime:
     ready = True

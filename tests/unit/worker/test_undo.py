@@ -46,6 +46,7 @@ async def run(settings: Settings, batches: list[list[Any]], crash: tuple[int, in
         if crash and n == crash[1]:
             proc.undo.close()
             proc = new_processor(shop)  # the models of the checkpoint, the table as it is
+            proc.parts.keep_replays_in({0: 0})  # the log start, asked at assignment
             proc.parts.roll_back({0}, set())  # what settling the assignment does
             assert proc.parts.replay_from == {0: batches[crash[0]][-1].message.offset + 1}
             n, crash = crash[0], None
@@ -122,5 +123,28 @@ async def test_no_roll_back_when_the_log_lost_the_records_after_the_checkpoint(
     again = new_processor(shop)
     again.parts.keep_replays_in({0: batches[3][0].message.offset})  # the log starts later
     assert again.parts.replay_from == {}
-    again.parts.roll_back({0}, set())
+    assert again.parts.roll_back({0}, set()) == set()
     assert dict(shop.profiles.data) == before
+
+
+def test_forgetting_a_user_not_changed_since_the_checkpoint_logs_nothing(tmp_path: Path) -> None:
+    log = UndoLog(tmp_path, b"key")
+    log.begin(1)
+    log.stash([("a", 3, b'{"x":1}')])
+    log.forget("b")  # not in the log: their envelope is as at the checkpoint already
+    log.forget("a")
+    assert log.begin(1) == {"a": (3, None)}
+
+
+def test_entries_after_a_torn_line_are_read_after_the_next_restart(tmp_path: Path) -> None:
+    log = UndoLog(tmp_path, b"key")
+    log.begin(1)
+    log.stash([("a", 0, None)])
+    log.close()
+    with log.path(1).open("ab") as f:
+        f.write(b"0123 [\"torn")  # the crash cut this line short
+    again = UndoLog(tmp_path, b"key")
+    assert again.begin(1) == {"a": (0, None)}
+    again.stash([("b", 0, None)])
+    again.close()
+    assert UndoLog(tmp_path, b"key").begin(1) == {"a": (0, None), "b": (0, None)}
