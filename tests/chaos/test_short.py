@@ -11,6 +11,7 @@ import random
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -67,13 +68,20 @@ def killed_settings(settings: Settings) -> Settings:
     return chaos_settings(settings).with_(session_timeout_s=10.0)
 
 
-async def test_kill9_once_equals_a_clean_run(settings: Settings, tmp_path: Path) -> None:
+async def killed_and_clean(settings: Settings, seed: int) -> tuple[Settings, Settings, Any]:
+    """(settings of the run with kills, of the clean run, the workload) with the workload
+    produced to both runs' topics."""
     chaos = killed_settings(settings)
     clean = sibling(chaos, "clean")
-    records = workload(users=115, seed=61, bots=3)
+    records = workload(users=115, seed=seed, bots=3)
     for s in (chaos, clean):
         await ensure_topics(s)
         await produce(s.kafka_bootstrap, s.topic_events, list(records))
+    return chaos, clean, records
+
+
+async def test_kill9_once_equals_a_clean_run(settings: Settings, tmp_path: Path) -> None:
+    chaos, clean, records = await killed_and_clean(settings, seed=61)
     rng = random.Random(7)
     kills, _ = await asyncio.gather(
         run_with_kills(chaos, len(records), tmp_path / "chaos.log", 1, rng, timeout_s=200),
@@ -130,12 +138,7 @@ async def test_a_stop_while_reading_again_after_a_crash_loses_nothing(
     with the re-read, not past it: the re-read lived in memory only, and the next start
     resumed at the old committed offset, the envelopes put back missing the events in
     between for good (found by review). Then it must equal a clean run, outputs included."""
-    chaos = killed_settings(settings)
-    clean = sibling(chaos, "clean")
-    records = workload(users=115, seed=63, bots=3)
-    for s in (chaos, clean):
-        await ensure_topics(s)
-        await produce(s.kafka_bootstrap, s.topic_events, list(records))
+    chaos, clean, records = await killed_and_clean(settings, seed=63)
     log = tmp_path / "chaos.log"
 
     async def disturbed() -> int:
