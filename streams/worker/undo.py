@@ -83,6 +83,11 @@ class UndoLog:
                 old.unlink(missing_ok=True)
         return entries
 
+    def wants(self, uid: str) -> bool:
+        """Whether ``uid``'s bytes before its next write must be logged (its first write
+        since the checkpoint): callers read the table only for those."""
+        return self.file is not None and uid not in self.stashed
+
     def stash(self, changes: Iterable[tuple[str, int, bytes | None]]) -> None:
         """``(user, partition, bytes before this write)`` of envelopes about to be written:
         the first of each user since the checkpoint is appended (and flushed)."""
@@ -127,7 +132,7 @@ class UndoLog:
             if not line:
                 continue
             mac, _, body = line.partition(b" ")
-            if not hmac.compare_digest(mac.decode(errors="replace"), self._mac(body)):
+            if not hmac.compare_digest(mac, self._mac(body).encode()):  # bytes: any byte
                 log.warning("%s: line %d does not verify (torn or tampered): ignoring it and "
                             "the rest", path.name, n + 1)  # fmt: skip
                 break

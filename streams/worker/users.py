@@ -280,7 +280,7 @@ async def write(out: UserUpdates, batched: bool = True, undo: UndoLog | None = N
     table = out.table
     records = [(p, uid, v) for uid, (p, v) in out.serialised.items() if uid not in out.broken]
     if undo is not None:
-        undo.stash((uid, p, table.get(uid)) for p, uid, _ in records)
+        undo.stash([(uid, p, table.get(uid)) for p, uid, _ in records if undo.wants(uid)])
     if batched:
         await table.send_changelog_batch(records)
     else:
