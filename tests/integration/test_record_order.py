@@ -114,5 +114,9 @@ async def test_a_transactional_producers_commit_markers_cost_one_re_read_each(
     proven = set(re.findall(r"offsets (\d+)\.\.(\d+) are not in the log \(a transaction", log))
     markers = {(t + 1) * (per_tx + 1) - 1 for t in range(transactions - 1)}
     assert proven == {(str(m), str(m)) for m in markers}, log[-3000:]
-    assert "records skipped by the consumer" not in log, "a marker taken for a dropped record"
+    # Faust may really drop records after the seek a marker costs (they are then re-read, and
+    # counted above); what must never happen is a hole made of markers alone taken for one
+    skipped = re.findall(r"offsets (\d+)\.\.(\d+) never reached the agent", log)
+    taken = [(a, b) for a, b in skipped if set(range(int(a), int(b) + 1)) <= markers]
+    assert not taken, f"markers taken for dropped records: {taken}"
     assert "re-read 3 times" not in log, "a marker was re-read until given up"
