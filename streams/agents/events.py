@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faust.types import TP
@@ -40,15 +40,19 @@ from streams.worker.stopping import stop_now
 log = logging.getLogger(__name__)
 
 
-async def run_batch(processor: BatchProcessor, batch: Sequence[Any], grace_s: float) -> bool:
-    """Process one batch; ``True`` when it may be acknowledged.
+async def run_batch(
+    processor: BatchProcessor, batch: Sequence[Any], grace_s: float,
+    step: Callable[[], Awaitable[Any]] | None = None,
+) -> bool:  # fmt: skip
+    """Process one batch (or run ``step`` for it: settling an assignment before it is put
+    in order); ``True`` when it may be acknowledged.
 
     A batch interrupted by shutdown gets ``grace_s`` seconds to finish; if it does not, it is
     left unacknowledged and will be redelivered (and fenced) after restart. Any error stops
     the worker (the batch is redelivered on restart): a batch fenced off (its partition moved
     to another worker while this one was paused), diverged state, or anything unexpected.
     """
-    task = asyncio.ensure_future(processor.process(batch))
+    task = asyncio.ensure_future(step() if step is not None else processor.process(batch))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -81,9 +85,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
 
     def start(partition: int) -> int:
         committed = guarded().committed_offset(TP(topic, partition))
-        begin = committed if committed is not None else log_starts.get(partition, 0)
-        again = processor.parts.replay_from.get(partition)  # after a restart: the checkpoint
-        return begin if again is None else min(begin, again)
+        return committed if committed is not None else log_starts.get(partition, 0)
 
     probe = GapProbe(settings, topic)
     order = RecordOrder(start, probe.proven)
@@ -94,8 +96,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         assert isinstance(consumer, GuardedConsumer), "streams.app.create_app makes one"
         if topic not in consumer.guarded:
             consumer.guard(topic)
-            # after a restart, partitions whose envelopes go back to the model checkpoint
-            # are read again from it (streams.worker.undo)
+            # partitions read again from their stored models (streams.worker.undo)
             consumer.start_at = lambda tp: processor.parts.replay_from.get(tp.partition)
         return consumer
 
@@ -114,6 +115,9 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         async for batch in stream.noack_take(
             settings.batch_size, within=settings.batch_within_ms / 1000
         ):
+            if processor.parts.to_settle is not None:  # a new assignment: first settle it
+                await run_batch(processor, batch, settings.shutdown_grace_s, processor.prepare)
+            await read_again(processor.parts.take_replays())
             kept = await in_order(order, batch)
             if kept and await run_batch(processor, kept, settings.shutdown_grace_s):
                 consumer = guarded()
@@ -122,6 +126,19 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
                 watchdog.processed(kept)
             for event in batch:  # those left out are released, not committed (FastConsumer)
                 await stream.ack(event)
+
+    async def read_again(replays: dict[int, tuple[int, bool]]) -> None:
+        """Partitions whose envelopes went back to their stored models (streams.worker.undo)
+        are read again from there: the consumer started there, or is sought back (records
+        fetched before are then held back until the re-read reaches them)."""
+        for partition, (offset, sought) in sorted(replays.items()):
+            log.info("%s[%d]: reading again from %d, where its stored models are", topic,
+                     partition, offset)  # fmt: skip
+            if sought:
+                order.restart(partition, offset)
+            else:
+                order.replay(partition, offset, time.monotonic())
+                await guarded().rewind(TP(topic, partition), offset)
 
     async def in_order(order: RecordOrder, batch: Sequence[Any]) -> list[Any]:
         """The records of ``batch`` that follow the last ones processed without a hole; a
@@ -138,9 +155,6 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
                 log.info("%s[%d]: offsets %d..%d are not in the log (a transaction marker, "
                          "compaction): going on from %d", topic, partition, want, first - 1,
                          first)  # fmt: skip
-            elif processor.parts.replay_from.get(partition) == want:
-                log.info("%s[%d]: reading offsets %d..%d again, after the restored model "
-                         "checkpoint", topic, partition, want, got - 1)  # fmt: skip
             else:
                 log.error(
                     "records skipped by the consumer: %s[%d] offsets %d..%d never reached the "
@@ -202,6 +216,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             waiting.pop(partition, None)
             guarded().rewound(TP(topic, partition))
         await processor.parts.hand_over()
+        processor.parts.revoked(partitions)
 
     @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
@@ -214,9 +229,10 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             try:  # record dropped there must be seen as a hole too
                 earliest = await asyncio.wait_for(consumer.earliest_offsets(*mine), 15.0)
                 log_starts.update({tp.partition: int(off) for tp, off in earliest.items()})
-                processor.parts.keep_replays_in(log_starts)
+                processor.parts.note_log_starts(log_starts)
             except Exception as exc:  # noqa: BLE001 - 0 is assumed: a trimmed head costs re-reads
                 log.warning("could not read the log start of %s: %r", topic, exc)
+            await processor.parts.plan_replays({tp.partition for tp in mine})
 
     @shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:

@@ -117,6 +117,27 @@ class RecordOrder:
             kept.append(item)
         return kept, seek
 
+    def restart(self, partition: int, offset: int) -> None:
+        """``partition`` was sought to ``offset`` before its first fetch: expect it there."""
+        self.holes.pop(partition, None)
+        self.expected[partition] = offset
+
+    def replay(self, partition: int, offset: int, now: float) -> None:
+        """``partition`` is sought back to ``offset`` to be read again from there: later
+        records fetched before the seek are held back like those past a hole.
+
+        >>> order = RecordOrder(lambda p: 0)
+        >>> order.admit([(0, 0), (0, 1), (0, 2)], 0.0, ["r0", "r1", "r2"])[0]
+        ['r0', 'r1', 'r2']
+        >>> order.replay(0, 1, 1.0)
+        >>> order.admit([(0, 3)], 1.0, ["r3"])  # fetched before the seek
+        ([], [])
+        >>> order.admit([(0, 1), (0, 2), (0, 3)], 1.5, ["r1", "r2", "r3"])
+        (['r1', 'r2', 'r3'], [])
+        """
+        self.expected[partition] = offset
+        self.holes[partition] = Hole(offset, offset, now)
+
     def overdue(self, now: float) -> list[tuple[int, int]]:
         """``(partition, first missing offset)`` of the holes whose last seek is
         :data:`RESEEK_S` old (nothing of the partition may arrive to trigger another one):
@@ -201,7 +222,7 @@ class GuardedConsumer(aiokafka_driver.Consumer):
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets (after each assignment's recovery), then
         the guarded partitions that :attr:`start_at` names to that offset instead (a partition
-        read again from the restored model checkpoint, streams.worker.undo)."""
+        read again from its stored models, streams.worker.undo)."""
         await super().perform_seek()
         for tp in self.assignment():
             offset = self.start_at(tp) if tp.topic in self.guarded else None

@@ -51,7 +51,6 @@ from streams.worker.partitions import Partitions
 from streams.worker.publish import Outbox, Publisher
 from streams.worker.retention import Retention
 from streams.worker.retry import error_kind, retry_forever
-from streams.worker.undo import UndoLog
 from streams.worker.users import UserUpdates, update_users, write
 
 log = logging.getLogger(__name__)
@@ -95,8 +94,6 @@ class BatchProcessor:
         self.parts = Partitions(
             shop, self.checkpointer.restore(), ChurnConfig.from_settings(s), self.lock, self.retry
         )
-        self.undo = UndoLog(self.checkpointer.dir, self.checkpointer.key)
-        self.parts.plan_replay(self.undo.begin(self.checkpointer.sequence))
         self.arms = rec_arms(s)
         self.out = Publisher(shop, self.retry, self.arms)
         self.kpis = KpiWriter(shop, self.parts.sources, self.retry, refusal)
@@ -104,6 +101,13 @@ class BatchProcessor:
         self.quality_at = -QUALITY_EVERY_S
 
     # --- the batch ------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Before the agent puts a batch in order: settle a new assignment (the partitions
+        to read again are then in :meth:`Partitions.take_replays`)."""
+        await self.shop.runtime.wait_ready()
+        async with self.lock:
+            await self.parts.settle()
+
     async def process(self, batch: Sequence[Any]) -> None:
         await self.shop.runtime.wait_ready()
         async with self.lock:
@@ -200,7 +204,7 @@ class BatchProcessor:
         clock.lap("deliver")
         if users.serialised or sent_alerts:
             await self.still_ours(partitions)
-            await write(users, self.settings.batch_produce, self.undo)
+            await write(users, self.settings.batch_produce, self.parts)
             await self.out.mark_alerts(sent_alerts)
 
     async def reject_unwanted(
@@ -236,7 +240,7 @@ class BatchProcessor:
         the next one is tried an interval later."""
         try:
             await self.checkpointer.save(self.parts.models, self.shop.app.producer.flush)
-            self.undo.begin(self.checkpointer.sequence)
+            await self.parts.store_models()  # new undo epochs (streams.worker.undo)
         except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation
             self.checkpointer.postpone()
             self.telemetry.on_checkpoint_failure()
@@ -371,8 +375,9 @@ class BatchProcessor:
         topic = self.settings.topic_events
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
         async with self.lock:
+            if self.parts.to_settle is not None:
+                return  # the next batch settles the assignment first (and may read again)
             try:
-                await self.parts.settle()
                 users = self.user_updates()
                 outbox = self.out.start_batch()
                 idle_s = self.settings.idle_advance_s
@@ -387,14 +392,13 @@ class BatchProcessor:
         """Erase one user (:func:`streams.worker.erasure.forget`), between batches; if the
         models remembered the user, a checkpoint without them replaces the older ones."""
         async with self.lock:
-            self.undo.forget(uid)  # never put back after a crash: first, in case of one
-            self.parts.rollback.pop(uid, None)
+            await self.parts.forget_undo(uid)  # never put back after a crash: first
             removed = await erasure.forget(self.parts, uid)
             if removed["model_memory"]:
                 await self.checkpointer.save(
                     self.parts.models, self.shop.app.producer.flush, only=True
                 )
-                self.undo.begin(self.checkpointer.sequence)
+                await self.parts.store_models()  # the stored models were rewritten: an epoch
             return removed
 
     def report_lag(self, batch: Sequence[Any]) -> None:

@@ -12,16 +12,25 @@ from models.errors import CheckpointRejected
 from models.similarity import key_base
 from streams.core.settings import Settings
 from streams.worker.configs import anomaly_config, segment_config
+from streams.worker.sources import Sources
 
 log = logging.getLogger(__name__)
 
 #: Stores a bundle if it is newer than the stored one (ARGV[3] = "1": or as new). KEYS[1]
-#: the hash; ARGV offset, data, or-equal. Returns 1 when stored.
+#: the hash; ARGV offset, data, or-equal. With ARGV[4] = "1" (the owner storing the models of
+#: a partition whose table is at that offset), only if the owners hash KEYS[3] holds its token
+#: ARGV[6] under ARGV[5], and the partition's undo hash KEYS[2] starts the bundle's epoch
+#: (streams.worker.undo). Returns 1 when stored, 0 when not, -2 when the partition moved.
 _GIVE = """
+if ARGV[4] == '1' and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return -2 end
 local stored = tonumber(redis.call('HGET', KEYS[1], 'offset') or '-1')
 local offset = tonumber(ARGV[1])
 if offset > stored or (ARGV[3] == '1' and offset == stored) then
   redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'data', ARGV[2])
+  if ARGV[4] == '1' then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[2], '@epoch', ARGV[1])
+  end
   return 1
 end
 return 0
@@ -69,11 +78,15 @@ class Handover:
         return models.offsets.get(f"{self.topic}:{partition}", -1)
 
     async def give(
-        self, redis: Any, models: ModelSet, partitions: list[int], *, or_equal: bool = False
+        self, redis: Any, models: ModelSet, partitions: list[int], *, or_equal: bool = False,
+        owner: Sources | None = None, undo_key: Callable[[int], str] = str,
     ) -> dict[int, bool]:
         """Store the bundles held of ``partitions`` unless Redis has a newer one (``or_equal``:
         or one as new). Returns ``{partition: stored}`` for every bundle held: either way
-        the stored bundle is then at least as new as ours."""
+        the stored bundle is then at least as new as ours. The partitions ``owner`` holds a
+        token of are stored by their owner, whose table is at the bundle's offset: only while
+        the token is still theirs, and each one stored starts a new undo epoch
+        (``undo_key(partition)``, streams.worker.undo)."""
         held = [p for p in sorted(partitions) if p in models.parts]
         if not self.enabled or not held:
             return {}
@@ -82,8 +95,27 @@ class Handover:
             m, key = models.parts[p], self.key(p)
             offset = self.offset(m, p)
             data = sign(m.to_dict(), {"offset": offset, "key": key}, self.secret)
-            pipe.eval(_GIVE, 1, key, offset, data, "1" if or_equal else "0")
-        return {p: bool(r) for p, r in zip(held, await pipe.execute(), strict=True)}
+            equal = "1" if or_equal else "0"
+            if owner is not None and p in owner.tokens:
+                pipe.eval(_GIVE, 3, key, undo_key(p), owner.owners_key, offset, data, equal,
+                          "1", owner.field(p), owner.tokens[p])  # fmt: skip
+            else:
+                pipe.eval(_GIVE, 3, key, key, key, offset, data, equal, "0")
+        return {p: int(r) == 1 for p, r in zip(held, await pipe.execute(), strict=True)}
+
+    async def fetch(self, redis: Any, partition: int, offset: int) -> Models | None:
+        """The stored models of ``partition`` if they are those of ``offset`` (verified)."""
+        key = self.key(partition)
+        stored, raw = await redis.hmget(key, ["offset", "data"])
+        if stored is None or int(stored) != offset or raw is None:
+            return None
+        try:
+            return self.bundle(raw, key, offset)
+        except CheckpointRejected as exc:
+            log.warning("partition %d: stored models refused: %s", partition, exc)
+            self.refused += 1
+            self.on_refused("handover")
+            return None
 
     async def take(self, redis: Any, models: ModelSet, partitions: list[int]) -> list[int]:
         """Replace the bundles of ``partitions`` by newer stored ones; returns those taken."""

@@ -25,9 +25,10 @@ from streams.patches.tablestore import put
 from streams.worker.configs import model_factory
 from streams.worker.context import ShopApp
 from streams.worker.handover import Handover
+from streams.worker.runtime import redis_client
 from streams.worker.sources import Sources
 from streams.worker.tombstones import Tombstones
-from streams.worker.undo import Entries
+from streams.worker.undo import EPOCH, Entries, Undo, UndoStore
 
 #: user -> (the table's bytes, the envelope they decode to), for users whose envelope is
 #: unchanged since a batch decoded or wrote it: reused while the table holds those very bytes
@@ -39,6 +40,8 @@ Retry = Callable[[str, Callable[[], Awaitable[T]]], Awaitable[T]]
 
 #: Longest a revocation or a clean stop waits to store the partition models in Redis.
 HANDOVER_TIMEOUT_S = 10.0
+#: Longest the assignment waits to read the undo hashes (then settling seeks back).
+PLAN_TIMEOUT_S = 10.0
 #: how long one request for the log ends may take before it is asked again
 LOG_ENDS_TIMEOUT_S = 15.0
 
@@ -65,12 +68,19 @@ class Partitions:
         self.given: set[int] = set()  # partitions whose models went to Redis at revocation
         # the source partitions of a new assignment, until the models are settled for them
         self.to_settle: set[int] | None = None
-        #: envelopes as they were at the restored checkpoint (streams.worker.undo), put back
-        #: at the first settle after the start, for the partitions then assigned
-        self.rollback: Entries = {}
-        #: partition -> offset to read it again from (the checkpoint's offset + 1), until the
-        #: partition is revoked: the start of its first assignment after a restart
+        #: the envelopes as they were when each partition's models were stored (in Redis)
+        self.undo = UndoStore(
+            shop.settings.checkpoint_key.encode(),
+            key_base(shop.settings.redis_prefix) + f"undo:{shop.settings.topic_events}:",
+            self.sources.owners_key,
+        )  # fmt: skip
+        #: partition -> offset to read it again from (its stored models' offset + 1), as
+        #: planned at assignment (:meth:`plan_replays`) for the consumer's first seek; until
+        #: the assignment is settled
         self.replay_from: dict[int, int] = {}
+        #: partition -> (offset to read it again from, whether the consumer already starts
+        #: there), set when settling put its envelopes back; taken by the agent
+        self.replays: dict[int, tuple[int, bool]] = {}
         #: partition -> the highest offset whose batch delivered its outputs before the
         #: crash: batches up to it are read again to learn, and send nothing again (kept in
         #: Redis too, for whoever reads the partition next: :meth:`start_replays`)
@@ -78,86 +88,205 @@ class Partitions:
         #: partition -> its log start, asked at assignment (a replay needs it known)
         self.log_starts: dict[int, int] = {}
 
-    def plan_replay(self, rollback: Entries) -> None:
-        """At start: the undo log of the restored checkpoint; each partition it names is
-        read again from the checkpoint's offset + 1."""
-        self.rollback = rollback
-        topic = self.shop.settings.topic_events
-        offsets = self.models.offsets
-        for partition in sorted({p for p, _ in rollback.values()}):
-            self.replay_from[partition] = offsets.get(f"{topic}:{partition}", -1) + 1
-        if self.replay_from:
-            log.info("after a restart: %d envelopes changed since the checkpoint; partitions "
-                     "will be read again from %s", len(rollback), self.replay_from)  # fmt: skip
-
-    def roll_back(self, assigned: set[int], taken: set[int]) -> set[int]:
-        """Put the envelopes of ``assigned`` partitions back as they were at the checkpoint
-        (in the table and its changelog), unless their models came from another worker
-        (``taken``), or whose log start is unknown or past the checkpoint; note up to where
-        their outputs were already sent. Returns the partitions put back."""
-        rollback, self.rollback = self.rollback, {}
+    def roll_back(self, back: dict[int, Entries]) -> dict[int, int]:
+        """Put the envelopes named in ``back`` (partition -> entries) back as they were when
+        the partition's models were stored, in the table and its changelog (not those moved
+        to another partition by `shopstream repartition` since); note up to where their
+        outputs were already sent. Returns the envelopes put back per partition."""
         table = self.shop.profiles
         topic, incarnation = self.shop.settings.topic_events, self.sources.incarnation
         put_back: dict[int, int] = {}
-        replayable = {p for p in self.replay_from if p in self.log_starts} - taken
-        for uid, (partition, before) in rollback.items():
-            if partition not in assigned or partition not in replayable:
-                continue
-            now = table.data.get(uid)
-            if now == before:
-                continue
-            if now is not None:
-                env = Envelope.from_bytes(now)
-                if env.partition != partition:  # moved by `shopstream repartition` since
+        for partition, entries in sorted(back.items()):
+            here = Record(topic, partition, 0, None, None, incarnation=incarnation)
+            for uid, before in entries.items():
+                now = table.data.get(uid)
+                if now == before:
                     continue
-                here = Record(topic, partition, 0, None, None, incarnation=incarnation)
-                sent = env.fence(here)
-                self.replay_until[partition] = max(self.replay_until.get(partition, -1), sent)
-            if before is None:
                 if now is not None:
-                    del table.data[uid]
-            else:
-                put(table.data, partition, uid, before)
-            table.send_changelog(partition, uid, before, value_serializer="raw")
-            put_back[partition] = put_back.get(partition, 0) + 1
-        if put_back:
-            self.envelopes.clear()
-            for partition in put_back:
-                self.states.pop(partition, None)
-                self.anchors.pop(partition, None)
-            log.info("envelopes put back as they were at the checkpoint, per partition: %s; "
-                     "read again from %s; outputs already sent up to %s", put_back,
-                     self.replay_from, self.replay_until)  # fmt: skip
-        return set(put_back)
+                    env = Envelope.from_bytes(now)
+                    if env.partition != partition:
+                        continue
+                    sent = env.fence(here)
+                    self.replay_until[partition] = max(self.replay_until.get(partition, -1),
+                                                       sent)  # fmt: skip
+                if before is None:
+                    if now is not None:
+                        del table.data[uid]
+                else:
+                    put(table.data, partition, uid, before)
+                table.send_changelog(partition, uid, before, value_serializer="raw")
+                put_back[partition] = put_back.get(partition, 0) + 1
+        self.envelopes.clear()
+        for partition in back:
+            self.states.pop(partition, None)
+            self.anchors.pop(partition, None)
+        return put_back
 
     def until_key(self, partition: int) -> str:
         topic = self.shop.settings.topic_events
         return key_base(self.shop.settings.redis_prefix) + f"replay-until:{topic}:{partition}"
 
-    async def start_replays(self, assigned: set[int], taken: set[int]) -> None:
-        """The first settle after a start: put envelopes back (:meth:`roll_back`) and commit
-        the partitions' offsets back to the checkpoint, so that a stop, a crash or a
-        rebalance during the re-read resumes it; and, for every assigned partition, take
-        the highest offset whose outputs were already sent from Redis (set by whoever put
-        envelopes back before), so the batches up to it send nothing again here too."""
-        put_back = self.roll_back(assigned, taken) if self.rollback else set()
-        again, self.replay_from = self.replay_from, {}
+    async def start_replays(self, assigned: set[int], undos: dict[int, Undo]) -> None:
+        """Settling an assignment, after the newer stored models were taken: every assigned
+        partition whose undo hash names envelopes (its owner wrote after storing its
+        models, then died or was cut off) goes back to the stored models and the envelopes
+        as they were (:meth:`roll_back`) and is read again from there (:attr:`replay_from`;
+        its committed offset too, so that a stop, a crash or a rebalance during the re-read
+        resumes it); the highest offset whose outputs were already sent is taken from Redis
+        for every assigned partition, so the batches up to it send nothing again."""
+        back: dict[int, Entries] = {}
+        for p in sorted(assigned):
+            undo = undos[p]
+            if undo.epoch is None:
+                continue
+            entries = undo.entries or {}
+            if entries and await self.replayable(p, undo.epoch):
+                back[p] = entries
+            self.undo.begin(p, undo.epoch, entries)
+        await self.first_epochs([p for p in sorted(assigned) if undos[p].epoch is None])
+        put_back = self.roll_back(back)
+        if back:
+            log.info("partitions %s: back to their stored models; envelopes put back: %s; "
+                     "read again from %s; outputs already sent up to %s", sorted(back),
+                     put_back, {p: undos[p].epoch for p in back}, self.replay_until)  # fmt: skip
         redis, parts = self.shop.runtime.redis, sorted(assigned)
-        if not parts or redis is None:
+        if not parts:
             return
         keys = [self.until_key(p) for p in parts]
         stored = await self.retry("reading the replays under way", lambda: redis.mget(keys))
         for p, raw in zip(parts, stored, strict=True):
             if raw is not None:
                 self.replay_until[p] = max(self.replay_until.get(p, -1), int(raw))
-        mine = {self.until_key(p): self.replay_until[p] for p in put_back if p in self.replay_until}
+        mine = {self.until_key(p): self.replay_until[p] for p in back if p in self.replay_until}
         if mine:
             await self.retry("noting the replays under way", lambda: redis.mset(mine))
+        again = {p: (undos[p].epoch or 0) + 1 for p in back}
+        planned, self.replay_from = self.replay_from, {}
+        self.replays.update({p: (offset, planned.get(p) == offset) for p, offset in again.items()})
         consumer = self.shop.app.consumer
         commit_back = getattr(consumer, "commit_back", None)
-        if put_back and commit_back is not None:
+        if again and commit_back is not None:
             topic = self.shop.settings.topic_events
-            await commit_back({TP(topic, p): again[p] for p in put_back})
+            await commit_back({TP(topic, p): offset for p, offset in again.items()})
+
+    async def replayable(self, partition: int, epoch: int) -> bool:
+        """Whether ``partition`` can go back to its models stored at ``epoch``: the log holds
+        every record after it (a partition whose log start is unknown or past it is not
+        rolled back: that would lose the events of the deleted records) and the models are
+        there (taken into :attr:`models` then; epoch -1: models that learned nothing)."""
+        start = self.log_starts.get(partition)
+        if start is None or start > epoch + 1:
+            log.warning("partition %d: records after its stored models (offset %d) are not all "
+                        "in the log (log start %s): its envelopes stay as they are and the "
+                        "models go on without those events", partition, epoch,
+                        start)  # fmt: skip
+            return False
+        if epoch < 0:
+            self.models.parts.pop(partition, None)
+            return True
+        redis = self.shop.runtime.redis
+        models = await self.retry("reading stored models",
+                                  lambda: self.handover.fetch(redis, partition, epoch))  # fmt: skip
+        if models is None:
+            log.error("partition %d: the models stored for offset %d are missing or refused: "
+                      "its envelopes stay as they are", partition, epoch)  # fmt: skip
+            return False
+        self.models.parts[partition] = models
+        self.models.upgrade(self.fresh)
+        return True
+
+    async def first_epochs(self, partitions: list[int]) -> None:
+        """Partitions without an undo hash: one starts at epoch -1 if nothing was ever stored
+        of it and neither the table nor our models hold anything of it (a new deployment);
+        otherwise its first stored models start one (until then a crash costs learning)."""
+        candidates = [p for p in partitions if p not in self.models.parts
+                      or self.handover.offset(self.models.parts[p], p) < 0]  # fmt: skip
+        if not candidates:
+            return
+        held = {Envelope.from_bytes(raw).partition for raw in self.shop.profiles.data.values()}
+        redis = self.shop.runtime.redis
+        for p in candidates:
+            if p in held or p not in self.sources.tokens:
+                continue
+            owner = (self.sources.field(p), self.sources.tokens[p])
+            started = await self.retry("starting an undo epoch", lambda p=p, owner=owner:  # type: ignore[misc]
+                                       self.undo.first_epoch(redis, p, self.handover.key(p),
+                                                             owner))  # fmt: skip
+            if started:
+                self.undo.begin(p, -1)
+
+    def take_replays(self) -> dict[int, tuple[int, bool]]:
+        """The partitions to read again: ``{partition: (offset, the consumer starts there
+        already)}`` (settled since the last call)."""
+        again, self.replays = self.replays, {}
+        return again
+
+    async def plan_replays(self, partitions: set[int]) -> None:
+        """At assignment, before the consumer's first seek: the partitions whose undo hash
+        names envelopes start at their stored models' offset + 1 (:attr:`replay_from`), so
+        the batches read again are cut as the first time (a segment is decided once per
+        user and batch). The table is not recovered yet: it is put back when settling. Redis
+        through a client of its own (the worker's connects only after the recovery)."""
+        parts = sorted(partitions)
+        if not self.undo.enabled or not parts:
+            return
+        client = redis_client(self.shop.settings.redis_url)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for p in parts:
+                pipe.hget(self.undo.hash_key(p), EPOCH)
+                pipe.hlen(self.undo.hash_key(p))
+            found = await asyncio.wait_for(pipe.execute(), PLAN_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - settling reads them again, then seeks
+            log.warning("could not read the undo hashes of %s at assignment: %r", parts, exc)
+            return
+        finally:
+            await client.aclose()
+        for i, p in enumerate(parts):
+            epoch, size = found[2 * i], int(found[2 * i + 1])
+            start = self.log_starts.get(p)
+            if epoch is not None and size > 1 and start is not None and start <= int(epoch) + 1:
+                self.replay_from[p] = int(epoch) + 1
+        if self.replay_from:
+            log.info("partitions to read again from their stored models: %s", self.replay_from)
+
+    async def store_models(self) -> None:
+        """At a checkpoint: the models of the partitions this worker owns go to Redis (their
+        table was flushed to Kafka with the checkpoint), each starting a new undo epoch."""
+        owned = sorted(p for p in self.sources.tokens if p in self.models.parts)
+        if not self.handover.enabled or not owned:
+            return
+        redis = self.shop.runtime.redis
+        stored = await self.retry("storing the partition models", lambda: self.handover.give(
+            redis, self.models, owned, or_equal=True, owner=self.sources,
+            undo_key=self.undo.hash_key))  # fmt: skip
+        self.new_epochs(stored)
+
+    def new_epochs(self, stored: dict[int, bool]) -> None:
+        for p, new in stored.items():
+            if new and p in self.sources.tokens:
+                self.undo.begin(p, self.handover.offset(self.models.parts[p], p))
+
+    async def keep_before(self, changes: list[tuple[str, int, bytes | None]]) -> None:
+        """Envelopes about to be written, with their bytes now: the first write of each user
+        in its partition's undo epoch keeps those (raises Fenced if it moved)."""
+        if not changes:
+            return
+        redis, owners = self.shop.runtime.redis, self.owners()
+        await self.retry("keeping the envelopes before the write",
+                         lambda: self.undo.stash(redis, owners, changes))  # fmt: skip
+
+    async def forget_undo(self, uid: str) -> None:
+        """An erased user must never come back from an undo hash: their entries become
+        "did not exist" (a user without one is not put back anyway)."""
+        changes = [(uid, p, None) for p, users in self.undo.stashed.items() if uid in users]
+        if changes:
+            redis, owners = self.shop.runtime.redis, self.owners()
+            await self.retry("erasing from the undo hashes", lambda: self.undo.stash(
+                redis, owners, changes, overwrite=True))  # fmt: skip
+
+    def owners(self) -> dict[int, tuple[str, str]]:
+        return {p: (self.sources.field(p), t) for p, t in self.sources.tokens.items()}
 
     async def replay_passed(self, partitions: set[int]) -> None:
         """The re-read of ``partitions`` went past the outputs already sent."""
@@ -167,18 +296,9 @@ class Partitions:
         keys = [self.until_key(p) for p in sorted(partitions)]
         await self.retry("ending the replays", lambda: redis.delete(*keys))
 
-    def keep_replays_in(self, log_starts: dict[int, int]) -> None:
-        """A partition whose log no longer holds every record after the checkpoint (a
-        checkpoint restored from an old backup, retention) is not read again and its
-        envelopes are not put back: that would lose the events of the deleted records."""
+    def note_log_starts(self, log_starts: dict[int, int]) -> None:
+        """The log starts of assigned partitions (asked at assignment)."""
         self.log_starts.update(log_starts)
-        for partition, start in log_starts.items():
-            again = self.replay_from.get(partition)
-            if again is not None and start > again:
-                log.warning("partition %d: records %d..%d after the model checkpoint are no "
-                            "longer in the log; its envelopes stay as they are and the models "
-                            "go on without those events", partition, again, start - 1)  # fmt: skip
-                del self.replay_from[partition]
 
     def replayed(self, partition: int, offset: int) -> bool:
         """Whether the record's batch delivered its outputs before the restart."""
@@ -210,6 +330,10 @@ class Partitions:
         for partition in partitions:
             self.replay_from.pop(partition, None)
             self.replay_until.pop(partition, None)  # the next owner reads it from Redis
+
+    def revoked(self, partitions: Iterable[int]) -> None:
+        """After the hand-over: the partitions' undo epochs are read again if they come back."""
+        self.undo.drop(partitions)
 
     def reset_state(self, partitions: Iterable[int]) -> None:
         """Drop what memory holds of ``partitions``: rebuilt from the table on next use."""
@@ -247,9 +371,15 @@ class Partitions:
 
         async def give() -> dict[int, bool]:
             async with self.lock:  # not in the middle of a batch
-                return await self.handover.give(
-                    self.shop.runtime.redis, self.models, sorted(self.models.parts)
-                )
+                # the table's changelog first: a partition we own starts a new undo epoch
+                # at the models' offset, which its table must then be durably at
+                await self.shop.app.producer.flush()
+                stored = await self.handover.give(
+                    self.shop.runtime.redis, self.models, sorted(self.models.parts),
+                    owner=self.sources, undo_key=self.undo.hash_key,
+                )  # fmt: skip
+                self.new_epochs(stored)
+                return stored
 
         try:
             given = await asyncio.wait_for(give(), HANDOVER_TIMEOUT_S)
@@ -273,7 +403,9 @@ class Partitions:
         """Before the first batch after an assignment (Redis is up by then): check the
         sources and claim the partitions (:class:`~streams.worker.sources.Sources`; raises
         StateDiverged), then store and drop the models of partitions we do not have, take
-        newer stored ones of those we have."""
+        newer stored ones of those we have, and put back partitions whose previous owner
+        wrote after storing its models (:meth:`start_replays`; the agent then reads them
+        again from :attr:`replay_from`)."""
         if self.to_settle is None:
             return
         assigned, self.to_settle = self.to_settle, None
@@ -282,23 +414,24 @@ class Partitions:
         await self.check_sources(assigned)
         await self.tombstones.settle(self.sources.incarnation, assigned)
         if not self.handover.enabled:
-            await self.start_replays(assigned, set())
             return
+        parts = sorted(assigned)
         try:  # retried while Redis is unreachable; any other error must not fail the batch
             released, taken = await self.retry(
                 "settling the models of assigned partitions",
                 lambda: self.handover.settle(redis, self.models, assigned),
             )
+            undos = await self.retry("reading the undo hashes",
+                                     lambda: self.undo.read(redis, parts))  # fmt: skip
         except Exception:
             log.exception("settling the partition models failed; going on with our copies")
-            await self.start_replays(assigned, set())
             return
-        await self.start_replays(assigned, set(taken))
         if released:
             log.info("partitions %s: models of partitions owned elsewhere released", released)
         if taken:
             self.models.upgrade(self.fresh)
             log.info("partitions %s: took over the models their previous owner stored", taken)
+        await self.start_replays(assigned, undos)
 
     def seen(self, partitions: Iterable[int], wall_s: float) -> None:
         """Records of ``partitions`` were just processed: their idle time starts now."""

@@ -1,37 +1,41 @@
-"""The envelopes as they were at the last model checkpoint, so that a crash costs no learning.
+"""The envelopes as they were when a partition's models were last stored, kept in Redis, so
+that neither a crash nor a move without hand-over costs any learning.
 
-The profiles table is written after every batch; the models are checkpointed only every
-``SHOPSTREAM_CHECKPOINT_INTERVAL_S``. After a crash the models come back as they were at the
-checkpoint (offset ``C`` of each partition) while the table holds every batch up to the crash
-(``F``): the events in between were applied to the profiles but would never teach the models,
-and every alert, segment change and anomaly derived from the models afterwards would differ
-from a run without the crash.
+The profiles table is written after every batch; a partition's models reach Redis only at a
+checkpoint (every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S``) or a hand-over
+(:mod:`streams.worker.handover`), with the source offset ``E`` they include. If the owner dies
+later (a crash, ``kill -9`` during a rebalance, a worker frozen until its partition moved),
+whoever reads the partition next has models at ``E`` while the table holds every batch up
+to the crash: the events in between were applied to the profiles but would never teach the
+models, and every alert, segment change and anomaly derived from them would differ from a
+run without the fault.
 
-The undo log closes that gap. Before a user's envelope is first written after checkpoint
-``n``, its bytes as they were at the checkpoint (``None``: the user did not exist) are appended
-to ``undo-<n>.log`` next to the checkpoint and flushed to the operating system (a killed
-process loses nothing it wrote; a lost machine loses its checkpoints anyway). After a
-restart on checkpoint ``n``, every envelope in ``undo-<n>.log`` is put back as it was — in the
-table and its changelog — and the partition is read again from ``C + 1``: profiles, churn
-tracks and models all learn those events again, in order, exactly as the first time, while
-the Redis stores (fenced by source offset) skip what they applied and the outputs the batches
-delivered before the crash are not sent again (``streams.worker.partitions``). A new
-checkpoint starts a new log and deletes the older ones.
+So the table is made to go back to ``E`` too. Each partition has an undo hash in Redis,
+``<prefix>undo:<topic>:<partition>``, whose ``@epoch`` field is ``E`` (``-1``: models that
+learned nothing, for a partition the table holds nothing of). Before a user's envelope is
+first written after ``E``, its bytes as they were (or "did not exist") are added to the hash
+(``HSETNX``: the state at ``E`` is kept, never a later one), in one script that also checks
+the writer still owns the partition and the epoch it knows is still the stored one. Storing
+models for a new offset and starting the new, empty epoch are one script
+(:data:`streams.worker.handover._GIVE`), so the two never disagree.
 
-Each line is ``<hex HMAC-SHA256 of the rest>␠<JSON [user, partition, envelope or null]>``,
-signed with ``SHOPSTREAM_CHECKPOINT_KEY`` like the checkpoints; a line that does not verify
-(torn by the crash, tampered) ends the log: what follows it is not trusted.
+Whoever takes a partition over (the next owner, or the same worker after a restart) reads
+its hash first: if it names envelopes, it puts them back (table and changelog), takes the
+stored models of offset ``E`` and reads the partition again from ``E + 1``: profiles, churn
+tracks and models learn those events again, in order, exactly as the first time, while the
+Redis stores skip what they applied (their own offset fences) and the outputs already
+delivered are not sent again (:mod:`streams.worker.partitions`).
 
->>> import tempfile, pathlib
->>> log = UndoLog(pathlib.Path(tempfile.mkdtemp()), b"k")
->>> log.begin(3)
-{}
->>> log.stash([("u1", 0, b'{"p": 1}'), ("u2", 1, None)])
->>> log.stash([("u1", 0, b'{"p": 2}')])  # the state at the checkpoint is kept, not this one
->>> log.begin(3)  # after a restart on checkpoint 3
-{'u1': (0, b'{"p":1}'), 'u2': (1, None)}
->>> log.forget("u1"); log.begin(3)  # an erased user is "did not exist"
-{'u1': (0, None), 'u2': (1, None)}
+Every entry is signed with ``SHOPSTREAM_CHECKPOINT_KEY`` (HMAC-SHA256 over the hash's key,
+the epoch, the user and the bytes): whoever can write to Redis can delete entries, not plant
+envelopes; a partition with an entry that does not verify is not rolled back.
+
+>>> store = UndoStore(b"k", "undo:", "owners")
+>>> raw = store.entry(7, "u1", b'{"p":1}')
+>>> store.parse(7, "u1", raw), store.parse(8, "u1", raw)  # signed for its epoch only
+(b'{"p":1}', Ellipsis)
+>>> store.parse(7, "u1", store.entry(7, "u1", None)) is None
+True
 """
 
 from __future__ import annotations
@@ -40,114 +44,165 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
-from pathlib import Path
-from typing import IO
+from dataclasses import dataclass, field
+from types import EllipsisType
+from typing import Any
 
-import orjson
+from streams.core.errors import Fenced
 
 log = logging.getLogger(__name__)
 
-#: what a log holds: user -> (source partition, envelope bytes at the checkpoint or None)
-Entries = dict[str, tuple[int, bytes | None]]
+#: what a partition's hash holds: user -> envelope bytes at the epoch (None: did not exist)
+Entries = dict[str, bytes | None]
+
+#: Adds entries to an undo hash. KEYS[1] the hash, KEYS[2] the owners hash; ARGV[1] the
+#: epoch the writer knows, ARGV[2] its owner field, ARGV[3] its token, ARGV[4] "1" to
+#: overwrite (an erasure) or "0" (the state at the epoch is kept), then user, entry pairs.
+#: Returns the entries added, -1 if the epoch moved on, -2 if the partition moved.
+_STASH = """
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then return -2 end
+if redis.call('HGET', KEYS[1], '@epoch') ~= ARGV[1] then return -1 end
+local n = 0
+for i = 5, #ARGV, 2 do
+  if ARGV[4] == '1' then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    n = n + 1
+  else
+    n = n + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return n
+"""
+
+#: The first epoch of a partition nobody stored models of: KEYS[1] the undo hash, KEYS[2]
+#: the models' hash, KEYS[3] the owners hash; ARGV[1] the owner field, ARGV[2] the token.
+#: Returns 1 if started, 0 if either hash exists, -2 if the partition moved.
+_FIRST = """
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], '@epoch', '-1')
+return 1
+"""
+
+EPOCH = "@epoch"
 
 
-class UndoLog:
-    """The pre-images of the envelopes changed since checkpoint :attr:`sequence`."""
+@dataclass
+class Undo:
+    """A partition's undo hash as read: its epoch (None: there is none) and entries (None: an
+    entry does not verify, nothing of the partition is trusted)."""
 
-    def __init__(self, directory: Path, key: bytes) -> None:
-        self.dir, self.key = directory, key
-        self.sequence = -1
-        self.stashed: set[str] = set()
-        self.file: IO[bytes] | None = None
+    epoch: int | None
+    entries: Entries | None = field(default_factory=dict)
+
+
+class UndoStore:
+    """The undo hashes of the partitions a worker writes."""
+
+    def __init__(self, key: bytes, base: str, owners_key: str) -> None:
+        self.key, self.base, self.owners_key = key, base, owners_key
+        #: partition -> the epoch this worker writes in (only partitions it owns)
+        self.epochs: dict[int, int] = {}
+        #: partition -> users with an entry in that epoch
+        self.stashed: dict[int, set[str]] = {}
 
     @property
     def enabled(self) -> bool:
         return bool(self.key)
 
-    def path(self, sequence: int) -> Path:
-        return self.dir / f"undo-{sequence:012d}.log"
+    def hash_key(self, partition: int) -> str:
+        return f"{self.base}{partition}"
 
-    def begin(self, sequence: int) -> Entries:
-        """Log the changes after checkpoint ``sequence`` (0: the models as they start, with no
-        checkpoint); return what an earlier run already logged for it (empty for a new one)
-        and delete the logs of older checkpoints."""
-        if not self.enabled:
-            return {}
-        self.close()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        entries = self.read(sequence)
-        self.sequence, self.stashed = sequence, set(entries)
-        self._rewrite(entries)  # without a torn last line, after which nothing would be read
-        for old in self.dir.glob("undo-*.log"):
-            if old != self.path(sequence):
-                old.unlink(missing_ok=True)
-        return entries
+    def begin(self, partition: int, epoch: int, users: Iterable[str] = ()) -> None:
+        """From now on, write ``partition``'s entries into ``epoch`` (``users`` have one)."""
+        self.epochs[partition] = epoch
+        self.stashed[partition] = set(users)
 
-    def wants(self, uid: str) -> bool:
-        """Whether ``uid``'s bytes before its next write must be logged (its first write
-        since the checkpoint): callers read the table only for those."""
-        return self.file is not None and uid not in self.stashed
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Not ours any more: read again at the next assignment."""
+        for p in partitions:
+            self.epochs.pop(p, None)
+            self.stashed.pop(p, None)
 
-    def stash(self, changes: Iterable[tuple[str, int, bytes | None]]) -> None:
+    def wants(self, partition: int, uid: str) -> bool:
+        """Whether ``uid``'s bytes before its next write must be kept (its first write in
+        the partition's epoch): callers read the table only for those."""
+        return partition in self.epochs and uid not in self.stashed[partition]
+
+    async def stash(
+        self, redis: Any, owners: dict[int, tuple[str, str]],
+        changes: Iterable[tuple[str, int, bytes | None]], *, overwrite: bool = False,
+    ) -> None:  # fmt: skip
         """``(user, partition, bytes before this write)`` of envelopes about to be written:
-        the first of each user since the checkpoint is appended (and flushed)."""
-        if self.file is None:
-            return
-        lines = []
+        the first of each user in its partition's epoch is added (``overwrite``: replaced,
+        for an erasure). ``owners``: partition -> (owner field, our token). Raises Fenced if
+        a partition moved or its models were stored by another worker since."""
+        grouped: dict[int, list[tuple[str, bytes | None]]] = {}
         for uid, partition, before in changes:
-            if uid in self.stashed:
+            if partition in self.epochs and (overwrite or uid not in self.stashed[partition]):
+                grouped.setdefault(partition, []).append((uid, before))
+        if not grouped:
+            return
+        pipe = redis.pipeline(transaction=False)
+        for p, items in sorted(grouped.items()):
+            epoch = self.epochs[p]
+            args: list[Any] = [epoch, *owners.get(p, ("", "none")), "1" if overwrite else "0"]
+            for uid, before in items:
+                args += [uid, self.entry(epoch, uid, before)]
+            pipe.eval(_STASH, 2, self.hash_key(p), self.owners_key, *args)
+        results = await pipe.execute()
+        for (p, items), result in zip(sorted(grouped.items()), results, strict=True):
+            if int(result) < 0:
+                raise Fenced(f"partition {p}: "
+                             + ("it moved to another worker" if int(result) == -2 else
+                                "its models were stored by another worker"))  # fmt: skip
+            self.stashed[p].update(uid for uid, _ in items)
+
+    async def read(self, redis: Any, partitions: list[int]) -> dict[int, Undo]:
+        """The undo hashes of ``partitions`` as stored (verified)."""
+        pipe = redis.pipeline(transaction=False)
+        for p in partitions:
+            pipe.hgetall(self.hash_key(p))
+        out: dict[int, Undo] = {}
+        for p, raw in zip(partitions, await pipe.execute(), strict=True):
+            fields = {k.decode(): v for k, v in raw.items()}
+            if EPOCH not in fields:
+                out[p] = Undo(None)
                 continue
-            self.stashed.add(uid)
-            lines.append(self._line(uid, partition, before))
-        if lines:
-            self.file.write(b"".join(lines))
-            self.file.flush()
+            epoch = int(fields.pop(EPOCH))
+            entries: Entries | None = {}
+            for uid, value in fields.items():
+                before = self.parse(epoch, uid, value)
+                if before is Ellipsis:
+                    log.error("partition %d: the undo entry of %r does not verify (tampered, "
+                              "or written with another key): the partition is not rolled "
+                              "back", p, uid)  # fmt: skip
+                    entries = None
+                    break
+                assert entries is not None
+                entries[uid] = before
+            out[p] = Undo(epoch, entries)
+        return out
 
-    def forget(self, uid: str) -> None:
-        """An erased user must never come back from the log: their entry becomes "did not
-        exist" (the log is rewritten, atomically)."""
-        if self.file is None or uid not in self.stashed:
-            return  # not changed since the checkpoint: nothing of theirs to put back
-        entries = self.read(self.sequence)
-        entries[uid] = (entries[uid][0], None) if uid in entries else (0, None)
-        self.close()
-        self._rewrite(entries)
+    async def first_epoch(self, redis: Any, partition: int, models_key: str,
+                          owner: tuple[str, str]) -> bool:  # fmt: skip
+        """Start epoch -1 of a partition nothing was stored of (see :data:`_FIRST`)."""
+        result = int(await redis.eval(_FIRST, 3, self.hash_key(partition), models_key,
+                                      self.owners_key, *owner))  # fmt: skip
+        return result == 1
 
-    def _rewrite(self, entries: Entries) -> None:
-        """The log of :attr:`sequence` holding ``entries`` (atomically), open to append."""
-        path = self.path(self.sequence)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as out:
-            out.write(b"".join(self._line(u, p, raw) for u, (p, raw) in entries.items()))
-        tmp.replace(path)
-        self.file = path.open("ab")
+    def entry(self, epoch: int, uid: str, before: bytes | None) -> bytes:
+        payload = b"-" if before is None else b"=" + before
+        return self._mac(epoch, uid, payload).encode() + payload
 
-    def read(self, sequence: int) -> Entries:
-        """The verified entries of ``undo-<sequence>.log`` (up to the first bad line)."""
-        path = self.path(sequence)
-        if not path.exists():
-            return {}
-        entries: Entries = {}
-        for n, line in enumerate(path.read_bytes().split(b"\n")):
-            if not line:
-                continue
-            mac, _, body = line.partition(b" ")
-            if not hmac.compare_digest(mac, self._mac(body).encode()):  # bytes: any byte
-                log.warning("%s: line %d does not verify (torn or tampered): ignoring it and "
-                            "the rest", path.name, n + 1)  # fmt: skip
-                break
-            uid, partition, before = orjson.loads(body)
-            entries.setdefault(uid, (partition, orjson.dumps(before) if before else None))
-        return entries
+    def parse(self, epoch: int, uid: str, raw: bytes) -> bytes | EllipsisType | None:
+        """The bytes an entry holds (None: did not exist), ``...`` if it does not verify."""
+        mac, payload = raw[:64], raw[64:]
+        if not payload or not hmac.compare_digest(mac, self._mac(epoch, uid, payload).encode()):
+            return ...
+        return None if payload == b"-" else payload[1:]
 
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-
-    def _line(self, uid: str, partition: int, before: bytes | None) -> bytes:
-        body = orjson.dumps([uid, partition, orjson.Fragment(before) if before else None])
-        return self._mac(body).encode() + b" " + body + b"\n"
-
-    def _mac(self, body: bytes) -> str:
+    def _mac(self, epoch: int, uid: str, payload: bytes) -> str:
+        body = f"{self.base}\x00{epoch}\x00{uid}\x00".encode() + payload
         return hmac.new(self.key, body, hashlib.sha256).hexdigest()
+

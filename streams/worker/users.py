@@ -32,7 +32,6 @@ from streams.domain.recommendations import is_trigger
 from streams.patches.tablestore import put
 from streams.worker.context import ProfileTable
 from streams.worker.partitions import LiveEnvelopes, Partitions
-from streams.worker.undo import UndoLog
 
 log = logging.getLogger(__name__)
 
@@ -270,17 +269,20 @@ def serialise(out: UserUpdates) -> None:
             out.serialised[uid] = (env.partition, raw)
 
 
-async def write(out: UserUpdates, batched: bool = True, undo: UndoLog | None = None) -> None:
+async def write(out: UserUpdates, batched: bool = True, parts: Partitions | None = None) -> None:
     """Write the changed envelopes to the table and its changelog, naming the changelog
     partition (the source partition): ``batched``, one producer batch per partition
     (``SHOPSTREAM_BATCH_PRODUCE``), else one ``send_changelog`` each. Called once the batch's
     outputs were delivered: the envelope is the fence, so a crash before it re-derives the
     outputs, never loses them. Faust flushes the changelog before it commits offsets. The
-    ``undo`` log first keeps the users' envelopes as they were at the last checkpoint."""
+    ``parts``' undo hashes first keep the users' envelopes as they were when their
+    partition's models were stored (streams.worker.undo)."""
     table = out.table
     records = [(p, uid, v) for uid, (p, v) in out.serialised.items() if uid not in out.broken]
-    if undo is not None:
-        undo.stash([(uid, p, table.get(uid)) for p, uid, _ in records if undo.wants(uid)])
+    if parts is not None:
+        wants = parts.undo.wants
+        await parts.keep_before([(uid, p, table.get(uid)) for p, uid, _ in records
+                                 if wants(p, uid)])  # fmt: skip
     if batched:
         await table.send_changelog_batch(records)
     else:

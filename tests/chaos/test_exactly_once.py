@@ -117,7 +117,7 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
     fate, _ = await asyncio.gather(
         disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=500)
     )
-    line = compare(await outcome(clean), await outcome(chaos), total, models_exact=False)
+    line = compare(await outcome(clean), await outcome(chaos), total, models_exact=True)
     say(f"owner frozen until its partition moved, then thawed ({fate}): {line}")
 
 
@@ -186,7 +186,7 @@ async def test_kill9_during_a_rebalance(settings: Settings, tmp_path: Path) -> N
         disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=500)
     )
     assert at < total, "the first worker finished before the rebalance: nothing was disturbed"
-    line = compare(await outcome(clean), await outcome(chaos), total, models_exact=False)
+    line = compare(await outcome(clean), await outcome(chaos), total, models_exact=True)
     say(f"kill -9 during a rebalance at {at}/{total} committed: {line}")
 
 

@@ -175,13 +175,18 @@ async def alert_ids(settings: Settings) -> list[str]:
 
 
 # --- Redis reads ------------------------------------------------------------------------
+#: key prefixes that are not similarity state (see :func:`redis_state`)
+SKIPPED = ("alerted:", "pm:", "undo:", "fc:")
+
+
 async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
     """Every similarity and business-figure key under the prefix, type-aware, with prefix
     and topic names stripped.
 
     Alert de-duplication markers (``alerted:*``), the forecasts' bookkeeping (``fc:*``),
     the alerts' uplift tally
-    (:data:`ALERT_TALLY`), handed-over partition models (``pm:*``) and the store's
+    (:data:`ALERT_TALLY`), handed-over partition models (``pm:*``) and the envelopes kept to
+    go back to them (``undo:*``, streams.worker.undo), and the store's
     bookkeeping (its epoch, the topic id it was built from, partition owner tokens) are not
     similarity state and are left out; TTLs are wall-clock and are left out too. Values are
     compared exactly; a fence names its source ``topic@<topic id>``, which differs between
@@ -199,7 +204,7 @@ async def redis_state(url: str, settings: Settings) -> dict[str, Any]:
         keys = [k async for k in client.scan_iter(match=base + "*", count=2000)]
         for raw in keys:
             name = raw.decode()[len(base) :]
-            if name.startswith(("alerted:", "pm:", "fc:")) or name in BOOKKEEPING | ALERT_TALLY:
+            if name.startswith(SKIPPED) or name in BOOKKEEPING | ALERT_TALLY:
                 continue  # pm: partition models handed over (learning is at most once);
                 # fc: forecasts sent (when depends on timers) and wall times of partitions
             kind = (await client.type(raw)).decode()
