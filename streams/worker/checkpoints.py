@@ -6,9 +6,10 @@ ever unpickled) every ``SHOPSTREAM_CHECKPOINT_INTERVAL_S`` and on shutdown, numb
 order they are written and recording the stream time and the last source offset each bundle
 includes; on start the newest (last written) valid checkpoint is restored, so progressive
 metrics go on (a refused one -- an older pickle format, tampered -- is logged, counted and
-skipped; with none left, the models start fresh). After a crash, the undo log of the
-restored checkpoint (:mod:`streams.worker.undo`) puts the envelopes back as they were at the
-checkpoint and the events after it are read again, so the models learn every event once.
+skipped; with none left, the models start fresh). Each checkpoint also stores the owned
+partitions' models in Redis (:meth:`~streams.worker.partitions.Partitions.store_models`);
+after a crash the undo hashes (:mod:`streams.worker.undo`) put the envelopes back as they
+were then and the events after it are read again, so the models learn every event once.
 """
 
 from __future__ import annotations

@@ -170,9 +170,10 @@ async def redis_dump(s: Settings, ref_ms: int) -> dict[str, Any]:
         pattern = base.replace("{", "\\{").replace("}", "\\}") + "*"
         async for raw in client.scan_iter(match=pattern, count=1000):
             key = text(raw)[len(base) :]
-            if key.startswith(("pm:", "fc:")):
-                continue  # partition models handed over at a rebalance: compared by effect;
-                # the forecasts' bookkeeping: sent when a timer fires, wall times
+            if key.startswith(("pm:", "undo:", "fc:")):
+                continue  # partition models stored and the envelopes kept to go back to
+                # them (streams.worker.undo): compared by effect; the forecasts'
+                # bookkeeping: sent when a timer fires, wall times
             if key in BOOKKEEPING:
                 continue  # store epoch, topic id, owner tokens: differ by run and by workers
             kind = text(await client.type(raw))

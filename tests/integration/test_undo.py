@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from streams.core.errors import Fenced
 from streams.core.settings import Settings
 from streams.tools.generate import generate
-from tests.support.fakes import fake_shop, message, new_processor, topic_of
+from tests.support.fakes import assign, fake_shop, message, new_processor, topic_of
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +40,6 @@ def base(settings: Settings) -> Settings:
     )  # fmt: skip
 
 
-async def assigned(proc: Any, redis: aioredis.Redis, log_start: int = 0) -> dict[int, Any]:
-    """What an assignment of partition 0 does before its first batch (the real
-    ``Partitions.settle``; the topic's identity and fences need Kafka and are skipped:
-    tests/integration/test_fences.py covers them). Returns the partitions to read again."""
-    parts = proc.parts
-    parts.shop.runtime.redis = redis
-
-    async def claim_only(partitions: set[int]) -> None:
-        await parts.sources.claim(redis, partitions)
-
-    parts.check_sources = claim_only
-    parts.note_log_starts({0: log_start})
-    parts.on_assigned({0})
-    await parts.plan_replays({0})
-    await proc.prepare()
-    replays: dict[int, Any] = parts.take_replays()
-    return replays
-
-
 async def run(settings: Settings, batches: list[list[Any]], crash: tuple[int, int] | None,
               redis: aioredis.Redis, *, move: bool = False) -> Any:  # fmt: skip
     """All batches through one worker; with ``crash = (c, k)``: a checkpoint after batch
@@ -66,7 +47,7 @@ async def run(settings: Settings, batches: list[list[Any]], crash: tuple[int, in
     dead one's data dir) is handed the batches again from where the settle says."""
     shop = fake_shop(settings)
     proc = new_processor(shop)
-    assert await assigned(proc, redis) == {}
+    assert await assign(proc, redis) == {}
     n = 0
     while n < len(batches):
         await proc.process(batches[n])
@@ -76,7 +57,7 @@ async def run(settings: Settings, batches: list[list[Any]], crash: tuple[int, in
             moved = shop.settings.with_(data_dir=f"{settings.data_dir}-next")
             # the table as it is; the models of the checkpoint (restart) or from Redis
             proc = new_processor(replace(shop, settings=moved) if move else shop)
-            replays = await assigned(proc, redis)
+            replays = await assign(proc, redis)
             at = batches[crash[0]][-1].message.offset + 1
             assert replays == {0: (at, True)}, "read again from the stored models' offset"
             n, crash = crash[0], None
@@ -119,14 +100,14 @@ async def test_no_roll_back_when_the_log_lost_the_records_after_the_models(
     batches = workload(s.topic_events)
     shop = fake_shop(s)
     proc = new_processor(shop)
-    await assigned(proc, redis_client)
+    await assign(proc, redis_client)
     for n, batch in enumerate(batches[:5]):
         await proc.process(batch)
         if n == 1:
             await proc.checkpoint()
     before = dict(shop.profiles.data)
     again = new_processor(shop)
-    assert await assigned(again, redis_client, log_start=batches[3][0].message.offset) == {}
+    assert await assign(again, redis_client, log_start=batches[3][0].message.offset) == {}
     assert dict(shop.profiles.data) == before
 
 
@@ -139,11 +120,11 @@ async def test_a_worker_whose_partition_moved_keeps_no_envelope(
     batches = workload(s.topic_events)
     shop = fake_shop(s)
     old = new_processor(shop)
-    await assigned(old, redis_client)
+    await assign(old, redis_client)
     await old.process(batches[0])
     await old.checkpoint()
     new = new_processor(fake_shop(s.with_(data_dir=s.data_dir + "-new")))
-    await assigned(new, redis_client)
+    await assign(new, redis_client)
     key = old.parts.undo.hash_key(0)
     stored = await redis_client.hgetall(key)
     with pytest.raises(Fenced):
@@ -158,7 +139,7 @@ async def test_an_erased_user_never_comes_back_from_the_undo_hash(
     batches = workload(s.topic_events)
     shop = fake_shop(s)
     proc = new_processor(shop)
-    await assigned(proc, redis_client)
+    await assign(proc, redis_client)
     await proc.process(batches[0])
     await proc.checkpoint()
     await proc.process(batches[1])
@@ -187,7 +168,7 @@ async def test_a_tampered_entry_stops_the_roll_back_of_its_partition(
     batches = workload(s.topic_events)
     shop = fake_shop(s)
     proc = new_processor(shop)
-    await assigned(proc, redis_client)
+    await assign(proc, redis_client)
     await proc.process(batches[0])
     await proc.checkpoint()
     await proc.process(batches[1])
@@ -197,5 +178,5 @@ async def test_a_tampered_entry_stops_the_roll_back_of_its_partition(
     before = dict(shop.profiles.data)
     again = new_processor(shop)
     assert (await again.parts.undo.read(redis_client, [0]))[0].entries is None
-    await assigned(again, redis_client)
+    await assign(again, redis_client)
     assert dict(shop.profiles.data) == before

@@ -220,6 +220,26 @@ def fake_shop(settings: Settings) -> ShopApp:
     )  # fmt: skip
 
 
+async def assign(proc: Any, redis: Any, log_start: int = 0) -> dict[int, Any]:
+    """What an assignment of partition 0 does before its first batch, with ``redis`` a real
+    client: the real ``Partitions.settle`` (the topic's identity and fences need Kafka and
+    are skipped: tests/integration/test_fences.py covers them). Returns the partitions to
+    read again (``Partitions.take_replays``)."""
+    parts = proc.parts
+    parts.shop.runtime.redis = redis
+
+    async def claim_only(partitions: set[int]) -> None:
+        await parts.sources.claim(redis, partitions)
+
+    parts.check_sources = claim_only
+    parts.note_log_starts({0: log_start})
+    parts.on_assigned({0})
+    await parts.plan_replays({0})
+    await proc.prepare()
+    replays: dict[int, Any] = parts.take_replays()
+    return replays
+
+
 def topic_of(shop: ShopApp, name: str) -> FakeTopic:
     """One of the shop's fake topics by field name (``"dlq"``, ``"recommendations"``...)."""
     topic = getattr(shop, name)
