@@ -52,3 +52,70 @@ def test_only_the_first_write_of_a_user_in_an_epoch_is_kept() -> None:
 
 def test_without_a_key_the_store_is_off() -> None:
     assert not store(b"").enabled and store().enabled
+
+
+# --- review (branch undo-redis) -------------------------------------------------------------
+class _Pipe:
+    def __init__(self, hashes: dict[str, dict[bytes, bytes]]) -> None:
+        self.hashes, self.calls = hashes, []
+
+    def hgetall(self, key: str) -> None:
+        self.calls.append(("hgetall", key))
+
+    def hget(self, key: str, field: str) -> None:
+        self.calls.append(("hget", key, field))
+
+    def hlen(self, key: str) -> None:
+        self.calls.append(("hlen", key))
+
+    async def execute(self) -> list[object]:
+        out: list[object] = []
+        for call in self.calls:
+            h = self.hashes.get(call[1], {})
+            if call[0] == "hgetall":
+                out.append(dict(h))
+            elif call[0] == "hget":
+                out.append(h.get(call[2].encode()))
+            else:
+                out.append(len(h))
+        return out
+
+
+class _Redis:
+    def __init__(self, hashes: dict[str, dict[bytes, bytes]]) -> None:
+        self.hashes = hashes
+
+    def pipeline(self, transaction: bool = False) -> _Pipe:
+        return _Pipe(self.hashes)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_an_entry_copied_to_another_partitions_hash_does_not_verify() -> None:
+    """The module docstring: entries are signed "over the hash's key, the epoch, the user and
+    the bytes". ``UndoStore._mac`` signs ``self.base`` (no partition), so partition 3's
+    entries, copied with their ``@epoch`` into partition 5's hash, verify there: e.g. at
+    epoch -1 (no stored models needed) a user of partition 3 who was erased or expired is
+    put back into partition 5's table and changelog by ``Partitions.roll_back``."""
+    import asyncio
+
+    s = store()
+    raw = s.entry(-1, "u-of-p3", b'{"p":3}')
+    redis = _Redis({s.hash_key(5): {b"@epoch": b"-1", b"u-of-p3": raw}})
+    undo = asyncio.run(s.read(redis, [5]))[5]
+    assert undo.entries is None, "an entry of partition 3's hash is accepted in partition 5's"
+
+
+def test_a_malformed_epoch_is_refused_not_a_crash_at_every_assignment() -> None:
+    """``@epoch`` is not signed. ``Partitions.plan_replays`` runs ``int(epoch)`` outside its
+    try (partitions.py:248) inside Faust's on_partitions_assigned, where an exception
+    crashes the app (faust App._on_partitions_assigned -> crash): one bad field is a crash
+    loop for every worker given the partition; ``UndoStore.read`` raises too (settle then
+    takes its except path). Refused like a tampered entry is what the docstring promises."""
+    import asyncio
+
+    s = store()
+    redis = _Redis({s.hash_key(0): {b"@epoch": b"x", b"u": s.entry(1, "u", None)}})
+    undo = asyncio.run(s.read(redis, [0]))[0]  # raises ValueError on the reviewed code
+    assert undo.entries is None or undo.epoch is None
