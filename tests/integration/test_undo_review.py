@@ -112,3 +112,41 @@ async def test_a_batch_that_ends_after_its_partition_was_revoked_keeps_its_envel
     assert dict(shop.profiles.data) == dict(clean.profiles.data)
     for name in OUTPUTS:
         assert sent(shop, name)[-len(sent(clean, name)):] == sent(clean, name), name
+
+
+async def test_a_worker_waking_before_the_new_owner_claims_cannot_end_its_undo_epoch(
+    settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Owner tokens move at the new owner's *first batch* (``settle`` -> ``claim``), after its
+    table recovery, not at its assignment. Worker A, frozen until its partition moved,
+    wakes in between: its batch in flight passes the undo script's token check (the token
+    is still A's), writes envelopes the new owner's recovered table does not hold, and its
+    revocation's hand-over stores its models, whose ``_GIVE`` deletes the undo hash and
+    starts an epoch at them. B, which planned a roll-back at assignment, then takes A's
+    models (that learned the batch) with a table without it: no roll-back, and the batch
+    is learned a second time when B reads it from the committed offset."""
+    from tests.support.fakes import FakeTable
+
+    s = base(settings)
+    batches = workload(s.topic_events)
+    clean = await clean_run(s, batches, redis_client, tmp_path)
+    shop = fake_shop(s.with_(data_dir=str(tmp_path / "a")))
+    a = new_processor(shop)
+    await assign(a, redis_client)
+    await a.process(batches[0])
+    await a.checkpoint()
+    epoch = last(batches[0])
+    await a.process(batches[1])  # ... A freezes; B is assigned the partition and recovers
+    recovered = FakeTable(data=dict(shop.profiles.data))
+    b_shop = replace(shop, settings=shop.settings.with_(data_dir=str(tmp_path / "b")),
+                     profiles=recovered)  # fmt: skip
+    b = new_processor(b_shop)
+    await a.process(batches[2])  # A wakes: its batch in flight (its commit then fails)
+    a.parts.on_revoked([0])  # its rebalance: the hand-over
+    await a.parts.hand_over()
+    replays = await assign(b, redis_client)
+    assert replays == {0: (epoch + 1, True)}, "A's late hand-over ended the undo epoch"
+    for batch in batches[2:]:  # from A's last committed offset
+        await b.process(batch)
+    for name in ("churn_alerts", "anomalies"):  # model-derived (profiles end equal)
+        assert set(sent(clean, name)) <= set(sent(shop, name)), name
