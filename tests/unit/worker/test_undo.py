@@ -119,3 +119,17 @@ def test_a_malformed_epoch_is_refused_not_a_crash_at_every_assignment() -> None:
     redis = _Redis({s.hash_key(0): {b"@epoch": b"x", b"u": s.entry(1, "u", None)}})
     undo = asyncio.run(s.read(redis, [0]))[0]  # raises ValueError on the reviewed code
     assert undo.entries is None or undo.epoch is None
+
+
+def test_a_field_that_is_not_utf8_is_refused_not_an_error_of_the_whole_settle() -> None:
+    """``UndoStore.read`` decodes every field name (undo.py: ``k.decode()``): one non-UTF-8
+    field raises, ``Partitions.settle`` takes its except path for *every* assigned partition
+    (no roll-back anywhere, ``replay_until`` not read so delivered outputs are sent again,
+    no ``undo.begin`` so nothing is recorded until the next checkpoint, ``replay_from``
+    left set for any later ``perform_seek``)."""
+    import asyncio
+
+    s = store()
+    redis = _Redis({s.hash_key(0): {b"@epoch": b"1", b"\xff": s.entry(1, "u", None)}})
+    undo = asyncio.run(s.read(redis, [0]))[0]  # raises UnicodeDecodeError on the reviewed code
+    assert undo.entries is None
