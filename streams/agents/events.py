@@ -127,14 +127,16 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             for event in batch:  # those left out are released, not committed (FastConsumer)
                 await stream.ack(event)
 
-    async def read_again(replays: dict[int, tuple[int, bool]]) -> None:
+    async def read_again(replays: dict[int, int]) -> None:
         """Partitions whose envelopes went back to their stored models (streams.worker.undo)
-        are read again from there: the consumer started there, or is sought back (records
-        fetched before are then held back until the re-read reaches them)."""
-        for partition, (offset, sought) in sorted(replays.items()):
+        are read again from there: the consumer's first seek went there (planned at
+        assignment), or it is sought back now (records fetched before are then held back
+        until the re-read reaches them)."""
+        consumer = guarded()
+        for partition, offset in sorted(replays.items()):
             log.info("%s[%d]: reading again from %d, where its stored models are", topic,
                      partition, offset)  # fmt: skip
-            if sought:
+            if consumer.started_at.get(TP(topic, partition)) == offset:
                 order.restart(partition, offset)
             else:
                 order.replay(partition, offset, time.monotonic())
@@ -216,13 +218,15 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             waiting.pop(partition, None)
             guarded().rewound(TP(topic, partition))
         await processor.parts.hand_over()
-        processor.parts.revoked(partitions)
 
     @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
         consumer = guarded()  # before the generation's first record
         mine = [tp for tp in assigned if tp.topic == topic]
         processor.parts.on_assigned({tp.partition for tp in mine})
+        for tp in mine:  # asked again below: a start from an earlier assignment may be stale
+            log_starts.pop(tp.partition, None)
+            processor.parts.log_starts.pop(tp.partition, None)
         now = time.monotonic()
         waiting.update({tp.partition: now for tp in mine if tp.partition not in order.expected})
         if mine:  # a new group (or a recreated topic) starts at the log start: a head

@@ -209,6 +209,8 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         #: where a guarded partition starts after an assignment, if not at the committed
         #: offset (``None``); an earlier offset only
         self.start_at: Callable[[TP], int | None] = lambda tp: None
+        #: where :meth:`perform_seek` started a partition because :attr:`start_at` said so
+        self.started_at: dict[TP, int] = {}
         self.read_offsets = ReadOffsets(self._read_offset)
         self._read_offset = self.read_offsets  # the one Faust's fetch loop reads and sets
 
@@ -224,13 +226,15 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         the guarded partitions that :attr:`start_at` names to that offset instead (a partition
         read again from its stored models, streams.worker.undo)."""
         await super().perform_seek()
+        self.started_at = {}
         for tp in self.assignment():
             offset = self.start_at(tp) if tp.topic in self.guarded else None
             committed = self._committed_offset.get(tp)
             if offset is not None and committed is not None and offset < committed:
                 await self.seek(tp, offset)  # (no commit yet: it starts at the log start)
+                self.started_at[tp] = offset
 
-    async def commit_back(self, offsets: dict[TP, int]) -> None:
+    async def commit_back(self, offsets: dict[TP, int]) -> bool:
         """Commit ``offsets`` below the committed ones (a partition read again from a model
         checkpoint, streams.worker.undo): Faust's own commits only move forward, and its
         acks below the committed offset are ignored. From here the commits follow the
@@ -238,6 +242,8 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         skips what is left of it."""
         if offsets and await self._commit(offsets):
             self._committed_offset.update(offsets)
+            return True
+        return not offsets
 
     def rewinding(self) -> list[TP]:
         return list(self.read_offsets.rewinding)

@@ -54,9 +54,6 @@ async def forget(parts: Partitions, uid: str) -> dict[str, int]:
         # stored partition models may remember the user: our copies (now without the user)
         # replace stored ones as new as them; newer ones are their owner's. An unknown user
         # costs none of this (re-signing every bundle: a cheap denial of service otherwise).
-        redis, handover, held = shop.runtime.redis, parts.handover, list(parts.models.parts)
-        removed["stored_models"] = await parts.retry(
-            "rewriting stored models", lambda: handover.rewrite(redis, parts.models, held)
-        )
+        removed["stored_models"] = await parts.rewrite_models()
     log.info("forgot user %s: %s", uid, removed)
     return removed

@@ -13,23 +13,30 @@ from models.similarity import key_base
 from streams.core.settings import Settings
 from streams.worker.configs import anomaly_config, segment_config
 from streams.worker.sources import Sources
+from streams.worker.undo import undo_base
 
 log = logging.getLogger(__name__)
 
 #: Stores a bundle if it is newer than the stored one (ARGV[3] = "1": or as new). KEYS[1]
-#: the hash; ARGV offset, data, or-equal. With ARGV[4] = "1" (the owner storing the models of
-#: a partition whose table is at that offset), only if the owners hash KEYS[3] holds its token
-#: ARGV[6] under ARGV[5], and the partition's undo hash KEYS[2] starts the bundle's epoch
-#: (streams.worker.undo). Returns 1 when stored, 0 when not, -2 when the partition moved.
+#: the hash, KEYS[2] the partition's undo hash (streams.worker.undo); ARGV offset, data,
+#: or-equal. With ARGV[4] = "1" (the owner storing the models of a partition whose table is
+#: at that offset), only if the owners hash KEYS[3] holds its token ARGV[6] under ARGV[5],
+#: and the undo hash starts the epoch ARGV[7] at the bundle. Anyone else stores only where
+#: no undo hash exists: models past an epoch's would leave its entries without the models
+#: they go back to. Returns 1 when stored, 0 when not, -2 when the partition moved.
 _GIVE = """
-if ARGV[4] == '1' and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return -2 end
+if ARGV[4] == '1' then
+  if redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return -2 end
+elseif redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
 local stored = tonumber(redis.call('HGET', KEYS[1], 'offset') or '-1')
 local offset = tonumber(ARGV[1])
 if offset > stored or (ARGV[3] == '1' and offset == stored) then
   redis.call('HSET', KEYS[1], 'offset', ARGV[1], 'data', ARGV[2])
   if ARGV[4] == '1' then
     redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[2], '@epoch', ARGV[1])
+    redis.call('HSET', KEYS[2], '@epoch', ARGV[7])
   end
   return 1
 end
@@ -66,6 +73,7 @@ class Handover:
         self.configs = segment_config(settings), anomaly_config(settings)
         self.refused = 0
         self.on_refused = on_refused
+        self.undo_base = undo_base(settings)
 
     @property
     def enabled(self) -> bool:
@@ -79,28 +87,30 @@ class Handover:
 
     async def give(
         self, redis: Any, models: ModelSet, partitions: list[int], *, or_equal: bool = False,
-        owner: Sources | None = None, undo_key: Callable[[int], str] = str,
+        owner: Sources | None = None, epochs: dict[int, str] | None = None,
     ) -> dict[int, bool]:
         """Store the bundles held of ``partitions`` unless Redis has a newer one (``or_equal``:
-        or one as new). Returns ``{partition: stored}`` for every bundle held: either way
-        the stored bundle is then at least as new as ours. The partitions ``owner`` holds a
-        token of are stored by their owner, whose table is at the bundle's offset: only while
-        the token is still theirs, and each one stored starts a new undo epoch
-        (``undo_key(partition)``, streams.worker.undo)."""
+        or one as new). Returns ``{partition: stored}`` for every bundle held. The
+        partitions named in ``epochs`` (partition -> the new undo epoch's name) are stored by
+        their ``owner``, whose table is at the bundle's offset: only while its token is
+        current, and each one stored starts that undo epoch; the others only where the
+        partition has no undo hash (streams.worker.undo)."""
         held = [p for p in sorted(partitions) if p in models.parts]
         if not self.enabled or not held:
             return {}
+        epochs = epochs or {}
         pipe = redis.pipeline(transaction=False)
         for p in held:
             m, key = models.parts[p], self.key(p)
             offset = self.offset(m, p)
             data = sign(m.to_dict(), {"offset": offset, "key": key}, self.secret)
             equal = "1" if or_equal else "0"
-            if owner is not None and p in owner.tokens:
-                pipe.eval(_GIVE, 3, key, undo_key(p), owner.owners_key, offset, data, equal,
-                          "1", owner.field(p), owner.tokens[p])  # fmt: skip
+            keys = (key, f"{self.undo_base}{p}", owner.owners_key if owner else key)
+            if owner is not None and p in epochs and p in owner.tokens:
+                pipe.eval(_GIVE, 3, *keys, offset, data, equal, "1", owner.field(p),
+                          owner.tokens[p], epochs[p])  # fmt: skip
             else:
-                pipe.eval(_GIVE, 3, key, key, key, offset, data, equal, "0")
+                pipe.eval(_GIVE, 3, *keys, offset, data, equal, "0")
         return {p: int(r) == 1 for p, r in zip(held, await pipe.execute(), strict=True)}
 
     async def fetch(self, redis: Any, partition: int, offset: int) -> Models | None:
@@ -172,9 +182,3 @@ class Handover:
         for p in released:
             del models.parts[p]
         return released, await self.take(redis, models, sorted(assigned))
-
-    async def rewrite(self, redis: Any, models: ModelSet, partitions: list[int]) -> int:
-        """After an erasure: store our copies of ``partitions`` over stored ones as new as
-        them (which may remember the erased user). Returns the bundles stored."""
-        stored = await self.give(redis, models, partitions, or_equal=True)
-        return sum(stored.values())

@@ -28,7 +28,7 @@ from streams.worker.handover import Handover
 from streams.worker.runtime import redis_client
 from streams.worker.sources import Sources
 from streams.worker.tombstones import Tombstones
-from streams.worker.undo import EPOCH, Entries, Undo, UndoStore
+from streams.worker.undo import EPOCH, Entries, Undo, UndoStore, new_epoch, offset_of, undo_base
 
 #: user -> (the table's bytes, the envelope they decode to), for users whose envelope is
 #: unchanged since a batch decoded or wrote it: reused while the table holds those very bytes
@@ -69,18 +69,15 @@ class Partitions:
         # the source partitions of a new assignment, until the models are settled for them
         self.to_settle: set[int] | None = None
         #: the envelopes as they were when each partition's models were stored (in Redis)
-        self.undo = UndoStore(
-            shop.settings.checkpoint_key.encode(),
-            key_base(shop.settings.redis_prefix) + f"undo:{shop.settings.topic_events}:",
-            self.sources.owners_key,
-        )  # fmt: skip
+        self.undo = UndoStore(shop.settings.checkpoint_key.encode(), undo_base(shop.settings),
+                              self.sources.owners_key)  # fmt: skip
         #: partition -> offset to read it again from (its stored models' offset + 1), as
         #: planned at assignment (:meth:`plan_replays`) for the consumer's first seek; until
         #: the assignment is settled
         self.replay_from: dict[int, int] = {}
-        #: partition -> (offset to read it again from, whether the consumer already starts
-        #: there), set when settling put its envelopes back; taken by the agent
-        self.replays: dict[int, tuple[int, bool]] = {}
+        #: partition -> offset to read it again from, set when settling put its envelopes
+        #: back; taken by the agent (:meth:`take_replays`)
+        self.replays: dict[int, int] = {}
         #: partition -> the highest offset whose batch delivered its outputs before the
         #: crash: batches up to it are read again to learn, and send nothing again (kept in
         #: Redis too, for whoever reads the partition next: :meth:`start_replays`)
@@ -130,25 +127,28 @@ class Partitions:
         """Settling an assignment, after the newer stored models were taken: every assigned
         partition whose undo hash names envelopes (its owner wrote after storing its
         models, then died or was cut off) goes back to the stored models and the envelopes
-        as they were (:meth:`roll_back`) and is read again from there (:attr:`replay_from`;
+        as they were (:meth:`roll_back`) and is read again from there (:attr:`replays`;
         its committed offset too, so that a stop, a crash or a rebalance during the re-read
         resumes it); the highest offset whose outputs were already sent is taken from Redis
         for every assigned partition, so the batches up to it send nothing again."""
+        self.replay_from = {}  # the consumer's first seek is done; a later one is not ours
         back: dict[int, Entries] = {}
         for p in sorted(assigned):
-            undo = undos[p]
-            if undo.epoch is None:
+            undo, offset = undos[p], undos[p].offset
+            if undo.epoch is None or offset is None:
                 continue
             entries = undo.entries or {}
-            if entries and await self.replayable(p, undo.epoch):
+            if entries and await self.replayable(p, offset):
                 back[p] = entries
             self.undo.begin(p, undo.epoch, entries)
-        await self.first_epochs([p for p in sorted(assigned) if undos[p].epoch is None])
+        await self.first_epochs([p for p in sorted(assigned) if undos[p].epoch is None
+                                 and undos[p].entries is not None])  # fmt: skip
         put_back = self.roll_back(back)
+        again = {p: (undos[p].offset or 0) + 1 for p in back}
         if back:
             log.info("partitions %s: back to their stored models; envelopes put back: %s; "
                      "read again from %s; outputs already sent up to %s", sorted(back),
-                     put_back, {p: undos[p].epoch for p in back}, self.replay_until)  # fmt: skip
+                     put_back, again, self.replay_until)  # fmt: skip
         redis, parts = self.shop.runtime.redis, sorted(assigned)
         if not parts:
             return
@@ -160,40 +160,59 @@ class Partitions:
         mine = {self.until_key(p): self.replay_until[p] for p in back if p in self.replay_until}
         if mine:
             await self.retry("noting the replays under way", lambda: redis.mset(mine))
-        again = {p: (undos[p].epoch or 0) + 1 for p in back}
-        planned, self.replay_from = self.replay_from, {}
-        self.replays.update({p: (offset, planned.get(p) == offset) for p, offset in again.items()})
+        self.replays.update(again)
         consumer = self.shop.app.consumer
         commit_back = getattr(consumer, "commit_back", None)
         if again and commit_back is not None:
             topic = self.shop.settings.topic_events
-            await commit_back({TP(topic, p): offset for p, offset in again.items()})
+            if not await commit_back({TP(topic, p): offset for p, offset in again.items()}):
+                log.warning("partitions %s: the committed offset could not be set back to "
+                            "the stored models (a rebalance?): their models are not stored "
+                            "until the re-read has passed the crash point, so whoever reads "
+                            "them next goes back to the same models", sorted(again))  # fmt: skip
 
-    async def replayable(self, partition: int, epoch: int) -> bool:
-        """Whether ``partition`` can go back to its models stored at ``epoch``: the log holds
-        every record after it (a partition whose log start is unknown or past it is not
-        rolled back: that would lose the events of the deleted records) and the models are
-        there (taken into :attr:`models` then; epoch -1: models that learned nothing)."""
+    async def replayable(self, partition: int, offset: int) -> bool:
+        """Whether ``partition`` can go back to its models stored at ``offset``: the log
+        holds every record after it (a partition whose log start is unknown or past it is
+        not rolled back: that would lose the events of the deleted records) and the models
+        are there (taken into :attr:`models` then; offset -1: models that learned nothing)."""
         start = self.log_starts.get(partition)
-        if start is None or start > epoch + 1:
+        if start is None:
+            start = await self.ask_log_start(partition)
+        if start is None or start > offset + 1:
             log.warning("partition %d: records after its stored models (offset %d) are not all "
                         "in the log (log start %s): its envelopes stay as they are and the "
-                        "models go on without those events", partition, epoch,
+                        "models go on without those events", partition, offset,
                         start)  # fmt: skip
             return False
-        if epoch < 0:
+        if offset < 0:
             self.models.parts.pop(partition, None)
             return True
         redis = self.shop.runtime.redis
-        models = await self.retry("reading stored models",
-                                  lambda: self.handover.fetch(redis, partition, epoch))  # fmt: skip
+        fetch = self.handover.fetch
+        models = await self.retry("reading stored models", lambda: fetch(redis, partition, offset))
         if models is None:
             log.error("partition %d: the models stored for offset %d are missing or refused: "
-                      "its envelopes stay as they are", partition, epoch)  # fmt: skip
+                      "its envelopes stay as they are", partition, offset)  # fmt: skip
             return False
         self.models.parts[partition] = models
         self.models.upgrade(self.fresh)
         return True
+
+    async def ask_log_start(self, partition: int) -> int | None:
+        """The log start of ``partition``, asked now (None if the broker does not say)."""
+        tp = TP(self.shop.settings.topic_events, partition)
+        try:
+            starts = await asyncio.wait_for(
+                self.shop.app.consumer.earliest_offsets(tp), LOG_ENDS_TIMEOUT_S
+            )
+        except Exception as exc:  # noqa: BLE001 - then it is not rolled back (logged)
+            log.warning("could not read the log start of partition %d: %r", partition, exc)
+            return None
+        start = starts.get(tp)
+        if start is not None:
+            self.log_starts[partition] = int(start)
+        return None if start is None else int(start)
 
     async def first_epochs(self, partitions: list[int]) -> None:
         """Partitions without an undo hash: one starts at epoch -1 if nothing was ever stored
@@ -209,44 +228,46 @@ class Partitions:
             if p in held or p not in self.sources.tokens:
                 continue
             owner = (self.sources.field(p), self.sources.tokens[p])
-            started = await self.retry("starting an undo epoch", lambda p=p, owner=owner:  # type: ignore[misc]
-                                       self.undo.first_epoch(redis, p, self.handover.key(p),
-                                                             owner))  # fmt: skip
-            if started:
-                self.undo.begin(p, -1)
+            await self.retry("starting an undo epoch", lambda p=p, owner=owner:  # type: ignore[misc]
+                             self.undo.first_epoch(redis, p, self.handover.key(p),
+                                                   owner))  # fmt: skip
 
-    def take_replays(self) -> dict[int, tuple[int, bool]]:
-        """The partitions to read again: ``{partition: (offset, the consumer starts there
-        already)}`` (settled since the last call)."""
+    def take_replays(self) -> dict[int, int]:
+        """The partitions to read again, from which offset (settled since the last call)."""
         again, self.replays = self.replays, {}
         return again
 
     async def plan_replays(self, partitions: set[int]) -> None:
-        """At assignment, before the consumer's first seek: the partitions whose undo hash
-        names envelopes start at their stored models' offset + 1 (:attr:`replay_from`), so
-        the batches read again are cut as the first time (a segment is decided once per
-        user and batch). The table is not recovered yet: it is put back when settling. Redis
+        """At assignment, before the table's recovery: claim the partitions (a worker that
+        owned them before and wakes up now is fenced from here on: its undo writes and model
+        stores are refused), then start those whose undo hash names envelopes at their
+        stored models' offset + 1 (:attr:`replay_from`, for the consumer's first seek), so
+        the batches read again are cut as the first time (a segment is decided once per user
+        and batch); the envelopes are put back when settling, after the recovery. Redis
         through a client of its own (the worker's connects only after the recovery)."""
         parts = sorted(partitions)
         if not self.undo.enabled or not parts:
             return
         client = redis_client(self.shop.settings.redis_url)
         try:
+            await asyncio.wait_for(self.sources.claim(client, parts), PLAN_TIMEOUT_S)
             pipe = client.pipeline(transaction=False)
             for p in parts:
                 pipe.hget(self.undo.hash_key(p), EPOCH)
                 pipe.hlen(self.undo.hash_key(p))
             found = await asyncio.wait_for(pipe.execute(), PLAN_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - settling reads them again, then seeks
-            log.warning("could not read the undo hashes of %s at assignment: %r", parts, exc)
+        except Exception as exc:  # noqa: BLE001 - settling claims and reads them again
+            log.warning("could not claim %s and read their undo hashes at assignment: %r",
+                        parts, exc)  # fmt: skip
             return
         finally:
             await client.aclose()
         for i, p in enumerate(parts):
-            epoch, size = found[2 * i], int(found[2 * i + 1])
+            raw, size = found[2 * i], int(found[2 * i + 1])
+            offset = offset_of(raw.decode("utf-8", "replace")) if raw is not None else None
             start = self.log_starts.get(p)
-            if epoch is not None and size > 1 and start is not None and start <= int(epoch) + 1:
-                self.replay_from[p] = int(epoch) + 1
+            if offset is not None and size > 1 and start is not None and start <= offset + 1:
+                self.replay_from[p] = offset + 1
         if self.replay_from:
             log.info("partitions to read again from their stored models: %s", self.replay_from)
 
@@ -256,16 +277,41 @@ class Partitions:
         owned = sorted(p for p in self.sources.tokens if p in self.models.parts)
         if not self.handover.enabled or not owned:
             return
-        redis = self.shop.runtime.redis
+        redis, epochs = self.shop.runtime.redis, self.new_epochs(owned)
         stored = await self.retry("storing the partition models", lambda: self.handover.give(
             redis, self.models, owned, or_equal=True, owner=self.sources,
-            undo_key=self.undo.hash_key))  # fmt: skip
-        self.new_epochs(stored)
+            epochs=epochs))  # fmt: skip
+        self.begin_epochs(stored, epochs)
 
-    def new_epochs(self, stored: dict[int, bool]) -> None:
+    def new_epochs(self, partitions: Iterable[int]) -> dict[int, str]:
+        """New undo epochs for the models of ``partitions`` we own, except those being read
+        again: until the re-read passes the crash point, whoever reads them next must go
+        back to the models their hash was started at (the committed offset may be past the
+        re-read)."""
+        return {p: new_epoch(self.handover.offset(self.models.parts[p], p))
+                for p in partitions if p in self.sources.tokens and p in self.models.parts
+                and p not in self.replay_until}  # fmt: skip
+
+    def begin_epochs(self, stored: dict[int, bool], epochs: dict[int, str]) -> None:
         for p, new in stored.items():
-            if new and p in self.sources.tokens:
-                self.undo.begin(p, self.handover.offset(self.models.parts[p], p))
+            if new and p in epochs:
+                self.undo.begin(p, epochs[p])
+
+    async def rewrite_models(self) -> int:
+        """After an erasure: our copies of the models (now without the user) replace stored
+        ones as new as them (which may remember the user); those of partitions we own start
+        new undo epochs (the table flushed first), the others are stored only where no undo
+        hash exists. Returns the bundles stored."""
+        if not self.handover.enabled or not self.models.parts:
+            return 0
+        await self.shop.app.producer.flush()
+        redis, held = self.shop.runtime.redis, sorted(self.models.parts)
+        epochs = self.new_epochs(held)
+        stored = await self.retry("rewriting stored models", lambda: self.handover.give(
+            redis, self.models, held, or_equal=True, owner=self.sources,
+            epochs=epochs))  # fmt: skip
+        self.begin_epochs(stored, epochs)
+        return sum(stored.values())
 
     async def keep_before(self, changes: list[tuple[str, int, bytes | None]]) -> None:
         """Envelopes about to be written, with their bytes now: the first write of each user
@@ -331,10 +377,6 @@ class Partitions:
             self.replay_from.pop(partition, None)
             self.replay_until.pop(partition, None)  # the next owner reads it from Redis
 
-    def revoked(self, partitions: Iterable[int]) -> None:
-        """After the hand-over: the partitions' undo epochs are read again if they come back."""
-        self.undo.drop(partitions)
-
     def reset_state(self, partitions: Iterable[int]) -> None:
         """Drop what memory holds of ``partitions``: rebuilt from the table on next use."""
         self.envelopes.clear()  # rebuilt from the table's bytes (a rebalance is rare)
@@ -374,11 +416,10 @@ class Partitions:
                 # the table's changelog first: a partition we own starts a new undo epoch
                 # at the models' offset, which its table must then be durably at
                 await self.shop.app.producer.flush()
-                stored = await self.handover.give(
-                    self.shop.runtime.redis, self.models, sorted(self.models.parts),
-                    owner=self.sources, undo_key=self.undo.hash_key,
-                )  # fmt: skip
-                self.new_epochs(stored)
+                held, epochs = sorted(self.models.parts), self.new_epochs(self.models.parts)
+                stored = await self.handover.give(self.shop.runtime.redis, self.models, held,
+                                                  owner=self.sources, epochs=epochs)  # fmt: skip
+                self.begin_epochs(stored, epochs)
                 return stored
 
         try:
@@ -411,6 +452,7 @@ class Partitions:
         assigned, self.to_settle = self.to_settle, None
         log.info("settling the assigned partitions %s before their first batch", sorted(assigned))
         redis = self.shop.runtime.redis
+        self.undo.drop(set(self.undo.epochs))  # read again below, for the assigned ones
         await self.check_sources(assigned)
         await self.tombstones.settle(self.sources.incarnation, assigned)
         if not self.handover.enabled:

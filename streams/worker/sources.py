@@ -139,9 +139,10 @@ class Sources:
         self.tokens = {}
         for p in sorted(partitions):
             owner = await redis.eval(_CLAIM, 1, self.owners_key, self.field(p), token)
-            self.tokens[p] = owner.decode() if isinstance(owner, bytes) else str(owner)
-            if self.tokens[p] != token:  # a newer assignment claimed it already
-                log.warning("partition %d is owned by a newer assignment (%s)", p, owner)
+            self.tokens[p] = token  # ours: if a newer assignment claimed it, checks fail
+            stored = owner.decode() if isinstance(owner, bytes) else str(owner)
+            if stored != token:  # a newer assignment claimed it already
+                log.warning("partition %d is owned by a newer assignment (%s)", p, stored)
 
     def owners(self, partitions: Iterable[int]) -> dict[str, str]:
         """``topic:partition`` -> our token, for the store's guard."""

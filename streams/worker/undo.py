@@ -11,8 +11,9 @@ models, and every alert, segment change and anomaly derived from them would diff
 run without the fault.
 
 So the table is made to go back to ``E`` too. Each partition has an undo hash in Redis,
-``<prefix>undo:<topic>:<partition>``, whose ``@epoch`` field is ``E`` (``-1``: models that
-learned nothing, for a partition the table holds nothing of). Before a user's envelope is
+``<prefix>undo:<topic>:<partition>``, whose ``@epoch`` field names the epoch: ``E:<nonce>``
+(``E = -1``: models that learned nothing, for a partition the table holds nothing of; the
+random nonce tells apart two epochs started at the same offset). Before a user's envelope is
 first written after ``E``, its bytes as they were (or "did not exist") are added to the hash
 (``HSETNX``: the state at ``E`` is kept, never a later one), in one script that also checks
 the writer still owns the partition and the epoch it knows is still the stored one. Storing
@@ -27,15 +28,20 @@ Redis stores skip what they applied (their own offset fences) and the outputs al
 delivered are not sent again (:mod:`streams.worker.partitions`).
 
 Every entry is signed with ``SHOPSTREAM_CHECKPOINT_KEY`` (HMAC-SHA256 over the hash's key,
-the epoch, the user and the bytes): whoever can write to Redis can delete entries, not plant
-envelopes; a partition with an entry that does not verify is not rolled back.
+the epoch with its nonce, the user and the bytes): whoever can write to Redis can delete
+entries, not plant envelopes (nor copy them to another partition or epoch); a partition with
+an entry or an ``@epoch`` that does not parse or verify is not rolled back.
 
 >>> store = UndoStore(b"k", "undo:", "owners")
->>> raw = store.entry(7, "u1", b'{"p":1}')
->>> store.parse(7, "u1", raw), store.parse(8, "u1", raw)  # signed for its epoch only
+>>> raw = store.entry(0, "7:ab", "u1", b'{"p":1}')
+>>> store.parse(0, "7:ab", "u1", raw), store.parse(0, "7:cd", "u1", raw)  # its epoch only
 (b'{"p":1}', Ellipsis)
->>> store.parse(7, "u1", store.entry(7, "u1", None)) is None
+>>> store.parse(1, "7:ab", "u1", raw)  # its partition only
+Ellipsis
+>>> store.parse(0, "7:ab", "u1", store.entry(0, "7:ab", "u1", None)) is None
 True
+>>> offset_of("7:ab"), offset_of("-1:ab"), offset_of("x")
+(7, -1, None)
 """
 
 from __future__ import annotations
@@ -43,12 +49,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import Any
 
+from models.similarity import key_base
 from streams.core.errors import Fenced
+from streams.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +84,50 @@ return n
 """
 
 #: The first epoch of a partition nobody stored models of: KEYS[1] the undo hash, KEYS[2]
-#: the models' hash, KEYS[3] the owners hash; ARGV[1] the owner field, ARGV[2] the token.
-#: Returns 1 if started, 0 if either hash exists, -2 if the partition moved.
+#: the models' hash, KEYS[3] the owners hash; ARGV[1] the owner field, ARGV[2] the token,
+#: ARGV[3] the epoch's name. Returns 1 if started, 0 if either hash exists, -2 if the
+#: partition moved.
 _FIRST = """
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return -2 end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], '@epoch', '-1')
+redis.call('HSET', KEYS[1], '@epoch', ARGV[3])
 return 1
 """
 
 EPOCH = "@epoch"
 
 
+def undo_base(settings: Settings) -> str:
+    """The undo hashes' keys without the partition: ``<prefix>undo:<topic>:``."""
+    return key_base(settings.redis_prefix) + f"undo:{settings.topic_events}:"
+
+
+def new_epoch(offset: int) -> str:
+    """The name of a new epoch at ``offset``: ``<offset>:<random nonce>``."""
+    return f"{offset}:{secrets.token_hex(6)}"
+
+
+def offset_of(epoch: str) -> int | None:
+    """The offset an epoch starts at (None: not an epoch's name)."""
+    head, sep, nonce = epoch.partition(":")
+    try:
+        return int(head) if sep and nonce and int(head) >= -1 else None
+    except ValueError:
+        return None
+
+
 @dataclass
 class Undo:
-    """A partition's undo hash as read: its epoch (None: there is none) and entries (None: an
-    entry does not verify, nothing of the partition is trusted)."""
+    """A partition's undo hash as read: its epoch (None: there is none, or it does not parse)
+    and entries (None: one does not verify, nothing of the partition is trusted)."""
 
-    epoch: int | None
+    epoch: str | None
     entries: Entries | None = field(default_factory=dict)
+
+    @property
+    def offset(self) -> int | None:
+        """The offset of the models the epoch was started at."""
+        return None if self.epoch is None else offset_of(self.epoch)
 
 
 class UndoStore:
@@ -102,7 +136,7 @@ class UndoStore:
     def __init__(self, key: bytes, base: str, owners_key: str) -> None:
         self.key, self.base, self.owners_key = key, base, owners_key
         #: partition -> the epoch this worker writes in (only partitions it owns)
-        self.epochs: dict[int, int] = {}
+        self.epochs: dict[int, str] = {}
         #: partition -> users with an entry in that epoch
         self.stashed: dict[int, set[str]] = {}
 
@@ -113,7 +147,7 @@ class UndoStore:
     def hash_key(self, partition: int) -> str:
         return f"{self.base}{partition}"
 
-    def begin(self, partition: int, epoch: int, users: Iterable[str] = ()) -> None:
+    def begin(self, partition: int, epoch: str, users: Iterable[str] = ()) -> None:
         """From now on, write ``partition``'s entries into ``epoch`` (``users`` have one)."""
         self.epochs[partition] = epoch
         self.stashed[partition] = set(users)
@@ -148,7 +182,7 @@ class UndoStore:
             epoch = self.epochs[p]
             args: list[Any] = [epoch, *owners.get(p, ("", "none")), "1" if overwrite else "0"]
             for uid, before in items:
-                args += [uid, self.entry(epoch, uid, before)]
+                args += [uid, self.entry(p, epoch, uid, before)]
             pipe.eval(_STASH, 2, self.hash_key(p), self.owners_key, *args)
         results = await pipe.execute()
         for (p, items), result in zip(sorted(grouped.items()), results, strict=True):
@@ -163,46 +197,62 @@ class UndoStore:
         pipe = redis.pipeline(transaction=False)
         for p in partitions:
             pipe.hgetall(self.hash_key(p))
-        out: dict[int, Undo] = {}
-        for p, raw in zip(partitions, await pipe.execute(), strict=True):
-            fields = {k.decode(): v for k, v in raw.items()}
-            if EPOCH not in fields:
-                out[p] = Undo(None)
+        return {p: self.parse_hash(p, raw)
+                for p, raw in zip(partitions, await pipe.execute(), strict=True)}  # fmt: skip
+
+    def parse_hash(self, partition: int, raw: dict[bytes, bytes]) -> Undo:
+        """One partition's hash (``HGETALL``) as an :class:`Undo`; anything that does not
+        parse or verify is logged and makes the partition untrusted, never raises."""
+        epoch_raw = raw.get(EPOCH.encode())
+        if epoch_raw is None:
+            return Undo(None)
+        epoch = epoch_raw.decode("utf-8", "replace")
+        if offset_of(epoch) is None:
+            log.error("partition %d: its undo hash names no epoch (%r): it is not rolled back",
+                      partition, epoch[:40])  # fmt: skip
+            return Undo(None, None)
+        entries: Entries = {}
+        for key, value in raw.items():
+            if key == EPOCH.encode():
                 continue
-            epoch = int(fields.pop(EPOCH))
-            entries: Entries | None = {}
-            for uid, value in fields.items():
-                before = self.parse(epoch, uid, value)
-                if before is Ellipsis:
-                    log.error("partition %d: the undo entry of %r does not verify (tampered, "
-                              "or written with another key): the partition is not rolled "
-                              "back", p, uid)  # fmt: skip
-                    entries = None
-                    break
-                assert entries is not None
-                entries[uid] = before
-            out[p] = Undo(epoch, entries)
-        return out
+            try:
+                uid = key.decode()
+            except UnicodeDecodeError:
+                uid = None
+            before = self.parse(partition, epoch, uid, value) if uid is not None else ...
+            if before is Ellipsis:
+                log.error("partition %d: the undo entry of %r does not verify (tampered, or "
+                          "written with another key): the partition is not rolled back",
+                          partition, key[:40])  # fmt: skip
+                return Undo(epoch, None)
+            entries[uid] = before  # type: ignore[index]
+        return Undo(epoch, entries)
 
     async def first_epoch(self, redis: Any, partition: int, models_key: str,
                           owner: tuple[str, str]) -> bool:  # fmt: skip
         """Start epoch -1 of a partition nothing was stored of (see :data:`_FIRST`)."""
+        epoch = new_epoch(-1)
         result = int(await redis.eval(_FIRST, 3, self.hash_key(partition), models_key,
-                                      self.owners_key, *owner))  # fmt: skip
+                                      self.owners_key, *owner, epoch))  # fmt: skip
+        if result == 1:
+            self.begin(partition, epoch)
         return result == 1
 
-    def entry(self, epoch: int, uid: str, before: bytes | None) -> bytes:
+    def entry(self, partition: int, epoch: str, uid: str, before: bytes | None) -> bytes:
         payload = b"-" if before is None else b"=" + before
-        return self._mac(epoch, uid, payload).encode() + payload
+        return self._mac(partition, epoch, uid, payload).encode() + payload
 
-    def parse(self, epoch: int, uid: str, raw: bytes) -> bytes | EllipsisType | None:
+    def parse(
+        self, partition: int, epoch: str, uid: str, raw: bytes
+    ) -> bytes | EllipsisType | None:
         """The bytes an entry holds (None: did not exist), ``...`` if it does not verify."""
         mac, payload = raw[:64], raw[64:]
-        if not payload or not hmac.compare_digest(mac, self._mac(epoch, uid, payload).encode()):
+        good = self._mac(partition, epoch, uid, payload).encode()
+        if not payload or not hmac.compare_digest(mac, good):
             return ...
         return None if payload == b"-" else payload[1:]
 
-    def _mac(self, epoch: int, uid: str, payload: bytes) -> str:
-        body = f"{self.base}\x00{epoch}\x00{uid}\x00".encode() + payload
+    def _mac(self, partition: int, epoch: str, uid: str, payload: bytes) -> str:
+        body = f"{self.hash_key(partition)}\x00{epoch}\x00{uid}\x00".encode() + payload
         return hmac.new(self.key, body, hashlib.sha256).hexdigest()
 

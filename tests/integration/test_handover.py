@@ -118,13 +118,15 @@ async def test_after_an_erasure_our_copies_replace_stored_ones_as_new_as_them(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
     """``forget`` removes the user from the models held here, then rewrites the stored
-    copies that are not newer (a newer one belongs to the partition's current owner)."""
+    copies that are not newer (a newer one belongs to the partition's current owner;
+    ``Partitions.rewrite_models``, which also starts new undo epochs for its own)."""
     s = keyed(settings)
     handover = Handover(s)
     before = ModelSet(parts={0: learned(s, 0, 5, offset=9), 1: learned(s, 1, 5, offset=9)})
     await handover.give(redis_client, before, [0, 1])
     ours = ModelSet(parts={0: learned(s, 0, 2, offset=9), 1: learned(s, 1, 2, offset=8)})
-    assert await handover.rewrite(redis_client, ours, [0, 1]) == 1  # 1's stored one is newer
+    stored = await handover.give(redis_client, ours, [0, 1], or_equal=True)  # what forget does
+    assert stored == {0: True, 1: False}  # 1's stored one is newer
     back = ModelSet()
     assert await handover.take(redis_client, back, [0, 1]) == [0, 1]
     assert (back.parts[0].churn.model.n_learned, back.parts[1].churn.model.n_learned) == (2, 5)

@@ -77,7 +77,7 @@ async def test_a_stray_bundle_newer_than_the_undo_epoch_keeps_the_roll_back(
     await assign_nothing(restarted, redis_client)
     b = new_processor(replace(shop, settings=shop.settings.with_(data_dir=str(tmp_path / "b"))))
     replays = await assign(b, redis_client)
-    assert replays == {0: (epoch + 1, True)}, (
+    assert replays == {0: epoch + 1}, (
         "the partition must go back to the models its undo hash was started at; the stray "
         f"store moved {b.parts.handover.key(0)} past them")
 
@@ -100,13 +100,13 @@ async def test_a_batch_that_ends_after_its_partition_was_revoked_keeps_its_envel
     await a.process(batches[0])
     await a.checkpoint()
     epoch = last(batches[0])
-    # on_revoked: hand_over timed out waiting for the lock; then revoked() drops the epoch
+    # on_revoked: hand_over timed out waiting for the lock (before, the revocation then
+    # dropped the partition's undo epoch while that batch still ran)
     a.parts.on_revoked([0])
-    a.parts.revoked([0])
     await a.process(batches[1])  # the batch holding the lock writes its envelopes now
     b = new_processor(replace(shop, settings=shop.settings.with_(data_dir=str(tmp_path / "b"))))
     replays = await assign(b, redis_client)
-    assert replays == {0: (epoch + 1, True)}, "the batch's envelopes were written unrecorded"
+    assert replays == {0: epoch + 1}, "the batch's envelopes were written unrecorded"
     for batch in batches[1:]:
         await b.process(batch)
     assert dict(shop.profiles.data) == dict(clean.profiles.data)
@@ -117,14 +117,15 @@ async def test_a_batch_that_ends_after_its_partition_was_revoked_keeps_its_envel
 async def test_a_worker_waking_before_the_new_owner_claims_cannot_end_its_undo_epoch(
     settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
-    """Owner tokens move at the new owner's *first batch* (``settle`` -> ``claim``), after its
-    table recovery, not at its assignment. Worker A, frozen until its partition moved,
-    wakes in between: its batch in flight passes the undo script's token check (the token
-    is still A's), writes envelopes the new owner's recovered table does not hold, and its
-    revocation's hand-over stores its models, whose ``_GIVE`` deletes the undo hash and
-    starts an epoch at them. B, which planned a roll-back at assignment, then takes A's
-    models (that learned the batch) with a table without it: no roll-back, and the batch
-    is learned a second time when B reads it from the committed offset."""
+    """Owner tokens moved at the new owner's *first batch* (``settle`` -> ``claim``), after
+    its table recovery, not at its assignment. Worker A, frozen until its partition moved,
+    woke in between: its batch in flight passed the undo script's token check (the token
+    was still A's), wrote envelopes the new owner's recovered table does not hold, and its
+    revocation's hand-over stored its models, whose ``_GIVE`` deleted the undo hash and
+    started an epoch at them. B then took A's models (that learned the batch) with a table
+    without it: no roll-back, and the batch learned a second time. Now B claims at
+    assignment (``plan_replays``): A's batch is fenced and its hand-over stores nothing."""
+    from streams.core.errors import Fenced
     from tests.support.fakes import FakeTable
 
     s = base(settings)
@@ -136,17 +137,22 @@ async def test_a_worker_waking_before_the_new_owner_claims_cannot_end_its_undo_e
     await a.process(batches[0])
     await a.checkpoint()
     epoch = last(batches[0])
-    await a.process(batches[1])  # ... A freezes; B is assigned the partition and recovers
-    recovered = FakeTable(data=dict(shop.profiles.data))
+    await a.process(batches[1])  # ... A freezes; B is assigned the partition: it claims it
     b_shop = replace(shop, settings=shop.settings.with_(data_dir=str(tmp_path / "b")),
-                     profiles=recovered)  # fmt: skip
+                     profiles=FakeTable(data=dict(shop.profiles.data)))  # fmt: skip
     b = new_processor(b_shop)
-    await a.process(batches[2])  # A wakes: its batch in flight (its commit then fails)
-    a.parts.on_revoked([0])  # its rebalance: the hand-over
+    b.parts.shop.runtime.redis = redis_client
+    b.parts.note_log_starts({0: 0})
+    b.parts.on_assigned({0})
+    await b.parts.plan_replays({0})  # at assignment, before the table's recovery
+    with pytest.raises(Fenced):  # A wakes: its batch in flight writes nothing
+        await a.process(batches[2])
+    a.parts.on_revoked([0])  # its rebalance: the hand-over stores nothing
     await a.parts.hand_over()
     replays = await assign(b, redis_client)
-    assert replays == {0: (epoch + 1, True)}, "A's late hand-over ended the undo epoch"
-    for batch in batches[2:]:  # from A's last committed offset
+    assert replays == {0: epoch + 1}, "A's late hand-over ended the undo epoch"
+    for batch in batches[1:]:  # read again from the stored models
         await b.process(batch)
-    for name in ("churn_alerts", "anomalies"):  # model-derived (profiles end equal)
+    assert dict(b_shop.profiles.data) == dict(clean.profiles.data)
+    for name in ("churn_alerts", "anomalies", "segments"):  # model-derived
         assert set(sent(clean, name)) <= set(sent(shop, name)), name

@@ -7,26 +7,29 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.worker.undo import UndoStore
+from streams.worker.undo import UndoStore, new_epoch, offset_of
 
 
 def store(key: bytes = b"key") -> UndoStore:
     return UndoStore(key, "p:undo:t:", "p:owners")
 
 
-@given(epoch=st.integers(-1, 2**62), uid=st.text(max_size=40),
+@given(offset=st.integers(-1, 2**62), uid=st.text(max_size=40),
        before=st.none() | st.binary(max_size=200))  # fmt: skip
-def test_an_entry_reads_back_as_written(epoch: int, uid: str, before: bytes | None) -> None:
-    s = store()
-    assert s.parse(epoch, uid, s.entry(epoch, uid, before)) == before
+def test_an_entry_reads_back_as_written(offset: int, uid: str, before: bytes | None) -> None:
+    s, epoch = store(), new_epoch(offset)
+    assert offset_of(epoch) == offset
+    assert s.parse(2, epoch, uid, s.entry(2, epoch, uid, before)) == before
 
 
-def test_an_entry_is_bound_to_its_epoch_user_hash_and_key() -> None:
-    s, raw = store(), store().entry(7, "u1", b'{"p":1}')
-    assert s.parse(8, "u1", raw) is Ellipsis  # another epoch: an old entry replayed
-    assert s.parse(7, "u2", raw) is Ellipsis  # moved to another user
-    assert UndoStore(b"key", "p:undo:other:", "p:owners").parse(7, "u1", raw) is Ellipsis
-    assert store(b"other").parse(7, "u1", raw) is Ellipsis
+def test_an_entry_is_bound_to_its_partition_epoch_user_topic_and_key() -> None:
+    s, raw = store(), store().entry(0, "7:aa", "u1", b'{"p":1}')
+    assert s.parse(0, "7:aa", "u1", raw) == b'{"p":1}'
+    assert s.parse(1, "7:aa", "u1", raw) is Ellipsis  # copied to another partition's hash
+    assert s.parse(0, "7:bb", "u1", raw) is Ellipsis  # an old epoch at the same offset
+    assert s.parse(0, "7:aa", "u2", raw) is Ellipsis  # moved to another user
+    assert UndoStore(b"key", "p:undo:other:", "p:owners").parse(0, "7:aa", "u1", raw) is Ellipsis
+    assert store(b"other").parse(0, "7:aa", "u1", raw) is Ellipsis
 
 
 @settings(max_examples=300)
@@ -35,16 +38,16 @@ def test_any_damage_to_an_entry_is_refused_never_raises(raw: bytes, cut: int) ->
     """Whatever Redis holds (torn, overwritten, non-UTF-8, non-ASCII where the MAC goes),
     reading an entry never raises and returns only what was signed."""
     s = store()
-    good = s.entry(3, "a", b'{"x":1}')
+    good = s.entry(0, "3:aa", "a", b'{"x":1}')
     damaged = good[:cut] + raw
-    got = s.parse(3, "a", damaged)
-    assert got is Ellipsis or s.entry(3, "a", got) == damaged  # only what was signed
+    got = s.parse(0, "3:aa", "a", damaged)
+    assert got is Ellipsis or s.entry(0, "3:aa", "a", got) == damaged  # only what was signed
 
 
 def test_only_the_first_write_of_a_user_in_an_epoch_is_kept() -> None:
     s = store()
     assert not s.wants(0, "a"), "no epoch known for the partition: nothing is kept"
-    s.begin(0, 41, ["b"])
+    s.begin(0, "41:aa", ["b"])
     assert s.wants(0, "a") and not s.wants(0, "b") and not s.wants(1, "a")
     s.drop([0])
     assert not s.wants(0, "a")
@@ -93,16 +96,16 @@ class _Redis:
 
 
 def test_an_entry_copied_to_another_partitions_hash_does_not_verify() -> None:
-    """The module docstring: entries are signed "over the hash's key, the epoch, the user and
-    the bytes". ``UndoStore._mac`` signs ``self.base`` (no partition), so partition 3's
-    entries, copied with their ``@epoch`` into partition 5's hash, verify there: e.g. at
-    epoch -1 (no stored models needed) a user of partition 3 who was erased or expired is
-    put back into partition 5's table and changelog by ``Partitions.roll_back``."""
+    """Entries are signed over the hash's key, the epoch, the user and the bytes: partition
+    3's entries, copied with their ``@epoch`` into partition 5's hash, must not verify
+    there (before, ``UndoStore._mac`` signed the key without the partition: e.g. at epoch
+    -1, no stored models needed, a user of partition 3 who was erased or expired was put
+    back into partition 5's table and changelog by ``Partitions.roll_back``)."""
     import asyncio
 
     s = store()
-    raw = s.entry(-1, "u-of-p3", b'{"p":3}')
-    redis = _Redis({s.hash_key(5): {b"@epoch": b"-1", b"u-of-p3": raw}})
+    raw = s.entry(3, "-1:aa", "u-of-p3", b'{"p":3}')
+    redis = _Redis({s.hash_key(5): {b"@epoch": b"-1:aa", b"u-of-p3": raw}})
     undo = asyncio.run(s.read(redis, [5]))[5]
     assert undo.entries is None, "an entry of partition 3's hash is accepted in partition 5's"
 
@@ -116,7 +119,7 @@ def test_a_malformed_epoch_is_refused_not_a_crash_at_every_assignment() -> None:
     import asyncio
 
     s = store()
-    redis = _Redis({s.hash_key(0): {b"@epoch": b"x", b"u": s.entry(1, "u", None)}})
+    redis = _Redis({s.hash_key(0): {b"@epoch": b"x", b"u": s.entry(0, "x", "u", None)}})
     undo = asyncio.run(s.read(redis, [0]))[0]  # raises ValueError on the reviewed code
     assert undo.entries is None or undo.epoch is None
 
@@ -130,6 +133,6 @@ def test_a_field_that_is_not_utf8_is_refused_not_an_error_of_the_whole_settle() 
     import asyncio
 
     s = store()
-    redis = _Redis({s.hash_key(0): {b"@epoch": b"1", b"\xff": s.entry(1, "u", None)}})
+    redis = _Redis({s.hash_key(0): {b"@epoch": b"1:aa", b"\xff": s.entry(0, "1:aa", "u", None)}})
     undo = asyncio.run(s.read(redis, [0]))[0]  # raises UnicodeDecodeError on the reviewed code
     assert undo.entries is None
