@@ -131,7 +131,6 @@ class Partitions:
         its committed offset too, so that a stop, a crash or a rebalance during the re-read
         resumes it); the highest offset whose outputs were already sent is taken from Redis
         for every assigned partition, so the batches up to it send nothing again."""
-        self.replay_from = {}  # the consumer's first seek is done; a later one is not ours
         back: dict[int, Entries] = {}
         for p in sorted(assigned):
             undo, offset = undos[p], undos[p].offset
@@ -446,12 +445,13 @@ class Partitions:
         StateDiverged), then store and drop the models of partitions we do not have, take
         newer stored ones of those we have, and put back partitions whose previous owner
         wrote after storing its models (:meth:`start_replays`; the agent then reads them
-        again from :attr:`replay_from`)."""
+        again from :attr:`replays`)."""
         if self.to_settle is None:
             return
         assigned, self.to_settle = self.to_settle, None
         log.info("settling the assigned partitions %s before their first batch", sorted(assigned))
         redis = self.shop.runtime.redis
+        self.replay_from = {}  # the consumer's first seek is done; a later one is not ours
         self.undo.drop(set(self.undo.epochs))  # read again below, for the assigned ones
         await self.check_sources(assigned)
         await self.tombstones.settle(self.sources.incarnation, assigned)

@@ -9,12 +9,13 @@ the same input:
   (docs/reliability.md: outputs are at least once) and counted;
 * DLQ: the same source offsets with the same reasons (duplicates counted);
 * churn alerts, segment changes, anomalies, alert outcomes (each message whole): these come
-  from the online models; a worker that restarts on its data dir learns every event once
-  (the undo log, docs/reliability.md), so they are compared exactly when ``models_exact``;
-  only where a partition moved to another worker without its models are the differences
-  counted and reported, and what must hold anyway is checked: no alert_id published twice
-  beyond the documented duplicates, every alert marked sent in Redis is on the topic, bot
-  flags (decided by per-user state in the envelopes) equal.
+  from the online models; whoever reads a partition after a crash (the same worker, or
+  another after a move without hand-over) goes back to its stored models and learns every
+  event once (the undo hashes, docs/reliability.md), so they are compared exactly when
+  ``models_exact`` (every fault test); without it the differences are counted and reported,
+  and what must hold anyway is checked: no alert_id published twice beyond the documented
+  duplicates, every alert marked sent in Redis is on the topic, bot flags (decided by
+  per-user state in the envelopes) equal.
 
 The chaos runs use one partition and full batches (``batch_within_ms`` long, the input
 produced before the worker starts), so both runs cut the same batches: the last trigger of
