@@ -41,7 +41,7 @@ def decayed(stored: float, now_factor: float) -> float:
 def pair_increments(
     prev: Sequence[str], item: str, *, g: float, window: int = 10, forward: float = 1.0,
     forward_decay: float = 1.0, backward: float = 0.5, backward_decay: float = 1.0,
-    norm: float = 0.5,
+    norm: float = 0.5, gaps: Sequence[float | None] = (), time_decay_ms: float = 0.0,
 ) -> tuple[Row, Row]:
     """Increments of a new click ``item`` against the session's earlier items ``prev``
     (the stored list, most recent first): ``fwd[a]`` adds to sim(a, item), ``bwd[a]`` to
@@ -50,12 +50,19 @@ def pair_increments(
     Distance d = 1 for the previous item; a re-click pairs an item with itself (forward
     only). Every increment is scaled by ``1 / H**norm``, ``H = sum_d forward /
     d**forward_decay`` over the paired distances (``pair_norm``): a click paired with many
-    earlier items spreads less weight per pair.
+    earlier items spreads less weight per pair. With ``time_decay_ms > 0`` the pair with
+    ``prev[d-1]`` is also scaled by ``exp(-gaps[d-1] / time_decay_ms)`` (``pair_time_decay``:
+    ``gaps[d-1]`` is the time from that item's latest click to this one; None or a missing
+    entry = unknown, no scaling; a negative gap counts as 0).
 
     >>> pair_increments(["a", "x", "a"], "a", g=2.0, window=2, norm=0.0)
     ({'a': 2.0, 'x': 1.0}, {'x': 0.5})
     >>> pair_increments(["a", "x", "a"], "a", g=1.5, window=2, norm=1.0)   # H = 1 + 1/2
     ({'a': 1.0, 'x': 0.5}, {'x': 0.25})
+    >>> fwd, _ = pair_increments(["b", "a"], "c", g=1.0, norm=0.0, gaps=[0, 300_000],
+    ...                          time_decay_ms=300_000)   # a was clicked 5 minutes ago
+    >>> fwd["b"], round(fwd["a"], 6) == round(0.5 * math.exp(-1), 6)
+    (1.0, True)
     """
     fwd: Row = {}
     bwd: Row = {}
@@ -64,9 +71,13 @@ def pair_increments(
     if norm > 0 and h > 0:
         g = g / h**norm
     for d, a in enumerate(paired, 1):
-        fwd[a] = fwd.get(a, 0.0) + forward / d**forward_decay * g
+        gd = g
+        gap = gaps[d - 1] if d <= len(gaps) else None
+        if time_decay_ms > 0 and gap is not None:
+            gd = g * math.exp(-max(gap, 0.0) / time_decay_ms)
+        fwd[a] = fwd.get(a, 0.0) + forward / d**forward_decay * gd
         if a != item and backward > 0:
-            bwd[a] = bwd.get(a, 0.0) + backward / d**backward_decay * g
+            bwd[a] = bwd.get(a, 0.0) + backward / d**backward_decay * gd
     return fwd, bwd
 
 

@@ -21,6 +21,9 @@ local TW = cfg.weights                -- event-type weights: view, add_to_cart, 
 local FW, FD = cfg.forward, cfg.forward_decay     -- sim(a, b) += FW / d^FD, a before b
 local BW, BD = cfg.backward, cfg.backward_decay   -- sim(b, a) += BW / d^BD
 local PN = cfg.pair_norm               -- a click's pair increments are divided by H^PN (learn)
+-- TD: a pair's increments are multiplied by exp(-gap / TD), gap = the click's time minus the
+-- latest click of the earlier item in the session (0 = off: no times are stored)
+local TD = cfg.pair_time_decay_ms or 0
 local RD = cfg.recency_decay          -- weight of the p-th most recent session item: 1 / p^RD
 local ALPHA, BETA = cfg.alpha, cfg.beta           -- asymmetric cosine normalisation
 local RB = cfg.repeat_boost           -- boost of an item already in the session
@@ -131,12 +134,26 @@ end
 
 -- == learning =================================================================================
 -- Session state: the last max(N, W) items, most recent first, stored as one string
--- "i1\0i2\0..."; read once per script call, kept in SESS, written back by flush_sessions().
+-- "i1\0i2\0..."; with TD > 0 followed by "\0\0" and the event time of each item's latest
+-- click, "t1\0t2\0..." ('-' = unknown: a list stored before times were kept). Item ids are
+-- never empty, so the first "\0\0" is the separator. Read once per script call, kept in SESS
+-- (the times as the list's field t, false = unknown), written back by flush_sessions().
 local SESS, DIRTY = {}, {}
--- A stored session value (or nil) -> its items.
+-- A stored session value (or nil) -> its items (with .t, the times, when they were stored).
 local function split_items(raw)
   local items = {}
-  if raw then for it in string.gmatch(raw, '[^%z]+') do items[#items + 1] = it end end
+  if not raw then return items end
+  local cut = string.find(raw, '\0\0', 1, true)
+  for it in string.gmatch(cut and string.sub(raw, 1, cut - 1) or raw, '[^%z]+') do
+    items[#items + 1] = it
+  end
+  if cut then
+    local times = {}
+    for t in string.gmatch(string.sub(raw, cut + 2), '[^%z]+') do
+      times[#times + 1] = tonumber(t) or false
+    end
+    if #times == #items then items.t = times end
+  end
   return items
 end
 
@@ -151,7 +168,16 @@ end
 local function flush_sessions()
   for j = 1, #DIRTY do
     local sk = DIRTY[j]
-    local value = table.concat(SESS[sk], '\0')
+    local items = SESS[sk]
+    local value = table.concat(items, '\0')
+    if TD > 0 and items.t then
+      local times = {}
+      for j = 1, #items do
+        local t = items.t[j]
+        times[j] = t and string.format('%.0f', t) or '-'
+      end
+      value = value .. '\0\0' .. table.concat(times, '\0')
+    end
     if STTL > 0 then redis.call('SET', sk, value, 'PX', STTL) else redis.call('SET', sk, value) end
   end
 end
@@ -173,9 +199,16 @@ local function learn(etype, user, session, item, category, ts)
   local counted = g >= MIN_G  -- else fully decayed: the session learns it, counts do not
   local sk = base .. 's:' .. session
   local prev = session_items(sk)
+  local times = prev.t
+  if TD > 0 and not times then  -- a new session, or one stored without times
+    times = {}
+    for j = 1, #prev do times[j] = false end
+    prev.t = times
+  end
   -- sim(a, item) += FW / d^FD (forward) and sim(item, a) += BW / d^BD (backward), for the
   -- earlier items a at distance d <= N, summed per distinct a (one call per key), all times
-  -- g / H^PN with H = sum_d FW / d^FD over those d: the click's pair mass is bounded
+  -- g / H^PN with H = sum_d FW / d^FD over those d: the click's pair mass is bounded; with
+  -- TD > 0 each pair also times exp(-gap / TD), gap = ts - the time of a's latest click
   local fwd, order, bwd, border = {}, {}, {}, {}
   local npair = counted and math.min(#prev, N) or 0
   local gp = g
@@ -186,11 +219,13 @@ local function learn(etype, user, session, item, category, ts)
   end
   for d = 1, npair do
     local a = prev[d]
+    local gd = gp
+    if TD > 0 and times[d] then gd = gp * math.exp(-math.max(ts - times[d], 0) / TD) end
     if not fwd[a] then fwd[a] = 0; order[#order + 1] = a end
-    fwd[a] = fwd[a] + FW / d ^ FD * gp
+    fwd[a] = fwd[a] + FW / d ^ FD * gd
     if a ~= item and BW > 0 then
       if not bwd[a] then bwd[a] = 0; border[#border + 1] = a end
-      bwd[a] = bwd[a] + BW / d ^ BD * gp
+      bwd[a] = bwd[a] + BW / d ^ BD * gd
     end
   end
   local touched = {}
@@ -254,14 +289,20 @@ local function learn(etype, user, session, item, category, ts)
   local fresh = #prev == 0
   if DEDUP then
     for j = 1, #prev do
-      if prev[j] == item then table.remove(prev, j); break end
+      if prev[j] == item then
+        table.remove(prev, j)
+        if times then table.remove(times, j) end
+        break
+      end
     end
   end
   table.insert(prev, 1, item)
+  if times then table.insert(times, 1, ts) end
   local keep = math.max(N, W)
   while #prev > keep do
     local gone = prev[#prev]
     prev[#prev] = nil
+    if times then times[#times] = nil end
     if KW > 0 then
       local still = false
       for j = 1, #prev do if prev[j] == gone then still = true; break end end

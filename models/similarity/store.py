@@ -71,6 +71,11 @@ class RecConfig:
     #: click deep in a long session spreads less evidence per pair than one early in a short
     #: one (0 = off, 1 = every click teaches one unit of forward weight).
     pair_norm: float = 0.5
+    #: A pair's increments are also multiplied by ``exp(-gap / pair_time_decay_s)``, ``gap`` the
+    #: seconds from the earlier item's latest click in the session to the new click: items
+    #: clicked minutes apart are less related than ones clicked seconds apart (0 = off, and
+    #: session keys hold no times).
+    pair_time_decay_s: float = 300.0
     #: Most recent session items that score candidates.
     score_items: int = 3
     #: Recency weight of the p-th most recent session item is ``1 / p**recency_decay``.
@@ -129,9 +134,10 @@ class RecConfig:
         if min(bounds) <= 0:
             raise InvalidConfig("knn and two-hop bounds must be positive")
         if min(self.knn_weight, self.two_hop, self.older_boost, self.knn_item_window,
-               self.pair_norm) < 0:
+               self.pair_norm, self.pair_time_decay_s) < 0:
             raise InvalidConfig(
-                "knn_weight, two_hop, older_boost, knn_item_window, pair_norm must be >= 0"
+                "knn_weight, two_hop, older_boost, knn_item_window, pair_norm,"
+                " pair_time_decay_s must be >= 0"
             )
         if min(self.knn_position_decay, self.knn_recency_days, self.knn_item_decay) <= 0:
             raise InvalidConfig("knn decays must be positive")
@@ -155,6 +161,7 @@ class RecConfig:
             "backward": self.backward,
             "backward_decay": self.backward_decay,
             "pair_norm": self.pair_norm,
+            "pair_time_decay_ms": self.pair_time_decay_s * 1000,
             "recency_decay": self.recency_decay,
             "alpha": self.alpha,
             "beta": self.beta,

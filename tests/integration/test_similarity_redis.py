@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import uuid
@@ -140,17 +141,24 @@ def replay_reference(
     counts: dict[str, float] = {}
     index: Index = {}
     lists: dict[str, list[str]] = {}
+    times: dict[str, list[int]] = {}  # each listed item's latest click, aligned with lists
     t0 = clicks[0][2]
     for session, item, ts in clicks:
         g = growth(ts, t0, hl)
         prev = lists.get(session, [])
-        fwd, bwd = pair_increments(prev, item, g=g, window=c.session_window, norm=c.pair_norm)
+        at = times.get(session, [])
+        fwd, bwd = pair_increments(prev, item, g=g, window=c.session_window, norm=c.pair_norm,
+                                   gaps=[ts - t for t in at],
+                                   time_decay_ms=c.pair_time_decay_s * 1000)
         for a, v in fwd.items():
             rows.setdefault(a, {})[item] = rows.get(a, {}).get(item, 0.0) + v
         for a, v in bwd.items():
             rows.setdefault(item, {})[a] = rows.get(item, {}).get(a, 0.0) + v
         counts[item] = counts.get(item, 0.0) + g
         lists[session], gone = session_update(prev, item, keep=keep, dedup=c.dedup_sessions)
+        if c.dedup_sessions and item in prev:
+            at = [t for a, t in zip(prev, at, strict=True) if a != item]
+        times[session] = [ts, *at][:keep]
         if c.knn_weight > 0:
             index_click(index, session, item, ts, gone, keep=c.knn_keep)
     clock = max(ts for _, _, ts in clicks)
@@ -195,6 +203,56 @@ async def test_learning_and_scoring_match_the_python_reference(make_store: Store
     got_recs = dict(await store.recommend("u1", "s1", len(expected)))
     assert got_recs == pytest.approx(expected)
     assert "e" in got_recs  # older than the 3 scored items: still boosted
+
+
+async def test_pairs_decay_with_the_time_between_the_clicks(make_store: StoreFactory) -> None:
+    """``pair_time_decay_s``: a pair's increments shrink with the seconds between the earlier
+    item's latest click and the new one, as the reference states, across batches (the times
+    travel in the session key) and with gaps from one second to an hour."""
+    store = await make_store(pair_time_decay_s=300.0)
+    gaps = [0, 1, 30, 30, 300, 5, 3600, 2, 60, 600, 10, 1]
+    clicks, ts = [], T0
+    for n, gap in enumerate(gaps):
+        ts += gap * 1000
+        clicks.append(("s1", "abcadbecfa"[n % 10], ts))
+    records = [ev(n, i, ts=t) for n, (_, i, t) in enumerate(clicks)]
+    for j in range(0, len(records), 5):
+        await store.apply_batch("events", 0, records[j : j + 5])
+    rows, *_, clock = replay_reference(store, clicks)
+    hl = store.config.half_life_days * DAY
+    now = growth(clock, T0, hl)  # stored weights are growth-weighted, the reference's decayed
+    for a, row in rows.items():
+        got = await store.redis.zrange(f"{store.base}n:{a}", 0, -1, withscores=True)
+        assert {k.decode(): v / now for k, v in got if k != SENTINEL} == pytest.approx(row)
+    # the same clicks one hour apart teach (almost) nothing; a second apart, nearly the full
+    # weight of the distance alone
+    slow, fast = await make_store(), await make_store()
+    for one, step in ((slow, 3_600_000), (fast, 1_000)):
+        await one.apply_batch("events", 0, [ev(0, "a", ts=T0), ev(1, "b", ts=T0 + step)])
+    slow_ab = await slow.redis.zscore(slow.base + "n:a", "b")
+    fast_ab = await fast.redis.zscore(fast.base + "n:a", "b")
+    assert slow_ab == pytest.approx(math.exp(-12) * growth(T0 + 3_600_000, T0, hl))
+    assert fast_ab == pytest.approx(math.exp(-1 / 300) * growth(T0 + 1_000, T0, hl))
+
+
+async def test_a_session_stored_without_times_learns_on(make_store: StoreFactory) -> None:
+    """A session key written without times (before ``pair_time_decay_s``, or with it 0): its
+    items pair undecayed, the new click is timed from then on."""
+    off = await make_store(pair_time_decay_s=0.0)
+    await off.apply_batch("events", 0, [ev(0, "a", ts=T0), ev(1, "b", ts=T0 + 1000)])
+    assert await off.redis.get(off.base + "s:s1") == b"b\0a"
+    on = SimilarityStore(off.redis, prefix=off.base[1:-2],
+                         config=replace(off.config, pair_time_decay_s=300.0))
+    hl = off.config.half_life_days * DAY
+    t2, t3 = T0 + 601_000, T0 + 901_000
+    await on.apply_batch("events", 0, [ev(2, "c", ts=t2)])
+    g2, g3 = growth(t2, T0, hl), growth(t3, T0, hl)
+    assert await on.redis.zscore(on.base + "n:b", "c") == pytest.approx(g2 / 1.5**0.5)
+    assert await on.redis.get(on.base + "s:s1") == b"c\0b\0a\0\0%d\0-\0-" % t2
+    await on.apply_batch("events", 0, [ev(3, "d", ts=t3)])
+    h = (1 + 1 / 2 + 1 / 3) ** 0.5
+    assert await on.redis.zscore(on.base + "n:c", "d") == pytest.approx(g3 * math.exp(-1) / h)
+    assert await on.redis.zscore(on.base + "n:b", "d") == pytest.approx(g3 / 2 / h)
 
 
 @pytest.mark.parametrize("knn_weight", [0.0, 0.5])
@@ -326,7 +384,7 @@ async def test_session_index_bounded_with_ttls(make_store: StoreFactory) -> None
         if kind == "is":
             assert await store.redis.zcard(key) <= 10 + 1
         if kind == "s":
-            items = (await store.redis.get(key)).split(b"\0")
+            items = (await store.redis.get(key)).split(b"\0\0")[0].split(b"\0")
             assert len(items) == len(set(items)) <= keep
     assert kinds["is"] == 30 and kinds["ui"] == 3_000 // 21 + 1
 

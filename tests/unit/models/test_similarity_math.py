@@ -67,6 +67,29 @@ def test_pair_norm_bounds_a_clicks_forward_mass(n: int, norm: float) -> None:
     assert pair_increments(prev[:1], "x", g=2.0, norm=norm)[0] == {"i0": 2.0}
 
 
+@given(st.lists(st.integers(-5_000, 7_200_000), min_size=1, max_size=12))
+def test_pairs_decay_with_the_time_since_each_items_click(gaps: list[int]) -> None:
+    prev = [f"i{j}" for j in range(len(gaps))]
+    plain, plain_b = pair_increments(prev, "x", g=1.0)
+    fwd, bwd = pair_increments(prev, "x", g=1.0, gaps=gaps, time_decay_ms=300_000)
+    for a, gap in zip(prev, gaps, strict=False):
+        if a in fwd:  # within the window
+            f = math.exp(-max(gap, 0) / 300_000)
+            assert fwd[a] == pytest.approx(plain[a] * f) and bwd[a] == pytest.approx(plain_b[a] * f)
+    # unknown times (a list stored without them) and 0 (off) leave the distance weights alone
+    assert pair_increments(prev, "x", g=1.0, gaps=[None] * len(gaps), time_decay_ms=1.0)[0] == plain
+    assert pair_increments(prev, "x", g=1.0, gaps=gaps, time_decay_ms=0.0)[0] == plain
+
+
+def test_the_default_decays_pairs_over_five_minutes() -> None:
+    base = {"session_window": 10, "half_life_days": 30.0, "max_neighbours": 200,
+            "knn_weight": 0.0, "item_ttl_s": 0}  # fmt: skip
+    assert RecConfig(**base).pair_time_decay_s == 300.0
+    assert orjson.loads(RecConfig(**base).as_json())["pair_time_decay_ms"] == 300_000.0
+    with pytest.raises(InvalidConfig):
+        RecConfig(**base | {"pair_time_decay_s": -1})
+
+
 def test_pairs_respect_window() -> None:
     fwd, _ = pair_increments(list("abcdefg"), "x", g=1.0, window=3)
     assert set(fwd) == {"a", "b", "c"}
@@ -171,7 +194,7 @@ def test_config_validation_and_the_script_argument() -> None:
             "knn_weight": 0.0, "item_ttl_s": 0}  # fmt: skip
     config = RecConfig(**base)
     args = orjson.loads(config.as_json())
-    assert len(args) == 36 and args["half_life_ms"] == 30 * 86_400_000
+    assert len(args) == 37 and args["half_life_ms"] == 30 * 86_400_000
     assert args["pair_norm"] == 0.5
     assert args["knn_recency_ms"] == 5 * 86_400_000 and args["dedup_sessions"] is True
     assert args["item_ttl_ms"] == 0  # no TTL when given 0 (the worker sets it from settings)
