@@ -135,6 +135,8 @@ class ModelSet:
             if not isinstance(m.churn, GuardedChurn) or m.churn.horizon_days != new.horizon_days:
                 m.churn = new
                 changed.append(p)
+            else:  # the annual-return prior is a setting (a state from before it had none)
+                m.churn.season.set_prior(new.season.prior_odds)
         if changed:
             log.warning("partitions %s: churn scorers of an older layout or another horizon "
                         "replaced by fresh ones", changed)  # fmt: skip

@@ -5,7 +5,10 @@ to. It keeps the analytic scorer's sample and fit current (:meth:`observe`, :met
 learns each delayed label after scoring it with *both* scorers as they are now (the
 :class:`~models.guard.Guard` keeps the score), and answers :meth:`score` with the current
 champion, naming it. The learned model is never used for alerts before it has beaten the
-analytic one on live labels. All of it is plain JSON (:meth:`to_dict`).
+analytic one on live labels. Whichever scores, the annual-return layer
+(:class:`~models.season.SeasonalReturn`) then lowers P(churn) of a customer who bought in the
+coming season a year ago; it learns from the same labels. All of it is plain JSON
+(:meth:`to_dict`).
 
 >>> from models.alive import summary
 >>> day, t0 = 86_400_000, 1_704_067_200_000
@@ -30,6 +33,7 @@ from typing import Any, Final
 from models.alive import AliveModel, Summary
 from models.churn import ChurnModel, ModelKind
 from models.guard import Guard, GuardConfig
+from models.season import SeasonalReturn
 
 STATE_VERSION: Final = 1
 
@@ -39,19 +43,22 @@ class GuardedChurn:
     :class:`Guard` that decides which of them alerts."""
 
     def __init__(
-        self, model: ChurnModel, alive: AliveModel, guard: Guard, horizon_days: float
-    ) -> None:
+        self, model: ChurnModel, alive: AliveModel, guard: Guard, horizon_days: float,
+        season: SeasonalReturn | None = None,
+    ) -> None:  # fmt: skip
         self.model, self.alive, self.guard = model, alive, guard
         self.horizon_days = float(horizon_days)
+        self.season = season if season is not None else SeasonalReturn()  # off
 
     @classmethod
     def new(
         cls, *, horizon_days: float, kind: ModelKind, guard: GuardConfig, min_customers: int,
-        capacity: int = 2000, refit_every_days: float = 7.0,
+        capacity: int = 2000, refit_every_days: float = 7.0, season_odds: float = 1.0,
     ) -> GuardedChurn:  # fmt: skip
         alive = AliveModel(capacity=capacity, min_customers=min_customers,
                            refit_every_days=refit_every_days)  # fmt: skip
-        return cls(ChurnModel(kind), alive, Guard(guard), horizon_days)
+        season = SeasonalReturn(prior_odds=season_odds)
+        return cls(ChurnModel(kind), alive, Guard(guard), horizon_days, season)
 
     # --- what the churn logic calls ------------------------------------------------------
     def observe(
@@ -77,13 +84,22 @@ class GuardedChurn:
         least = min(m.n_positive, m.n_learned - m.n_positive)
         return m.n_learned >= c.min_labels and least >= c.min_class
 
-    def learn(self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int) -> None:
-        """One resolved label: both scorers score it as they are now (for the guard), then
-        the learned model learns it."""
+    def learn(
+        self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int, season: float = 0.0
+    ) -> None:
+        """One resolved label: both scorers score it as they are now, with the annual-return
+        layer (for the guard), then the layer and the learned model learn it. ``season`` is
+        the customer's annual-return signal when the snapshot was taken."""
         s_analytic = self.analytic(s) if self.alive.ready else math.nan
         s_model = self.model.predict_proba_one(x) if self.model_ready else math.nan
-        self.guard.update(s_analytic, s_model, y, now_ms)
+        self.guard.update(self.adjust(s_analytic, season), self.adjust(s_model, season), y, now_ms)
+        if s is not None and self.alive.ready:
+            self.season.update(season, s_analytic, y)
         self.model.learn_one(x, y)
+
+    def adjust(self, p: float, season: float) -> float:
+        """A scorer's P(churn) after the annual-return layer (NaN stays NaN)."""
+        return self.season.apply(p, season)
 
     @property
     def can_alert(self) -> bool:
@@ -102,19 +118,23 @@ class GuardedChurn:
         """The champion's version (what an alert's ``model_version`` names)."""
         return self.model.model_version if self.champion == "model" else self.alive.model_version
 
-    def score(self, x: dict[str, float], s: Summary | None) -> tuple[float, str, dict[str, float]]:
-        """The champion's ``(P(churn), version, reasons)`` for features ``x`` and summary
-        ``s``. ``P`` is NaN when it cannot be computed (then no alert)."""
+    def score(
+        self, x: dict[str, float], s: Summary | None, season: float = 0.0
+    ) -> tuple[float, str, dict[str, float]]:
+        """The champion's ``(P(churn), version, reasons)`` for features ``x``, summary ``s``
+        and annual-return signal ``season``. ``P`` is NaN when it cannot be computed (then
+        no alert)."""
         if self.champion == "model":
             m = self.model
-            return m.predict_proba_one(x), m.model_version, m.contributions(x)
-        p = self.analytic(s)
+            return self.adjust(m.predict_proba_one(x), season), m.model_version, m.contributions(x)
+        raw = self.analytic(s)
+        p = self.adjust(raw, season)
         if s is None:
             return p, self.alive.model_version, {"never_bought": 1.0}
         dead = -math.log(max(self.alive.p_alive(s), 1e-12))
         reasons = {  # log-likelihood units: evidence of having left, and of buying rarely
             "silence_vs_rhythm": dead,
-            "slow_buyer": -math.log(max(1.0 - p, 1e-12)) - dead,
+            "slow_buyer": -math.log(max(1.0 - raw, 1e-12)) - dead,
         }
         return p, self.alive.model_version, reasons
 
@@ -129,6 +149,7 @@ class GuardedChurn:
         out["analytic_params"] = dict(zip(("r", "alpha", "a", "b"), params.as_list(), strict=True))
         out["analytic_fits"] = self.alive.n_fits
         out["analytic_customers"] = len(self.alive.sample)
+        out["season_odds"] = self.season.odds
         out["learned"] = self.model.metrics
         out["versions"] = {"analytic": self.alive.model_version, "model": self.model.model_version}
         return out
@@ -138,6 +159,7 @@ class GuardedChurn:
         return {
             "v": STATE_VERSION, "horizon_days": self.horizon_days, "model": self.model.to_dict(),
             "alive": self.alive.to_dict(), "guard": self.guard.to_dict(),
+            "season": self.season.to_dict(),
         }  # fmt: skip
 
     @classmethod
@@ -147,4 +169,5 @@ class GuardedChurn:
         return cls(
             ChurnModel.from_dict(d["model"]), AliveModel.from_dict(d["alive"]),
             Guard.from_dict(d["guard"]), d["horizon_days"],
+            SeasonalReturn.from_dict(d["season"]) if "season" in d else None,
         )  # fmt: skip

@@ -226,6 +226,11 @@ class Settings:
     churn_min_customers: int = _opt(
         50, "Buyers a partition's analytic churn scorer is fitted on before it may alert."
     )
+    churn_season_odds: float = _opt(
+        0.5,
+        "Prior factor on the odds of staying away of a customer who bought in the coming "
+        "season a year ago, until live labels say (1 = off; docs/churn.md).",
+    )
     churn_alert_max_age_days: float = _opt(
         7.0,
         "Alerts older than this (event time vs wall clock: a backfill) are learned from but "
@@ -353,6 +358,8 @@ class Settings:
                      "forecast_interval_s"):  # fmt: skip
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
+        if not 0.1 <= self.churn_season_odds <= 1:
+            raise ConfigError(f"{PREFIX}CHURN_SEASON_ODDS must be in [0.1, 1]")
         if self.churn_idle_days >= self.churn_horizon_days:
             raise ConfigError(f"{PREFIX}CHURN_IDLE_DAYS must be below {PREFIX}CHURN_HORIZON_DAYS")
         choices = (("log_format", LogFormat), ("table_store", TableStore))

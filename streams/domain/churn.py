@@ -74,7 +74,14 @@ from streams.domain.churn_state import (
     Track,
 )
 from streams.domain.outcomes import count_purchase, outcome, watch
-from streams.domain.profile import DAY_MS, FEATURE_NAMES, Profile, features, update_profile
+from streams.domain.profile import (
+    DAY_MS,
+    FEATURE_NAMES,
+    Profile,
+    features,
+    season_return,
+    update_profile,
+)
 
 Labelled = tuple[dict[str, float], bool]
 Lookup = Callable[[str], Profile | None]
@@ -87,14 +94,18 @@ class Scorer(Protocol):
 
     @property
     def can_alert(self) -> bool: ...
+    @property
+    def horizon_days(self) -> float: ...
     def observe(
         self, uid: str, first_purchase_ms: int, last_purchase_ms: int, n_orders: int
     ) -> None: ...
     def tick(self, now_ms: int) -> None: ...
     def analytic(self, s: Summary | None) -> float: ...
-    def learn(self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int) -> None: ...
+    def learn(
+        self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int, season: float
+    ) -> None: ...
     def score(
-        self, x: dict[str, float], s: Summary | None
+        self, x: dict[str, float], s: Summary | None, season: float
     ) -> tuple[float, str, dict[str, float]]: ...
 
 
@@ -125,7 +136,7 @@ def alert_score(
     """What an alert would say of ``p`` at ``now_ms``: ``(P(churn), the champion's version,
     profile features, reasons)``. The idle timers and ``evaluate churn`` both call it."""
     x, f, s = model_features(scorer, p, now_ms)
-    prob, version, reasons = scorer.score(x, s)
+    prob, version, reasons = scorer.score(x, s, season_return(p, now_ms, scorer.horizon_days))
     return prob, version, f, reasons
 
 
@@ -139,7 +150,8 @@ def _learn(
     out.append((xd, y))
     if scorer is not None:
         s = None if sm is None else (int(sm[0]), sm[1], sm[2])
-        scorer.learn(xd, s, y, state.clock_ms)
+        season = sm[3] if sm is not None and len(sm) > 3 else 0.0  # older tracks: none
+        scorer.learn(xd, s, y, state.clock_ms, season)
 
 
 def _snapshot(
@@ -149,11 +161,13 @@ def _snapshot(
     if scorer is None:  # labels without scorers (tests of the bookkeeping)
         f = features(p, ts)
         x, s = [f[k] for k in FEATURE_NAMES] + [0.0, 0.5], summary_of(p, ts)
+        season = 0.0
     else:
         xd, _, s = model_features(scorer, p, ts)
         x = [xd[k] for k in MODEL_FEATURES]
+        season = season_return(p, ts, scorer.horizon_days)
     # rounded once here, so the stored track (an envelope's ``track``) is exactly the live one
-    sm = None if s is None else [s[0], round(s[1], 4), round(s[2], 4)]
+    sm = None if s is None else [s[0], round(s[1], 4), round(s[2], 4), season]
     t.pending.append((ts, [round(v, 4) for v in x], sm, False))
     t.last_snapshot_ms = max(t.last_snapshot_ms, ts)
     heapq.heappush(state.timers, (ts + cfg.horizon_ms + cfg.allowed_lateness_ms, LABEL, uid, ts))

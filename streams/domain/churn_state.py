@@ -34,7 +34,8 @@ STATE_VERSION = 2
 #: (tracks of the older layout stored only a flag).
 ARMED = -2
 
-#: A pending snapshot: (event time, feature vector, the analytic summary ``[x, t_x, T]`` or
+#: A pending snapshot: (event time, feature vector, the analytic summary and annual-return
+#: signal ``[x, t_x, T, season]`` (``[x, t_x, T]`` in tracks stored before the signal) or
 #: ``None`` for a customer who never bought, whether a purchase inside its window was seen).
 Pending = tuple[int, list[float], list[float] | None, bool]
 

@@ -44,6 +44,11 @@ PRIOR_WEIGHT: Final = 1.0
 #: Generic prior churn hazard (per day) of the P(alive) feature (a Pareto/NBD-style
 #: posterior that the customer is still active given their rhythm and silence).
 PRIOR_HAZARD: Final = 1 / 180
+#: Order weeks kept (``Profile.order_weeks``): enough to look a year back from any time
+#: after the last order (a year is 52.2 weeks; the rest is slack for late purchases).
+ORDER_WEEKS: Final = 60
+WEEK_MS: Final = 7 * DAY_MS
+YEAR_MS: Final = 365 * DAY_MS
 
 #: The learned model's inputs (the analytic scorer's two are added by the churn logic).
 #: All are *rates, ratios or logs* that stay meaningful however long the silence: lifetime
@@ -98,6 +103,9 @@ class Profile:
     abandoned_carts: int = 0
     cart_session: str = ""  # session with cart additions and no purchase yet
     categories: dict[str, float] = field(default_factory=dict)
+    # weeks with an order: bit i = an order in epoch week ``order_week - i`` (ORDER_WEEKS bits)
+    order_weeks: int = 0
+    order_week: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (a few hundred bytes serialised; orjson also serialises the
@@ -154,8 +162,44 @@ def _add_category(cats: dict[str, float], category: str) -> None:
         cats[category] = cats.pop(smallest) + 1.0
 
 
+def _mark_order_week(p: Profile, ts: int) -> None:
+    """Set the bit of ``ts``'s week in ``order_weeks`` (shifting the window to a newer week)."""
+    week = ts // WEEK_MS
+    if week > p.order_week:
+        shift = min(week - p.order_week, ORDER_WEEKS) if p.order_week >= 0 else ORDER_WEEKS
+        p.order_weeks = (p.order_weeks << shift) & ((1 << ORDER_WEEKS) - 1)
+        p.order_week = week
+    i = p.order_week - week
+    if i < ORDER_WEEKS:  # a late purchase older than the kept weeks is not marked
+        p.order_weeks |= 1 << i
+
+
+def season_return(p: Profile, now_ms: int, horizon_days: float) -> float:
+    """1.0 if ``p`` ordered in a week that lies within what was, a year before ``now_ms``,
+    the coming horizon -- ``[now - 365 d, now - 365 d + H)``, H at most half a year (whole
+    weeks only: never an order from outside it) --, else 0.0: a customer who may come back
+    for the season (``models.season``).
+
+    >>> from streams.core.events import Event
+    >>> t0, day = 1_291_161_600_000, 86_400_000              # 2010-12-01
+    >>> p = update_profile(None, Event("e1", "purchase", "u1", "s1", t0, price=5.0))
+    >>> [season_return(p, t0 + d * day, 90.0) for d in (200, 280, 300, 330, 372)]
+    [0.0, 1.0, 1.0, 1.0, 0.0]
+    """
+    if p.order_week < 0:
+        return 0.0
+    start = now_ms - YEAR_MS
+    lo = -(-start // WEEK_MS)  # the first whole week inside, and the last one
+    hi = (start + int(min(horizon_days, 182.5) * DAY_MS)) // WEEK_MS - 1
+    for week in range(max(lo, p.order_week - ORDER_WEEKS + 1), min(hi, p.order_week) + 1):
+        if p.order_weeks >> (p.order_week - week) & 1:
+            return 1.0
+    return 0.0
+
+
 def _add_purchase(p: Profile, event: Event) -> None:
     ts = event.ts_ms
+    _mark_order_week(p, ts)
     p.n_purchases += 1
     p.monetary += (event.price or 0.0) * (event.quantity or 1)
     if p.last_purchase_ms < 0:

@@ -40,7 +40,7 @@ from streams.core.settings import Settings
 from streams.domain.alerts import alert_id
 from streams.domain.churn import advance, alert_score, model_features, step
 from streams.domain.churn_state import ChurnConfig, ChurnState
-from streams.domain.profile import DAY_MS, Profile
+from streams.domain.profile import DAY_MS, Profile, season_return
 from streams.tools.churn_metrics import (
     average_precision,
     brier,
@@ -191,9 +191,11 @@ def score_at_cutoff(
             prof = profiles[uid]
             prob, _, f, _ = alert_score(scorer, prof, cutoff_ms)
             x, _, s = model_features(scorer, prof, cutoff_ms)
+            season = season_return(prof, cutoff_ms, scorer.horizon_days)
             silence = state.users[uid].last_seen_ms  # alerted for the current silence?
-            scores[uid] = Scored(
-                alert=prob, analytic=scorer.analytic(s), learned=scorer.model.predict_proba_one(x),
+            scores[uid] = Scored(  # both scorers as alerts would use them: with the season
+                alert=prob, analytic=scorer.adjust(scorer.analytic(s), season),
+                learned=scorer.adjust(scorer.model.predict_proba_one(x), season),
                 recency_days=f["recency_days"], alerted=alert_id(uid, silence) in ids,
             )  # fmt: skip
     return Replayed(dict(sorted(scores.items())), scorers, sent)

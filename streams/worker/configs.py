@@ -98,6 +98,7 @@ def churn_scorers(settings: Settings) -> GuardedChurn:
     return GuardedChurn.new(
         horizon_days=settings.churn_horizon_days, kind=settings.churn_model,
         guard=guard_config(settings), min_customers=settings.churn_min_customers,
+        season_odds=settings.churn_season_odds,
     )  # fmt: skip
 
 

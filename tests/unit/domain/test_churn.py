@@ -34,6 +34,9 @@ class Stub:
     def __init__(self, p: float = 0.9, can_alert: bool = True) -> None:
         self.p = p
         self.can_alert = can_alert
+        self.horizon_days = 30.0
+        self.seasons: list[float] = []  # the annual-return signal of each label and score
+        self.scored_seasons: list[float] = []
         self.learned: list[Labelled] = []
         self.summaries: list[Summary | None] = []
         self.observed: list[tuple[str, int]] = []
@@ -48,11 +51,17 @@ class Stub:
     def analytic(self, s: Summary | None) -> float:
         return 0.25
 
-    def learn(self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int) -> None:
+    def learn(
+        self, x: dict[str, float], s: Summary | None, y: bool, now_ms: int, season: float
+    ) -> None:
         self.learned.append((x, y))
         self.summaries.append(s)
+        self.seasons.append(season)
 
-    def score(self, x: dict[str, float], s: Summary | None) -> tuple[float, str, dict[str, float]]:
+    def score(
+        self, x: dict[str, float], s: Summary | None, season: float
+    ) -> tuple[float, str, dict[str, float]]:
+        self.scored_seasons.append(season)
         return self.p, "stub-v1", {"silence": x["log_idle"], "bg_p": -1.0, "rhythm": 0.5}
 
 
@@ -232,7 +241,9 @@ def test_one_alert_per_idle_episode_and_none_for_active_users() -> None:
 class Rising(Stub):
     """P(churn) grows with the silence: 0.1 per week (log_idle is log1p of the idle days)."""
 
-    def score(self, x: dict[str, float], s: Summary | None) -> tuple[float, str, dict[str, float]]:
+    def score(
+        self, x: dict[str, float], s: Summary | None, season: float
+    ) -> tuple[float, str, dict[str, float]]:
         self.scored = [*getattr(self, "scored", []), round(math.expm1(x["log_idle"]))]
         return min(math.expm1(x["log_idle"]) / 70, 1.0), "stub-v1", {}
 
@@ -382,3 +393,28 @@ def test_a_snapshot_taken_with_another_feature_list_is_not_learned() -> None:
         run.advance(120)
     assert len(r.labelled) == len(intact.labelled) - 1 == len(r.model.learned) > 0
     assert r.labelled == intact.labelled[1:]
+
+
+def test_labels_and_alerts_carry_the_annual_return_signal() -> None:
+    """A snapshot stores whether the customer ordered, a year earlier, in the weeks of its
+    coming horizon; the label is learned with it, and an alert is scored with it."""
+    r = Run(cfg(idle_days=14.0), Stub(p=0.1))  # below the threshold: every check scores
+    r.feed("u1", "purchase", 0)
+    r.feed("u1", "purchase", 340)  # a year after day 0, minus less than the 30-day horizon
+    r.advance(420)
+    taken = [(round(math.expm1(x["log_recency"])), season)
+             for (x, _), season in zip(r.model.learned, r.model.seasons, strict=True)]  # fmt: skip
+    assert (0, 0.0) in taken and (0, 1.0) in taken  # day 0: no year before; day 340: day 0
+    assert set(r.model.seasons) == {0.0, 1.0} and 1.0 in r.model.scored_seasons
+    t = r.state.users["u1"]
+    assert all(sm is not None and len(sm) == 4 for _, _, sm, _ in t.pending)
+
+
+def test_a_snapshot_stored_without_the_signal_is_learned_without_it() -> None:
+    """Tracks stored before the annual-return signal hold ``[x, t_x, T]``: learned, season 0."""
+    r = Run()
+    r.feed("u1", "purchase", 0)
+    t = r.state.users["u1"]
+    t.pending = [(ts, x, None if sm is None else sm[:3], neg) for ts, x, sm, neg in t.pending]
+    r.advance(40)
+    assert r.model.seasons[0] == 0.0 and len(r.model.learned) >= 1

@@ -15,8 +15,10 @@ from streams.domain.profile import (
     DAY_MS,
     FEATURE_NAMES,
     MAX_CATEGORIES,
+    ORDER_WEEKS,
     Profile,
     features,
+    season_return,
     update_profile,
 )
 
@@ -160,3 +162,28 @@ def test_envelope_json_of_the_profile_is_its_to_dict() -> None:
     assert p is not None
     assert orjson.dumps(p) == orjson.dumps(p.to_dict())
     assert Profile.from_dict(orjson.loads(orjson.dumps(p))) == p
+
+
+# --- annual returns -----------------------------------------------------------------------
+
+
+def test_season_return_looks_at_the_coming_horizon_a_year_earlier() -> None:
+    """1 when an order fell in a whole week inside [now - 365 d, now - 365 d + H); else 0."""
+    p = run([ev(0, "purchase", day=0, price=5.0), ev(1, "purchase", day=120, price=5.0)])
+    at = {d: season_return(p, T0 + d * DAY_MS, 90.0) for d in (150, 260, 280, 440, 500)}
+    # day 280: the window a year back is days -85..5 (day 0); 440: 75..165 (day 120);
+    # 150, 260 and 500: no order in -215..-125, -105..-15 nor 135..225
+    assert at == {150: 0.0, 260: 0.0, 280: 1.0, 440: 1.0, 500: 0.0}
+    assert season_return(run([ev(0, "view")]), T0 + 300 * DAY_MS, 90.0) == 0.0  # no order
+    # a horizon longer than half a year looks at half a year only (never at recent orders)
+    assert season_return(p, T0 + 130 * DAY_MS, 400.0) == 0.0
+
+
+def test_order_weeks_stay_bounded_and_survive_late_purchases_and_json() -> None:
+    p = run([ev(i, "purchase", day=3.5 * i, price=1.0) for i in range(300)])  # 3 years
+    assert 0 < p.order_weeks < 1 << ORDER_WEEKS
+    assert Profile.from_dict(orjson.loads(orjson.dumps(p.to_dict()))) == p
+    late = run([ev(0, "purchase", day=400, price=1.0), ev(1, "purchase", day=50, price=1.0)])
+    assert season_return(late, T0 + 400 * DAY_MS, 30.0) == 1.0  # the late order, a year back
+    too_late = run([ev(0, "purchase", day=900, price=1.0), ev(1, "purchase", day=0, price=1.0)])
+    assert too_late.order_weeks == 1  # older than the kept weeks: not marked

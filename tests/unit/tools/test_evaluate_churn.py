@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from streams.cli import evaluate_churn
 from streams.core.settings import Settings
 from streams.tools.evaluate_churn import (
+    Row,
     Scored,
     TransactionsError,
     average_precision,
@@ -245,3 +246,40 @@ def test_the_default_horizon_is_the_workers_setting(
     assert out.exit_code == 0, out.output
     assert orjson.loads(out.stdout)["horizon_days"] == 45.0
     monkeypatch.setattr(base._State, "loaded", None)
+
+
+def seasonal_shop(seed: int = 3) -> tuple[list[Row], int, set[str]]:
+    """A gift shop over a year and a season: steady regulars (some of whom stop), customers
+    seen once in early December who come back for the next Christmas season more often
+    (45 %) than customers seen once in February (20 %). Returns the history up to a
+    cutoff on 9 September, the cutoff (ms) and who comes back in the 90 days after it."""
+    rng = random.Random(seed)
+    day = 86_400_000
+    start, cutoff = 1_669_852_800_000, 1_694_304_000_000  # 2022-12-01, 2023-09-10
+    rows: list[Row] = []
+    back: set[str] = set()
+    for u in range(300):  # regulars: every 10-40 days; a third stop at some point
+        t, stop = start + rng.randrange(60) * day, start + rng.randrange(400) * day
+        while t < cutoff + 90 * day and (u % 3 or t < stop):
+            (rows.append(Row(f"r{u}", t, 50.0, 0)) if t < cutoff else back.add(f"r{u}"))
+            t += rng.randrange(10, 40) * day
+    for u, (first, share) in enumerate([(0, 0.45)] * 150 + [(62, 0.20)] * 150):
+        uid = f"o{u}"
+        rows.append(Row(uid, start + (first + rng.randrange(8)) * day, 30.0, 0))
+        if rng.random() < share:
+            back.add(uid)
+    return sorted(rows, key=lambda r: r.ts_ms), cutoff, back
+
+
+def test_one_time_buyers_of_last_season_are_not_ranked_gone_by_their_silence_alone() -> None:
+    """The > 200-day bucket of a seasonal shop: silence alone ranks the December buyers
+    (who come back more) as the most gone; the annual-return layer turns that around
+    (issue 14; docs/churn.md "Long silences"). Without it the bucket is below a coin."""
+    history, cutoff, back = seasonal_shop()
+    aucs = {}
+    for prior in (1.0, Settings().churn_season_odds):
+        settings = eval_settings(Settings(churn_season_odds=prior), 90.0)
+        scores = score_at_cutoff(history, cutoff, settings).scores
+        long = [u for u, s in scores.items() if s.recency_days >= 200]
+        aucs[prior] = roc_auc([scores[u].alert for u in long], [u not in back for u in long])
+    assert aucs[1.0] < 0.5 < aucs[Settings().churn_season_odds]
