@@ -65,6 +65,22 @@ async def run(settings: Settings, batches: list[list[Any]], crash: tuple[int, in
     return shop
 
 
+async def stored_then_written(
+    s: Settings, redis: aioredis.Redis, batches: list[list[Any]], written: int = 1,
+    data_dir: str | None = None,
+) -> tuple[Any, Any]:  # fmt: skip
+    """(shop, processor) of a worker assigned partition 0 that processed the first batch,
+    stored its models (a checkpoint: a new undo epoch) and then ``written`` more batches."""
+    shop = fake_shop(s if data_dir is None else s.with_(data_dir=data_dir))
+    proc = new_processor(shop)
+    await assign(proc, redis)
+    await proc.process(batches[0])
+    await proc.checkpoint()
+    for batch in batches[1 : 1 + written]:
+        await proc.process(batch)
+    return shop, proc
+
+
 def sent(shop: Any, name: str) -> list[bytes]:
     return list(topic_of(shop, name).sent)
 
@@ -118,11 +134,7 @@ async def test_a_worker_whose_partition_moved_keeps_no_envelope(
     (Fenced), so it can neither write envelopes nor spoil the new owner's undo hash."""
     s = base(settings)
     batches = workload(s.topic_events)
-    shop = fake_shop(s)
-    old = new_processor(shop)
-    await assign(old, redis_client)
-    await old.process(batches[0])
-    await old.checkpoint()
+    _, old = await stored_then_written(s, redis_client, batches, written=0)
     new = new_processor(fake_shop(s.with_(data_dir=s.data_dir + "-new")))
     await assign(new, redis_client)
     key = old.parts.undo.hash_key(0)
@@ -137,12 +149,7 @@ async def test_an_erased_user_never_comes_back_from_the_undo_hash(
 ) -> None:
     s = base(settings)
     batches = workload(s.topic_events)
-    shop = fake_shop(s)
-    proc = new_processor(shop)
-    await assign(proc, redis_client)
-    await proc.process(batches[0])
-    await proc.checkpoint()
-    await proc.process(batches[1])
+    shop, proc = await stored_then_written(s, redis_client, batches)
     async def log_ends(*tps: Any) -> dict[Any, int]:  # the erasure fences up to them
         return {tp: 10**6 for tp in tps}
 
@@ -166,12 +173,7 @@ async def test_a_tampered_entry_stops_the_roll_back_of_its_partition(
     leaves the partition as it is (and is logged)."""
     s = base(settings)
     batches = workload(s.topic_events)
-    shop = fake_shop(s)
-    proc = new_processor(shop)
-    await assign(proc, redis_client)
-    await proc.process(batches[0])
-    await proc.checkpoint()
-    await proc.process(batches[1])
+    shop, proc = await stored_then_written(s, redis_client, batches)
     key = proc.parts.undo.hash_key(0)
     uid = next(iter(proc.parts.undo.stashed[0]))
     await redis_client.hset(key, uid, b"0" * 64 + b'={"p": "planted"}')

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from streams.core.settings import Settings
-from tests.integration.test_undo import OUTPUTS, base, sent, workload
+from tests.integration.test_undo import OUTPUTS, base, sent, stored_then_written, workload
 from tests.support.fakes import assign, fake_shop, new_processor
 
 pytestmark = pytest.mark.integration
@@ -94,11 +94,8 @@ async def test_a_batch_that_ends_after_its_partition_was_revoked_keeps_its_envel
     s = base(settings)
     batches = workload(s.topic_events)
     clean = await clean_run(s, batches, redis_client, tmp_path)
-    shop = fake_shop(s.with_(data_dir=str(tmp_path / "a")))
-    a = new_processor(shop)
-    await assign(a, redis_client)
-    await a.process(batches[0])
-    await a.checkpoint()
+    shop, a = await stored_then_written(s, redis_client, batches, written=0,
+                                        data_dir=str(tmp_path / "a"))  # fmt: skip
     epoch = last(batches[0])
     # on_revoked: hand_over timed out waiting for the lock (before, the revocation then
     # dropped the partition's undo epoch while that batch still ran)
@@ -131,11 +128,8 @@ async def test_a_worker_waking_before_the_new_owner_claims_cannot_end_its_undo_e
     s = base(settings)
     batches = workload(s.topic_events)
     clean = await clean_run(s, batches, redis_client, tmp_path)
-    shop = fake_shop(s.with_(data_dir=str(tmp_path / "a")))
-    a = new_processor(shop)
-    await assign(a, redis_client)
-    await a.process(batches[0])
-    await a.checkpoint()
+    shop, a = await stored_then_written(s, redis_client, batches, written=0,
+                                        data_dir=str(tmp_path / "a"))  # fmt: skip
     epoch = last(batches[0])
     await a.process(batches[1])  # ... A freezes; B is assigned the partition: it claims it
     b_shop = replace(shop, settings=shop.settings.with_(data_dir=str(tmp_path / "b")),

@@ -136,3 +136,22 @@ def test_a_field_that_is_not_utf8_is_refused_not_an_error_of_the_whole_settle() 
     redis = _Redis({s.hash_key(0): {b"@epoch": b"1:aa", b"\xff": s.entry(0, "1:aa", "u", None)}})
     undo = asyncio.run(s.read(redis, [0]))[0]  # raises UnicodeDecodeError on the reviewed code
     assert undo.entries is None
+
+
+@settings(max_examples=300)
+@given(fields=st.dictionaries(st.binary(max_size=20), st.binary(max_size=120), max_size=6),
+       epoch=st.none() | st.binary(max_size=20))  # fmt: skip
+def test_any_hash_parses_to_an_untrusted_or_verified_partition_never_raises(
+    fields: dict[bytes, bytes], epoch: bytes | None
+) -> None:
+    """Whatever Redis holds in a partition's undo hash (any field names, values, epoch),
+    reading it never raises: either no epoch, or nothing trusted, or only signed entries."""
+    s = store()
+    raw = dict(fields)
+    if epoch is not None:
+        raw[b"@epoch"] = epoch
+    undo = s.parse_hash(0, raw)
+    if undo.entries:
+        assert undo.epoch is not None
+        for uid, before in undo.entries.items():
+            assert s.entry(0, undo.epoch, uid, before) == raw[uid.encode()]
