@@ -15,7 +15,7 @@ from streams import web
 from streams.agents import events as events_agent
 from streams.core.settings import Settings
 from streams.kafka import broker_credentials
-from streams.patches import fastpath, order, recovery, table
+from streams.patches import fastpath, handoff, order, recovery, table
 from streams.telemetry import Telemetry
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
@@ -25,7 +25,11 @@ from streams.worker.runtime import Runtime
 
 def create_app(settings: Settings) -> ShopApp:
     """Build the app. Topics are created beforehand by :func:`streams.kafka.ensure_topics`."""
-    app_class = fastpath.App if settings.eager_handoff else order.App
+    app_class = (
+        handoff.App if settings.fetch_handoff
+        else fastpath.App if settings.eager_handoff
+        else order.App
+    )  # fmt: skip
     app = app_class(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],

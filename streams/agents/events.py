@@ -23,25 +23,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from faust.types import TP
 
 from streams.agents.probe import GapProbe
 from streams.core.errors import Fenced, StateDiverged
 from streams.kafka import committed_offsets
+from streams.patches import handoff
 from streams.patches.order import FIRST_RECORD_S, RESEEK_S, GuardedConsumer, RecordOrder
 from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
-from streams.worker.intake import to_record
+from streams.worker.intake import Fetched, first_of
 from streams.worker.stopping import stop_now
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def run_batch(
-    processor: BatchProcessor, batch: Sequence[Any], grace_s: float,
+    processor: BatchProcessor, batch: Sequence[Any] | Fetched, grace_s: float,
     step: Callable[[], Awaitable[Any]] | None = None,
 ) -> bool:  # fmt: skip
     """Process one batch (or run ``step`` for it: settling an assignment before it is put
@@ -69,7 +71,7 @@ async def run_batch(
         stop_now(str(exc))
     except Exception as exc:  # noqa: BLE001 - never dead-letter a half-applied batch
         processor.telemetry.on_batch_failure()
-        first = to_record(batch[0]) if batch else None
+        first = first_of(batch)
         where = f" ({first.topic}[{first.partition}]@{first.offset}..)" if first else ""
         stop_now(f"a batch of {len(batch)}{where} failed unexpectedly: {exc!r}", exc)
     return True
@@ -96,6 +98,9 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         assert isinstance(consumer, GuardedConsumer), "streams.app.create_app makes one"
         if topic not in consumer.guarded:
             consumer.guard(topic)
+            if settings.fetch_handoff:  # one message per partition fetch (patches/handoff.py)
+                assert isinstance(consumer, handoff.HandoffConsumer), "create_app makes one"
+                consumer.hand_off(topic)
             # partitions read again from their stored models (streams.worker.undo)
             consumer.start_at = lambda tp: processor.parts.replay_from.get(tp.partition)
         return consumer
@@ -109,8 +114,31 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         interval = min(max(settings.idle_advance_s / 4, 0.25), 15.0)
         shop.app.timer(interval=interval, name="advance_idle")(processor.advance_idle)
 
+    async def take_fetches(stream: Any) -> None:
+        """The batch hand-off (``SHOPSTREAM_FETCH_HANDOFF``, streams/patches/handoff.py):
+        batches of records straight from the fetches, each fetch acked as offset ranges
+        once all its records are done; otherwise as :func:`process_events` below."""
+        grace_s = settings.shutdown_grace_s
+        async for pieces in handoff.take_records(
+            stream, settings.batch_size, settings.batch_within_ms / 1000
+        ):
+            if processor.parts.to_settle is not None:  # a new assignment: first settle it
+                await run_batch(processor, Fetched(pieces), grace_s, processor.prepare)
+            await read_again(processor.parts.take_replays())
+            ranges = [(p.message.partition, *p.offsets) for p in pieces]
+            kept = await admitted(order, ranges, pieces)
+            processed: list[handoff.Piece] = []
+            if kept and await run_batch(processor, Fetched(kept), grace_s):
+                processed = kept
+                watchdog.processed_ranges((p.message.tp, *p.offsets) for p in kept)
+            # pieces left out are released, not committed (HandoffConsumer)
+            await handoff.finish(stream, pieces, processed)
+
     @shop.app.agent(shop.events, concurrency=1, name="process_events")
     async def process_events(stream: Any) -> None:
+        if settings.fetch_handoff:
+            await take_fetches(stream)
+            return
         # noack_take: Faust does not ack (and so never commits) a batch until we say so.
         async for batch in stream.noack_take(
             settings.batch_size, within=settings.batch_within_ms / 1000
@@ -147,7 +175,14 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         partition with a hole is sought back to re-read the missing records
         (streams/patches/order.py)."""
         offsets = [(ev.message.partition, ev.message.offset) for ev in batch]
-        kept, holes = order.admit(offsets, time.monotonic(), batch)
+        return await admitted(order, [(p, o, o) for p, o in offsets], batch)
+
+    async def admitted(
+        order: RecordOrder, ranges: Sequence[tuple[int, int, int]], items: Sequence[T]
+    ) -> list[T]:
+        """:func:`in_order` of ``items`` standing for the offset ranges ``(partition, first,
+        last)``."""
+        kept, holes = order.admit_ranges(ranges, time.monotonic(), items)
         consumer = guarded()
         for tp in [tp for tp in consumer.rewinding() if tp.partition not in order.holes]:
             consumer.rewound(tp)

@@ -154,6 +154,11 @@ class Settings:
     eager_handoff: bool = _opt(
         True, "Hand fetched messages to the agent without a task per message (patches/fastpath.py)."
     )
+    fetch_handoff: bool = _opt(
+        False,
+        "Hand the events topic to the agent one partition fetch at a time, acked as offset "
+        "ranges (patches/handoff.py); off: one Faust message per record.",
+    )
     batch_produce: bool = _opt(
         True,
         "Produce a batch's outputs and changelog records in one aiokafka batch per topic "

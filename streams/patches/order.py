@@ -97,22 +97,37 @@ class RecordOrder:
         A hole is ``(partition, first missing offset, offset seen)``; the caller seeks the
         partition to the first missing offset. Records at or below the expected offset are
         redeliveries (fenced downstream) and are kept."""
+        return self.admit_ranges([(p, o, o) for p, o in records], now, items)
+
+    def admit_ranges(
+        self, ranges: Sequence[tuple[int, int, int]], now: float, items: Sequence[T]
+    ) -> tuple[list[T], list[tuple[int, int, int]]]:
+        """:meth:`admit` of runs of consecutive offsets ``(partition, first, last)`` (the
+        fetches of the batch hand-off, streams/patches/handoff.py): a run is kept or held
+        back whole, as its records would be one by one (no hole can be inside a run).
+
+        >>> order = RecordOrder(lambda p: {0: 10}.get(p))
+        >>> order.admit_ranges([(0, 8, 12), (0, 15, 16), (1, 4, 6)], 0.0, "abc")
+        (['a', 'c'], [(0, 13, 15)])
+        >>> order.admit_ranges([(0, 13, 16)], 1.0, "d"), order.expected
+        ((['d'], []), {0: 17, 1: 7})
+        """
         kept: list[T] = []
         seek: list[tuple[int, int, int]] = []
         blocked: set[int] = set()
-        for (partition, offset), item in zip(records, items, strict=True):
+        for (partition, first, last), item in zip(ranges, items, strict=True):
             if partition in blocked:
                 continue
             want = self.expected.get(partition)
             if want is None:
                 want = self.start(partition)
-                want = offset if want is None or want < 0 else want
+                want = first if want is None or want < 0 else want
                 self.expected[partition] = want
-            if offset > want and not self._accept(partition, want, offset, now, seek):
+            if first > want and not self._accept(partition, want, first, now, seek):
                 blocked.add(partition)
                 continue
-            if offset >= self.expected[partition]:
-                self.expected[partition] = offset + 1
+            if last >= self.expected[partition]:
+                self.expected[partition] = last + 1
                 self.holes.pop(partition, None)
             kept.append(item)
         return kept, seek

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,16 @@ class CommitWatchdog:
         self.strikes = 0
 
     def processed(self, batch: Sequence[Any]) -> None:
-        for event in batch:
-            tp, offset = event.message.tp, event.message.offset
-            if offset > self.acked.get(tp, -1):
-                self.acked[tp] = offset
+        """Faust events of a processed batch."""
+        self.processed_ranges((e.message.tp, e.message.offset, e.message.offset) for e in batch)
+
+    def processed_ranges(self, ranges: Iterable[tuple[Any, int, int]]) -> None:
+        """Processed offset ranges ``(tp, first, last)`` (the fetches of the batch
+        hand-off, streams/patches/handoff.py)."""
+        acked = self.acked
+        for tp, _, last in ranges:
+            if last > acked.get(tp, -1):
+                acked[tp] = last
 
     async def check(self) -> None:
         consumer = self.app.consumer

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from faust.types import TP
 from redis.exceptions import ReadOnlyError, ResponseError
 
 from models.similarity import guard, key_base
@@ -46,7 +47,7 @@ from streams.worker.checkpoints import Checkpointer
 from streams.worker.configs import rec_arms
 from streams.worker.context import ShopApp
 from streams.worker.idle import advance_idle
-from streams.worker.intake import Clock, by_partition, split, to_record
+from streams.worker.intake import Clock, Fetched, by_partition, records_of, split
 from streams.worker.kpis import KpiWriter
 from streams.worker.partitions import Partitions
 from streams.worker.publish import Outbox, Publisher
@@ -111,18 +112,19 @@ class BatchProcessor:
         async with self.lock:
             await self.parts.settle()
 
-    async def process(self, batch: Sequence[Any]) -> None:
+    async def process(self, batch: Sequence[Any] | Fetched) -> None:
+        """Process a batch of Faust events, or of fetches (the batch hand-off)."""
         await self.shop.runtime.wait_ready()
         async with self.lock:
             await self._process(batch)
 
-    async def _process(self, batch: Sequence[Any]) -> None:
+    async def _process(self, batch: Sequence[Any] | Fetched) -> None:
         started = time.perf_counter()
         clock = StageClock(started)
         outbox = self.out.start_batch()
         await self.parts.settle()
         incarnation = self.parts.sources.incarnation
-        records = [to_record(event, incarnation) for event in batch]
+        records = records_of(batch, incarnation)
         if self.parts.replay_until:  # after a restart: batches that sent their outputs
             outbox.muted = all(self.parts.replayed(r.partition, r.offset) for r in records)
             passed = {r.partition for r in records if r.partition in self.parts.replay_until
@@ -180,7 +182,7 @@ class BatchProcessor:
                 due, scored = [due[i] for i in keep], [scored[i] for i in keep]
             await self.out.recommendations(due, users.triggers, scored)
         await self.seal(outbox, users, {rec.partition for rec in records}, clock)
-        self.account(batch, valid, started)
+        self.account(records, valid, started)
         clock.lap("telemetry")
         if self.checkpointer.due():
             await self.checkpoint()
@@ -224,14 +226,14 @@ class BatchProcessor:
                 await self.out.dead_letter(rec, "rate_limited", detail)
 
     def account(
-        self, batch: Sequence[Any], valid: Sequence[tuple[Record, Event]], started: float
+        self, records: Sequence[Record], valid: Sequence[tuple[Record, Event]], started: float
     ) -> None:
         """Metrics of the batch (step 8)."""
         self.telemetry.on_batch(
             len(valid), time.perf_counter() - started, Counter(e.type for _, e in valid),
-            [ev.message.timestamp for ev in batch],
+            [r.timestamp_ms / 1000 if r.timestamp_ms > 0 else None for r in records],
         )  # fmt: skip
-        self.report_lag(batch)
+        self.report_lag(records)
         now = time.monotonic()
         if now - self.quality_at >= QUALITY_EVERY_S:  # per-partition guard metrics: ~0.1 ms
             self.quality_at = now
@@ -402,11 +404,11 @@ class BatchProcessor:
                 await self.parts.store_models()  # the stored models were rewritten: an epoch
             return removed
 
-    def report_lag(self, batch: Sequence[Any]) -> None:
+    def report_lag(self, records: Sequence[Record]) -> None:
         last: dict[Any, int] = {}
-        for ev in batch:
-            tp = ev.message.tp
-            last[tp] = max(last.get(tp, -1), ev.message.offset)
+        for rec in records:
+            tp = TP(rec.topic, rec.partition)
+            last[tp] = max(last.get(tp, -1), rec.offset)
         try:
             lags = partition_lags(self.shop.app.consumer.highwater, last)
             self.telemetry.set_partition_lags({(t.topic, t.partition): n for t, n in lags.items()})

@@ -21,6 +21,7 @@ from streams.core.events import DEFAULT_LIMITS, Event, InvalidEvent, Limits, Rec
 from streams.core.settings import Settings
 from streams.core.wire import parse_event
 from streams.domain.privacy import pseudonymise_event
+from streams.patches.handoff import Piece
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,51 @@ def to_record(event: Any, incarnation: str = "") -> Record:
         msg.topic, msg.partition, msg.offset, event.key, event.value,
         round(ts * 1000) if ts is not None and ts > 0 else -1, incarnation,
     )  # fmt: skip
+
+
+def record_from(rec: Any, incarnation: str = "") -> Record:
+    """:func:`to_record` of an aiokafka ``ConsumerRecord`` (the batch hand-off,
+    streams/patches/handoff.py: no Faust message or event per record; Kafka's timestamp is
+    in milliseconds already).
+
+    >>> from types import SimpleNamespace as CR
+    >>> record_from(CR(topic="t", partition=1, offset=5, key=b"u", value=b"{}", timestamp=17))
+    Record(topic='t', partition=1, offset=5, key=b'u', value=b'{}', timestamp_ms=17, incarnation='')
+    """
+    ts = rec.timestamp
+    return Record(
+        rec.topic, rec.partition, rec.offset, rec.key, rec.value,
+        ts if ts is not None and ts > 0 else -1, incarnation,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A batch of the batch hand-off (streams/patches/handoff.py): pieces of partition
+    fetches, in the order they are to be processed."""
+
+    pieces: Sequence[Piece]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.pieces)
+
+    def records(self, incarnation: str = "") -> list[Record]:
+        return [record_from(r, incarnation) for p in self.pieces for r in p.records]
+
+
+def records_of(batch: Fetched | Sequence[Any], incarnation: str = "") -> list[Record]:
+    """The records of a batch of Faust events or of fetches."""
+    if isinstance(batch, Fetched):
+        return batch.records(incarnation)
+    return [to_record(event, incarnation) for event in batch]
+
+
+def first_of(batch: Fetched | Sequence[Any]) -> Record | None:
+    """The first record of a batch (for an error message), ``None`` if empty."""
+    if isinstance(batch, Fetched):
+        pieces = [p for p in batch.pieces if len(p)]
+        return record_from(pieces[0].records[0]) if pieces else None
+    return to_record(batch[0]) if batch else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
