@@ -29,6 +29,7 @@ Written for faust-streaming 0.15.3 (pinned in pyproject.toml): ``getmany`` follo
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -39,6 +40,8 @@ from mode.utils.futures import notify
 from mode.utils.times import want_seconds
 
 from streams.patches import fastpath
+
+log = logging.getLogger(__name__)
 
 
 class FetchMessage(ConsumerMessage):
@@ -88,6 +91,7 @@ class HandoffConsumer(fastpath.FastConsumer):
     def hand_off(self, *topics: str) -> None:
         """Deliver ``topics`` (guarded ones) as :class:`FetchMessage`s from the next fetch."""
         self.handed_off = frozenset(topics)
+        log.info("batch hand-off: %s delivered one partition fetch at a time", ", ".join(topics))
 
     def fetch_messages(self, tp: TP, records: Sequence[Any]) -> list[FetchMessage]:
         """The messages of one partition's records of a fetch: those below the read offset

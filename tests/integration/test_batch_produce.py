@@ -7,8 +7,10 @@ live envelopes: every output topic must hold the same records (partition, order,
 value, headers; only the Kafka timestamps may differ), and the profile changelog the same
 last envelope per user (the fast run skips envelopes that did not change, so it writes
 fewer records; the envelopes' fence keys name the input topic and are compared by
-partition). One partition and full batches, as in the fault suite, so both runs cut the
-same batches (tests/support/outputs.py).
+partition). A third run hands the input to the agent a partition fetch at a time
+(``SHOPSTREAM_FETCH_HANDOFF``, streams/patches/handoff.py) and must match too. One partition
+and full batches, as in the fault suite, so all runs cut the same batches
+(tests/support/outputs.py).
 """
 
 from __future__ import annotations
@@ -69,24 +71,35 @@ async def test_batch_produce_writes_the_same_bytes_as_one_send_per_record(
     settings: Settings, tmp_path: Path
 ) -> None:
     base = settings.with_(partitions=1, batch_size=BATCH, batch_within_ms=120_000)
-    one_by_one = sibling(base, "sends", batch_produce=False, live_envelopes=0)
-    batched = sibling(base, "batches", batch_produce=True, live_envelopes=1000)
+    one_by_one = sibling(
+        base, "sends", batch_produce=False, live_envelopes=0, fetch_handoff=False
+    )  # fmt: skip
+    batched = sibling(
+        base, "batches", batch_produce=True, live_envelopes=1000, fetch_handoff=False
+    )  # fmt: skip
+    # and the batch hand-off (SHOPSTREAM_FETCH_HANDOFF): a partition fetch per Faust message
+    fetched = sibling(
+        base, "fetches", batch_produce=True, live_envelopes=1000, fetch_handoff=True
+    )  # fmt: skip
     records = workload(users=60, seed=29, bots=2, whole=BATCH)
     records[7] = (records[7][0], b"{not json")  # a dead letter (with headers)
-    for s in (one_by_one, batched):
+    runs = {"sends": one_by_one, "batches": batched, "fetches": fetched}
+    for s in runs.values():
         await ensure_topics(s)
         await produce(s.kafka_bootstrap, s.topic_events, list(records))
-    await asyncio.gather(
-        run_clean(one_by_one, len(records), tmp_path / "sends.log", timeout_s=200),
-        run_clean(batched, len(records), tmp_path / "batches.log", timeout_s=200),
-    )
-    before, after = await everything(one_by_one), await everything(batched)
+    await asyncio.gather(*(
+        run_clean(s, len(records), tmp_path / f"{name}.log", timeout_s=240)
+        for name, s in runs.items()
+    ))  # fmt: skip
+    before = await everything(one_by_one)
     counts = {name: len(rs) for name, rs in before.items()}
     assert counts["changelog"] > 0 and counts["topic_recommendations"] > 0, counts
     assert counts["topic_dlq"] == 1 and counts["topic_segments"] > 0, counts
-    for name in OUTPUTS:
-        assert after[name] == before[name], f"{name} differs"
-    assert last_per_key(after["changelog"]) == last_per_key(before["changelog"])
-    assert len(after["changelog"]) <= counts["changelog"]
-    counts["changelog (fast)"] = len(after["changelog"])
+    for run, s in (("batch produce", batched), ("batch hand-off", fetched)):
+        after = await everything(s)
+        for name in OUTPUTS:
+            assert after[name] == before[name], f"{name} differs ({run})"
+        assert last_per_key(after["changelog"]) == last_per_key(before["changelog"]), run
+        assert len(after["changelog"]) <= counts["changelog"], run
+        counts[f"changelog ({run})"] = len(after["changelog"])
     say(f"{len(records)} events: identical records on every output and the changelog {counts}")
