@@ -64,6 +64,8 @@ def create_app(settings: Settings) -> ShopApp:
         TableManager=recovery.TableManager,  # never drops records after a rebalance
         Table=table.Table,  # a user moved by `shopstream repartition` is recovered right
     )
+    if settings.fetch_handoff:  # the consumer delivers it a fetch at a time from the start
+        app.hand_off_topics = (settings.topic_events,)  # type: ignore[attr-defined]
 
     def raw_topic(name: str) -> Any:
         return app.topic(

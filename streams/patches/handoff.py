@@ -88,6 +88,12 @@ class HandoffConsumer(fastpath.FastConsumer):
 
     handed_off: frozenset[str] = frozenset()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        topics = getattr(self.app, "hand_off_topics", ())  # set by create_app: from the start
+        if topics:
+            self.hand_off(*topics)
+
     def hand_off(self, *topics: str) -> None:
         """Deliver ``topics`` (guarded ones) as :class:`FetchMessage`s from the next fetch."""
         self.handed_off = frozenset(topics)
