@@ -39,6 +39,7 @@ from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
 from streams.domain.recommendations import plan_recommendations
+from streams.domain.screening import screen
 from streams.telemetry.measure import StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
@@ -76,6 +77,8 @@ def refusal(exc: ResponseError) -> Exception:
     if text.startswith("FENCED"):
         return Fenced(text)
     return exc
+
+
 #: Verdicts whose events stay in the batch (duplicates and rate-limited ones leave it).
 KEPT = frozenset({"fresh", "redelivered"})
 
@@ -277,37 +280,35 @@ class BatchProcessor:
         users: UserUpdates,
     ) -> list[tuple[Record, Event]]:  # fmt: skip
         """Publish anomalies of the ``fresh`` events; return those of ``valid`` that may teach
-        the models (all but flagged bots'). A user whose check fails is broken in ``users``.
+        the models (:func:`streams.domain.screening.screen`: all but a flagged bot's, decided
+        event by event). A user whose check fails is broken in ``users``.
 
         Each user's windows and bot flag come from their envelope and go back into it
         (``users.anomaly``), so after a crash the same bots are flagged and kept out of
         learning as in a run without one."""
-        detectors = {}
-        for rec, event in valid:
-            uid = event.user_id
-            if (rec.partition, uid) not in detectors and uid not in users.broken:
-                detector = self.parts.models_for(rec.partition).anomalies
-                env = users.load(uid)
-                detector.import_user(uid, env.anomaly if env is not None else None)
-                detectors[rec.partition, uid] = detector
-        flags = []
-        for rec, event in fresh:
-            if event.user_id in users.broken:
-                continue
-            try:
-                found = detectors[rec.partition, event.user_id].observe(event)
-            except Exception as exc:  # noqa: BLE001 - confined to this user
-                users.fail(event.user_id, "checking for anomalies", exc)
-                continue
-            flags += [anomaly_message(event, flag) for flag in found]
-        for (_, uid), detector in detectors.items():
-            users.anomaly[uid] = detector.export_user(uid)
-        await self.out.anomalies([a for a in flags if a["user_id"] not in users.broken])
-        valid = users.without_broken(valid) if users.broken else valid
-        if not self.settings.exclude_bots:
-            return valid
         models_for = self.parts.models_for
-        return [(r, e) for r, e in valid if not models_for(r.partition).anomalies.is_bot(e.user_id)]
+        imported: set[tuple[int, str]] = set()
+        for rec, event in valid:
+            key = (rec.partition, event.user_id)
+            if key not in imported and event.user_id not in users.broken:
+                env = users.load(event.user_id)
+                models_for(rec.partition).anomalies.import_user(
+                    event.user_id, env.anomaly if env is not None else None
+                )
+                imported.add(key)
+        valid = users.without_broken(valid) if users.broken else valid
+        found = screen(
+            valid, {id(e) for _, e in fresh}, lambda rec: models_for(rec.partition).anomalies,
+            exclude_bots=self.settings.exclude_bots,
+        )  # fmt: skip
+        for uid, exc in found.failed.items():
+            users.fail(uid, "checking for anomalies", exc)
+        for partition, uid in imported:
+            if uid not in users.broken:
+                users.anomaly[uid] = models_for(partition).anomalies.export_user(uid)
+        await self.out.anomalies([anomaly_message(e, flag) for e, flag in found.flags
+                                  if e.user_id not in users.broken])  # fmt: skip
+        return users.without_broken(found.learnable) if users.broken else found.learnable
 
     async def learn(
         self, learnable: list[tuple[Record, Event]], due: list[Event]

@@ -273,6 +273,22 @@ def duplicates(ids: list[str]) -> int:
     return sum(c - 1 for c in Counter(ids).values())
 
 
+def value_diff(key: str, clean: Any, disturbed: Any) -> str:
+    """What differs in one Redis value, in a few hundred characters: the differing fields
+    of a hash or sorted set (clean -> disturbed), else both values.
+
+    >>> value_diff("k", ("hash", [(b"a", b"1"), (b"b", b"2")]), ("hash", [(b"a", b"1")]))
+    "k: {b'b': (b'2', None)}"
+    """
+    (kind, a), (_, b) = clean, disturbed
+    if kind in ("hash", "zset") and isinstance(a, list) and isinstance(b, list):
+        da, db = dict(a), dict(b)
+        fields = sorted(set(da) | set(db), key=repr)
+        changed = {f: (da.get(f), db.get(f)) for f in fields if da.get(f) != db.get(f)}
+        return f"{key}: {changed}"[:400]
+    return f"{key}: {clean!r} -> {disturbed!r}"[:400]
+
+
 def compare(
     clean: Outcome, disturbed: Outcome, n_events: int, *, models_exact: bool,
     replayed: bool = False,
@@ -286,10 +302,9 @@ def compare(
     assert rk == dk, (
         f"redis keys differ: missing {sorted(rk - dk)[:5]}, extra {sorted(dk - rk)[:5]}"
     )
-    diff = [k for k in clean.redis if clean.redis[k] != disturbed.redis[k]]
-    assert not diff, (
-        f"{len(diff)} redis keys differ, e.g. {diff[:3]}: "
-        + repr((clean.redis[diff[0]], disturbed.redis[diff[0]]))[:600]
+    diff = sorted(k for k in clean.redis if clean.redis[k] != disturbed.redis[k])
+    assert not diff, f"{len(diff)} redis keys differ ({diff[:8]}): " + "; ".join(
+        value_diff(k, clean.redis[k], disturbed.redis[k]) for k in diff[:4]
     )
     assert set(clean.profiles) == set(disturbed.profiles), "profile table users differ"
     bad = [u for u in clean.profiles if clean.profiles[u]["p"] != disturbed.profiles[u]["p"]]
