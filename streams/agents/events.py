@@ -158,17 +158,18 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     async def read_again(replays: dict[int, int]) -> None:
         """Partitions whose envelopes went back to their stored models (streams.worker.undo)
         are read again from there: the consumer's first seek went there (planned at
-        assignment), or it is sought back now (records fetched before are then held back
-        until the re-read reaches them)."""
+        assignment), or it starts before them anyway (the committed offset is behind the
+        stored models), or it is sought back now (records fetched before are then held back
+        until the re-read reaches them); :meth:`RecordOrder.read_again`."""
         consumer = guarded()
         for partition, offset in sorted(replays.items()):
             log.info("%s[%d]: reading again from %d, where its stored models are", topic,
                      partition, offset)  # fmt: skip
-            if consumer.started_at.get(TP(topic, partition)) == offset:
-                order.restart(partition, offset)
-            else:
-                order.replay(partition, offset, time.monotonic())
-                await guarded().rewind(TP(topic, partition), offset)
+            tp = TP(topic, partition)
+            sought = consumer.started_at.get(tp) == offset
+            if order.read_again(partition, offset, sought=sought, begin=start(partition),
+                                now=time.monotonic()):  # fmt: skip
+                await consumer.rewind(tp, offset)
 
     async def in_order(order: RecordOrder, batch: Sequence[Any]) -> list[Any]:
         """The records of ``batch`` that follow the last ones processed without a hole; a

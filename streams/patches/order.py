@@ -137,6 +137,37 @@ class RecordOrder:
         self.holes.pop(partition, None)
         self.expected[partition] = offset
 
+    def read_again(
+        self, partition: int, offset: int, *, sought: bool, begin: int | None, now: float
+    ) -> bool:
+        """``partition`` is to be read again from ``offset`` (where its stored models are,
+        streams.worker.undo); whether the consumer must be sought back there now.
+
+        Not if its first seek went there (``sought``), nor if nothing of it was read yet
+        and it starts at or before ``offset`` (``begin``: the committed offset, when the
+        models were stored after the last commit): the records before ``offset`` are
+        redeliveries (fenced), and a seek back once later records were fetched would read
+        those twice, in batches cut elsewhere than the first time (issue 15: the 100k-event
+        kill test then published recommendations for other triggers than a clean run).
+
+        >>> order = RecordOrder(lambda p: 1000)  # the committed offset
+        >>> order.read_again(0, 1500, sought=False, begin=1000, now=0.0)  # models at 1500
+        False
+        >>> order.admit([(0, 1000), (0, 1001)], 0.0, ["r1000", "r1001"])
+        (['r1000', 'r1001'], [])
+        >>> order.read_again(1, 1500, sought=True, begin=2000, now=0.0), order.expected[1]
+        (False, 1500)
+        >>> order.read_again(0, 900, sought=False, begin=1000, now=0.0)  # read past it: seek
+        True
+        """
+        if sought:
+            self.restart(partition, offset)
+            return False
+        if partition not in self.expected and begin is not None and begin <= offset:
+            return False
+        self.replay(partition, offset, now)
+        return True
+
     def replay(self, partition: int, offset: int, now: float) -> None:
         """``partition`` is sought back to ``offset`` to be read again from there: later
         records fetched before the seek are held back like those past a hole.

@@ -91,3 +91,28 @@ def test_re_reads_made_by_the_timer_count_towards_giving_up() -> None:
     # the last re-read has its RESEEK_S to bring the records, then the hole is given up
     assert admit(order, [(0, 5), (0, 6)], now=now + RESEEK_S) == ([(0, 5), (0, 6)], [])
     assert order.accepted == [(0, 0, 5)]
+
+
+def test_a_re_read_from_models_stored_after_the_commit_needs_no_seek() -> None:
+    """Issue 15: committed 13000, the models stored at 14500 (a checkpoint after the last
+    commit), then kill -9. The consumer reads from 13000 anyway; the seek back to 14500 that
+    was made once 20000 had been fetched read 14500..19999 twice, and every later batch was
+    cut elsewhere than in a clean run (other recommendation triggers)."""
+    order = RecordOrder(lambda p: 13000)
+    assert not order.read_again(0, 14500, sought=False, begin=13000, now=0.0)
+    stream = [(0, o) for o in range(13000, 20000)]
+    assert admit(order, stream, now=0.0) == (stream, [])
+
+
+def test_a_re_read_behind_what_was_read_seeks_back_and_holds_later_records() -> None:
+    order = RecordOrder(lambda p: 0)
+    admit(order, [(0, 0), (0, 1), (0, 2)], now=0.0)
+    assert order.read_again(0, 1, sought=False, begin=0, now=1.0)
+    assert admit(order, [(0, 3)], now=1.0) == ([], [])  # fetched before the seek
+    assert admit(order, [(0, 1), (0, 2), (0, 3)], now=1.5)[0] == [(0, 1), (0, 2), (0, 3)]
+
+
+def test_a_re_read_where_the_first_seek_went_expects_its_offset() -> None:
+    order = RecordOrder(lambda p: 2000)
+    assert not order.read_again(0, 1500, sought=True, begin=2000, now=0.0)
+    assert admit(order, [(0, 1500)], now=0.0) == ([(0, 1500)], [])
