@@ -48,10 +48,11 @@ class FetchMessage(ConsumerMessage):
     """The records ``records`` (consecutive offsets ``first..offset``) of one partition from
     one fetch, as one Faust message (value ``b""``: nothing for Faust to decode).
 
-    ``confirmed``: the offset ranges the agent processed (counted at the final ack);
-    ``left``: how many of its records the agent has not finished with."""
+    ``confirmed``: the offset ranges the agent processed (the first ``counted`` of them
+    counted as acks already); ``left``: how many of its records the agent has not finished
+    with."""
 
-    __slots__ = ("confirmed", "first", "left", "records")
+    __slots__ = ("confirmed", "counted", "first", "left", "records")
 
     def __init__(self, tp: TP, records: Sequence[Any], generation_id: int | None) -> None:
         first, last = records[0], records[-1]
@@ -64,6 +65,7 @@ class FetchMessage(ConsumerMessage):
         self.records = records
         self.first: int = first.offset
         self.confirmed: list[tuple[int, int]] = []
+        self.counted = 0
         self.left = len(records)
 
 
@@ -159,27 +161,47 @@ class HandoffConsumer(fastpath.FastConsumer):
         return super().ack(message)
 
     def ack_fetch(self, message: FetchMessage) -> bool:
-        """The final ack of a fetch: its confirmed offsets count as acks of their records
-        (``Consumer.ack`` for each), the others are released."""
+        """The final ack of a fetch: its confirmed offsets not counted yet count as acks of
+        their records (``Consumer.ack`` for each), the others are released."""
         with ack_lock:
             if message.acked:
                 return False
+            counted = self._count(message)
             message.acked = True
             self._unacked_messages.discard(message)
-            counted = 0
-            if message.confirmed and self.app.topics.acks_enabled_for(message.topic):
-                tp = message.tp
-                committed = self._committed_offset[tp]
-                index, acked = self._acked_index[tp], self._acked[tp]
-                for lo, hi in message.confirmed:
-                    start = lo if committed is None else max(lo, committed)
-                    new = [o for o in range(start, hi + 1) if o not in index]
-                    index.update(new)
-                    acked.extend(new)
-                    counted += len(new)
-                self._n_acked += counted
             notify(self._waiting_for_ack)
             return counted > 0
+
+    def ack_confirmed(self, message: FetchMessage) -> int:
+        """Count the ranges of ``message`` confirmed since the last call as acks of their
+        records now, before the rest of the fetch is done: a commit then stops where the
+        batch ended, as with per-record acks (a fetch split by a batch cut would otherwise
+        hold the commit back to its start, and a restart would cut the batches elsewhere)."""
+        with ack_lock:
+            if message.acked:
+                return 0
+            counted = self._count(message)
+            notify(self._waiting_for_ack)
+            return counted
+
+    def _count(self, message: FetchMessage) -> int:
+        """(Under ``ack_lock``.) What ``Consumer.ack`` of each record of the confirmed ranges
+        not counted yet would do: offsets at or above the committed one, not acked yet."""
+        ranges, message.counted = message.confirmed[message.counted :], len(message.confirmed)
+        if not ranges or not self.app.topics.acks_enabled_for(message.topic):
+            return 0
+        tp = message.tp
+        committed = self._committed_offset[tp]
+        index, acked = self._acked_index[tp], self._acked[tp]
+        counted = 0
+        for lo, hi in ranges:
+            start = lo if committed is None else max(lo, committed)
+            new = [o for o in range(start, hi + 1) if o not in index]
+            index.update(new)
+            acked.extend(new)
+            counted += len(new)
+        self._n_acked += counted
+        return counted
 
 
 class HandoffTransport(fastpath.FastTransport):
@@ -307,9 +329,13 @@ async def take_records(stream: Any, most: int, within: float) -> AsyncIterator[l
 
 async def finish(stream: Any, pieces: Sequence[Piece], processed: Sequence[Piece]) -> None:
     """The agent is done with ``pieces``, of which it processed ``processed`` (their offsets
-    count for the commit); a fetch all of whose records are done is acked."""
+    count for the commit at once, :meth:`HandoffConsumer.ack_confirmed`); a fetch all of
+    whose records are done is acked."""
+    consumer = stream.app.consumer
     for piece in processed:
         piece.message.confirmed.append(piece.offsets)
+    for message in {id(p.message): p.message for p in processed}.values():
+        consumer.ack_confirmed(message)
     for piece in pieces:
         message = piece.message
         message.left -= len(piece)

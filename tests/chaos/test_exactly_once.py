@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -128,13 +129,16 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
 
 
 def _owner_first(a: WorkerProcess, b: WorkerProcess) -> tuple[WorkerProcess, WorkerProcess]:
-    """(the worker processing the partition, the other): the owner writes a checkpoint
-    every second (chaos settings), the idle one none."""
-    before = [w.full_log().count("checkpoint written") for w in (a, b)]
-    time.sleep(1.2)  # one checkpoint interval and a bit: longer, the owner may finish (seen)
-    grew = [w.full_log().count("checkpoint written") - n for w, n in zip((a, b), before,
-                                                                          strict=True)]  # fmt: skip
-    return (a, b) if grew[0] >= grew[1] else (b, a)
+    """(the worker processing the partition, the other): the one that claimed it last, with
+    the highest owner token (each claim logs "owner tokens {0: 'N'}"). Read from the logs at
+    once: with the batch hand-off the owner drains the whole input within the 1.2 s this
+    once waited to see which worker wrote checkpoints."""
+
+    def token(w: WorkerProcess) -> int:
+        found = re.findall(r"owner tokens \{0: '(\d+)'\}", w.full_log())
+        return max(map(int, found), default=-1)
+
+    return (a, b) if token(a) >= token(b) else (b, a)
 
 
 async def _empty(settings: Settings) -> bool:

@@ -38,12 +38,14 @@ def record(offset: int, partition: int = 0, ts: int | None = 1_700_000_000_123) 
 def consumer_state(committed: int | None) -> Any:
     """What ``Consumer.ack``, ``HandoffConsumer.ack_fetch`` and ``Consumer._new_offset``
     read and write of a consumer."""
-    return NS(
+    state = NS(
         app=NS(topics=NS(acks_enabled_for=lambda topic: True)),
         _committed_offset=defaultdict(lambda: committed),
         _acked=defaultdict(list), _acked_index=defaultdict(set), _gap=defaultdict(list),
         _n_acked=0, _unacked_messages=WeakSet(), _waiting_for_ack=None,
+        _count=lambda message: HandoffConsumer._count(state, message),  # type: ignore[arg-type]
     )  # fmt: skip
+    return state
 
 
 def per_record_message(offset: int) -> ConsumerMessage:
@@ -91,6 +93,22 @@ def test_range_acks_commit_exactly_as_per_record_acks(seed: int) -> None:
     assert sorted(fast._acked[T0]) == sorted(slow._acked[T0])
     assert fast._acked_index[T0] == slow._acked_index[T0]
     assert commits(fast) == commits(slow)
+
+
+def test_a_fetch_split_by_a_batch_cut_commits_at_the_batch_end() -> None:
+    """A fetch of 10..19 whose first batch ends at 14: once that batch is done, the commit
+    is at 15, as with per-record acks (before, it waited for the whole fetch, so a crash
+    then restarted at the fetch's start and every later batch was cut elsewhere)."""
+    state = consumer_state(10)
+    message = FetchMessage(T0, [record(o) for o in range(10, 20)], 1)
+    message.confirmed.append((10, 14))
+    assert HandoffConsumer.ack_confirmed(state, message) == 5  # type: ignore[arg-type]
+    assert Consumer._new_offset(state, T0) == 15
+    state._committed_offset[T0] = 15  # committed
+    assert not message.acked
+    message.confirmed.append((15, 19))
+    assert HandoffConsumer.ack_fetch(state, message)  # type: ignore[arg-type]
+    assert state._n_acked == 10 and Consumer._new_offset(state, T0) == 20
 
 
 def test_a_commit_never_passes_a_record_not_processed() -> None:
