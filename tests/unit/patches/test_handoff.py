@@ -206,7 +206,9 @@ def test_the_installed_faust_is_the_one_the_hand_off_was_written_for() -> None:
     changed = [
         f"{cls.__name__}.{name}"
         for (cls, name), digest in GUARDED.items()
-        if hashlib.sha256(inspect.getsource(getattr(cls, name)).encode()).hexdigest()[:16]
+        # unwrap: a test hook (tests/support/droppoint.py) may wrap getmany in this process
+        if hashlib.sha256(inspect.getsource(inspect.unwrap(getattr(cls, name))).encode())
+        .hexdigest()[:16]
         != digest
     ]  # fmt: skip
     assert not changed, f"faust-streaming changed {changed}: check streams/patches/handoff.py"
