@@ -197,20 +197,21 @@ class BatchProcessor:
     ) -> None:
         """The end of a batch (or of an idle advance): its segment changes and alerts join
         the outbox; if the ``partitions`` are still ours (a worker paused while they moved
-        must not publish), every output is sent and delivered, then the envelopes (the
-        fence) are written and the alerts marked. A crash before the fence re-derives the
-        outputs with the same ids (at least once, docs/reliability.md)."""
+        must not publish), every output is sent and delivered, the alerts marked as sent
+        at once (the only window in which a crash repeats an alert is that one Redis round
+        trip), then the envelopes (the fence) are written. A crash before the fence
+        re-derives the outputs with the same ids (at least once, docs/reliability.md)."""
         await self.out.segments(users.segments, self.parts.models.segment_sizes())
         sent_alerts = await self.out.alerts(users.alerts)
         await self.out.outcomes(users.outcomes)
         clock.lap("publish")
         await self.still_ours(partitions)
         await outbox.delivered()
+        await self.out.mark_alerts(sent_alerts)
         clock.lap("deliver")
-        if users.serialised or sent_alerts:
+        if users.serialised:
             await self.still_ours(partitions)
             await write(users, self.settings.batch_produce, self.parts)
-            await self.out.mark_alerts(sent_alerts)
 
     async def reject_unwanted(
         self, valid: Sequence[tuple[Record, Event]], verdicts: Sequence[str]

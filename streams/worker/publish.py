@@ -12,7 +12,8 @@ fresh again and its outputs are sent again, with the same deterministic ids
 consumer may see twice is listed in docs/reliability.md.
 
 Churn alerts are de-duplicated by a marker in Redis (``<prefix>alerted:<alert_id>``), set
-*after* the alert was delivered and the envelopes written: an alert marked sent was sent.
+as soon as the alert was delivered (before the envelopes are written, so a crash between
+the delivery and the fence does not send it again): an alert marked sent was sent.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class Publisher:
 
     async def alerts(self, alerts: list[ChurnAlert]) -> list[ChurnAlert]:
         """Send the alerts not marked as sent in Redis; returns those sent (to be marked by
-        :meth:`mark_alerts` once they are delivered and the fence is written). Alerts older
+        :meth:`mark_alerts` as soon as they are delivered). Alerts older
         than ``SHOPSTREAM_CHURN_ALERT_MAX_AGE_DAYS`` (a backfill of history) are only
         counted."""
         max_age_ms = int(self.shop.settings.churn_alert_max_age_days * DAY_MS)

@@ -124,7 +124,7 @@ async def test_a_paused_worker_whose_partition_moved_writes_nothing(
         disturbed(), run_clean(clean, total, tmp_path / "clean.log", timeout_s=500)
     )
     line = compare(await outcome(clean), await outcome(chaos), total, models_exact=True,
-                   paused_ms=paused_ms[0])  # fmt: skip
+                   interrupted_ms=paused_ms)  # fmt: skip
     say(f"owner frozen until its partition moved, then thawed ({fate}): {line}")
 
 
@@ -214,9 +214,7 @@ def _rebalancing(worker: WorkerProcess, before: int, timeout_s: float) -> None:
 
 
 @pytest.mark.timeout(900)
-async def test_redis_refusing_writes_is_waited_out(
-    settings: Settings, tmp_path: Path
-) -> None:
+async def test_redis_refusing_writes_is_waited_out(settings: Settings, tmp_path: Path) -> None:
     """Hole 3: Redis answers OOM (maxmemory reached), then READONLY (a failover made it a
     replica). Before, the batch failed and went to the DLQ half-applied; now the worker
     retries, says why, and the outcome equals a clean run."""
@@ -384,8 +382,10 @@ async def test_redis_losing_its_data_stops_the_worker_and_reset_starts_over(
         )
         line = compare(await outcome(clean), await outcome(chaos), total, models_exact=True,
                        replayed=True)  # fmt: skip
-        say(f"Redis emptied mid-stream: worker stopped (exit {EXIT_STOPPED}), refused to "
-            f"restart; `{reset}`; then: {line}")
+        say(
+            f"Redis emptied mid-stream: worker stopped (exit {EXIT_STOPPED}), refused to "
+            f"restart; `{reset}`; then: {line}"
+        )
     finally:
         private.stop_all()
 
@@ -428,7 +428,9 @@ async def test_adding_partitions_mid_stream(settings: Settings, tmp_path: Path) 
     got, want = await read_outputs(grown), await read_outputs(clean)
     users = {t.rsplit("-", 1)[0] for t in want.recs}
     assert users == {t.rsplit("-", 1)[0] for t in got.recs}, "a user got no recommendation"
-    say(f"{out.strip()}: {len(records)} events, profiles equal to one partition throughout "
+    say(
+        f"{out.strip()}: {len(records)} events, profiles equal to one partition throughout "
         f"({len(table)} users), every user on its new partition, all {len(users)} users with "
         f"triggers got recommendations ({len(got.recs)} vs {len(want.recs)} triggers: batches "
-        f"cut differently on three partitions)")
+        f"cut differently on three partitions)"
+    )

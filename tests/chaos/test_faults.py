@@ -59,10 +59,11 @@ async def test_kill9_three_times_during_100k_events(settings: Settings, tmp_path
         run_with_kills(chaos, len(records), tmp_path / "chaos.log", 3, rng, timeout_s=780),
         run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=780),
     )
-    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=True)
-    checked = sum(n for _, n in kills)
+    line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=True,
+                   interrupted_ms=[ms for _, _, ms in kills])  # fmt: skip
+    checked = sum(n for _, n, _ in kills)
     say(
-        f"kill -9 x{len(kills)} at committed {[c for c, _ in kills]}: {line}; "
+        f"kill -9 x{len(kills)} at committed {[c for c, _, _ in kills]}: {line}; "
         f"checkpoint offsets checked after each kill: {checked}, ahead of durable state: 0"
     )
 

@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,13 +292,14 @@ def value_diff(key: str, clean: Any, disturbed: Any) -> str:
 
 def compare(
     clean: Outcome, disturbed: Outcome, n_events: int, *, models_exact: bool,
-    replayed: bool = False, paused_ms: int | None = None,
+    replayed: bool = False, interrupted_ms: Sequence[int] = (),
 ) -> str:  # fmt: skip
     """Assert the disturbed run equals the clean one — state (Redis, profiles) and what the
     storefront sees (:func:`tests.support.outputs.compare_outputs`; ``models_exact``: no
     model state was lost, so model-derived outputs must be equal too; ``replayed``: the input
     was processed again from its start, ``shopstream reset``, so alerts may repeat too;
-    ``paused_ms``: a worker was frozen then, see :func:`~tests.support.outputs.compare_outputs`);
+    ``interrupted_ms``: when a worker was killed or frozen, see
+    :func:`~tests.support.outputs.compare_outputs`);
     return the verified line."""
     rk, dk = set(clean.redis), set(disturbed.redis)
     assert rk == dk, (
@@ -319,7 +321,7 @@ def compare(
     assert n_applied == n_events, f"profiles count {n_applied} events, {n_events} were sent"
     seen = compare_outputs(
         clean.outputs, disturbed.outputs, disturbed.marked, models_exact=models_exact,
-        replayed=replayed, paused_ms=paused_ms,
+        replayed=replayed, interrupted_ms=interrupted_ms,
     )  # fmt: skip
     return (
         f"{n_events} events, redis keys equal ({len(rk)} keys), "

@@ -2,7 +2,6 @@
 
 Part 1, tests/support/chaos.py: workloads, reads of Kafka and Redis, verdicts."""
 
-
 from __future__ import annotations
 
 import asyncio
@@ -114,10 +113,11 @@ async def run_clean(settings: Settings, total: int, log: Path, timeout_s: float)
 
 async def run_with_kills(
     settings: Settings, total: int, log: Path, kills: int, rng: random.Random, timeout_s: float
-) -> list[tuple[int, int]]:
+) -> list[tuple[int, int, int]]:
     """Run the worker, SIGKILL it ``kills`` times at random points of the drain.
 
-    Returns (committed at kill, checkpoint offsets checked) per kill.
+    Returns (committed at kill, checkpoint offsets checked, wall time of the kill in ms) per
+    kill.
     """
     points = sorted(rng.uniform(0.1, 0.85) * total for _ in range(kills))
     report = []
@@ -136,12 +136,14 @@ async def run_with_kills(
             await asyncio.sleep(rng.uniform(0.0, 1.0))  # somewhere inside a batch
             assert worker.proc is not None
             worker.proc.send_signal(signal.SIGKILL)
+            killed_ms = round(time.time() * 1000)
             worker.proc.wait(10)
         finally:
             worker.stop()
         n_ckpt, n_off = await check_checkpoints(settings)
-        note(f"SIGKILL at ~{c}/{total} committed; {n_ckpt} checkpoints, none ahead")
-        report.append((c, n_off))
+        note(f"SIGKILL at ~{c}/{total} committed ({killed_ms} ms); {n_ckpt} checkpoints, "
+             "none ahead")  # fmt: skip
+        report.append((c, n_off, killed_ms))
     worker = WorkerProcess(settings, log).start()
     try:
         await asyncio.to_thread(worker.wait_healthy)
