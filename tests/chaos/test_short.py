@@ -82,6 +82,20 @@ async def killed_and_clean(settings: Settings, seed: int) -> tuple[Settings, Set
     return chaos, clean, records
 
 
+async def crash_then_drain(first: WorkerProcess, total: int) -> int:
+    """Run ``first`` (a worker with a crash-point hook) until it dies at its crash point,
+    then a plain worker on the same settings and log until all ``total`` records are
+    processed; return the first one's exit status."""
+    first.start()
+    assert first.proc is not None
+    status = await asyncio.to_thread(first.proc.wait, 180)
+    assert status == 137, f"the crash point was not reached ({status}):\n{first.logs()}"
+    with WorkerProcess(first.settings, first.log_path) as worker:
+        await asyncio.to_thread(worker.wait_healthy)
+        await drain(first.settings, total, worker, timeout_s=200)
+    return status
+
+
 async def test_kill9_once_equals_a_clean_run(settings: Settings, tmp_path: Path) -> None:
     chaos, clean, records = await killed_and_clean(settings, seed=61)
     rng = random.Random(7)
@@ -113,19 +127,10 @@ async def test_kill_between_the_changelog_write_and_the_publish_loses_no_output(
         await ensure_topics(s)
         await produce(s.kafka_bootstrap, s.topic_events, list(records))
 
-    async def crashed() -> int:
-        log = tmp_path / "chaos.log"
-        first = WorkerProcess(chaos, log, crash_after_changelog=crash_at).start()
-        assert first.proc is not None
-        status = await asyncio.to_thread(first.proc.wait, 180)
-        assert status == 137, f"the crash point was not reached ({status}):\n{first.logs()}"
-        with WorkerProcess(chaos, log) as worker:
-            await asyncio.to_thread(worker.wait_healthy)
-            await drain(chaos, len(records), worker, timeout_s=200)
-        return status
-
+    first = WorkerProcess(chaos, tmp_path / "chaos.log", crash_after_changelog=crash_at)
     status, _ = await asyncio.gather(
-        crashed(), run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200)
+        crash_then_drain(first, len(records)),
+        run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200),
     )
     line = compare(await outcome(clean), await outcome(chaos), len(records), models_exact=True)
     say(
@@ -144,21 +149,11 @@ async def test_a_crash_after_the_alerts_were_delivered_sends_none_twice(
     clean-clone CI runs killed the worker in that window: 3 and 9 duplicate alert ids)."""
     chaos, clean, records = await killed_and_clean(settings, seed=61)
 
-    async def crashed() -> int:
-        log = tmp_path / "chaos.log"
-        first = WorkerProcess(chaos, log, preload="tests.support.alertpoint",
-                              env={"SHOPSTREAM_TEST_CRASH_AFTER_ALERTS": "1"})  # fmt: skip
-        first.start()
-        assert first.proc is not None
-        status = await asyncio.to_thread(first.proc.wait, 180)
-        assert status == 137, f"the crash point was not reached ({status}):\n{first.logs()}"
-        with WorkerProcess(chaos, log) as worker:
-            await asyncio.to_thread(worker.wait_healthy)
-            await drain(chaos, len(records), worker, timeout_s=200)
-        return status
-
+    first = WorkerProcess(chaos, tmp_path / "chaos.log", preload="tests.support.alertpoint",
+                          env={"SHOPSTREAM_TEST_CRASH_AFTER_ALERTS": "1"})  # fmt: skip
     status, _ = await asyncio.gather(
-        crashed(), run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200)
+        crash_then_drain(first, len(records)),
+        run_clean(clean, len(records), tmp_path / "clean.log", timeout_s=200),
     )
     outputs = await outcome(chaos)
     assert outputs.outputs.alerts, "the crash point needs alerts"
