@@ -84,6 +84,9 @@ class ForecastEmitter:
         try:
             await self.publish_due()
         except Exception:
+            if not self.shop.runtime.ready:  # the worker stopped under the tick: no failure
+                log.info("sales forecasts: stopped before they were sent; sent at the next start")
+                return
             log.exception("publishing the sales forecasts failed; trying again later")
 
     def idle_s(self) -> float:
