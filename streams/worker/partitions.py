@@ -44,6 +44,10 @@ HANDOVER_TIMEOUT_S = 10.0
 PLAN_TIMEOUT_S = 10.0
 #: how long one request for the log ends may take before it is asked again
 LOG_ENDS_TIMEOUT_S = 15.0
+#: requests for a partition's log start at settle before it is taken as unknown, and the
+#: pause after the first failure (doubled, then tripled: 1 + 2 + 3 s)
+LOG_START_ATTEMPTS = 4
+LOG_START_PAUSE_S = 1.0
 
 
 class Partitions:
@@ -199,14 +203,23 @@ class Partitions:
         return True
 
     async def ask_log_start(self, partition: int) -> int | None:
-        """The log start of ``partition``, asked now (None if the broker does not say)."""
+        """The log start of ``partition``, asked now, :data:`LOG_START_ATTEMPTS` times if
+        the request fails (a broker restarting or a leader moving must not cost the
+        roll-back: without the log start the partition is not rolled back and its models
+        miss the events since their store); None if the broker does not say."""
         tp = TP(self.shop.settings.topic_events, partition)
-        try:
-            starts = await asyncio.wait_for(
-                self.shop.app.consumer.earliest_offsets(tp), LOG_ENDS_TIMEOUT_S
-            )
-        except Exception as exc:  # noqa: BLE001 - then it is not rolled back (logged)
-            log.warning("could not read the log start of partition %d: %r", partition, exc)
+        for attempt in range(1, LOG_START_ATTEMPTS + 1):
+            try:
+                starts = await asyncio.wait_for(
+                    self.shop.app.consumer.earliest_offsets(tp), LOG_ENDS_TIMEOUT_S
+                )
+                break
+            except Exception as exc:  # noqa: BLE001 - asked again, then not rolled back
+                log.warning("could not read the log start of partition %d (attempt %d of "
+                            "%d): %r", partition, attempt, LOG_START_ATTEMPTS, exc)  # fmt: skip
+                if attempt < LOG_START_ATTEMPTS:
+                    await asyncio.sleep(LOG_START_PAUSE_S * attempt)
+        else:
             return None
         start = starts.get(tp)
         if start is not None:
