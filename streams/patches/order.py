@@ -191,6 +191,9 @@ class RecordOrder:
         """
         if sought:
             self.replay(partition, offset, now)
+            if begin is not None:  # the consumer fetched from there before the seek
+                hole = self.holes[partition]
+                hole.seen = max(hole.seen, begin - 1)
             return False
         if partition not in self.expected and begin is not None and begin <= offset:
             return False

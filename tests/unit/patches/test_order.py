@@ -121,7 +121,7 @@ def test_records_fetched_before_a_re_read_seek_do_not_give_the_re_read_up() -> N
     keep it waiting without further seeks, and 500.. are processed when they come."""
     in_log = lambda p, o: o  # noqa: E731 - the probe: the first missing offset is there
     order = RecordOrder(lambda p: 500, in_log, backlog=2_000 + 8_192 + 500)
-    assert not order.read_again(0, 500, sought=True, begin=500, now=0.0)
+    assert not order.read_again(0, 500, sought=True, begin=1000, now=0.0)
     now, seeks = 0.0, []
     for first in range(1000, 11_000, 100):  # fetched before the seek
         batch = [(0, o) for o in range(first, first + 100)]
