@@ -31,7 +31,13 @@ from streams.agents.probe import GapProbe
 from streams.core.errors import Fenced, StateDiverged
 from streams.kafka import committed_offsets
 from streams.patches import handoff
-from streams.patches.order import FIRST_RECORD_S, RESEEK_S, GuardedConsumer, RecordOrder
+from streams.patches.order import (
+    FIRST_RECORD_S,
+    HOLE_DEADLINE_S,
+    RESEEK_S,
+    GuardedConsumer,
+    RecordOrder,
+)
 from streams.patches.watchdogs import WATCHDOG_INTERVAL_S, CommitWatchdog
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
@@ -90,7 +96,10 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         return committed if committed is not None else log_starts.get(partition, 0)
 
     probe = GapProbe(settings, topic)
-    order = RecordOrder(start, probe.proven)
+    # records past a hole that may still arrive after the seek back to it: Faust's fetch
+    # being handed on, the agent's stream buffer, the batch being taken
+    backlog = settings.max_poll_records + settings.stream_buffer_maxsize + settings.batch_size
+    order = RecordOrder(start, probe.proven, backlog=backlog)
 
     def guarded() -> GuardedConsumer:
         """The consumer, committing only what the agent processed (streams/patches/order.py)."""
@@ -167,7 +176,16 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
                      partition, offset)  # fmt: skip
             tp = TP(topic, partition)
             sought = consumer.started_at.get(tp) == offset
-            if order.read_again(partition, offset, sought=sought, begin=start(partition),
+            # where the consumer started: the committed offset its seek found, not the one
+            # commit_back set since (seen: the undo hashes read after that seek, committed
+            # 3000, set back to 500: the re-read was taken to start at 500, and 500..2999
+            # came only after a "records skipped" seek, behind 3000..)
+            if tp in consumer.began_at:
+                began = consumer.began_at[tp]
+                begin = began if began is not None else log_starts.get(partition, 0)
+            else:  # no seek of this consumer yet (not expected)
+                begin = start(partition)
+            if order.read_again(partition, offset, sought=sought, begin=begin,
                                 now=time.monotonic()):  # fmt: skip
                 await consumer.rewind(tp, offset)
 
@@ -210,14 +228,25 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     waiting: dict[int, float] = {}
 
     async def reseek() -> None:
-        """A seek back to a hole that brought nothing (yet) is made again (seen: the first
-        seek of a partition's first batch fetched nothing more). A partition assigned
+        """A seek back to a hole after which the partition delivered nothing (yet) is made
+        again (seen: the first seek of a partition's first batch fetched nothing more),
+        the hole probed again if no probe answered yet. A hole open for
+        :data:`HOLE_DEADLINE_S` whose records no probe proved absent from the log stops the
+        worker: going on would skip records that exist (every fence would pass them), and a
+        restart resumes at the committed offset, before the hole. A partition assigned
         :data:`FIRST_RECORD_S` ago whose log holds records past its start but that delivered
         none is sought to its start again (seen: a worker assigned a partition of a
         recreated topic received nothing for minutes)."""
         now = time.monotonic()
+        for partition, start, seen, seeks in order.stuck(now, busy=processor.lock.locked()):
+            stop_now(f"{topic}[{partition}]: offsets {start}..{seen - 1} did not arrive in "
+                     f"{HOLE_DEADLINE_S:.0f} s and {seeks} seeks back to {start}, and no fetch "
+                     f"proved them absent from the log (probe: first offset "
+                     f"{probe.proven(partition, start)}); not going on without them")  # fmt: skip
         for partition, start in order.overdue(now):
             log.warning("re-reading %s[%d] from %d again", topic, partition, start)
+            if probe.proven(partition, start) is None:
+                await probe.probe(partition, start)
             await guarded().rewind(TP(topic, partition), start)
         for partition, since in list(waiting.items()):
             if partition in order.expected:

@@ -12,13 +12,18 @@ worker joining mid-stream, lost a whole session's effects that way (docs/reliabi
 
 :class:`RecordOrder` holds the next offset the batch expects of each partition (from the
 committed offset the worker started the partition at, then from every record it admits). A
-record past it is a hole: it is not processed, nor are the partition's later records, and the
+record past it is a hole: it is not processed, nor are the partition's later offsets, and the
 caller seeks the partition back to the first missing offset, so the missing records come
 again, in order. If a fetch of its own from the first missing offset
 (``streams.agents.probe``) shows that the log's next record comes after the hole, the hole is
 in the log itself (a transactional producer's commit markers, compaction, retention): it is
-accepted at once. A hole that stays after :data:`MAX_REREADS` seeks without such proof is
-accepted too, with an error in the log.
+accepted at once. Without that proof a hole is never accepted: records that exist would be
+lost. Records past it that keep arriving after a seek were fetched before it (Faust's fetch
+in progress and the agent's stream buffer hold up to ``backlog`` of them, ahead of the
+records asked for again), so they do not count against the seek; a partition that brings
+nothing for :data:`RESEEK_S` after a seek, or more than ``backlog`` records past the hole, is
+sought again; a hole still open :data:`HOLE_DEADLINE_S` after it was found stops the worker
+(streams.agents.events), which resumes at the committed offset, before the hole.
 
 >>> order = RecordOrder(lambda p: {0: 10}.get(p))
 >>> admit = lambda recs, now: order.admit(recs, now, recs)
@@ -46,10 +51,15 @@ from faust.types.tuples import ack_lock
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Seconds a partition waits for its missing records after a seek before it seeks again.
+#: Seconds a partition may deliver nothing after a seek back to a hole before it is sought
+#: again (records past the hole arriving meanwhile were fetched before the seek).
 RESEEK_S = 2.0
-#: Seeks of one hole before it is taken to be in the log itself.
-MAX_REREADS = 3
+#: Seconds a hole whose records may be in the log (no fetch proved them absent) may stay
+#: open before the worker stops rather than go on without them.
+HOLE_DEADLINE_S = 60.0
+#: Records past a hole that may still arrive after a seek back to it, fetched before it (the
+#: fetch Faust is handing on and the agent's stream buffer), unless told (streams.agents.events)
+BACKLOG = 20_000
 #: Seconds an assigned partition with records in its log may deliver none before it is
 #: sought to its start again (streams.agents.events).
 FIRST_RECORD_S = 10.0
@@ -63,6 +73,18 @@ class Hole:
     seen: int
     sought_at: float
     seeks: int = 1
+    #: when the hole was found (:data:`HOLE_DEADLINE_S`)
+    found_at: float | None = None
+    #: when a record past it last arrived (fetched before the last seek)
+    heard_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.found_at is None:
+            self.found_at = self.sought_at
+
+    def quiet_since(self) -> float:
+        """Since when nothing of the partition arrived after the last seek."""
+        return max(self.sought_at, self.heard_at or self.sought_at)
 
 
 @dataclass
@@ -78,10 +100,14 @@ class RecordOrder:
     #: ``verified(partition, offset)``: the first offset at or after ``offset`` in the
     #: partition's log, as an independent fetch found it (``None``: not known)
     verified: Callable[[int, int], int | None] = lambda partition, offset: None
+    #: records past a hole that may still arrive after a seek back to it (:data:`BACKLOG`)
+    backlog: int = BACKLOG
     expected: dict[int, int] = field(default_factory=dict)
     holes: dict[int, Hole] = field(default_factory=dict)
     #: holes accepted as part of the log: (partition, first missing, first present)
     accepted: list[tuple[int, int, int]] = field(default_factory=list)
+    #: the last :meth:`stuck` check (monotonic seconds)
+    checked_at: float | None = None
 
     def forget(self, partition: int) -> None:
         """The partition was revoked: its next owner (maybe us again) starts afresh."""
@@ -114,17 +140,16 @@ class RecordOrder:
         """
         kept: list[T] = []
         seek: list[tuple[int, int, int]] = []
-        blocked: set[int] = set()
         for (partition, first, last), item in zip(ranges, items, strict=True):
-            if partition in blocked:
-                continue
             want = self.expected.get(partition)
             if want is None:
                 want = self.start(partition)
                 want = first if want is None or want < 0 else want
                 self.expected[partition] = want
+            # a record held back does not hold back the partition's next ones in the batch:
+            # after a seek back, the last records fetched before it and the first ones asked
+            # for again share a batch (those are lower: each is checked on its own)
             if first > want and not self._accept(partition, want, first, now, seek):
-                blocked.add(partition)
                 continue
             if last >= self.expected[partition]:
                 self.expected[partition] = last + 1
@@ -149,6 +174,8 @@ class RecordOrder:
         redeliveries (fenced), and a seek back once later records were fetched would read
         those twice, in batches cut elsewhere than the first time (issue 15: the 100k-event
         kill test then published recommendations for other triggers than a clean run).
+        After the first seek there, records fetched from the committed offset before it may
+        still arrive first: they are held back as after any seek back (:meth:`replay`).
 
         >>> order = RecordOrder(lambda p: 1000)  # the committed offset
         >>> order.read_again(0, 1500, sought=False, begin=1000, now=0.0)  # models at 1500
@@ -157,11 +184,16 @@ class RecordOrder:
         (['r1000', 'r1001'], [])
         >>> order.read_again(1, 1500, sought=True, begin=2000, now=0.0), order.expected[1]
         (False, 1500)
+        >>> order.admit([(1, 2000)], 0.5, ["r2000"])  # fetched before the first seek
+        ([], [])
         >>> order.read_again(0, 900, sought=False, begin=1000, now=0.0)  # read past it: seek
         True
         """
         if sought:
-            self.restart(partition, offset)
+            self.replay(partition, offset, now)
+            if begin is not None:  # the consumer fetched from there before the seek
+                hole = self.holes[partition]
+                hole.seen = max(hole.seen, begin - 1)
             return False
         if partition not in self.expected and begin is not None and begin <= offset:
             return False
@@ -181,30 +213,57 @@ class RecordOrder:
         >>> order.admit([(0, 1), (0, 2), (0, 3)], 1.5, ["r1", "r2", "r3"])
         (['r1', 'r2', 'r3'], [])
         """
+        read = self.expected.get(partition, offset) - 1  # records up to it were fetched
         self.expected[partition] = offset
-        self.holes[partition] = Hole(offset, offset, now)
+        self.holes[partition] = Hole(offset, max(offset, read), now)
 
     def overdue(self, now: float) -> list[tuple[int, int]]:
-        """``(partition, first missing offset)`` of the holes whose last seek is
-        :data:`RESEEK_S` old (nothing of the partition may arrive to trigger another one):
-        to seek again, now.
+        """``(partition, first missing offset)`` of the holes sought back to :data:`RESEEK_S`
+        ago whose partition delivered nothing since (records past the hole arriving after a
+        seek were fetched before it: the records asked for again come after them): to seek
+        again, now.
 
         >>> order = RecordOrder(lambda p: 3)
         >>> order.admit([(0, 9)], 0.0, ["r9"]), order.overdue(1.0), order.overdue(RESEEK_S)
         (([], [(0, 3, 9)]), [], [(0, 3)])
+        >>> order.admit([(0, 10)], 3.0, ["r10"]), order.overdue(4.0)  # fetched before it
+        (([], []), [])
         """
         out = []
         for partition, hole in self.holes.items():
-            if now - hole.sought_at >= RESEEK_S:
+            if now - hole.quiet_since() >= RESEEK_S:
                 hole.sought_at, hole.seeks = now, hole.seeks + 1
                 out.append((partition, hole.start))
         return out
+
+    def stuck(self, now: float, busy: bool = False) -> list[tuple[int, int, int, int]]:
+        """``(partition, first missing offset, offset seen, seeks)`` of the holes open for
+        :data:`HOLE_DEADLINE_S` or more: their records are neither delivered nor proven
+        absent from the log. Going on past them would lose them for good (every fence would
+        pass them): the worker must stop instead. Time during which the agent was ``busy``
+        (in a batch, e.g. retrying through a Redis outage: nothing can arrive) since the
+        last call does not count.
+
+        >>> order = RecordOrder(lambda p: 3)
+        >>> order.admit([(0, 9)], 0.0, ["r9"])[1], order.stuck(HOLE_DEADLINE_S / 2)
+        ([(0, 3, 9)], [])
+        >>> order.stuck(HOLE_DEADLINE_S, busy=True), order.stuck(HOLE_DEADLINE_S * 1.5)
+        ([], [(0, 3, 9, 1)])
+        """
+        if busy and self.checked_at is not None:
+            for hole in self.holes.values():
+                found = now if hole.found_at is None else hole.found_at
+                hole.found_at = found + now - self.checked_at
+        self.checked_at = now
+        return [(p, h.start, h.seen, h.seeks) for p, h in self.holes.items()
+                if h.found_at is not None and now - h.found_at >= HOLE_DEADLINE_S]  # fmt: skip
 
     def _accept(
         self, partition: int, want: int, offset: int, now: float, seek: list[tuple[int, int, int]]
     ) -> bool:
         """Whether a record past the expected offset is processed (the hole is accepted as
-        part of the log); otherwise the hole is noted and maybe sought."""
+        part of the log: proven by an independent fetch); otherwise the hole is noted and
+        maybe sought."""
         hole = self.holes.get(partition)
         if hole is None or hole.start != want:
             self.holes[partition] = Hole(want, offset, now)
@@ -219,17 +278,12 @@ class RecordOrder:
             del self.holes[partition]
             self.expected[partition] = first
             return offset == first or self._accept(partition, first, offset, now, seek)
-        if now - hole.sought_at < RESEEK_S:
-            return False  # fetched before the seek, or the seek is under way
-        if hole.seeks >= MAX_REREADS:
-            log.error("offsets %d..%d of partition %d are not in the log (re-read %d times): "
-                      "going on from %d", want, offset - 1, partition, hole.seeks,
-                      offset)  # fmt: skip
-            self.accepted.append((partition, want, offset))
-            del self.holes[partition]
-            return True
-        hole.seeks, hole.sought_at, hole.seen = hole.seeks + 1, now, offset
-        seek.append((partition, want, offset))
+        # fetched before the last seek (the records asked for again come after it), unless
+        # more came than the fetch pipeline holds: then the seek was lost, seek again
+        hole.heard_at = now
+        if offset - hole.seen > self.backlog:
+            hole.seeks, hole.sought_at, hole.seen = hole.seeks + 1, now, offset
+            seek.append((partition, want, offset))
         return False
 
 
@@ -257,6 +311,9 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         self.start_at: Callable[[TP], int | None] = lambda tp: None
         #: where :meth:`perform_seek` started a partition because :attr:`start_at` said so
         self.started_at: dict[TP, int] = {}
+        #: the committed offset :meth:`perform_seek` found for each partition (``None``:
+        #: none, it starts at the log start), kept apart from :meth:`commit_back`'s
+        self.began_at: dict[TP, int | None] = {}
         self.read_offsets = ReadOffsets(self._read_offset)
         self._read_offset = self.read_offsets  # the one Faust's fetch loop reads and sets
 
@@ -268,17 +325,35 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         self._read_offset[tp] = offset
 
     async def perform_seek(self) -> None:
-        """Faust's seek to the committed offsets (after each assignment's recovery), then
-        the guarded partitions that :attr:`start_at` names to that offset instead (a partition
-        read again from its stored models, streams.worker.undo)."""
+        """Faust's seek to the committed offsets (after each assignment's recovery, and the
+        commit watchdog's repair), then the guarded partitions that :attr:`start_at` names to
+        that offset instead (a partition read again from its stored models,
+        streams.worker.undo), and those being re-read back to their re-read (:meth:`rewind`).
+
+        Such a partition is held like a :meth:`rewind`: Faust's fetch loop may already be
+        handing on records it fetched from the committed offset (stream partitions are
+        resumed before this seek), and their offsets must not move its read offset past
+        the records asked for again, or it drops those (seen: a restart whose group had
+        committed 1000 re-read from 500; the records 1000.. fetched before the seek came
+        first, and 500..999 never reached the agent). The seek goes through the consumer's
+        thread (``seek_wait``): Faust's ``seek`` calls aiokafka from this thread, racing the
+        fetches running in that one."""
         await super().perform_seek()
         self.started_at = {}
-        for tp in self.assignment():
+        assigned = self.assignment()
+        self.began_at = {tp: self._committed_offset.get(tp) for tp in assigned}
+        for tp in assigned:
             offset = self.start_at(tp) if tp.topic in self.guarded else None
             committed = self._committed_offset.get(tp)
             if offset is not None and committed is not None and offset < committed:
-                await self.seek(tp, offset)  # (no commit yet: it starts at the log start)
+                await self.rewind(tp, offset)  # (no commit yet: it starts at the log start)
                 self.started_at[tp] = offset
+        for tp, offset in list(self.read_offsets.rewinding.items()):
+            committed = self._committed_offset.get(tp)
+            if tp not in assigned:
+                self.read_offsets.rewinding.pop(tp, None)
+            elif tp not in self.started_at and (committed is None or offset < committed):
+                await self.rewind(tp, offset)  # not past a re-read under way
 
     async def commit_back(self, offsets: dict[TP, int]) -> bool:
         """Commit ``offsets`` below the committed ones (a partition read again from a model
@@ -359,6 +434,12 @@ class ReadOffsets(defaultdict[TP, "int | None"]):
         if floor is not None and (offset is None or offset > floor):
             return
         super().__setitem__(tp, offset)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """As ``dict.update``, but through :meth:`__setitem__` (Faust's ``perform_seek``
+        sets the read offsets so: it must not lift a partition being re-read either)."""
+        for tp, offset in dict(*args, **kwargs).items():
+            self[tp] = offset
 
 
 class GuardedTransport(aiokafka_driver.Transport):

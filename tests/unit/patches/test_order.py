@@ -1,9 +1,20 @@
 """Records reach the batch without holes (streams/patches/order.py): a record past a hole is
-held back and the hole re-read; a hole that stays after several re-reads is in the log."""
+held back and the hole re-read; a hole is accepted only when a fetch of its own proves it is
+not in the log, and a hole that stays open without that proof stops the worker."""
 
 from __future__ import annotations
 
-from streams.patches.order import MAX_REREADS, RESEEK_S, RecordOrder
+import asyncio
+
+from faust.types import TP
+
+from streams.patches.order import (
+    HOLE_DEADLINE_S,
+    RESEEK_S,
+    GuardedConsumer,
+    ReadOffsets,
+    RecordOrder,
+)
 
 
 def admit(order: RecordOrder, recs: list[tuple[int, int]], now: float) -> tuple[list, list]:
@@ -24,23 +35,45 @@ def test_the_first_record_after_an_assignment_is_checked_against_the_committed_o
 def test_redeliveries_pass_and_other_partitions_go_on() -> None:
     order = RecordOrder(lambda p: {0: 10}.get(p))
     kept, holes = admit(order, [(0, 8), (1, 3), (0, 10), (0, 12), (1, 4), (0, 11)], now=0.0)
-    assert kept == [(0, 8), (1, 3), (0, 10), (1, 4)]  # 0@11 after the hole waits too
+    assert kept == [(0, 8), (1, 3), (0, 10), (1, 4), (0, 11)]  # 0@11: what 0@12 awaited
     assert holes == [(0, 11, 12)]
+    assert admit(order, [(0, 13)], now=0.1) == ([], [(0, 12, 13)])  # 0@12 was held back
 
 
-def test_a_hole_is_sought_again_then_accepted_as_part_of_the_log() -> None:
+def test_the_records_asked_for_again_are_kept_in_the_batch_of_the_last_ones_before() -> None:
+    """A debug run of the hung chaos scenario (2026-12-02): after each seek back to 500 the
+    agent's first batch held the last records fetched before the seek, then 500..: e.g.
+    [12100..12150, 500..948]. The whole partition was held back from its first record past
+    the hole on, so 500.. were released with them, the next batch began at 949 (past the
+    hole again), and every re-read failed the same way until the hole was given up (records
+    lost) or forever (a stall)."""
+    order = RecordOrder(lambda p: 500, lambda p, o: o)
+    assert not order.read_again(0, 500, sought=True, begin=500, now=0.0)
+    batch = [(0, o) for o in [*range(12100, 12151), *range(500, 949)]]
+    kept, holes = admit(order, batch, now=0.5)
+    assert kept == [(0, o) for o in range(500, 949)] and holes == []
+    assert admit(order, [(0, o) for o in range(949, 1449)], now=0.6)[0] != []
+    assert order.expected[0] == 1449 and not order.holes and order.accepted == []
+
+
+def test_a_hole_without_proof_is_sought_again_but_never_accepted() -> None:
+    """A hole no fetch proved absent from the log is re-read while the partition is quiet
+    after a seek, never taken to be in the log: after HOLE_DEADLINE_S it is reported stuck
+    (the worker stops; before, it was accepted after three re-reads and its records lost)."""
     order = RecordOrder(lambda p: 0)
     assert admit(order, [(0, 0)], now=0.0) == ([(0, 0)], [])
-    seeks = [admit(order, [(0, 5)], now=0.0)[1]]
-    assert admit(order, [(0, 5)], now=RESEEK_S / 2) == ([], [])  # the seek is under way
-    now = 0.0
-    for _ in range(MAX_REREADS - 1):
-        now += RESEEK_S
-        seeks.append(admit(order, [(0, 5)], now=now)[1])
-    assert seeks == [[(0, 1, 5)]] * MAX_REREADS
-    kept, holes = admit(order, [(0, 5), (0, 6)], now=now + RESEEK_S)
-    assert kept == [(0, 5), (0, 6)] and holes == []
-    assert order.accepted == [(0, 1, 5)]
+    assert admit(order, [(0, 5)], now=0.0)[1] == [(0, 1, 5)]
+    now, reseeks = 0.0, 0
+    while now < HOLE_DEADLINE_S - 1:
+        now += RESEEK_S / 2
+        reseeks += len(order.overdue(now))
+        assert order.stuck(now) == []
+    assert reseeks >= HOLE_DEADLINE_S / RESEEK_S - 2
+    assert admit(order, [(0, 5), (0, 6)], now=now) == ([], [])
+    assert order.stuck(HOLE_DEADLINE_S) == [(0, 1, 5, 1 + reseeks)]
+    assert order.accepted == []
+    assert admit(order, [(0, 1), (0, 2)], now=now)[0] == [(0, 1), (0, 2)]  # finally
+    assert order.stuck(HOLE_DEADLINE_S) == []
 
 
 def test_a_revoked_partition_starts_again_from_the_committed_offset() -> None:
@@ -78,19 +111,49 @@ def test_a_verified_hole_followed_by_a_second_one_is_sought_again() -> None:
     assert order.accepted == [(0, 2, 3)]
 
 
-def test_re_reads_made_by_the_timer_count_towards_giving_up() -> None:
-    """Without proof from a fetch, a hole is re-read MAX_REREADS times, whoever seeks: the
-    timer's re-reads count too (before, the timer re-read such a hole forever)."""
+def test_records_fetched_before_a_re_read_seek_do_not_give_the_re_read_up() -> None:
+    """The hung chaos run of 2026-12-02 (docs/reliability.md): committed 1000, models stored
+    at 499, so the restart's first seek went to 500 (``sought``); records 1000.. fetched
+    before that seek came first, ~1,000 a second on a loaded machine, for longer than three
+    re-reads (Faust's fetch in progress and the agent's stream buffer hold ~10,000). The
+    probe found offset 500 in the log. Before, the hole was accepted at 10307 ("offsets
+    500..10306 are not in the log") and 9,807 records were lost; now records past the hole
+    keep it waiting without further seeks, and 500.. are processed when they come."""
+    in_log = lambda p, o: o  # noqa: E731 - the probe: the first missing offset is there
+    order = RecordOrder(lambda p: 500, in_log, backlog=2_000 + 8_192 + 500)
+    assert not order.read_again(0, 500, sought=True, begin=1000, now=0.0)
+    now, seeks = 0.0, []
+    for first in range(1000, 11_000, 100):  # fetched before the seek
+        batch = [(0, o) for o in range(first, first + 100)]
+        kept, holes = admit(order, batch, now=now)
+        assert kept == []
+        seeks += holes + order.overdue(now)
+        now += 0.1
+    assert seeks == [] and order.accepted == [] and order.stuck(now) == []
+    rereads = [(0, o) for o in range(500, 1100)]
+    assert admit(order, rereads, now=now) == (rereads, [])
+    assert order.expected[0] == 1100 and not order.holes
+
+
+def test_a_seek_lost_in_a_stream_of_later_records_is_made_again() -> None:
+    """Records past a hole can come after a seek only as long as the fetch pipeline holds
+    records fetched before it (``backlog``); more mean the seek was lost: seek again."""
+    order = RecordOrder(lambda p: 0, backlog=50)
+    assert admit(order, [(0, 10)], now=0.0)[1] == [(0, 0, 10)]
+    assert admit(order, [(0, o) for o in range(11, 61)], now=0.5) == ([], [])
+    assert admit(order, [(0, 61)], now=0.6) == ([], [(0, 0, 61)])
+    assert order.holes[0].seeks == 2
+
+
+def test_a_re_read_hole_waits_while_the_agent_is_busy() -> None:
+    """Nothing can arrive while the agent is in a batch (e.g. retrying through a Redis
+    outage): that time does not count towards stopping the worker."""
     order = RecordOrder(lambda p: 0)
-    assert admit(order, [(0, 5)], now=0.0)[1] == [(0, 0, 5)]
-    now = 0.0
-    for _ in range(MAX_REREADS - 1):
-        now += RESEEK_S
-        assert order.overdue(now) == [(0, 0)]
-        assert admit(order, [(0, 5)], now=now + 0.1) == ([], [])  # right after the seek
-    # the last re-read has its RESEEK_S to bring the records, then the hole is given up
-    assert admit(order, [(0, 5), (0, 6)], now=now + RESEEK_S) == ([(0, 5), (0, 6)], [])
-    assert order.accepted == [(0, 0, 5)]
+    admit(order, [(0, 3)], now=0.0)
+    assert order.stuck(1.0) == []
+    assert order.stuck(HOLE_DEADLINE_S + 1.0, busy=True) == []
+    assert order.stuck(HOLE_DEADLINE_S + 1.5) == []
+    assert order.stuck(2 * HOLE_DEADLINE_S + 1.0) == [(0, 0, 3, 1)]
 
 
 def test_a_re_read_from_models_stored_after_the_commit_needs_no_seek() -> None:
@@ -116,3 +179,77 @@ def test_a_re_read_where_the_first_seek_went_expects_its_offset() -> None:
     order = RecordOrder(lambda p: 2000)
     assert not order.read_again(0, 1500, sought=True, begin=2000, now=0.0)
     assert admit(order, [(0, 1500)], now=0.0) == ([(0, 1500)], [])
+
+
+def fausts_fetch_loop(offsets: ReadOffsets, tp: TP, fetched: list[int]) -> list[int]:
+    """What faust-streaming 0.15.3's ``Consumer._drain_messages`` does with each fetched
+    record of ``tp``: hand it on if it is at or past the read offset, which it then sets."""
+    handed = []
+    for offset in fetched:
+        read = offsets[tp]
+        if read is None or offset >= read:
+            handed.append(offset)
+            offsets[tp] = offset
+    return handed
+
+
+def bare_consumer(tp: TP, committed: int, start_at: int | None) -> tuple[GuardedConsumer, list]:
+    """A GuardedConsumer without Faust's service machinery: its seeks are only noted (and set
+    the read offset, as Faust's ``_seek_wait`` does)."""
+    consumer = GuardedConsumer.__new__(GuardedConsumer)
+    consumer.read_offsets = ReadOffsets({})
+    consumer._read_offset = consumer.read_offsets
+    consumer._committed_offset = {}
+    consumer.started_at = {}
+    consumer.guard(tp.topic)
+    consumer.start_at = lambda _tp: start_at
+    consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
+    sought: list[tuple[TP, int]] = []
+
+    async def seek_to_committed() -> dict[TP, int]:
+        sought.append((tp, committed))
+        return {tp: committed}
+
+    async def seek_wait(partitions: dict[TP, int]) -> None:
+        for part, offset in partitions.items():
+            sought.append((part, offset))
+            consumer._read_offset[part] = offset
+
+    async def seek(part: TP, offset: int) -> None:  # Faust's, for the code before the fix
+        sought.append((part, offset))
+        consumer._read_offset[part] = offset
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer.seek_wait = seek_wait  # type: ignore[method-assign]
+    consumer.seek = seek  # type: ignore[method-assign]
+    return consumer, sought
+
+
+def test_records_fetched_before_the_first_seek_do_not_make_faust_drop_the_re_read() -> None:
+    """The hung chaos run of 2026-12-02: committed 1000, read again from 500 (the consumer's
+    first seek, :meth:`GuardedConsumer.perform_seek`). Faust had fetched from 1000 before
+    that seek (stream partitions are resumed before it); handing those on moved its read
+    offset past 500, and its fetch loop dropped 500..999 when the seek brought them ("records
+    skipped by the consumer: offsets 500..999"). The read offset now holds at 500 until the
+    re-read reached it (:meth:`GuardedConsumer.rewound`, when the agent's hole closes)."""
+    tp = TP("t.events", 0)
+    consumer, sought = bare_consumer(tp, committed=1000, start_at=500)
+    asyncio.run(consumer.perform_seek())
+    assert sought[-1] == (tp, 500) and consumer.started_at == {tp: 500}
+    assert consumer.began_at == {tp: 1000}  # where it began, whatever commit_back sets later
+    handed = fausts_fetch_loop(consumer.read_offsets, tp, [*range(1000, 3000), *range(500, 3000)])
+    assert handed[2000:2500] == list(range(500, 1000))
+    consumer.rewound(tp)
+    assert fausts_fetch_loop(consumer.read_offsets, tp, [2999, 3000, 2998]) == [2999, 3000]
+
+
+def test_a_seek_to_the_committed_offsets_keeps_a_re_read_under_way() -> None:
+    """Faust's own ``perform_seek`` (the commit watchdog's repair, a fetch while the flow is
+    stopped) sets the read offsets with ``dict.update``: it must not lift a partition being
+    re-read, and the partition is sought back to its re-read, not left at the committed
+    offset past it."""
+    tp = TP("t.events", 0)
+    consumer, sought = bare_consumer(tp, committed=1000, start_at=None)
+    asyncio.run(consumer.rewind(tp, 400))
+    asyncio.run(consumer.perform_seek())
+    assert consumer.read_offsets[tp] == 400 and sought[-1] == (tp, 400)
