@@ -229,8 +229,8 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
 
     async def reseek() -> None:
         """A seek back to a hole after which the partition delivered nothing (yet) is made
-        again (seen: the first seek of a partition's first batch fetched nothing more),
-        the hole probed again if no probe answered yet. A hole open for
+        again (seen: the first seek of a partition's first batch fetched nothing more); a
+        hole no probe answered for is probed again at every tick. A hole open for
         :data:`HOLE_DEADLINE_S` whose records no probe proved absent from the log stops the
         worker: going on would skip records that exist (every fence would pass them), and a
         restart resumes at the committed offset, before the hole. A partition assigned
@@ -243,11 +243,21 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
                      f"{HOLE_DEADLINE_S:.0f} s and {seeks} seeks back to {start}, and no fetch "
                      f"proved them absent from the log (probe: first offset "
                      f"{probe.proven(partition, start)}); not going on without them")  # fmt: skip
+        # a hole whose probe failed is probed again at every tick: records past it that keep
+        # arriving (fetched before the seek) keep it from being overdue, and a transaction
+        # marker must not wait for the deadline because one probe timed out
+        for partition, hole in list(order.holes.items()):
+            if probe.proven(partition, hole.start) is None:
+                await probe.probe(partition, hole.start)
         for partition, start in order.overdue(now):
+            if partition not in order.holes:
+                continue  # revoked during a probe
             log.warning("re-reading %s[%d] from %d again", topic, partition, start)
-            if probe.proven(partition, start) is None:
-                await probe.probe(partition, start)
-            await guarded().rewind(TP(topic, partition), start)
+            try:
+                await guarded().rewind(TP(topic, partition), start)
+            except Exception as exc:  # noqa: BLE001 - a timer's error would stop the app
+                log.warning("could not seek %s[%d] back to %d (a rebalance?): %r; asked "
+                            "again at the next tick", topic, partition, start, exc)  # fmt: skip
         for partition, since in list(waiting.items()):
             if partition in order.expected:
                 del waiting[partition]  # its records arrive
