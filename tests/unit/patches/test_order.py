@@ -201,6 +201,8 @@ def bare_consumer(tp: TP, committed: int, start_at: int | None) -> tuple[Guarded
     consumer._read_offset = consumer.read_offsets
     consumer._committed_offset = {}
     consumer.started_at = {}
+    consumer.held_back, consumer.seek_due = set(), False
+    consumer._active_partitions, consumer._paused_partitions = set(), {tp}
     consumer.guard(tp.topic)
     consumer.start_at = lambda _tp: start_at
     consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
@@ -253,3 +255,22 @@ def test_a_seek_to_the_committed_offsets_keeps_a_re_read_under_way() -> None:
     asyncio.run(consumer.rewind(tp, 400))
     asyncio.run(consumer.perform_seek())
     assert consumer.read_offsets[tp] == 400 and sought[-1] == (tp, 400)
+
+
+def test_a_partition_read_again_is_resumed_only_once_sought() -> None:
+    """Faust's recovery resumes the stream partitions before its ``perform_seek``: records
+    fetched from the committed offset in between reached the agent ahead of the re-read and
+    cut its batches elsewhere than the first time (review of 2026-12-02). A partition that
+    :attr:`GuardedConsumer.start_at` starts elsewhere stays paused until it was sought there;
+    another one, or one resumed once the assignment's seek is done, is resumed at once."""
+    tp, other = TP("t.events", 0), TP("t.changelog", 0)
+    consumer, sought = bare_consumer(tp, committed=1000, start_at=500)
+    consumer.seek_due = True  # on_partitions_assigned
+    consumer.resume_partitions({tp, other})
+    assert consumer._active_partitions == {other} and consumer.held_back == {tp}
+    asyncio.run(consumer.perform_seek())
+    assert sought[-1] == (tp, 500) and consumer._active_partitions == {tp, other}
+    assert not consumer.held_back and not consumer.seek_due
+    consumer._active_partitions.discard(tp)
+    consumer.resume_partitions({tp})  # no seek due: as Faust
+    assert tp in consumer._active_partitions
