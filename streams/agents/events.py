@@ -40,6 +40,8 @@ from streams.worker.stopping import stop_now
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Seconds the table's recovery waits for the assignment's plan before it seeks.
+PLAN_WAIT_S = 20.0
 
 
 async def run_batch(
@@ -89,6 +91,42 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         committed = guarded().committed_offset(TP(topic, partition))
         return committed if committed is not None else log_starts.get(partition, 0)
 
+    def began(partition: int) -> int:
+        """Where the consumer started ``partition`` at its assignment (the committed offset
+        then, or where :attr:`GuardedConsumer.started_at` says): :meth:`start` once the
+        committed offset was set back to the stored models (``commit_back``) says where the
+        re-read begins, not where the fetches come from."""
+        tp = TP(topic, partition)
+        consumer = guarded()
+        if tp in consumer.started_at:
+            return consumer.started_at[tp]
+        if tp not in consumer.seek_committed:
+            return start(partition)
+        committed = consumer.seek_committed[tp]
+        return committed if committed is not None else log_starts.get(partition, 0)
+
+    #: the consumer generation whose assignment :func:`on_assigned` has planned
+    planned: list[int | None] = [None]
+
+    async def plan_made() -> None:
+        """Before the table's recovery resumes and seeks the assigned partitions
+        (streams/patches/recovery.py): :func:`on_assigned` has planned where each starts
+        (the partitions to read again from their stored models), waited for at most
+        :data:`PLAN_WAIT_S`. Faust runs the recovery and ``on_partitions_assigned`` side by
+        side; a recovery shorter than the plan (~0.2 s: the log start, the claim, the undo
+        hashes) sought to the committed offset alone, and the re-read then found its first
+        fetch past the stored models: a hole sought back while later records were in flight,
+        its batches cut elsewhere than the first time (reproduced by delaying the plan 3 s:
+        "records skipped by the consumer", batches from 11499 and 11999 instead of 11500)."""
+        deadline = time.monotonic() + PLAN_WAIT_S
+        while planned[0] != shop.app.consumer_generation_id:
+            if time.monotonic() >= deadline:
+                log.warning("resuming the assigned partitions before their plan was made "
+                            "(waited %.0f s)", PLAN_WAIT_S)  # fmt: skip
+                return
+            await asyncio.sleep(0.01)
+
+    shop.app.before_resume = plan_made  # type: ignore[attr-defined]
     probe = GapProbe(settings, topic)
     order = RecordOrder(start, probe.proven)
 
@@ -167,7 +205,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
                      partition, offset)  # fmt: skip
             tp = TP(topic, partition)
             sought = consumer.started_at.get(tp) == offset
-            if order.read_again(partition, offset, sought=sought, begin=start(partition),
+            if order.read_again(partition, offset, sought=sought, begin=began(partition),
                                 now=time.monotonic()):  # fmt: skip
                 await consumer.rewind(tp, offset)
 
@@ -257,6 +295,13 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
 
     @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        generation = shop.app.consumer_generation_id
+        try:
+            await plan(assigned)
+        finally:
+            planned[0] = generation  # the consumer may seek now (plan_made)
+
+    async def plan(assigned: Any) -> None:
         consumer = guarded()  # before the generation's first record
         mine = [tp for tp in assigned if tp.topic == topic]
         processor.parts.on_assigned({tp.partition for tp in mine})

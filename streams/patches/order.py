@@ -257,6 +257,9 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         self.start_at: Callable[[TP], int | None] = lambda tp: None
         #: where :meth:`perform_seek` started a partition because :attr:`start_at` said so
         self.started_at: dict[TP, int] = {}
+        #: the committed offsets :meth:`perform_seek` started the partitions at (``None``:
+        #: none), kept as they were: :meth:`commit_back` changes the committed ones later
+        self.seek_committed: dict[TP, int | None] = {}
         self.read_offsets = ReadOffsets(self._read_offset)
         self._read_offset = self.read_offsets  # the one Faust's fetch loop reads and sets
 
@@ -270,12 +273,16 @@ class GuardedConsumer(aiokafka_driver.Consumer):
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets (after each assignment's recovery), then
         the guarded partitions that :attr:`start_at` names to that offset instead (a partition
-        read again from its stored models, streams.worker.undo)."""
+        read again from its stored models, streams.worker.undo). :attr:`start_at` is planned
+        in ``on_partitions_assigned``, which Faust runs side by side with the table's
+        recovery: the recovery waits for it before this seek (streams/patches/recovery.py)."""
         await super().perform_seek()
         self.started_at = {}
+        self.seek_committed = {}
         for tp in self.assignment():
             offset = self.start_at(tp) if tp.topic in self.guarded else None
             committed = self._committed_offset.get(tp)
+            self.seek_committed[tp] = committed
             if offset is not None and committed is not None and offset < committed:
                 await self.seek(tp, offset)  # (no commit yet: it starts at the log start)
                 self.started_at[tp] = offset
