@@ -46,6 +46,8 @@ from streams.worker.stopping import stop_now
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Seconds the table's recovery waits for the assignment's plan before it seeks.
+PLAN_WAIT_S = 20.0
 
 
 async def run_batch(
@@ -95,6 +97,28 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         committed = guarded().committed_offset(TP(topic, partition))
         return committed if committed is not None else log_starts.get(partition, 0)
 
+    #: the consumer generation whose assignment :func:`on_assigned` has planned
+    planned: list[int | None] = [None]
+
+    async def plan_made() -> None:
+        """Before the table's recovery resumes and seeks the assigned partitions
+        (streams/patches/recovery.py): :func:`on_assigned` has planned where each starts
+        (the partitions to read again from their stored models), waited for at most
+        :data:`PLAN_WAIT_S`. Faust runs the recovery and ``on_partitions_assigned`` side by
+        side; a recovery shorter than the plan (~0.2 s: the log start, the claim, the undo
+        hashes) sought to the committed offset alone, and the re-read then found its first
+        fetch past the stored models: a hole sought back while later records were in flight,
+        its batches cut elsewhere than the first time (reproduced by delaying the plan 3 s:
+        "records skipped by the consumer", batches from 11499 and 11999 instead of 11500)."""
+        deadline = time.monotonic() + PLAN_WAIT_S
+        while planned[0] != shop.app.consumer_generation_id:
+            if time.monotonic() >= deadline:
+                log.warning("resuming the assigned partitions before their plan was made "
+                            "(waited %.0f s)", PLAN_WAIT_S)  # fmt: skip
+                return
+            await asyncio.sleep(0.01)
+
+    shop.app.before_resume = plan_made  # type: ignore[attr-defined]
     probe = GapProbe(settings, topic)
     # records past a hole that may still arrive after the seek back to it: Faust's fetch
     # being handed on, the agent's stream buffer, the batch being taken
@@ -296,6 +320,13 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
 
     @shop.app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        generation = shop.app.consumer_generation_id
+        try:
+            await plan(assigned)
+        finally:
+            planned[0] = generation  # the consumer may seek now (plan_made)
+
+    async def plan(assigned: Any) -> None:
         consumer = guarded()  # before the generation's first record
         mine = [tp for tp in assigned if tp.topic == topic]
         processor.parts.on_assigned({tp.partition for tp in mine})

@@ -359,7 +359,9 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         committed 1000 re-read from 500; the records 1000.. fetched before the seek came
         first, and 500..999 never reached the agent). The seek goes through the consumer's
         thread (``seek_wait``): Faust's ``seek`` calls aiokafka from this thread, racing the
-        fetches running in that one."""
+        fetches running in that one. :attr:`start_at` is planned in
+        ``on_partitions_assigned``, which Faust runs side by side with the table's recovery:
+        the recovery waits for it before this seek (streams/patches/recovery.py)."""
         try:
             await super().perform_seek()
             self.started_at = {}

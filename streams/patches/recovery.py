@@ -22,10 +22,19 @@ delivered after the clear. Records fetched before the seek point at or after the
 offset (the consumer was positioned there on assignment), so nothing is skipped; a record
 seen twice is fenced like any redelivery. (Faust takes this path whenever the app has a
 table; shopstream always has the profile table.)
+
+A second race, ours: Faust runs the app's ``on_partitions_assigned`` handlers side by side
+with this recovery, and shopstream's handler plans where the seek starts a partition that
+is read again from its stored models (``streams.agents.events``, ``plan_made``). A recovery
+shorter than that plan (a small changelog) sought to the committed offset alone; the re-read
+then met a first fetch past the stored models, sought back while later records were in
+flight, and cut its batches elsewhere than the first run. So the stream partitions are
+resumed and sought only once the app's ``before_resume`` says the plan is made.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.tables.manager import TableManager as FaustTableManager
@@ -33,10 +42,14 @@ from faust.tables.recovery import Recovery as FaustRecovery
 
 
 class Recovery(FaustRecovery):
-    """Faust's recovery with flow control suspended while stream partitions are resumed."""
+    """Faust's recovery with flow control suspended while stream partitions are resumed, and
+    resuming them only once the app's ``before_resume`` (if it has one) is done."""
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         self.app.flow_control.suspend()
+        before: Callable[[], Awaitable[None]] | None = getattr(self.app, "before_resume", None)
+        if before is not None:  # the assignment's plan: where the seek puts each partition
+            await before()
         await super().on_recovery_completed(generation_id)
 
 

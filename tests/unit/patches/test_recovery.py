@@ -70,3 +70,25 @@ def test_the_installed_faust_still_resumes_partitions_before_the_seek() -> None:
     seek = source.index("consumer.perform_seek()")
     resume_flow = source.index("flow_control.resume()")
     assert resume_tps < seek < resume_flow
+
+
+def test_recovery_resumes_and_seeks_only_once_the_assignment_is_planned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app's ``before_resume`` (streams.agents.events: the plan of the partitions read
+    again from their stored models, made in ``on_partitions_assigned`` side by side with
+    the recovery) is awaited before Faust's code resumes and seeks the partitions."""
+    order: list[str] = []
+
+    async def plan() -> None:
+        await asyncio.sleep(0.05)  # longer than the recovery: the race this closes
+        order.append("planned")
+
+    async def faust_code(self: Any, generation_id: int = 0) -> None:
+        order.append("resume and seek")
+
+    monkeypatch.setattr(FaustRecovery, "on_recovery_completed", faust_code)
+    recovery = Recovery.__new__(Recovery)
+    recovery.app = SimpleNamespace(flow_control=FlowControlEvent(), before_resume=plan)  # type: ignore[assignment]
+    asyncio.run(recovery.on_recovery_completed(3))
+    assert order == ["planned", "resume and seek"]
