@@ -94,7 +94,10 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
     log_starts: dict[int, int] = {}
 
     def start(partition: int) -> int:
-        committed = guarded().committed_offset(TP(topic, partition))
+        return starts_at(partition, guarded().committed_offset(TP(topic, partition)))
+
+    def starts_at(partition: int, committed: int | None) -> int:
+        """Where a consumer at ``committed`` starts ``partition`` (none: its log start)."""
         return committed if committed is not None else log_starts.get(partition, 0)
 
     #: the consumer generation whose assignment :func:`on_assigned` has planned
@@ -204,11 +207,8 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
             # commit_back set since (seen: the undo hashes read after that seek, committed
             # 3000, set back to 500: the re-read was taken to start at 500, and 500..2999
             # came only after a "records skipped" seek, behind 3000..)
-            if tp in consumer.began_at:
-                began = consumer.began_at[tp]
-                begin = began if began is not None else log_starts.get(partition, 0)
-            else:  # no seek of this consumer yet (not expected)
-                begin = start(partition)
+            began = consumer.began_at  # not start(): commit_back may have moved it since
+            begin = starts_at(partition, began[tp]) if tp in began else start(partition)
             if order.read_again(partition, offset, sought=sought, begin=begin,
                                 now=time.monotonic()):  # fmt: skip
                 await consumer.rewind(tp, offset)

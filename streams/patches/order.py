@@ -157,11 +157,6 @@ class RecordOrder:
             kept.append(item)
         return kept, seek
 
-    def restart(self, partition: int, offset: int) -> None:
-        """``partition`` was sought to ``offset`` before its first fetch: expect it there."""
-        self.holes.pop(partition, None)
-        self.expected[partition] = offset
-
     def read_again(
         self, partition: int, offset: int, *, sought: bool, begin: int | None, now: float
     ) -> bool:

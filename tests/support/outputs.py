@@ -60,19 +60,22 @@ class Outputs:
         >>> out.cut_off([10], within_ms=6), out.cut_off([]), out.cut_off([10], within_ms=1)
         (1, 0, 0)
         """
-        times: dict[str, list[int]] = {}
-        for alert, ms in zip(self.alerts, self.alert_ms, strict=True):
-            times.setdefault(alert, []).append(ms)
+        times = self.alert_times()
         return sum(
             1 for ts in times.values()
             if len(ts) == 2 and any(at - within_ms <= min(ts) < at <= max(ts) for at in instants_ms)
         )  # fmt: skip
 
-    def duplicate_times(self) -> str:
-        """Each repeated alert id with its copies' create times (for failure messages)."""
+    def alert_times(self) -> dict[str, list[int]]:
+        """Each alert id with the create times of its copies, in order."""
         times: dict[str, list[int]] = {}
         for alert, ms in zip(self.alerts, self.alert_ms, strict=True):
             times.setdefault(alert, []).append(ms)
+        return times
+
+    def duplicate_times(self) -> str:
+        """Each repeated alert id with its copies' create times (for failure messages)."""
+        times = self.alert_times()
         return ", ".join(f"{a}: {ts}" for a, ts in times.items() if len(ts) > 1)[:1500]
 
     def counts(self) -> str:
