@@ -155,7 +155,7 @@ class Settings:
         True, "Hand fetched messages to the agent without a task per message (patches/fastpath.py)."
     )
     fetch_handoff: bool = _opt(
-        False,
+        True,
         "Hand the events topic to the agent one partition fetch at a time, acked as offset "
         "ranges (patches/handoff.py); off: one Faust message per record.",
     )
