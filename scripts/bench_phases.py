@@ -17,7 +17,18 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from bench_probe import ROOT, WORK, Run, Sample, cpu_seconds, end_offsets, rss_mb, say
+from bench_probe import (
+    ROOT,
+    WORK,
+    Run,
+    Sample,
+    cpu_seconds,
+    end_offsets,
+    rss_mb,
+    say,
+    tree_cpu_seconds,
+    tree_rss_mb,
+)
 
 from streams.core.settings import Settings
 from streams.kafka import client_options
@@ -93,8 +104,12 @@ async def sample_lag(run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient) 
         max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == s.topic_events
     )
     end = sum((await end_offsets(s, s.topic_events)).values())
-    cpu = {name: cpu_seconds(p) for name, p in {"worker": pid, **run.pids}.items()}
-    sample = Sample(time.monotonic() - t0, committed, end, rss_mb(pid), cpu)
+    # a worker with its child processes (the forecasts run in one)
+    cpu = {
+        name: (tree_cpu_seconds if name.startswith("worker") else cpu_seconds)(p)
+        for name, p in {"worker": pid, **run.pids}.items()
+    }
+    sample = Sample(time.monotonic() - t0, committed, end, tree_rss_mb(pid), cpu)
     run.samples.append(sample)
     return sample
 

@@ -96,6 +96,35 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and the processes it started, and theirs (by the parent id in
+    ``/proc/*/stat``): the worker and its forecast process."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of ``pid`` and every process under it (:func:`process_tree`)."""
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def tree_rss_mb(pid: int) -> float:
+    """:func:`rss_mb` of ``pid`` and every process under it; 0 if ``pid`` is gone."""
+    own = rss_mb(pid)
+    return own + sum(rss_mb(p) for p in process_tree(pid)[1:]) if own else 0.0
+
+
 def cpu_us_per_event(first: Sample, last: Sample, events: int) -> dict[str, float]:
     """CPU µs per event of each sampled process between two samples: the scale-free figure
     (it does not depend on how many cores the process got). Processes whose names start

@@ -1,5 +1,6 @@
 """``python -m streams`` is the ``shopstream`` command."""
 
-from streams.cli import main
+if __name__ == "__main__":  # not when a spawned child process imports it (the forecasts)
+    from streams.cli import main
 
-main()
+    main()

@@ -95,13 +95,14 @@ class ChurnConfig:
         }
         return cls(**{**values, **overrides})
 
-    @property
-    def horizon_ms(self) -> int:
-        return int(self.horizon_days * DAY_MS)
+    #: ``horizon_days`` and the snapshot gap in ms, worked out once (read per event)
+    horizon_ms: int = field(init=False, repr=False, compare=False)
+    snapshot_gap_ms: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def snapshot_gap_ms(self) -> int:
-        return max(self.min_snapshot_gap_ms, self.horizon_ms // 30)
+    def __post_init__(self) -> None:
+        horizon_ms = int(self.horizon_days * DAY_MS)
+        object.__setattr__(self, "horizon_ms", horizon_ms)
+        object.__setattr__(self, "snapshot_gap_ms", max(self.min_snapshot_gap_ms, horizon_ms // 30))
 
     @property
     def alert_policy(self) -> AlertPolicy:

@@ -44,6 +44,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from streams.core.events import Event
@@ -69,7 +70,13 @@ def day_of(ts_ms: int) -> str:
     >>> day_of(1_709_251_200_000), day_of(1_709_251_200_000 - 1)
     ('2024-03-01', '2024-02-29')
     """
-    return datetime.fromtimestamp(ts_ms // DAY_MS * 86_400, tz=UTC).date().isoformat()
+    return _iso_day(ts_ms // DAY_MS)
+
+
+@lru_cache(maxsize=1024)
+def _iso_day(day: int) -> str:
+    """The ISO date of a day number (cached: every event of a day asks for the same one)."""
+    return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()
 
 
 def day_number(day: str) -> int:

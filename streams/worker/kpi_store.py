@@ -201,14 +201,28 @@ def encode(
     """The script's groups: ``[[source:partition, [record + [user, ts]]]]``, offset order.
     ``arm_of``: a user's recommendation arm ('' = feedback not counted); ``shown``: the ids
     of the trigger events whose recommendation is published."""
-    groups: dict[str, list[list[Any]]] = {}
-    for rec, ev in sorted(valid, key=lambda re: (re[0].source, re[0].partition, re[0].offset)):
-        row = kpi_record(rec.offset, ev, arm_of(ev.user_id), shown=ev.event_id in shown)
-        if row is not None:
-            groups.setdefault(f"{rec.source}:{rec.partition}", []).append(
-                [*row, ev.user_id, ev.ts_ms]
-            )
-    return orjson.dumps(list(groups.items()))
+    arms: dict[str, str] = {}  # a user's arm is a hash: once per user and batch
+    sources: dict[tuple[str, str], str] = {}  # a record's source: once per topic
+    by_part: dict[tuple[str, int], list[tuple[int, list[Any]]]] = {}
+    for rec, ev in valid:
+        arm = arms.get(ev.user_id)
+        if arm is None:
+            arm = arms[ev.user_id] = arm_of(ev.user_id)
+        row = kpi_record(rec.offset, ev, arm, shown=ev.event_id in shown)
+        if row is None:
+            continue
+        source = sources.get((rec.topic, rec.incarnation))
+        if source is None:
+            source = sources[rec.topic, rec.incarnation] = rec.source
+        by_part.setdefault((source, rec.partition), []).append(
+            (rec.offset, [*row, ev.user_id, ev.ts_ms])
+        )
+    groups = []
+    for source, partition in sorted(by_part):
+        rows = by_part[source, partition]
+        rows.sort(key=lambda row: row[0])  # offset order (stable: a batch's order on ties)
+        groups.append((f"{source}:{partition}", [row for _, row in rows]))
+    return orjson.dumps(groups)
 
 
 def alert_rows(alerts: Sequence[ChurnAlert]) -> bytes:

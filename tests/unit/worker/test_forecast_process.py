@@ -1,0 +1,112 @@
+"""The worker's forecast process (``streams.worker.forecasts.ForecastProcess``): the same
+forecasts as :func:`streams.domain.forecasts.forecasts_for` in the worker's own process, and
+a process that died is replaced at the next call (the timer's next tick), a request it
+cannot work out is an error of that call only, and the process ends with the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from models.forecast import iso_day
+from streams.domain.forecasts import forecasts_for
+from streams.worker.forecasts import ForecastProcess
+
+FIRST = 19_800  # 2024-03-18, a Monday
+
+
+def days(n: int) -> list[dict[str, object]]:
+    """``n`` days of weekly-seasonal figures, with a category and fractional revenues."""
+    return [
+        {
+            "day": iso_day(FIRST + i),
+            "revenue": round(100.0 + 37.3 * (i % 7) + 0.01 * i, 2),
+            "orders": 3 + i % 5,
+            "categories": {"hats": {"revenue": 12.5 + i % 3, "purchases": 1 + i % 2}},
+        }
+        for i in range(n)
+    ]
+
+
+def test_the_process_makes_the_forecasts_of_the_worker_process() -> None:
+    async def run() -> None:
+        process = ForecastProcess()
+        try:
+            for n in (3, 15, 60):
+                history = days(n)
+                made = await process.forecasts(history, FIRST + n, 5)
+                assert made == forecasts_for(history, FIRST + n, 5)
+            assert made, "60 days of history make forecasts"
+        finally:
+            await process.close()
+
+    asyncio.run(run())
+
+
+def test_a_killed_process_fails_the_call_and_the_next_call_starts_another() -> None:
+    async def run() -> None:
+        process = ForecastProcess()
+        try:
+            history = days(30)
+            first = await process.forecasts(history, FIRST + 30, 5)
+            assert process.proc is not None
+            os.kill(process.proc.pid, signal.SIGKILL)
+            with pytest.raises(RuntimeError, match="exited"):
+                await process.forecasts(history, FIRST + 30, 5)
+            assert process.proc is None
+            assert await process.forecasts(history, FIRST + 30, 5) == first
+        finally:
+            await process.close()
+
+    asyncio.run(run())
+
+
+def test_a_bad_request_fails_that_call_only() -> None:
+    async def run() -> None:
+        process = ForecastProcess()
+        try:
+            with pytest.raises(RuntimeError, match="could not forecast"):
+                await process.forecasts([{"day": "not a day"}], FIRST + 1, 5)
+            history = days(20)
+            assert await process.forecasts(history, FIRST + 20, 5) == forecasts_for(
+                history, FIRST + 20, 5
+            )
+        finally:
+            await process.close()
+
+    asyncio.run(run())
+
+
+def test_the_process_ends_when_the_worker_dies() -> None:
+    """The child reads its requests from the worker: a worker killed with SIGKILL closes
+    that pipe, and the child ends (no orphan left computing)."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import asyncio, os, signal, sys\n"
+        "from streams.worker.forecasts import ForecastProcess\n"
+        "async def main():\n"
+        "    p = ForecastProcess()\n"
+        "    await p.forecasts([], 1, 0)\n"
+        "    print(p.proc.pid, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False)
+    child = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{child}"):
+        with open(f"/proc/{child}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break  # exited, not reaped yet
+        time.sleep(0.05)
+    alive = os.path.exists(f"/proc/{child}")
+    if alive:
+        with open(f"/proc/{child}/stat", "rb") as f:
+            alive = f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    assert not alive, out.stderr.decode(errors="replace")[-500:]
