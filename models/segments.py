@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -152,6 +153,29 @@ class _Sketch:
         return [s.value() for s in self.q]
 
 
+def nearest(centers: Mapping[int, MutableMapping[str, float]], x: Mapping[str, float],
+            p: float) -> int:  # fmt: skip
+    """The cluster whose center is nearest ``x``: River's ``KMeans.predict_one``, with the
+    features taken in sorted order. River sums over a *set* of feature names, whose order
+    changes with the process's hash seed (``PYTHONHASHSEED``), and so do the float sums and
+    the random values a center draws for a feature it has not seen yet (its centers are
+    ``defaultdict`` s of random draws): two workers, or a worker before and after a restart,
+    put the same customer in different clusters. Ties go to the first center, as with
+    River's ``min``.
+
+    >>> from collections import defaultdict
+    >>> centers = {0: defaultdict(float, {"a": 0.0}), 1: defaultdict(float, {"a": 1.0})}
+    >>> nearest(centers, {"a": 0.8}, 2), nearest(centers, {"a": 0.5}, 2)
+    (1, 0)
+    """
+    best, best_d = 0, math.inf
+    for c, center in centers.items():
+        d = sum(abs(center[k] - x.get(k, 0)) ** p for k in sorted({*center.keys(), *x.keys()}))
+        if d < best_d:
+            best, best_d = c, d
+    return best
+
+
 class SegmentModel:
     """Per-user RFM segment and cluster, learned online; keeps each user's last segment."""
 
@@ -181,7 +205,7 @@ class SegmentModel:
 
     def cluster_of(self, p: Customer, now_ms: int) -> int:
         x = self.scaler.transform_one(cluster_features(p, now_ms))
-        return int(self.kmeans.predict_one(x))
+        return nearest(self.kmeans.centers, x, self.kmeans.p)
 
     def segment(self, p: Customer, now_ms: int) -> tuple[str, tuple[int, int, int]]:
         """Read-only: the segment and RFM scores of ``p`` now (for ``GET /users``)."""
@@ -201,8 +225,12 @@ class SegmentModel:
             return  # poison (e.g. an absurd spend) is never learned
         self.scaler.learn_one(x)
         z = self.scaler.transform_one(x)
-        self.kmeans.learn_one(z)
-        mem[4] = int(self.kmeans.predict_one(z))
+        km = self.kmeans  # KMeans.learn_one, with the nearest center found in a fixed order
+        closest = nearest(km.centers, z, km.p)
+        center = km.centers[closest]
+        for i, zi in z.items():
+            center[i] += km.halflife * (zi - center[i])
+        mem[4] = nearest(km.centers, z, km.p)
         if p.n_orders:
             self.orders.update(float(p.n_orders))
             self.monetary.update(p.monetary)

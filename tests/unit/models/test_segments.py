@@ -169,3 +169,29 @@ def test_previous_can_come_from_outside_after_a_restart() -> None:
     upd = m.update(p, p.last_purchase_ms, previous="champions")
     assert upd.previous == "champions"
     assert upd.changed == (upd.segment != "champions")
+
+
+def test_clusters_do_not_depend_on_the_process_hash_seed() -> None:
+    """Two processes with different ``PYTHONHASHSEED`` (two workers, or one before and after
+    a restart) put every customer in the same cluster: River's KMeans sums over a set of
+    feature names, whose order follows the hash seed (models.segments.nearest)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import orjson\n"
+        "from tests.unit.models.test_segments import CONFIG, replay\n"
+        "from models.segments import SegmentModel\n"
+        "m = SegmentModel(CONFIG)\n"
+        "print(orjson.dumps([replay(m, 300, 3), m.to_dict(include_users=False)]).decode())\n"
+    )
+    def run(seed: str) -> bytes:
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        return subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, check=True, env=env
+        ).stdout
+
+    runs = [run(seed) for seed in ("1", "2", "3")]
+    assert runs[0] == runs[1] == runs[2]
+    assert len({c for _, _, c in orjson.loads(runs[0])[0]}) > 1  # clusters are in use
