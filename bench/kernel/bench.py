@@ -16,8 +16,8 @@ and whether every variant's outputs are byte-for-byte the pure-Python ones: the 
 scores and ``to_dict`` (orjson), the detector's flags and ``to_dict``, and the batch's
 published messages, profile table and changelog (sha256 of each, compared across variants).
 
-    .kvenv/bin/python kernel/build.py
-    PYTHONPATH=. .venv/bin/python kernel/bench.py --rounds 5
+    .kvenv/bin/python bench/kernel/build.py
+    PYTHONPATH=. .venv/bin/python bench/kernel/bench.py --rounds 5
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT.parent.parent / "main" / ".stack" / "bench" / "events-u1200-s7.jsonl"
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / ".stack" / "bench" / "events-u1200-s7.jsonl"
 VARIANTS = {"py": (), "typed": ("typed",), "asis": ("asis",), "asis+typed": ("asis", "typed")}
 
 

@@ -1,10 +1,10 @@
-"""Opt in to the kernel prototype's builds (``kernel/build.py``) - call before importing.
+"""Opt in to the kernel prototype's builds (``bench/kernel/build.py``) - call before importing.
 
 ``enable("typed")``: the typed Half-Space Trees kernel replaces three methods of
 :class:`models.hst.HalfSpaceTrees`; ``enable("asis")``: the modules of
 :data:`kernel.build.ASIS` load from their Cython-compiled extensions instead of their ``.py``
 (a meta-path finder, so it must run before anything imports them). Nothing calls this but
-the benchmark (``kernel/bench.py``).
+the benchmark (``bench/kernel/bench.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[1]
-LIB = ROOT / "kernel" / "build" / "lib"
+ROOT = Path(__file__).resolve().parents[2]
+LIB = ROOT / "bench" / "kernel" / "build" / "lib"
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
@@ -29,7 +29,7 @@ class _Compiled(importlib.abc.MetaPathFinder):
         self.paths = {n: LIB / (n.replace(".", "/") + SUFFIX) for n in names}
         missing = [str(p) for p in self.paths.values() if not p.exists()]
         if missing:
-            raise FileNotFoundError(f"not built (run kernel/build.py): {missing}")
+            raise FileNotFoundError(f"not built (run bench/kernel/build.py): {missing}")
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -41,8 +41,8 @@ class _Compiled(importlib.abc.MetaPathFinder):
 def enable(*what: str) -> list[str]:
     """Load the builds named in ``what`` ('typed', 'asis'); returns what was enabled."""
     if "asis" in what:
-        sys.path.insert(0, str(ROOT / "kernel"))
-        from build import ASIS  # kernel/build.py: the module list
+        sys.path.insert(0, str(ROOT / "bench" / "kernel"))
+        from build import ASIS  # bench/kernel/build.py: the module list
 
         sys.path.pop(0)
         early = [m for m in ASIS if m in sys.modules]

@@ -1,9 +1,9 @@
-"""Build the kernel prototype (issue 20, step 4) into ``kernel/build/`` - nothing else moves.
+"""Build the kernel prototype (issue 20, step 4) into ``bench/kernel/build/`` - nothing else moves.
 
 Two builds, both opt-in (the worker and the tests never load them unless
 :func:`kernel.load.enable` is called):
 
-* ``typed``: ``kernel/hst.pyx``, a typed Cython kernel for the Half-Space Trees' walk, learn
+* ``typed``: ``bench/kernel/hst.pyx``, a typed Cython kernel for the Half-Space Trees' walk, learn
   and score (``shopstream_kernel_hst``);
 * ``asis``: the per-event modules of the batch (:data:`ASIS`) compiled by Cython exactly as
   they are (``annotation_typing=False``: every variable stays a Python object, so a dict
@@ -13,7 +13,7 @@ Two builds, both opt-in (the worker and the tests never load them unless
 Needs Cython, setuptools and gcc in a separate venv (the project's ``.venv`` is not touched)::
 
     python3.11 -m venv .kvenv && .kvenv/bin/pip install cython setuptools
-    .kvenv/bin/python kernel/build.py            # both builds, ~1-2 min on 1 core
+    .kvenv/bin/python bench/kernel/build.py            # both builds, ~1-2 min on 1 core
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "kernel" / "build"
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench" / "kernel" / "build"
 
 #: The batch's per-event modules (``docs/kernel-decision.md``: the drain profile's hot paths).
 ASIS = (
@@ -46,7 +46,7 @@ def main() -> None:
     exts = []
     if "typed" in args.which:
         exts += cythonize(
-            [Extension("shopstream_kernel_hst", [str(ROOT / "kernel" / "hst.pyx")])],
+            [Extension("shopstream_kernel_hst", [str(ROOT / "bench" / "kernel" / "hst.pyx")])],
             build_dir=str(OUT / "c"), quiet=True,
         )  # fmt: skip
     if "asis" in args.which:

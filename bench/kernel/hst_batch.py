@@ -4,8 +4,8 @@ run time, so both sides share one interpreter and heap), ``scripts/hotpath_cost.
 batch on the benchmark's events; medians of ``time.process_time`` and of the per-round
 differences, and whether the outputs are identical.
 
-    .kvenv/bin/python kernel/build.py typed
-    PYTHONPATH=. .venv/bin/python kernel/hst_batch.py --events 20000 --rounds 9
+    .kvenv/bin/python bench/kernel/build.py typed
+    PYTHONPATH=. .venv/bin/python bench/kernel/hst_batch.py --events 20000 --rounds 9
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from scripts.hotpath_cost import once
 
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT.parents[1] / "main" / ".stack" / "bench" / "events-u1200-s7.jsonl"
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / ".stack" / "bench" / "events-u1200-s7.jsonl"
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--events-file", default=str(EVENTS))
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "kernel" / "build" / "lib"))
+    sys.path.insert(0, str(ROOT / "bench" / "kernel" / "build" / "lib"))
     import shopstream_kernel_hst as kernel
 
     values = [line.rstrip(b"\n") for line in Path(args.events_file).open("rb")][: args.events]

@@ -4,7 +4,7 @@ more than they cost alone). Alternating rounds in one process, the
 ``scripts/hotpath_cost.py`` batch (in-memory I/O, live envelopes on) with the collector as
 it is and with ``gc.disable()`` during the run; medians of ``time.process_time``.
 
-    PYTHONPATH=. .venv/bin/python kernel/gc_cost.py --events 30000 --rounds 5
+    PYTHONPATH=. .venv/bin/python bench/kernel/gc_cost.py --events 30000 --rounds 5
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scripts.hotpath_cost import once
 
-EVENTS = Path(__file__).resolve().parents[3] / "main" / ".stack" / "bench"
+EVENTS = Path(__file__).resolve().parents[2] / ".stack" / "bench"
 
 
 def main() -> None:

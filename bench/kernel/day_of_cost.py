@@ -2,7 +2,7 @@
 against a per-day memo of the same function, on the benchmark's event times (no compiler:
 the comparison a kernel has to beat). Alternating rounds, one process, medians.
 
-    PYTHONPATH=. .venv/bin/python kernel/day_of_cost.py --rounds 7
+    PYTHONPATH=. .venv/bin/python bench/kernel/day_of_cost.py --rounds 7
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import orjson
 
 from streams.domain.kpis import DAY_MS, day_of
 
-EVENTS = Path(__file__).resolve().parents[3] / "main" / ".stack" / "bench"
+EVENTS = Path(__file__).resolve().parents[2] / ".stack" / "bench"
 _days: dict[int, str] = {}
 
 
