@@ -19,12 +19,15 @@ from streams.patches import fastpath, handoff, order, recovery, table
 from streams.telemetry import Telemetry
 from streams.worker.batch import BatchProcessor
 from streams.worker.context import ShopApp
+from streams.worker.forecast_process import ForecastProcess
 from streams.worker.forecasts import ForecastEmitter
 from streams.worker.runtime import Runtime
 
 
-def create_app(settings: Settings) -> ShopApp:
-    """Build the app. Topics are created beforehand by :func:`streams.kafka.ensure_topics`."""
+def create_app(settings: Settings, forecast_process: ForecastProcess | None = None) -> ShopApp:
+    """Build the app. Topics are created beforehand by :func:`streams.kafka.ensure_topics`.
+    ``forecast_process``: the sales forecasts' child process, if already started (``shopstream
+    worker`` starts it first; otherwise it starts at the first forecast)."""
     app_class = (
         handoff.App if settings.fetch_handoff
         else fastpath.App if settings.eager_handoff
@@ -107,7 +110,8 @@ def create_app(settings: Settings) -> ShopApp:
     processor = BatchProcessor(shop)
     events_agent.register(shop, processor)
     forecasts = ForecastEmitter(  # shop.forecasts: a timer, next to the agent
-        shop, raw_topic(settings.topic_forecasts), processor.parts.sources, processor.retry
+        shop, raw_topic(settings.topic_forecasts), processor.parts.sources, processor.retry,
+        forecast_process,
     )
     forecasts.register()
     web.register(shop, processor)

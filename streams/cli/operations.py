@@ -30,13 +30,19 @@ from streams.tools.failures import EXIT_UNREACHABLE
 @cli.command()
 def worker() -> None:
     """Run the stream worker in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
+    from streams.worker.forecast_process import ForecastProcess
+
+    settings = _settings()
+    forecasts = ForecastProcess()
+    if settings.forecast_interval_s > 0:  # first: its imports overlap ours (seconds of CPU)
+        forecasts.start()
+
     import faust
 
     from streams.app import create_app
     from streams.kafka import ensure_topics
     from streams.tools.preflight import check_redis
 
-    settings = _settings()
     exposure = check_access(settings)  # before anything starts: an unsafe exposure is refused
     _logging(settings.log_level, settings)
     asyncio.run(ensure_topics(settings))  # logs the topics it created
@@ -44,7 +50,7 @@ def worker() -> None:
     for note in exposure:  # once Kafka and Redis answered: the worker is about to serve
         logging.getLogger("streams.web").warning("%s", note)
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # from now on Faust's to report
-    shop = create_app(settings)
+    shop = create_app(settings, forecasts)
     faust.Worker(
         shop.app, loglevel=settings.log_level.upper(), quiet=settings.log_format == "json",
         logging_config=logs.logging_config(settings.log_level, settings.log_format),

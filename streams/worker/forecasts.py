@@ -6,8 +6,8 @@ watermarks that the business figures' script keeps (fenced with the figures,
 :mod:`streams.worker.kpi_store`), finds the origin days due, and for each, oldest first:
 
 1. works out its forecasts from the stored days before it, in a process of its own
-   (:class:`ForecastProcess`: a refit takes ~0.6 s per scope on 26 weeks of days,
-   docs/marketing.md; in a thread, its pure Python held the GIL the batch loop needs);
+   (:mod:`streams.worker.forecast_process`: a refit takes ~0.6 s per scope on 26 weeks of
+   days, docs/marketing.md; in a thread, its pure Python held the GIL the batch loop needs);
 2. keeps them in Redis (``fc:o:<origin>``, ``HSETNX`` per scope): the first forecast of
    an origin is the one every later send repeats, even if a late event changed a day
    before it meanwhile (a duplicate is always the same record);
@@ -23,11 +23,9 @@ to no partition, and every effect is idempotent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -38,6 +36,7 @@ from streams.core.payloads import Forecast
 from streams.domain.forecasts import HISTORY_DAYS, due_origins, low_watermark
 from streams.domain.kpis import day_number
 from streams.worker.context import ShopApp, Topic
+from streams.worker.forecast_process import ForecastProcess
 from streams.worker.publish import Outbox
 from streams.worker.sources import Sources
 
@@ -48,8 +47,6 @@ KEEP_S = 35 * 86_400
 #: A partition is idle for the forecasts after no record for this long at least (and
 #: ``SHOPSTREAM_IDLE_ADVANCE_S``): a backlog or a restart must not look like a quiet shop.
 IDLE_FLOOR_S = 900.0
-#: Longest reply line read from the forecast process (a few KB in practice).
-REPLY_LIMIT = 16 * 1024 * 1024
 
 KEEP = """
 local key, ttl = KEYS[1], tonumber(ARGV[1])
@@ -66,64 +63,15 @@ return cur
 """
 
 
-class ForecastProcess:
-    """Works the forecasts out in a child process (``python -m
-    streams.worker.forecast_child``), started at the first use and again after it died;
-    requests and replies are JSON lines on its stdin and stdout.
-
-    Not a thread: the refits are pure Python, and a thread running them holds the GIL that
-    the batch loop needs back after every await; each time it waited up to the switch
-    interval (5 ms), and a batch awaits many times (docs/performance.md, "The forecasts
-    off the batch loop")."""
-
-    def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
-        self.lock = asyncio.Lock()
-
-    async def forecasts(
-        self, days: Sequence[Any], origin: int, categories: int
-    ) -> list[Forecast]:
-        """The forecasts of ``origin`` (:func:`streams.domain.forecasts.forecasts_for`);
-        raises if the process failed or died (the next call starts another)."""
-        async with self.lock:
-            proc = self.proc
-            if proc is None or proc.returncode is not None:
-                proc = self.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "streams.worker.forecast_child",
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    limit=REPLY_LIMIT,
-                )  # fmt: skip
-            assert proc.stdin is not None and proc.stdout is not None  # the PIPEs above
-            try:
-                proc.stdin.write(orjson.dumps([list(days), origin, categories]) + b"\n")
-                await proc.stdin.drain()
-                line = await proc.stdout.readline()
-            except (ConnectionError, ValueError) as exc:  # the pipe broke, or a reply too long
-                await self.close()
-                raise RuntimeError(f"the forecast process failed: {exc!r}") from exc
-            if not line:
-                await self.close()
-                raise RuntimeError("the forecast process exited; another starts at the next tick")
-        reply = orjson.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"the forecast process could not forecast: {reply['error']}")
-        made: list[Forecast] = reply["ok"]
-        return made
-
-    async def close(self) -> None:
-        """Stop the process (a forecast under way is worked out again at the next start)."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
 class ForecastEmitter:
     """Publishes the forecasts of every due origin (:meth:`tick`, the timer)."""
 
-    def __init__(self, shop: ShopApp, topic: Topic, sources: Sources, retry: Retry) -> None:
+    def __init__(
+        self, shop: ShopApp, topic: Topic, sources: Sources, retry: Retry,
+        process: ForecastProcess | None = None,
+    ) -> None:  # fmt: skip
         self.shop, self.topic, self.sources, self.retry = shop, topic, sources, retry
-        self.process = ForecastProcess()
+        self.process = process or ForecastProcess()  # started at its first use if not yet
         self.base = key_base(shop.settings.redis_prefix)
         self.started_s: float | None = None  # the first tick with the runtime ready
 
@@ -134,7 +82,7 @@ class ForecastEmitter:
 
             @self.shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
             async def stop_process(app: Any, **kwargs: Any) -> None:
-                await self.process.close()
+                self.process.close()
 
     async def tick(self) -> None:
         """Send what is due; a failure is logged and tried again at the next tick."""

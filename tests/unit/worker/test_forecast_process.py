@@ -13,7 +13,7 @@ import pytest
 
 from models.forecast import iso_day
 from streams.domain.forecasts import forecasts_for
-from streams.worker.forecasts import ForecastProcess
+from streams.worker.forecast_process import ForecastProcess
 
 FIRST = 19_800  # 2024-03-18, a Monday
 
@@ -41,25 +41,33 @@ def test_the_process_makes_the_forecasts_of_the_worker_process() -> None:
                 assert made == forecasts_for(history, FIRST + n, 5)
             assert made, "60 days of history make forecasts"
         finally:
-            await process.close()
+            process.close()
 
     asyncio.run(run())
 
 
-def test_a_killed_process_fails_the_call_and_the_next_call_starts_another() -> None:
+def test_a_killed_process_is_replaced_and_a_request_it_was_answering_fails() -> None:
     async def run() -> None:
         process = ForecastProcess()
         try:
             history = days(30)
             first = await process.forecasts(history, FIRST + 30, 5)
             assert process.proc is not None
+            dead = process.proc
+            os.kill(dead.pid, signal.SIGKILL)
+            dead.wait()
+            assert await process.forecasts(history, FIRST + 30, 5) == first  # a new one
+            assert process.proc is not None and process.proc.pid != dead.pid
+            # killed while it works on a request (the request is read, the reply never comes)
+            long = days(400)
+            asking = asyncio.ensure_future(process.forecasts(long, FIRST + 400, 5))
+            await asyncio.sleep(0.05)
             os.kill(process.proc.pid, signal.SIGKILL)
-            with pytest.raises(RuntimeError, match="exited"):
-                await process.forecasts(history, FIRST + 30, 5)
+            with pytest.raises(RuntimeError, match=r"exited|failed"):
+                await asking
             assert process.proc is None
-            assert await process.forecasts(history, FIRST + 30, 5) == first
         finally:
-            await process.close()
+            process.close()
 
     asyncio.run(run())
 
@@ -75,7 +83,7 @@ def test_a_bad_request_fails_that_call_only() -> None:
                 history, FIRST + 20, 5
             )
         finally:
-            await process.close()
+            process.close()
 
     asyncio.run(run())
 
@@ -89,7 +97,7 @@ def test_the_process_ends_when_the_worker_dies() -> None:
 
     script = (
         "import asyncio, os, signal, sys\n"
-        "from streams.worker.forecasts import ForecastProcess\n"
+        "from streams.worker.forecast_process import ForecastProcess\n"
         "async def main():\n"
         "    p = ForecastProcess()\n"
         "    await p.forecasts([], 1, 0)\n"

@@ -1,0 +1,94 @@
+"""Redis CPU per event of the similarity store's batch call, as the worker makes it.
+
+Replays a JSONL file of contract events (default: the bench's generated file) through
+``SimilarityStore.learn_and_recommend`` in batches (4 partitions keyed by user, the worker's
+``SHOPSTREAM_BATCH_SIZE``, up to ``--due`` recommendations scored per batch: the sessions of
+the batch's last item events), against the Redis server of ``SHOPSTREAM_REDIS_URL`` under a
+fresh key prefix that is deleted afterwards. Reports redis-server's CPU (``INFO cpu``: user
++ system) per event and per scored recommendation, over ``--rounds`` rounds (the median).
+Other clients of the same server add to its CPU: run it on a quiet server.
+
+    PYTHONPATH=. .venv/bin/python scripts/redis_cost.py --events 40000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from models.similarity.store import SimilarityStore
+from streams.core.events import Event
+from streams.core.settings import Settings
+from streams.core.wire import parse_event
+from streams.worker.configs import rec_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FILE = ROOT / ".stack/bench/events-u1200-s7.jsonl"
+PARTITIONS = 4
+
+
+async def cpu_s(redis: Redis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def one_round(redis: Redis, lines: list[bytes], batch: int, due: int) -> tuple[float, int]:
+    settings = Settings()
+    prefix = f"rcost{uuid.uuid4().hex[:8]}"
+    store = SimilarityStore(redis, prefix=prefix, config=rec_config(settings))
+    events = [parse_event(line) for line in lines]
+    offsets = [0] * PARTITIONS
+    scored = 0
+    before = await cpu_s(redis)
+    for start in range(0, len(events), batch):
+        groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
+        requests: dict[tuple[str, str], None] = {}
+        for ev in events[start : start + batch]:
+            p = zlib.crc32(ev.user_id.encode()) % PARTITIONS
+            groups.setdefault(("bench", p), []).append((offsets[p], ev))
+            offsets[p] += 1
+            if ev.item_id and ev.type in ("view", "add_to_cart"):
+                requests[ev.user_id, ev.session_id] = None
+        wanted = list(requests)[-due:]
+        scored += len(wanted)
+        await store.learn_and_recommend(groups, wanted, settings.rec_k)
+    used = await cpu_s(redis) - before
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    for i in range(0, len(keys), 1000):
+        await redis.delete(*keys[i : i + 1000])
+    return used, scored
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=Settings().batch_size)
+    parser.add_argument("--due", type=int, default=40, help="recommendations scored per batch")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with args.file.open("rb") as f:
+        lines = [line for _, line in zip(range(args.events), f, strict=False)]
+    redis = Redis.from_url(Settings().redis_url)
+    per_event, per_rec = [], []
+    for r in range(args.rounds):
+        t = time.perf_counter()
+        used, scored = await one_round(redis, lines, args.batch, args.due)
+        per_event.append(used / len(lines) * 1e6)
+        per_rec.append(used / max(scored, 1) * 1e6)
+        print(f"round {r + 1}: {per_event[-1]:.1f} µs of Redis CPU per event, "
+              f"{per_rec[-1]:.0f} per scored recommendation ({scored} scored, "
+              f"{time.perf_counter() - t:.1f} s)")  # fmt: skip
+    print(f"median: {statistics.median(per_event):.1f} µs per event over {len(lines)} events")
+    await redis.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,93 @@
+"""The worker's forecast process, seen from the worker (the child's side:
+:mod:`streams.worker.forecast_child`). A light module: ``shopstream worker`` starts the
+process before it imports the app, so that the child's imports (River, SciPy: seconds of
+CPU) overlap the worker's own."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from streams.core.payloads import Forecast
+
+
+class ForecastProcess:
+    """Works the forecasts out in a child process (``python -m
+    streams.worker.forecast_child``), started with the worker (its imports take seconds of
+    CPU) and again after it died; requests and replies are JSON lines on its stdin and
+    stdout, written and read by a thread that waits on the pipe without the GIL.
+
+    Not in a thread of the worker: the refits are pure Python, and a thread running them
+    holds the GIL that the batch loop needs back after every await; each time it waited up
+    to the switch interval (5 ms), and a batch awaits many times (docs/performance.md,
+    "The forecasts off the batch loop")."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lock = threading.Lock()  # one request at a time, and one start
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """The process, started if it is not running."""
+        with self.lock:
+            return self._started()
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(  # this interpreter, a fixed module
+                [sys.executable, "-m", "streams.worker.forecast_child"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )  # fmt: skip
+        return self.proc
+
+    def ask(self, request: bytes) -> bytes:
+        """One request, one reply line (blocking: run it in a thread)."""
+        with self.lock:
+            proc = self._started()
+            assert proc.stdin is not None and proc.stdout is not None  # the PIPEs above
+            try:
+                proc.stdin.write(request + b"\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except OSError as exc:  # the pipe broke: the process died
+                self._stop()
+                raise RuntimeError(f"the forecast process failed: {exc!r}") from exc
+            if not line.endswith(b"\n"):
+                self._stop()
+                raise RuntimeError("the forecast process exited; another starts at the next tick")
+            return line
+
+    async def forecasts(
+        self, days: Sequence[Any], origin: int, categories: int
+    ) -> list[Forecast]:
+        """The forecasts of ``origin`` (:func:`streams.domain.forecasts.forecasts_for`);
+        raises if the process failed or died (the next call starts another)."""
+        request = orjson.dumps([list(days), origin, categories])
+        reply = orjson.loads(await asyncio.to_thread(self.ask, request))
+        if "error" in reply:
+            raise RuntimeError(f"the forecast process could not forecast: {reply['error']}")
+        made: list[Forecast] = reply["ok"]
+        return made
+
+    def _stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+    def close(self) -> None:
+        """Stop the process (a forecast under way is worked out again at the next start)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # unblocks a request waiting on its reply
+        with self.lock:
+            self._stop()
