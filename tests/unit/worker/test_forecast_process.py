@@ -59,8 +59,11 @@ def test_a_killed_process_is_replaced_and_a_request_it_was_answering_fails() -> 
             assert await process.forecasts(history, FIRST + 30, 5) == first  # a new one
             assert process.proc is not None and process.proc.pid != dead.pid
             # killed while it works on a request (the request is read, the reply never comes)
-            long = days(400)
-            asking = asyncio.ensure_future(process.forecasts(long, FIRST + 400, 5))
+            long = days(182)  # 26 weeks, 13 scopes: seconds of work (1.5 s here)
+            for i, day in enumerate(long):
+                day["categories"] = {f"c{c}": {"revenue": 1.0 + c + i % 7, "purchases": 1}
+                                     for c in range(12)}  # fmt: skip
+            asking = asyncio.ensure_future(process.forecasts(long, FIRST + 182, 12))
             await asyncio.sleep(0.05)
             os.kill(process.proc.pid, signal.SIGKILL)
             with pytest.raises(RuntimeError, match=r"exited|failed"):
