@@ -17,6 +17,9 @@ import orjson
 if TYPE_CHECKING:
     from streams.core.payloads import Forecast
 
+#: Seconds the worker waits for one reply of the forecast process (one origin's forecasts).
+REPLY_TIMEOUT_S = 120.0
+
 
 class ForecastProcess:
     """Works the forecasts out in a child process (``python -m
@@ -27,11 +30,19 @@ class ForecastProcess:
     Not in a thread of the worker: the refits are pure Python, and a thread running them
     holds the GIL that the batch loop needs back after every await; each time it waited up
     to the switch interval (5 ms), and a batch awaits many times (docs/performance.md,
-    "The forecasts off the batch loop")."""
+    "Sixth round").
 
-    def __init__(self) -> None:
+    A reply that does not come within ``timeout_s`` (a refit takes ~0.6 s per scope on 26
+    weeks of days) fails the request and kills the process: a hung child must not stop the
+    forecasts for good."""
+
+    def __init__(
+        self, timeout_s: float = REPLY_TIMEOUT_S,
+        command: Sequence[str] = (sys.executable, "-m", "streams.worker.forecast_child"),
+    ) -> None:  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()  # one request at a time, and one start
+        self.timeout_s, self.command = timeout_s, list(command)
 
     def start(self) -> subprocess.Popen[bytes]:
         """The process, started if it is not running."""
@@ -40,9 +51,8 @@ class ForecastProcess:
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen(  # this interpreter, a fixed module
-                [sys.executable, "-m", "streams.worker.forecast_child"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self.proc = subprocess.Popen(  # noqa: S603 - our own command (this interpreter)
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             )  # fmt: skip
         return self.proc
 
@@ -69,7 +79,15 @@ class ForecastProcess:
         """The forecasts of ``origin`` (:func:`streams.domain.forecasts.forecasts_for`);
         raises if the process failed or died (the next call starts another)."""
         request = orjson.dumps([list(days), origin, categories])
-        reply = orjson.loads(await asyncio.to_thread(self.ask, request))
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(self.ask, request), self.timeout_s)
+        except TimeoutError:
+            self.kill()  # the thread waiting on the reply gets EOF and ends
+            raise RuntimeError(
+                f"the forecast process did not answer in {self.timeout_s:.0f} s: killed; "
+                "another starts at the next tick"
+            ) from None
+        reply = orjson.loads(line)
         if "error" in reply:
             raise RuntimeError(f"the forecast process could not forecast: {reply['error']}")
         made: list[Forecast] = reply["ok"]
@@ -85,9 +103,14 @@ class ForecastProcess:
                 if pipe is not None:
                     pipe.close()
 
+    def kill(self) -> None:
+        """Kill the process now, without waiting for a request under way (it fails)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
     def close(self) -> None:
         """Stop the process (a forecast under way is worked out again at the next start)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()  # unblocks a request waiting on its reply
+        self.kill()  # unblocks a request waiting on its reply
         with self.lock:
             self._stop()

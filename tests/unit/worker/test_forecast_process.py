@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 
 import pytest
 
@@ -121,3 +122,19 @@ def test_the_process_ends_when_the_worker_dies() -> None:
         with open(f"/proc/{child}/stat", "rb") as f:
             alive = f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     assert not alive, out.stderr.decode(errors="replace")[-500:]
+
+
+def test_a_process_that_does_not_answer_is_killed_and_the_request_fails() -> None:
+    async def run() -> None:
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        hung = ForecastProcess(timeout_s=1.0, command=sleeper)
+        try:
+            with pytest.raises(RuntimeError, match="did not answer"):
+                await hung.forecasts(days(3), FIRST + 3, 5)
+            proc = hung.proc
+            assert proc is not None
+            assert proc.wait(timeout=10) != 0  # killed, not left running
+        finally:
+            hung.close()
+
+    asyncio.run(run())
