@@ -1,10 +1,13 @@
-"""The worker's forecast process (:class:`streams.worker.forecasts.ForecastProcess`):
+"""The worker's forecast process (:class:`streams.worker.forecast_process.ForecastProcess`):
 ``python -m streams.worker.forecast_child`` reads one request per line on stdin, the JSON
-array ``[days, origin, categories]``, and writes one line per request on stdout, the JSON
-object ``{"ok": forecasts}`` (:func:`streams.domain.forecasts.forecasts_for`) or
-``{"error": reason}``; it ends when stdin closes (the worker stopped, or died).
+array ``[days, origin, categories]``, and writes one line per request, the JSON object
+``{"origin": origin, "ok": forecasts}`` (:func:`streams.domain.forecasts.forecasts_for`) or
+``{"origin": origin, "error": reason}``; it ends when stdin closes (the worker stopped, or
+died).
 
-Only JSON crosses: nothing is unpickled on either side.
+Only JSON crosses: nothing is unpickled on either side. The replies go to a copy of the
+original stdout; file descriptor 1 itself is pointed at stderr before anything is imported,
+so a library that prints cannot put a line between two replies.
 
 >>> import io, orjson
 >>> from models.forecast import iso_day
@@ -12,30 +15,44 @@ Only JSON crosses: nothing is unpickled on either side.
 >>> out = io.BytesIO()
 >>> serve(io.BytesIO(orjson.dumps([days, 14, 5]) + b"\\n" + b"[]\\n"), out)
 >>> [sorted(orjson.loads(line)) for line in out.getvalue().splitlines()]
-[['ok'], ['error']]
+[['ok', 'origin'], ['error', 'origin']]
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
-from streams.domain.forecasts import forecasts_for
-
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    from streams.domain.forecasts import forecasts_for  # after stdout was set aside
+
     for line in requests:
-        reply: dict[str, object]
+        origin: Any = None
         try:
             days, origin, categories = orjson.loads(line)
-            reply = {"ok": forecasts_for(days, int(origin), int(categories))}
+            made = forecasts_for(days, int(origin), int(categories))
+            reply = orjson.dumps({"origin": origin, "ok": made})
         except Exception as exc:  # noqa: BLE001 - told to the worker, which logs it
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        replies.write(orjson.dumps(reply) + b"\n")
+            reply = orjson.dumps({"origin": origin if isinstance(origin, int) else None,
+                                  "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+        replies.write(reply + b"\n")
         replies.flush()
 
 
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    replies = os.fdopen(os.dup(1), "wb")  # the replies' own copy of stdout
+    os.dup2(2, 1)  # anything else printed goes to stderr
+    try:
+        serve(sys.stdin.buffer, replies)
+    except BrokenPipeError:  # the worker died while we worked: nothing to answer to
+        os._exit(0)
+
+
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    main()

@@ -17,8 +17,10 @@ import orjson
 if TYPE_CHECKING:
     from streams.core.payloads import Forecast
 
-#: Seconds the worker waits for one reply of the forecast process (one origin's forecasts).
+#: Seconds the worker waits for one reply of the forecast process (one origin's forecasts),
+#: and more per category asked for (each is one more refit).
 REPLY_TIMEOUT_S = 120.0
+REPLY_PER_SCOPE_S = 10.0
 
 
 class ForecastProcess:
@@ -32,17 +34,19 @@ class ForecastProcess:
     to the switch interval (5 ms), and a batch awaits many times (docs/performance.md,
     "Sixth round").
 
-    A reply that does not come within ``timeout_s`` (a refit takes ~0.6 s per scope on 26
-    weeks of days) fails the request and kills the process: a hung child must not stop the
-    forecasts for good."""
+    A reply that does not come within ``timeout_s`` plus ``per_scope_s`` per category asked
+    for (a refit takes ~0.6 s per scope on 26 weeks of days), or that is not the answer to
+    the request (its origin), fails the request and kills the process: a hung or confused
+    child must not stop the forecasts for good, nor answer one origin with another's."""
 
     def __init__(
-        self, timeout_s: float = REPLY_TIMEOUT_S,
+        self, timeout_s: float = REPLY_TIMEOUT_S, per_scope_s: float = REPLY_PER_SCOPE_S,
         command: Sequence[str] = (sys.executable, "-m", "streams.worker.forecast_child"),
     ) -> None:  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()  # one request at a time, and one start
-        self.timeout_s, self.command = timeout_s, list(command)
+        self.timeout_s, self.per_scope_s, self.command = timeout_s, per_scope_s, list(command)
+        self.closed = False  # by close(): the worker stops, no process is started again
 
     def start(self) -> subprocess.Popen[bytes]:
         """The process, started if it is not running."""
@@ -50,14 +54,16 @@ class ForecastProcess:
             return self._started()
 
     def _started(self) -> subprocess.Popen[bytes]:
+        if self.closed:
+            raise RuntimeError("the forecast process was closed: the worker is stopping")
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(  # noqa: S603 - our own command (this interpreter)
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             )  # fmt: skip
         return self.proc
 
-    def ask(self, request: bytes) -> bytes:
-        """One request, one reply line (blocking: run it in a thread)."""
+    def ask(self, request: bytes, origin: int) -> dict[str, Any]:
+        """One request, its reply (blocking: run it in a thread)."""
         with self.lock:
             proc = self._started()
             assert proc.stdin is not None and proc.stdout is not None  # the PIPEs above
@@ -71,7 +77,15 @@ class ForecastProcess:
             if not line.endswith(b"\n"):
                 self._stop()
                 raise RuntimeError("the forecast process exited; another starts at the next tick")
-            return line
+            try:
+                reply = orjson.loads(line)
+                if not isinstance(reply, dict) or reply.get("origin") != origin:
+                    raise ValueError(f"a reply for origin {reply.get('origin')!r}")  # noqa: TRY301
+            except (ValueError, AttributeError) as exc:  # out of step: start afresh
+                self._stop()
+                raise RuntimeError(f"the forecast process answered something else: "
+                                   f"{exc}; it is started again") from exc  # fmt: skip
+            return reply
 
     async def forecasts(
         self, days: Sequence[Any], origin: int, categories: int
@@ -79,15 +93,15 @@ class ForecastProcess:
         """The forecasts of ``origin`` (:func:`streams.domain.forecasts.forecasts_for`);
         raises if the process failed or died (the next call starts another)."""
         request = orjson.dumps([list(days), origin, categories])
+        timeout = self.timeout_s + self.per_scope_s * max(categories, 0)
         try:
-            line = await asyncio.wait_for(asyncio.to_thread(self.ask, request), self.timeout_s)
+            reply = await asyncio.wait_for(asyncio.to_thread(self.ask, request, origin), timeout)
         except TimeoutError:
             self.kill()  # the thread waiting on the reply gets EOF and ends
             raise RuntimeError(
-                f"the forecast process did not answer in {self.timeout_s:.0f} s: killed; "
+                f"the forecast process did not answer in {timeout:.0f} s: killed; "
                 "another starts at the next tick"
             ) from None
-        reply = orjson.loads(line)
         if "error" in reply:
             raise RuntimeError(f"the forecast process could not forecast: {reply['error']}")
         made: list[Forecast] = reply["ok"]
@@ -110,7 +124,10 @@ class ForecastProcess:
             proc.kill()
 
     def close(self) -> None:
-        """Stop the process (a forecast under way is worked out again at the next start)."""
+        """Stop the process for good (the worker stops; a forecast under way is worked out
+        again at the next start of a worker). Blocks until a request under way has ended:
+        call it from a thread, not the event loop."""
+        self.closed = True  # before the kill: a request in a new thread must not restart it
         self.kill()  # unblocks a request waiting on its reply
         with self.lock:
             self._stop()

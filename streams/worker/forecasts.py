@@ -23,6 +23,7 @@ to no partition, and every effect is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -82,7 +83,7 @@ class ForecastEmitter:
 
             @self.shop.app.on_before_shutdown.connect  # type: ignore[arg-type]
             async def stop_process(app: Any, **kwargs: Any) -> None:
-                self.process.close()
+                await asyncio.to_thread(self.process.close)  # may wait for a request's end
 
     async def tick(self) -> None:
         """Send what is due; a failure is logged and tried again at the next tick."""
@@ -93,7 +94,7 @@ class ForecastEmitter:
         try:
             await self.publish_due()
         except Exception:
-            if not self.shop.runtime.ready:  # the worker stopped under the tick: no failure
+            if not self.shop.runtime.ready or self.process.closed:  # stopped under the tick
                 log.info("sales forecasts: stopped before they were sent; sent at the next start")
                 return
             log.exception("publishing the sales forecasts failed; trying again later")

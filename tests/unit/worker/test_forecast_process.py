@@ -1,4 +1,4 @@
-"""The worker's forecast process (``streams.worker.forecasts.ForecastProcess``): the same
+"""The worker's forecast process (``streams.worker.forecast_process.ForecastProcess``): the same
 forecasts as :func:`streams.domain.forecasts.forecasts_for` in the worker's own process, and
 a process that died is replaced at the next call (the timer's next tick), a request it
 cannot work out is an error of that call only, and the process ends with the worker."""
@@ -136,5 +136,60 @@ def test_a_process_that_does_not_answer_is_killed_and_the_request_fails() -> Non
             assert proc.wait(timeout=10) != 0  # killed, not left running
         finally:
             hung.close()
+
+    asyncio.run(run())
+
+
+NOISY_CHILD = (
+    "import streams.domain.forecasts as d\n"
+    "real = d.forecasts_for\n"
+    "def noisy(*args):\n"
+    "    print('a library says hello')\n"
+    "    return real(*args)\n"
+    "d.forecasts_for = noisy\n"
+    "from streams.worker.forecast_child import main\n"
+    "main()\n"
+)
+
+
+def test_what_a_library_prints_in_the_child_does_not_reach_the_replies() -> None:
+    async def run() -> None:
+        process = ForecastProcess(command=[sys.executable, "-c", NOISY_CHILD])
+        try:
+            for n in (20, 30):
+                history = days(n)
+                made = await process.forecasts(history, FIRST + n, 5)
+                assert made == forecasts_for(history, FIRST + n, 5)
+        finally:
+            process.close()
+
+    asyncio.run(run())
+
+
+def test_a_reply_for_another_origin_is_refused_not_published() -> None:
+    """A child out of step (a stray line on its stdout before it serves) must fail the
+    request, never answer one origin with another's forecasts."""
+
+    async def run() -> None:
+        stray = "print('[]')\nfrom streams.worker.forecast_child import main\nmain()\n"
+        process = ForecastProcess(command=[sys.executable, "-c", stray])
+        try:
+            for n in (20, 30):
+                with pytest.raises(RuntimeError, match="answered something else"):
+                    await process.forecasts(days(n), FIRST + n, 5)
+        finally:
+            process.close()
+
+    asyncio.run(run())
+
+
+def test_a_closed_process_is_not_started_again() -> None:
+    async def run() -> None:
+        process = ForecastProcess()
+        await process.forecasts(days(10), FIRST + 10, 5)
+        process.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await process.forecasts(days(10), FIRST + 10, 5)
+        assert process.proc is None
 
     asyncio.run(run())
