@@ -22,12 +22,12 @@ from bench_probe import (
     WORK,
     Run,
     Sample,
+    children_of,
     cpu_seconds,
     end_offsets,
+    process_tree,
     rss_mb,
     say,
-    tree_cpu_seconds,
-    tree_rss_mb,
 )
 
 from streams.core.settings import Settings
@@ -104,12 +104,13 @@ async def sample_lag(run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient) 
         max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == s.topic_events
     )
     end = sum((await end_offsets(s, s.topic_events)).values())
-    # a worker with its child processes (the forecasts run in one)
-    cpu = {
-        name: (tree_cpu_seconds if name.startswith("worker") else cpu_seconds)(p)
-        for name, p in {"worker": pid, **run.pids}.items()
-    }
-    sample = Sample(time.monotonic() - t0, committed, end, tree_rss_mb(pid), cpu)
+    # a worker with its child processes (the forecasts run in one): one scan of /proc
+    children = children_of()
+    trees = {name: process_tree(p, children) if name.startswith("worker") else [p]
+             for name, p in {"worker": pid, **run.pids}.items()}  # fmt: skip
+    cpu = {name: sum(cpu_seconds(p) for p in tree) for name, tree in trees.items()}
+    rss = rss_mb(pid) and sum(rss_mb(p) for p in trees["worker"])  # 0: the worker is gone
+    sample = Sample(time.monotonic() - t0, committed, end, rss, cpu)
     run.samples.append(sample)
     return sample
 

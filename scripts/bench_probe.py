@@ -96,9 +96,8 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and the processes it started, and theirs (by the parent id in
-    ``/proc/*/stat``): the worker and its forecast process."""
+def children_of() -> dict[int, list[int]]:
+    """Each process's children, from the parent ids in ``/proc/*/stat`` (one scan)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -107,22 +106,20 @@ def process_tree(pid: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def process_tree(pid: int, children: dict[int, list[int]]) -> list[int]:
+    """``pid`` and the processes it started, and theirs: a worker and its forecast process.
+
+    >>> process_tree(1, {1: [5, 7], 7: [9], 3: [4]})
+    [1, 7, 9, 5]
+    """
     tree, todo = [], [pid]
     while todo:
         tree.append(todo.pop())
         todo += children.get(tree[-1], [])
     return tree
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """:func:`cpu_seconds` of ``pid`` and every process under it (:func:`process_tree`)."""
-    return sum(cpu_seconds(p) for p in process_tree(pid))
-
-
-def tree_rss_mb(pid: int) -> float:
-    """:func:`rss_mb` of ``pid`` and every process under it; 0 if ``pid`` is gone."""
-    own = rss_mb(pid)
-    return own + sum(rss_mb(p) for p in process_tree(pid)[1:]) if own else 0.0
 
 
 def cpu_us_per_event(first: Sample, last: Sample, events: int) -> dict[str, float]:

@@ -79,12 +79,12 @@ class ForecastProcess:
                 raise RuntimeError("the forecast process exited; another starts at the next tick")
             try:
                 reply = orjson.loads(line)
-                if not isinstance(reply, dict) or reply.get("origin") != origin:
-                    raise ValueError(f"a reply for origin {reply.get('origin')!r}")  # noqa: TRY301
-            except (ValueError, AttributeError) as exc:  # out of step: start afresh
+            except orjson.JSONDecodeError:
+                reply = None
+            if not isinstance(reply, dict) or reply.get("origin") != origin:  # out of step
                 self._stop()
-                raise RuntimeError(f"the forecast process answered something else: "
-                                   f"{exc}; it is started again") from exc  # fmt: skip
+                raise RuntimeError(f"the forecast process answered something else than origin "
+                                   f"{origin}: {line[:200]!r}; it is started again")  # fmt: skip
             return reply
 
     async def forecasts(

@@ -6,11 +6,15 @@ cannot work out is an error of that call only, and the process ends with the wor
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import sys
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.forecast import iso_day
 from streams.domain.forecasts import forecasts_for
@@ -193,3 +197,29 @@ def test_a_closed_process_is_not_started_again() -> None:
         assert process.proc is None
 
     asyncio.run(run())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.binary(max_size=200),
+    st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+                 | st.text(max_size=20),
+                 lambda inner: st.lists(inner, max_size=4)
+                 | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                 max_leaves=20).map(orjson.dumps),
+    st.tuples(st.integers(-(10**20), 10**20), st.integers(-3, 10**6)).map(
+        lambda oc: b'[[{"day": "2024-01-01", "revenue": 1.0}], %d, %d]' % oc),
+), max_size=6))  # fmt: skip
+def test_the_child_answers_every_hostile_request_with_one_line(lines: list[bytes]) -> None:
+    """Whatever the worker's pipe carries (bytes, JSON of any shape, absurd origins and
+    category counts), the child answers each line with exactly one JSON line and goes on:
+    the worker matches replies to requests line by line."""
+    from streams.worker.forecast_child import serve
+
+    requests = [line.replace(b"\n", b" ") for line in lines]
+    out = io.BytesIO()
+    serve(io.BytesIO(b"".join(r + b"\n" for r in requests)), out)
+    replies = out.getvalue().splitlines()
+    assert len(replies) == len(requests)
+    for reply in replies:
+        assert set(orjson.loads(reply)) in ({"origin", "ok"}, {"origin", "error"})
