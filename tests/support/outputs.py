@@ -122,6 +122,48 @@ def _extra(items: list[Any]) -> int:
     return sum(c - 1 for c in Counter(items).values())
 
 
+def _user(item: Any) -> str | None:
+    """The user an output element is about: a segment change's first field, an alert
+    outcome's ``user_id`` (alert and anomaly ids are hashes: none)."""
+    if isinstance(item, tuple):
+        return str(item[0])
+    if isinstance(item, bytes):
+        try:
+            return str(orjson.loads(item).get("user_id"))
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+    return None
+
+
+def differences(name: str, clean: list[Any], chaos: list[Any], shown: int = 3) -> str:
+    """What an exact comparison of ``name`` found: the counts, up to ``shown`` elements not
+    in the clean run and missing from it, each with the other run's elements of the same
+    user (in publication order), so that a failure explains itself.
+
+    >>> seg = lambda seg, prev, ts: ("u1", seg, prev, ts, (5, 1, 2), 0)
+    >>> clean, killed = [seg("a", None, 1), seg("b", "a", 2)], [seg("a", None, 1), seg("c", "a", 3)]
+    >>> print(differences("segment changes", clean, killed))  # doctest: +ELLIPSIS
+    segment changes: 1 missing, 1 not in the clean run
+      not in the clean run: ('u1', 'c', 'a', 3, (5, 1, 2), 0)
+        the clean run's for u1: [('u1', 'a', None, 1, (5, 1, 2), 0), ('u1', 'b', 'a', 2, ...)]
+      missing: ('u1', 'b', 'a', 2, (5, 1, 2), 0)
+        the killed run's for u1: [('u1', 'a', None, 1, (5, 1, 2), 0), ('u1', 'c', 'a', 3, ...)]
+    """
+    a, b = set(clean), set(chaos)
+    lines = [f"{name}: {len(a - b)} missing, {len(b - a)} not in the clean run"]
+    for label, items, other, whose in (
+        ("not in the clean run", [x for x in dict.fromkeys(chaos) if x not in a], clean, "clean"),
+        ("missing", [x for x in dict.fromkeys(clean) if x not in b], chaos, "killed"),
+    ):  # fmt: skip
+        for item in items[:shown]:
+            lines.append(f"  {label}: {item!r}"[:600])
+            uid = _user(item)
+            if uid is not None:
+                same = [x for x in dict.fromkeys(other) if _user(x) == uid]
+                lines.append(f"    the {whose} run's for {uid}: {same[:8]!r}"[:1500])
+    return "\n".join(lines)
+
+
 def compare_outputs(
     clean: Outputs, chaos: Outputs, marked: set[str], *, models_exact: bool,
     replayed: bool = False, interrupted_ms: Sequence[int] = (),
@@ -151,15 +193,16 @@ def compare_outputs(
         f"{_extra(chaos.dlq)} duplicates), {len(set(chaos.bot_flags))} bot flags equal, "
         f"alerts marked sent but missing: 0"
     )
-    model_sets = (
-        ("alert_ids", set(clean.alerts), set(chaos.alerts)),
-        ("segment changes", set(clean.segments), set(chaos.segments)),
-        ("anomaly_ids", set(clean.anomalies), set(chaos.anomalies)),
-        ("alert outcomes", set(clean.outcomes), set(chaos.outcomes)),
+    model_lists = (
+        ("alert_ids", clean.alerts, chaos.alerts),
+        ("segment changes", clean.segments, chaos.segments),
+        ("anomaly_ids", clean.anomalies, chaos.anomalies),
+        ("alert outcomes", clean.outcomes, chaos.outcomes),
     )
+    model_sets = [(name, set(a), set(b)) for name, a, b in model_lists]
     if models_exact:
-        for name, a, b in model_sets:
-            assert a == b, f"{name}: {len(a - b)} missing, {len(b - a)} not in the clean run"
+        for name, a, b in model_lists:
+            assert set(a) == set(b), differences(name, a, b)
         assert replayed or alert_dups == 0, (
             f"{alert_dups} duplicate alert_ids beyond the {cut} cut off by an interruption "
             f"at {list(interrupted_ms)} ms: {chaos.duplicate_times()}"
