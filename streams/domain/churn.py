@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from models.alive import Summary, summary
@@ -188,11 +188,15 @@ def _fire(
         scorer.tick(state.clock_ms)
     while timers and timers[0][0] <= until_ms:
         due, kind, uid, ref = heapq.heappop(timers)
-        if scorer is not None:
-            scorer.tick(max(due, state.clock_ms))
         t = state.users.get(uid)
         if t is None:
             continue
+        if scorer is not None and _live(t, kind, due, ref, probes):
+            # only a timer that acts moves the fit: the heap also holds superseded timers,
+            # which a state rebuilt from the tracks after a restart does not, and a refit
+            # at one of their instants put the analytic fit elsewhere than in a run without
+            # a restart (an idle alert then fired at another check: kill -9 chaos test)
+            scorer.tick(max(due, state.clock_ms))
         if kind == LABEL:
             for i, pend in enumerate(t.pending):
                 if pend[0] == ref:
@@ -224,6 +228,20 @@ def _fire(
                     break
         elif due == t.idle_due_ms:  # IDLE (a superseded idle timer is dropped)
             _idle(state, uid, t, due, lookup, scorer, cfg, alerts)
+
+
+def _live(t: Track, kind: int, due: int, ref: int, probes: Sequence[float]) -> bool:
+    """Whether a timer popped at ``due`` acts on the user's track (a superseded one does
+    not: an idle check armed before the user's last activity, a probe since re-anchored,
+    a label or outcome already resolved). A rebuilt state (:func:`rebuild`) holds exactly
+    the timers that act."""
+    if kind == LABEL:
+        return any(p[0] == ref for p in t.pending)
+    if kind == OUTCOME:
+        return any(w.ts_ms == ref for w in t.watched)
+    if kind == PROBE:
+        return t.probe_k < len(probes) and t.anchor_ms + int(probes[t.probe_k] * DAY_MS) <= due
+    return due == t.idle_due_ms
 
 
 def _arm_idle(state: ChurnState, uid: str, t: Track, due: int) -> None:

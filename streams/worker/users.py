@@ -139,10 +139,12 @@ def update_users(
             if id(event) in teach:
                 state = parts.state_for(rec.partition)
                 touched.add(rec.partition)
-                timers = state.timers
-                if timers and timers[0][0] < event.ts_ms and event.ts_ms > state.clock_ms:
+                if event.ts_ms > state.clock_ms:
                     # other users' timers first, so their alerts survive a failure of this
-                    # user's own update (step then fires nothing more: the same result)
+                    # user's own update (step then fires nothing more: the same result);
+                    # whatever the heap's head (it may be a superseded timer, which a state
+                    # rebuilt after a restart does not hold), so that the analytic fit is
+                    # ticked at the same instants with or without a restart
                     alerts, _ = churn.advance(state, event.ts_ms - 1, out.lookup, models.churn,
                                               cfg)  # fmt: skip
                     out.alerts += alerts
