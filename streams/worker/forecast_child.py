@@ -44,8 +44,19 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         replies.flush()
 
 
+#: The process's niceness increment: a forecast is a background job of a few seconds a day,
+#: which must not take a core from the batches, Redis or the broker when they need it (on a
+#: 2-core box a burst of refits at nice 0 held the batches up for 1.2-1.8 s: docs/performance.md,
+#: "Seventh round"); when the cores are idle it runs at full speed all the same.
+NICE = 10
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    try:
+        os.nice(NICE)
+    except OSError:  # a sandbox may refuse it: forecasts then run at the worker's priority
+        pass
     replies = os.fdopen(os.dup(1), "wb")  # the replies' own copy of stdout
     os.dup2(2, 1)  # anything else printed goes to stderr
     try:

@@ -51,6 +51,24 @@ def test_the_process_makes_the_forecasts_of_the_worker_process() -> None:
     asyncio.run(run())
 
 
+def test_the_process_runs_below_the_workers_priority() -> None:
+    """A burst of refits must not take a core from the batches (docs/performance.md,
+    "Seventh round"): the child lowers its own priority by ``NICE`` (at most to 19)."""
+    from streams.worker.forecast_child import NICE
+
+    async def run() -> None:
+        process = ForecastProcess()
+        try:
+            await process.forecasts(days(3), FIRST + 3, 1)  # it is up and has answered
+            assert process.proc is not None
+            child = os.getpriority(os.PRIO_PROCESS, process.proc.pid)
+            assert child == min(os.getpriority(os.PRIO_PROCESS, 0) + NICE, 19)
+        finally:
+            process.close()
+
+    asyncio.run(run())
+
+
 def test_a_killed_process_is_replaced_and_a_request_it_was_answering_fails() -> None:
     async def run() -> None:
         process = ForecastProcess()
