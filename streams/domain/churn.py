@@ -2,8 +2,12 @@
 
 One :class:`ChurnState` per partition holds the stream clock (the largest event time seen),
 per-user bookkeeping and a heap of event-time timers, so the work per event follows the
-number of *due* users, never all users. Timers are lazy: each user has at most one probe
-and one idle timer in the heap; a timer that fires after the user moved on re-arms itself.
+number of *due* users, never all users. Timers are lazy: each user has one live probe and
+one live idle timer, whose dues the track holds; one that comes due after the user moved on
+re-arms itself, one armed later than what the user's return calls for (their next check,
+their first probe) is superseded by a new one and dropped when it comes due. So a probe or
+a check comes when it is due, and the timers :func:`~streams.domain.churn_state.rebuild`
+derives from the tracks after a restart are the live ones.
 
 * **Labels** -- the features are snapshotted at activity (at most one a day) and, while the
   customer stays silent, at geometric probes (7, 14, 28, ... days), so the labels cover every
@@ -204,22 +208,21 @@ def _fire(
                     _learn(state, scorer, labelled, pend, not pend[3])
                     break
         elif kind == PROBE:
+            if due != t.probe_due_ms:  # superseded by an earlier one (step): dropped
+                continue
+            t.probe_due_ms = -1
             if t.probe_k >= len(probes):
-                t.probe_armed = False
                 continue
             expected = t.anchor_ms + int(probes[t.probe_k] * DAY_MS)
             if expected > due:  # the user was active since: re-arm from the new anchor
-                heapq.heappush(timers, (expected, PROBE, uid, 0))
+                _arm_probe(state, uid, t, expected)
                 continue
             p = lookup(uid)
             if p is not None:
                 _snapshot(state, uid, t, p, due, cfg, scorer)
             t.probe_k += 1
             if t.probe_k < len(probes):
-                nxt = t.anchor_ms + int(probes[t.probe_k] * DAY_MS)
-                heapq.heappush(timers, (nxt, PROBE, uid, 0))
-            else:
-                t.probe_armed = False
+                _arm_probe(state, uid, t, t.anchor_ms + int(probes[t.probe_k] * DAY_MS))
         elif kind == OUTCOME:
             for i, w in enumerate(t.watched):
                 if w.ts_ms == ref:
@@ -240,8 +243,17 @@ def _live(t: Track, kind: int, due: int, ref: int, probes: Sequence[float]) -> b
     if kind == OUTCOME:
         return any(w.ts_ms == ref for w in t.watched)
     if kind == PROBE:
-        return t.probe_k < len(probes) and t.anchor_ms + int(probes[t.probe_k] * DAY_MS) <= due
+        return (
+            due == t.probe_due_ms
+            and t.probe_k < len(probes)
+            and t.anchor_ms + int(probes[t.probe_k] * DAY_MS) <= due
+        )
     return due == t.idle_due_ms
+
+
+def _arm_probe(state: ChurnState, uid: str, t: Track, due: int) -> None:
+    heapq.heappush(state.timers, (due, PROBE, uid, 0))
+    t.probe_due_ms = due
 
 
 def _arm_idle(state: ChurnState, uid: str, t: Track, due: int) -> None:
@@ -361,7 +373,8 @@ def step(
         t.probe_k = 1
         if t.last_snapshot_ms < 0 or ts - t.last_snapshot_ms >= cfg.snapshot_gap_ms:
             _snapshot(state, uid, t, p, ts, cfg, scorer)
-        if not t.probe_armed and len(cfg.probe_days) > 1:
-            heapq.heappush(state.timers, (ts + int(cfg.probe_days[1] * DAY_MS), PROBE, uid, 0))
-            t.probe_armed = True
+        if len(cfg.probe_days) > 1:  # the first probe; an armed later one is superseded
+            first = ts + int(cfg.probe_days[1] * DAY_MS)
+            if t.probe_due_ms < 0 or t.probe_due_ms > first:
+                _arm_probe(state, uid, t, first)
     return p, alerts, labelled

@@ -30,8 +30,9 @@ from streams.domain.profile import DAY_MS
 #: Timer kinds, in the order they fire at the same instant.
 LABEL, PROBE, IDLE, OUTCOME = 0, 1, 2, 3
 STATE_VERSION = 2
-#: ``Track.idle_due_ms`` of a track whose idle timer is armed for its episode's first check
-#: (tracks of the older layout stored only a flag).
+#: ``Track.idle_due_ms`` of a track whose idle timer is armed for its episode's first check,
+#: ``Track.probe_due_ms`` of one whose probe timer is armed for its next probe (tracks of
+#: older layouts stored only a flag): :func:`rebuild` places the timer.
 ARMED = -2
 
 #: A pending snapshot: (event time, feature vector, the analytic summary and annual-return
@@ -119,7 +120,7 @@ class Track:
     anchor_ms: int  # last label-relevant activity (last purchase, or first seen if none)
     last_seen_ms: int
     probe_k: int = 1  # index into probe_days of the next probe
-    probe_armed: bool = False
+    probe_due_ms: int = -1  # the due of the user's live probe timer (-1: none)
     idle_due_ms: int = -1  # the due of the user's live idle timer (-1: none)
     scored_episode_ms: int = -1  # idle episode (its start) done with: alerted, or checks over
     last_snapshot_ms: int = -1
@@ -136,13 +137,13 @@ def track_to_list(t: Track) -> list[Any]:
     >>> pending = [(5, [1.0], [0, 0.0, 1.5], True)]
     >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_due_ms=14, pending=pending)
     >>> track_to_list(t)
-    [5, 9, 1, False, 14, -1, -1, [[5, [1.0], [0, 0.0, 1.5], 1]]]
+    [5, 9, 1, -1, 14, -1, -1, [[5, [1.0], [0, 0.0, 1.5], 1]]]
     >>> track_from_list(track_to_list(t)) == t
     True
     """
     pending = [[ts, x, s, int(neg)] for ts, x, s, neg in t.pending]
     out = [
-        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_armed, t.idle_due_ms,
+        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_due_ms, t.idle_due_ms,
         t.scored_episode_ms, t.last_snapshot_ms, pending,
     ]  # fmt: skip
     if t.watched:  # only then: a track without open alert windows keeps its older layout
@@ -155,18 +156,21 @@ def track_from_list(v: list[Any]) -> Track:
 
     A track stored by the layout before geometric probes (pending ``[ts, x]``, older
     features, an idle flag) loses its pending snapshots, at most H days of labels, and
-    restarts its probes from the last activity; an armed idle flag becomes :data:`ARMED`.
+    restarts its probes from the last activity; an armed idle or probe flag (layouts before
+    the timers' dues were stored) becomes :data:`ARMED`.
 
     >>> t = track_from_list([5, 9, 4, True, True, -1, 5, [[5, [1.0]]]])
-    >>> t.probe_k, t.pending
-    (1, [])
+    >>> t.probe_k, t.pending, t.probe_due_ms == t.idle_due_ms == ARMED
+    (1, [], True)
     """
     a, s, k, pa, idle, ep, snap, pend = v[:8]
     watched = [watched_from_list(w) for w in v[8]] if len(v) > 8 else []
-    if isinstance(idle, bool):  # the older layout's flag
+    if isinstance(idle, bool):  # the older layouts' flags
         idle = ARMED if idle else -1
-    if any(len(p) != 4 for p in pend):
-        return Track(a, s, 1, pa, idle, ep, snap, [], watched)
+    if isinstance(pa, bool):
+        pa = ARMED if pa else -1
+    if any(len(p) != 4 for p in pend):  # probes restart: from the anchor, placed by rebuild
+        return Track(a, s, 1, -1 if pa == -1 else ARMED, idle, ep, snap, [], watched)
     pending: list[Pending] = [
         (int(ts), list(x), None if sm is None else list(sm), bool(neg)) for ts, x, sm, neg in pend
     ]
@@ -246,8 +250,12 @@ def rebuild(tracks: dict[str, Track] | Iterable[tuple[str, Track]], cfg: ChurnCo
         clock = max(clock, t.last_seen_ms)
         timers.extend((ts + lateness, LABEL, uid, ts) for ts, *_ in t.pending)
         timers.extend((w.ts_ms + lateness, OUTCOME, uid, w.ts_ms) for w in t.watched)
-        if t.probe_armed and t.probe_k < len(cfg.probe_days):
-            timers.append((t.anchor_ms + int(cfg.probe_days[t.probe_k] * DAY_MS), PROBE, uid, 0))
+        if t.probe_due_ms == ARMED:  # an older layout's flag: the next probe from the anchor
+            t.probe_due_ms = -1
+            if t.probe_k < len(cfg.probe_days):
+                t.probe_due_ms = t.anchor_ms + int(cfg.probe_days[t.probe_k] * DAY_MS)
+        if t.probe_due_ms >= 0:
+            timers.append((t.probe_due_ms, PROBE, uid, 0))
         if t.idle_due_ms == ARMED:
             t.idle_due_ms = t.last_seen_ms + int(cfg.idle_days * DAY_MS)
         if t.idle_due_ms >= 0:

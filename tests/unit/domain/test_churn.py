@@ -13,7 +13,14 @@ from streams.core.events import Event
 from streams.core.settings import Settings
 from streams.domain.alerts import DEFAULT_TIERS, alert_id
 from streams.domain.churn import MODEL_FEATURES, Labelled, advance, step
-from streams.domain.churn_state import ChurnConfig, ChurnState, geometric_probes
+from streams.domain.churn_state import (
+    ChurnConfig,
+    ChurnState,
+    geometric_probes,
+    rebuild,
+    track_from_list,
+    track_to_list,
+)
 from streams.domain.profile import DAY_MS, Profile
 
 T0 = 1_704_067_200_000
@@ -176,6 +183,55 @@ def test_probes_cover_every_silence_then_stop() -> None:
     assert days == [int(d) for d in cfg().probe_days] == [int(d) for d in geometric_probes()]
     assert days[-1] > 3000
     assert r.state.timers == []  # nothing left for a long-gone user
+
+
+def test_a_customer_back_from_a_silence_is_probed_from_the_return() -> None:
+    """After a return the probes start again at 7 days, whatever probe was armed: the one
+    due 28 days after the first purchase is superseded, not taken 12 days after the return
+    (it was, by a worker that never restarted, while a worker restarted from the tracks
+    probed on time)."""
+    r = Run(cfg(alerts=False))
+    r.feed("u1", "purchase", 0)
+    r.advance(15)  # the probes at 7 and 14 days are taken; the next one is due at day 28
+    r.feed("u1", "purchase", 16)
+    r.advance(400)
+    assert [d for d, _ in snap_days(r.labelled)] == [0, 7, 14, 0, 7, 14, 28, 56, 112, 224]
+    r.advance(4000)
+    assert r.state.timers == []
+
+
+def test_a_state_rebuilt_from_its_tracks_goes_on_as_the_live_one() -> None:
+    """What a restart does (the tracks of the profile envelopes, clock and timers derived by
+    ``rebuild``), between any two events: the same labels, alerts, refits and tracks as a
+    run that never stopped. Customers come back after silences of every length."""
+    gaps = [1, 16, 3, 40, 2, 20, 9, 70, 5, 33, 1, 100]
+    events: list[tuple[float, str, str]] = []
+    for u in range(5):
+        day = u / 7
+        for i, gap in enumerate(gaps[u:] + gaps[:u]):
+            day += gap
+            events.append((day, f"u{u}", "purchase" if (i + u) % 3 else "view"))
+    events.sort()
+
+    def run(split_at: int | None) -> Run:
+        r = Run()
+        for i, (day, uid, etype) in enumerate(events):
+            if i == split_at:
+                stored = {u: orjson.dumps(track_to_list(t)) for u, t in r.state.users.items()}
+                tracks = {u: track_from_list(orjson.loads(v)) for u, v in stored.items()}
+                r.state = rebuild(tracks, r.cfg)
+            r.feed(uid, etype, day)
+        r.advance(800)
+        return r
+
+    clean = run(None)
+    assert len(clean.labelled) > 100 and clean.alerts
+    for split_at in range(1, len(events)):
+        r = run(split_at)
+        assert r.labelled == clean.labelled, split_at
+        assert r.alerts == clean.alerts, split_at
+        assert r.model.ticks == clean.model.ticks, split_at
+        assert r.state.to_dict()["users"] == clean.state.to_dict()["users"], split_at
 
 
 def test_timers_per_user_stay_bounded() -> None:
