@@ -109,6 +109,9 @@ async def sample_lag(run: Run, pid: int, t0: float, admin: AIOKafkaAdminClient) 
     trees = {name: process_tree(p, children) if name.startswith("worker") else [p]
              for name, p in {"worker": pid, **run.pids}.items()}  # fmt: skip
     cpu = {name: sum(cpu_seconds(p) for p in tree) for name, tree in trees.items()}
+    # of which its child processes (the forecasts): a per-day job, apart from the batches
+    cpu |= {f"children:{name}": sum(cpu_seconds(p) for p in tree[1:])
+            for name, tree in trees.items() if name.startswith("worker")}  # fmt: skip
     rss = rss_mb(pid) and sum(rss_mb(p) for p in trees["worker"])  # 0: the worker is gone
     sample = Sample(time.monotonic() - t0, committed, end, rss, cpu)
     run.samples.append(sample)

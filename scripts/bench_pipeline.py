@@ -169,8 +169,10 @@ async def _drain_and_offer(
         rate["cpu_cores_used"] = cpu_util(run.samples, first, done)
         rate["cpu_us_per_event"] = cpu_us_per_event(first, done, rate["events"])
         worker_us = rate["cpu_us_per_event"].get("worker", 0)
+        child_us = rate["cpu_us_per_event"].get("children:worker", 0)
         say(f"pipeline: {rate['eps']:,.0f} events/s over {rate['seconds']}s, "
-            f"{worker_us:,.0f} µs of worker CPU per event")  # fmt: skip
+            f"{worker_us:,.0f} µs of worker CPU per event ({child_us:,.0f} of them in its "
+            "forecast process)")  # fmt: skip
         run.phase_marks["drained"] = done.t
         for spy in spies:
             stop_spy(spy)
