@@ -234,10 +234,12 @@ def _fire(
 
 
 def _live(t: Track, kind: int, due: int, ref: int, probes: Sequence[float]) -> bool:
-    """Whether a timer popped at ``due`` acts on the user's track (a superseded one does
-    not: an idle check armed before the user's last activity, a probe since re-anchored,
-    a label or outcome already resolved). A rebuilt state (:func:`rebuild`) holds exactly
-    the timers that act."""
+    """Whether a timer popped at ``due`` is one a rebuilt state (:func:`rebuild`) would
+    hold too, so that both tick the analytic fit at the same instants: the user's live idle
+    check (also when it only re-arms itself, the user having been active since), the live
+    probe when it takes its snapshot, a label or outcome not yet resolved. Superseded ones
+    (an older idle or probe timer, a probe that only re-arms from a new anchor, a resolved
+    label or outcome) are not."""
     if kind == LABEL:
         return any(p[0] == ref for p in t.pending)
     if kind == OUTCOME:

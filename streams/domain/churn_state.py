@@ -137,13 +137,23 @@ def track_to_list(t: Track) -> list[Any]:
     >>> pending = [(5, [1.0], [0, 0.0, 1.5], True)]
     >>> t = Track(anchor_ms=5, last_seen_ms=9, idle_due_ms=14, pending=pending)
     >>> track_to_list(t)
-    [5, 9, 1, -1, 14, -1, -1, [[5, [1.0], [0, 0.0, 1.5], 1]]]
+    [5, 9, 1, False, 14, -1, -1, [[5, [1.0], [0, 0.0, 1.5], 1]]]
     >>> track_from_list(track_to_list(t)) == t
     True
+
+    The probe's due is written as the layout before it wrote its flag when there is no probe
+    (``false``; ``true`` for :data:`ARMED`): a worker of the release before reads a due as
+    "armed", and "no probe" as no probe, so partitions can move between the two releases
+    during a rolling update or a rollback (docs/operations.md) without losing probes.
+
+    >>> [track_to_list(Track(1, 2, probe_due_ms=d))[3] for d in (-1, ARMED, 7)]
+    [False, True, 7]
     """
     pending = [[ts, x, s, int(neg)] for ts, x, s, neg in t.pending]
+    due = t.probe_due_ms
+    probe: int | bool = due if due >= 0 else due == ARMED
     out = [
-        t.anchor_ms, t.last_seen_ms, t.probe_k, t.probe_due_ms, t.idle_due_ms,
+        t.anchor_ms, t.last_seen_ms, t.probe_k, probe, t.idle_due_ms,
         t.scored_episode_ms, t.last_snapshot_ms, pending,
     ]  # fmt: skip
     if t.watched:  # only then: a track without open alert windows keeps its older layout

@@ -55,7 +55,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     try:
         os.nice(NICE)
-    except OSError:  # a sandbox may refuse it: forecasts then run at the worker's priority
+    except (OSError, AttributeError):  # refused (a sandbox), or no os.nice: the worker's priority
         pass
     replies = os.fdopen(os.dup(1), "wb")  # the replies' own copy of stdout
     os.dup2(2, 1)  # anything else printed goes to stderr

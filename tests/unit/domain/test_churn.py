@@ -14,6 +14,7 @@ from streams.core.settings import Settings
 from streams.domain.alerts import DEFAULT_TIERS, alert_id
 from streams.domain.churn import MODEL_FEATURES, Labelled, advance, step
 from streams.domain.churn_state import (
+    PROBE,
     ChurnConfig,
     ChurnState,
     geometric_probes,
@@ -474,3 +475,20 @@ def test_a_snapshot_stored_without_the_signal_is_learned_without_it() -> None:
     t.pending = [(ts, x, None if sm is None else sm[:3], neg) for ts, x, sm, neg in t.pending]
     r.advance(40)
     assert r.model.seasons[0] == 0.0 and len(r.model.learned) >= 1
+
+
+def test_tracks_of_the_release_before_the_probe_due_keep_their_probes() -> None:
+    """A track stored with the probe flag (the release before ``probe_due_ms``) and the
+    current pending layout: armed, its next probe is placed from the anchor; not armed, none.
+    And a track written now reads, in that release's terms, as armed exactly when it has a
+    probe (``false`` for none), so partitions can move between the two releases."""
+    c = cfg()
+    snap = [T0, [0.0] * len(MODEL_FEATURES), None, 0]
+    armed = track_from_list([T0, T0, 2, True, -1, -1, T0, [snap]])
+    idle = track_from_list([T0, T0, 2, False, -1, -1, T0, [snap]])
+    state = rebuild({"a": armed, "b": idle}, c)
+    probes = [(due, uid) for due, kind, uid, _ in state.timers if kind == PROBE]
+    assert probes == [(T0 + int(c.probe_days[2] * DAY_MS), "a")]
+    written = [track_to_list(t)[3] for t in (state.users["a"], state.users["b"])]
+    assert written == [T0 + int(c.probe_days[2] * DAY_MS), False]
+    assert bool(written[0]) and not written[1]  # the release before: armed, not armed
