@@ -155,6 +155,9 @@ def replay_history(
         amount = max(r.amount, 0.0)  # refunds (negative amounts) still count as contact
         ev = Event(f"l{r.line}", "purchase", r.user_id, f"{r.user_id}:{r.ts_ms}", r.ts_ms,
                    item_id="-", price=amount, quantity=1)  # fmt: skip
+        if ev.ts_ms > state.clock_ms:  # as the worker does (streams.worker.users): the
+            # timers due before the event first, so the analytic fit refits at the same instants
+            alerts += advance(state, ev.ts_ms - 1, profiles.get, scorer, cfg)[0]
         profiles[r.user_id], sent, _ = step(
             state, profiles.get(r.user_id), ev, scorer, cfg, profiles.get
         )
