@@ -34,19 +34,33 @@ DEFAULT_FILE = ROOT / ".stack/bench/events-u1200-s7.jsonl"
 PARTITIONS = 4
 
 
+async def command_calls(redis: Redis) -> Calls:
+    """Per command: calls and CPU seconds so far (``INFO commandstats``, Lua's inner calls too)."""
+    stats = await redis.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), float(v["usec"]) / 1e6)
+        for name, v in stats.items()
+    }
+
+
 async def cpu_s(redis: Redis) -> float:
     info = await redis.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def one_round(redis: Redis, lines: list[bytes], batch: int, due: int) -> tuple[float, int]:
+Calls = dict[str, tuple[int, float]]
+
+
+async def one_round(
+    redis: Redis, lines: list[bytes], batch: int, due: int
+) -> tuple[float, int, Calls]:
     settings = Settings()
     prefix = f"rcost{uuid.uuid4().hex[:8]}"
     store = SimilarityStore(redis, prefix=prefix, config=rec_config(settings))
     events = [parse_event(line) for line in lines]
     offsets = [0] * PARTITIONS
     scored = 0
-    before = await cpu_s(redis)
+    before, before_calls = await cpu_s(redis), await command_calls(redis)
     for start in range(0, len(events), batch):
         groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
         requests: dict[tuple[str, str], None] = {}
@@ -56,14 +70,18 @@ async def one_round(redis: Redis, lines: list[bytes], batch: int, due: int) -> t
             offsets[p] += 1
             if ev.item_id and ev.type in ("view", "add_to_cart"):
                 requests[ev.user_id, ev.session_id] = None
-        wanted = list(requests)[-due:]
+        wanted = list(requests)[-due:] if due > 0 else []  # [-0:] would be all of them
         scored += len(wanted)
         await store.learn_and_recommend(groups, wanted, settings.rec_k)
     used = await cpu_s(redis) - before
+    calls = {
+        name: (n - before_calls.get(name, (0, 0.0))[0], cpu - before_calls.get(name, (0, 0.0))[1])
+        for name, (n, cpu) in (await command_calls(redis)).items()
+    }  # the round's own calls: not the clean-up below
     keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
     for i in range(0, len(keys), 1000):
         await redis.delete(*keys[i : i + 1000])
-    return used, scored
+    return used, scored, calls
 
 
 async def main() -> None:
@@ -73,20 +91,35 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=Settings().batch_size)
     parser.add_argument("--due", type=int, default=40, help="recommendations scored per batch")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--commands", action="store_true",
+        help="also print each Redis command's calls and CPU per event (INFO commandstats)",
+    )  # fmt: skip
     args = parser.parse_args()
     with args.file.open("rb") as f:
         lines = [line for _, line in zip(range(args.events), f, strict=False)]
     redis = Redis.from_url(Settings().redis_url)
     per_event, per_rec = [], []
+    totals: dict[str, list[float]] = {}
     for r in range(args.rounds):
         t = time.perf_counter()
-        used, scored = await one_round(redis, lines, args.batch, args.due)
+        used, scored, calls = await one_round(redis, lines, args.batch, args.due)
+        for name, (n, cpu) in calls.items():
+            acc = totals.setdefault(name, [0, 0.0])
+            acc[0] += n
+            acc[1] += cpu
         per_event.append(used / len(lines) * 1e6)
         per_rec.append(used / max(scored, 1) * 1e6)
-        print(f"round {r + 1}: {per_event[-1]:.1f} µs of Redis CPU per event, "
-              f"{per_rec[-1]:.0f} per scored recommendation ({scored} scored, "
-              f"{time.perf_counter() - t:.1f} s)")  # fmt: skip
+        per_rec_text = f"{per_rec[-1]:.0f} per scored recommendation, " if scored else ""
+        print(f"round {r + 1}: {per_event[-1]:.1f} µs of Redis CPU per event, {per_rec_text}"
+              f"{scored} scored, {time.perf_counter() - t:.1f} s")  # fmt: skip
     print(f"median: {statistics.median(per_event):.1f} µs per event over {len(lines)} events")
+    if args.commands:
+        total = len(lines) * args.rounds
+        rows = [(cpu, n, name) for name, (n, cpu) in totals.items() if n > 0]
+        print("command          calls/event  µs/event (the command alone; EVALSHA includes all)")
+        for cpu, calls, name in sorted(rows, reverse=True):
+            print(f"{name:<16} {calls / total:>11.2f}  {cpu / total * 1e6:>8.1f}")
     await redis.aclose()
 
 

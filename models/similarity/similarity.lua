@@ -139,6 +139,15 @@ end
 -- never empty, so the first "\0\0" is the separator. Read once per script call, kept in SESS
 -- (the times as the list's field t, false = unknown), written back by flush_sessions().
 local SESS, DIRTY = {}, {}
+-- Writes that only the final state of a call needs, done once per key by finish(): the item
+-- TTLs to renew (EXP: key -> true, EXPS in order) and the items' categories (CATS: item ->
+-- category, CATL in order; the last click's category wins, as with one HSET per click).
+-- Nothing in a call reads them back (scoring inside learn/eval never filters by category, and
+-- a script's clock is frozen, so a later PEXPIRE sets the same expiry time).
+local EXP, EXPS, CATS, CATL = {}, {}, {}, {}
+local function renew(key)
+  if not EXP[key] then EXP[key] = true; EXPS[#EXPS + 1] = key end
+end
 -- A stored session value (or nil) -> its items (with .t, the times, when they were stored).
 local function split_items(raw)
   local items = {}
@@ -268,7 +277,7 @@ local function learn(etype, user, session, item, category, ts)
     else
       card = redis.call('ZCARD', key)
       if card == added then  -- the set was just created: its TTL, and the sentinel
-        if ITTL > 0 then redis.call('PEXPIRE', key, ITTL) end
+        if ITTL > 0 then renew(key) end
         if SKIP then
           redis.call('ZADD', key, 0, SENT)
           card = card + 1
@@ -284,7 +293,7 @@ local function learn(etype, user, session, item, category, ts)
     CARD[key] = card
   end
   if counted then PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item)) end
-  if ITTL > 0 then redis.call('PEXPIRE', ni, ITTL) end
+  if ITTL > 0 then renew(ni) end
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
   local fresh = #prev == 0
   if DEDUP then
@@ -315,7 +324,10 @@ local function learn(etype, user, session, item, category, ts)
     redis.call('SADD', us, session)
     if UTTL > 0 then redis.call('PEXPIRE', us, UTTL) end
   end
-  if category ~= '' then redis.call('HSET', CAT, item, category) end
+  if category ~= '' then
+    if not CATS[item] then CATL[#CATL + 1] = item end
+    CATS[item] = category
+  end
 end
 
 -- == scoring ==================================================================================
@@ -364,6 +376,15 @@ end
 local function finish(applied)
   if applied > 0 then
     flush_sessions()
+    for j = 1, #EXPS do redis.call('PEXPIRE', EXPS[j], ITTL) end
+    for j = 1, #CATL, 500 do
+      local args = {}
+      for q = j, math.min(j + 499, #CATL) do
+        local item = CATL[q]
+        args[#args + 1] = item; args[#args + 1] = CATS[item]
+      end
+      redis.call('HSET', CAT, unpack(args))
+    end
     redis.call('HSET', meta, 'clock', clock)
   end
 end
