@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
 
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
+from streams.patches.produce import send_batches
 from tests.support.chaos import changelog_topic, produce, read_all, say, sibling, workload
 from tests.support.chaos_run import run_clean
 
@@ -103,3 +106,29 @@ async def test_batch_produce_writes_the_same_bytes_as_one_send_per_record(
         assert len(after["changelog"]) <= counts["changelog"], run
         counts[f"changelog ({run})"] = len(after["changelog"])
     say(f"{len(records)} events: identical records on every output and the changelog {counts}")
+
+
+async def test_a_handed_over_batch_is_sent_without_waiting_the_linger(settings: Settings) -> None:
+    """send_batches closes each batch: the broker acknowledges it at once, even with a
+    producer linger of a minute (an open batch waits the linger, and ``flush`` does not
+    cut it short: the worker awaits its outputs and flushes its changelog in every batch)."""
+    s = settings.with_(partitions=1)
+    await ensure_topics(s)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=60_000)
+    await producer.start()
+    try:
+        async def no_buffered() -> None:
+            return None
+
+        app = SimpleNamespace(producer=SimpleNamespace(
+            _ensure_producer=lambda: producer, buffer=SimpleNamespace(size=0, flush=no_buffered),
+        ))  # fmt: skip
+        records: list[Any] = [(s.topic_segments, 0, b"k%d" % i, b"v", None) for i in range(3)]
+        sent = await send_batches(app, records)
+        metadata = await asyncio.wait_for(asyncio.gather(*(f for f, *_ in sent)), timeout=20)
+        assert [m.offset for m in metadata] == [0]  # one batch, its base offset
+        await asyncio.wait_for(producer.flush(), timeout=20)
+    finally:
+        await producer.stop()
+    got = await read_all(s.kafka_bootstrap, s.topic_segments, 1)
+    assert [(r.key, r.value) for r in got] == [(b"k0", b"v"), (b"k1", b"v"), (b"k2", b"v")]

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.serializers import codecs
 from faust.tables.base import Collection
 from faust.transport.drivers.aiokafka import Producer as FaustProducer
@@ -29,6 +30,7 @@ def test_the_private_names_relied_on_exist() -> None:
     assert isinstance(ProducerBuffer.size, property) and callable(ProducerBuffer.flush)
     for name in ("create_batch", "send_batch", "_partition"):
         assert callable(getattr(AIOKafkaProducer, name)), name
+    assert callable(BatchBuilder.close)  # a closed batch is sent without the linger
     assert "partition" in inspect.signature(AIOKafkaProducer.send_batch).parameters
     assert callable(Collection._on_changelog_sent)  # what send_changelog_batch mirrors
     assert "set_persisted_offset" in inspect.getsource(Collection._on_changelog_sent)
@@ -43,12 +45,17 @@ def test_changelog_keys_are_what_fausts_json_codec_writes(key: str) -> None:
 class Batch:
     def __init__(self, room: int) -> None:
         self.room, self.records = room, []  # type: ignore[var-annotated]
+        self.closed = False
 
     def append(self, *, timestamp: Any, key: Any, value: Any, headers: Any) -> Any:
+        assert not self.closed, "a record appended to a closed batch"
         if self.records and len(self.records) >= self.room:
             return None
         self.records.append((key, value, headers))
         return object()
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class Producer:
@@ -69,6 +76,8 @@ class Producer:
         return Batch(self.room)
 
     async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> Any:
+        # an open batch would wait the producer's linger (and take records from send())
+        assert batch.closed, "a batch handed over open"
         self.order.append(f"batch {topic}[{partition}]")
         self.batches.append((topic, partition, batch.records))
         fut = asyncio.get_running_loop().create_future()
