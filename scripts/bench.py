@@ -223,6 +223,9 @@ def headline(detail: dict[str, Any]) -> dict[str, Any]:
         "faust_noop_eps": detail["faust_noop"]["eps"],
         "faust_noop_cpu_us_per_event": detail["faust_noop"]["cpu_us_per_event"],
         "stage_cpu_us_per_event": stage_cpu(detail["configs"]["shared"]["batches"]),
+        "stage_wall_us_per_event": stage_cpu(
+            detail["configs"]["shared"]["batches"], "wall_ms_per_batch_by_stage"
+        ),
         "configs": configs,
         "redis_bytes_per_item": detail["redis"]["bytes_per_item"],
         "redis_bytes_per_user": detail["redis"]["bytes_per_user"],

@@ -236,6 +236,8 @@ def batch_counters(text: str) -> dict[str, float]:
                 out["events"] += value
             elif name == "shopstream_batch_stage_seconds_total":
                 out["stage:" + labels["stage"]] = value
+            elif name == "shopstream_batch_stage_wall_seconds_total":
+                out["wall:" + labels["stage"]] = value
             elif name == "shopstream_messages_out_total":
                 out["out:" + labels["topic"]] = value
     return out
@@ -247,11 +249,13 @@ def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     batches = max(after["batches"] - before["batches"], 1.0)
     busy = after["busy_s"] - before["busy_s"]
     wall = max(after["at"] - before["at"], 1e-9)
-    stages = {
-        key[6:]: round(1000 * (after[key] - before.get(key, 0.0)) / batches, 2)
-        for key in after
-        if key.startswith("stage:")
-    }
+    def per_batch_ms(kind: str) -> dict[str, float]:
+        return {
+            key[len(kind):]: round(1000 * (after[key] - before.get(key, 0.0)) / batches, 2)
+            for key in after
+            if key.startswith(kind)
+        }
+
     outputs = {
         key[4:]: round((after[key] - before.get(key, 0.0)) / batches, 1)
         for key in after
@@ -263,7 +267,8 @@ def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, 
         "events_per_batch": round((after["events"] - before["events"]) / batches, 1),
         "ms_per_batch": round(1000 * busy / batches, 2),
         "share_in_batches": round(busy / wall, 3),
-        "ms_per_batch_by_stage": stages,
+        "ms_per_batch_by_stage": per_batch_ms("stage:"),
+        "wall_ms_per_batch_by_stage": per_batch_ms("wall:"),
     }
 
 

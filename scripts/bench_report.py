@@ -102,9 +102,10 @@ def config_summary(run: dict[str, Any], ceiling_eps: float) -> dict[str, Any]:
     }
 
 
-def stage_cpu(batches: dict[str, Any]) -> dict[str, float]:
-    """Thread CPU µs per event of each batch stage, from a ``batch_stats`` of the drain."""
-    per_batch = batches.get("ms_per_batch_by_stage", {})
+def stage_cpu(batches: dict[str, Any], key: str = "ms_per_batch_by_stage") -> dict[str, float]:
+    """Thread CPU µs per event of each batch stage, from a ``batch_stats`` of the drain
+    (``key="wall_ms_per_batch_by_stage"``: wall µs per event)."""
+    per_batch = batches.get(key, {})
     events = batches.get("events_per_batch") or 0
     return {k: round(1000 * v / events, 1) for k, v in per_batch.items()} if events else {}
 
@@ -219,15 +220,20 @@ def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None)
         f"{latest['faust_noop_eps'] / latest['ceiling_eps']:.0%} | "
         f"{_n(latest['faust_noop_cpu_us_per_event'])} (the agent's process) | | | |",
         "",
-        "Batch stages of the shared drain, thread CPU time of the worker's main thread:",
+        "Batch stages of the shared drain, thread CPU time of the worker's main thread, and "
+        "wall time (the difference is the batch waiting for Redis, Kafka or the core):",
         "",
-        "| stage | µs per event | what it is |",
-        "|---|---|---|",
+        "| stage | CPU µs per event | wall µs per event | what it is |",
+        "|---|---|---|---|",
     ]
     stages = latest["stage_cpu_us_per_event"]
-    lines += [f"| {k} | {v:.1f} | {STAGES.get(k, '')} |" for k, v in stages.items()]
+    walls = latest.get("stage_wall_us_per_event", {})  # runs before 2026-12-03: CPU only
+    lines += [f"| {k} | {v:.1f} | {_n(walls.get(k), '.1f')} | {STAGES.get(k, '')} |"
+              for k, v in stages.items()]  # fmt: skip
     worker = _n(latest["worker_cpu_us_per_event"])
-    total = f"| **all stages** | **{sum(stages.values()):.1f}** | of {worker} µs of worker CPU |"
+    wall_total = _n(sum(walls.values()), ".1f") if walls else "—"
+    total = (f"| **all stages** | **{sum(stages.values()):.1f}** | **{wall_total}** | of {worker} "
+             "µs of worker CPU |")  # fmt: skip
     lines.append(total)
     if scale_out:
         sm = scale_out["machine"]

@@ -96,6 +96,11 @@ class Telemetry:
             p + "batch_stage_seconds", "Thread CPU time inside batch processing, by stage.",
             ["stage"], registry=r,
         )  # fmt: skip
+        self.m_stage_wall = PCounter(
+            p + "batch_stage_wall_seconds",
+            "Wall time inside batch processing, by stage (CPU plus waits for Redis and Kafka).",
+            ["stage"], registry=r,
+        )  # fmt: skip
         self.m_e2e = Histogram(p + "end_to_end_latency_seconds",
                                "Now minus the Kafka timestamp of each consumed record.",
                                buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
@@ -226,11 +231,16 @@ class Telemetry:
         self.buckets.append(b)
 
     # --- what the agent calls -----------------------------------------------------------
-    def on_stages(self, seconds: Mapping[str, float]) -> None:
+    def on_stages(
+        self, seconds: Mapping[str, float], wall: Mapping[str, float] | None = None
+    ) -> None:
         """Thread CPU time of each stage of one batch (``shopstream_batch_stage_seconds_total``;
-        :class:`streams.telemetry.measure.StageClock`)."""
+        :class:`streams.telemetry.measure.StageClock`) and its wall time
+        (``shopstream_batch_stage_wall_seconds_total``: the difference is waiting)."""
         for stage, secs in seconds.items():
             self.m_stage.labels(stage).inc(secs)
+        for stage, secs in (wall or {}).items():
+            self.m_stage_wall.labels(stage).inc(secs)
 
     def on_batch(
         self,

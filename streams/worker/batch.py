@@ -195,7 +195,7 @@ class BatchProcessor:
         if self.retention.due():
             await self.retention.sweep()
             clock.lap("retention")
-        self.telemetry.on_stages(clock.laps)
+        self.telemetry.on_stages(clock.laps, clock.wall)
 
     async def seal(
         self, outbox: Outbox, users: UserUpdates, partitions: set[int], clock: StageClock

@@ -27,7 +27,7 @@ def test_batch_counters_read_what_the_worker_exports() -> None:
     before = bench.batch_counters(t.render().decode())
     for n in (300, 100):
         t.on_batch(n, 0.05, {"view": n - 10, "purchase": 10})
-        t.on_stages({"validate": 0.002, "users": 0.02})
+        t.on_stages({"validate": 0.002, "users": 0.02}, {"validate": 0.003, "users": 0.04})
     t.on_recommendations(30)
     after = bench.batch_counters(t.render().decode())
     assert (after["batches"], after["events"]) == (2, 400)
@@ -36,6 +36,10 @@ def test_batch_counters_read_what_the_worker_exports() -> None:
     stats = bench.batch_stats(before, after)
     assert stats["events_per_batch"] == 200 and stats["ms_per_batch"] == 50
     assert stats["ms_per_batch_by_stage"] == {"validate": 2.0, "users": 20.0}
+    assert stats["wall_ms_per_batch_by_stage"] == {"validate": 3.0, "users": 40.0}
+    report = load_script("bench_report")
+    assert report.stage_cpu(stats) == {"validate": 10.0, "users": 100.0}  # µs per event
+    assert report.stage_cpu(stats, "wall_ms_per_batch_by_stage") == {"validate": 15.0, "users": 200.0}
 
 
 def load_script(name: str) -> Any:

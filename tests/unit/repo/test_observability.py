@@ -33,7 +33,7 @@ def exposed_names() -> set[str]:
     t = Telemetry()
     t.on_batch(3, 0.01, {"view": 3}, kafka_timestamps=[1.0])
     t.on_dlq("not_json")
-    t.on_stages({"validate": 0.001})
+    t.on_stages({"validate": 0.001}, {"validate": 0.002})
     t.on_recommendations(1)
     t.on_alert({"alert_id": "a", "user_id": "u"})
     t.on_anomaly({"kind": "bot"})
