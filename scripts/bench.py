@@ -60,7 +60,7 @@ from bench_probe import (
     redis_memory,
     say,
 )
-from bench_report import check, config_summary, readme_table, stage_cpu
+from bench_report import check, config_summary, readme_table, stage_us_per_event
 
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
@@ -222,8 +222,8 @@ def headline(detail: dict[str, Any]) -> dict[str, Any]:
         **{k: shared[k] for k in HEADLINE_FROM_SHARED},
         "faust_noop_eps": detail["faust_noop"]["eps"],
         "faust_noop_cpu_us_per_event": detail["faust_noop"]["cpu_us_per_event"],
-        "stage_cpu_us_per_event": stage_cpu(detail["configs"]["shared"]["batches"]),
-        "stage_wall_us_per_event": stage_cpu(
+        "stage_cpu_us_per_event": stage_us_per_event(detail["configs"]["shared"]["batches"]),
+        "stage_wall_us_per_event": stage_us_per_event(
             detail["configs"]["shared"]["batches"], "wall_ms_per_batch_by_stage"
         ),
         "configs": configs,

@@ -102,7 +102,9 @@ def config_summary(run: dict[str, Any], ceiling_eps: float) -> dict[str, Any]:
     }
 
 
-def stage_cpu(batches: dict[str, Any], key: str = "ms_per_batch_by_stage") -> dict[str, float]:
+def stage_us_per_event(
+    batches: dict[str, Any], key: str = "ms_per_batch_by_stage"
+) -> dict[str, float]:
     """Thread CPU µs per event of each batch stage, from a ``batch_stats`` of the drain
     (``key="wall_ms_per_batch_by_stage"``: wall µs per event)."""
     per_batch = batches.get(key, {})

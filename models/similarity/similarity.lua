@@ -31,7 +31,6 @@ local STTL, UTTL = cfg.session_ttl_ms, cfg.user_ttl_ms -- key retention (0 = for
 local ITTL = cfg.item_ttl_ms or 0     -- an item's neighbour set expires unless it is seen again
 local L = cfg.score_neighbours        -- heaviest neighbours read per session item
 local SKIP = cfg.skiplist_neighbours
-local MERGE = cfg.merge_writes        -- see apply_pending
 local REBASE = cfg.rebase_half_lives  -- move the decay origin t0 after this many half-lives
 -- DEDUP: a session's state lists distinct items (a re-click moves the item to the front), so
 -- repeats fill neither the pairing window nor the scoring window.
@@ -192,212 +191,6 @@ local function flush_sessions()
   end
 end
 
-
--- == neighbour-set and popularity writes ======================================================
--- learn() queues a click's writes: per neighbour set n:<a>, the pairs (member, increment) in
--- order, each marked by its click (CLICK) and by how the sequential code detects a new member
--- (z: ZINCRBY, whose reply equals the increment; otherwise ZMSCORE + ZADD, nil = new); the
--- popularity increments in POPQ. apply_pending() applies them key by key, in queued order:
--- after every click (eval, and every call with MERGE off), or once per call (learn: DEFER),
--- before a rebase and before scoring. A key whose writes span several clicks is read once (ZCARD, ZMSCORE), updated in
--- Lua with the same double additions Redis would make, and written with one ZADD: 3 calls
--- instead of one per pair. The result is the sequential one exactly (card counting, the
--- sentinel, the TTL) provided no prune can happen inside the call; a key that may reach the
--- prune bound is applied pair by pair, as it always was (and every key with MERGE off:
--- tests/integration/test_similarity_redis.py compares the two byte for byte).
-local PEND, PENDK, POPQ, CLICK, DEFER = {}, {}, {m = {}, v = {}}, 0, false
-
-local function queue(key, m, v, z)
-  local q = PEND[key]
-  if not q then
-    q = {m = {}, v = {}, z = {}, c = {}}
-    PEND[key] = q; PENDK[#PENDK + 1] = key
-  end
-  local n = #q.m + 1
-  q.m[n], q.v[n], q.z[n], q.c[n] = m, v, z, CLICK
-end
-
--- One click grew the set `key` by `added` members: CARD caches cardinalities (sentinel
--- included); a set just created gets its TTL and the sentinel; a set past M + SLACK members
--- is pruned to its M heaviest.
-local function grown(key, added)
-  local card = CARD[key]
-  if card then
-    card = card + added
-  else
-    card = redis.call('ZCARD', key)
-    if card == added then  -- the set was just created: its TTL, and the sentinel
-      if ITTL > 0 then renew(key) end
-      if SKIP then
-        redis.call('ZADD', key, 0, SENT)
-        card = card + 1
-      end
-    end
-  end
-  local extra = 0
-  if SKIP then extra = 1 end
-  if card - extra > M + SLACK then
-    redis.call('ZREMRANGEBYRANK', key, extra, card - 1 - M)
-    card = M + extra
-  end
-  CARD[key] = card
-end
-
--- The ops i..j-1 of q that belong to the click of op i.
-local function click_end(q, i)
-  local j = i
-  while j <= #q.m and q.c[j] == q.c[i] do j = j + 1 end
-  return j
-end
-
--- Pair by pair, as learn() always wrote them.
-local function apply_each(key, q)
-  local i = 1
-  while i <= #q.m do
-    local j, added, ms, vs = click_end(q, i), 0, {}, {}
-    for o = i, j - 1 do
-      if q.z[o] then
-        -- a new member comes back with exactly its increment: only then can the set grow
-        if tonumber(redis.call('ZINCRBY', key, q.v[o], q.m[o])) == q.v[o] then added = added + 1 end
-      else
-        ms[#ms + 1] = q.m[o]; vs[#vs + 1] = q.v[o]
-      end
-    end
-    if #ms > 0 then
-      local old = redis.call('ZMSCORE', key, unpack(ms))
-      local args = {}
-      for o = 1, #ms do
-        if old[o] then
-          args[#args + 1] = tonumber(old[o]) + vs[o]
-        else
-          args[#args + 1] = vs[o]
-          added = added + 1
-        end
-        args[#args + 1] = ms[o]
-      end
-      redis.call('ZADD', key, unpack(args))
-    end
-    if added > 0 then grown(key, added) end
-    i = j
-  end
-end
-
--- The distinct values of `list` in first-seen order, and a table of them -> false.
-local function distinct(list)
-  local val, members = {}, {}
-  for o = 1, #list do
-    local m = list[o]
-    if val[m] == nil then val[m] = false; members[#members + 1] = m end
-  end
-  return val, members
-end
-
--- {members}, {score or false} of `key` (ZMSCORE, 500 members a call).
-local function scores_of(key, members)
-  local got = {}
-  for i = 1, #members, 500 do
-    local last = math.min(i + 499, #members)
-    local part = redis.call('ZMSCORE', key, unpack(members, i, last))
-    for j = i, last do got[j] = tonumber(part[j - i + 1]) or false end
-  end
-  return got
-end
-
--- ZADD key v1 m1 v2 m2 ... of `members` with their values in `val`, 500 a call.
-local function write_scores(key, members, val)
-  for i = 1, #members, 500 do
-    local args = {}
-    for j = i, math.min(i + 499, #members) do
-      args[#args + 1] = val[members[j]]; args[#args + 1] = members[j]
-    end
-    redis.call('ZADD', key, unpack(args))
-  end
-end
-
--- Read once, add in Lua, write once (see above); false when a prune could happen in between.
-local function apply_merged(key, q)
-  local extra = 0
-  if SKIP then extra = 1 end
-  local real = redis.call('ZCARD', key)
-  if (CARD[key] or real) + #q.m + 1 - extra > M + SLACK then return false end
-  local val, members = distinct(q.m)
-  if real > 0 then
-    local old = scores_of(key, members)
-    for j = 1, #members do val[members[j]] = old[j] end
-  end
-  local card, created, i = CARD[key], false, 1
-  while i <= #q.m do
-    local j, added = click_end(q, i), 0
-    for o = i, j - 1 do
-      local m, v = q.m[o], q.v[o]
-      local x = val[m]
-      if not x then real = real + 1 end
-      if q.z[o] then
-        local y = v
-        if x then y = x + v end
-        if y == v then added = added + 1 end  -- as apply_each compares ZINCRBY's reply
-        val[m] = y
-      elseif x then
-        val[m] = x + v
-      else
-        val[m] = v
-        added = added + 1
-      end
-    end
-    if added > 0 then  -- grown(), without a prune (the bound above)
-      if card then
-        card = card + added
-      else
-        card = real  -- ZCARD after this click's writes
-        if card == added then
-          created = true
-          if ITTL > 0 then renew(key) end
-          if SKIP then card = card + 1 end
-        end
-      end
-    end
-    i = j
-  end
-  write_scores(key, members, val)
-  if created and SKIP then redis.call('ZADD', key, 0, SENT) end
-  CARD[key] = card
-  return true
-end
-
-local function apply_pending()
-  for k = 1, #PENDK do
-    local key = PENDK[k]
-    local q = PEND[key]
-    -- calls pair by pair: one per ZINCRBY, two per click read-add-write
-    local calls, i = 0, 1
-    while i <= #q.m do
-      local j, rmw = click_end(q, i), false
-      for o = i, j - 1 do
-        if q.z[o] then calls = calls + 1 else rmw = true end
-      end
-      if rmw then calls = calls + 2 end
-      i = j
-    end
-    if not MERGE or calls <= 3 or not apply_merged(key, q) then apply_each(key, q) end
-  end
-  PEND, PENDK = {}, {}
-  local pm, pv = POPQ.m, POPQ.v
-  if #pm == 1 or (#pm > 1 and not MERGE) then
-    for o = 1, #pm do PC[pm[o]] = tonumber(redis.call('ZINCRBY', POP, pv[o], pm[o])) end
-  elseif #pm > 1 then  -- popularity: read once, add in order, write once
-    local val, members = distinct(pm)
-    local old = scores_of(POP, members)
-    for j = 1, #members do val[members[j]] = old[j] end
-    for o = 1, #pm do
-      local x = val[pm[o]]
-      if x then val[pm[o]] = x + pv[o] else val[pm[o]] = pv[o] end
-    end
-    write_scores(POP, members, val)
-    for j = 1, #members do PC[members[j]] = val[members[j]] end
-  end
-  POPQ = {m = {}, v = {}}
-end
-
 -- #include neighbourhood.lua
 
 local function learn(etype, user, session, item, category, ts)
@@ -444,22 +237,62 @@ local function learn(etype, user, session, item, category, ts)
       bwd[a] = bwd[a] + BW / d ^ BD * gd
     end
   end
-  CLICK = CLICK + 1
+  local touched = {}
   if #border > 0 then ROWS[item] = nil end
   for j = 1, #order do
     local a = order[j]
     ROWS[a] = nil
-    queue(base .. 'n:' .. a, item, fwd[a], true)
+    local na = base .. 'n:' .. a
+    -- a new member comes back with exactly its increment: only then can the set grow
+    if tonumber(redis.call('ZINCRBY', na, fwd[a], item)) == fwd[a] then
+      touched[na] = (touched[na] or 0) + 1
+    end
   end
   local ni = base .. 'n:' .. item
-  for j = 1, #border do  -- one backward pair: ZINCRBY; more: read, add, write in two calls
-    local a = border[j]
-    queue(ni, a, bwd[a], #border == 1)
+  if #border == 1 then
+    local a = border[1]
+    if tonumber(redis.call('ZINCRBY', ni, bwd[a], a)) == bwd[a] then
+      touched[ni] = (touched[ni] or 0) + 1
+    end
+  elseif #border > 1 then  -- all into one key: read, add, write in two calls
+    local old = redis.call('ZMSCORE', ni, unpack(border))
+    local args = {}
+    for j = 1, #border do
+      local a = border[j]
+      local o = old[j]
+      if o then
+        args[#args + 1] = tonumber(o) + bwd[a]
+      else
+        args[#args + 1] = bwd[a]
+        touched[ni] = (touched[ni] or 0) + 1
+      end
+      args[#args + 1] = a
+    end
+    redis.call('ZADD', ni, unpack(args))
   end
-  if counted then
-    POPQ.m[#POPQ.m + 1] = item; POPQ.v[#POPQ.v + 1] = g
+  for key, added in pairs(touched) do  -- CARD caches cardinalities (sentinel included)
+    local card = CARD[key]
+    if card then
+      card = card + added
+    else
+      card = redis.call('ZCARD', key)
+      if card == added then  -- the set was just created: its TTL, and the sentinel
+        if ITTL > 0 then renew(key) end
+        if SKIP then
+          redis.call('ZADD', key, 0, SENT)
+          card = card + 1
+        end
+      end
+    end
+    local extra = 0
+    if SKIP then extra = 1 end
+    if card - extra > M + SLACK then
+      redis.call('ZREMRANGEBYRANK', key, extra, card - 1 - M)
+      card = M + extra
+    end
+    CARD[key] = card
   end
-  if not DEFER then apply_pending() end
+  if counted then PC[item] = tonumber(redis.call('ZINCRBY', POP, g, item)) end
   if ITTL > 0 then renew(ni) end
   if not DIRTY[sk] then DIRTY[sk] = true; DIRTY[#DIRTY + 1] = sk end
   local fresh = #prev == 0
@@ -514,7 +347,7 @@ local function run(field, records, k, ranks, covered, cov)
       local ts, target = tonumber(r[7]), r[8]
       if not t0 then t0 = ts; redis.call('HSET', meta, 't0', ts) end
       if not clock or ts > clock then clock = ts end
-      if (clock - t0) / HL > REBASE then apply_pending(); rebase(clock) end
+      if (clock - t0) / HL > REBASE then rebase(clock) end
       if k and target ~= '' then
         -- the session as learning will leave it: this click first, then the stored list
         local items, keep = {item}, math.max(N, W)
@@ -541,7 +374,6 @@ local function run(field, records, k, ranks, covered, cov)
 end
 
 local function finish(applied)
-  apply_pending()
   if applied > 0 then
     flush_sessions()
     for j = 1, #EXPS do redis.call('PEXPIRE', EXPS[j], ITTL) end
@@ -595,7 +427,6 @@ function COMMANDS.learn()
   if why then return redis.error_reply(why) end
   local applied = 0
   local groups = cjson.decode(ARGV[A0 + 1])
-  DEFER = MERGE  -- nothing reads the neighbour sets before finish()
   for g = 1, #groups do applied = applied + run(groups[g][1], groups[g][2]) end
   finish(applied)
   if not ARGV[A0 + 2] then return applied end

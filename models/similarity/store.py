@@ -89,9 +89,6 @@ class RecConfig:
     score_neighbours: int = 20
     #: Keep neighbour sets as skiplists (a sentinel member): ~10x faster updates, ~2.5x memory.
     skiplist_neighbours: bool = True
-    #: A batch's writes to one neighbour set in one read and one write when no prune can
-    #: happen in between (fewer Redis calls, the same state); off: one call per pair.
-    merge_writes: bool = True
     #: Retention (wall-clock TTL) of session keys and of user keys; 0 = keep forever.
     session_ttl_s: int = 3 * 86_400
     user_ttl_s: int = 90 * 86_400
@@ -174,7 +171,6 @@ class RecConfig:
             "item_ttl_ms": self.item_ttl_s * 1000,
             "score_neighbours": self.score_neighbours,
             "skiplist_neighbours": self.skiplist_neighbours,
-            "merge_writes": self.merge_writes,
             "rebase_half_lives": self.rebase_half_lives,
             "dedup_sessions": self.dedup_sessions,
             "two_hop": self.two_hop,

@@ -12,7 +12,7 @@ lets an open batch take more records from ``send`` and holds it for the producer
 (``SHOPSTREAM_PRODUCER_LINGER_MS``) — and ``flush`` does not cut that short. The worker
 awaits its outputs and then flushes its changelog in every batch, so open batches cost two
 lingers of idle time per batch (5.6 ms against 0.4 ms per delivery with a 5 ms linger on
-this box: docs/performance.md "Sends that waited the linger").
+this box: docs/performance.md "Eighth round: sends that waited the linger").
 
 What does not change:
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 import redis
 import redis.asyncio as aioredis
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
@@ -124,50 +124,6 @@ def test_redelivered_batch_leaves_redis_byte_identical(  # every key kind, is: a
             assert await snapshot(store) == before
         finally:
             await store.delete_all()
-            await client.aclose()
-
-    asyncio.run(run())
-
-
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(clicks=st.lists(st.tuples(st.sampled_from(["view", "add_to_cart", "purchase"]),
-                                 st.integers(0, 7), st.integers(0, 3),
-                                 st.integers(0, 60).map(lambda k: k * (3 * DAY // 60))),
-                       min_size=1, max_size=120),
-       max_neighbours=st.sampled_from([2, 4, 200]),
-       half_life_days=st.sampled_from([30.0, 0.005]))
-@example(clicks=[("view", n % 5, n % 3, n * (3 * DAY // 60)) for n in range(61)],
-         max_neighbours=200, half_life_days=0.005)  # a rebase after 52 clicks
-def test_merged_writes_leave_the_state_of_one_call_per_pair(
-    clicks: list[tuple[str, int, int, int]], max_neighbours: int, half_life_days: float,
-) -> None:
-    """A batch's writes to a neighbour set (and to the popularity counts) are merged — read
-    once, added in Lua, written once — when no prune can happen in between: the state must
-    be the one of one Redis call per pair (``merge_writes`` off), byte for byte: counts,
-    members, prunes (few neighbours), and a rebase of every count inside the batch (a
-    0.005-day half-life: 600 half-lives in 3 days, the rebase comes after 512)."""
-    async def run() -> None:
-        client = aioredis.Redis.from_url(redis_url(), decode_responses=False)
-        config = replace(rec_config(Settings()), max_neighbours=max_neighbours,
-                         half_life_days=half_life_days)  # fmt: skip
-        merged, each = (SimilarityStore(client, prefix=f"t-{uuid.uuid4().hex[:10]}",
-                                        config=replace(config, merge_writes=merge))
-                        for merge in (True, False))  # fmt: skip
-        try:
-            records = [
-                ev(n, f"i{i}", session=f"s{s}", user=f"u{s}", etype=t, ts=T0 + ts)
-                for n, (t, i, s, ts) in enumerate(sorted(clicks, key=lambda c: c[3]))
-            ]
-            states = []
-            for store in (merged, each):
-                assert await store.apply_batch("events", 0, records) == len(records)
-                states.append({k[len(store.base):]: await client.dump(k)
-                               for k in await keys_of(store)})  # fmt: skip
-            assert states[0] == states[1]
-        finally:
-            await merged.delete_all()
-            await each.delete_all()
             await client.aclose()
 
     asyncio.run(run())

@@ -194,8 +194,7 @@ def test_config_validation_and_the_script_argument() -> None:
             "knn_weight": 0.0, "item_ttl_s": 0}  # fmt: skip
     config = RecConfig(**base)
     args = orjson.loads(config.as_json())
-    assert len(args) == 38 and args["half_life_ms"] == 30 * 86_400_000
-    assert args["merge_writes"] is True
+    assert len(args) == 37 and args["half_life_ms"] == 30 * 86_400_000
     assert args["pair_norm"] == 0.5
     assert args["knn_recency_ms"] == 5 * 86_400_000 and args["dedup_sessions"] is True
     assert args["item_ttl_ms"] == 0  # no TTL when given 0 (the worker sets it from settings)

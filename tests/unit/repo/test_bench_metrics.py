@@ -38,8 +38,8 @@ def test_batch_counters_read_what_the_worker_exports() -> None:
     assert stats["ms_per_batch_by_stage"] == {"validate": 2.0, "users": 20.0}
     assert stats["wall_ms_per_batch_by_stage"] == {"validate": 3.0, "users": 40.0}
     report = load_script("bench_report")
-    assert report.stage_cpu(stats) == {"validate": 10.0, "users": 100.0}  # µs per event
-    walls = report.stage_cpu(stats, "wall_ms_per_batch_by_stage")
+    assert report.stage_us_per_event(stats) == {"validate": 10.0, "users": 100.0}  # µs per event
+    walls = report.stage_us_per_event(stats, "wall_ms_per_batch_by_stage")
     assert walls == {"validate": 15.0, "users": 200.0}
 
 
