@@ -9,9 +9,10 @@ a redelivered batch changes nothing):
  3  anomalies    flag; flagged bots are kept out of learning  :mod:`models.anomaly`
  4  plan         which users get a recommendation             :mod:`streams.domain.recommendations`
  5  learn+score  Redis similarity counts (one fenced Lua      :mod:`models.similarity`
-                 call), concurrently with step 6
+                 call), concurrently with steps 6 and 7a
  6  users        profile, churn, segments → envelopes         :mod:`streams.worker.users`
- 7  publish      DLQ, segments, alerts, recommendations;      :mod:`streams.worker.publish`
+ 7a publish      DLQ, segments, alerts, business figures      :mod:`streams.worker.publish`
+ 7b publish      recommendations (Redis's answer); all        :mod:`streams.worker.publish`
                  delivered, then the envelopes (the fence)
  8  account      metrics, checkpoint                          :mod:`streams.telemetry`,
                                                               :mod:`streams.worker.checkpoints`
@@ -36,6 +37,7 @@ from redis.exceptions import ReadOnlyError, ResponseError
 from models.similarity import guard, key_base
 from streams.core.errors import Fenced, StateDiverged
 from streams.core.events import Event, Limits, Record
+from streams.core.payloads import ChurnAlert
 from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
@@ -143,6 +145,7 @@ class BatchProcessor:
             await self.out.dead_letter(rec, reason, detail)
         clock.lap("validate")
         users = self.user_updates()
+        sent_alerts: list[ChurnAlert] | None = None  # published early (with Redis's turn)
         if valid:
             valid, unreadable = users.admit(valid)
             verdicts = classify(valid, users.load, self.settings.max_events_per_min)
@@ -169,22 +172,27 @@ class BatchProcessor:
                 update_users(self.parts, fresh, learnable, users, due)
                 self.parts.seen({rec.partition for rec, _ in valid}, time.time())
                 clock.lap("users")
+                # still inside Redis's turn: the outputs that do not need its answer
+                for rec, event in [*unreadable, *applying]:
+                    if event.user_id in users.broken:
+                        reason = users.broken[event.user_id]
+                        await self.out.dead_letter(rec, "processing_error", reason)
+                shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
+                self.count_feedback(users.without_broken(fresh))
+                sent_alerts = await self.publish_changes(users)
+                # the business figures' script queues behind the learning one in Redis
+                await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
+                                       self.arms.arm, shown)  # fmt: skip
+                clock.lap("publish")
             finally:
                 scored = await learning
             clock.lap("similarity")
-            for rec, event in [*unreadable, *applying]:
-                if event.user_id in users.broken:
-                    await self.out.dead_letter(rec, "processing_error", users.broken[event.user_id])
-            shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
-            self.count_feedback(users.without_broken(fresh))
-            await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
-                                   self.arms.arm, shown)  # fmt: skip
             if self.parts.replay_until and not outbox.muted:  # a batch across the restart point
                 sent = {id(e) for rec, e in fresh if self.parts.replayed(rec.partition, rec.offset)}
                 keep = [i for i, e in enumerate(due) if id(e) not in sent]
                 due, scored = [due[i] for i in keep], [scored[i] for i in keep]
             await self.out.recommendations(due, users.triggers, scored)
-        await self.seal(outbox, users, {rec.partition for rec in records}, clock)
+        await self.seal(outbox, users, {rec.partition for rec in records}, clock, sent_alerts)
         if reached:  # the crash point may be the log's last record: no later batch passes it
             await self.parts.replay_passed(reached)
         self.account(records, valid, started)
@@ -197,18 +205,27 @@ class BatchProcessor:
             clock.lap("retention")
         self.telemetry.on_stages(clock.laps, clock.wall)
 
-    async def seal(
-        self, outbox: Outbox, users: UserUpdates, partitions: set[int], clock: StageClock
-    ) -> None:
-        """The end of a batch (or of an idle advance): its segment changes and alerts join
-        the outbox; if the ``partitions`` are still ours (a worker paused while they moved
-        must not publish), every output is sent and delivered, the alerts marked as sent
-        at once (the only window in which a crash repeats an alert is that one Redis round
-        trip), then the envelopes (the fence) are written. A crash before the fence
-        re-derives the outputs with the same ids (at least once, docs/reliability.md)."""
+    async def publish_changes(self, users: UserUpdates) -> list[ChurnAlert]:
+        """The segment changes, alerts and alert outcomes join the outbox; returns the
+        alerts sent (to be marked once delivered)."""
         await self.out.segments(users.segments, self.parts.models.segment_sizes())
         sent_alerts = await self.out.alerts(users.alerts)
         await self.out.outcomes(users.outcomes)
+        return sent_alerts
+
+    async def seal(
+        self, outbox: Outbox, users: UserUpdates, partitions: set[int], clock: StageClock,
+        sent_alerts: list[ChurnAlert] | None = None,
+    ) -> None:  # fmt: skip
+        """The end of a batch (or of an idle advance): its segment changes and alerts join
+        the outbox (unless the batch published them already: ``sent_alerts``); if the
+        ``partitions`` are still ours (a worker paused while they moved must not publish),
+        every output is sent and delivered, the alerts marked as sent at once (the only
+        window in which a crash repeats an alert is that one Redis round trip), then the
+        envelopes (the fence) are written. A crash before the fence re-derives the outputs
+        with the same ids (at least once, docs/reliability.md)."""
+        if sent_alerts is None:
+            sent_alerts = await self.publish_changes(users)
         clock.lap("publish")
         await self.still_ours(partitions)
         await outbox.delivered()
