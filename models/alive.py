@@ -150,38 +150,46 @@ def summary(first_purchase_ms: int, last_purchase_ms: int, n_orders: int, now_ms
 def log_likelihood(
     theta: Floats, x: Ints, t_x: Floats, T: Floats, variant: Variant = "mbg"
 ) -> Floats:
-    """Per-customer log-likelihood at ``theta = log([r, alpha, a, b])``.
+    """Per-customer log-likelihood at ``theta = log([r, alpha, a, b])``; for a stack of
+    parameter vectors (shape ``(K, 4)``), one row per vector.
 
     Gamma-function ratios are finite products over the integer ``x`` (cumulative sums of
-    logs), so no special functions are needed.
+    logs), so no special functions are needed. Each row is computed element by element
+    exactly as a single vector would be (the fit relies on it: its 32 finite-difference
+    points are one call).
     """
-    r, al, a, b = np.exp(np.clip(theta, -12.0, 12.0))
+    rows = np.atleast_2d(theta)
+    e = np.exp(np.clip(rows, -12.0, 12.0))
+    r, al, a, b = (e[:, k : k + 1] for k in range(4))  # columns: broadcast over customers
     i = np.arange((int(x.max()) if x.size else 0) + 2, dtype=np.float64)
-    cr = np.concatenate(([0.0], np.cumsum(np.log(r + i))))  # lnG(r+x) - lnG(r)
+    zero = np.zeros((len(rows), 1))
+    cr = np.concatenate((zero, np.cumsum(np.log(r + i), axis=1)), axis=1)  # lnG(r+x) - lnG(r)
     # lnB(a, b+x) - lnB(a, b)
-    cb = np.concatenate(([0.0], np.cumsum(np.log(b + i) - np.log(a + b + i))))
+    cb = np.concatenate((zero, np.cumsum(np.log(b + i) - np.log(a + b + i), axis=1)), axis=1)
     rx = r + x
     alive = -rx * np.log(al + T)
     dead = -rx * np.log(al + t_x)
     if variant == "bg":
-        beta_part = cb[x]
+        beta_part = cb[:, x]
         w = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1.0, 1e-12)), -np.inf)
     else:
-        beta_part = cb[x + 1]
+        beta_part = cb[:, x + 1]
         w = np.log(a) - np.log(b + x)
-    out: Floats = cr[x] + r * np.log(al) + beta_part + np.logaddexp(alive, w + dead)
-    return out
+    out: Floats = cr[:, x] + r * np.log(al) + beta_part + np.logaddexp(alive, w + dead)
+    return out if np.ndim(theta) == 2 else out[0]
 
 
-def _objective(
-    theta: Floats, data: tuple[Ints, Floats, Floats], variant: Variant, prior: Floats,
+def _objectives(
+    thetas: Floats, data: tuple[Ints, Floats, Floats], variant: Variant, prior: Floats,
     prior_sd: float,
-) -> float:  # fmt: skip
+) -> list[float]:  # fmt: skip
+    """The penalised mean log-likelihood at each row of ``thetas`` (``-inf`` if not finite).
+    Each row's mean is taken on its own: a mean along an axis of the stack sums in another
+    order, and the fit would take other steps than with one vector at a time."""
     x, t_x, T = data
-    ll = float(log_likelihood(theta, x, t_x, T, variant).mean())
-    penalty = 0.5 * float(np.sum((theta - prior) ** 2)) / (prior_sd**2 * max(len(x), 1))
-    val = ll - penalty
-    return val if math.isfinite(val) else -math.inf
+    ll = np.array([row.mean() for row in log_likelihood(thetas, x, t_x, T, variant)])
+    penalty = 0.5 * np.sum((thetas - prior) ** 2, axis=1) / (prior_sd**2 * max(len(x), 1))
+    return [v if math.isfinite(v) else -math.inf for v in (ll - penalty).tolist()]
 
 
 def fit(
@@ -213,25 +221,30 @@ def fit(
     data = (np.asarray(x, dtype=np.int64), np.asarray(t_x, np.float64), np.asarray(T, np.float64))
     pri = prior.log()
 
-    def f_at(th: Floats) -> float:
-        return _objective(th, data, variant, pri, prior_sd)
+    def f_at(*ths: Floats) -> list[float]:
+        return _objectives(np.array(ths), data, variant, pri, prior_sd)
 
     theta = start.log()
-    f = f_at(theta)
+    (f,) = f_at(theta)
     if not math.isfinite(f):
-        theta, f = pri.copy(), f_at(pri)
+        theta, (f,) = pri.copy(), f_at(pri)
     h, eye = 1e-4, np.eye(4)
+    pairs = [(k, j) for k in range(4) for j in range(k + 1, 4)]
     for _ in range(max_iter):
-        fp = np.array([f_at(theta + h * eye[k]) for k in range(4)])
-        fm = np.array([f_at(theta - h * eye[k]) for k in range(4)])
+        # the 8 + 24 finite-difference points in one call
+        vals = f_at(
+            *(theta + h * eye[k] for k in range(4)), *(theta - h * eye[k] for k in range(4)),
+            *(p for k, j in pairs for e, o in [(eye[k] + eye[j], eye[k] - eye[j])]
+              for p in (theta + h * e, theta + h * o, theta - h * e, theta - h * o)),
+        )  # fmt: skip
+        fp, fm = np.array(vals[:4]), np.array(vals[4:8])
         g = (fp - fm) / (2 * h)
         H = np.diag((fp - 2 * f + fm) / h**2)
-        for k in range(4):
-            for j in range(k + 1, 4):
-                e, o = eye[k] + eye[j], eye[k] - eye[j]
-                v = f_at(theta + h * e) - f_at(theta + h * o)
-                v += f_at(theta - h * e) - f_at(theta - h * o)
-                H[k, j] = H[j, k] = v / (4 * h**2)
+        for n, (k, j) in enumerate(pairs):
+            pe, po, me, mo = vals[8 + 4 * n : 12 + 4 * n]
+            v = pe - po
+            v += me - mo
+            H[k, j] = H[j, k] = v / (4 * h**2)
         if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             break
         w, V = np.linalg.eigh(-H)  # ascent direction (-H)^-1 g with eigenvalues floored
@@ -243,7 +256,7 @@ def fit(
         t = 1.0
         while t > 1e-4:
             cand = theta + t * d
-            fc = f_at(cand)
+            (fc,) = f_at(cand)
             if fc >= f:
                 break
             t *= 0.5

@@ -161,10 +161,12 @@ STAGES = {
     "anomalies": "HalfSpaceTrees + rules per event",
     "users": "recommendation planning, the `sleep(0)` turns that start the Redis call (and "
     "run whatever else is ready: Faust's delivery), profile + churn + segments per event, "
-    "envelopes and changelog per user",
+    "envelopes serialised per user",
     "similarity": "awaiting the Redis call that learns the batch and scores its recommendations",
-    "publish": "recommendations, segment changes and alerts into the outbox",
+    "publish": "DLQ, segment changes, alerts and business figures into the outbox while Redis "
+    "learns; then the recommendations",
     "deliver": "ownership check and awaiting the outputs' delivery",
+    "changelog": "changed envelopes into the table and its changelog, flushed (the fence)",
     "telemetry": "counters, lag, model quality",
     "checkpoint": "idle-partition clocks and model checkpoints (when due)",
     "retention": "retention sweep (when due)",

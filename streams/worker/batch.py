@@ -12,8 +12,9 @@ a redelivered batch changes nothing):
                  call), concurrently with steps 6 and 7a
  6  users        profile, churn, segments → envelopes         :mod:`streams.worker.users`
  7a publish      DLQ, segments, alerts, business figures      :mod:`streams.worker.publish`
- 7b publish      recommendations (Redis's answer); all        :mod:`streams.worker.publish`
-                 delivered, then the envelopes (the fence)
+ 7b publish      recommendations (Redis's answer), alert      :mod:`streams.worker.publish`
+                 outcomes; all delivered, then the envelopes
+                 (the fence)
  8  account      metrics, checkpoint                          :mod:`streams.telemetry`,
                                                               :mod:`streams.worker.checkpoints`
 ==  ===========  ==========================================  ===================================
@@ -145,6 +146,7 @@ class BatchProcessor:
             await self.out.dead_letter(rec, reason, detail)
         clock.lap("validate")
         users = self.user_updates()
+        partitions = {rec.partition for rec in records}
         sent_alerts: list[ChurnAlert] | None = None  # published early (with Redis's turn)
         if valid:
             valid, unreadable = users.admit(valid)
@@ -180,19 +182,24 @@ class BatchProcessor:
                 shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
                 self.count_feedback(users.without_broken(fresh))
                 sent_alerts = await self.publish_changes(users)
-                # the business figures' script queues behind the learning one in Redis
+                if learning.done():  # refused already (Fenced, StateDiverged): write no more
+                    learning.result()
                 await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
-                                       self.arms.arm, shown)  # fmt: skip
+                                       self.arms.arm, shown, partitions)  # fmt: skip
                 clock.lap("publish")
-            finally:
-                scored = await learning
+            except BaseException as exc:  # the learning call is awaited (or cancelled) too
+                if isinstance(exc, asyncio.CancelledError):
+                    learning.cancel()
+                await asyncio.gather(learning, return_exceptions=True)
+                raise
+            scored = await learning
             clock.lap("similarity")
             if self.parts.replay_until and not outbox.muted:  # a batch across the restart point
                 sent = {id(e) for rec, e in fresh if self.parts.replayed(rec.partition, rec.offset)}
                 keep = [i for i, e in enumerate(due) if id(e) not in sent]
                 due, scored = [due[i] for i in keep], [scored[i] for i in keep]
             await self.out.recommendations(due, users.triggers, scored)
-        await self.seal(outbox, users, {rec.partition for rec in records}, clock, sent_alerts)
+        await self.seal(outbox, users, partitions, clock, sent_alerts)
         if reached:  # the crash point may be the log's last record: no later batch passes it
             await self.parts.replay_passed(reached)
         self.account(records, valid, started)
@@ -206,12 +213,10 @@ class BatchProcessor:
         self.telemetry.on_stages(clock.laps, clock.wall)
 
     async def publish_changes(self, users: UserUpdates) -> list[ChurnAlert]:
-        """The segment changes, alerts and alert outcomes join the outbox; returns the
-        alerts sent (to be marked once delivered)."""
+        """The segment changes and alerts join the outbox (reading Redis at most: the alerts
+        already sent); returns the alerts sent (to be marked once delivered)."""
         await self.out.segments(users.segments, self.parts.models.segment_sizes())
-        sent_alerts = await self.out.alerts(users.alerts)
-        await self.out.outcomes(users.outcomes)
-        return sent_alerts
+        return await self.out.alerts(users.alerts)
 
     async def seal(
         self, outbox: Outbox, users: UserUpdates, partitions: set[int], clock: StageClock,
@@ -226,6 +231,7 @@ class BatchProcessor:
         with the same ids (at least once, docs/reliability.md)."""
         if sent_alerts is None:
             sent_alerts = await self.publish_changes(users)
+        await self.out.outcomes(users.outcomes)  # writes Redis: only after the fenced calls
         clock.lap("publish")
         await self.still_ours(partitions)
         await outbox.delivered()
@@ -242,6 +248,7 @@ class BatchProcessor:
             # batches (hand-off on: "22 recommendations differ"; envelopes said 10999, the
             # killed worker had finished the batch 11000..11499).
             await self.shop.app.producer.flush()
+            clock.lap("changelog")
 
     async def reject_unwanted(
         self, valid: Sequence[tuple[Record, Event]], verdicts: Sequence[str]

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from models.alive import DEFAULT_PARAMS, AliveModel, Params, p_churn, summary
+from models.alive import DEFAULT_PARAMS, AliveModel, Params, _objectives, p_churn, summary
 from models.churn import ChurnModel
 from models.guard import ANALYTIC, MODEL, Guard, GuardConfig
 from models.guarded import GuardedChurn
@@ -77,6 +79,29 @@ def test_a_fit_that_comes_out_non_finite_keeps_the_last_good_parameters(
     assert m.maybe_refit(T0 + 30 * DAY)
     assert m.params == DEFAULT_PARAMS and not m.ready
     assert math.isfinite(m.score(T0, T0 + 10 * DAY, 3, T0 + 40 * DAY, 30.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 3000), st.integers(1, 60), st.sampled_from(["mbg", "bg"]),
+    st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_the_fit_evaluates_a_stack_of_points_as_each_alone(
+    n: int, max_x: int, variant: str, seed: int
+) -> None:
+    """The fit evaluates its 32 finite-difference points in one call: every row must be
+    bit for bit what that point alone gives, or the fit steps elsewhere (a mean along the
+    stack's axis summed in another order and differed in the last bits)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, max_x, n)
+    t_x = rng.random(n) * 300 * (x > 0)
+    data = (x, t_x, t_x + rng.random(n) * 300)
+    thetas = DEFAULT_PARAMS.log() + rng.normal(0, 3, (32, 4))
+    thetas[0] = [40.0, -40.0, 0.0, 13.0]  # clipped parameters
+    prior = DEFAULT_PARAMS.log()
+    stacked = _objectives(thetas, data, variant, prior, 2.0)  # type: ignore[arg-type]
+    alone = [_objectives(t[None], data, variant, prior, 2.0)[0] for t in thetas]  # type: ignore[arg-type]
+    assert stacked == alone
 
 
 def test_alive_state_round_trips_through_json() -> None:

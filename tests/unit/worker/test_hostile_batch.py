@@ -312,3 +312,84 @@ async def test_a_worker_that_lost_its_partition_publishes_nothing(
     names = ("dlq", "recommendations", "segments", "churn_alerts", "anomalies")
     assert {n: topic_of(shop, n).sent for n in names} == {n: [] for n in names}
     assert shop.profiles.changelog == []  # type: ignore[attr-defined]
+
+
+async def test_a_refused_learning_call_stops_the_batch_before_the_business_figures() -> None:
+    """The business figures are written while Redis learns the batch; a learning call
+    refused at once (the partition moved: Fenced) stops the batch before that write, and
+    nothing is published."""
+    import asyncio
+
+    from streams.core.errors import Fenced
+    from tests.support.fakes import fake_shop, message, new_processor, topic_of
+
+    shop = fake_shop(SETTINGS)
+    proc = new_processor(shop)
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise Fenced("partitions [0] moved")
+
+    shop.runtime.store.learn_and_recommend = refused  # type: ignore[attr-defined]
+    applied: list[Any] = []
+
+    async def apply(*args: Any, **kwargs: Any) -> Any:
+        applied.append(args)
+        await asyncio.sleep(0)
+        return 0, []
+
+    shop.runtime.kpis.apply = apply  # type: ignore[attr-defined]
+    with pytest.raises(Fenced):
+        await proc.process([message("events", 0, 0, b"h-user", obj())])
+    assert applied == []
+    names = ("dlq", "recommendations", "segments", "churn_alerts", "anomalies")
+    assert {n: topic_of(shop, n).sent for n in names} == {n: [] for n in names}
+    assert shop.profiles.changelog == []  # type: ignore[attr-defined]
+
+
+async def test_a_failure_while_redis_learns_waits_for_the_learning_call() -> None:
+    """A write that fails while the learning call is in flight fails the batch with its
+    own error, after the learning call ended (never left running unobserved); a batch
+    cancelled there cancels the learning call too."""
+    import asyncio
+
+    from tests.support.fakes import fake_shop, message, new_processor
+
+    for cancel in (False, True):
+        shop = fake_shop(SETTINGS)
+        proc = new_processor(shop)
+        learning_ended = asyncio.Event()
+        completed: list[bool] = []
+        learn = shop.runtime.store.learn_and_recommend  # type: ignore[attr-defined]
+
+        async def slow_learning(*args: Any, _learn: Any = learn, _ended: Any = learning_ended,
+                                _done: Any = completed, **kwargs: Any) -> Any:  # fmt: skip
+            try:
+                await asyncio.sleep(0.05)
+                out = await _learn(*args, **kwargs)
+                _done.append(True)
+                return out
+            finally:
+                _ended.set()
+
+        shop.runtime.store.learn_and_recommend = slow_learning  # type: ignore[attr-defined]
+        reached = asyncio.Event()
+
+        async def kpis_down(*args: Any, _reached: Any = reached, _cancel: bool = cancel,
+                            **kwargs: Any) -> Any:  # fmt: skip
+            _reached.set()
+            if _cancel:
+                await asyncio.sleep(10)
+            raise ValueError("KPI store refused")  # not retried: a bug-like error
+
+        shop.runtime.kpis.apply = kpis_down  # type: ignore[attr-defined]
+        task = asyncio.ensure_future(proc.process([message("events", 0, 0, b"h-user", obj())]))
+        await reached.wait()
+        if cancel:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            with pytest.raises(ValueError, match="KPI store refused"):
+                await task
+        assert learning_ended.is_set()
+        assert completed == ([] if cancel else [True])  # a cancelled batch cancels it
