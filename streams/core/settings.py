@@ -144,7 +144,12 @@ class Settings:
         600, "Per user and minute of Kafka record time; more: DLQ 'rate_limited' (0 = off)."
     )
     batch_size: int = _opt(500, "Most events processed together (one Redis round trip).")
-    batch_within_ms: int = _opt(20, "Longest wait to fill a batch, in milliseconds.")
+    batch_within_ms: int = _opt(
+        2,
+        "Longest wait for more records once a batch has its first ones, in milliseconds (a "
+        "full batch starts at once; with the fetch hand-off off, Faust's wait after every "
+        "batch).",
+    )
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
     commit_interval_s: float = _opt(1.0, "Kafka offset commit interval, in seconds.")

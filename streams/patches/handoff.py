@@ -261,23 +261,38 @@ def cut(pieces: list[Piece], most: int) -> tuple[list[Piece], list[Piece]]:
     return taken, []
 
 
+#: How long an idle :func:`take_records` sleeps between looks at whether the stream stopped
+#: (it wakes at once for records or a stop as well).
+IDLE_WAKE_S = 1.0
+
+
 async def take_records(stream: Any, most: int, within: float) -> AsyncIterator[list[Piece]]:
     """``Stream.noack_take`` (faust-streaming 0.15.3) counting records, not messages: lists of
-    at most ``most`` records of fetch messages, as soon as there are ``most`` or after
-    ``within`` seconds; a fetch is split across two lists where the first one is full.
+    at most ``most`` records of fetch messages, as soon as there are ``most`` or ``within``
+    seconds after the first of them reached the buffer; a fetch is split across two lists
+    where the first one is full.
+
+    Unlike ``noack_take``, which waited up to ``within`` after every list whatever was
+    waiting, an idle take waits for the first records without a timeout of its own: the
+    records that arrived while the agent worked on the previous list (queued in the
+    stream's channel) are in the next one within ``within`` of its end, and a worker that
+    keeps up runs batches back to back, each as large as what arrived during the last
+    (issue 20: a 20 ms wait after every batch was a third of the p99 at half load).
 
     Nothing is acked: the caller finishes every piece (:func:`finish`)."""
     buffer: list[Piece] = []
     count = 0
     buffer_full = asyncio.Event()
+    buffer_some = asyncio.Event()
     buffer_consumed = asyncio.Event()
-    timeout = want_seconds(within) if within else None
+    linger = want_seconds(within) if within else 0.0
+    first_at = 0.0  # loop time the oldest record in the buffer reached it
     stream_enable_acks: bool = stream.enable_acks
     buffer_consuming: asyncio.Future[Any] | None = None
     channel_it = stream.channel.__aiter__()
 
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming, count
+        nonlocal buffer_consuming, count, first_at
         try:
             if buffer_consuming is not None:
                 try:
@@ -290,8 +305,11 @@ async def take_records(stream: Any, most: int, within: float) -> AsyncIterator[l
             message = event.message
             if not isinstance(message, FetchMessage):
                 raise TypeError(f"not a fetch: {message!r}")  # noqa: TRY301
+            if not count:
+                first_at = stream.loop.time()
             buffer.append(Piece(event, 0, len(message.records)))
             count += len(message.records)
+            buffer_some.set()
             if count >= most:
                 buffer_full.set()
                 buffer_consumed.clear()
@@ -308,8 +326,11 @@ async def take_records(stream: Any, most: int, within: float) -> AsyncIterator[l
     stream._enable_passive(channel_it)
     try:
         while not stream.should_stop:
-            if count < most:
-                await stream.wait_for_stopped(buffer_full, timeout=timeout)
+            if count == 0:
+                await stream.wait_for_stopped(buffer_some, timeout=IDLE_WAKE_S)
+            left = linger - (stream.loop.time() - first_at)
+            if 0 < count < most and left > 0:  # the rest of what is arriving
+                await stream.wait_for_stopped(buffer_full, timeout=left)
             if buffer:
                 buffer_consuming = stream.loop.create_future()
                 taken, rest = cut(buffer, most)
@@ -318,10 +339,13 @@ async def take_records(stream: Any, most: int, within: float) -> AsyncIterator[l
                 finally:
                     buffer[:] = rest
                     count = sum(len(p) for p in rest)
+                    first_at = stream.loop.time()  # a cut fetch's rest starts the next wait
                     notify(buffer_consuming)
                     if count < most:
                         buffer_full.clear()
                         buffer_consumed.set()
+                    if count == 0:
+                        buffer_some.clear()
     finally:
         stream.enable_acks = stream_enable_acks
         stream._processors.remove(add_to_buffer)

@@ -47,16 +47,34 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
 #: The process's niceness increment: a forecast is a background job of a few seconds a day,
 #: which must not take a core from the batches, Redis or the broker when they need it (on a
 #: 2-core box a burst of refits at nice 0 held the batches up for 1.2-1.8 s: docs/performance.md,
-#: "Seventh round"); when the cores are idle it runs at full speed all the same.
+#: "Seventh round"); when the cores are idle it runs at full speed all the same. Where Linux
+#: allows it the process also runs as ``SCHED_IDLE`` (:func:`background`), which weighs far
+#: less than any niceness (at nice +10 a burst of refits still took a tenth of a busy core).
 NICE = 10
+
+
+def background() -> str:
+    """Lower this process's priority: ``SCHED_IDLE`` where the OS has it and allows it, and
+    the niceness :data:`NICE` (which applies if ``SCHED_IDLE`` is refused). Returns what
+    took effect: ``"idle+nice"``, ``"idle"``, ``"nice"`` or ``""`` (both refused: a
+    sandbox; the worker's priority)."""
+    done = []
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        done.append("idle")
+    except (OSError, AttributeError):  # not Linux, or refused
+        pass
+    try:
+        os.nice(NICE)
+        done.append("nice")
+    except (OSError, AttributeError):  # refused (a sandbox), or no os.nice
+        pass
+    return "+".join(done)
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
-    try:
-        os.nice(NICE)
-    except (OSError, AttributeError):  # refused (a sandbox), or no os.nice: the worker's priority
-        pass
+    background()
     replies = os.fdopen(os.dup(1), "wb")  # the replies' own copy of stdout
     os.dup2(2, 1)  # anything else printed goes to stderr
     try:

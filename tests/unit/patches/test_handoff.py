@@ -7,6 +7,8 @@ tests/integration/test_batch_produce.py (byte for byte against the per-record pa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import inspect
 import random
@@ -22,7 +24,14 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage, Message
 
-from streams.patches.handoff import FetchMessage, HandoffConsumer, Piece, consecutive, cut
+from streams.patches.handoff import (
+    FetchMessage,
+    HandoffConsumer,
+    Piece,
+    consecutive,
+    cut,
+    take_records,
+)
 from streams.patches.order import RecordOrder
 from streams.worker.intake import Fetched, record_from, to_record
 
@@ -212,3 +221,106 @@ def test_the_installed_faust_is_the_one_the_hand_off_was_written_for() -> None:
         != digest
     ]  # fmt: skip
     assert not changed, f"faust-streaming changed {changed}: check streams/patches/handoff.py"
+
+
+class TakeStream:
+    """What :func:`take_records` uses of a Faust ``Stream``: a channel whose messages a
+    passive task hands to the processors one at a time, and Faust's waits. Counts the waits
+    (an idle take must not wake up every ``within``)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.enable_acks, self.should_stop = True, False
+        self.current_event: Any = None
+        self._processors: list[Any] = []
+        self.waits = 0
+        self.channel = NS(__aiter__=lambda: None)
+
+    def add_processor(self, fn: Any) -> None:
+        self._processors.append(fn)
+
+    def _enable_passive(self, _it: Any) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            message = await self.queue.get()
+            self.current_event = NS(message=message)
+            for fn in list(self._processors):
+                await fn(message)
+
+    async def wait_for_stopped(
+        self, event: asyncio.Event, timeout: float | None = None  # noqa: ASYNC109 - Faust's
+    ) -> None:
+        self.waits += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    async def wait(self, event: asyncio.Event) -> None:
+        await event.wait()
+
+    def fetch(self, first: int, n: int) -> None:
+        self.queue.put_nowait(FetchMessage(T0, [record(o) for o in range(first, first + n)], 1))
+
+
+async def test_take_records_starts_a_batch_with_what_waited_and_lingers_only_when_idle() -> None:
+    """Records that arrived while the previous batch ran are the next batch, taken within
+    ``within`` of its end (``noack_take`` waited ``within`` after every batch); an idle take
+    waits for the first records without waking up every ``within``, then up to ``within``
+    for more: records arriving in that window join the batch."""
+    stream = TakeStream()
+    took: list[list[int]] = []
+    gaps: list[float] = []
+    idle_waits: list[int] = []
+
+    async def feed_later() -> None:
+        await asyncio.sleep(0.3)
+        stream.fetch(10, 1)
+        await asyncio.sleep(0.01)
+        stream.fetch(11, 1)  # within the window of the first: the same batch
+
+    stream.fetch(0, 5)
+    ended, waits = 0.0, 0
+    async for pieces in take_records(stream, most=100, within=0.03):
+        took.append([r.offset for p in pieces for r in p.records])
+        if len(took) == 1:  # while this batch runs, two fetches arrive
+            stream.fetch(5, 3)
+            stream.fetch(8, 2)
+            await asyncio.sleep(0.05)
+            ended = stream.loop.time()
+        elif len(took) == 2:
+            gaps.append(stream.loop.time() - ended)
+            waits = stream.waits
+            feeder = asyncio.ensure_future(feed_later())  # idle for 0.3 s first
+        else:
+            idle_waits.append(stream.waits - waits)
+            break
+    stream.task.cancel()
+    await feeder
+    assert took == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+    assert gaps[0] < 0.03 + 0.02  # at most the linger after the batch, no wait of its own
+    assert idle_waits == [2]  # the idle wait and the linger: no wake-up every ``within``
+
+
+async def test_take_records_with_a_long_window_makes_full_batches_across_a_cut() -> None:
+    """A long ``within`` (the chaos runs': every batch full) still fills every batch, also
+    the one that starts with the rest of a fetch the previous batch cut."""
+    stream = TakeStream()
+    took: list[list[int]] = []
+    takes = take_records(stream, most=4, within=60.0)
+    stream.fetch(0, 6)  # cut: 4 now, 2 left for the next batch
+    async for pieces in takes:
+        took.append([r.offset for p in pieces for r in p.records])
+        if len(took) == 1:
+
+            async def later() -> None:
+                await asyncio.sleep(0.05)
+                stream.fetch(6, 2)
+
+            feeder = asyncio.ensure_future(later())
+        else:
+            break
+    stream.task.cancel()
+    await feeder
+    assert took == [[0, 1, 2, 3], [4, 5, 6, 7]]

@@ -53,7 +53,8 @@ def test_the_process_makes_the_forecasts_of_the_worker_process() -> None:
 
 def test_the_process_runs_below_the_workers_priority() -> None:
     """A burst of refits must not take a core from the batches (docs/performance.md,
-    "Seventh round"): the child lowers its own priority by ``NICE`` (at most to 19)."""
+    "Seventh round" and "Ninth round"): the child runs as ``SCHED_IDLE`` where Linux allows
+    it, and lowers its niceness by ``NICE`` (at most to 19)."""
     from streams.worker.forecast_child import NICE
 
     async def run() -> None:
@@ -63,6 +64,8 @@ def test_the_process_runs_below_the_workers_priority() -> None:
             assert process.proc is not None
             child = os.getpriority(os.PRIO_PROCESS, process.proc.pid)
             assert child == min(os.getpriority(os.PRIO_PROCESS, 0) + NICE, 19)
+            if hasattr(os, "SCHED_IDLE"):  # Linux (a process may always lower its own)
+                assert os.sched_getscheduler(process.proc.pid) == os.SCHED_IDLE
         finally:
             process.close()
 
