@@ -189,7 +189,7 @@ def targets(latest: dict[str, Any]) -> list[str]:
         ("worker CPU ≤ 66 µs per event (≥ 15,000 events/s per core)", _met(worker <= 66),
          f"{_n(worker)} µs"),
         ("pipeline ≥ 20% of the raw ceiling, same run", _met(best_ratio >= 0.2),
-         f"{sh['ratio']:.0%} shared, {de['ratio']:.0%} dedicated"),
+         f"{sh['ratio']:.1%} shared, {de['ratio']:.1%} dedicated"),
         ("p99 ≤ 100 ms at half the measured drain rate",
          _met(min(sh["p99_ms"], de["p99_ms"]) <= 100),
          f"{_n(sh['p99_ms'])} ms shared, {_n(de['p99_ms'])} ms dedicated"),
