@@ -147,8 +147,8 @@ class Settings:
     batch_within_ms: int = _opt(
         2,
         "Longest wait for more records once a batch has its first ones, in milliseconds (a "
-        "full batch starts at once; with the fetch hand-off off, Faust's wait after every "
-        "batch).",
+        "full batch starts at once). With the fetch hand-off off it is Faust's wait after "
+        "every batch, which an idle worker repeats every this many ms.",
     )
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
@@ -347,7 +347,7 @@ class Settings:
         positive = ("partitions", "batch_size", "max_event_bytes", "rec_k", "rec_session_window",
                     "max_price", "max_quantity", "max_line_value", "max_future_ms",
                     "changelog_max_compaction_lag_ms", "dlq_retention_ms", "collector_max_events",
-                    "collector_max_bytes", "identity_ttl_days")  # fmt: skip
+                    "collector_max_bytes", "identity_ttl_days", "batch_within_ms")  # fmt: skip
         for name in positive:
             if not getattr(self, name) > 0:  # NaN is not positive either
                 raise ConfigError(f"{PREFIX}{name.upper()} must be positive")

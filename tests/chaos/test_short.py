@@ -50,12 +50,12 @@ def chaos_settings(settings: Settings) -> Settings:
     """One partition (exact comparison of alerts and float counts), checkpoints every second,
     and full batches, so that every run cuts the same batches (tests/support/outputs.py): the
     input is whole batches (:func:`~tests.support.chaos.workload`), produced before the
-    worker starts, and a batch waits up to 120 s to fill. Faust's wait starts when the agent
-    does and starts again whenever it expires empty; records arriving just before it expires
-    made a short batch, and every later batch of that run was cut elsewhere (seen: a worker
-    restarted after kill -9 took 7500..7863, because it joined the group only once the
-    killed member's session had expired). 120 s is longer than a restart takes to get its
-    first records."""
+    worker starts, and a batch waits up to 120 s after its first record to fill. Faust's
+    wait, which the hand-off followed before 055103a, started when the agent did and again
+    whenever it expired empty; records arriving just before it expired made a short batch,
+    and every later batch of that run was cut elsewhere (seen: a worker restarted after
+    kill -9 took 7500..7863, because it joined the group only once the killed member's
+    session had expired)."""
     return settings.with_(
         partitions=1, checkpoint_key=secret("chaos"), checkpoint_interval_s=1.0,
         batch_size=CHAOS_BATCH, batch_within_ms=120_000,

@@ -26,6 +26,7 @@ def test_every_field_is_documented_in_the_table() -> None:
     ("env", "message"),
     [
         ({"SHOPSTREAM_PARTITIONS": "0"}, "PARTITIONS must be positive"),
+        ({"SHOPSTREAM_BATCH_WITHIN_MS": "0"}, "BATCH_WITHIN_MS must be positive"),
         ({"SHOPSTREAM_WEB_PORT": "x"}, "SHOPSTREAM_WEB_PORT='x' is not a valid int"),
         ({"SHOPSTREAM_CHURN_THRESHOLD": "1.5"}, "CHURN_THRESHOLD"),
         ({"SHOPSTREAM_CHURN_IDLE_DAYS": "40"}, "CHURN_IDLE_DAYS"),

@@ -277,12 +277,12 @@ async def test_take_records_starts_a_batch_with_what_waited_and_lingers_only_whe
     async def feed_later() -> None:
         await asyncio.sleep(0.3)
         stream.fetch(10, 1)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
         stream.fetch(11, 1)  # within the window of the first: the same batch
 
     stream.fetch(0, 5)
     ended, waits = 0.0, 0
-    async for pieces in take_records(stream, most=100, within=0.03):
+    async for pieces in take_records(stream, most=100, within=0.2):
         took.append([r.offset for p in pieces for r in p.records])
         if len(took) == 1:  # while this batch runs, two fetches arrive
             stream.fetch(5, 3)
@@ -299,7 +299,7 @@ async def test_take_records_starts_a_batch_with_what_waited_and_lingers_only_whe
     stream.task.cancel()
     await feeder
     assert took == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
-    assert gaps[0] < 0.03 + 0.02  # at most the linger after the batch, no wait of its own
+    assert gaps[0] < 0.2 + 0.15  # at most the linger after the batch, no wait of its own
     assert idle_waits == [2]  # the idle wait and the linger: no wake-up every ``within``
 
 
@@ -308,7 +308,7 @@ async def test_take_records_with_a_long_window_makes_full_batches_across_a_cut()
     the one that starts with the rest of a fetch the previous batch cut."""
     stream = TakeStream()
     took: list[list[int]] = []
-    takes = take_records(stream, most=4, within=60.0)
+    takes = take_records(stream, most=4, within=5.0)
     stream.fetch(0, 6)  # cut: 4 now, 2 left for the next batch
     async for pieces in takes:
         took.append([r.offset for p in pieces for r in p.records])
