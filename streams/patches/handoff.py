@@ -339,7 +339,8 @@ async def take_records(stream: Any, most: int, within: float) -> AsyncIterator[l
                 finally:
                     buffer[:] = rest
                     count = sum(len(p) for p in rest)
-                    first_at = stream.loop.time()  # a cut fetch's rest starts the next wait
+                    if count:  # a cut fetch's rest starts the next wait
+                        first_at = stream.loop.time()
                     notify(buffer_consuming)
                     if count < most:
                         buffer_full.clear()
