@@ -179,6 +179,8 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
         async for batch in stream.noack_take(
             settings.batch_size, within=settings.batch_within_ms / 1000
         ):
+            if stream.should_stop:  # a batch the stop cut short: read again by the next owner
+                break  # (as handoff.take_records: where later batches start stays the same)
             if processor.parts.to_settle is not None:  # a new assignment: first settle it
                 await run_batch(processor, batch, settings.shutdown_grace_s, processor.prepare)
             await read_again(processor.parts.take_replays())
