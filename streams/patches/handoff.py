@@ -170,8 +170,12 @@ class HandoffConsumer(fastpath.FastConsumer):
                 for message in self.fetch_messages(tp, recs):
                     if not self.flow_active or self.app.consumer_generation_id != generation_id:
                         return
-                    self.handed[tp] = message.offset
                     yield tp, message
+                    # Faust's fetch loop set its read offset once the message was taken (it
+                    # asks for the next one after that): the read offset is this message's
+                    # own only if no seek came in between, and then it was handed on
+                    if self._read_offset.get(tp) == message.offset:
+                        self.handed[tp] = message.offset
         to_message = self._to_message
         for tp, record in self.scheduler.iterate(rest):
             if not self.flow_active or self.app.consumer_generation_id != generation_id:

@@ -191,8 +191,8 @@ async def test_a_stop_while_reading_again_after_a_crash_loses_nothing(
                 assert first.alive(), first.logs()
                 await asyncio.sleep(0.01)
         finally:
-            killed_ms.append(round(time.time() * 1000))
             first.stop(signal.SIGKILL)
+            killed_ms.append(round(time.time() * 1000))
             await client.aclose()
         second = WorkerProcess(chaos, log).start()
         try:

@@ -155,6 +155,66 @@ def test_a_fetch_again_from_before_what_was_handed_on_hands_on_nothing_twice() -
     assert [(m.first, m.offset) for m in runs] == [(10500, 10502)]
 
 
+class FetchingConsumer(HandoffConsumer):
+    """A :class:`HandoffConsumer` with only what ``getmany`` reads: fetches from a list, and
+    :meth:`drain`, Faust's fetch loop (``Consumer._drain_messages``) cut to what touches the
+    read offset: a message below it is dropped, the read offset is set to a message's
+    offset once the stream took it (``during``: what happens while it takes it)."""
+
+    should_stop = False
+
+    def __init__(self, fetches: list[list[int]]) -> None:  # no Faust set-up
+        self.fetches = fetches
+        self.handed, self._read_offset = {}, {}
+        self.handed_off, self.flow_active = frozenset({T0.topic}), True
+        self._buffered_partitions: set[TP] = set()
+        self.app = NS(consumer_generation_id=1, monitor=NS(track_tp_end_offset=lambda *_: None))
+        self.scheduler = NS(iterate=lambda rest: iter(()))
+
+        async def seek_to_committed() -> dict[TP, int]:
+            return {T0: 0}
+
+        self._thread = NS(seek_to_committed=seek_to_committed)
+
+    def highwater(self, tp: TP) -> int:
+        return 100
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, None]:  # noqa: ASYNC109
+        return {T0: [record(o) for o in self.fetches.pop(0)]}, None
+
+    async def drain(self, during: Any = None) -> list[tuple[int, int]]:
+        got = []
+        async for tp, message in self.getmany(1.0):
+            read = self._read_offset.get(tp)
+            if read is None or message.offset >= read:
+                got.append((message.first, message.offset))
+                if during is not None:
+                    await during()
+                self._read_offset[tp] = message.offset
+        return got
+
+
+@pytest.mark.parametrize("seek_while_taken", [False, True])
+async def test_getmany_remembers_what_faust_handed_on_whenever_the_seek_comes(
+    seek_while_taken: bool,
+) -> None:
+    """The fetch in flight at the assignment's seek to the committed offset (0) is handed on,
+    then fetched again from 0: nothing of it comes twice, whether the seek came before the
+    stream took it or while it did (Faust sets its read offset after the take, so a seek in
+    between is overwritten: only what the read offset says afterwards counts)."""
+    consumer = FetchingConsumer([list(range(5)), list(range(7))])
+
+    async def seek() -> None:  # Faust's perform_seek: the read offset to the committed one
+        committed = await consumer.seek_to_committed()
+        consumer._read_offset.update(committed)
+
+    if not seek_while_taken:
+        await seek()
+    first = await consumer.drain(seek if seek_while_taken else None)
+    assert first == [(0, 4)] and consumer.handed == {T0: 4}
+    assert await consumer.drain() == [(5, 6)]
+
+
 async def test_every_seek_forgets_what_was_handed_on() -> None:
     """After a seek the read offset is the seek's target, to be read (again): kept."""
     sought: list[Any] = []
