@@ -92,8 +92,9 @@ class HandoffConsumer(fastpath.FastConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: the last offset handed on per partition (a fetch message yielded), forgotten at
-        #: every seek: Faust's read offset is either that offset or a seek's target
+        #: the last offset handed on per partition (a fetch message Faust's fetch loop took,
+        #: :meth:`getmany`), forgotten at every seek: Faust's read offset is either that
+        #: offset or a seek's target
         self.handed: dict[TP, int] = {}
         topics = getattr(self.app, "hand_off_topics", ())  # set by create_app: from the start
         if topics:
