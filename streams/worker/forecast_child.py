@@ -53,23 +53,18 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
 NICE = 10
 
 
-def background() -> str:
+def background() -> None:
     """Lower this process's priority: ``SCHED_IDLE`` where the OS has it and allows it, and
-    the niceness :data:`NICE` (which applies if ``SCHED_IDLE`` is refused). Returns what
-    took effect: ``"idle+nice"``, ``"idle"``, ``"nice"`` or ``""`` (both refused: a
-    sandbox; the worker's priority)."""
-    done = []
+    the niceness :data:`NICE` (which applies if ``SCHED_IDLE`` is refused); where both are
+    refused (a sandbox) it keeps the worker's priority."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        done.append("idle")
     except (OSError, AttributeError):  # not Linux, or refused
         pass
     try:
         os.nice(NICE)
-        done.append("nice")
     except (OSError, AttributeError):  # refused (a sandbox), or no os.nice
         pass
-    return "+".join(done)
 
 
 def main() -> None:

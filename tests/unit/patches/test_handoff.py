@@ -22,6 +22,8 @@ from faust.streams import Stream
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage, Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.patches.handoff import (
     FetchMessage,
@@ -213,6 +215,25 @@ async def test_getmany_remembers_what_faust_handed_on_whenever_the_seek_comes(
     first = await consumer.drain(seek if seek_while_taken else None)
     assert first == [(0, 4)] and consumer.handed == {T0: 4}
     assert await consumer.drain() == [(5, 6)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 30)), min_size=1, max_size=12))
+def test_fetches_that_overlap_what_was_handed_on_hand_on_each_offset_once(
+    fetches: list[tuple[int, int]],
+) -> None:
+    """Without a seek in between, fetches that start anywhere up to the next offset (a
+    stale fetch, a fetch asked for again) hand on every offset once: no repeat, no hole."""
+    ranges, nxt = [], 0
+    for back, n in fetches:  # each starts at most ``back`` below the next unread offset
+        start = max(0, nxt - back)
+        ranges.append(list(range(start, start + n)))
+        nxt = max(nxt, start + n)
+    consumer = FetchingConsumer(list(ranges))  # (it takes them from its list)
+    got: list[int] = []
+    for _ in ranges:
+        got += [o for first, last in asyncio.run(consumer.drain()) for o in range(first, last + 1)]
+    assert got == list(range(nxt))
 
 
 async def test_every_seek_forgets_what_was_handed_on() -> None:
