@@ -105,6 +105,9 @@ class Selector:
         #: forecasts not yet fully resolved: (days learned when made, one list per member)
         self.pending: deque[tuple[int, list[list[float]]]] = deque()
         self.days = 0
+        #: the members' forecasts since the last day learned (``forecast`` and ``learn``
+        #: both need them; a day's panel asks for them before it learns)
+        self._made: list[list[float]] | None = None
 
     @property
     def ready(self) -> bool:
@@ -117,11 +120,24 @@ class Selector:
         return min(range(len(self.grid)), key=lambda i: (self.errors[i], i))
 
     def _member_forecasts(self) -> list[list[float]]:
+        """Each member's next ``horizon`` days, clipped at 0 (back from ``log1p`` first):
+        River's ``HoltWinters.forecast`` of an additive model with trend and season, in the
+        same operations and order (``level + (h + 1) * trend + season[h - SEASON]``, so the
+        same floats: ``tests/unit/models/test_forecast.py``), computed once per day learned."""
+        if self._made is not None:
+            return self._made
         out = []
+        exp, finite, horizon = math.expm1, math.isfinite, self.horizon
         for m, (_, _, log) in zip(self.models, self.grid, strict=True):
-            raw = m.forecast(self.horizon)
-            vals = [math.expm1(min(v, 700.0)) if log else v for v in raw]
-            out.append([max(v, 0.0) if math.isfinite(v) else 0.0 for v in vals])
+            level, trend, season = m.level[-1], m.trend[-1], m.season
+            row = []
+            for h in range(horizon):
+                v = level + (h + 1) * trend + season[h % SEASON - SEASON]
+                if log:
+                    v = exp(min(v, 700.0))
+                row.append((v if v >= 0.0 else 0.0) if finite(v) else 0.0)  # max(v, 0.0)
+            out.append(row)
+        self._made = out
         return out
 
     def forecast(self) -> list[float]:
@@ -129,7 +145,7 @@ class Selector:
         a full season has been learned."""
         if not self.ready:
             return [0.0] * self.horizon
-        return self._member_forecasts()[self.best]
+        return list(self._member_forecasts()[self.best])
 
     def learn(self, y: float) -> None:
         """Learn one day's total: score the forecasts made for this day, then update."""
@@ -151,6 +167,7 @@ class Selector:
             else:
                 _start(m, v)
         self.days += 1
+        self._made = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import orjson
@@ -112,3 +113,35 @@ def test_bad_state_and_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         Selector(decay=1.0)
     assert len(DEFAULT_GRID) == 18
+
+
+def _river_member_forecasts(s: Selector) -> list[list[float]]:
+    """What the members' forecasts were before they were computed in place: River's
+    ``HoltWinters.forecast``, back from ``log1p``, clipped at 0."""
+    out = []
+    for m, (_, _, log) in zip(s.models, s.grid, strict=True):
+        vals = [math.expm1(min(v, 700.0)) if log else v for v in m.forecast(s.horizon)]
+        out.append([max(v, 0.0) if math.isfinite(v) else 0.0 for v in vals])
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ys=st.lists(
+        st.one_of(st.floats(0, 1e9), st.sampled_from([0.0, -0.0, 1e300, 5e-324])),
+        min_size=7, max_size=60,
+    ),
+    horizon=st.integers(1, 20),
+)
+def test_member_forecasts_are_rivers_to_the_bit(ys: list[float], horizon: int) -> None:
+    """The members' forecasts, computed in one loop and once per day learned, are River's
+    floats exactly, before and after each day."""
+    s = Selector(horizon=horizon)
+    for y in ys:
+        if s.ready:
+            first = s._member_forecasts()
+            assert orjson.dumps(first) == orjson.dumps(_river_member_forecasts(s))
+            assert s._member_forecasts() is first  # the day's forecasts, reused
+            assert s.forecast() == first[s.best]
+        s.learn(y)
+    assert orjson.dumps(s._member_forecasts()) == orjson.dumps(_river_member_forecasts(s))
