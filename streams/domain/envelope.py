@@ -23,6 +23,7 @@ guards, so the answer is the same after a crash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,6 +198,7 @@ def bump_rate(rate: list[int], ts_ms: int) -> list[int]:
     return [minute, 1]
 
 
+@functools.lru_cache(maxsize=4096)  # a batch asks twice per event (classify, applied)
 def id_hash(event_id: str) -> str:
     """A short, stable digest of an event id (what envelopes remember).
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from streams.core.events import Event
 

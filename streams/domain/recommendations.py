@@ -13,6 +13,7 @@ deterministic ``rec_id`` and the experiment ``arm`` of its user (docs/recommenda
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -41,10 +42,13 @@ def rec_id(user_id: str, trigger_event_id: str) -> str:
     return hashlib.sha256(f"rec\x1f{user_id}\x1f{trigger_event_id}".encode()).hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=16_384)  # asked per recommendation and per feedback event
 def rec_arm(user_id: str, b_share: float) -> RecArm:
     """The user's experiment arm: ``B`` for a ``b_share`` of users (a salted hash of the id:
     as good as random, the same on every worker and in every replay; raising the share only
     moves users from A to B), ``A`` otherwise."""
+    if not b_share > 0.0:  # no experiment (nan too: no hash is below it)
+        return "A"
     digest = hashlib.sha256(f"rec-arm\x1f{user_id}".encode()).digest()
     return "B" if int.from_bytes(digest[:8], "big") < b_share * 2**64 else "A"
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -60,6 +61,33 @@ def _pct(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, max(math.ceil(q * len(ordered)) - 1, 0))] * 1e3, 3)
+
+
+def observe_many(hist: Histogram, values: Sequence[float]) -> None:
+    """``hist.observe(v)`` for each of ``values``, with one increment per bucket: a batch's
+    per-record latencies cost one bisection each instead of a locked increment of the sum
+    and of a bucket (prometheus_client's ``observe``). Relies on the histogram's
+    ``_upper_bounds`` / ``_buckets`` / ``_sum`` (0.20 to 0.26; checked against ``observe``
+    by ``tests/unit/telemetry``); without them it observes one by one.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> h = Histogram("x", "x", buckets=(1, 2), registry=CollectorRegistry())
+    >>> observe_many(h, [0.5, 1.0, 1.5, 9.0])
+    >>> [(s.labels.get("le"), s.value) for s in h.collect()[0].samples if s.name == "x_bucket"]
+    [('1.0', 2.0), ('2.0', 3.0), ('+Inf', 4.0)]
+    """
+    bounds, buckets, total = (getattr(hist, a, None) for a in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            hist.observe(v)
+        return
+    counts = [0] * len(bounds)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1  # the first bound >= v (the last is +Inf)
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+    total.inc(math.fsum(values))
 
 
 def _new_bucket(start: float) -> dict[str, Any]:
@@ -261,13 +289,11 @@ class Telemetry:
         for etype, n in by_type.items():
             self.m_in.labels(etype).inc(n)
             self.by_type[etype] += n
-        for ts in kafka_timestamps:
-            if ts is None or ts <= 0:
-                continue
-            delay = max(now - ts, 0.0)
-            self.m_e2e.observe(delay)
-            if len(b["e2e"]) < MAX_SAMPLES:
-                b["e2e"].append(delay)
+        delays = [max(now - ts, 0.0) for ts in kafka_timestamps if ts is not None and ts > 0]
+        observe_many(self.m_e2e, delays)
+        room = MAX_SAMPLES - len(b["e2e"])
+        if room > 0:
+            b["e2e"] += delays[:room]
 
     def _out(self, topic: str, n: int, field: str) -> None:
         self.m_out.labels(topic).inc(n)

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, Final
 
 import mode
@@ -36,6 +35,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faust.web import View
+from msgspec.structs import replace
 from redis.exceptions import RedisError
 
 from streams.core.events import Event, Record

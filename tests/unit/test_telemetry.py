@@ -8,9 +8,12 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.telemetry import CONTENT_TYPE, Telemetry
+from streams.telemetry import CONTENT_TYPE, LATENCY_BUCKETS, Telemetry, observe_many
 from streams.telemetry.measure import consumer_lag
 from streams.web import dashboard
 
@@ -243,3 +246,24 @@ def test_churn_quality_of_both_scorers_and_stale_alerts_reach_metrics_and_dashbo
     assert snap["totals"]["stale_alerts"] == 4 and snap["model"]["auc"] == 0.7
     assert snap["churn"]["scorers"]["model"]["auc"] == 0.65
     assert snap["churn"]["scorers"]["analytic"]["recall"] is None
+
+
+def _histogram_samples(h: Histogram) -> dict[tuple[str, str], float]:
+    return {(s.name, s.labels.get("le", "")): s.value for s in h.collect()[0].samples
+            if not s.name.endswith("_created")}  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(0, 20), st.sampled_from(LATENCY_BUCKETS)), max_size=60))
+def test_observe_many_counts_as_observing_one_by_one(values: list[float]) -> None:
+    """Every bucket (a value on a bound counts in it) and the count as ``observe`` per
+    value; the sum to rounding; and it uses the batched path (the private fields exist)."""
+    one, many = (Histogram("x", "x", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+                 for _ in range(2))  # fmt: skip
+    for v in values:
+        one.observe(v)
+    observe_many(many, values)
+    a, b = _histogram_samples(one), _histogram_samples(many)
+    assert a.pop(("x_sum", "")) == pytest.approx(b.pop(("x_sum", "")), rel=1e-12, abs=1e-12)
+    assert a == b
+    assert hasattr(many, "_buckets") and hasattr(many, "_upper_bounds") and hasattr(many, "_sum")
