@@ -443,12 +443,14 @@ class BatchProcessor:
             return removed
 
     def report_lag(self, records: Sequence[Record]) -> None:
-        last: dict[Any, int] = {}
+        last: dict[tuple[str, int], int] = {}
         for rec in records:
-            tp = TP(rec.topic, rec.partition)
-            last[tp] = max(last.get(tp, -1), rec.offset)
+            key = (rec.topic, rec.partition)  # a TP per partition, not per record
+            last[key] = max(last.get(key, -1), rec.offset)
         try:
-            lags = partition_lags(self.shop.app.consumer.highwater, last)
+            lags = partition_lags(
+                self.shop.app.consumer.highwater, {TP(t, p): o for (t, p), o in last.items()}
+            )
             self.telemetry.set_partition_lags({(t.topic, t.partition): n for t, n in lags.items()})
         except Exception:
             log.debug("consumer lag unavailable", exc_info=True)
