@@ -81,13 +81,15 @@ def observe_many(hist: Histogram, values: Sequence[float]) -> None:
         for v in values:
             hist.observe(v)
         return
-    counts = [0] * len(bounds)
+    counts, added = [0] * len(bounds), 0.0
     for v in values:
-        counts[bisect_left(bounds, v)] += 1  # the first bound >= v (the last is +Inf)
+        added += v
+        if v == v:  # NaN: in no bucket, as with observe
+            counts[bisect_left(bounds, v)] += 1  # the first bound >= v (the last is +Inf)
     for i, n in enumerate(counts):
         if n:
             buckets[i].inc(n)
-    total.inc(math.fsum(values))
+    total.inc(added)
 
 
 def _new_bucket(start: float) -> dict[str, Any]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from streams.domain.envelope import Envelope
+from streams.domain.envelope import Envelope, id_hash
 from streams.domain.profile import DAY_MS
+from streams.domain.recommendations import rec_arm
 from streams.worker.identity import Identities
 from streams.worker.partitions import Partitions
 
@@ -41,6 +42,8 @@ async def forget(parts: Partitions, uid: str) -> dict[str, int]:
         if state is not None and dict.pop(state.users, uid, None) is not None:
             removed["churn_track"] = 1
     removed["model_memory"] = parts.models.forget(uid)
+    rec_arm.cache_clear()  # the memoised arms name users (and the digests their event ids)
+    id_hash.cache_clear()
     store = shop.runtime.store
     # one script call; deletes nothing (writes nothing) when the user has no keys
     removed["redis_keys"] = await parts.retry("forget", lambda: store.forget_user(uid))

@@ -18,6 +18,8 @@ import redis.asyncio as aioredis
 
 from streams.core.errors import Fenced
 from streams.core.settings import Settings
+from streams.domain.envelope import id_hash
+from streams.domain.recommendations import rec_arm
 from streams.tools.generate import generate
 from tests.support.fakes import assign, fake_shop, message, new_processor, topic_of
 
@@ -161,9 +163,12 @@ async def test_an_erased_user_never_comes_back_from_the_undo_hash(
     await proc.parts.forget_undo(uid)  # what forget does first
     undo = (await proc.parts.undo.read(redis_client, [0]))[0]
     assert undo.entries is not None and undo.entries[uid] is None
+    rec_arm(uid, 0.5)  # the memoised arms and event-id digests name the user
+    assert rec_arm.cache_info().currsize > 0 and id_hash.cache_info().currsize > 0
     await proc.forget(uid)  # (then a checkpoint without the user starts a new epoch)
     undo = (await proc.parts.undo.read(redis_client, [0]))[0]
     assert undo.entries is not None and undo.entries.get(uid) is None
+    assert rec_arm.cache_info().currsize == 0 and id_hash.cache_info().currsize == 0
 
 
 async def test_a_tampered_entry_stops_the_roll_back_of_its_partition(
