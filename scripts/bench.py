@@ -61,6 +61,7 @@ from bench_probe import (
     say,
 )
 from bench_report import check, config_summary, readme_table, stage_us_per_event
+from box_check import box_ms
 
 from streams.core.settings import Settings
 from streams.kafka import ensure_topics
@@ -146,7 +147,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     pre, rest, _ = prepare_events(args.users, args.seed, args.events)
     tag = uuid.uuid4().hex[:8]
     made: list[Settings] = []
-    result: dict[str, Any] = {"run_id": tag, "configs": {}}
+    result: dict[str, Any] = {"run_id": tag, "configs": {}, "box_check_ms": {}}
     ceiling_topic = f"bench{tag}.ceiling"
     try:
         for i, name in enumerate(("shared", "dedicated")):
@@ -162,6 +163,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 say("peer: a stock Faust agent doing nothing")
                 result["faust_noop"] = await faust_noop(s, loaded["events"], args.timeout)
                 say(f"peer: {result['faust_noop']['eps']:,.0f} events/s")
+            result["box_check_ms"][name] = box_ms()  # the box's state (scripts/box_check.py)
+            say(f"box check: {result['box_check_ms'][name]} ms")
             say(f"pipeline ({name}): the worker on the preloaded topic")
             detail, run, lat = await configuration(s, args, rest, dedicated=name == "dedicated")
             result["configs"][name] = detail
@@ -170,6 +173,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 result["profiles"] = await profile_sizes(s)
                 result["chart"] = args.out.with_suffix(".png").name
                 chart(run, result["ceiling"]["eps"], lat, args.out.with_suffix(".png"))
+        result["box_check_ms"]["end"] = box_ms()
+        say(f"box check: {result['box_check_ms']['end']} ms")
     finally:
         if not args.keep:
             for s in made:
@@ -231,6 +236,7 @@ def headline(detail: dict[str, Any]) -> dict[str, Any]:
         "redis_bytes_per_user": detail["redis"]["bytes_per_user"],
         "profile_bytes_per_user": detail["profiles"]["mean_bytes"],
         "events": detail["configs"]["shared"]["events"],
+        "box_check_ms": detail["box_check_ms"],
     }  # fmt: skip
 
 

@@ -97,3 +97,15 @@ def test_readme_and_docs_figures_are_generated_from_latest_json() -> None:
                     f"{path.name}: run python scripts/bench_report.py"
                 )
     assert found == {"readme", "performance", "sizing"}
+
+
+def test_the_box_check_is_reported_when_the_run_has_one() -> None:
+    report = load_script("bench_report")
+    latest = orjson.loads((report.RESULTS / "latest.json").read_bytes())
+    latest.pop("box_check_ms", None)
+    assert "box_check" not in report.performance_tables(latest, None)  # older runs: none
+    latest["box_check_ms"] = {"shared": 131.0, "dedicated": 190.4, "end": 129.6}
+    line = report.performance_tables(latest, None).splitlines()[-1]
+    assert line.endswith("before shared 131, before dedicated 190, at the end 130."), line
+    box = load_script("box_check")
+    assert box.box_ms(1) > 0
