@@ -3,8 +3,8 @@ updates, orjson round trips), best of a few rounds.
 
 On this shared 2-vCPU box the same code needs 30-70% more CPU per event in some runs than
 in others (docs/performance.md, "Ninth round"), worker and Redis alike. The workload
-below does not depend on the repository's code, so its time says what state the box was in
-when a benchmark ran: ``scripts/bench.py`` takes it before each configuration and at the
+below does not depend on the repository's code, so its time is meant to say what state the
+box was in when a benchmark ran (whether it tracks that slow state is not verified yet): ``scripts/bench.py`` takes it before each configuration and at the
 end (``box_check_ms`` in ``bench/results/latest.json``). Compare it between runs, not with
 other machines.
 
