@@ -126,79 +126,15 @@ class BatchProcessor:
         clock = StageClock(started)
         outbox = self.out.start_batch()
         await self.parts.settle()
-        incarnation = self.parts.sources.incarnation
-        records = records_of(batch, incarnation)
-        reached: set[int] = set()  # re-reads that end with this batch (at their last record)
-        if self.parts.replay_until:  # after a restart: batches that sent their outputs
-            outbox.muted = all(self.parts.replayed(r.partition, r.offset) for r in records)
-            passed = {r.partition for r in records if r.partition in self.parts.replay_until
-                      and not self.parts.replayed(r.partition, r.offset)}  # fmt: skip
-            if passed:
-                await self.parts.replay_passed(passed)
-            until = self.parts.replay_until
-            reached = {r.partition for r in records if r.offset == until.get(r.partition)}
-        valid, rejected = split(
-            records, Clock.from_settings(self.settings, round(time.time() * 1000)),
-            limits=self.limits, pseudonymise_key=self.pseudo_key,
-        )  # fmt: skip
-        valid, rejected = self.parts.tombstones.screen(valid, rejected)  # forgotten users
-        for rec, reason, detail in rejected:
-            await self.out.dead_letter(rec, reason, detail)
+        records = records_of(batch, self.parts.sources.incarnation)
+        reached = await self.replay_marks(records, outbox)
+        valid = await self.validate(records)
         clock.lap("validate")
         users = self.user_updates()
         partitions = {rec.partition for rec in records}
         sent_alerts: list[ChurnAlert] | None = None  # published early (with Redis's turn)
         if valid:
-            valid, unreadable = users.admit(valid)
-            verdicts = classify(valid, users.load, self.settings.max_events_per_min)
-            await self.reject_unwanted(valid, verdicts)
-            fresh = [rv for rv, v in zip(valid, verdicts, strict=True) if v == "fresh"]
-            # redelivered events go to Redis too: its own fence decides there
-            valid = [rv for rv, v in zip(valid, verdicts, strict=True) if v in KEPT]
-            clock.lap("classify")
-            applying = fresh
-            learnable = await self.detect_anomalies(valid, fresh, users)
-            if users.broken:  # an anomaly check failed: those users' events stay out
-                valid, fresh = users.without_broken(valid), users.without_broken(fresh)
-            clock.lap("anomalies")
-            due = plan_recommendations(
-                (e for _, e in fresh), lambda uid: last_rec_ms(users.load(uid)),
-                self.settings.rec_throttle_ms,
-            )  # fmt: skip
-            # Redis learns the batch (and scores the due recommendations) while this thread
-            # updates the profiles: the effects are independent, redis-server has its own core.
-            learning = asyncio.ensure_future(self.learn(learnable, due))
-            for _ in range(3):  # redis-py needs 2 turns to send the call (scripts/redis_overlap.py)
-                await asyncio.sleep(0)
-            try:
-                update_users(self.parts, fresh, learnable, users, due)
-                self.parts.seen({rec.partition for rec, _ in valid}, time.time())
-                clock.lap("users")
-                # still inside Redis's turn: the outputs that do not need its answer
-                for rec, event in [*unreadable, *applying]:
-                    if event.user_id in users.broken:
-                        reason = users.broken[event.user_id]
-                        await self.out.dead_letter(rec, "processing_error", reason)
-                shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
-                self.count_feedback(users.without_broken(fresh))
-                sent_alerts = await self.publish_changes(users)
-                if learning.done():  # refused already (Fenced, StateDiverged): write no more
-                    learning.result()
-                await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
-                                       self.arms.arm, shown, partitions)  # fmt: skip
-                clock.lap("publish")
-            except BaseException as exc:  # the learning call is awaited (or cancelled) too
-                if isinstance(exc, asyncio.CancelledError):
-                    learning.cancel()
-                await asyncio.gather(learning, return_exceptions=True)
-                raise
-            scored = await learning
-            clock.lap("similarity")
-            if self.parts.replay_until and not outbox.muted:  # a batch across the restart point
-                sent = {id(e) for rec, e in fresh if self.parts.replayed(rec.partition, rec.offset)}
-                keep = [i for i, e in enumerate(due) if id(e) not in sent]
-                due, scored = [due[i] for i in keep], [scored[i] for i in keep]
-            await self.out.recommendations(due, users.triggers, scored)
+            valid, sent_alerts = await self.apply(valid, users, outbox, partitions, clock)
         await self.seal(outbox, users, partitions, clock, sent_alerts)
         if reached:  # the crash point may be the log's last record: no later batch passes it
             await self.parts.replay_passed(reached)
@@ -211,6 +147,91 @@ class BatchProcessor:
             await self.retention.sweep()
             clock.lap("retention")
         self.telemetry.on_stages(clock.laps, clock.wall)
+
+    async def replay_marks(self, records: Sequence[Record], outbox: Outbox) -> set[int]:
+        """After a restart, batches that sent their outputs before it send nothing again
+        (``outbox.muted``); notes the re-read partitions this batch passes, and returns those
+        whose crash point is one of its records (passed once the batch is sealed)."""
+        if not self.parts.replay_until:
+            return set()
+        outbox.muted = all(self.parts.replayed(r.partition, r.offset) for r in records)
+        passed = {r.partition for r in records if r.partition in self.parts.replay_until
+                  and not self.parts.replayed(r.partition, r.offset)}  # fmt: skip
+        if passed:
+            await self.parts.replay_passed(passed)
+        until = self.parts.replay_until
+        return {r.partition for r in records if r.offset == until.get(r.partition)}
+
+    async def validate(self, records: Sequence[Record]) -> list[tuple[Record, Event]]:
+        """The valid events of the batch; the rest (and forgotten users' records) go to the
+        DLQ or are dropped (:meth:`Tombstones.screen`)."""
+        valid, rejected = split(
+            records, Clock.from_settings(self.settings, round(time.time() * 1000)),
+            limits=self.limits, pseudonymise_key=self.pseudo_key,
+        )  # fmt: skip
+        valid, rejected = self.parts.tombstones.screen(valid, rejected)  # forgotten users
+        for rec, reason, detail in rejected:
+            await self.out.dead_letter(rec, reason, detail)
+        return valid
+
+    async def apply(
+        self, valid: list[tuple[Record, Event]], users: UserUpdates, outbox: Outbox,
+        partitions: set[int], clock: StageClock,
+    ) -> tuple[list[tuple[Record, Event]], list[ChurnAlert]]:  # fmt: skip
+        """Classify, screen and apply the valid events, with Redis learning the batch (and
+        scoring its recommendations) meanwhile; the recommendations join the outbox. Returns
+        the events kept (for the metrics) and the alerts already published."""
+        valid, unreadable = users.admit(valid)
+        verdicts = classify(valid, users.load, self.settings.max_events_per_min)
+        await self.reject_unwanted(valid, verdicts)
+        fresh = [rv for rv, v in zip(valid, verdicts, strict=True) if v == "fresh"]
+        # redelivered events go to Redis too: its own fence decides there
+        valid = [rv for rv, v in zip(valid, verdicts, strict=True) if v in KEPT]
+        clock.lap("classify")
+        applying = fresh
+        learnable = await self.detect_anomalies(valid, fresh, users)
+        if users.broken:  # an anomaly check failed: those users' events stay out
+            valid, fresh = users.without_broken(valid), users.without_broken(fresh)
+        clock.lap("anomalies")
+        due = plan_recommendations(
+            (e for _, e in fresh), lambda uid: last_rec_ms(users.load(uid)),
+            self.settings.rec_throttle_ms,
+        )  # fmt: skip
+        # Redis learns the batch (and scores the due recommendations) while this thread
+        # updates the profiles: the effects are independent, redis-server has its own core.
+        learning = asyncio.ensure_future(self.learn(learnable, due))
+        for _ in range(3):  # redis-py needs 2 turns to send the call (scripts/redis_overlap.py)
+            await asyncio.sleep(0)
+        try:
+            update_users(self.parts, fresh, learnable, users, due)
+            self.parts.seen({rec.partition for rec, _ in valid}, time.time())
+            clock.lap("users")
+            # still inside Redis's turn: the outputs that do not need its answer
+            for rec, event in [*unreadable, *applying]:
+                if event.user_id in users.broken:
+                    reason = users.broken[event.user_id]
+                    await self.out.dead_letter(rec, "processing_error", reason)
+            shown = {e.event_id for e in due if users.triggers.get(e.user_id) is e}
+            self.count_feedback(users.without_broken(fresh))
+            sent_alerts = await self.publish_changes(users)
+            if learning.done():  # refused already (Fenced, StateDiverged): write no more
+                learning.result()
+            await self.kpis.record(users.without_broken(valid), users.alerts, outbox,
+                                   self.arms.arm, shown, partitions)  # fmt: skip
+            clock.lap("publish")
+        except BaseException as exc:  # the learning call is awaited (or cancelled) too
+            if isinstance(exc, asyncio.CancelledError):
+                learning.cancel()
+            await asyncio.gather(learning, return_exceptions=True)
+            raise
+        scored = await learning
+        clock.lap("similarity")
+        if self.parts.replay_until and not outbox.muted:  # a batch across the restart point
+            sent = {id(e) for rec, e in fresh if self.parts.replayed(rec.partition, rec.offset)}
+            keep = [i for i, e in enumerate(due) if id(e) not in sent]
+            due, scored = [due[i] for i in keep], [scored[i] for i in keep]
+        await self.out.recommendations(due, users.triggers, scored)
+        return valid, sent_alerts
 
     async def publish_changes(self, users: UserUpdates) -> list[ChurnAlert]:
         """The segment changes and alerts join the outbox (reading Redis at most: the alerts
