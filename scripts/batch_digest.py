@@ -39,8 +39,11 @@ def digest(value: object) -> str:
 
 
 async def run(users: int, seed: int, days: int, batch: int, partitions: int) -> list[str]:
-    events, _ = generate(users=users, seed=seed, days=days)
-    shop = fake_shop(Settings(max_events_per_min=0, partitions=partitions))
+    events, _ = generate(users=users, seed=seed, days=days, bots=3)  # bots: anomalies
+    shop = fake_shop(Settings(
+        max_events_per_min=0, partitions=partitions, churn_min_labels=0, churn_min_customers=5,
+        churn_alert_max_age_days=0,  # a replay of old events: publish its alerts too
+    ))  # fmt: skip
     proc = new_processor(shop)
     offsets = [0] * partitions
     msgs = []
