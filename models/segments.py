@@ -169,8 +169,15 @@ def nearest(centers: Mapping[int, MutableMapping[str, float]], x: Mapping[str, f
     (1, 0)
     """
     best, best_d = 0, math.inf
+    xkeys, xsorted = x.keys(), None
     for c, center in centers.items():
-        d = sum(abs(center[k] - x.get(k, 0)) ** p for k in sorted({*center.keys(), *x.keys()}))
+        if center.keys() == xkeys:  # the usual case: one sorted list serves every center
+            if xsorted is None:
+                xsorted = sorted(xkeys)
+            keys = xsorted
+        else:
+            keys = sorted({*center.keys(), *xkeys})
+        d = sum(abs(center[k] - x.get(k, 0)) ** p for k in keys)
         if d < best_d:
             best, best_d = c, d
     return best
