@@ -66,9 +66,10 @@ def _pct(values: list[float], q: float) -> float | None:
 def observe_many(hist: Histogram, values: Sequence[float]) -> None:
     """``hist.observe(v)`` for each of ``values``, with one increment per bucket: a batch's
     per-record latencies cost one bisection each instead of a locked increment of the sum
-    and of a bucket (prometheus_client's ``observe``). Relies on the histogram's
-    ``_upper_bounds`` / ``_buckets`` / ``_sum`` (0.20 to 0.26; checked against ``observe``
-    by ``tests/unit/telemetry``); without them it observes one by one.
+    and of a bucket (prometheus_client's ``observe``). Relies on the histogram's private
+    ``_upper_bounds`` / ``_buckets`` / ``_sum`` (as in prometheus_client 0.26; checked
+    against ``observe`` by ``tests/unit/test_telemetry.py``); without them it observes one
+    by one.
 
     >>> from prometheus_client import CollectorRegistry
     >>> h = Histogram("x", "x", buckets=(1, 2), registry=CollectorRegistry())
