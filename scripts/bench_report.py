@@ -241,10 +241,11 @@ def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None)
     lines.append(total)
     box = latest.get("box_check_ms")  # runs before 2026-12-03 evening: none
     if box:
-        lines += ["", "The box's state during the run (`scripts/box_check.py`: CPU ms of a fixed "
-                  "workload, before each configuration and at the end; the same box when quiet: "
-                  "~130): " + ", ".join(f"{'at the end' if k == 'end' else 'before ' + k} "
-                                        f"{v:.0f}" for k, v in box.items()) + "."]  # fmt: skip
+        when = ", ".join(f"{'at the end' if k == 'end' else 'before ' + k} {v:.0f}"
+                         for k, v in box.items())  # fmt: skip
+        lines += ["", "CPU contention during the run (`scripts/box_check.py`: CPU ms of a fixed "
+                  "small workload, before each configuration and at the end; ~130 on this box "
+                  f"when quiet; it misses some slowdowns of the box, docs/performance.md): {when}."]
     if scale_out:
         sm = scale_out["machine"]
         lines += ["", f"Scale-out drain ({scale_out['measured_at'][:10]}, commit "

@@ -3,8 +3,10 @@ updates, orjson round trips), best of a few rounds.
 
 On this shared 2-vCPU box the same code needs 30-70% more CPU per event in some runs than
 in others (docs/performance.md, "Ninth round"), worker and Redis alike. The workload
-below does not depend on the repository's code, so its time is meant to say what state the
-box was in when a benchmark ran (whether it tracks that slow state is not verified yet): ``scripts/bench.py`` takes it before each configuration and at the
+below does not depend on the repository's code; it was meant to say what state the box was
+in when a benchmark ran, but its small working set missed a 13% slowdown of the batch code
+once (docs/performance.md, "Running the benchmark"): read it as a check of CPU contention
+only. ``scripts/bench.py`` takes it before each configuration and at the
 end (``box_check_ms`` in ``bench/results/latest.json``). Compare it between runs, not with
 other machines.
 
