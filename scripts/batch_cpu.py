@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.core.settings import Settings
 from streams.tools.generate import generate
-from tests.support.fakes import fake_shop, message, new_processor
+from tests.support.fakes import fake_shop, keyed_messages, new_processor
 
 
 def records(users: int, seed: int, partitions: int) -> list[tuple[int, bytes, bytes]]:
@@ -40,12 +40,7 @@ def records(users: int, seed: int, partitions: int) -> list[tuple[int, bytes, by
 async def one_run(recs: list[tuple[int, bytes, bytes]], batch: int, partitions: int) -> float:
     shop = fake_shop(Settings(max_events_per_min=0, partitions=partitions))
     proc = new_processor(shop)
-    offsets = [0] * partitions
-    msgs = []
-    now = time.time()
-    for p, key, value in recs:
-        msgs.append(message("events", p, offsets[p], key, value, now))
-        offsets[p] += 1
+    msgs = keyed_messages(recs, time.time())
     started = time.process_time()
     for i in range(0, len(msgs), batch):
         await proc.process(msgs[i : i + batch])

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.core.settings import Settings
 from streams.tools.generate import generate
-from tests.support.fakes import fake_shop, message, new_processor
+from tests.support.fakes import fake_shop, keyed_messages, new_processor
 
 TOPICS = ("dlq", "recommendations", "churn_alerts", "segments", "anomalies", "kpis",
           "alert_outcomes")  # fmt: skip
@@ -45,13 +45,11 @@ async def run(users: int, seed: int, days: int, batch: int, partitions: int) -> 
         churn_alert_max_age_days=0,  # a replay of old events: publish its alerts too
     ))  # fmt: skip
     proc = new_processor(shop)
-    offsets = [0] * partitions
-    msgs = []
-    for e in events:
-        p = zlib.crc32(e["user_id"].encode()) % partitions
-        msgs.append(message("events", p, offsets[p], e["user_id"].encode(), orjson.dumps(e),
-                            NOW_S))  # fmt: skip
-        offsets[p] += 1
+    msgs = keyed_messages(
+        [(zlib.crc32(e["user_id"].encode()) % partitions, e["user_id"].encode(), orjson.dumps(e))
+         for e in events],
+        NOW_S,
+    )  # fmt: skip
     for i in range(0, len(msgs), batch):
         await proc.process(msgs[i : i + batch])
     lines = [f"events {len(msgs)}"]

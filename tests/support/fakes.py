@@ -253,6 +253,19 @@ def new_processor(shop: ShopApp) -> Any:
     return BatchProcessor(shop)
 
 
+def keyed_messages(
+    records: Sequence[tuple[int, bytes, bytes]], timestamp_s: float | None = None
+) -> list[Any]:
+    """:func:`message` of each ``(partition, key, value)`` on topic ``events``, with the
+    offsets a Kafka partition would give them (0, 1, ... per partition, in order)."""
+    offsets: dict[int, int] = {}
+    out = []
+    for p, key, value in records:
+        out.append(message("events", p, offsets.get(p, 0), key, value, timestamp_s))
+        offsets[p] = offsets.get(p, 0) + 1
+    return out
+
+
 def message(
     topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
     timestamp_s: float | None = None,
