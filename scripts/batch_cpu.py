@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import statistics
 import sys
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.core.settings import Settings
 from streams.tools.generate import generate
+from streams.worker import heap
 from tests.support.fakes import fake_shop, keyed_messages, new_processor
 
 
@@ -54,16 +56,34 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--young", type=int, default=heap.YOUNG_THRESHOLD,
+                        help="young-generation GC threshold (the worker's; CPython's is 700)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     recs = records(args.users, args.seed, args.partitions)
+    heap.settle(args.young)  # as `shopstream worker` does
+    collections, gc_s = [0, 0, 0], [0.0, 0.0, 0.0]
+    started = [0.0]
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections[info["generation"]] += 1
+            gc_s[info["generation"]] += time.perf_counter() - started[0]
+
+    gc.callbacks.append(count)
     runs = [
         asyncio.run(one_run(recs, args.batch, args.partitions)) for _ in range(args.repeat)
     ]
+    gc.callbacks.remove(count)
     print(
         f"{len(recs)} events, batches of {args.batch}, {args.partitions} partitions: "
         f"CPU per event best {min(runs):.1f} us, median {statistics.median(runs):.1f} us "
-        f"(runs: {', '.join(f'{r:.1f}' for r in runs)})"
+        f"(runs: {', '.join(f'{r:.1f}' for r in runs)}); cyclic GC (young threshold "
+        f"{args.young}) per run: {'/'.join(f'{n / args.repeat:.1f}' for n in collections)} "
+        f"collections of generation 0/1/2, {sum(gc_s) / args.repeat / len(recs) * 1e6:.1f} us "
+        f"per event; a full one {gc_s[2] * 1e3 / max(collections[2], 1):.1f} ms on average"
     )
 
 
