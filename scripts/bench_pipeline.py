@@ -36,6 +36,7 @@ from bench_probe import (
     ROOT,
     WORK,
     Run,
+    batch_rate,
     batch_stats,
     cores,
     cpu_us_per_event,
@@ -162,8 +163,11 @@ async def _drain_and_offer(
             run.first_batches = scrape_batches(s.web_port)
 
         done = await drain(run, pid, t0, admin, args.timeout, first_commit)
-        rate = pipeline_rate(run.samples, done)
         drained = scrape_batches(s.web_port)
+        # events/s between batch ends (exact), the committed-offset figure kept beside it
+        committed = pipeline_rate(run.samples, done)
+        rate = batch_rate(run.first_batches or drained, drained) or dict(committed)
+        rate["committed"] = committed
         rate["batches"] = batch_stats(run.first_batches or drained, drained)
         first = next(x for x in run.samples if x.committed > 0)
         rate["cpu_cores_used"] = cpu_util(run.samples, first, done)

@@ -121,6 +121,11 @@ class Telemetry:
             p + "dlq", "Records sent to the DLQ, by reason.", ["reason"], registry=r
         )
         self.m_batches = PCounter(p + "batches", "Batches processed.", registry=r)
+        self.m_last_batch = Gauge(
+            p + "last_batch_timestamp_seconds",
+            "Unix time the last batch ended (alert when it stops moving while there is lag).",
+            registry=r,
+        )  # fmt: skip
         self.m_batch_s = Histogram(p + "batch_processing_seconds", "Processing time of one batch.",
                                    buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.m_stage = PCounter(
@@ -287,6 +292,7 @@ class Telemetry:
         self.totals["events_in"] += n_events
         self.m_batches.inc()
         self.m_batch_s.observe(seconds)
+        self.m_last_batch.set(now)
         if len(b["batch"]) < MAX_SAMPLES:
             b["batch"].append(seconds)
         for etype, n in by_type.items():

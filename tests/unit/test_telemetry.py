@@ -92,6 +92,7 @@ def test_metrics_parse_as_prometheus_text_with_the_expected_values() -> None:
     assert s[("shopstream_model_state_refused_total", (("source", "handover"),))] == 2
     assert s[("shopstream_model_state_refused_total", (("source", "checkpoint"),))] == 1
     assert s[("shopstream_batch_processing_seconds_count", ())] == 1
+    assert s[("shopstream_last_batch_timestamp_seconds", ())] == clock.t  # the batch's end
     assert s[("shopstream_end_to_end_latency_seconds_count", ())] == 100
     assert s[("shopstream_end_to_end_latency_seconds_bucket", (("le", "0.25"),))] == 100
     assert "version=0.0.4" in CONTENT_TYPE
