@@ -186,13 +186,19 @@ async def scale_out(args: argparse.Namespace) -> dict[str, Any]:
     pre, _, _ = prepare_events(args.users, args.seed, args.events)
     tag = uuid.uuid4().hex[:8]
     runs = []
+    loaded: dict[str, Any] = {"events": 0}
     for n in (1, 2, 4):
         s = fresh_settings(f"bench{tag}x{n}", args.partitions)
         try:
-            loaded = await preload(s, pre)
+            await ensure_topics(s)
             say(f"scale-out: {n} worker(s)")
             try:
-                runs.append(await scale_out_drain(s, n, args.timeout))
+
+                async def load(s: Settings = s) -> None:
+                    nonlocal loaded
+                    loaded = await preload(s, pre)
+
+                runs.append(await scale_out_drain(s, n, args.timeout, load))
             except SystemExit as exc:  # a stalled drain is a result too: say so, go on
                 runs.append({"workers": n, "eps": None, "cpu_us_per_event": {},
                              "error": str(exc)})  # fmt: skip

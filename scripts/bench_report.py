@@ -119,6 +119,18 @@ def _n(v: Any, fmt: str = ",.0f") -> str:
     return "—" if v is None or v != v else format(v, fmt)
 
 
+def _preloaded(latest: dict[str, Any]) -> str:
+    """The preloaded events, where the run recorded them.
+
+    >>> _preloaded({"detail": {"preload": {"events": 95721}}})
+    '95,721 events preloaded, '
+    >>> _preloaded({"detail": {}})
+    ''
+    """
+    events = latest.get("detail", {}).get("preload", {}).get("events")
+    return f"{events:,} events preloaded, " if events else ""
+
+
 def readme_table(latest: dict[str, Any]) -> str:
     m, sh, de = latest["machine"], latest["configs"]["shared"], latest["configs"]["dedicated"]
     rows = [
@@ -147,9 +159,10 @@ def readme_table(latest: dict[str, Any]) -> str:
     lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
     lines.append(
         f"\nMeasured by `make bench` on {latest['measured_at'][:10]} (commit "
-        f"{latest.get('commit', '?')}): {latest['events']:,} events, {latest['partitions']} "
-        f"partitions; {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python "
-        f"{m['python']}, Kafka {m['kafka']}, Redis {m['redis']}; {m['note']} (load average "
+        f"{latest.get('commit', '?')}): {_preloaded(latest)}{latest['events']:,} events in the "
+        f"measured drain (shared), {latest['partitions']} partitions; {m['cpu']}, "
+        f"{m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, Kafka {m['kafka']}, "
+        f"Redis {m['redis']}; {m['note']} (load average "
         f"{m.get('loadavg_1m_start', '?')} at the start, {m.get('loadavg_1m', '?')} at the end)."
     )
     return "\n".join(lines)
@@ -244,13 +257,15 @@ def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None)
         when = ", ".join(f"{'at the end' if k == 'end' else 'before ' + k} {v:.0f}"
                          for k, v in box.items())  # fmt: skip
         lines += ["", "CPU contention during the run (`scripts/box_check.py`: CPU ms of a fixed "
-                  "small workload, before each configuration and at the end; ~130 on this box "
-                  f"when quiet; it misses some slowdowns of the box, docs/performance.md): {when}."]
+                  "small workload, before each configuration and at the end; when quiet ~130 on "
+                  "the box of 2026-12-03, ~73 on the faster one of 2026-12-04; it misses some "
+                  f"slowdowns of the box, docs/performance.md): {when}."]
     if scale_out:
         sm = scale_out["machine"]
         lines += ["", f"Scale-out drain ({scale_out['measured_at'][:10]}, commit "
                   f"{scale_out.get('commit', '?')}, `make bench BENCH_ARGS=--scale-out`, all "
-                  f"workers unpinned, {scale_out['events']:,} events, load average "
+                  f"workers unpinned, {scale_out['events']:,} events loaded once their group is "
+                  "stable, load average "
                   f"{sm.get('loadavg_1m_start', '?')} to {sm.get('loadavg_1m', '?')}):", "",
                   "| workers | events/s | worker CPU µs per event, all workers | Redis | Kafka |",
                   "|---|---|---|---|---|"]  # fmt: skip
