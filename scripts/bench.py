@@ -40,6 +40,7 @@ import os
 import subprocess
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -186,19 +187,13 @@ async def scale_out(args: argparse.Namespace) -> dict[str, Any]:
     pre, _, _ = prepare_events(args.users, args.seed, args.events)
     tag = uuid.uuid4().hex[:8]
     runs = []
-    loaded: dict[str, Any] = {"events": 0}
     for n in (1, 2, 4):
         s = fresh_settings(f"bench{tag}x{n}", args.partitions)
         try:
             await ensure_topics(s)
             say(f"scale-out: {n} worker(s)")
             try:
-
-                async def load(s: Settings = s) -> None:
-                    nonlocal loaded
-                    loaded = await preload(s, pre)
-
-                runs.append(await scale_out_drain(s, n, args.timeout, load))
+                runs.append(await scale_out_drain(s, n, args.timeout, partial(preload, s, pre)))
             except SystemExit as exc:  # a stalled drain is a result too: say so, go on
                 runs.append({"workers": n, "eps": None, "cpu_us_per_event": {},
                              "error": str(exc)})  # fmt: skip
@@ -209,7 +204,8 @@ async def scale_out(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if not args.keep:
                 await cleanup(s, [])
-    return {"events": loaded["events"], "partitions": args.partitions, "runs": runs}
+    events = next((r["loaded"] for r in runs if "loaded" in r), 0)
+    return {"events": events, "partitions": args.partitions, "runs": runs}
 
 
 def commit() -> str:

@@ -53,7 +53,7 @@ from bench_probe import (
 )
 
 from streams.core.settings import Settings
-from streams.kafka import client_options
+from streams.kafka import client_options, group_members
 
 SETTLE_S = 3.0  # after the group is stable: the workers' (empty) recovery and first fetch
 
@@ -237,21 +237,15 @@ async def _sample_forever(run: Run, pid: int, t0: float, admin: AIOKafkaAdminCli
         await asyncio.sleep(0.5)
 
 
-async def stable_members(admin: AIOKafkaAdminClient, group: str) -> int:
-    """Members of ``group`` if it is in the Stable state (no rebalance running), else 0."""
-    groups = [g for r in await admin.describe_consumer_groups([group])
-              for g in r.to_object()["groups"] if g["group"] == group]  # fmt: skip
-    return sum(len(g["members"]) for g in groups if g["state"] == "Stable")
-
-
 async def scale_out_drain(
-    s: Settings, n: int, limit_s: float, load: Callable[[], Awaitable[Any]]
+    s: Settings, n: int, limit_s: float, load: Callable[[], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
     """``n`` workers of one group join on the empty topic; once the group is stable with all
-    ``n`` (and ``SETTLE_S`` more for their recovery), ``load`` fills the topic and they drain
-    it: events/s and CPU per event of all of them, without the start-up rebalances (workers
-    started on a full topic let the first one to join process for seconds, then rebalance,
-    recover and redo the uncommitted part inside the measured span)."""
+    ``n`` (and ``SETTLE_S`` more for their recovery), ``load`` fills the topic (it returns
+    :func:`bench.preload`'s summary) and they drain it: events/s and CPU per event of all of
+    them, without the start-up rebalances (workers started on a full topic let the first one
+    to join process for seconds, then rebalance, recover and redo the uncommitted part
+    inside the measured span)."""
     run = Run(settings=s, ceiling_topic="")
     run.pids = await service_pids(s)
     procs = start_workers(s, n)
@@ -261,14 +255,14 @@ async def scale_out_drain(
     await admin.start()
     try:
         deadline = time.monotonic() + limit_s
-        while await stable_members(admin, s.app_id) < n:
+        while await group_members(s, stable=True) < n:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{n} workers did not form a stable group in {limit_s:.0f} s")
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"a worker exited before the group formed; see {WORK}")
             await asyncio.sleep(0.5)
         await asyncio.sleep(SETTLE_S)
-        await load()
+        loaded = await load()
         done = await drain(run, procs[0].pid, time.monotonic(), admin, limit_s)
     finally:
         await admin.close()
@@ -276,5 +270,5 @@ async def scale_out_drain(
     rate = pipeline_rate(run.samples, done)
     first = next(x for x in run.samples if x.committed > 0)
     rate["cpu_us_per_event"] = cpu_us_per_event(first, done, rate["events"])
-    rate["workers"] = n
+    rate["workers"], rate["loaded"] = n, loaded["events"]
     return rate

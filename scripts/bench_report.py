@@ -257,9 +257,8 @@ def performance_tables(latest: dict[str, Any], scale_out: dict[str, Any] | None)
         when = ", ".join(f"{'at the end' if k == 'end' else 'before ' + k} {v:.0f}"
                          for k, v in box.items())  # fmt: skip
         lines += ["", "CPU contention during the run (`scripts/box_check.py`: CPU ms of a fixed "
-                  "small workload, before each configuration and at the end; when quiet ~130 on "
-                  "the box of 2026-12-03, ~73 on the faster one of 2026-12-04; it misses some "
-                  f"slowdowns of the box, docs/performance.md): {when}."]
+                  "small workload, before each configuration and at the end; docs/performance.md"
+                  f" says what it shows and what it misses): {when}."]
     if scale_out:
         sm = scale_out["machine"]
         lines += ["", f"Scale-out drain ({scale_out['measured_at'][:10]}, commit "

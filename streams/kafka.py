@@ -12,7 +12,12 @@ from typing import Any
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import IncompatibleBrokerVersion, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    IncompatibleBrokerVersion,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from streams.core.errors import BrokerUnavailable
 from streams.core.settings import Settings
@@ -335,3 +340,30 @@ async def committed_offsets(settings: Settings) -> dict[int, int]:
         tp.partition: meta.offset for tp, meta in offsets.items()
         if tp.topic == settings.topic_events and meta.offset >= 0
     }  # fmt: skip
+
+
+async def group_members(
+    settings: Settings, *, stable: bool = False, coordinator_wait_s: float = 15.0
+) -> int:
+    """Members of the worker's consumer group right now (0: no worker is running); with
+    ``stable``, 0 as well while the group rebalances (state other than ``Stable``).
+
+    A broker that has never had a group answers "coordinator not available" while it creates
+    its offsets topic (the first lookup starts that): asked again for up to
+    ``coordinator_wait_s`` seconds, then the error is raised."""
+    deadline = time.monotonic() + coordinator_wait_s
+    while True:
+        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
+        try:  # start inside: a caller's timeout that cancels the start still closes the client
+            await admin.start()
+            responses = await admin.describe_consumer_groups([settings.app_id])
+            break
+        except GroupCoordinatorNotAvailableError:
+            if time.monotonic() >= deadline:
+                raise
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
+    groups = [g for r in responses for g in r.to_object()["groups"]
+              if g["group"] == settings.app_id and (g["state"] == "Stable" or not stable)]
+    return sum(len(g["members"]) for g in groups)

@@ -32,26 +32,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from streams.core.errors import ConfigError
 from streams.core.settings import Settings
-from streams.kafka import client_options, committed_offsets, describe
+from streams.kafka import (
+    changelog_topic,
+    client_options,
+    committed_offsets,
+    describe,
+    group_members,
+)
 from streams.tools.evaluate_churn import partition_of
 
 log = logging.getLogger(__name__)
-
-
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-profiles-changelog"
-
-
-async def group_members(settings: Settings) -> int:
-    """Members of the worker's consumer group right now (0: no worker is running)."""
-    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
-    await admin.start()
-    try:
-        responses = await admin.describe_consumer_groups([settings.app_id])
-    finally:
-        await admin.close()
-    groups = [g for r in responses for g in r.to_object()["groups"]]
-    return sum(len(g["members"]) for g in groups if g["group"] == settings.app_id)
 
 
 async def read_state(

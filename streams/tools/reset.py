@@ -25,8 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from models.similarity import delete_prefix, key_base
 from streams.core.errors import ConfigError
 from streams.core.settings import Settings
-from streams.kafka import client_options, describe, ensure_topics
-from streams.tools.repartition import changelog_topic, group_members
+from streams.kafka import changelog_topic, client_options, describe, ensure_topics, group_members
 from streams.worker.tombstones import restore_fences, save_fences
 
 

@@ -142,7 +142,7 @@ def _owner_first(a: WorkerProcess, b: WorkerProcess) -> tuple[WorkerProcess, Wor
 
 
 async def _empty(settings: Settings) -> bool:
-    from streams.tools.repartition import group_members
+    from streams.kafka import group_members
 
     return await group_members(settings) == 0
 

@@ -45,7 +45,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from models.similarity import delete_prefix, key_base
 from streams.core.settings import Settings
-from streams.kafka import client_options, ensure_topics
+from streams.kafka import client_options, ensure_topics, group_members
 from streams.tools.generate import generate
 from tests.support.chaos import BOOKKEEPING
 from tests.support.worker import WorkerProcess, committed, free_port, produce, secret
@@ -93,13 +93,6 @@ async def group_lag(s: Settings, admin: AIOKafkaAdminClient, consumer: AIOKafkaC
     return sum(ends[tp] - max(0, committed.get(tp.partition, 0)) for tp in parts)
 
 
-async def group_members(s: Settings, admin: AIOKafkaAdminClient) -> int:
-    [resp] = await admin.describe_consumer_groups([s.app_id])
-    [group] = resp.groups
-    state, members = group[2], group[5]
-    return len(members) if state == "Stable" else 0
-
-
 async def wait_drained(s: Settings, deadline_s: float) -> None:
     admin = AIOKafkaAdminClient(**client_options(s))
     consumer = AIOKafkaConsumer(**client_options(s))
@@ -117,18 +110,9 @@ async def wait_drained(s: Settings, deadline_s: float) -> None:
         await admin.close()
 
 
-async def group_members_now(s: Settings) -> int:
-    admin = AIOKafkaAdminClient(**client_options(s))
-    await admin.start()
-    try:
-        return await group_members(s, admin)
-    finally:
-        await admin.close()
-
-
 async def wait_members(s: Settings, want: int, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
-    while await group_members_now(s) != want:
+    while await group_members(s, stable=True) != want:
         if time.monotonic() >= deadline:
             raise AssertionError(f"group {s.app_id} never had {want} stable members")
         await asyncio.sleep(0.5)
@@ -316,7 +300,7 @@ async def outcomes(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Out
                 for w in late:
                     w.start()
                 sent = head
-                while await group_members_now(s) != n_workers:
+                while await group_members(s, stable=True) != n_workers:
                     assert time.monotonic() < deadline + 45, "second worker never joined"
                     await produce(s, data[sent : sent + 10])
                     sent += 10
