@@ -6,9 +6,14 @@ Replays a JSONL file of contract events (default: the bench's generated file) th
 the batch's last item events), against the Redis server of ``SHOPSTREAM_REDIS_URL`` under a
 fresh key prefix that is deleted afterwards. Reports redis-server's CPU (``INFO cpu``: user
 + system) per event and per scored recommendation, over ``--rounds`` rounds (the median).
-Other clients of the same server add to its CPU: run it on a quiet server.
+Other clients of the same server add to its CPU: run it on a quiet server. ``--file`` may also
+be a YOOCHOOSE-style ``SessionId ItemId Time`` TSV (real clicks: each becomes a ``view``,
+in time order; give it twice to join two files, e.g. ``train_tr`` and ``train_valid``).
 
     PYTHONPATH=. .venv/bin/python scripts/redis_cost.py --events 40000 --rounds 3
+    PYTHONPATH=. .venv/bin/python scripts/redis_cost.py --events 70000 --due 0 \
+        --file ../shared/data/yoochoose-clicks-100k_train_tr.txt \
+        --file ../shared/data/yoochoose-clicks-100k_train_valid.txt
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import uuid
 import zlib
 from pathlib import Path
 
+import orjson
 from redis.asyncio import Redis
 
 from models.similarity.store import SimilarityStore
 from streams.core.events import Event
 from streams.core.settings import Settings
 from streams.core.wire import parse_event
+from streams.tools.replay import tsv_events
 from streams.worker.configs import rec_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,9 +91,25 @@ async def one_round(
     return used, scored, calls
 
 
+def read_lines(files: list[Path], limit: int) -> list[bytes]:
+    """The first ``limit`` events of ``files`` as JSON lines (TSV clicks joined, in time order)."""
+    if files[0].suffix not in (".txt", ".tsv"):
+        with files[0].open("rb") as f:
+            return [line for _, line in zip(range(limit), f, strict=False)]
+    events = []
+    for path in files:
+        with path.open(encoding="utf-8") as f:
+            events += [e for e in tsv_events(f, path.stem[:20]) if e is not None]
+    events.sort(key=lambda e: e["ts"])
+    return [orjson.dumps(e) for e in events[:limit]]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    parser.add_argument(
+        "--file", type=Path, action="append",
+        help=f"contract-event JSONL, or a SessionId/ItemId/Time TSV (default {DEFAULT_FILE})",
+    )  # fmt: skip
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=Settings().batch_size)
     parser.add_argument("--due", type=int, default=40, help="recommendations scored per batch")
@@ -96,8 +119,7 @@ async def main() -> None:
         help="also print each Redis command's calls and CPU per event (INFO commandstats)",
     )  # fmt: skip
     args = parser.parse_args()
-    with args.file.open("rb") as f:
-        lines = [line for _, line in zip(range(args.events), f, strict=False)]
+    lines = read_lines(args.file or [DEFAULT_FILE], args.events)
     redis = Redis.from_url(Settings().redis_url)
     per_event, per_rec = [], []
     totals: dict[str, list[float]] = {}

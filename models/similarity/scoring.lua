@@ -60,6 +60,7 @@ end
 -- the neighbourhood scores of those items: the neighbourhood re-distributes a KW share of the
 -- item-to-item mass, so its scale never competes with the repeat boost.
 local function score(items, gnow, k, keep, boost, self, now)
+  flush_rows()  -- the rows and counts as this call's learning left them
   keep = unhidden(keep)  -- [hidden items]
   local acc, cands = {}, {}
   local function add(c, v)  -- acc[c] += v; c becomes a candidate with its first score

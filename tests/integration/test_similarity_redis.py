@@ -190,6 +190,46 @@ def reference_scores(
     ), kn  # fmt: skip
 
 
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["view", "view", "add_to_cart", "purchase"]),
+                          st.integers(0, 7), st.integers(0, 2), st.integers(0, 900_000)),
+                min_size=1, max_size=60),
+       st.sampled_from([True, False]), st.integers(2, 6))
+def test_one_call_writes_what_one_call_per_click_writes(
+    clicks: list[tuple[str, int, int, int]], skiplist: bool, max_neighbours: int
+) -> None:
+    """A batch's row and popularity writes are deferred to the end of the call (one read and
+    one write per key, not one ZINCRBY per click): the store holds exactly what learning the
+    same clicks one call each leaves, byte for byte (DUMP), also for rows pruned inside the
+    call (few items, sets of 2-6 neighbours)."""
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url(), decode_responses=False)
+        config = replace(rec_config(Settings()), max_neighbours=max_neighbours,
+                         session_window=5, skiplist_neighbours=skiplist)  # fmt: skip
+        batched, per_click = (SimilarityStore(client, prefix=f"t-{uuid.uuid4().hex[:10]}",
+                                              config=config) for _ in range(2))  # fmt: skip
+        try:
+            records = [ev(n, f"i{i}", session=f"s{s}", user=f"u{s}", etype=t, ts=T0 + ts)
+                       for n, (t, i, s, ts) in enumerate(sorted(clicks, key=lambda c: c[3]))]
+            assert await batched.apply_batch("events", 0, records) == len(records)
+            for record in records:
+                assert await per_click.apply_batch("events", 0, [record]) == 1
+
+            async def contents(store: SimilarityStore) -> dict[bytes, bytes | None]:
+                snap = await snapshot(store)
+                return {k.replace(store.base.encode(), b""): v for k, v in snap.items()}
+
+            assert await contents(batched) == await contents(per_click)
+        finally:
+            await batched.delete_all()
+            await per_click.delete_all()
+            await client.aclose()
+
+    asyncio.run(run())
+
+
 async def test_learning_and_scoring_match_the_python_reference(make_store: StoreFactory) -> None:
     store = await make_store(repeat_boost=0.5)
     clicks = [("s1", i, T0) for i in "abacbdeb"]
