@@ -85,9 +85,7 @@ async def one_round(
         name: (n - before_calls.get(name, (0, 0.0))[0], cpu - before_calls.get(name, (0, 0.0))[1])
         for name, (n, cpu) in (await command_calls(redis)).items()
     }  # the round's own calls: not the clean-up below
-    keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
-    for i in range(0, len(keys), 1000):
-        await redis.delete(*keys[i : i + 1000])
+    await store.delete_all()  # its keys are "{prefix}:…": a match on "prefix*" found none
     return used, scored, calls
 
 

@@ -198,7 +198,8 @@ end
 -- clicks: ~10 times per row in the bench) costs one read and one write instead of one
 -- ZINCRBY per click. Exact: each key's final state depends only on its own increments, in
 -- click order (the same double additions as ZINCRBY), and a key that could reach its prune
--- point inside the call is written click by click, as learning did before (touch()).
+-- point inside the call is written click by click, as learning did before (touch()). A key
+-- incremented once is written with ZADD XX INCR (and a plain ZADD if the member is new).
 -- PEND[key] = {members, increments, clicks} in click order; PKEYS: keys in first-touch order.
 local PEND, PKEYS, CLICK = {}, {}, 0
 local PPM, PPV = {}, {}  -- popularity: item, growth-weighted increment, in click order
@@ -236,9 +237,14 @@ local function touch(key, added)
 end
 
 -- Increments ms[i] += vs[i] (distinct members) of key; returns how many members are new.
+-- Exactly: a ZINCRBY reply equal to the increment does not tell a new member from one whose
+-- score was 0 or negligible next to it (a pair learned hours apart, time-decayed to ~1e-20);
+-- counting such a member as new made CARD one too high and pruned a member too early.
 local function add_members(key, ms, vs, first, last)
-  if first == last then  -- a new member comes back with exactly its increment
-    return tonumber(redis.call('ZINCRBY', key, vs[first], ms[first])) == vs[first] and 1 or 0
+  if first == last then  -- ZADD XX INCR adds as ZINCRBY does, and only to a member that exists
+    if redis.call('ZADD', key, 'XX', 'INCR', vs[first], ms[first]) then return 0 end
+    redis.call('ZADD', key, vs[first], ms[first])
+    return 1
   end
   local old = redis.call('ZMSCORE', key, unpack(ms, first, last))
   local args, added = {}, 0

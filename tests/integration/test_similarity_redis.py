@@ -193,7 +193,8 @@ def reference_scores(
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(["view", "view", "add_to_cart", "purchase"]),
-                          st.integers(0, 7), st.integers(0, 2), st.integers(0, 900_000)),
+                          st.integers(0, 7), st.integers(0, 2),
+                          st.integers(0, 6 * 3_600_000)),  # hours apart: time-decayed to ~0
                 min_size=1, max_size=60),
        st.sampled_from([True, False]), st.integers(2, 6))
 def test_one_call_writes_what_one_call_per_click_writes(
@@ -229,6 +230,36 @@ def test_one_call_writes_what_one_call_per_click_writes(
 
     asyncio.run(run())
 
+
+async def test_a_member_with_a_negligible_score_is_not_counted_as_new(
+    make_store: StoreFactory,
+) -> None:
+    """Found by review: a pair learned 1000 s apart with ``pair_time_decay_s`` 1 leaves x in
+    n:a with a score of 0, so adding to it returns exactly the increment. Counting x as a new
+    member made the set's cached size one too high, and within one call the prune removed a
+    member one click early (x kept per click, y3 kept by the call)."""
+    one = await make_store(max_neighbours=2, pair_time_decay_s=1.0)
+    per = await make_store(max_neighbours=2, pair_time_decay_s=1.0)
+    history = [ev(0, "a", session="s0", ts=T0), ev(1, "x", session="s0", ts=T0 + 1_000_000)]
+    t = T0 + 2_000_000
+    batch = [ev(2 + 2 * n + j, item, session=f"s{n + 1}", ts=t + 2 * n + j,
+                etype="view" if item == "y3" else ("purchase" if j else "view"))
+             for n, second in enumerate(["y1", "x", "y2", "y3"])
+             for j, item in enumerate(["a", second])]  # fmt: skip
+    for store in (one, per):
+        await store.apply_batch("events", 0, history)
+    assert await one.redis.zscore(one.base + "n:a", "x") == 0.0
+    await one.apply_batch("events", 0, batch)
+    for record in batch:
+        await per.apply_batch("events", 0, [record])
+
+    async def contents(store: SimilarityStore) -> dict[bytes, bytes | None]:
+        snap = await snapshot(store)
+        return {k.replace(store.base.encode(), b""): v for k, v in snap.items()}
+
+    assert await contents(one) == await contents(per)
+    members = await one.redis.zrange(one.base + "n:a", 0, -1)
+    assert b"x" in members and b"y3" not in members
 
 async def test_learning_and_scoring_match_the_python_reference(make_store: StoreFactory) -> None:
     store = await make_store(repeat_boost=0.5)
