@@ -305,22 +305,16 @@ local function flush_key(key, p)
     end
     redis.call('ZADD', key, unpack(args))
   end
-  if created then
-    if ITTL > 0 then renew(key) end
-    if SKIP then redis.call('ZADD', key, 0, SENT) end
+  if new > 0 then  -- touch(): a set created here gets its TTL and sentinel as click by click
+    if not created then CARD[key] = card end  -- the size before; touch() adds the new ones
+    touch(key, new)
   end
-  if new > 0 then CARD[key] = card + new end
 end
 
 local function flush_rows()
   for j = 1, #PKEYS do flush_key(PKEYS[j], PEND[PKEYS[j]]) end
   if #PPM > 0 then
-    local missing, seen = {}, {}
-    for j = 1, #PPM do
-      local c = PPM[j]
-      if PC[c] == nil and not seen[c] then seen[c] = true; missing[#missing + 1] = c end
-    end
-    for j = 1, #missing, 1000 do pop_counts(missing, j, math.min(j + 999, #missing)) end
+    for j = 1, #PPM, 1000 do pop_counts(PPM, j, math.min(j + 999, #PPM)) end  -- fills PC
     local order, listed = {}, {}
     for j = 1, #PPM do  -- ZINCRBY's addition, click by click: 0 + g for an absent item
       local c = PPM[j]
