@@ -232,6 +232,10 @@ def batch_counters(text: str) -> dict[str, float]:
                 out["batches"] = value
             elif name == "shopstream_batch_processing_seconds_sum":
                 out["busy_s"] = value
+            elif name == "shopstream_batch_wait_seconds_sum":
+                out["wait_s"] = value
+            elif name == "shopstream_batch_wait_seconds_count":
+                out["waits"] = value
             elif name == "shopstream_events_in_total":
                 out["events"] += value
             elif name == "shopstream_last_batch_timestamp_seconds":
@@ -266,8 +270,11 @@ def batch_rate(first: dict[str, float], last: dict[str, float]) -> dict[str, Any
 
 
 def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """Mean batch size and processing time between two scrapes, and the share of wall time
-    the worker spent inside batch processing (the rest: Faust, fetching, waiting)."""
+    """Mean batch size and processing time between two scrapes, the share of wall time the
+    worker spent inside batch processing (the rest: Faust, fetching, waiting), and how long
+    the oldest record of a batch had waited when the batch started (``oldest_wait_ms``:
+    producer, broker, fetch and the batch before; with the batch's own time, where a
+    latency goes)."""
     batches = max(after["batches"] - before["batches"], 1.0)
     busy = after["busy_s"] - before["busy_s"]
     wall = max(after["at"] - before["at"], 1e-9)
@@ -283,8 +290,11 @@ def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, 
         for key in after
         if key.startswith("out:")
     }
+    waits = after.get("waits", 0.0) - before.get("waits", 0.0)
+    waited = after.get("wait_s", 0.0) - before.get("wait_s", 0.0)
     return {
         "batches": int(after["batches"] - before["batches"]),
+        "oldest_wait_ms": round(1000 * waited / waits, 2) if waits > 0 else None,
         "outputs_per_batch": outputs,
         "events_per_batch": round((after["events"] - before["events"]) / batches, 1),
         "ms_per_batch": round(1000 * busy / batches, 2),

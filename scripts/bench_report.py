@@ -131,6 +131,28 @@ def _preloaded(latest: dict[str, Any]) -> str:
     return f"{events:,} events preloaded, " if events else ""
 
 
+def _latency_parts(latest: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the latency run's time goes, shared and dedicated, where the run recorded it:
+    how long a batch's oldest record had waited when its batch started, and the batches.
+
+    >>> b = {"oldest_wait_ms": 41.0, "ms_per_batch": 30.0, "events_per_batch": 250.0}
+    >>> run = {"latency": {"batches": b}}
+    >>> _latency_parts({"detail": {"configs": {"shared": run, "dedicated": run}}})[0][1]
+    '41 / 41 ms; batches of 250 / 250 events, 30 / 30 ms'
+    >>> _latency_parts({"detail": {"configs": {}}})
+    []
+    """
+    runs = [latest.get("detail", {}).get("configs", {}).get(c, {}) for c in ("shared", "dedicated")]
+    parts = [r.get("latency", {}).get("batches", {}) for r in runs]
+    if not all(p.get("oldest_wait_ms") is not None for p in parts):
+        return []
+    sh, de = parts
+    return [("latency run: the oldest record's wait when its batch started, shared / dedicated",
+             f"{_n(sh['oldest_wait_ms'])} / {_n(de['oldest_wait_ms'])} ms; batches of "
+             f"{_n(sh['events_per_batch'])} / {_n(de['events_per_batch'])} events, "
+             f"{_n(sh['ms_per_batch'])} / {_n(de['ms_per_batch'])} ms")]  # fmt: skip
+
+
 def readme_table(latest: dict[str, Any]) -> str:
     m, sh, de = latest["machine"], latest["configs"]["shared"], latest["configs"]["dedicated"]
     rows = [
@@ -148,6 +170,7 @@ def readme_table(latest: dict[str, Any]) -> str:
          f"{_n(sh['p50_ms'])} / {_n(sh['p95_ms'])} / {_n(sh['p99_ms'])} ms"),
         (f"the same, dedicated, at {_n(de['latency_rate_eps'])} events/s",
          f"{_n(de['p50_ms'])} / {_n(de['p95_ms'])} / {_n(de['p99_ms'])} ms"),
+        *_latency_parts(latest),
         ("load generator CPU per event: flat out (preload) / latency run shared / dedicated",
          f"{latest['detail']['preload']['cpu_us_per_event']:.1f} / "
          f"{sh['loadgen_cpu_us_per_event']:.1f} / {de['loadgen_cpu_us_per_event']:.1f} µs"),

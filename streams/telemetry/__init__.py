@@ -137,6 +137,12 @@ class Telemetry:
             "Wall time inside batch processing, by stage (CPU plus waits for Redis and Kafka).",
             ["stage"], registry=r,
         )  # fmt: skip
+        self.m_batch_wait = Histogram(
+            p + "batch_wait_seconds",
+            "Start of a batch minus the Kafka timestamp of its oldest record: how long the "
+            "batch's first event waited (producer, broker, fetch, the batches before it).",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.m_e2e = Histogram(p + "end_to_end_latency_seconds",
                                "Now minus the Kafka timestamp of each consumed record.",
                                buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
@@ -284,8 +290,10 @@ class Telemetry:
         seconds: float,
         by_type: Mapping[str, int],
         kafka_timestamps: Sequence[float | None] = (),
+        started_at: float | None = None,
     ) -> None:
-        """One processed batch: its size, duration, valid events by type, record timestamps."""
+        """One processed batch: its size, duration, valid events by type, record timestamps
+        (unix seconds) and the unix time it started (its oldest record's wait)."""
         b = self._bucket()
         now = self.clock()
         b["events"] += n_events
@@ -298,8 +306,11 @@ class Telemetry:
         for etype, n in by_type.items():
             self.m_in.labels(etype).inc(n)
             self.by_type[etype] += n
-        delays = [max(now - ts, 0.0) for ts in kafka_timestamps if ts is not None and ts > 0]
+        stamps = [ts for ts in kafka_timestamps if ts is not None and ts > 0]
+        delays = [max(now - ts, 0.0) for ts in stamps]
         observe_many(self.m_e2e, delays)
+        if started_at is not None and stamps:
+            self.m_batch_wait.observe(max(started_at - min(stamps), 0.0))
         room = MAX_SAMPLES - len(b["e2e"])
         if room > 0:
             b["e2e"] += delays[:room]

@@ -61,5 +61,7 @@ async def test_metrics_are_scraped_and_parsed(settings: Settings, tmp_path: Path
     assert values[("shopstream_messages_out_total", (("topic", "recommendations"),))] > 0
     assert values[("shopstream_batch_processing_seconds_count", ())] >= 1
     assert values[("shopstream_end_to_end_latency_seconds_count", ())] >= 122
+    batches = values[("shopstream_batch_processing_seconds_count", ())]
+    assert values[("shopstream_batch_wait_seconds_count", ())] == batches  # each one's oldest
     assert ("shopstream_consumer_lag", ()) in values
     assert values[("shopstream_segment_changes_total", (("segment", "prospects"),))] == 7

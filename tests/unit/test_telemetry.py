@@ -36,7 +36,8 @@ def samples(t: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 
 def busy(t: Telemetry, clock: Clock) -> None:
-    t.on_batch(100, 0.05, {"view": 80, "purchase": 20}, kafka_timestamps=[clock.t - 0.2] * 100)
+    stamps = [clock.t - 0.2] * 99 + [clock.t - 0.75]  # the oldest waited 0.7 s for its batch
+    t.on_batch(100, 0.05, {"view": 80, "purchase": 20}, stamps, started_at=clock.t - 0.05)
     t.on_dlq("not_json")
     t.on_dlq("bad_ts")
     t.on_recommendations(30)
@@ -94,7 +95,9 @@ def test_metrics_parse_as_prometheus_text_with_the_expected_values() -> None:
     assert s[("shopstream_batch_processing_seconds_count", ())] == 1
     assert s[("shopstream_last_batch_timestamp_seconds", ())] == clock.t  # the batch's end
     assert s[("shopstream_end_to_end_latency_seconds_count", ())] == 100
-    assert s[("shopstream_end_to_end_latency_seconds_bucket", (("le", "0.25"),))] == 100
+    assert s[("shopstream_end_to_end_latency_seconds_bucket", (("le", "0.25"),))] == 99
+    assert s[("shopstream_batch_wait_seconds_count", ())] == 1  # one per batch: its oldest
+    assert s[("shopstream_batch_wait_seconds_sum", ())] == pytest.approx(0.7)
     assert "version=0.0.4" in CONTENT_TYPE
 
 

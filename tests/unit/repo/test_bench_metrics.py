@@ -25,8 +25,8 @@ def test_batch_counters_read_what_the_worker_exports() -> None:
     bench = load_bench()
     t = Telemetry()
     before = bench.batch_counters(t.render().decode())
-    for n in (300, 100):
-        t.on_batch(n, 0.05, {"view": n - 10, "purchase": 10})
+    for n, waited in ((300, 0.03), (100, 0.01)):
+        t.on_batch(n, 0.05, {"view": n - 10, "purchase": 10}, [99.0, 100.0], 99.0 + waited)
         t.on_stages({"validate": 0.002, "users": 0.02}, {"validate": 0.003, "users": 0.04})
     t.on_recommendations(30)
     after = bench.batch_counters(t.render().decode())
@@ -35,6 +35,7 @@ def test_batch_counters_read_what_the_worker_exports() -> None:
     assert after["out:recommendations"] == 30
     stats = bench.batch_stats(before, after)
     assert stats["events_per_batch"] == 200 and stats["ms_per_batch"] == 50
+    assert stats["oldest_wait_ms"] == 20.0  # the mean of 30 and 10 ms
     assert stats["ms_per_batch_by_stage"] == {"validate": 2.0, "users": 20.0}
     assert stats["wall_ms_per_batch_by_stage"] == {"validate": 3.0, "users": 40.0}
     report = load_script("bench_report")
