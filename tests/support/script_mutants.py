@@ -1,9 +1,9 @@
 """A pytest plugin that loads the similarity script with one deliberate fault (``MUTANT``).
 
 It checks that ``tests/integration/test_similarity_differential.py`` can fail: each fault
-below makes it fail within its 150 examples in every run, except ``unlist_card`` (caught in
-about one run of five: the stream must fill an item's ``is:`` set and move a session off it
-within one call). Run one fault at a time against a Redis of your own, e.g.::
+below makes it fail within its 150 examples in every run (``unlist_card``, which random
+streams caught in one run of five, through the example the test states). Run one fault at a
+time against a Redis of your own, e.g.::
 
     MUTANT=no_flush_before_rebase .venv/bin/python -m pytest -p tests.support.script_mutants \\
         tests/integration/test_similarity_differential.py -o timeout=0
