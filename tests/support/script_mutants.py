@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 import models.similarity.store as store
 
 #: name -> (text of the script, what it becomes)
@@ -89,11 +91,13 @@ def load_lua() -> str:
     return src.replace(old, new)
 
 
-store.load_lua = load_lua
-
-
 def pytest_configure(config: object) -> None:
-    """Detection only: no shrinking, no example database (a fault's failure is the point)."""
+    """Loaded as a plugin (``-p``, never by an import: the suite imports every module for its
+    doctests): the fault goes in; detection only: no shrinking, no example database (a
+    fault's failure is the point)."""
+    if os.environ.get("MUTANT") not in FAULTS:
+        raise pytest.UsageError(f"MUTANT must name one of: {', '.join(FAULTS)}")
+    store.load_lua = load_lua
     from hypothesis import Phase, settings
 
     settings.register_profile(
