@@ -290,10 +290,9 @@ class Telemetry:
         seconds: float,
         by_type: Mapping[str, int],
         kafka_timestamps: Sequence[float | None] = (),
-        started_at: float | None = None,
     ) -> None:
-        """One processed batch: its size, duration, valid events by type, record timestamps
-        (unix seconds) and the unix time it started (its oldest record's wait)."""
+        """One processed batch, ended now: its size, duration, valid events by type and
+        record timestamps (unix seconds; the oldest one's wait until the batch started)."""
         b = self._bucket()
         now = self.clock()
         b["events"] += n_events
@@ -309,8 +308,8 @@ class Telemetry:
         stamps = [ts for ts in kafka_timestamps if ts is not None and ts > 0]
         delays = [max(now - ts, 0.0) for ts in stamps]
         observe_many(self.m_e2e, delays)
-        if started_at is not None and stamps:
-            self.m_batch_wait.observe(max(started_at - min(stamps), 0.0))
+        if stamps:  # the batch started at now - seconds
+            self.m_batch_wait.observe(max(now - seconds - min(stamps), 0.0))
         room = MAX_SAMPLES - len(b["e2e"])
         if room > 0:
             b["e2e"] += delays[:room]

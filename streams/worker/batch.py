@@ -122,7 +122,7 @@ class BatchProcessor:
             await self._process(batch)
 
     async def _process(self, batch: Sequence[Any] | Fetched) -> None:
-        started, started_at = time.perf_counter(), time.time()
+        started = time.perf_counter()
         clock = StageClock(started)
         outbox = self.out.start_batch()
         await self.parts.settle()
@@ -138,7 +138,7 @@ class BatchProcessor:
         await self.seal(outbox, users, partitions, clock, sent_alerts)
         if reached:  # the crash point may be the log's last record: no later batch passes it
             await self.parts.replay_passed(reached)
-        self.account(records, valid, started, started_at)
+        self.account(records, valid, started)
         clock.lap("telemetry")
         if self.checkpointer.due():
             await self.checkpoint()
@@ -285,15 +285,12 @@ class BatchProcessor:
                 await self.out.dead_letter(rec, "rate_limited", detail)
 
     def account(
-        self, records: Sequence[Record], valid: Sequence[tuple[Record, Event]], started: float,
-        started_at: float | None = None,
-    ) -> None:  # fmt: skip
-        """Metrics of the batch (step 8); ``started``: its start (``perf_counter``),
-        ``started_at``: the same as unix time."""
+        self, records: Sequence[Record], valid: Sequence[tuple[Record, Event]], started: float
+    ) -> None:
+        """Metrics of the batch (step 8)."""
         self.telemetry.on_batch(
             len(valid), time.perf_counter() - started, Counter(e.type for _, e in valid),
             [r.timestamp_ms / 1000 if r.timestamp_ms > 0 else None for r in records],
-            started_at,
         )  # fmt: skip
         self.report_lag(records)
         now = time.monotonic()

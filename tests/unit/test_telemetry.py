@@ -37,7 +37,7 @@ def samples(t: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def busy(t: Telemetry, clock: Clock) -> None:
     stamps = [clock.t - 0.2] * 99 + [clock.t - 0.75]  # the oldest waited 0.7 s for its batch
-    t.on_batch(100, 0.05, {"view": 80, "purchase": 20}, stamps, started_at=clock.t - 0.05)
+    t.on_batch(100, 0.05, {"view": 80, "purchase": 20}, stamps)  # started at clock.t - 0.05
     t.on_dlq("not_json")
     t.on_dlq("bad_ts")
     t.on_recommendations(30)
@@ -276,3 +276,22 @@ def test_observe_many_counts_as_observing_one_by_one(values: list[float]) -> Non
     assert (math.isnan(sa) and math.isnan(sb)) or sa == pytest.approx(sb, rel=1e-12, abs=1e-12)
     assert a == b
     assert hasattr(many, "_buckets") and hasattr(many, "_upper_bounds") and hasattr(many, "_sum")
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.floats(-1e12, 1e12, allow_nan=False)), max_size=20),
+    st.floats(0.0, 1e4, allow_nan=False),
+)
+def test_a_batch_of_any_timestamps_records_its_oldest_wait_once(
+    stamps: list[float | None], seconds: float
+) -> None:
+    """Hostile producer clocks (none, zero, negative, years ahead or behind): one wait per
+    batch with a real timestamp, its start (now - seconds) minus the oldest, never negative."""
+    clock = Clock(1_700_000_000.0)
+    t = Telemetry(clock=clock)
+    t.on_batch(len(stamps), seconds, {"view": len(stamps)}, stamps)
+    s = samples(t)
+    real = [x for x in stamps if x is not None and x > 0]
+    assert s[("shopstream_batch_wait_seconds_count", ())] == (1 if real else 0)
+    expected = max(clock.t - seconds - min(real), 0.0) if real else 0.0
+    assert s[("shopstream_batch_wait_seconds_sum", ())] == pytest.approx(expected)
