@@ -9,8 +9,8 @@ from typing import Any
 
 import mode
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
 
 from models.similarity import SimilarityStore, key_base
 from streams.core.errors import StateDiverged

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from faust.types import TP
 
 from streams.patches.order import (
@@ -193,7 +194,9 @@ def fausts_fetch_loop(offsets: ReadOffsets, tp: TP, fetched: list[int]) -> list[
     return handed
 
 
-def bare_consumer(tp: TP, committed: int, start_at: int | None) -> tuple[GuardedConsumer, list]:
+def bare_consumer(
+    tp: TP, committed: int | None, start_at: int | None, log_start: int = 0
+) -> tuple[GuardedConsumer, list]:
     """A GuardedConsumer without Faust's service machinery: its seeks are only noted (and set
     the read offset, as Faust's ``_seek_wait`` does)."""
     consumer = GuardedConsumer.__new__(GuardedConsumer)
@@ -221,7 +224,11 @@ def bare_consumer(tp: TP, committed: int, start_at: int | None) -> tuple[Guarded
         sought.append((part, offset))
         consumer._read_offset[part] = offset
 
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, log_start)
+
     consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
     consumer.seek_wait = seek_wait  # type: ignore[method-assign]
     consumer.seek = seek  # type: ignore[method-assign]
     return consumer, sought
@@ -243,6 +250,39 @@ def test_records_fetched_before_the_first_seek_do_not_make_faust_drop_the_re_rea
     assert handed[2000:2500] == list(range(500, 1000))
     consumer.rewound(tp)
     assert fausts_fetch_loop(consumer.read_offsets, tp, [2999, 3000, 2998]) == [2999, 3000]
+
+
+@pytest.mark.parametrize("start_at", [None, 500])
+def test_a_partition_without_a_committed_offset_is_sought_to_its_log_start(
+    start_at: int | None,
+) -> None:
+    """The chaos run of 2026-12-04 (crash between the changelog write and the publish, 1 in
+    6 runs): the first worker had committed nothing; the restarted one fetched 0..1999
+    before its first seek, Faust dropped them, and aiokafka's ``seek_to_committed`` left a
+    partition without a committed offset where its fetches had moved it. Its first records
+    to reach the agent were 2000.. ("records skipped by the consumer: offsets 500..1999").
+    It now goes back to its log start, as one with a committed offset goes back to that,
+    whether or not it is read again from stored models (they are past the log start)."""
+    tp = TP("t.events", 0)
+    consumer, sought = bare_consumer(tp, committed=None, start_at=start_at, log_start=7)
+    consumer.read_offsets[tp] = 1999  # where the dropped fetch left Faust's read offset
+    asyncio.run(consumer.perform_seek())
+    assert sought[-1] == (tp, 7) and consumer.started_at == {}
+    assert consumer.began_at == {tp: None}
+    handed = fausts_fetch_loop(consumer.read_offsets, tp, [*range(2000, 2010), *range(7, 2010)])
+    assert handed[10:] == list(range(7, 2010))  # nothing below the later records dropped
+
+
+def test_a_partition_with_a_committed_offset_asks_for_no_log_start() -> None:
+    tp = TP("t.events", 0)
+    consumer, sought = bare_consumer(tp, committed=1000, start_at=None)
+
+    async def no_lookup(*tps: TP) -> dict[TP, int]:
+        raise AssertionError("the committed offset is where it starts")
+
+    consumer.earliest_offsets = no_lookup  # type: ignore[method-assign]
+    asyncio.run(consumer.perform_seek())
+    assert sought == [(tp, 1000)] and not consumer.read_offsets.rewinding
 
 
 def test_a_seek_to_the_committed_offsets_keeps_a_re_read_under_way() -> None:
