@@ -139,6 +139,7 @@ def register(shop: ShopApp, processor: BatchProcessor) -> None:
                 consumer.hand_off(topic)
             # partitions read again from their stored models (streams.worker.undo)
             consumer.start_at = lambda tp: processor.parts.replay_from.get(tp.partition)
+            consumer.log_start = lambda tp: log_starts.get(tp.partition)  # read by plan()
         return consumer
 
     watchdog = CommitWatchdog(

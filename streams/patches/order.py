@@ -308,6 +308,9 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         #: where a guarded partition starts after an assignment, if not at the committed
         #: offset (``None``); an earlier offset only
         self.start_at: Callable[[TP], int | None] = lambda tp: None
+        #: the log start of a guarded partition, if the agent knows it (read at assignment;
+        #: ``None``: asked of the broker when needed, :meth:`seek_uncommitted`)
+        self.log_start: Callable[[TP], int | None] = lambda tp: None
         #: where :meth:`perform_seek` started a partition because :attr:`start_at` said so
         self.started_at: dict[TP, int] = {}
         #: the committed offset :meth:`perform_seek` found for each partition (``None``:
@@ -331,10 +334,12 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         *before* that seek, so its fetch loop handed on records from the committed offset
         first, ahead of the re-read: held back, they cut the re-read's batches elsewhere
         than the first time (the review of 2026-12-02: committed 1000, models at 499, a
-        stale fetch of 734 records, then batches of 266, 500, 500...)."""
+        stale fetch of 734 records, then batches of 266, 500, 500...). So does one without a
+        committed offset known (:meth:`seek_uncommitted` may seek it back to its log start)."""
         tps = set(tps)
         held = {tp for tp in tps if self.seek_due and tp.topic in self.guarded
-                and self.start_at(tp) is not None}  # fmt: skip
+                and (self.start_at(tp) is not None
+                     or self._committed_offset.get(tp) is None)}  # fmt: skip
         self.held_back |= held
         super().resume_partitions(tps - held)
 
@@ -398,25 +403,43 @@ class GuardedConsumer(aiokafka_driver.Consumer):
         before its first seek, and its first records to reach the agent were 2000.. ("records
         skipped by the consumer: offsets 500..1999"). Partitions already sought (a re-read
         from the stored models, a hole being re-read) keep their seek. ``read_before``:
-        Faust's read offsets before its seek (which sets them to ``None`` here)."""
+        Faust's read offsets before its seek (which sets them to ``None`` here).
+
+        Such a partition is also held back from the assignment's resume until this seek
+        (:meth:`resume_partitions`): a fetch in between would bring records past the ones
+        dropped, ahead of them. Not while the flow is stopped (Faust's ``getmany`` seeks
+        then, during a rebalance): the assignment's own seek follows."""
+        if not self.flow_active:  # a rebalance under way: the assignment's seek does it
+            return
         tps = [tp for tp in assigned if tp.topic in self.guarded
                and self._committed_offset.get(tp) is None and tp not in self.started_at
                and tp not in self.read_offsets.rewinding]  # fmt: skip
-        if not tps:
-            return
-        try:
-            starts = await asyncio.wait_for(self.earliest_offsets(*tps), LOG_START_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - the agent's RecordOrder still finds a hole
-            log.warning("could not read the log start of %s to seek there: %r", tps, exc)
-            return
+        starts: dict[TP, int] = {}
+        for tp in tps:
+            start = self.log_start(tp)
+            if start is not None:
+                starts[tp] = start
+        unknown = [tp for tp in tps if tp not in starts]
+        if unknown:
+            try:
+                asked = await asyncio.wait_for(self.earliest_offsets(*unknown),
+                                               LOG_START_TIMEOUT_S)  # fmt: skip
+                starts.update({tp: int(offset) for tp, offset in asked.items()})
+            except Exception as exc:  # noqa: BLE001 - the agent's RecordOrder finds a hole
+                log.warning("could not read the log start of %s to seek there: %r",
+                            unknown, exc)  # fmt: skip
         for tp in tps:
             if tp not in starts:
                 continue
-            start, read = int(starts[tp]), read_before.get(tp)
+            start, read = starts[tp], read_before.get(tp)
             if read is not None and read > start:  # the case this is for: say so
                 log.info("%s: no committed offset, and read up to %d before the assignment's "
                          "seek: sought back to its log start %d", tp, read, start)  # fmt: skip
-            await self.rewind(tp, start)
+            try:
+                await self.rewind(tp, start)
+            except BaseException:
+                self.read_offsets.rewinding.pop(tp, None)  # not sought: no floor left behind
+                raise
 
     async def commit_back(self, offsets: dict[TP, int]) -> bool:
         """Commit ``offsets`` below the committed ones (a partition read again from a model

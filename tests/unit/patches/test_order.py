@@ -208,6 +208,7 @@ def bare_consumer(
     consumer._active_partitions, consumer._paused_partitions = set(), {tp}
     consumer.guard(tp.topic)
     consumer.start_at = lambda _tp: start_at
+    consumer.log_start = lambda _tp: None
     consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
     sought: list[tuple[TP, int]] = []
 
@@ -271,6 +272,45 @@ def test_a_partition_without_a_committed_offset_is_sought_to_its_log_start(
     assert consumer.began_at == {tp: None}
     handed = fausts_fetch_loop(consumer.read_offsets, tp, [*range(2000, 2010), *range(7, 2010)])
     assert handed[10:] == list(range(7, 2010))  # nothing below the later records dropped
+
+
+def test_the_log_start_the_agent_read_at_assignment_is_used() -> None:
+    """``plan()`` read the log starts already (streams/agents/events.py): no second lookup,
+    and the seek and the agent's expected first offset are the same number."""
+    tp = TP("t.events", 0)
+    consumer, sought = bare_consumer(tp, committed=None, start_at=None, log_start=7)
+    consumer.log_start = lambda _tp: 3
+
+    async def no_lookup(*tps: TP) -> dict[TP, int]:
+        raise AssertionError("known already")
+
+    consumer.earliest_offsets = no_lookup  # type: ignore[method-assign]
+    asyncio.run(consumer.perform_seek())
+    assert sought[-1] == (tp, 3)
+
+
+def test_no_seek_to_the_log_start_while_the_flow_is_stopped() -> None:
+    """Faust's ``getmany`` seeks to the committed offsets when it fetched while the flow was
+    stopped (a rebalance under way): the assignment's own seek follows, and a seek now could
+    leave a floor behind for a partition the revocation forgot."""
+    tp = TP("t.events", 0)
+    consumer, sought = bare_consumer(tp, committed=None, start_at=None)
+    consumer.flow_active = False
+    asyncio.run(consumer.perform_seek())
+    assert sought == [(tp, None)] and not consumer.read_offsets.rewinding
+
+
+def test_a_partition_without_a_committed_offset_is_resumed_only_once_sought() -> None:
+    """Faust's recovery resumes the stream partitions before its seek: a fetch in between
+    would bring the records past the ones Faust dropped before the seek, ahead of them (the
+    agent would see a hole and log "records skipped by the consumer")."""
+    tp = TP("t.events", 0)
+    consumer, sought = bare_consumer(tp, committed=None, start_at=None, log_start=0)
+    consumer.seek_due = True
+    consumer.resume_partitions({tp})
+    assert consumer.held_back == {tp} and tp not in consumer._active_partitions
+    asyncio.run(consumer.perform_seek())
+    assert sought[-1] == (tp, 0) and consumer._active_partitions == {tp}
 
 
 def test_a_partition_with_a_committed_offset_asks_for_no_log_start() -> None:
