@@ -54,12 +54,15 @@ def prepare_events(users: int, seed: int, preload_n: int) -> tuple[Path, Path, i
 
 
 
-async def ceiling(settings: Settings, out_topic: str, total: int) -> dict[str, float]:
-    """Raw loop: consume the events topic, decode each value, re-encode, produce."""
+async def ceiling(
+    settings: Settings, out_topic: str, total: int, group: str = "ceiling"
+) -> dict[str, float]:
+    """Raw loop: consume the events topic, decode each value, re-encode, produce (consumer
+    group ``<app id>-<group>``: each group reads the topic from its start)."""
     consumer = AIOKafkaConsumer(
         settings.topic_events,
         **client_options(settings),
-        group_id=f"{settings.app_id}-ceiling",
+        group_id=f"{settings.app_id}-{group}",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
         max_poll_records=settings.max_poll_records,

@@ -1,6 +1,8 @@
 """The worker's forecast process (:class:`streams.worker.forecast_process.ForecastProcess`):
 ``python -m streams.worker.forecast_child`` reads one request per line on stdin, the JSON
-array ``[days, origin, categories]``, and writes one line per request, the JSON object
+array ``[days, origin, categories]`` (each day its figures, or ``[day, {field: count}]``, the
+store's counters, whose figures are worked out here: :meth:`KpiStore.raw_days`), and
+writes one line per request, the JSON object
 ``{"origin": origin, "ok": forecasts}`` (:func:`streams.domain.forecasts.forecasts_for`) or
 ``{"origin": origin, "error": reason}``; it ends when stdin closes (the worker stopped, or
 died).
@@ -30,11 +32,13 @@ import orjson
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     from streams.domain.forecasts import forecasts_for  # after stdout was set aside
+    from streams.domain.kpis import figures
 
     for line in requests:
         origin: Any = None
         try:
             days, origin, categories = orjson.loads(line)
+            days = [d if isinstance(d, dict) else figures(*d) for d in days]
             made = forecasts_for(days, int(origin), int(categories))
             reply = orjson.dumps({"origin": origin, "ok": made})
         except Exception as exc:  # noqa: BLE001 - told to the worker, which logs it

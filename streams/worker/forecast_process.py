@@ -88,11 +88,15 @@ class ForecastProcess:
             return reply
 
     async def forecasts(
-        self, days: Sequence[Any], origin: int, categories: int
+        self, days: Sequence[Any] | bytes, origin: int, categories: int
     ) -> list[Forecast]:
-        """The forecasts of ``origin`` (:func:`streams.domain.forecasts.forecasts_for`);
-        raises if the process failed or died (the next call starts another)."""
-        request = orjson.dumps([list(days), origin, categories])
+        """The forecasts of ``origin`` (:func:`streams.domain.forecasts.forecasts_for`) from
+        ``days``: figures, or the JSON array of :meth:`KpiStore.raw_days` as it came (sent
+        as it is); raises if the process failed or died (the next call starts another)."""
+        if isinstance(days, bytes):
+            request = b"[%b,%d,%d]" % (days, origin, categories)
+        else:
+            request = orjson.dumps([list(days), origin, categories])
         timeout = self.timeout_s + self.per_scope_s * max(categories, 0)
         try:
             reply = await asyncio.wait_for(asyncio.to_thread(self.ask, request, origin), timeout)

@@ -127,16 +127,29 @@ class ForecastEmitter:
         )  # fmt: skip
 
     async def publish_due(self) -> int:
-        """Publish every due origin, oldest first; returns the records sent."""
+        """Publish every due origin, oldest first; returns the records sent. The days they
+        learn from are read once, as the store's counters, and passed to the forecast
+        process unparsed: a replay's catch-up finds up to ``CATCH_UP`` origins due at a tick,
+        and reading and converting each one's history in the worker held its batches up
+        (docs/performance.md, "Fifteenth round")."""
+        due = await self.retry("finding the due forecasts", self.due)
+        if not due:
+            return 0
+        days = await self.retry("reading the days to forecast from", lambda: self.history(due))
         sent = 0
-        for origin in await self.retry("finding the due forecasts", self.due):
-            sent += await self.publish(origin)
+        for origin in due:  # each takes the days of its own history (forecasts_for)
+            sent += await self.publish(origin, days)
         return sent
 
-    async def publish(self, origin: int) -> int:
-        kpis, redis = self.shop.runtime.kpis, self.shop.runtime.redis
-        first, last = iso_day(origin - HISTORY_DAYS), iso_day(origin - 1)
-        days = await self.retry("reading the days to forecast from", lambda: kpis.days(first, last))
+    async def history(self, origins: list[int]) -> bytes:
+        """The stored days the forecasts of ``origins`` (ascending) learn from, unparsed."""
+        first, last = iso_day(origins[0] - HISTORY_DAYS), iso_day(origins[-1] - 1)
+        return await self.shop.runtime.kpis.raw_days(first, last)
+
+    async def publish(self, origin: int, days: bytes) -> int:
+        """Publish the forecasts of ``origin`` from ``days`` (:meth:`KpiStore.raw_days`
+        of a range that covers its history)."""
+        redis = self.shop.runtime.redis
         made = await self.process.forecasts(days, origin, self.shop.settings.forecast_categories)
         kept = await self.retry("keeping the forecasts", lambda: self.keep(origin, made))
         outbox = Outbox()

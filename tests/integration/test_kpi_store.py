@@ -7,10 +7,15 @@ a zombie, and tally churn alerts and the customers who came back within the hori
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from redis.exceptions import ResponseError
 
 from models.similarity import key_base
@@ -74,6 +79,44 @@ async def test_script_matches_the_reference_and_a_redelivery_changes_nothing(
                       for d, f in sorted(expected.items())[:-1]]  # fmt: skip
     first, last = sorted(expected)[3], sorted(expected)[5]
     assert [f["day"] for f in await kpis.days(first, last)] == sorted(expected)[3:6]
+
+
+#: Any text a category or an arm may be (no lone surrogates: the contract's decoder refuses
+#: them), in the counter names the script writes, and names it does not know.
+NAMES = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+FIELDS = st.one_of(
+    st.sampled_from(["revenue", "s_purchase", "s_cart", "s_view", "items", "views", "carts"]),
+    st.builds("{}@{}".format, st.sampled_from(["revenue", "purchases", "views", "rec_shown",
+                                               "rec_revenue"]), NAMES),
+    NAMES,
+)  # fmt: skip
+
+
+@hsettings(max_examples=40, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(stored=st.dictionaries(st.integers(0, 60), st.dictionaries(
+    FIELDS, st.integers(-(10**15), 10**15), max_size=10), max_size=8),
+       cut=st.tuples(st.integers(0, 60), st.integers(0, 60)))  # fmt: skip
+async def test_the_raw_days_are_the_days_counters(
+    redis_client: aioredis.Redis, stored: dict[int, dict[str, int]], cut: tuple[int, int]
+) -> None:
+    """:meth:`KpiStore.raw_days` (JSON built by the store's Lua ``cjson``, what the forecast
+    process gets) gives the figures :meth:`KpiStore.days` gives, whatever the names and
+    counts in a day, for a day without counters, an empty range and a part of the days."""
+    kpis = KpiStore(redis_client, f"t-{uuid.uuid4().hex[:10]}", session_ttl_s=60,
+                    horizon_ms=DAY)  # fmt: skip
+    for n, fields in stored.items():
+        day = f"2024-01-{n:02d}" if n < 32 else f"2024-02-{n - 31:02d}"
+        await redis_client.zadd(kpis.base + "kpi:days", {day: 0})
+        if fields:  # a listed day may have no counters
+            await redis_client.hset(kpis.base + "kpi:d:" + day, mapping=fields)
+    first, last = f"2024-01-{min(cut):02d}", f"2024-01-{max(cut):02d}"
+    for lo, hi in (("", ""), (first, last)):
+        raw = orjson.loads(await kpis.raw_days(lo, hi))
+        assert isinstance(raw, list)
+        assert [figures(d, c) for d, c in raw] == await kpis.days(lo, hi)
+    await redis_client.delete(kpis.base + "kpi:days", *(kpis.base + "kpi:d:" + d.decode()
+                              for d in await redis_client.zrange(kpis.base + "kpi:days", 0, -1)))
 
 
 async def test_a_moved_partition_or_lost_store_is_refused(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from models.forecast import iso_day
 from streams.domain.forecasts import forecasts_for
+from streams.domain.kpis import figures
 from streams.worker.forecast_process import ForecastProcess
 
 FIRST = 19_800  # 2024-03-18, a Monday
@@ -46,6 +47,40 @@ def test_the_process_makes_the_forecasts_of_the_worker_process() -> None:
                 made = await process.forecasts(history, FIRST + n, 5)
                 assert made == forecasts_for(history, FIRST + n, 5)
             assert made, "60 days of history make forecasts"
+        finally:
+            process.close()
+
+    asyncio.run(run())
+
+
+def counters(n: int) -> list[list[object]]:
+    """``n`` days as the store keeps them (:meth:`KpiStore.raw_days`: counts as text, money in
+    cents), with a second category, one that sold nothing and counters forecasts ignore."""
+    return [
+        [iso_day(FIRST + i), {
+            "revenue": str(10_000 + 3_730 * (i % 7) + i), "s_purchase": str(3 + i % 5),
+            "revenue@hats": str(1_250 + 100 * (i % 3)), "purchases@hats": str(1 + i % 2),
+            "revenue@caps": str(500 * (i % 2)), "purchases@caps": str(i % 2),
+            "views@socks": "4", "rec_shown@knn": "2", "s_view": "40",
+        }]
+        for i in range(n)
+    ]
+
+
+def test_the_store_counters_sent_as_they_are_make_the_forecasts_of_their_figures() -> None:
+    """What the worker sends (:meth:`ForecastEmitter.publish_due`: one read of the counters
+    for a tick's origins, unparsed) gives the forecasts of the figures of those days."""
+
+    async def run() -> None:
+        process = ForecastProcess()
+        try:
+            raw = counters(70)
+            figured = [figures(str(d), c) for d, c in raw]  # type: ignore[arg-type]
+            for origin in (FIRST + 40, FIRST + 70):  # one read, several origins
+                made = await process.forecasts(orjson.dumps(raw), origin, 5)
+                assert made == forecasts_for(figured, origin, 5)
+            assert {f["scope"] for f in made} == {"shop", "category:hats", "category:caps"}
+            assert await process.forecasts(b"[]", FIRST, 5) == []
         finally:
             process.close()
 

@@ -34,7 +34,8 @@ def emitter(runtime: Any) -> ForecastEmitter:
 
     emitter = ForecastEmitter(shop, topic=None, sources=None, retry=retry)  # type: ignore[arg-type]
     emitter.due = lambda: asyncio.sleep(0, result=[0])  # type: ignore[method-assign]
-    emitter.publish = lambda origin: asyncio.sleep(0, result=runtime.redis)  # type: ignore[method-assign]
+    emitter.history = lambda origins: asyncio.sleep(0, result=b"[]")  # type: ignore[method-assign]
+    emitter.publish = lambda origin, days: asyncio.sleep(0, result=runtime.redis)  # type: ignore[method-assign]
     return emitter
 
 
@@ -48,7 +49,7 @@ def test_a_stop_under_the_tick_is_no_failure(caplog: pytest.LogCaptureFixture) -
 def test_a_failure_while_running_is_still_logged(caplog: pytest.LogCaptureFixture) -> None:
     runtime = SimpleNamespace(ready=True)
     broken = emitter(runtime)
-    broken.publish = lambda origin: asyncio.sleep(0, result=1 / 0)  # type: ignore[method-assign]
+    broken.publish = lambda origin, days: asyncio.sleep(0, result=1 / 0)  # type: ignore[method-assign]
     with caplog.at_level(logging.INFO, logger="streams.worker.forecasts"):
         asyncio.run(broken.tick())
     assert "publishing the sales forecasts failed" in caplog.text
