@@ -147,6 +147,10 @@ async def configuration(
             stop(procs)
 
 
+def lines_in(path: Path) -> int:
+    return path.read_bytes().count(b"\n")
+
+
 async def _drain_and_offer(
     s: Settings,
     args: argparse.Namespace,
@@ -186,7 +190,9 @@ async def _drain_and_offer(
         spies = [start_spy(args, pid, "live")]
 
         lat_rate = max(50.0, rate["eps"] * args.latency_fraction)
-        say(f"latency: fixed rate {lat_rate:,.0f} events/s for {args.latency_seconds}s")
+        offered = min(int(lat_rate * args.latency_seconds), lines_in(rest))
+        say(f"latency: fixed rate {lat_rate:,.0f} events/s, {offered:,} events "
+            f"(~{offered / lat_rate:.1f} s: --latency-seconds or the events left)")  # fmt: skip
         run.phase_marks["latency run"] = time.monotonic() - t0
         rec_start = await end_offsets(s, s.topic_recommendations)
         sent_at: dict[str, float] = {}
