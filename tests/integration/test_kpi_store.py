@@ -24,6 +24,7 @@ from streams.core.settings import Settings
 from streams.domain.kpis import KpiState, figures, kpi_record, step
 from streams.domain.recommendations import rec_arm
 from streams.tools.generate import generate
+from streams.worker import kpi_store
 from streams.worker.kpi_store import KpiStore
 
 DAY = 86_400_000
@@ -96,27 +97,33 @@ FIELDS = st.one_of(
            suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(stored=st.dictionaries(st.integers(0, 60), st.dictionaries(
     FIELDS, st.integers(-(10**15), 10**15), max_size=10), max_size=8),
-       cut=st.tuples(st.integers(0, 60), st.integers(0, 60)))  # fmt: skip
+       cut=st.tuples(st.integers(0, 60), st.integers(0, 60)), per_call=st.integers(1, 4))
 async def test_the_raw_days_are_the_days_counters(
-    redis_client: aioredis.Redis, stored: dict[int, dict[str, int]], cut: tuple[int, int]
-) -> None:
+    redis_client: aioredis.Redis, stored: dict[int, dict[str, int]], cut: tuple[int, int],
+    per_call: int,
+) -> None:  # fmt: skip
     """:meth:`KpiStore.raw_days` (JSON built by the store's Lua ``cjson``, what the forecast
     process gets) gives the figures :meth:`KpiStore.days` gives, whatever the names and
-    counts in a day, for a day without counters, an empty range and a part of the days."""
+    counts in a day, for a day without counters, an empty range and a part of the days,
+    however the days are cut into script calls."""
+    default_per_call, kpi_store.RAW_DAYS_PER_CALL = kpi_store.RAW_DAYS_PER_CALL, per_call
     kpis = KpiStore(redis_client, f"t-{uuid.uuid4().hex[:10]}", session_ttl_s=60,
                     horizon_ms=DAY)  # fmt: skip
-    for n, fields in stored.items():
-        day = f"2024-01-{n:02d}" if n < 32 else f"2024-02-{n - 31:02d}"
-        await redis_client.zadd(kpis.base + "kpi:days", {day: 0})
-        if fields:  # a listed day may have no counters
-            await redis_client.hset(kpis.base + "kpi:d:" + day, mapping=fields)
-    first, last = f"2024-01-{min(cut):02d}", f"2024-01-{max(cut):02d}"
-    for lo, hi in (("", ""), (first, last)):
-        raw = orjson.loads(await kpis.raw_days(lo, hi))
-        assert isinstance(raw, list)
-        assert [figures(d, c) for d, c in raw] == await kpis.days(lo, hi)
-    await redis_client.delete(kpis.base + "kpi:days", *(kpis.base + "kpi:d:" + d.decode()
-                              for d in await redis_client.zrange(kpis.base + "kpi:days", 0, -1)))
+    days = {n: f"2024-01-{n:02d}" if n < 32 else f"2024-02-{n - 31:02d}" for n in stored}
+    try:
+        for n, fields in stored.items():
+            await redis_client.zadd(kpis.base + "kpi:days", {days[n]: 0})
+            if fields:  # a listed day may have no counters
+                await redis_client.hset(kpis.base + "kpi:d:" + days[n], mapping=fields)
+        first, last = f"2024-01-{min(cut):02d}", f"2024-01-{max(cut):02d}"
+        for lo, hi in (("", ""), (first, last)):
+            raw = orjson.loads(await kpis.raw_days(lo, hi))
+            assert isinstance(raw, list)
+            assert [figures(d, c) for d, c in raw] == await kpis.days(lo, hi)
+    finally:
+        kpi_store.RAW_DAYS_PER_CALL = default_per_call
+        await redis_client.delete(kpis.base + "kpi:days",
+                                  *(kpis.base + "kpi:d:" + d for d in days.values()))
 
 
 async def test_a_moved_partition_or_lost_store_is_refused(
