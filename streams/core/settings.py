@@ -143,7 +143,11 @@ class Settings:
     max_events_per_min: int = _opt(
         600, "Per user and minute of Kafka record time; more: DLQ 'rate_limited' (0 = off)."
     )
-    batch_size: int = _opt(500, "Most events processed together (one Redis round trip).")
+    batch_size: int = _opt(
+        1000,
+        "Most events processed together (one Redis round trip); a live batch holds what "
+        "arrived while the previous one ran, so only a backlog fills it.",
+    )
     batch_within_ms: int = _opt(
         2,
         "Longest wait for more records once a batch has its first ones, in milliseconds (a "

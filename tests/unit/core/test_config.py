@@ -30,7 +30,7 @@ def test_precedence_default_file_dotenv_env(tmp_path: Path) -> None:
     loaded = load(env, dotenv=dotenv)
     s = loaded.settings
     assert (s.rec_k, s.kafka_bootstrap, s.churn_threshold) == (7, "file:9092", 0.7)
-    assert s.partitions == 5 and s.redis_prefix == "env" and s.batch_size == 500
+    assert s.partitions == 5 and s.redis_prefix == "env" and s.batch_size == 1000
     src = loaded.sources
     assert src["rec_k"] == f"file {toml}" and src["partitions"] == ".env"
     assert src["redis_prefix"] == "env" and src["batch_size"] == "default"
