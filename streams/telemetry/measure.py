@@ -85,3 +85,58 @@ class StageClock:
             spent = self.cpu() - before
             self.aside_s += spent
             self.cpu_last += spent
+
+
+class SlowBatches:
+    """A log line for a batch slower than ``threshold_s`` (wall time), saying where the time
+    went: wall and thread CPU milliseconds of its slowest stages, and how long its oldest
+    record had waited before the batch began (a stall *between* batches shows there, not in
+    the stages). At most one line per ``every_s``; the line counts the slow batches not
+    reported since the last one.
+
+    >>> slow = SlowBatches(0.1, every_s=10.0, clock=iter([0.0, 1.0, 20.0]).__next__)
+    >>> print(slow.report(1000, {"users": 0.02, "publish": 0.004},
+    ...                   {"users": 0.03, "publish": 0.09}, waited=lambda: 0.25))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    slow batch: 1,000 records in 120 ms (wall/CPU ms: publish 90/4, users 30/20); its oldest
+    record waited 250 ms before it
+    >>> slow.report(10, {"users": 0.001}, {"users": 0.2}) is None  # within every_s: counted
+    True
+    >>> slow.report(10, {"users": 0.001}, {"users": 0.002}) is None  # fast
+    True
+    >>> slow.report(10, {"users": 0.001}, {"users": 0.15})
+    'slow batch: 10 records in 150 ms (wall/CPU ms: users 150/1); 1 more since the last line'
+    """
+
+    def __init__(
+        self, threshold_s: float = 0.1, every_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.threshold_s, self.every_s, self.clock = threshold_s, every_s, clock
+        self.reported_at: float | None = None
+        self.unreported = 0
+
+    def report(
+        self, records: int, cpu: Mapping[str, float], wall: Mapping[str, float],
+        waited: Callable[[], float | None] = lambda: None, stages: int = 3,
+    ) -> str | None:  # fmt: skip
+        """The line to log for this batch, or None (fast, or a line was logged recently);
+        ``waited`` is asked only for a line."""
+        total = sum(wall.values())
+        if total < self.threshold_s:
+            return None
+        now = self.clock()
+        if self.reported_at is not None and now - self.reported_at < self.every_s:
+            self.unreported += 1
+            return None
+        self.reported_at = now
+        top = sorted(wall, key=lambda s: -wall[s])[:stages]
+        where = ", ".join(f"{s} {wall[s] * 1000:.0f}/{cpu.get(s, 0.0) * 1000:.0f}" for s in top)
+        line = f"slow batch: {records:,} records in {total * 1000:.0f} ms (wall/CPU ms: {where})"
+        waited_s = waited()
+        if waited_s is not None:
+            line += f"; its oldest record waited {waited_s * 1000:.0f} ms before it"
+        if self.unreported:
+            line += f"; {self.unreported} more since the last line"
+            self.unreported = 0
+        return line

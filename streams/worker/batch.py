@@ -44,7 +44,7 @@ from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
 from streams.domain.recommendations import plan_recommendations
 from streams.domain.screening import screen
-from streams.telemetry.measure import StageClock, partition_lags
+from streams.telemetry.measure import SlowBatches, StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
 from streams.worker.configs import rec_arms
@@ -61,6 +61,19 @@ from streams.worker.users import UserUpdates, update_users, write
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 QUALITY_EVERY_S = 1.0
+
+
+def oldest_wait(records: Sequence[Record], began: float) -> float | None:
+    """Seconds from the Kafka timestamp of the oldest record to ``began`` (unix seconds).
+
+    >>> from types import SimpleNamespace as R
+    >>> oldest_wait([R(timestamp_ms=1500), R(timestamp_ms=-1), R(timestamp_ms=1200)], 2.0)
+    0.8
+    >>> oldest_wait([R(timestamp_ms=-1)], 2.0) is None
+    True
+    """
+    stamps = [r.timestamp_ms for r in records if r.timestamp_ms > 0]
+    return round(began - min(stamps) / 1000, 6) if stamps else None
 
 
 def lost(text: str) -> StateDiverged:
@@ -106,6 +119,7 @@ class BatchProcessor:
         self.kpis = KpiWriter(shop, self.parts.sources, self.retry, refusal)
         self.retention = Retention(self.parts)
         self.quality_at = -QUALITY_EVERY_S
+        self.slow = SlowBatches()
 
     # --- the batch ------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -122,7 +136,7 @@ class BatchProcessor:
             await self._process(batch)
 
     async def _process(self, batch: Sequence[Any] | Fetched) -> None:
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         clock = StageClock(started)
         outbox = self.out.start_batch()
         await self.parts.settle()
@@ -147,6 +161,9 @@ class BatchProcessor:
             await self.retention.sweep()
             clock.lap("retention")
         self.telemetry.on_stages(clock.laps, clock.wall)
+        if line := self.slow.report(len(records), clock.laps, clock.wall,
+                                    lambda: oldest_wait(records, began)):  # fmt: skip
+            log.info(line)
 
     async def replay_marks(self, records: Sequence[Record], outbox: Outbox) -> set[int]:
         """After a restart, batches that sent their outputs before it send nothing again
