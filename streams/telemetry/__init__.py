@@ -104,6 +104,8 @@ class Telemetry:
         self, *, bucket_s: float = 2.0, points: int = 300, clock: Callable[[], float] = time.time
     ) -> None:
         self.bucket_s, self.clock = bucket_s, clock
+        #: the last batch's start minus its oldest record's Kafka timestamp (None: no stamp)
+        self.last_batch_wait_s: float | None = None
         self.registry = r = CollectorRegistry(auto_describe=True)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             r.register(collector)  # process_*, python_info, python_gc_* (stateless readers)
@@ -308,8 +310,10 @@ class Telemetry:
         stamps = [ts for ts in kafka_timestamps if ts is not None and ts > 0]
         delays = [max(now - ts, 0.0) for ts in stamps]
         observe_many(self.m_e2e, delays)
+        self.last_batch_wait_s = None
         if stamps:  # the batch started at now - seconds
-            self.m_batch_wait.observe(max(now - seconds - min(stamps), 0.0))
+            self.last_batch_wait_s = max(now - seconds - min(stamps), 0.0)
+            self.m_batch_wait.observe(self.last_batch_wait_s)
         room = MAX_SAMPLES - len(b["e2e"])
         if room > 0:
             b["e2e"] += delays[:room]

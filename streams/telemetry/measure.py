@@ -96,7 +96,7 @@ class SlowBatches:
 
     >>> slow = SlowBatches(0.1, every_s=10.0, clock=iter([0.0, 1.0, 20.0]).__next__)
     >>> print(slow.report(1000, {"users": 0.02, "publish": 0.004},
-    ...                   {"users": 0.03, "publish": 0.09}, waited=lambda: 0.25))
+    ...                   {"users": 0.03, "publish": 0.09}, waited_s=0.25))
     ... # doctest: +NORMALIZE_WHITESPACE
     slow batch: 1,000 records in 120 ms (wall/CPU ms: publish 90/4, users 30/20); its oldest
     record waited 250 ms before it
@@ -118,10 +118,9 @@ class SlowBatches:
 
     def report(
         self, records: int, cpu: Mapping[str, float], wall: Mapping[str, float],
-        waited: Callable[[], float | None] = lambda: None, stages: int = 3,
+        waited_s: float | None = None, stages: int = 3,
     ) -> str | None:  # fmt: skip
-        """The line to log for this batch, or None (fast, or a line was logged recently);
-        ``waited`` is asked only for a line."""
+        """The line to log for this batch, or None (fast, or a line was logged recently)."""
         total = sum(wall.values())
         if total < self.threshold_s:
             return None
@@ -133,7 +132,6 @@ class SlowBatches:
         top = sorted(wall, key=lambda s: -wall[s])[:stages]
         where = ", ".join(f"{s} {wall[s] * 1000:.0f}/{cpu.get(s, 0.0) * 1000:.0f}" for s in top)
         line = f"slow batch: {records:,} records in {total * 1000:.0f} ms (wall/CPU ms: {where})"
-        waited_s = waited()
         if waited_s is not None:
             line += f"; its oldest record waited {waited_s * 1000:.0f} ms before it"
         if self.unreported:

@@ -63,19 +63,6 @@ T = TypeVar("T")
 QUALITY_EVERY_S = 1.0
 
 
-def oldest_wait(records: Sequence[Record], began: float) -> float | None:
-    """Seconds from the Kafka timestamp of the oldest record to ``began`` (unix seconds).
-
-    >>> from types import SimpleNamespace as R
-    >>> oldest_wait([R(timestamp_ms=1500), R(timestamp_ms=-1), R(timestamp_ms=1200)], 2.0)
-    0.8
-    >>> oldest_wait([R(timestamp_ms=-1)], 2.0) is None
-    True
-    """
-    stamps = [r.timestamp_ms for r in records if r.timestamp_ms > 0]
-    return round(began - min(stamps) / 1000, 6) if stamps else None
-
-
 def lost(text: str) -> StateDiverged:
     """Redis lost its data while the worker ran (``text`` says how it was seen)."""
     return StateDiverged(
@@ -136,7 +123,7 @@ class BatchProcessor:
             await self._process(batch)
 
     async def _process(self, batch: Sequence[Any] | Fetched) -> None:
-        started, began = time.perf_counter(), time.time()
+        started = time.perf_counter()
         clock = StageClock(started)
         outbox = self.out.start_batch()
         await self.parts.settle()
@@ -161,8 +148,8 @@ class BatchProcessor:
             await self.retention.sweep()
             clock.lap("retention")
         self.telemetry.on_stages(clock.laps, clock.wall)
-        if line := self.slow.report(len(records), clock.laps, clock.wall,
-                                    lambda: oldest_wait(records, began)):  # fmt: skip
+        waited = self.telemetry.last_batch_wait_s  # set by account()
+        if line := self.slow.report(len(records), clock.laps, clock.wall, waited):
             log.info(line)
 
     async def replay_marks(self, records: Sequence[Record], outbox: Outbox) -> set[int]:

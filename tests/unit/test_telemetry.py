@@ -295,3 +295,5 @@ def test_a_batch_of_any_timestamps_records_its_oldest_wait_once(
     assert s[("shopstream_batch_wait_seconds_count", ())] == (1 if real else 0)
     expected = max(clock.t - seconds - min(real), 0.0) if real else 0.0
     assert s[("shopstream_batch_wait_seconds_sum", ())] == pytest.approx(expected)
+    # the slow-batch log line reads the same figure (streams.worker.batch)
+    assert t.last_batch_wait_s == (pytest.approx(expected) if real else None)
