@@ -17,8 +17,9 @@ Steps (every figure is measured here, none is typed in):
    the broker (``/proc/PID/stat``); events/s and CPU µs per event are taken between the first
    commit and lag 0 (start-up and rebalancing excluded). Stage timings: the worker's
    ``/metrics`` (thread CPU time per batch stage).
-5. **latency**: the rest of the file is offered open-loop at half the measured drain rate by
-   scripts/bench_loadgen.py in its own process (its CPU per event reported); each
+5. **latency**: the rest of the file is offered open-loop at half the measured drain rate for
+   ``--latency-seconds`` (30; played again with later times and new ids when the rest is
+   shorter) by scripts/bench_loadgen.py in its own process (its CPU per event reported); each
    recommendation's ``trigger_event_id`` is matched to the send time of its input event, and
    latency = the output record's Kafka timestamp - that send time.
 6. memory: Redis ``MEMORY USAGE`` of sampled keys per key kind (see models/similarity/store.py),

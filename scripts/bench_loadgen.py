@@ -3,7 +3,10 @@
 The events are read and encoded once, before the clock starts: each contract JSON line
 becomes ``(partition, key, value)`` with the partition of Kafka's default partitioner
 (murmur2 of the ``user_id`` key, as ``shopstream replay`` and every aiokafka/Faust producer
-compute it), so the worker sees the same partitions and per-user order. Sending then only
+compute it), so the worker sees the same partitions and per-user order. A ``--limit`` over
+the file's length plays it again: each pass moves event time on by the file's span and gives
+the events new ids (:func:`again`), so a latency run lasts the seconds it was asked for
+whatever the file holds. Sending then only
 appends the ready bytes to one aiokafka batch per partition (``create_batch``/``send_batch``)
 and awaits the deliveries once at the end: no per-event ``await``, JSON or future.
 
@@ -55,28 +58,65 @@ class Prepared:
         return len(self.values)
 
 
-def prepare(lines: list[bytes], partitions: int) -> Prepared:
-    """Key (``user_id``) and partition of each contract JSON line, ready to send.
+def prepare(lines: list[bytes], partitions: int, limit: int = 0) -> Prepared:
+    """Key (``user_id``) and partition of each contract JSON line, ready to send: the first
+    ``limit`` events (0: all), the file played again as often as ``limit`` needs
+    (:func:`again`).
 
     >>> p = prepare([b'{"event_id":"e1","user_id":"u7"}\\n'], 4)
     >>> p.keys, p.ids, p.values, p.parts == [DefaultPartitioner()(b"u7", [0, 1, 2, 3], None)]
     ([b'u7'], ['e1'], [b'{"event_id":"e1","user_id":"u7"}'], True)
+    >>> prepare([b'{"event_id":"e1","user_id":"u7","ts":5}'], 4, limit=3).ids
+    ['e1', 'e1~1', 'e1~2']
     """
     started = time.process_time()
     out = Prepared()
     every = list(range(partitions))
     partition = DefaultPartitioner()
-    for line in lines:
-        value = line.strip()
-        if not value:
-            continue
-        obj = orjson.loads(value)
+    values = [v for v in (line.strip() for line in lines) if v]
+    objs = [orjson.loads(v) for v in values]
+    span = again_span(objs)
+    for i in range(limit or len(objs)):
+        obj, k = objs[i % len(objs)], i // len(objs)
+        value = values[i % len(objs)]
+        if k:
+            obj = again(obj, k, span)
+            value = orjson.dumps(obj)
         key = str(obj["user_id"]).encode()
         out.parts.append(partition(key, every, None))
         out.keys.append(key)
         out.values.append(value)
         out.ids.append(str(obj["event_id"]))
     out.seconds = time.process_time() - started
+    return out
+
+
+def again_span(objs: list[dict[str, Any]]) -> int:
+    """How far (ms) a pass of the file moves event time: its span plus a second, so pass
+    ``k + 1`` starts after pass ``k`` ends and event time only moves forward.
+
+    >>> again_span([{"ts": 1_000}, {"ts": 61_000}])
+    61000
+    """
+    times = [int(o["ts"]) for o in objs if isinstance(o.get("ts"), int)]
+    return (max(times) - min(times) + 1_000) if times else 0
+
+
+def again(obj: dict[str, Any], k: int, span: int) -> dict[str, Any]:
+    """Pass ``k`` of an event when the file is played again: the same user (so the same
+    partition and per-user order), event time ``k`` spans later, and new event and session
+    ids (the worker drops an event id it has seen, and a session does not span passes;
+    ``shopstream generate`` writes no ``~`` in an id, so a suffixed id is new).
+
+    >>> again({"event_id": "e1", "session_id": "s1", "user_id": "u7", "ts": 5}, 2, 100)
+    {'event_id': 'e1~2', 'session_id': 's1~2', 'user_id': 'u7', 'ts': 205}
+    """
+    out = dict(obj)
+    out["event_id"] = f"{obj['event_id']}~{k}"
+    if "session_id" in obj:
+        out["session_id"] = f"{obj['session_id']}~{k}"
+    if isinstance(obj.get("ts"), int):
+        out["ts"] = obj["ts"] + k * span
     return out
 
 
@@ -149,7 +189,7 @@ async def send_file(
     settings: Settings, path: Path, topic: str, rate: float = 0.0, limit: int = 0
 ) -> dict[str, Any]:
     lines = (await asyncio.to_thread(path.read_bytes)).splitlines()
-    events = prepare(lines[:limit] if limit else lines, settings.partitions)
+    events = prepare(lines, settings.partitions, limit)
     producer = producer_for(settings)
     await producer.start()
     try:
@@ -167,7 +207,9 @@ def main() -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--partitions", type=int, required=True)
     parser.add_argument("--rate", type=float, default=0.0, help="events/s; 0 = flat out")
-    parser.add_argument("--limit", type=int, default=0, help="first N events (0 = all)")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="N events (0: the file once; more: played again)"
+    )
     args = parser.parse_args()
     settings = Settings.from_env().with_(partitions=args.partitions)
     result = asyncio.run(send_file(settings, args.file, args.topic, args.rate, args.limit))

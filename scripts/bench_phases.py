@@ -164,8 +164,9 @@ async def latency_run(
     cpus: list[int] | None = None,
 ) -> dict[str, Any]:
     """Open-loop at ``rate`` by scripts/bench_loadgen.py in its own process (on ``cpus`` if
-    given), for ``seconds`` or as many events as ``path`` has; records the send time of
-    every event id in ``sent`` and returns the generator's summary (its CPU included)."""
+    given), for ``seconds`` (``path`` played again if it holds fewer events); records the
+    send time of every event id in ``sent`` and returns the generator's summary (its CPU
+    included)."""
     cmd = [sys.executable, str(ROOT / "scripts/bench_loadgen.py"), str(path),
            "--topic", s.topic_events, "--partitions", str(s.partitions),
            "--rate", str(rate), "--limit", str(max(1, int(rate * seconds)))]  # fmt: skip

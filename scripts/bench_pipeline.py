@@ -46,6 +46,7 @@ from bench_probe import (
     free_port,
     percentile,
     pinned,
+    redis_forks,
     say,
     scrape_batches,
     service_pids,
@@ -190,20 +191,23 @@ async def _drain_and_offer(
         spies = [start_spy(args, pid, "live")]
 
         lat_rate = max(50.0, rate["eps"] * args.latency_fraction)
-        offered = min(int(lat_rate * args.latency_seconds), lines_in(rest))
-        say(f"latency: fixed rate {lat_rate:,.0f} events/s, {offered:,} events "
-            f"(~{offered / lat_rate:.1f} s: --latency-seconds or the events left)")  # fmt: skip
+        offered = max(1, int(lat_rate * args.latency_seconds))
+        passes = offered / lines_in(rest)
+        say(f"latency: fixed rate {lat_rate:,.0f} events/s for {args.latency_seconds:.0f} s: "
+            f"{offered:,} events ({passes:.1f} passes of {rest.name})")  # fmt: skip
         run.phase_marks["latency run"] = time.monotonic() - t0
         rec_start = await end_offsets(s, s.topic_recommendations)
         sent_at: dict[str, float] = {}
         sampler = asyncio.create_task(_sample_forever(run, pid, t0, admin))
         live_first = len(run.samples)
+        forks_before = await redis_forks(s)
         try:
             await asyncio.sleep(0.6)  # a sample before the first event
             sent = await latency_run(s, rest, lat_rate, args.latency_seconds, sent_at,
                                      bench_env(s), loadgen_cpus)  # fmt: skip
         finally:
             sampler.cancel()
+        forks = {k: v - forks_before[k] for k, v in (await redis_forks(s)).items()}
         live_cpu = cpu_util(run.samples, run.samples[live_first], run.samples[-1])
         live_cpu["load_generator"] = round(sent["cpu_s"] / max(sent["seconds"], 1e-9), 2)
         await drain(run, pid, t0, admin, limit_s=60)
@@ -214,6 +218,10 @@ async def _drain_and_offer(
             write_profile_summary(args.out.with_name("profile.txt"))
         await asyncio.sleep(1.0)  # outputs of the last batch
         lat = await match_latencies(s, rec_start, sent_at)
+        # [unix send time, latency ms] of every matched recommendation, beside the worker's
+        # log (its slow-batch lines) and Redis's, to line a hump up with its cause
+        samples = Path(s.data_dir).parent / "latency-samples.json"
+        samples.write_bytes(orjson.dumps([[round(t, 4), round(d * 1000, 2)] for t, d in lat]))
     finally:
         await admin.close()
     ms = [d * 1000 for _, d in lat]
@@ -227,8 +235,10 @@ async def _drain_and_offer(
         "max_ms": round(max(ms), 1) if ms else None,
         "batches": live_batches,
         "cpu_cores_used": live_cpu,
+        "redis_forks": forks,
     }
-    say(f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
+    say(f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms "
+        f"({forks['aof_rewrites']} AOF rewrites of Redis during the run)")
     rate["rss_mb_max"] = round(max(x.rss_mb for x in run.samples), 1)
     rate["rss_mb_end"] = round(run.samples[-1].rss_mb, 1)
     rate["lag_curve"] = [

@@ -144,6 +144,20 @@ def cpu_us_per_event(first: Sample, last: Sample, events: int) -> dict[str, floa
     return out
 
 
+async def redis_forks(s: Settings) -> dict[str, int]:
+    """Redis's background forks so far (``INFO``): AOF rewrites, RDB saves, all forks. A
+    fork's child copies the whole dataset on the same cores as everything else; a latency
+    run is read beside the forks made during it."""
+    client = aioredis.from_url(s.redis_url)
+    try:
+        info = {**await client.info("persistence"), **await client.info("stats")}
+    finally:
+        await client.aclose()
+    return {"aof_rewrites": int(info.get("aof_rewrites", 0)),
+            "rdb_saves": int(info.get("rdb_saves", 0)),
+            "forks": int(info.get("total_forks", 0))}  # fmt: skip
+
+
 async def service_pids(s: Settings) -> dict[str, int]:
     """The pids of redis-server (INFO) and of the Kafka broker (scripts/stack.sh pid file)."""
     pids: dict[str, int] = {}

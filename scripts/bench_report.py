@@ -147,10 +147,34 @@ def _latency_parts(latest: dict[str, Any]) -> list[tuple[str, str]]:
     if not all(p.get("oldest_wait_ms") is not None for p in parts):
         return []
     sh, de = parts
-    return [("latency run: the oldest record's wait when its batch started, shared / dedicated",
-             f"{_n(sh['oldest_wait_ms'])} / {_n(de['oldest_wait_ms'])} ms; batches of "
-             f"{_n(sh['events_per_batch'])} / {_n(de['events_per_batch'])} events, "
-             f"{_n(sh['ms_per_batch'])} / {_n(de['ms_per_batch'])} ms")]  # fmt: skip
+    out = [("latency run: the oldest record's wait when its batch started, shared / dedicated",
+            f"{_n(sh['oldest_wait_ms'])} / {_n(de['oldest_wait_ms'])} ms; batches of "
+            f"{_n(sh['events_per_batch'])} / {_n(de['events_per_batch'])} events, "
+            f"{_n(sh['ms_per_batch'])} / {_n(de['ms_per_batch'])} ms")]  # fmt: skip
+    return out + _latency_runs([r.get("latency", {}) for r in runs])
+
+
+def _latency_runs(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """How long each latency run lasted, how many recommendations it matched and how many
+    times Redis rewrote its AOF meanwhile (a fork that copies the dataset on the same cores),
+    where the run recorded it.
+
+    >>> run = {"replay": {"seconds": 30.1}, "recommendations_matched": 36096,
+    ...        "redis_forks": {"aof_rewrites": 2}}
+    >>> _latency_runs([run, run])[0][1]
+    '30 / 30 s, 36,096 / 36,096 recommendations, 2 / 2 AOF rewrites'
+    >>> _latency_runs([{}, {}])
+    []
+    """
+    if not all("redis_forks" in r for r in runs):
+        return []
+    sh, de = runs
+    return [("latency run: length, recommendations timed, Redis AOF rewrites in it, shared / "
+             "dedicated",
+             f"{_n(sh['replay']['seconds'])} / {_n(de['replay']['seconds'])} s, "
+             f"{_n(sh['recommendations_matched'])} / {_n(de['recommendations_matched'])} "
+             f"recommendations, {sh['redis_forks']['aof_rewrites']} / "
+             f"{de['redis_forks']['aof_rewrites']} AOF rewrites")]  # fmt: skip
 
 
 def readme_table(latest: dict[str, Any]) -> str:
