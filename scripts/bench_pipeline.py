@@ -46,7 +46,7 @@ from bench_probe import (
     free_port,
     percentile,
     pinned,
-    redis_forks,
+    redis_persistence,
     say,
     scrape_batches,
     service_pids,
@@ -200,14 +200,18 @@ async def _drain_and_offer(
         sent_at: dict[str, float] = {}
         sampler = asyncio.create_task(_sample_forever(run, pid, t0, admin))
         live_first = len(run.samples)
-        forks_before = await redis_forks(s)
+        persisted = await redis_persistence(s)
         try:
             await asyncio.sleep(0.6)  # a sample before the first event
             sent = await latency_run(s, rest, lat_rate, args.latency_seconds, sent_at,
                                      bench_env(s), loadgen_cpus)  # fmt: skip
         finally:
             sampler.cancel()
-        forks = {k: v - forks_before[k] for k, v in (await redis_forks(s)).items()}
+        persistence: dict[str, int | None] = {
+            k: v - persisted[k] for k, v in (await redis_persistence(s)).items()
+        }
+        if persistence["aof_rewrites"]:  # a rewrite restarts the file: its growth is unknown
+            persistence["aof_bytes"] = None
         live_cpu = cpu_util(run.samples, run.samples[live_first], run.samples[-1])
         live_cpu["load_generator"] = round(sent["cpu_s"] / max(sent["seconds"], 1e-9), 2)
         await drain(run, pid, t0, admin, limit_s=60)
@@ -235,10 +239,12 @@ async def _drain_and_offer(
         "max_ms": round(max(ms), 1) if ms else None,
         "batches": live_batches,
         "cpu_cores_used": live_cpu,
-        "redis_forks": forks,
+        "redis_persistence": persistence,  # during the run; AOF bytes: its growth
     }
-    say(f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms "
-        f"({forks['aof_rewrites']} AOF rewrites of Redis during the run)")
+    say(
+        f"latency: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms "
+        f"({persistence['aof_rewrites']} AOF rewrites of Redis during the run)"
+    )
     rate["rss_mb_max"] = round(max(x.rss_mb for x in run.samples), 1)
     rate["rss_mb_end"] = round(run.samples[-1].rss_mb, 1)
     rate["lag_curve"] = [

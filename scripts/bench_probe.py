@@ -144,10 +144,11 @@ def cpu_us_per_event(first: Sample, last: Sample, events: int) -> dict[str, floa
     return out
 
 
-async def redis_forks(s: Settings) -> dict[str, int]:
-    """Redis's background forks so far (``INFO``): AOF rewrites, RDB saves, all forks. A
-    fork's child copies the whole dataset on the same cores as everything else; a latency
-    run is read beside the forks made during it."""
+async def redis_persistence(s: Settings) -> dict[str, int]:
+    """Redis's persistence counters so far (``INFO``): AOF rewrites, RDB saves, all forks,
+    and the AOF's size in bytes. A fork's child copies the whole dataset on the same cores as
+    everything else, so a latency run is read beside the forks made during it; the AOF's
+    growth per event says how often a shop at that rate would fork."""
     client = aioredis.from_url(s.redis_url)
     try:
         info = {**await client.info("persistence"), **await client.info("stats")}
@@ -155,7 +156,8 @@ async def redis_forks(s: Settings) -> dict[str, int]:
         await client.aclose()
     return {"aof_rewrites": int(info.get("aof_rewrites", 0)),
             "rdb_saves": int(info.get("rdb_saves", 0)),
-            "forks": int(info.get("total_forks", 0))}  # fmt: skip
+            "forks": int(info.get("total_forks", 0)),
+            "aof_bytes": int(info.get("aof_current_size", 0))}  # fmt: skip
 
 
 async def service_pids(s: Settings) -> dict[str, int]:

@@ -160,21 +160,24 @@ def _latency_runs(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     where the run recorded it.
 
     >>> run = {"replay": {"seconds": 30.1}, "recommendations_matched": 36096,
-    ...        "redis_forks": {"aof_rewrites": 2}}
+    ...        "redis_persistence": {"aof_rewrites": 2}}
     >>> _latency_runs([run, run])[0][1]
     '30 / 30 s, 36,096 / 36,096 recommendations, 2 / 2 AOF rewrites'
     >>> _latency_runs([{}, {}])
     []
     """
-    if not all("redis_forks" in r for r in runs):
+    # "redis_forks": the same counters in the runs of d6f8d2f (without the AOF's growth)
+    runs = [{**r, "redis_persistence": r.get("redis_persistence", r.get("redis_forks"))}
+            for r in runs]  # fmt: skip
+    if not all(r["redis_persistence"] is not None for r in runs):
         return []
     sh, de = runs
     return [("latency run: length, recommendations timed, Redis AOF rewrites in it, shared / "
              "dedicated",
              f"{_n(sh['replay']['seconds'])} / {_n(de['replay']['seconds'])} s, "
              f"{_n(sh['recommendations_matched'])} / {_n(de['recommendations_matched'])} "
-             f"recommendations, {sh['redis_forks']['aof_rewrites']} / "
-             f"{de['redis_forks']['aof_rewrites']} AOF rewrites")]  # fmt: skip
+             f"recommendations, {sh['redis_persistence']['aof_rewrites']} / "
+             f"{de['redis_persistence']['aof_rewrites']} AOF rewrites")]  # fmt: skip
 
 
 def readme_table(latest: dict[str, Any]) -> str:
