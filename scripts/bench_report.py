@@ -166,10 +166,7 @@ def _latency_runs(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     >>> _latency_runs([{}, {}])
     []
     """
-    # "redis_forks": the same counters in the runs of d6f8d2f (without the AOF's growth)
-    runs = [{**r, "redis_persistence": r.get("redis_persistence", r.get("redis_forks"))}
-            for r in runs]  # fmt: skip
-    if not all(r["redis_persistence"] is not None for r in runs):
+    if not all("redis_persistence" in r for r in runs):
         return []
     sh, de = runs
     return [("latency run: length, recommendations timed, Redis AOF rewrites in it, shared / "

@@ -4,21 +4,13 @@ was asked for, playing its file again with later event times and new ids."""
 from __future__ import annotations
 
 import doctest
-import importlib
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-
-def load(name: str) -> Any:
-    scripts = str(Path(__file__).resolve().parents[3] / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    return importlib.import_module(name)
+from tests.support.scripts import load_script
 
 
 def lines(events: list[dict[str, Any]]) -> list[bytes]:
@@ -43,7 +35,7 @@ event = st.fixed_dictionaries(
 def test_passes_keep_users_and_partitions_and_move_time_forward(
     events: list[dict[str, Any]], limit: int
 ) -> None:
-    loadgen = load("bench_loadgen")
+    loadgen = load_script("bench_loadgen")
     events.sort(key=lambda e: e["ts"])
     p = loadgen.prepare(lines(events), 4, limit)
     n = len(events)
@@ -63,7 +55,7 @@ def test_passes_keep_users_and_partitions_and_move_time_forward(
 
 
 def test_a_limit_within_the_file_sends_its_first_events_unchanged() -> None:
-    loadgen = load("bench_loadgen")
+    loadgen = load_script("bench_loadgen")
     events = [{"event_id": f"e{i}", "user_id": "u1", "ts": i} for i in range(5)]
     p = loadgen.prepare([*lines(events), b"\n"], 2, 3)
     assert p.ids == ["e0", "e1", "e2"]
@@ -71,5 +63,5 @@ def test_a_limit_within_the_file_sends_its_first_events_unchanged() -> None:
 
 def test_doctests_of_the_bench_scripts() -> None:
     for name in ("bench_loadgen", "bench_report"):
-        result = doctest.testmod(load(name))
+        result = doctest.testmod(load_script(name))
         assert result.attempted and not result.failed, name

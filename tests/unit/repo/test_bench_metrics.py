@@ -3,8 +3,6 @@ latest.json schema and the tables generated from it (scripts/bench_probe.py, ben
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,14 +10,12 @@ from typing import Any
 import orjson
 
 from streams.telemetry import Telemetry
+from tests.support.scripts import load_script
 
 
 def load_bench() -> Any:
     """scripts/bench_probe.py (make bench's probes), with scripts/ importable as when run."""
-    scripts = str(Path(__file__).resolve().parents[3] / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    return importlib.import_module("bench_probe")
+    return load_script("bench_probe")
 
 
 def test_batch_counters_read_what_the_worker_exports() -> None:
@@ -44,11 +40,6 @@ def test_batch_counters_read_what_the_worker_exports() -> None:
     assert report.stage_us_per_event(stats) == {"validate": 10.0, "users": 100.0}  # µs per event
     walls = report.stage_us_per_event(stats, "wall_ms_per_batch_by_stage")
     assert walls == {"validate": 15.0, "users": 200.0}
-
-
-def load_script(name: str) -> Any:
-    load_bench()  # puts scripts/ on the path
-    return importlib.import_module(name)
 
 
 def test_cpu_ticks_are_read_after_the_command_name() -> None:
