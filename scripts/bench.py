@@ -266,6 +266,11 @@ def main() -> None:
         "--latency-fraction", type=float, default=0.5, help="latency-run rate / pipeline max"
     )
     parser.add_argument(
+        "--latency-rate", type=float, default=0.0,
+        help="latency-run rate in events/s instead of a fraction of the drain (A/B runs of "
+        "two variants at one rate: the drain rate moves with the box)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-pin-services", dest="pin_services", action="store_false",
         help="dedicated configuration: leave Kafka and Redis where they are",
     )  # fmt: skip

@@ -190,7 +190,7 @@ async def _drain_and_offer(
             stop_spy(spy)
         spies = [start_spy(args, pid, "live")]
 
-        lat_rate = max(50.0, rate["eps"] * args.latency_fraction)
+        lat_rate = args.latency_rate or max(50.0, rate["eps"] * args.latency_fraction)
         offered = max(1, int(lat_rate * args.latency_seconds))
         passes = offered / lines_in(rest)
         say(f"latency: fixed rate {lat_rate:,.0f} events/s for {args.latency_seconds:.0f} s: "

@@ -150,9 +150,11 @@ class Settings:
     )
     batch_within_ms: int = _opt(
         2,
-        "Longest wait for more records once a batch has its first ones, in milliseconds (a "
-        "full batch starts at once). With the fetch hand-off off it is Faust's wait after "
-        "every batch, which an idle worker repeats every this many ms.",
+        "Longest wait for more records once a batch has its first ones, in milliseconds, "
+        "counted from when the oldest of them was fetched (a full batch, or records that "
+        "waited this long for the batch before, start at once). With the fetch hand-off off "
+        "it is Faust's wait after every batch, which an idle worker repeats every this many "
+        "ms.",
     )
     stream_buffer_maxsize: int = _opt(8192, "Faust per-partition stream buffer size.")
     max_poll_records: int = _opt(2000, "Kafka max records per poll.")
