@@ -97,6 +97,19 @@ def _squash(x: float, scale: float) -> float:
     return x / (x + scale) if x > 0 else 0.0
 
 
+class Observed(NamedTuple):
+    """What :meth:`AnomalyDetector.observe_rules` found for one event, for
+    :meth:`AnomalyDetector.observe_model`."""
+
+    user_id: str
+    user: _User
+    ts_ms: int
+    found: list[tuple[str, float, str]]
+    x: dict[str, float]
+    use_model: bool
+    teach: bool
+
+
 class AnomalyDetector:
     """Rules + Half-Space Trees over per-event velocity and order features."""
 
@@ -298,6 +311,27 @@ class AnomalyDetector:
 
     def observe(self, e: Interaction) -> list[Flag]:
         """Update with one event; return the anomalies to report (often none)."""
+        return self.observe_model(self.observe_rules(e))
+
+    def observe_rules(self, e: Interaction) -> Observed:
+        """The first half of :meth:`observe`: the user's windows, the rules and the bot flag
+        (so :meth:`is_bot` answers for this event at once), the model's inputs. The second
+        half, :meth:`observe_model`, may run later, as long as the model halves of the events
+        run in the order of their rule halves: nothing here reads what it changes (the
+        trees, ``n_learned``, the users' cooldowns), so splitting changes no result.
+
+        >>> from types import SimpleNamespace as Ev
+        >>> cfg = AnomalyConfig(burst_per_min=2, cooldown_ms=1, bot_ttl_ms=9)
+        >>> one, two = AnomalyDetector(cfg), AnomalyDetector(cfg)
+        >>> evs = [Ev(type="view", user_id="b", ts_ms=t, item_id="i", price=None,
+        ...           quantity=None) for t in (1, 2, 3, 4)]
+        >>> together = [one.observe(e) for e in evs]
+        >>> halves = [two.observe_rules(e) for e in evs]
+        >>> two.is_bot("b"), [two.observe_model(o) for o in halves] == together
+        (True, True)
+        >>> one.to_dict() == two.to_dict()
+        True
+        """
         c = self.config
         u = self._user(e.user_id)
         self._window(u, e)
@@ -305,26 +339,34 @@ class AnomalyDetector:
         # The model sees every purchase and every ``hst_every``-th event of a user (cost).
         use_model = e.type == "purchase" or u.n_seen % c.hst_every == 0
         x = self._features(u, e) if use_model else {}
-        score = 0.0
-        if use_model and self.n_learned >= c.hst_warmup:
-            score = float(self.hst.score_one(x))
-            score = score if math.isfinite(score) else 0.0
-        if score >= c.hst_threshold:
-            top = max(x, key=x.__getitem__)
-            found.append(("unusual_activity", score, f"unusual {top} ({x[top]:.2f} scaled)"))
         if any(kind == "bot" for kind, _, _ in found):
             u.bot_until = u.last_ts + c.bot_ttl_ms
-        if (  # bots and poison (non-finite inputs) do not teach the model
-            use_model and u.bot_until < u.last_ts and all(map(math.isfinite, x.values()))
-        ):
-            self.hst.learn_one(x)
+        # bots and poison (non-finite inputs) do not teach the model
+        teach = use_model and u.bot_until < u.last_ts and all(map(math.isfinite, x.values()))
+        return Observed(e.user_id, u, e.ts_ms, found, x, use_model, teach)
+
+    def observe_model(self, o: Observed) -> list[Flag]:
+        """The second half of :meth:`observe`: the Half-Space Trees' score and learning, and
+        the flags to report (each kind at most once per ``cooldown_ms`` of the user's)."""
+        c = self.config
+        score = 0.0
+        if o.use_model and self.n_learned >= c.hst_warmup:
+            score = float(self.hst.score_one(o.x))
+            score = score if math.isfinite(score) else 0.0
+        found = o.found
+        if score >= c.hst_threshold:
+            top = max(o.x, key=o.x.__getitem__)
+            found.append(("unusual_activity", score, f"unusual {top} ({o.x[top]:.2f} scaled)"))
+        if o.teach:
+            self.hst.learn_one(o.x)
             self.n_learned += 1
         out: list[Flag] = []
+        emitted = o.user.emitted
         for kind, strength, reason in found:
-            last = u.emitted.get(kind)
-            if last is not None and 0 <= e.ts_ms - last < c.cooldown_ms:
+            last = emitted.get(kind)
+            if last is not None and 0 <= o.ts_ms - last < c.cooldown_ms:
                 continue
-            u.emitted[kind] = e.ts_ms
+            emitted[kind] = o.ts_ms
             out.append(Flag(kind, round(max(strength, score), 4), reason))
         return out
 

@@ -37,13 +37,13 @@ from redis.exceptions import ReadOnlyError, ResponseError
 
 from models.similarity import guard, key_base
 from streams.core.errors import Fenced, StateDiverged
-from streams.core.events import Event, Limits, Record
+from streams.core.events import Event, Limits, Record, safe_text
 from streams.core.payloads import ChurnAlert
 from streams.domain.churn_state import ChurnConfig
 from streams.domain.envelope import classify, last_rec_ms
 from streams.domain.outputs import anomaly_message
 from streams.domain.recommendations import plan_recommendations
-from streams.domain.screening import screen
+from streams.domain.screening import Screened, finish, screen
 from streams.telemetry.measure import SlowBatches, StageClock, partition_lags
 from streams.worker import erasure
 from streams.worker.checkpoints import Checkpointer
@@ -106,6 +106,8 @@ class BatchProcessor:
         self.kpis = KpiWriter(shop, self.parts.sources, self.retry, refusal)
         self.retention = Retention(self.parts)
         self.quality_at = -QUALITY_EVERY_S
+        #: the anomaly stage's second half, for :meth:`finish_anomalies`
+        self.screened: tuple[Screened, set[tuple[int, str]]] = (Screened(), set())
         self.slow = SlowBatches()
 
     # --- the batch ------------------------------------------------------------------------
@@ -207,6 +209,9 @@ class BatchProcessor:
         for _ in range(3):  # redis-py needs 2 turns to send the call (scripts/redis_overlap.py)
             await asyncio.sleep(0)
         try:
+            clock.lap("users")
+            await self.finish_anomalies(users)  # sent: the rest of the anomaly stage
+            clock.lap("anomalies")
             update_users(self.parts, fresh, learnable, users, due)
             self.parts.seen({rec.partition for rec, _ in valid}, time.time())
             clock.lap("users")
@@ -344,9 +349,12 @@ class BatchProcessor:
         self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]],
         users: UserUpdates,
     ) -> list[tuple[Record, Event]]:  # fmt: skip
-        """Publish anomalies of the ``fresh`` events; return those of ``valid`` that may teach
-        the models (:func:`streams.domain.screening.screen`: all but a flagged bot's, decided
-        event by event). A user whose check fails is broken in ``users``.
+        """The rules' half of the anomaly check of the ``fresh`` events; returns those of
+        ``valid`` that may teach the models (:func:`streams.domain.screening.screen`: all but
+        a flagged bot's, decided event by event). A user whose check fails is broken in
+        ``users``. The Half-Space Trees' half and the flags follow in
+        :meth:`finish_anomalies`, once Redis was asked to learn the batch (Redis is the live
+        batch's critical path: docs/performance.md, "Eighteenth round").
 
         Each user's windows and bot flag come from their envelope and go back into it
         (``users.anomaly``), so after a crash the same bots are flagged and kept out of
@@ -368,12 +376,29 @@ class BatchProcessor:
         )  # fmt: skip
         for uid, exc in found.failed.items():
             users.fail(uid, "checking for anomalies", exc)
+        self.screened = (found, imported)
+        return users.without_broken(found.learnable) if users.broken else found.learnable
+
+    async def finish_anomalies(self, users: UserUpdates) -> None:
+        """The Half-Space Trees' half of :meth:`detect_anomalies` (scores, learning, flags:
+        nothing that decides what Redis learns), run while Redis learns the batch; then the
+        users' anomaly state goes into their envelopes and the flags join the outbox."""
+        found, imported = self.screened
+        self.screened = (Screened(), set())
+        finish(found)
+        if found.model_failed:  # their events stand; only their model scores are missing
+            uid, exc = next(iter(found.model_failed.items()))
+            log.error(
+                "the anomaly model failed on events of %d users (first: %s: %r); their events "
+                "are applied without a model score", len(found.model_failed), safe_text(uid),
+                exc, exc_info=(type(exc), exc, exc.__traceback__),
+            )  # fmt: skip
+        models_for = self.parts.models_for
         for partition, uid in imported:
             if uid not in users.broken:
                 users.anomaly[uid] = models_for(partition).anomalies.export_user(uid)
         await self.out.anomalies([anomaly_message(e, flag) for e, flag in found.flags
                                   if e.user_id not in users.broken])  # fmt: skip
-        return users.without_broken(found.learnable) if users.broken else found.learnable
 
     async def learn(
         self, learnable: list[tuple[Record, Event]], due: list[Event]

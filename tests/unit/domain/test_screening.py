@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from models.anomaly import AnomalyConfig, AnomalyDetector
 from streams.core.events import Event, Record
-from streams.domain.screening import Pair, screen
+from streams.domain.screening import Pair, finish, screen
 
 CONFIG = AnomalyConfig(burst_per_min=5, cooldown_ms=60_000, bot_ttl_ms=120_000)
 
@@ -37,6 +37,7 @@ def run(events: list[Pair], cuts: list[int]) -> tuple[list[str], list[tuple[str,
         for uid in users:
             detector.import_user(uid, stored.get(uid))  # type: ignore[arg-type]
         out = screen(batch, {id(e) for _, e in batch}, lambda rec, d=detector: d, exclude_bots=True)
+        finish(out)
         for uid in users:
             stored[uid] = detector.export_user(uid)
         learnt += [e.event_id for _, e in out.learnable]
@@ -65,16 +66,40 @@ def test_a_bot_teaches_until_it_is_flagged_and_not_while_flagged() -> None:
 
 def test_a_user_whose_check_fails_teaches_nothing_of_the_batch() -> None:
     class Broken(AnomalyDetector):
-        def observe(self, event):  # type: ignore[no-untyped-def]
+        def observe_rules(self, event):  # type: ignore[no-untyped-def]
             if event.event_id == "e2":
                 raise ValueError("boom")
-            return super().observe(event)
+            return super().observe_rules(event)
 
     events = stream([(0, 30), (1, 30), (0, 30), (1, 30)])
     detector = Broken(CONFIG)
     out = screen(events, {id(e) for _, e in events}, lambda rec: detector, exclude_bots=True)
     assert [e.event_id for _, e in out.learnable] == ["e1", "e3"]
     assert list(out.failed) == ["u0"]
+
+
+def test_the_model_half_after_the_decision_leaves_what_teaches_and_a_failure_costs_one_score(
+) -> None:
+    """:func:`finish` (the Half-Space Trees' half, run while Redis learns) leaves what may
+    teach as :func:`screen` decided it; an event whose model half raises is counted in
+    ``model_failed`` and the user's other events go on being observed."""
+    events = stream([(0, 30), (1, 30), (0, 30), (1, 30)])
+    seen: list[int] = []
+
+    class Broken(AnomalyDetector):
+        def observe_model(self, o):  # type: ignore[no-untyped-def]
+            seen.append(o.ts_ms)
+            if len(seen) == 1:
+                raise ValueError("boom")
+            return super().observe_model(o)
+
+    detector = Broken(CONFIG)
+    out = screen(events, {id(e) for _, e in events}, lambda rec: detector, exclude_bots=True)
+    assert not seen and len(out.pending) == 4
+    finish(out)
+    assert [e.event_id for _, e in out.learnable] == ["e0", "e1", "e2", "e3"]
+    assert list(out.model_failed) == ["u0"] and not out.failed and not out.pending
+    assert len(seen) == 4
 
 
 def test_events_applied_before_are_not_observed_again() -> None:
