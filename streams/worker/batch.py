@@ -106,8 +106,6 @@ class BatchProcessor:
         self.kpis = KpiWriter(shop, self.parts.sources, self.retry, refusal)
         self.retention = Retention(self.parts)
         self.quality_at = -QUALITY_EVERY_S
-        #: the anomaly stage's second half, for :meth:`finish_anomalies`
-        self.screened: tuple[Screened, set[tuple[int, str]]] = (Screened(), set())
         self.slow = SlowBatches()
 
     # --- the batch ------------------------------------------------------------------------
@@ -195,7 +193,7 @@ class BatchProcessor:
         valid = [rv for rv, v in zip(valid, verdicts, strict=True) if v in KEPT]
         clock.lap("classify")
         applying = fresh
-        learnable = await self.detect_anomalies(valid, fresh, users)
+        learnable, screened = await self.detect_anomalies(valid, fresh, users)
         if users.broken:  # an anomaly check failed: those users' events stay out
             valid, fresh = users.without_broken(valid), users.without_broken(fresh)
         clock.lap("anomalies")
@@ -210,7 +208,7 @@ class BatchProcessor:
             await asyncio.sleep(0)
         try:
             clock.lap("users")
-            await self.finish_anomalies(users)  # sent: the rest of the anomaly stage
+            await self.finish_anomalies(screened, valid, users)  # sent: the rest of them
             clock.lap("anomalies")
             update_users(self.parts, fresh, learnable, users, due)
             self.parts.seen({rec.partition for rec, _ in valid}, time.time())
@@ -348,13 +346,13 @@ class BatchProcessor:
     async def detect_anomalies(
         self, valid: list[tuple[Record, Event]], fresh: list[tuple[Record, Event]],
         users: UserUpdates,
-    ) -> list[tuple[Record, Event]]:  # fmt: skip
+    ) -> tuple[list[tuple[Record, Event]], Screened]:  # fmt: skip
         """The rules' half of the anomaly check of the ``fresh`` events; returns those of
         ``valid`` that may teach the models (:func:`streams.domain.screening.screen`: all but
-        a flagged bot's, decided event by event). A user whose check fails is broken in
-        ``users``. The Half-Space Trees' half and the flags follow in
-        :meth:`finish_anomalies`, once Redis was asked to learn the batch (Redis is the live
-        batch's critical path: docs/performance.md, "Eighteenth round").
+        a flagged bot's, decided event by event) and the screening, whose Half-Space Trees'
+        half and flags :meth:`finish_anomalies` completes once Redis was asked to learn the
+        batch (Redis is the live batch's critical path: docs/performance.md, "Eighteenth
+        round"). A user whose check fails is broken in ``users``.
 
         Each user's windows and bot flag come from their envelope and go back into it
         (``users.anomaly``), so after a crash the same bots are flagged and kept out of
@@ -376,15 +374,14 @@ class BatchProcessor:
         )  # fmt: skip
         for uid, exc in found.failed.items():
             users.fail(uid, "checking for anomalies", exc)
-        self.screened = (found, imported)
-        return users.without_broken(found.learnable) if users.broken else found.learnable
+        return users.without_broken(found.learnable) if users.broken else found.learnable, found
 
-    async def finish_anomalies(self, users: UserUpdates) -> None:
+    async def finish_anomalies(
+        self, found: Screened, valid: list[tuple[Record, Event]], users: UserUpdates
+    ) -> None:
         """The Half-Space Trees' half of :meth:`detect_anomalies` (scores, learning, flags:
         nothing that decides what Redis learns), run while Redis learns the batch; then the
         users' anomaly state goes into their envelopes and the flags join the outbox."""
-        found, imported = self.screened
-        self.screened = (Screened(), set())
         finish(found)
         if found.model_failed:  # their events stand; only their model scores are missing
             uid, exc = next(iter(found.model_failed.items()))
@@ -394,7 +391,7 @@ class BatchProcessor:
                 exc, exc_info=(type(exc), exc, exc.__traceback__),
             )  # fmt: skip
         models_for = self.parts.models_for
-        for partition, uid in imported:
+        for partition, uid in {(rec.partition, e.user_id) for rec, e in valid}:  # imported
             if uid not in users.broken:
                 users.anomaly[uid] = models_for(partition).anomalies.export_user(uid)
         await self.out.anomalies([anomaly_message(e, flag) for e, flag in found.flags

@@ -8,6 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.anomaly import AnomalyDetector, _User, _user_from_dict, _user_to_dict
 from streams.core.events import Event, validate
@@ -162,3 +164,46 @@ def test_a_user_state_without_a_newer_field_keeps_its_default() -> None:
     assert _user_from_dict(d) == u
     del d["bot_until"]
     assert _user_from_dict(d).bot_until == _User().bot_until and _user_from_dict(d).n_seen == 3
+
+
+_KINDS = ("view", "add_to_cart", "purchase", "search")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # user
+            st.sampled_from(_KINDS),
+            st.integers(-120_000, 600_000),  # ms since the event before (out of order too)
+            st.integers(0, 40),  # item
+            st.one_of(st.none(), st.floats(0.0, 1e9, allow_nan=False)),  # price
+            st.integers(1, 10_000),  # quantity
+        ),
+        max_size=120,
+    ),
+    cut=st.integers(0, 120),
+)
+def test_rules_then_model_halves_equal_observe_event_by_event(
+    steps: list[tuple[int, str, int, int, float | None, int]], cut: int
+) -> None:
+    """The worker runs every rule half of a batch before its model halves (the model half
+    after the Redis call is sent): over arbitrary events, extreme prices and quantities,
+    out-of-order times and any batch cut, the flags, bot flags and stored state equal
+    ``observe`` called event by event."""
+    t, events = 1_700_000_000_000, []
+    for n, (user, kind, gap, item, price, qty) in enumerate(steps):
+        t += gap
+        priced = kind in ("add_to_cart", "purchase")
+        events.append(Event(f"e{n}", kind, f"u{user}", f"s{user}", t,
+                            item_id=None if kind == "search" else f"i{item}",
+                            price=price if priced else None,
+                            quantity=qty if kind == "purchase" else None))  # fmt: skip
+    one, two = detector(hst_warmup=5, hst_every=1), detector(hst_warmup=5, hst_every=1)
+    together = [(e.event_id, f) for e in events for f in one.observe(e)]
+    halves: list[tuple[str, Any]] = []
+    for batch in (events[:cut], events[cut:]):
+        observed = [(e, two.observe_rules(e)) for e in batch]
+        halves += [(e.event_id, f) for e, o in observed for f in two.observe_model(o)]
+    assert halves == together
+    assert two.to_dict() == one.to_dict()
