@@ -300,8 +300,9 @@ class Settings:
     forecast_origins_per_check: int = _opt(
         1,
         "Origin days whose forecasts one check works out at most, oldest first (each is "
-        "~0.25 s of CPU in the forecast process); a catch-up after downtime takes one check "
-        "per day, a replay's fast event time skips the days it has passed (0 = all due).",
+        "0.25-3.6 s of CPU in the forecast process): a catch-up is paced, not a burst; an "
+        "origin is passed over only when event time runs over 35 days ahead of the "
+        "forecasts (a backfill, a fast replay). 0 = every due origin at once.",
     )
 
     # --- privacy ------------------------------------------------------------------------

@@ -14,7 +14,9 @@ the worker"):
   back; when all are idle, the largest;
 * the due origins (:func:`due_origins`) are the days whose start it has passed, after the
   last origin sent, at most :data:`CATCH_UP` of them (the newest): a backfill of history
-  does not refit every day of it;
+  does not refit every day of it; the worker works them out a few per check
+  (``SHOPSTREAM_FORECAST_ORIGINS_PER_CHECK``), oldest first, so an origin is passed over
+  only when event time runs more than :data:`CATCH_UP` days ahead of the forecasts;
 * the forecasts of an origin (:func:`forecasts_for`) are a pure function of the stored
   days before it: :func:`streams.domain.business.forecast_panel` on the shop's revenue and
   orders and on each of the top ``SHOPSTREAM_FORECAST_CATEGORIES`` categories' revenue and
@@ -28,6 +30,8 @@ the worker"):
 10
 >>> due_origins(3 * DAY_MS, first_day=0, sent=1)
 [2, 3]
+>>> due_origins(50 * DAY_MS, first_day=0, sent=1)[:2]  # a backfill: the newest CATCH_UP
+[16, 17]
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ from streams.core.payloads import Forecast
 from streams.domain.business import ERROR_DAYS, HORIZON_DAYS, forecast_panel
 from streams.domain.kpis import DAY_MS, day_number
 
-#: The most due origins sent at once (the newest); older ones are passed over.
-CATCH_UP: Final = 7
+#: The most origins due at once (the newest); older ones are passed over. Five weeks: a
+#: worker that drains a backlog of days (event time several days ahead per check) while it
+#: works out one origin per check still sends every one of them (tests/unit/domain).
+CATCH_UP: Final = 35
 #: Days before the origin the models learn from (26 weeks: bounds a refit's cost).
 HISTORY_DAYS: Final = 182
 #: The window over which categories are ranked by revenue.

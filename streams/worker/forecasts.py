@@ -3,7 +3,8 @@ complete (issue 18, Build 6; the rules in :mod:`streams.domain.forecasts`).
 
 A timer (``SHOPSTREAM_FORECAST_INTERVAL_S``) on every worker reads the partitions'
 watermarks that the business figures' script keeps (fenced with the figures,
-:mod:`streams.worker.kpi_store`), finds the origin days due, and for each, oldest first:
+:mod:`streams.worker.kpi_store`), finds the origin days due, and for each of the oldest
+``SHOPSTREAM_FORECAST_ORIGINS_PER_CHECK`` of them (a catch-up is paced), oldest first:
 
 1. works out its forecasts from the stored days before it, in a process of its own
    (:mod:`streams.worker.forecast_process`: a refit takes ~0.6 s per scope on 26 weeks of
@@ -127,10 +128,12 @@ class ForecastEmitter:
         )  # fmt: skip
 
     async def publish_due(self) -> int:
-        """Publish every due origin, oldest first; returns the records sent. The days they
-        learn from are read once, as the store's counters, and passed to the forecast
-        process unparsed: a replay's catch-up finds up to ``CATCH_UP`` origins due at a tick,
-        and reading and converting each one's history in the worker held its batches up
+        """Publish the oldest ``forecast_origins_per_check`` due origins (0: all), oldest
+        first; returns the records sent. Each is 0.25 s (the bench) to ~3.6 s (six scopes
+        on 26 weeks of days) of CPU in the forecast process, so a catch-up is paced, not a
+        burst (docs/performance.md, "Nineteenth round"). The days they learn from are read
+        once, as the store's counters, and passed to the forecast process unparsed: reading
+        and converting each one's history in the worker held its batches up
         (docs/performance.md, "Fifteenth round")."""
         due = await self.retry("finding the due forecasts", self.due)
         most = self.shop.settings.forecast_origins_per_check

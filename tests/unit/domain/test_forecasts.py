@@ -62,10 +62,12 @@ def test_an_origin_is_due_once_the_low_watermark_passed_its_start() -> None:
     assert due_origins(start, first_day=FIRST, sent=-1)[-1] == FIRST + 9
     assert due_origins(start, first_day=FIRST, sent=FIRST + 9) == []
     assert due_origins(start, first_day=FIRST, sent=FIRST + 7) == [FIRST + 8, FIRST + 9]
-    # the first origin has one complete day before it; a backfill sends the newest week
+    # the first origin has one complete day before it; a backfill sends the newest CATCH_UP
     assert due_origins(FIRST * DAY_MS + 5, first_day=FIRST, sent=-1) == []
-    assert due_origins(start, first_day=FIRST, sent=-1) == list(
-        range(FIRST + 10 - CATCH_UP, FIRST + 10)
+    assert due_origins(start, first_day=FIRST, sent=-1) == list(range(FIRST + 1, FIRST + 10))
+    late = (FIRST + 99) * DAY_MS
+    assert due_origins(late, first_day=FIRST, sent=-1) == list(
+        range(FIRST + 100 - CATCH_UP, FIRST + 100)
     )
     assert due_origins(None, first_day=FIRST, sent=-1) == []
 
