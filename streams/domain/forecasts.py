@@ -46,7 +46,8 @@ from streams.domain.kpis import DAY_MS, day_number
 
 #: The most origins due at once (the newest); older ones are passed over. Five weeks: a
 #: worker that drains a backlog of days (event time several days ahead per check) while it
-#: works out one origin per check still sends every one of them (tests/unit/domain).
+#: works out one origin per check still sends every one of them (tests/unit/worker/
+#: test_forecast_tick.py).
 CATCH_UP: Final = 35
 #: Days before the origin the models learn from (26 weeks: bounds a refit's cost).
 HISTORY_DAYS: Final = 182
