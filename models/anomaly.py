@@ -101,7 +101,6 @@ class Observed(NamedTuple):
     """What :meth:`AnomalyDetector.observe_rules` found for one event, for
     :meth:`AnomalyDetector.observe_model`."""
 
-    user_id: str
     user: _User
     ts_ms: int
     found: list[tuple[str, float, str]]
@@ -343,7 +342,7 @@ class AnomalyDetector:
             u.bot_until = u.last_ts + c.bot_ttl_ms
         # bots and poison (non-finite inputs) do not teach the model
         teach = use_model and u.bot_until < u.last_ts and all(map(math.isfinite, x.values()))
-        return Observed(e.user_id, u, e.ts_ms, found, x, use_model, teach)
+        return Observed(u, e.ts_ms, found, x, use_model, teach)
 
     def observe_model(self, o: Observed) -> list[Flag]:
         """The second half of :meth:`observe`: the Half-Space Trees' score and learning, and

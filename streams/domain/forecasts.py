@@ -32,6 +32,8 @@ the worker"):
 [2, 3]
 >>> due_origins(50 * DAY_MS, first_day=0, sent=1)[:2]  # a backfill: the newest CATCH_UP
 [16, 17]
+>>> due_origins(50 * DAY_MS, first_day=0, sent=1, most=1)  # one per check, oldest first
+[16]
 """
 
 from __future__ import annotations
@@ -79,13 +81,19 @@ def low_watermark(
     return min(busy) if busy else max(marks.values())
 
 
-def due_origins(low_ms: int | None, *, first_day: int | None, sent: int) -> list[int]:
+def due_origins(
+    low_ms: int | None, *, first_day: int | None, sent: int, most: int = 0
+) -> list[int]:
     """Origin days (days since the epoch) whose start the low watermark passed, after the
-    first stored day and the last origin ``sent``: the newest :data:`CATCH_UP`."""
+    first stored day and the last origin ``sent``: of the newest :data:`CATCH_UP`, the
+    oldest ``most`` (0 = all of them), so that a check's work is bounded and a catch-up
+    paced (``SHOPSTREAM_FORECAST_ORIGINS_PER_CHECK``)."""
     if low_ms is None or low_ms < 0 or first_day is None:
         return []
     last = low_ms // DAY_MS
     start = max(sent + 1, first_day + 1, last - CATCH_UP + 1)
+    if most > 0:
+        last = min(last, start + most - 1)
     return list(range(start, last + 1))
 
 

@@ -106,7 +106,7 @@ class ForecastEmitter:
         return max(idle, IDLE_FLOOR_S) if idle > 0 else 0.0
 
     async def due(self) -> list[int]:
-        """The origin days due now."""
+        """The origin days due now, at most ``forecast_origins_per_check`` of them."""
         kpis, redis = self.shop.runtime.kpis, self.shop.runtime.redis
         source = self.sources.fence_field(0).rpartition(":")[0]
         marks, seen = await kpis.watermarks(source)
@@ -125,20 +125,18 @@ class ForecastEmitter:
         return due_origins(
             low, first_day=day_number(first[0]) if first else None,
             sent=int(sent) if sent is not None else -1,
+            most=self.shop.settings.forecast_origins_per_check,
         )  # fmt: skip
 
     async def publish_due(self) -> int:
-        """Publish the oldest ``forecast_origins_per_check`` due origins (0: all), oldest
-        first; returns the records sent. Each is 0.25 s (the bench) to ~3.6 s (six scopes
+        """Publish the due origins (:meth:`due`: ``forecast_origins_per_check`` at most),
+        oldest first; returns the records sent. Each is 0.25 s (the bench) to ~3.6 s (six scopes
         on 26 weeks of days) of CPU in the forecast process, so a catch-up is paced, not a
         burst (docs/performance.md, "Nineteenth round"). The days they learn from are read
         once, as the store's counters, and passed to the forecast process unparsed: reading
         and converting each one's history in the worker held its batches up
         (docs/performance.md, "Fifteenth round")."""
         due = await self.retry("finding the due forecasts", self.due)
-        most = self.shop.settings.forecast_origins_per_check
-        if most > 0:  # a background job: a bounded share of the box per check
-            due = due[:most]
         if not due:
             return 0
         days = await self.retry("reading the days to forecast from", lambda: self.history(due))

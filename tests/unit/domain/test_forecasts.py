@@ -72,6 +72,17 @@ def test_an_origin_is_due_once_the_low_watermark_passed_its_start() -> None:
     assert due_origins(None, first_day=FIRST, sent=-1) == []
 
 
+def test_a_check_takes_at_most_its_share_of_the_due_origins_oldest_first() -> None:
+    start = (FIRST + 9) * DAY_MS
+    assert due_origins(start, first_day=FIRST, sent=FIRST + 6, most=1) == [FIRST + 7]
+    assert due_origins(start, first_day=FIRST, sent=FIRST + 6, most=2) == [FIRST + 7, FIRST + 8]
+    assert due_origins(start, first_day=FIRST, sent=FIRST + 6, most=9) == [FIRST + 7, FIRST + 8,
+                                                                            FIRST + 9]  # fmt: skip
+    assert due_origins(start, first_day=FIRST, sent=FIRST + 6, most=0) == [FIRST + 7, FIRST + 8,
+                                                                            FIRST + 9]  # fmt: skip
+    assert due_origins(start, first_day=FIRST, sent=FIRST + 9, most=1) == []
+
+
 def test_categories_are_the_top_ones_by_revenue_before_the_origin() -> None:
     days = [day(n, 50.0, hats=1.0, shoes=5.0, socks=2.0, **{"": 9.0}) for n in range(30)]
     days.append(day(30, 50.0, hats=1_000.0))  # on the origin day: not known yet

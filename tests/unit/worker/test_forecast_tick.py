@@ -58,35 +58,6 @@ def test_a_failure_while_running_is_still_logged(caplog: pytest.LogCaptureFixtur
     assert "publishing the sales forecasts failed" in caplog.text
 
 
-@pytest.mark.parametrize(("most", "sent"), [(1, [10]), (2, [10, 11]), (0, [10, 11, 12])])
-def test_a_check_works_out_at_most_its_share_of_origins_oldest_first(
-    most: int, sent: list[int]
-) -> None:
-    """A catch-up (a replay's fast event time, a worker back after days) is a background
-    job: each check works out ``forecast_origins_per_check`` origins, the oldest due first,
-    and reads only their history; the next check finds the rest still due."""
-    runtime = SimpleNamespace(ready=True)
-    paced = emitter(runtime)
-    paced.shop.settings = Settings(forecast_origins_per_check=most)
-    paced.due = lambda: asyncio.sleep(0, result=[10, 11, 12])  # type: ignore[method-assign]
-    read: list[list[int]] = []
-    published: list[int] = []
-
-    async def history(origins: list[int]) -> bytes:
-        read.append(list(origins))
-        return b"[]"
-
-    async def publish(origin: int, days: bytes) -> int:
-        published.append(origin)
-        return 6
-
-    paced.history = history  # type: ignore[method-assign]
-    paced.publish = publish  # type: ignore[method-assign]
-    assert asyncio.run(paced.publish_due()) == 6 * len(sent)
-    assert published == sent
-    assert read == [sent]
-
-
 def test_the_share_of_origins_per_check_must_not_be_negative() -> None:
     with pytest.raises(ConfigError, match="FORECAST_ORIGINS_PER_CHECK"):
         Settings(forecast_origins_per_check=-1).checked()
@@ -103,8 +74,8 @@ def checks(days_per_check: int, backlog_days: int, most: int = 1) -> tuple[list[
     paced.shop.settings = Settings(forecast_origins_per_check=most)
     sent: list[int] = []
 
-    async def due() -> list[int]:
-        return due_origins(state["low"] * DAY_MS, first_day=first, sent=state["sent"])
+    async def due() -> list[int]:  # ForecastEmitter.due without Redis
+        return due_origins(state["low"] * DAY_MS, first_day=first, sent=state["sent"], most=most)
 
     async def publish(origin: int, days: bytes) -> int:
         sent.append(origin)
